@@ -1,0 +1,1 @@
+"""Everything that touches the world: k6, HTTP, SQL, shell, files, the store, reports."""

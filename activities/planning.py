@@ -1,0 +1,78 @@
+"""Planning and validation steps of the perf-optimizer: pure analysis over stored evidence."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from temporalio import activity
+
+from ratchet.analysis import planning
+from ratchet.analysis.decisions import guard_check
+from ratchet.analysis.significance import compare_endpoint
+from ratchet.analysis.slo import check_slos
+from ratchet.contracts import CompareRequest, CompareResult, GuardRequest, GuardResult, PlanRequest, PlanResult
+from ratchet.settings import Settings
+from ratchet.store.engine import session_for
+from ratchet.store.samples import endpoint_durations
+from ratchet.store.tables import RecommendationRecord
+
+
+class AnalysisActivities:
+    """plan_changes, compare_runs and check_guard."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def _plan(self, request: PlanRequest) -> PlanResult:
+        recommendations = planning.plan(request.findings, request.target, limit=request.playbook.max_recommendations)
+        with session_for(self.settings.resolved_store_url) as session:
+            for r in recommendations:
+                session.merge(
+                    RecommendationRecord(
+                        key=f"{request.campaign_id}:{r.id}", campaign_id=request.campaign_id,
+                        recommendation_id=r.id, finding_id=r.finding_id, lever=r.lever.name if r.lever else None,
+                        score=r.score, predicted_gain_ms=r.predicted_gain_ms, recommended=r.recommended,
+                        body_json=r.model_dump_json(),
+                    )
+                )  # fmt: skip
+            session.commit()
+        return PlanResult(recommendations=recommendations)
+
+    @activity.defn(name="plan_changes")
+    async def plan_changes(self, request: PlanRequest) -> PlanResult:
+        """Rank the levers (declared and generated) that address the findings."""
+        return await asyncio.to_thread(self._plan, request)
+
+    def _samples(self, run_id: str) -> Path:
+        return self.settings.samples_dir / f"{run_id}.parquet"
+
+    def _compare(self, request: CompareRequest) -> CompareResult:
+        verdicts = []
+        for before in request.baseline.endpoints:
+            after = request.candidate.stats(before.endpoint)
+            if after is None:
+                continue
+            verdicts.append(
+                compare_endpoint(
+                    before,
+                    after,
+                    endpoint_durations(self._samples(request.baseline.run_id), before.endpoint),
+                    endpoint_durations(self._samples(request.candidate.run_id), before.endpoint),
+                    request.playbook.validation,
+                    request.playbook.slo.for_endpoint(before.endpoint).max_error_rate,
+                )
+            )
+        return CompareResult(verdicts=verdicts, slo=check_slos(request.candidate.endpoints, request.playbook))
+
+    @activity.defn(name="compare_runs")
+    async def compare_runs(self, request: CompareRequest) -> CompareResult:
+        """Before/after verdict per endpoint from the raw samples of both runs."""
+        return await asyncio.to_thread(self._compare, request)
+
+    @activity.defn(name="check_guard")
+    async def check_guard(self, request: GuardRequest) -> GuardResult:
+        """Whether the bake run stayed within the guard's limits around the validated numbers."""
+        return guard_check(request.validated, request.watch, request.playbook)
+
+

@@ -1,0 +1,1 @@
+"""Pure analysis: detectors, statistics, planning and decisions. No I/O, no Temporal imports."""

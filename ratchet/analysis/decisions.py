@@ -1,0 +1,65 @@
+"""The campaign's decision points as pure functions of their payloads (the workflow calls them)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from ratchet.analysis.slo import share_met
+from ratchet.config.playbook import Playbook
+from ratchet.contracts import (
+    AssessResult,
+    ChangeRecord,
+    EndpointVerdict,
+    GuardResult,
+    LoadTestResult,
+    SloCheck,
+    ValidationOutcome,
+    Verdict,
+)
+
+
+class AfterAssessment(StrEnum):
+    TARGETS_MET = "targets-met"
+    NOTHING_ACTIONABLE = "nothing-actionable"
+    CONTINUE = "continue"
+
+
+def after_assessment(result: AssessResult) -> AfterAssessment:
+    """No finding and targets met: done. Findings: go on. No finding but targets missed: nothing to do."""
+    if result.findings:
+        return AfterAssessment.CONTINUE
+    return AfterAssessment.TARGETS_MET if result.targets_met else AfterAssessment.NOTHING_ACTIONABLE
+
+
+def validation_outcome(verdicts: list[EndpointVerdict], slo: list[SloCheck], playbook: Playbook) -> ValidationOutcome:
+    """Met, partial (at or above the acceptance bar), failed, or regressed (any endpoint got worse)."""
+    if any(v.verdict == Verdict.REGRESSED for v in verdicts):
+        return ValidationOutcome.REGRESSED
+    if all(check.met for check in slo):
+        return ValidationOutcome.MET
+    improved = any(v.verdict == Verdict.IMPROVED for v in verdicts)
+    if improved and share_met(slo) >= playbook.validation.acceptance_bar:
+        return ValidationOutcome.PARTIAL
+    return ValidationOutcome.FAILED
+
+
+def changes_without_effect(changes: list[ChangeRecord], verdicts: list[EndpointVerdict]) -> list[ChangeRecord]:
+    """Changes whose endpoint did not improve: they did not prove themselves and are undone."""
+    by_endpoint = {v.endpoint: v.verdict for v in verdicts}
+    return [c for c in changes if by_endpoint.get(c.endpoint) != Verdict.IMPROVED]
+
+
+def guard_check(validated: LoadTestResult, watched: LoadTestResult, playbook: Playbook) -> GuardResult:
+    """Breached when an endpoint's error rate or p95 during the bake strays beyond the guard's limits."""
+    guard = playbook.deployment.guard
+    reasons = []
+    for now in watched.endpoints:
+        if now.error_rate > guard.max_error_rate:
+            reasons.append(f"{now.endpoint}: error rate {now.error_rate:.1%} > {guard.max_error_rate:.1%}")
+        before = validated.stats(now.endpoint)
+        if before is None:
+            continue
+        limit = max(before.p95 * (1 + guard.p95_tolerance), before.p95 + guard.p95_min_excess_ms)
+        if now.p95 > limit:
+            reasons.append(f"{now.endpoint}: p95 {now.p95:.1f} ms > {limit:.1f} ms (validated {before.p95:.1f} ms)")
+    return GuardResult(breached=bool(reasons), reasons=reasons)

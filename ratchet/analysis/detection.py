@@ -1,0 +1,143 @@
+"""Detectors of the first version: slow endpoints, and full scans behind them that an index would fix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ratchet.analysis.plans import FullScan
+from ratchet.config.common import FindingType
+from ratchet.config.playbook import Playbook
+from ratchet.contracts import EndpointStats, Finding
+
+
+@dataclass(frozen=True)
+class StatementEvidence:
+    """What the assessment learned about one statement of a slow endpoint (gathered by an activity)."""
+
+    endpoint: str
+    sql: str
+    plan: list[str]
+    full_scans: list[FullScan]
+    table_rows: dict[str, int]
+    filtered_columns: dict[str, list[str]]
+    existing_indexes: dict[str, list[str]] = field(default_factory=dict)
+    median_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class SlowEndpoint:
+    """An endpoint above its latency threshold, with its share of the total time spent serving requests."""
+
+    stats: EndpointStats
+    threshold_ms: float
+    latency_share: float
+    traffic_share: float
+
+
+def slow_endpoints(stats: list[EndpointStats], playbook: Playbook) -> list[SlowEndpoint]:
+    """Endpoints whose p95 exceeds the detection threshold (or their SLO) and that matter to the total."""
+    total_time = sum(s.mean * s.requests for s in stats) or 1.0
+    total_requests = sum(s.requests for s in stats) or 1
+    slow = []
+    for endpoint in stats:
+        threshold = playbook.detection.slow_p95_ms or playbook.slo.for_endpoint(endpoint.endpoint).p95_ms
+        if threshold is None or endpoint.p95 <= threshold or endpoint.requests == 0:
+            continue
+        share = endpoint.mean * endpoint.requests / total_time
+        if share < playbook.detection.min_latency_share:
+            continue
+        slow.append(SlowEndpoint(endpoint, threshold, share, endpoint.requests / total_requests))
+    return sorted(slow, key=lambda s: s.latency_share, reverse=True)
+
+
+def _severity(p95: float, threshold: float) -> str:
+    ratio = p95 / threshold
+    if ratio >= 4:
+        return "critical"
+    if ratio >= 2:
+        return "high"
+    return "medium" if ratio >= 1 else "low"
+
+
+def missing_index_findings(
+    slow: list[SlowEndpoint], evidence: list[StatementEvidence], playbook: Playbook
+) -> list[Finding]:
+    """A finding per (table, columns) scanned in full under a slow endpoint, on a large enough table."""
+    by_endpoint = {s.stats.endpoint: s for s in slow}
+    findings: dict[tuple[str, str, tuple[str, ...]], Finding] = {}
+    for item in evidence:
+        endpoint = by_endpoint.get(item.endpoint)
+        if endpoint is None:
+            continue
+        for scan in item.full_scans:
+            rows = item.table_rows.get(scan.table, 0)
+            columns = item.filtered_columns.get(scan.table, [])
+            if rows < playbook.detection.min_table_rows or not columns:
+                continue
+            key = (item.endpoint, scan.table, tuple(columns))
+            if key in findings:
+                continue
+            stats = endpoint.stats
+            statement_share = min(1.0, item.median_ms / stats.mean) if stats.mean else 0.0
+            gain = min(item.median_ms, stats.p50)
+            findings[key] = Finding(
+                id=f"F{len(findings) + 1}",
+                type=FindingType.MISSING_INDEX,
+                endpoint=item.endpoint,
+                severity=_severity(stats.p95, endpoint.threshold_ms),  # type: ignore[arg-type]
+                impact=round(statement_share * endpoint.traffic_share, 4),
+                estimated_gain_ms=round(gain, 2),
+                summary=(
+                    f"{item.endpoint}: p95 {stats.p95:.1f} ms (threshold {endpoint.threshold_ms:g} ms); "
+                    f"its query scans all {rows:,} rows of {scan.table} filtering on {', '.join(columns)} "
+                    f"({item.median_ms:.1f} ms per run)"
+                ),
+                evidence={
+                    "table": scan.table,
+                    "columns": columns,
+                    "table_rows": rows,
+                    "statement": " ".join(item.sql.split()),
+                    "plan": item.plan,
+                    "plan_line": scan.plan_line,
+                    "statement_median_ms": round(item.median_ms, 3),
+                    "existing_indexes": item.existing_indexes.get(scan.table, []),
+                    "endpoint_p50_ms": stats.p50,
+                    "endpoint_p95_ms": stats.p95,
+                    "endpoint_p99_ms": stats.p99,
+                    "endpoint_requests": stats.requests,
+                    "latency_share": round(endpoint.latency_share, 4),
+                    "statement_share_of_endpoint": round(statement_share, 4),
+                },
+            )
+    return list(findings.values())
+
+
+def unexplained_slow_findings(slow: list[SlowEndpoint], explained: set[str], start: int) -> list[Finding]:
+    """Slow endpoints no plan problem explains: findings without a lever, for a person to look at."""
+    findings = []
+    for endpoint in slow:
+        if endpoint.stats.endpoint in explained:
+            continue
+        stats = endpoint.stats
+        findings.append(
+            Finding(
+                id=f"F{start + len(findings)}",
+                type=FindingType.SLOW_ENDPOINT,
+                endpoint=stats.endpoint,
+                severity=_severity(stats.p95, endpoint.threshold_ms),  # type: ignore[arg-type]
+                impact=round(endpoint.traffic_share, 4),
+                estimated_gain_ms=round(max(0.0, stats.p95 - endpoint.threshold_ms), 2),
+                summary=(
+                    f"{stats.endpoint}: p95 {stats.p95:.1f} ms above {endpoint.threshold_ms:g} ms, "
+                    "and no declared statement explains it"
+                ),
+                evidence={
+                    "endpoint_p50_ms": stats.p50,
+                    "endpoint_p95_ms": stats.p95,
+                    "endpoint_p99_ms": stats.p99,
+                    "endpoint_requests": stats.requests,
+                    "latency_share": round(endpoint.latency_share, 4),
+                },
+            )
+        )
+    return findings

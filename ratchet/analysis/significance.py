@@ -1,0 +1,85 @@
+"""Before/after comparison of one endpoint: rank tests on raw samples, a verdict that shows its numbers."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.stats import mannwhitneyu
+
+from ratchet.config.playbook import Validation
+from ratchet.contracts import EndpointStats, EndpointVerdict, Verdict
+
+# Pairwise differences above this many pairs are estimated from a fixed subsample (memory stays bounded).
+_MAX_PAIRS = 4_000_000
+
+
+def hodges_lehmann(after: np.ndarray, before: np.ndarray) -> float:
+    """Median of all pairwise differences after - before: the typical shift, robust to outliers."""
+    if after.size == 0 or before.size == 0:
+        return 0.0
+    rng = np.random.default_rng(0)
+    limit = int(np.sqrt(_MAX_PAIRS))
+    a = after if after.size <= limit else rng.choice(after, limit, replace=False)
+    b = before if before.size <= limit else rng.choice(before, limit, replace=False)
+    return float(np.median(np.subtract.outer(a, b)))
+
+
+def compare_endpoint(
+    before_stats: EndpointStats,
+    after_stats: EndpointStats,
+    before: np.ndarray,
+    after: np.ndarray,
+    rules: Validation,
+    max_error_rate: float,
+) -> EndpointVerdict:
+    """Verdict for one endpoint: improved / unchanged / regressed, with the p-values and ratios behind it.
+
+    A change must be significant (Mann-Whitney, one-sided, p < significance), large relative to the
+    before value (the playbook's margins) and large in absolute terms (min_effect_ms), so that noise on
+    a 1 ms endpoint never reads as a regression.
+    """
+    p95_ratio = after_stats.p95 / before_stats.p95 if before_stats.p95 > 0 else 1.0
+    p50_ratio = after_stats.p50 / before_stats.p50 if before_stats.p50 > 0 else 1.0
+    if before.size >= 2 and after.size >= 2:
+        p_faster = float(mannwhitneyu(after, before, alternative="less").pvalue)
+        p_slower = float(mannwhitneyu(after, before, alternative="greater").pvalue)
+    else:
+        p_faster = p_slower = 1.0
+    shift = hodges_lehmann(after, before)
+    delta = after_stats.p95 - before_stats.p95
+    errors_broke = after_stats.error_rate > max_error_rate >= before_stats.error_rate
+    numbers = (
+        f"p95 {before_stats.p95:.1f} -> {after_stats.p95:.1f} ms (x{p95_ratio:.2f}), "
+        f"median shift {shift:+.2f} ms, n {before.size}/{after.size}"
+    )
+    if errors_broke:
+        verdict = Verdict.REGRESSED
+        why = f"error rate rose to {after_stats.error_rate:.1%} (limit {max_error_rate:.1%}); {numbers}"
+    elif (
+        p_faster < rules.significance
+        and p95_ratio <= 1 - rules.min_improvement
+        and -delta >= rules.min_effect_ms
+    ):
+        verdict = Verdict.IMPROVED
+        why = f"faster (Mann-Whitney p={p_faster:.2g} < {rules.significance}); {numbers}"
+    elif (
+        p_slower < rules.significance
+        and p95_ratio >= 1 + rules.regression_margin
+        and delta >= rules.min_effect_ms
+    ):
+        verdict = Verdict.REGRESSED
+        why = f"slower (Mann-Whitney p={p_slower:.2g} < {rules.significance}); {numbers}"
+    else:
+        verdict = Verdict.UNCHANGED
+        why = f"no change beyond the margins (p faster {p_faster:.2g}, p slower {p_slower:.2g}); {numbers}"
+    return EndpointVerdict(
+        endpoint=before_stats.endpoint,
+        before=before_stats,
+        after=after_stats,
+        p95_ratio=round(p95_ratio, 4),
+        p50_ratio=round(p50_ratio, 4),
+        p_value_faster=p_faster,
+        p_value_slower=p_slower,
+        hodges_lehmann_ms=round(shift, 3),
+        verdict=verdict,
+        explanation=why,
+    )

@@ -1,0 +1,215 @@
+"""Campaign operations shared by the CLI, the demo and the tests: launch, answer, inspect, cancel."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.common import TypedSearchAttributes
+from temporalio.service import RPCError
+
+from ratchet.config.loading import load_playbook, load_target
+from ratchet.contracts import ApprovalInput, CampaignInput, CampaignStatus, RejectionInput
+from ratchet.errors import NotFoundError, RatchetError
+from ratchet.settings import Settings
+from ratchet.temporal.client import campaign_queue
+from workflows import search_attributes as sa
+
+
+class RefusedError(RatchetError):
+    """The campaign refused an answer (wrong phase, not an approver, unknown recommendation)."""
+
+
+def new_campaign_id(target: str) -> str:
+    """A readable, unique workflow id: camp-<target>-<UTC time>-<random>."""
+    return f"camp-{target}-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+async def ensure_search_attributes(client: Client) -> None:
+    """Register Ratchet's search attributes if the server lacks them (a cluster not started by us)."""
+    service = client.operator_service
+    existing = await service.list_search_attributes(ListSearchAttributesRequest(namespace=client.namespace))
+    missing = {k.name for k in sa.ALL} - set(existing.custom_attributes)
+    if missing:
+        await service.add_search_attributes(
+            AddSearchAttributesRequest(
+                namespace=client.namespace,
+                search_attributes={name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for name in missing},
+            )
+        )
+
+
+async def launch(
+    client: Client,
+    settings: Settings,
+    *,
+    playbook_file: Path,
+    target_file: Path,
+    auto_approve_as: str | None = None,
+    campaign_id: str | None = None,
+) -> str:
+    """Validate both files, then start the campaign workflow; returns its id. Nothing starts on bad input."""
+    playbook = load_playbook(playbook_file)
+    target = load_target(target_file)
+    if auto_approve_as is not None and auto_approve_as not in playbook.approvers:
+        raise RatchetError(
+            f"{playbook_file}: approvers: {auto_approve_as!r} is not an approver; valid: {', '.join(playbook.approvers)}"
+        )
+    await ensure_search_attributes(client)
+    campaign_id = campaign_id or new_campaign_id(target.name)
+    request = CampaignInput(
+        campaign_id=campaign_id,
+        playbook=playbook,
+        target=target,
+        playbook_file=str(playbook_file),
+        target_file=str(target_file),
+        task_queue_prefix=settings.task_queue_prefix,
+        auto_approve_as=auto_approve_as,
+    )
+    await client.start_workflow(
+        "CampaignWorkflow",
+        request,
+        id=campaign_id,
+        task_queue=campaign_queue(settings),
+        search_attributes=TypedSearchAttributes(
+            [
+                sa.TARGET.value_set(target.name),
+                sa.PLAYBOOK.value_set(playbook.name),
+                sa.STATE.value_set("running"),
+                sa.PHASE.value_set("assessment"),
+            ]
+        ),
+        static_summary=f"Campaign on {target.name} ({playbook.name})",
+        static_details=f"Target: {target.base}\n\nPlaybook: {playbook_file}\n\nTarget file: {target_file}",
+    )
+    return campaign_id
+
+
+def handle(client: Client, campaign_id: str) -> WorkflowHandle[Any, Any]:
+    return client.get_workflow_handle(campaign_id)
+
+
+async def get_status(client: Client, campaign_id: str) -> CampaignStatus:
+    """The campaign's status from the workflow (works for finished campaigns too, while a worker runs)."""
+    try:
+        return await handle(client, campaign_id).query("status", result_type=CampaignStatus)
+    except RPCError as exc:
+        if "not found" in str(exc).lower():
+            raise NotFoundError(f"no campaign with id {campaign_id!r} (see `ratchet list`)") from None
+        raise
+
+
+async def _update(client: Client, campaign_id: str, name: str, answer: Any) -> str:
+    try:
+        return str(await handle(client, campaign_id).execute_update(name, answer, result_type=str))
+    except WorkflowUpdateFailedError as exc:
+        cause = getattr(exc.cause, "message", None) or str(exc.cause)
+        raise RefusedError(f"refused: {cause}") from None
+    except RPCError as exc:
+        if "not found" in str(exc).lower():
+            raise NotFoundError(f"no running campaign with id {campaign_id!r}") from None
+        raise
+
+
+async def approve(client: Client, campaign_id: str, answer: ApprovalInput) -> str:
+    """Approve the waiting gate; RefusedError says why when the campaign refuses."""
+    return await _update(client, campaign_id, "approve", answer)
+
+
+async def reject(client: Client, campaign_id: str, answer: RejectionInput) -> str:
+    """Reject the waiting gate with a reason."""
+    return await _update(client, campaign_id, "reject", answer)
+
+
+async def cancel(client: Client, campaign_id: str) -> None:
+    """Ask the campaign to stop; it undoes its changes before it ends."""
+    try:
+        await handle(client, campaign_id).cancel()
+    except RPCError as exc:
+        if "not found" in str(exc).lower():
+            raise NotFoundError(f"no running campaign with id {campaign_id!r}") from None
+        raise
+
+
+@dataclass
+class CampaignListing:
+    campaign_id: str
+    workflow_status: str
+    started: datetime | None
+    closed: datetime | None
+    target: str
+    playbook: str
+    state: str
+    phase: str
+
+
+async def list_campaigns(client: Client, *, limit: int = 50) -> list[CampaignListing]:
+    """Campaigns known to Temporal, newest first."""
+    found = []
+    async for execution in client.list_workflows("WorkflowType = 'CampaignWorkflow'", limit=limit):
+        attrs = execution.typed_search_attributes
+        status = execution.status or WorkflowExecutionStatus.RUNNING
+        found.append(
+            CampaignListing(
+                campaign_id=execution.id,
+                workflow_status=status.name.lower().replace("_", "-"),
+                started=execution.start_time,
+                closed=execution.close_time,
+                target=attrs.get(sa.TARGET) or "",
+                playbook=attrs.get(sa.PLAYBOOK) or "",
+                state=attrs.get(sa.STATE) or "",
+                phase=attrs.get(sa.PHASE) or "",
+            )
+        )
+    return sorted(found, key=lambda c: c.started or datetime.min.replace(tzinfo=UTC), reverse=True)
+
+
+async def live_progress(client: Client, campaign_id: str) -> list[dict[str, Any]]:
+    """Heartbeat details of the campaign's running activities (k6 progress: requests, rate, p95)."""
+    description = await handle(client, campaign_id).describe()
+    converter = client.data_converter
+    progress = []
+    for pending in description.raw_description.pending_activities:
+        details: dict[str, Any] = {"activity": pending.activity_type.name, "attempt": pending.attempt}
+        if pending.heartbeat_details.payloads:
+            values = await converter.decode(pending.heartbeat_details.payloads)
+            if values and isinstance(values[0], dict):
+                details |= values[0]
+        progress.append(details)
+    return progress
+
+
+def status_summary(status: CampaignStatus) -> dict[str, Any]:
+    """Machine-readable status: the whole status plus a per-endpoint before/after view."""
+    endpoints: dict[str, dict[str, Any]] = {}
+    for label, run in (("baseline", status.baseline), ("validation", status.validation)):
+        for s in run.endpoints if run else []:
+            endpoints.setdefault(s.endpoint, {})[label] = {
+                "p50": s.p50, "p95": s.p95, "p99": s.p99, "requests": s.requests, "error_rate": s.error_rate,
+            }  # fmt: skip
+    for v in status.verdicts:
+        entry = endpoints.setdefault(v.endpoint, {})
+        entry["verdict"] = v.verdict.value
+        entry["p95_ratio"] = v.p95_ratio
+        entry["p_value_faster"] = v.p_value_faster
+        entry["p_value_slower"] = v.p_value_slower
+        entry["explanation"] = v.explanation
+    return {
+        "campaign_id": status.campaign_id,
+        "state": status.state.value,
+        "outcome": status.outcome,
+        "outcome_detail": status.outcome_detail,
+        "phase": status.phase.value if status.phase else None,
+        "endpoints": endpoints,
+        "applied": [c.model_dump(mode="json") for c in status.changes if c.state.value in ("applied", "kept")],
+        "rolled_back": [c.model_dump(mode="json") for c in status.changes if c.state.value == "rolled-back"],
+        "report_html": status.report_html,
+        "report_markdown": status.report_markdown,
+        "status": status.model_dump(mode="json"),
+    }

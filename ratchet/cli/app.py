@@ -1,0 +1,380 @@
+"""The `ratchet` command line (typer + rich).
+
+Exit codes: 0 success; 1 the campaign ended without keeping a proven gain (rolled back, rejected,
+aborted, failed, cancelled); 2 bad input (file, flag, answer); 3 no such campaign; 4 Temporal
+unreachable; 5 the campaign refused an answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ratchet import campaigns
+from ratchet.config.common import Phase, Role
+from ratchet.config.loading import load_playbook, load_target
+from ratchet.contracts import ApprovalInput, CampaignState, RejectionInput
+from ratchet.errors import ConfigError, NotFoundError, RatchetError
+from ratchet.settings import get_settings
+
+EXIT_OK, EXIT_CAMPAIGN_NOT_KEPT, EXIT_BAD_INPUT, EXIT_NOT_FOUND, EXIT_UNREACHABLE, EXIT_REFUSED = 0, 1, 2, 3, 4, 5
+
+app = typer.Typer(help="Ratchet: performance campaigns that only move one way.", no_args_is_help=True)
+server_app = typer.Typer(help="The embedded Temporal server (dev server with UI, file-backed).")
+playbook_app = typer.Typer(help="Playbook files.")
+target_app = typer.Typer(help="Target files.")
+app.add_typer(server_app, name="server")
+app.add_typer(playbook_app, name="playbook")
+app.add_typer(target_app, name="target")
+
+console = Console()
+err = Console(stderr=True, soft_wrap=True)
+T = TypeVar("T")
+
+
+def exit_code_for(state: CampaignState) -> int:
+    """0 when the campaign completed, 1 when it ended any other way."""
+    return EXIT_OK if state == CampaignState.COMPLETED else EXIT_CAMPAIGN_NOT_KEPT
+
+
+def _run(coroutine: Awaitable[T]) -> T:
+    """Run a coroutine, turning the errors a user can cause into a message and an exit code."""
+    try:
+        return asyncio.run(coroutine)  # type: ignore[arg-type]
+    except ConfigError as exc:
+        err.print(f"[red]{exc}[/]", highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except NotFoundError as exc:
+        err.print(f"[red]{exc}[/]", highlight=False)
+        raise typer.Exit(EXIT_NOT_FOUND) from None
+    except campaigns.RefusedError as exc:
+        err.print(f"[red]{exc}[/]", highlight=False)
+        raise typer.Exit(EXIT_REFUSED) from None
+    except RatchetError as exc:
+        err.print(f"[red]{exc}[/]", highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except RuntimeError as exc:
+        if "connect" in str(exc).lower() or "transport" in str(exc).lower():
+            address = get_settings().temporal_address
+            err.print(f"[red]cannot reach Temporal at {address}: start it with `ratchet server start`[/]")
+            raise typer.Exit(EXIT_UNREACHABLE) from None
+        raise
+
+
+def _client_command(function: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
+    """Give an async command a connected client as its first argument."""
+
+    @wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        async def with_client() -> Any:
+            client = await campaigns_client()
+            return await function(client, *args, **kwargs)
+
+        return _run(with_client())
+
+    return wrapper
+
+
+async def campaigns_client() -> Any:
+    from ratchet.temporal.client import connect
+
+    return await connect(get_settings())
+
+
+# ---------------------------------------------------------------- server, worker
+
+
+@server_app.command("start")
+def server_start() -> None:
+    """Start the embedded Temporal server in the background (UI included)."""
+    from ratchet.temporal.server import start_server
+
+    settings = get_settings()
+    try:
+        handle = start_server(settings.resolved_home, address=settings.temporal_address, ui_port=settings.temporal_ui_port)
+    except RatchetError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(EXIT_UNREACHABLE) from None
+    console.print(f"Temporal on {handle.address} (pid {handle.pid}); UI: {handle.ui_url}")
+
+
+@server_app.command("stop")
+def server_stop() -> None:
+    """Stop the embedded Temporal server started from this data folder."""
+    from ratchet.temporal.server import stop_server
+
+    stopped = stop_server(get_settings().resolved_home)
+    console.print("Temporal stopped" if stopped else "no Temporal server was running from this data folder")
+
+
+@server_app.command("status")
+def server_status() -> None:
+    """Say whether the embedded server runs."""
+    from ratchet.temporal.server import running_pid
+
+    pid = running_pid(get_settings().resolved_home)
+    console.print(f"running (pid {pid}); UI: {get_settings().ui_url}" if pid else "not running")
+    raise typer.Exit(EXIT_OK if pid else EXIT_UNREACHABLE)
+
+
+def _parse_roles(roles: str | None) -> list[Role]:
+    if not roles:
+        return list(Role)
+    chosen = []
+    for name in (part.strip() for part in roles.split(",") if part.strip()):
+        try:
+            chosen.append(Role(name))
+        except ValueError:
+            valid = ", ".join(r.value for r in Role)
+            err.print(f"[red]--roles: unknown role {name!r}; valid: {valid}[/]")
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+    return chosen
+
+
+@app.command()
+def worker(
+    roles: Annotated[str | None, typer.Option(help="Comma-separated roles to serve (default: all).")] = None,
+    workflows: Annotated[bool, typer.Option(help="Also run the campaign workflows.")] = True,
+) -> None:
+    """Run a worker for the campaign workflows and the chosen roles until interrupted."""
+    from ratchet.temporal.worker import build_workers, run_workers
+
+    chosen = _parse_roles(roles)
+
+    async def serve() -> None:
+        client = await campaigns_client()
+        settings = get_settings()
+        workers = build_workers(client, settings, chosen, with_workflows=workflows)
+        console.print(
+            f"worker on {settings.temporal_address}: roles {', '.join(r.value for r in chosen)}"
+            + (" + campaign workflows" if workflows else ""),
+        )
+        await run_workers(workers)
+
+    try:
+        _run(serve())
+    except KeyboardInterrupt:
+        console.print("worker stopped")
+
+
+# ---------------------------------------------------------------- campaigns
+
+
+@app.command()
+def launch(
+    playbook: Annotated[Path, typer.Argument(help="Playbook YAML file.")],
+    target: Annotated[Path, typer.Option("--target", "-t", help="Target YAML file.")],
+    wait: Annotated[bool, typer.Option(help="Follow the campaign until it ends.")] = False,
+    auto_approve: Annotated[bool, typer.Option(help="Approve every gate automatically.")] = False,
+    approver: Annotated[str | None, typer.Option("--as", help="Your approver name (for --auto-approve/prompts).")] = None,
+) -> None:
+    """Validate the files and start a campaign; with --wait, follow it (asking at gates in a terminal)."""
+
+    async def go(client: Any) -> int:
+        book = load_playbook(playbook)
+        name = approver or book.approvers[0]
+        campaign_id = await campaigns.launch(
+            client, get_settings(), playbook_file=playbook, target_file=target,
+            auto_approve_as=name if auto_approve else None,
+        )  # fmt: skip
+        console.print(f"launched {campaign_id}")
+        console.print(f"Temporal UI: {get_settings().ui_url}/namespaces/{get_settings().temporal_namespace}/workflows/{campaign_id}")
+        if not wait:
+            return EXIT_OK
+        from ratchet.cli.follow import ask_at_gate, follow
+
+        asker = ask_at_gate(console, name) if sys.stdin.isatty() and not auto_approve else None
+        status = await follow(client, campaign_id, console, asker=asker)
+        console.print(f"report: {status.report_html or '(none)'}")
+        return exit_code_for(status.state)
+
+    raise typer.Exit(_client_command(go)())
+
+
+@app.command()
+def approve(
+    campaign_id: Annotated[str, typer.Argument(help="Campaign id.")],
+    phase: Annotated[Phase | None, typer.Option(help="The waiting phase (default: whichever waits).")] = None,
+    only: Annotated[str | None, typer.Option(help="Approve only these recommendations, e.g. R1,R3.")] = None,
+    approver: Annotated[str, typer.Option("--as", help="Your name, as listed in the playbook's approvers.")] = "",
+    comment: Annotated[str, typer.Option(help="A note kept with the decision.")] = "",
+) -> None:
+    """Approve the phase that waits (all recommended changes, or --only some)."""
+
+    async def go(client: Any) -> None:
+        waiting_phase = phase
+        if waiting_phase is None:
+            status = await campaigns.get_status(client, campaign_id)
+            if status.waiting is None:
+                raise campaigns.RefusedError(f"refused: {campaign_id} is not waiting for approval ({status.state.value})")
+            waiting_phase = status.waiting.phase
+        if not approver:
+            raise RatchetError("--as: give your approver name (one of the playbook's approvers)")
+        ids = [part.strip().upper() for part in only.split(",") if part.strip()] if only else None
+        answer = ApprovalInput(phase=waiting_phase, approver=approver, only=ids, comment=comment)
+        console.print(await campaigns.approve(client, campaign_id, answer))
+
+    _client_command(go)()
+
+
+@app.command()
+def reject(
+    campaign_id: Annotated[str, typer.Argument(help="Campaign id.")],
+    reason: Annotated[str, typer.Option(help="Why (kept in the report).")],
+    approver: Annotated[str, typer.Option("--as", help="Your name, as listed in the playbook's approvers.")] = "",
+    phase: Annotated[Phase | None, typer.Option(help="The waiting phase (default: whichever waits).")] = None,
+) -> None:
+    """Reject the phase that waits; the campaign undoes what it applied."""
+
+    async def go(client: Any) -> None:
+        if not approver:
+            raise RatchetError("--as: give your approver name (one of the playbook's approvers)")
+        if not reason.strip():
+            raise RatchetError("--reason: say why")
+        answer = RejectionInput(phase=phase, approver=approver, reason=reason)
+        console.print(await campaigns.reject(client, campaign_id, answer))
+
+    _client_command(go)()
+
+
+@app.command()
+def status(
+    campaign_id: Annotated[str, typer.Argument(help="Campaign id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable status once.")] = False,
+    live: Annotated[bool, typer.Option(help="Follow until the campaign ends (default in a terminal).")] = True,
+) -> None:
+    """Show a campaign: phases, findings, plan, changes, per-endpoint numbers and verdicts."""
+
+    async def go(client: Any) -> int:
+        if as_json:
+            current = await campaigns.get_status(client, campaign_id)
+            print(json.dumps(campaigns.status_summary(current), indent=2, default=str))
+            return EXIT_OK
+        if live and sys.stdout.isatty():
+            from ratchet.cli.follow import follow
+
+            current = await follow(client, campaign_id, console)
+        else:
+            from ratchet.cli.views import campaign_view
+
+            current = await campaigns.get_status(client, campaign_id)
+            progress = [] if current.finished else await campaigns.live_progress(client, campaign_id)
+            console.print(campaign_view(current, progress))
+        return EXIT_OK
+
+    raise typer.Exit(_client_command(go)())
+
+
+@app.command("list")
+def list_command(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
+) -> None:
+    """Campaigns, newest first."""
+
+    async def go(client: Any) -> None:
+        found = await campaigns.list_campaigns(client, limit=limit)
+        if as_json:
+            print(json.dumps([vars(c) for c in found], indent=2, default=str))
+            return
+        table = Table(title="Campaigns")
+        for column in ("id", "state", "phase", "target", "playbook", "started", "workflow"):
+            table.add_column(column)
+        for c in found:
+            started = f"{c.started:%Y-%m-%d %H:%M:%S}" if c.started else ""
+            table.add_row(c.campaign_id, c.state, c.phase, c.target, c.playbook, started, c.workflow_status)
+        console.print(table)
+
+    _client_command(go)()
+
+
+@app.command()
+def cancel(campaign_id: Annotated[str, typer.Argument(help="Campaign id.")]) -> None:
+    """Cancel a campaign: it undoes every applied change, newest first, then stops."""
+
+    async def go(client: Any) -> None:
+        await campaigns.cancel(client, campaign_id)
+        console.print(f"cancellation requested for {campaign_id}: applied changes are being undone")
+
+    _client_command(go)()
+
+
+@app.command()
+def report(campaign_id: Annotated[str, typer.Argument(help="Campaign id.")]) -> None:
+    """Write (or rewrite) the campaign's HTML and Markdown report and print where they are."""
+
+    async def go(client: Any) -> None:
+        from ratchet.report.render import render_html, render_markdown
+
+        current = await campaigns.get_status(client, campaign_id)
+        folder = get_settings().reports_dir
+        html_path, md_path = folder / f"{campaign_id}.html", folder / f"{campaign_id}.md"
+        html_path.write_text(render_html(current), encoding="utf-8")
+        md_path.write_text(render_markdown(current), encoding="utf-8")
+        console.print(f"HTML: {html_path}\nMarkdown: {md_path}")
+
+    _client_command(go)()
+
+
+# ---------------------------------------------------------------- files
+
+
+def _validate(path: Path, loader: Callable[[Path], Any], kind: str) -> None:
+    try:
+        loaded = loader(path)
+    except ConfigError as exc:
+        err.print(f"[red]{exc}[/]", highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    console.print(f"{path}: valid {kind} {loaded.name!r}")
+
+
+@playbook_app.command("validate")
+def playbook_validate(path: Annotated[Path, typer.Argument(help="Playbook YAML file.")]) -> None:
+    """Check a playbook; errors name the line, the field and what is valid."""
+    _validate(path, load_playbook, "playbook")
+
+
+@target_app.command("validate")
+def target_validate(path: Annotated[Path, typer.Argument(help="Target YAML file.")]) -> None:
+    """Check a target file; errors name the line, the field and what is valid."""
+    _validate(path, load_target, "target")
+
+
+@playbook_app.command("schema")
+def playbook_schema(
+    out: Annotated[Path, typer.Option(help="Folder for the JSON Schemas.")] = Path("playbooks/schema"),
+) -> None:
+    """Write JSON Schemas of playbooks and targets for editors."""
+    from ratchet.config.schema import write_schemas
+
+    for path in write_schemas(out):
+        console.print(f"wrote {path}")
+
+
+# ---------------------------------------------------------------- demo
+
+
+@app.command()
+def demo(
+    auto_approve: Annotated[bool, typer.Option(help="Approve every gate without asking.")] = False,
+    playbook: Annotated[Path, typer.Option(help="Playbook to run.")] = Path("playbooks/web-api.yaml"),
+    shop_port: Annotated[int, typer.Option(help="Port of the demo shop.")] = 8800,
+) -> None:
+    """Run a whole campaign on the demo shop: server, worker, shop, campaign, report."""
+    from ratchet.cli.demo import run_demo
+
+    raise typer.Exit(run_demo(console, playbook=playbook, auto_approve=auto_approve, shop_port=shop_port))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `ratchet` command."""
+    app(args=argv)

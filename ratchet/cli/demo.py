@@ -1,0 +1,110 @@
+"""`ratchet demo`: the embedded Temporal server, a worker, the demo shop and one whole campaign."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from rich.console import Console
+
+from ratchet import campaigns
+from ratchet.cli.follow import ask_at_gate, follow
+from ratchet.config.loading import load_playbook
+from ratchet.contracts import CampaignState
+from ratchet.errors import RatchetError
+from ratchet.settings import Settings, get_settings
+from ratchet.temporal.client import connect
+from ratchet.temporal.server import start_server
+
+DEMO_APPROVER = "ratchet-demo"
+SHOP_TARGET = Path(__file__).resolve().parents[2] / "examples" / "shop" / "target.yaml"
+
+
+def prepare_shop_database(folder: Path) -> Path:
+    """A fresh copy of the seeded shop database, so every demo starts from the same slow shop."""
+    folder.mkdir(parents=True, exist_ok=True)
+    pristine, live = folder / "pristine.db", folder / "shop.db"
+    subprocess.run([sys.executable, "-m", "examples.shop", "--db", str(pristine), "--seed-only"], check=True)
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{live}{suffix}").unlink(missing_ok=True)
+    shutil.copyfile(pristine, live)
+    return live
+
+
+@contextlib.contextmanager
+def shop_process(database: Path, port: int, log: Path) -> Iterator[str]:
+    """Run the demo shop until the block ends; yields its base URL once it accepts connections."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "examples.shop", "--db", str(database), "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=log.open("ab"), text=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()  # the shop prints one line once it listens
+        if "listening" not in line:
+            raise RatchetError(f"the demo shop did not start (see {log}); is port {port} free?")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def worker_process(log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """Run `python worker.py` (all roles) until the block ends."""
+    worker_script = Path(__file__).resolve().parents[2] / "worker.py"
+    process = subprocess.Popen([sys.executable, str(worker_script)], stdout=log.open("ab"), stderr=subprocess.STDOUT)
+    try:
+        yield process
+    finally:
+        process.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=20)
+
+
+def run_demo(console: Console, *, playbook: Path, auto_approve: bool, shop_port: int) -> int:
+    """Run the demo campaign and return the exit code (0 when it completed)."""
+    settings = get_settings()
+    home = settings.resolved_home
+    interactive = sys.stdin.isatty() and not auto_approve
+    load_playbook(playbook)  # bad playbook: say so before starting anything
+    console.rule("Ratchet demo")
+    server = start_server(home, address=settings.temporal_address, ui_port=settings.temporal_ui_port)
+    console.print(f"Temporal server on {server.address}, UI {server.ui_url} (data in {home})")
+    console.print("Seeding the demo shop (300,000 orders; once) ...")
+    database = prepare_shop_database(home / "shop")
+    logs = home / "logs"
+    logs.mkdir(exist_ok=True)
+    with shop_process(database, shop_port, logs / "shop.log") as shop_url, worker_process(logs / "worker.log"):
+        os.environ["SHOP_URL"], os.environ["SHOP_DB"] = shop_url, str(database)
+        console.print(f"Demo shop on {shop_url}; worker started (logs in {logs})")
+        if not interactive:
+            console.print(f"[yellow]Gates are approved automatically as {DEMO_APPROVER!r} (--auto-approve or no terminal).[/]")
+        status = asyncio.run(_campaign(console, settings, playbook, auto=not interactive))
+    console.rule("Outcome")
+    console.print(f"[bold]{status.state.value}[/]: {status.outcome}" + (f" - {status.outcome_detail}" if status.outcome_detail else ""))
+    for verdict in status.verdicts:
+        if verdict.verdict.value != "unchanged":
+            console.print(f"  {verdict.endpoint}: {verdict.explanation}")
+    console.print(f"Temporal UI: {settings.ui_url}/namespaces/{settings.temporal_namespace}/workflows/{status.campaign_id}")
+    console.print(f"Report: {status.report_html or '(not written)'}")
+    console.print("The Temporal server keeps running for the UI; stop it with `ratchet server stop`.")
+    return 0 if status.state == CampaignState.COMPLETED else 1
+
+
+async def _campaign(console: Console, settings: Settings, playbook: Path, *, auto: bool):  # type: ignore[no-untyped-def]
+    client = await connect(settings)
+    campaign_id = await campaigns.launch(
+        client, settings, playbook_file=playbook, target_file=SHOP_TARGET,
+        auto_approve_as=DEMO_APPROVER if auto else None,
+    )  # fmt: skip
+    console.print(f"Campaign {campaign_id} launched")
+    asker = None if auto else ask_at_gate(console, DEMO_APPROVER)
+    return await follow(client, campaign_id, console, asker=asker)

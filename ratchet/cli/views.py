@@ -1,0 +1,133 @@
+"""Rich renderings of a campaign for the terminal (pure: status in, renderables out)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from ratchet.contracts import CampaignStatus
+
+_STATE_STYLE = {
+    "running": "cyan",
+    "waiting-approval": "bold yellow",
+    "completed": "bold green",
+    "rolled-back": "bold magenta",
+    "rejected": "yellow",
+    "aborted": "red",
+    "failed": "bold red",
+    "cancelled": "yellow",
+}
+_OUTCOME_STYLE = {"running": "cyan", "skipped": "dim", "pending": "dim", "interrupted": "red"}
+
+
+def phases_table(status: CampaignStatus) -> Table:
+    table = Table(title="Phases", expand=False)
+    for column in ("phase", "outcome", "started", "ended", "note"):
+        table.add_column(column)
+    for p in status.phases:
+        table.add_row(
+            p.title,
+            Text(p.outcome, style=_OUTCOME_STYLE.get(p.outcome, "green")),
+            f"{p.started_at:%H:%M:%S}" if p.started_at else "",
+            f"{p.ended_at:%H:%M:%S}" if p.ended_at else "",
+            p.note[:90],
+        )
+    return table
+
+
+def endpoints_table(status: CampaignStatus) -> Table | None:
+    if status.baseline is None:
+        return None
+    table = Table(title="Endpoints (ms)")
+    for column in ("endpoint", "base p50", "base p95", "base p99", "after p50", "after p95", "after p99", "verdict", "p"):
+        table.add_column(column, justify="right" if column not in ("endpoint", "verdict") else "left")
+    verdicts = {v.endpoint: v for v in status.verdicts}
+    for before in status.baseline.endpoints:
+        after = status.validation.stats(before.endpoint) if status.validation else None
+        verdict = verdicts.get(before.endpoint)
+        style = {"improved": "green", "regressed": "red"}.get(verdict.verdict.value, "dim") if verdict else ""
+        table.add_row(
+            before.endpoint,
+            f"{before.p50:.1f}", f"{before.p95:.1f}", f"{before.p99:.1f}",
+            f"{after.p50:.1f}" if after else "", f"{after.p95:.1f}" if after else "",
+            f"{after.p99:.1f}" if after else "",
+            Text(verdict.verdict.value, style=style) if verdict else "",
+            f"{min(verdict.p_value_faster, verdict.p_value_slower):.1e}" if verdict else "",
+        )  # fmt: skip
+    return table
+
+
+def plan_table(status: CampaignStatus) -> Table | None:
+    if not status.recommendations:
+        return None
+    table = Table(title="Plan")
+    for column in ("id", "lever", "role", "endpoint", "gain ms", "score", "", "why"):
+        table.add_column(column)
+    for r in status.recommendations:
+        table.add_row(
+            r.id,
+            r.lever.name if r.lever else "manual",
+            r.role.value,
+            r.endpoint,
+            f"{r.predicted_gain_ms:.1f}",
+            f"{r.score:.3f}",
+            "recommended" if r.recommended else "alternative",
+            (r.rationale + (f" - {r.advice}" if r.advice else ""))[:100],
+        )
+    return table
+
+
+def findings_table(status: CampaignStatus) -> Table | None:
+    if not status.findings:
+        return None
+    table = Table(title="Findings")
+    for column in ("id", "type", "endpoint", "severity", "summary"):
+        table.add_column(column)
+    for f in status.findings:
+        table.add_row(f.id, f.type.value, f.endpoint, f.severity, f.summary)
+    return table
+
+
+def changes_table(status: CampaignStatus) -> Table | None:
+    if not status.changes:
+        return None
+    table = Table(title="Changes")
+    for column in ("id", "lever", "kind", "role", "state", "reason"):
+        table.add_column(column)
+    for c in status.changes:
+        table.add_row(c.change_id, c.lever, c.kind, c.role.value, c.state.value, c.reason[:100])
+    return table
+
+
+def campaign_view(status: CampaignStatus, progress: list[dict[str, Any]] | None = None) -> RenderableType:
+    """Everything about a campaign in one renderable (used once or inside a Live view)."""
+    style = _STATE_STYLE.get(status.state.value, "")
+    header = Text.assemble(
+        (status.campaign_id, "bold"), "  ", (status.state.value, style),
+        f"  phase: {status.phase.value if status.phase else '-'}",
+        f"  target: {status.target}  playbook: {status.playbook}",
+    )  # fmt: skip
+    parts: list[RenderableType] = [header, phases_table(status)]
+    for item in progress or []:
+        if item.get("progress"):
+            parts.append(Text(f"  {item.get('label', item['activity'])}: {item['progress']}", style="cyan"))
+    for table in (findings_table(status), plan_table(status), changes_table(status), endpoints_table(status)):
+        if table is not None:
+            parts.append(table)
+    if status.waiting:
+        w = status.waiting
+        parts.append(
+            Panel(
+                f"Waiting for approval of [bold]{w.phase.value}[/] by one of {', '.join(w.approvers)} "
+                f"until {w.deadline:%Y-%m-%d %H:%M}Z{' (escalated)' if w.escalated else ''}\n"
+                f"ratchet approve {status.campaign_id} --phase {w.phase.value} --as NAME",
+                style="yellow",
+            )
+        )
+    if status.outcome:
+        parts.append(Text(f"Outcome: {status.outcome}" + (f" - {status.outcome_detail}" if status.outcome_detail else ""), style=style))
+    return Group(*parts)

@@ -1,0 +1,51 @@
+"""Pieces shared by playbook and target models."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+
+
+class StrictModel(BaseModel):
+    """A configuration model that refuses unknown fields, so a typo is an error instead of a silent default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class FindingType(StrEnum):
+    """The kinds of bottleneck Ratchet can find; levers say which of them they address."""
+
+    MISSING_INDEX = "missing-index"
+    SLOW_ENDPOINT = "slow-endpoint"
+
+
+class Role(StrEnum):
+    """The agents of a campaign; each one is a Temporal task queue."""
+
+    PERF_OPTIMIZER = "perf-optimizer"
+    BACKEND_DEVELOPER = "backend-developer"
+    FRONTEND_DEVELOPER = "frontend-developer"
+    DEVOPS_ENGINEER = "devops-engineer"
+    TEST_ENGINEER = "test-engineer"
+
+
+class Phase(StrEnum):
+    """The six phases of a campaign, in order."""
+
+    ASSESSMENT = "assessment"
+    PLANNING = "planning"
+    OPTIMIZATION = "optimization"
+    FRONTEND = "frontend"
+    VALIDATION = "validation"
+    DEPLOYMENT = "deployment"
+
+
+PHASE_TITLES: dict[Phase, str] = {
+    Phase.ASSESSMENT: "Assessment",
+    Phase.PLANNING: "Planning",
+    Phase.OPTIMIZATION: "Backend & infrastructure optimization",
+    Phase.FRONTEND: "Frontend optimization",
+    Phase.VALIDATION: "Validation",
+    Phase.DEPLOYMENT: "Deployment & monitoring",
+}

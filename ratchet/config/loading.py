@@ -1,0 +1,191 @@
+"""Read playbook and target YAML into validated models, with errors that name file, line and field.
+
+PyYAML's node tree keeps the line of every key, so a pydantic error location such as
+``levers.0.apply`` can be pointed at the line a person has to edit.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from ratchet.config.playbook import Playbook
+from ratchet.config.target import Target
+from ratchet.errors import ConfigError, ConfigProblem
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+Location = tuple[str | int, ...]
+
+_ENV_REFERENCE = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
+
+
+def expand_environment(text: str) -> str:
+    """Replace ``${NAME}`` and ``${NAME:-default}`` so one target file serves several machines."""
+
+    def replace(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        value = os.environ.get(name)
+        if value is None:
+            if default is None:
+                raise KeyError(name)
+            return default
+        return value
+
+    return _ENV_REFERENCE.sub(replace, text)
+
+
+def _to_python(node: yaml.Node, path: Location, lines: dict[Location, int]) -> Any:
+    """Convert a composed YAML node to Python data, recording the line of every path on the way."""
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        result: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value
+            result[key] = _to_python(value_node, (*path, key), lines)
+            lines[(*path, key)] = key_node.start_mark.line + 1
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [_to_python(item, (*path, i), lines) for i, item in enumerate(node.value)]
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_object(node, deep=True)
+    finally:
+        loader.dispose()
+
+
+def read_yaml(path: Path) -> tuple[Any, dict[Location, int]]:
+    """Parse a YAML file into data plus a map from field path to line number."""
+    display = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(display, [ConfigProblem("", "file not found")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(display, [ConfigProblem("", f"cannot read: {exc}")]) from None
+    try:
+        text = expand_environment(text)
+    except KeyError as exc:
+        message = f"environment variable {exc.args[0]} is not set (write ${{{exc.args[0]}:-default}} for a default)"
+        raise ConfigError(display, [ConfigProblem("", message)]) from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(display, [ConfigProblem("", f"not valid YAML: {problem}", line)]) from None
+    if node is None:
+        raise ConfigError(display, [ConfigProblem("", "the file is empty")])
+    lines: dict[Location, int] = {}
+    data = _to_python(node, (), lines)
+    if not isinstance(data, dict):
+        raise ConfigError(display, [ConfigProblem("", "expected a mapping of fields at the top level", 1)])
+    return data, lines
+
+
+def _line_for(location: Location, lines: dict[Location, int]) -> int | None:
+    """The line of the deepest part of the location that exists in the file."""
+    for end in range(len(location), -1, -1):
+        if location[:end] in lines:
+            return lines[location[:end]]
+    return None
+
+
+def _readable_location(location: Location, data: Any) -> Location:
+    """Drop pydantic's union tags (e.g. the 'sql' in levers.0.sql.apply) that are not in the file."""
+    kept: list[str | int] = []
+    node = data
+    for part in location:
+        if (isinstance(node, dict) and part in node) or (isinstance(node, list) and isinstance(part, int) and part < len(node)):
+            node = node[part]
+            kept.append(part)
+        elif (isinstance(node, dict) and isinstance(part, str) and part.startswith(("function-", "tagged-union"))) or (isinstance(node, dict) and part in {"sql", "http", "shell"} and node.get("kind") == part):
+            continue
+        else:
+            kept.append(part)
+            node = None
+    return tuple(kept)
+
+
+def _message(error: dict[str, Any], model: type[BaseModel], location: Location) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown field" + _valid_fields(model, location[:-1])
+    if kind == "missing":
+        return "required field is missing"
+    message = str(error["msg"])
+    message = message.removeprefix("Value error, ")
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        got = error.get("ctx", {}).get("tag")
+        return "must be one of 'sql', 'http', 'shell'" + (f" (got {got!r})" if got else "")
+    if "input" in error and not isinstance(error["input"], dict | list) and kind not in {"value_error"}:
+        message += f" (got {error['input']!r})"
+    return message
+
+
+def _valid_fields(model: type[BaseModel], location: Location) -> str:
+    """'; valid: a, b, c' for the model found at that location, when it can be resolved."""
+    current: Any = model
+    for part in location:
+        if isinstance(part, int):
+            continue
+        fields = getattr(current, "model_fields", None)
+        if not fields or part not in fields:
+            return ""
+        annotation = fields[part].annotation
+        current = _inner_model(annotation)
+        if current is None:
+            return ""
+    fields = getattr(current, "model_fields", None)
+    if not fields:
+        return ""
+    names = [info.alias or name for name, info in fields.items()]
+    return "; valid fields: " + ", ".join(names)
+
+
+def _inner_model(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _inner_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def load_model(path: Path | str, model: type[ModelT]) -> ModelT:
+    """Read and validate one YAML file as ``model``; raise ConfigError listing every problem."""
+    path = Path(path)
+    data, lines = read_yaml(path)
+    try:
+        return model.model_validate(data, context={"base_dir": path.parent})
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            location = _readable_location(tuple(error["loc"]), data)
+            if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+                location = (*location, "kind")  # point at the discriminator the person has to fix
+            field = ".".join(str(part) for part in location)
+            problems.append(ConfigProblem(field, _message(error, model, location), _line_for(location, lines)))
+        raise ConfigError(str(path), problems) from None
+
+
+def load_playbook(path: Path | str) -> Playbook:
+    """Read a playbook file (see playbooks/ for examples)."""
+    return load_model(path, Playbook)
+
+
+def load_target(path: Path | str) -> Target:
+    """Read a target file; relative sqlite paths are taken from the file's own folder."""
+    target = load_model(path, Target)
+    database = target.database
+    if database is not None and database.dialect == "sqlite":
+        file_part = database.url.removeprefix("sqlite:///")
+        if not Path(file_part).is_absolute():
+            database.url = "sqlite:///" + str((Path(path).parent / file_part).resolve())
+    return target

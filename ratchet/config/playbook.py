@@ -1,0 +1,158 @@
+"""The playbook: a reusable description of how to run a campaign (gates, targets, load, bars)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from enum import StrEnum
+from typing import Self
+
+from pydantic import Field, model_validator
+
+from ratchet.config.common import Phase, StrictModel
+from ratchet.config.durations import Duration
+
+GATEABLE_PHASES = (Phase.PLANNING, Phase.OPTIMIZATION, Phase.FRONTEND, Phase.VALIDATION, Phase.DEPLOYMENT)
+
+
+class TimeoutAction(StrEnum):
+    """What a gate does when nobody answers in time."""
+
+    ABORT = "abort"
+    ESCALATE = "escalate"
+
+
+class Gate(StrictModel):
+    """A point where a person must approve before the campaign goes on."""
+
+    timeout: Duration = Field(timedelta(hours=24), description="How long to wait for an answer.")
+    on_timeout: TimeoutAction = Field(
+        TimeoutAction.ABORT,
+        description="abort: roll back and stop; escalate: tell the escalation approvers and wait once more.",
+    )
+    escalate_to: list[str] = Field(
+        default_factory=list, description="Extra approvers allowed to answer after an escalation."
+    )
+    escalation_timeout: Duration = Field(
+        timedelta(hours=24), description="How long to wait after escalating before aborting."
+    )
+
+
+class Slo(StrictModel):
+    """Service-level targets for one endpoint (or for all, as defaults)."""
+
+    p95_ms: float | None = Field(None, gt=0, description="The 95th percentile latency must stay below this.")
+    p99_ms: float | None = Field(None, gt=0, description="The 99th percentile latency must stay below this.")
+    max_error_rate: float = Field(0.01, ge=0, le=1, description="Largest share of failed requests allowed.")
+
+
+class SloTargets(StrictModel):
+    """Defaults for every endpoint, overridden per endpoint name."""
+
+    default: Slo = Field(default_factory=Slo)
+    endpoints: dict[str, Slo] = Field(default_factory=dict)
+
+    def for_endpoint(self, name: str) -> Slo:
+        """The targets that apply to an endpoint: its own where given, the defaults otherwise."""
+        own = self.endpoints.get(name)
+        if own is None:
+            return self.default
+        merged = self.default.model_dump() | own.model_dump(exclude_unset=True)
+        return Slo.model_validate(merged)
+
+
+class LoadProfile(StrictModel):
+    """A constant-arrival-rate load test, split over the target's endpoints by weight."""
+
+    rate: float = Field(40, gt=0, le=10_000, description="Requests per second over all endpoints.")
+    duration: Duration = Field(timedelta(seconds=20), description="How long to send load (after warm-up).")
+    warmup: Duration = Field(timedelta(seconds=3), description="Load sent first and left out of the numbers.")
+    max_vus: int = Field(100, ge=1, le=5000, description="Upper bound on k6 virtual users.")
+    request_timeout: Duration = Field(timedelta(seconds=10), description="k6 gives up on a request after this.")
+
+    @model_validator(mode="after")
+    def _positive_duration(self) -> Self:
+        if self.duration.total_seconds() < 1:
+            raise ValueError("duration must be at least 1s")
+        return self
+
+
+class Detection(StrictModel):
+    """Thresholds of the detectors; the defaults follow public reference rules."""
+
+    min_table_rows: int = Field(
+        10_000, ge=0, description="A full scan counts only on tables with at least this many rows."
+    )
+    slow_p95_ms: float | None = Field(
+        None, gt=0, description="An endpoint is slow above this p95; unset: above its SLO p95 target."
+    )
+    min_latency_share: float = Field(
+        0.05, ge=0, le=1, description="Ignore endpoints that carry less than this share of total latency."
+    )
+
+
+class Validation(StrictModel):
+    """How a before/after comparison decides."""
+
+    significance: float = Field(0.01, gt=0, lt=0.5, description="Largest p-value that counts as a real change.")
+    min_improvement: float = Field(
+        0.10, ge=0, lt=1, description="Margin: p95 must fall by at least this share to count as improved."
+    )
+    regression_margin: float = Field(
+        0.10, ge=0, lt=10, description="p95 rising by more than this share (and significant) is a regression."
+    )
+    min_effect_ms: float = Field(
+        2.0, ge=0, description="A p95 change smaller than this (ms) is noise, whatever the p-value."
+    )
+    acceptance_bar: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Share of SLO targets that must be met to accept a partial result (below: roll back).",
+    )
+
+
+class Guard(StrictModel):
+    """What deployment monitoring watches while changes bake."""
+
+    max_error_rate: float = Field(0.01, ge=0, le=1)
+    p95_tolerance: float = Field(
+        0.25, ge=0, le=10, description="The bake p95 may exceed the validated p95 by this share at most."
+    )
+    p95_min_excess_ms: float = Field(
+        5.0, ge=0, description="...and by this many ms at least, so noise on fast endpoints is no breach."
+    )
+
+
+class Deployment(StrictModel):
+    """Deployment & monitoring: how long to bake and what to watch."""
+
+    bake: Duration = Field(timedelta(seconds=15), description="How long to watch the kept changes.")
+    guard: Guard = Field(default_factory=Guard)
+
+
+class Playbook(StrictModel):
+    """A reusable campaign recipe."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    description: str = ""
+    approvers: list[str] = Field(
+        min_length=1, description="Names allowed to approve or reject at the gates."
+    )
+    gates: dict[Phase, Gate] = Field(
+        default_factory=lambda: {Phase.PLANNING: Gate(), Phase.DEPLOYMENT: Gate()},
+        description="Phases that wait for a person before they start; planning and deployment by default.",
+    )
+    slo: SloTargets = Field(default_factory=SloTargets)
+    load: LoadProfile = Field(default_factory=LoadProfile)
+    detection: Detection = Field(default_factory=Detection)
+    validation: Validation = Field(default_factory=Validation)
+    deployment: Deployment = Field(default_factory=Deployment)
+    max_recommendations: int = Field(10, ge=1, le=100, description="Plan at most this many changes.")
+
+    @model_validator(mode="after")
+    def _gates_on_gateable_phases(self) -> Self:
+        for phase in self.gates:
+            if phase not in GATEABLE_PHASES:
+                valid = ", ".join(p.value for p in GATEABLE_PHASES)
+                raise ValueError(f"gates: {phase.value!r} cannot be gated; valid: {valid}")
+        return self

@@ -1,0 +1,202 @@
+"""The target: the system under optimization, described once (endpoints, database, levers)."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import Field, HttpUrl, field_validator, model_validator
+
+from ratchet.config.common import FindingType, Role, StrictModel
+from ratchet.config.durations import Duration
+
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+class Query(StrictModel):
+    """A SQL statement an endpoint runs; its plan is inspected during assessment."""
+
+    sql: str = Field(min_length=1, description="The statement, with :name parameters from the endpoint's examples.")
+
+
+class Endpoint(StrictModel):
+    """One request shape to exercise and measure."""
+
+    name: str = Field(pattern=_NAME, description="Short name used in tags, findings and reports.")
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = "GET"
+    path: str = Field(description="Path with {placeholders} filled from examples, e.g. /orders?email={email}.")
+    weight: float = Field(1.0, gt=0, description="Share of the load (relative to the other endpoints).")
+    examples: list[dict[str, str | int | float]] = Field(
+        default_factory=list, description="Parameter sets; each request picks one."
+    )
+    body: str | None = Field(None, description="Request body with {placeholders}, for POST/PUT/PATCH.")
+    queries: list[Query] = Field(default_factory=list, description="Statements this endpoint runs.")
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(f"must start with '/', e.g. /{value}")
+        return value
+
+    @model_validator(mode="after")
+    def _examples_fill_placeholders(self) -> Self:
+        needed = set(_PLACEHOLDER.findall(self.path)) | set(_PLACEHOLDER.findall(self.body or ""))
+        if needed and not self.examples:
+            raise ValueError(f"path uses {sorted(needed)} but no examples are given")
+        for index, example in enumerate(self.examples):
+            missing = needed - set(example)
+            if missing:
+                raise ValueError(f"examples[{index}] lacks {sorted(missing)} (the path needs {sorted(needed)})")
+        return self
+
+    @property
+    def placeholders(self) -> set[str]:
+        return set(_PLACEHOLDER.findall(self.path))
+
+
+class Database(StrictModel):
+    """The target's own database, for plan inspection and SQL levers."""
+
+    url: str = Field(description="sqlite:///path/to/file.db or postgresql://user@host/db")
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise ValueError("must start with sqlite:/// or postgresql://")
+        return value
+
+    @property
+    def dialect(self) -> Literal["sqlite", "postgresql"]:
+        return "sqlite" if self.url.startswith("sqlite") else "postgresql"
+
+
+class Addresses(StrictModel):
+    """What a lever fixes: a finding type on an endpoint ('*' for any)."""
+
+    finding: FindingType
+    endpoint: str = "*"
+
+
+class HttpAction(StrictModel):
+    """An HTTP call to an admin or feature-flag API."""
+
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
+    url: str
+    json_body: dict[str, Any] | None = Field(None, alias="json")
+    headers: dict[str, str] = Field(default_factory=dict)
+    expect_status: list[int] = Field(default_factory=lambda: [200, 201, 202, 204])
+
+
+class HttpCheck(HttpAction):
+    """An HTTP call whose answer says whether the lever is in effect."""
+
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "GET"
+    applied_when: str = Field(
+        description="Jinja expression over `response` (status, json) that is true when applied."
+    )
+
+
+class ShellAction(StrictModel):
+    """A command run without a shell (argv list), e.g. to rewrite a config and restart."""
+
+    argv: list[str] = Field(min_length=1)
+    timeout: Duration = Field(default="60s", validate_default=True)
+
+
+class LeverParameter(StrictModel):
+    """A value a lever takes: a rollout percentage or a tunable number."""
+
+    kind: Literal["percentage", "range"]
+    minimum: float = 0
+    maximum: float = 100
+    default: float = 100
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if not self.minimum <= self.default <= self.maximum:
+            raise ValueError("need minimum <= default <= maximum")
+        return self
+
+
+class _LeverBase(StrictModel):
+    name: str = Field(pattern=_NAME)
+    description: str = ""
+    role: Role = Field(Role.BACKEND_DEVELOPER, description="Which role applies it.")
+    addresses: list[Addresses] = Field(min_length=1, description="Findings this lever can fix.")
+    risk: Literal["low", "medium", "high"] = "low"
+    parameter: LeverParameter | None = None
+    generated: bool = Field(False, description="True for levers Ratchet wrote from evidence.")
+
+
+class SqlLever(_LeverBase):
+    """DDL or settings run against the target's database."""
+
+    kind: Literal["sql"]
+    apply: list[str] = Field(min_length=1)
+    rollback: list[str] = Field(min_length=1)
+    check: str | None = Field(None, description="A query whose first column is truthy when the lever is applied.")
+
+
+class HttpLever(_LeverBase):
+    """Calls to an admin or feature-flag API."""
+
+    kind: Literal["http"]
+    apply: list[HttpAction] = Field(min_length=1)
+    rollback: list[HttpAction] = Field(min_length=1)
+    check: HttpCheck | None = None
+
+
+class ShellLever(_LeverBase):
+    """Commands, e.g. rewrite a config file and restart a service."""
+
+    kind: Literal["shell"]
+    apply: list[ShellAction] = Field(min_length=1)
+    rollback: list[ShellAction] = Field(min_length=1)
+    check: ShellAction | None = Field(None, description="Exit status 0 means applied.")
+
+
+Lever = Annotated[SqlLever | HttpLever | ShellLever, Field(discriminator="kind")]
+
+
+class Target(StrictModel):
+    """A running system Ratchet may measure and change."""
+
+    name: str = Field(pattern=_NAME)
+    description: str = ""
+    base_url: HttpUrl
+    database: Database | None = None
+    endpoints: list[Endpoint] = Field(min_length=1)
+    levers: list[Lever] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_names_and_known_endpoints(self) -> Self:
+        for label, names in (("endpoints", [e.name for e in self.endpoints]), ("levers", [x.name for x in self.levers])):
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            if dupes:
+                raise ValueError(f"{label}: names must be unique, repeated: {dupes}")
+        known = {e.name for e in self.endpoints}
+        for lever in self.levers:
+            for address in lever.addresses:
+                if address.endpoint != "*" and address.endpoint not in known:
+                    raise ValueError(
+                        f"lever {lever.name!r} addresses unknown endpoint {address.endpoint!r}; "
+                        f"valid: '*', {', '.join(sorted(known))}"
+                    )
+            if lever.kind == "sql" and self.database is None:
+                raise ValueError(f"lever {lever.name!r} is kind sql but the target has no database")
+        return self
+
+    def endpoint(self, name: str) -> Endpoint:
+        """The endpoint with that name (KeyError if there is none)."""
+        for endpoint in self.endpoints:
+            if endpoint.name == name:
+                return endpoint
+        raise KeyError(name)
+
+    @property
+    def base(self) -> str:
+        """The base URL without a trailing slash."""
+        return str(self.base_url).rstrip("/")

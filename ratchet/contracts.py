@@ -1,0 +1,344 @@
+"""Payloads that travel between the CLI, the campaign workflow and the role activities.
+
+One model in and one out per call, so fields can be added compatibly. They stay small:
+bulk evidence (samples, plans) lives in the store and is referred to by id.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from ratchet.config.common import FindingType, Phase, Role
+from ratchet.config.playbook import Playbook
+from ratchet.config.target import Lever, Target
+
+
+class Payload(BaseModel):
+    """Base of every payload: unknown fields are ignored so old histories still replay."""
+
+
+# ---------------------------------------------------------------- measurement
+
+
+class EndpointStats(Payload):
+    """Exact latency percentiles of one endpoint in one load run (ms), from the raw samples."""
+
+    endpoint: str
+    requests: int
+    errors: int
+    error_rate: float
+    p50: float
+    p95: float
+    p99: float
+    mean: float
+
+
+class LoadTestRequest(Payload):
+    campaign_id: str
+    label: str = Field(description="baseline, validation, guard-1, ...")
+    target: Target
+    rate: float
+    duration_s: float
+    warmup_s: float
+    max_vus: int
+    request_timeout_s: float
+
+
+class LoadTestResult(Payload):
+    run_id: str
+    label: str
+    requests: int
+    duration_s: float
+    interrupted: bool = False
+    endpoints: list[EndpointStats]
+
+    def stats(self, endpoint: str) -> EndpointStats | None:
+        return next((s for s in self.endpoints if s.endpoint == endpoint), None)
+
+
+# ---------------------------------------------------------------- findings and plans
+
+
+class Finding(Payload):
+    """A bottleneck found from measurements, with the evidence that shows it."""
+
+    id: str
+    type: FindingType
+    endpoint: str
+    severity: Literal["low", "medium", "high", "critical"]
+    impact: float = Field(description="Share of the endpoint's latency x the endpoint's share of traffic.")
+    estimated_gain_ms: float
+    summary: str
+    evidence: dict[str, Any] = Field(default_factory=dict)
+
+
+class AssessRequest(Payload):
+    campaign_id: str
+    baseline: LoadTestResult
+    target: Target
+    playbook: Playbook
+
+
+class SloCheck(Payload):
+    endpoint: str
+    metric: str
+    limit: float
+    value: float
+    met: bool
+
+
+class AssessResult(Payload):
+    findings: list[Finding]
+    slo: list[SloCheck]
+
+    @property
+    def targets_met(self) -> bool:
+        return all(check.met for check in self.slo)
+
+
+class Recommendation(Payload):
+    """A proposed change: a lever to pull (or manual advice), ranked."""
+
+    id: str
+    finding_id: str
+    endpoint: str
+    title: str
+    lever: Lever | None = Field(None, description="None: no lever can do it; the advice says what to do.")
+    role: Role
+    recommended: bool = Field(True, description="False for alternatives a person may still pick.")
+    impact: float
+    feasibility: float
+    risk: Literal["low", "medium", "high"]
+    effort: Literal["none", "low", "medium", "high"]
+    predicted_gain_ms: float
+    score: float
+    rationale: str
+    advice: str = ""
+
+
+class PlanRequest(Payload):
+    campaign_id: str
+    findings: list[Finding]
+    target: Target
+    playbook: Playbook
+
+
+class PlanResult(Payload):
+    recommendations: list[Recommendation]
+
+
+# ---------------------------------------------------------------- changes
+
+
+class LeverCall(Payload):
+    """Apply or roll back one lever for a campaign."""
+
+    campaign_id: str
+    change_id: str
+    lever: Lever
+    target: Target
+    parameter: float | None = None
+
+
+class LeverOutcome(Payload):
+    change_id: str
+    lever: str
+    action: Literal["apply", "rollback"]
+    changed: bool = Field(description="False when the lever was already in the wanted state.")
+    verified: bool
+    detail: str
+
+
+class ChangeState(StrEnum):
+    PENDING = "pending"
+    APPLIED = "applied"
+    KEPT = "kept"
+    ROLLED_BACK = "rolled-back"
+    FAILED = "failed"
+
+
+class ChangeRecord(Payload):
+    """One change of the campaign, from plan to its fate."""
+
+    change_id: str
+    recommendation_id: str
+    lever: str
+    kind: str
+    role: Role
+    endpoint: str
+    state: ChangeState = ChangeState.PENDING
+    applied_at: datetime | None = None
+    rolled_back_at: datetime | None = None
+    reason: str = ""
+
+
+# ---------------------------------------------------------------- validation
+
+
+class Verdict(StrEnum):
+    IMPROVED = "improved"
+    UNCHANGED = "unchanged"
+    REGRESSED = "regressed"
+
+
+class EndpointVerdict(Payload):
+    """Before/after comparison of one endpoint, with the numbers behind the verdict."""
+
+    endpoint: str
+    before: EndpointStats
+    after: EndpointStats
+    p95_ratio: float
+    p50_ratio: float
+    p_value_faster: float = Field(description="One-sided Mann-Whitney: after is faster than before.")
+    p_value_slower: float = Field(description="One-sided Mann-Whitney: after is slower than before.")
+    hodges_lehmann_ms: float = Field(description="Median of pairwise differences after - before (ms).")
+    verdict: Verdict
+    explanation: str
+
+
+class CompareRequest(Payload):
+    campaign_id: str
+    baseline: LoadTestResult
+    candidate: LoadTestResult
+    playbook: Playbook
+    target: Target
+
+
+class ValidationOutcome(StrEnum):
+    MET = "met"
+    PARTIAL = "partial"
+    FAILED = "failed"
+    REGRESSED = "regressed"
+
+
+class CompareResult(Payload):
+    verdicts: list[EndpointVerdict]
+    slo: list[SloCheck]
+
+
+class GuardRequest(Payload):
+    campaign_id: str
+    validated: LoadTestResult
+    watch: LoadTestResult
+    playbook: Playbook
+
+
+class GuardResult(Payload):
+    breached: bool
+    reasons: list[str]
+
+
+# ---------------------------------------------------------------- status, approvals
+
+
+class PhaseRecord(Payload):
+    phase: Phase
+    title: str
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    outcome: str = "pending"
+    note: str = ""
+
+
+class Event(Payload):
+    at: datetime
+    message: str
+
+
+class GateState(Payload):
+    phase: Phase
+    since: datetime
+    deadline: datetime
+    approvers: list[str]
+    escalated: bool = False
+
+
+class ApprovalInput(Payload):
+    """An approval from a person (CLI, temporal CLI, any client)."""
+
+    phase: Phase
+    approver: str = Field(min_length=1)
+    only: list[str] | None = Field(None, description="Approve only these recommendation ids.")
+    comment: str = ""
+
+
+class RejectionInput(Payload):
+    phase: Phase | None = Field(None, description="The waiting phase; any waiting phase when omitted.")
+    approver: str = Field(min_length=1)
+    reason: str = Field(min_length=1)
+
+
+class GateDecision(Payload):
+    """What a gate resolved to, as recorded in the status."""
+
+    phase: Phase
+    decision: Literal["approved", "rejected", "timed-out", "auto-approved"]
+    by: str
+    at: datetime
+    only: list[str] | None = None
+    note: str = ""
+
+
+class CampaignState(StrEnum):
+    RUNNING = "running"
+    WAITING = "waiting-approval"
+    COMPLETED = "completed"
+    REJECTED = "rejected"
+    ABORTED = "aborted"
+    ROLLED_BACK = "rolled-back"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class CampaignInput(Payload):
+    campaign_id: str
+    playbook: Playbook
+    target: Target
+    playbook_file: str = ""
+    target_file: str = ""
+    task_queue_prefix: str = "ratchet"
+    auto_approve_as: str | None = Field(None, description="Approve every gate as this name (demo, CI).")
+
+
+class CampaignStatus(Payload):
+    """Everything a person or a program wants to know about a campaign (the status query)."""
+
+    campaign_id: str
+    target: str
+    playbook: str
+    state: CampaignState = CampaignState.RUNNING
+    phase: Phase | None = None
+    outcome: str = ""
+    outcome_detail: str = ""
+    phases: list[PhaseRecord] = Field(default_factory=list)
+    waiting: GateState | None = None
+    gates: list[GateDecision] = Field(default_factory=list)
+    findings: list[Finding] = Field(default_factory=list)
+    recommendations: list[Recommendation] = Field(default_factory=list)
+    baseline: LoadTestResult | None = None
+    validation: LoadTestResult | None = None
+    verdicts: list[EndpointVerdict] = Field(default_factory=list)
+    slo_before: list[SloCheck] = Field(default_factory=list)
+    slo_after: list[SloCheck] = Field(default_factory=list)
+    changes: list[ChangeRecord] = Field(default_factory=list)
+    guard: GuardResult | None = None
+    events: list[Event] = Field(default_factory=list)
+    report_html: str = ""
+    report_markdown: str = ""
+
+    @property
+    def finished(self) -> bool:
+        return self.state not in (CampaignState.RUNNING, CampaignState.WAITING)
+
+
+class ReportRequest(Payload):
+    status: CampaignStatus
+
+
+class ReportResult(Payload):
+    html_path: str
+    markdown_path: str

@@ -1,0 +1,59 @@
+"""Settings shared by the CLI, the workers and the activities, read from RATCHET_* variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Where Ratchet keeps its data and how it reaches Temporal."""
+
+    model_config = SettingsConfigDict(env_prefix="RATCHET_", extra="ignore")
+
+    home: Path = Field(Path(".ratchet"), description="Data folder: store, samples, reports, Temporal's file.")
+    temporal_address: str = Field("127.0.0.1:7233", description="host:port of the Temporal frontend.")
+    temporal_namespace: str = "default"
+    temporal_ui_port: int = 8233
+    store_url: str | None = Field(None, description="SQLAlchemy URL of the store; default: SQLite in home.")
+    task_queue_prefix: str = Field("ratchet", description="Role task queues are '<prefix>-<role>'.")
+
+    @property
+    def resolved_home(self) -> Path:
+        path = self.home.expanduser().resolve()
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def resolved_store_url(self) -> str:
+        return self.store_url or f"sqlite:///{self.resolved_home / 'ratchet.db'}"
+
+    @property
+    def samples_dir(self) -> Path:
+        path = self.resolved_home / "samples"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def reports_dir(self) -> Path:
+        path = self.resolved_home / "reports"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def ui_url(self) -> str:
+        host = self.temporal_address.rsplit(":", 1)[0]
+        return f"http://{host}:{self.temporal_ui_port}"
+
+    def task_queue(self, role: str) -> str:
+        """The task queue a role's activities are served on."""
+        return f"{self.task_queue_prefix}-{role}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (read once from the environment)."""
+    return Settings()

@@ -1,0 +1,39 @@
+"""Lever templates: sandboxed Jinja2 where a missing variable is an error, never an empty string."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from ratchet.errors import LeverError
+
+_env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+
+
+def render(text: str, context: dict[str, Any], *, where: str) -> str:
+    """Render one template string; LeverError names ``where`` and the problem."""
+    try:
+        return _env.from_string(text).render(**context)
+    except TemplateError as exc:
+        raise LeverError(f"{where}: template error: {exc}") from None
+
+
+def evaluate(expression: str, context: dict[str, Any], *, where: str) -> Any:
+    """Evaluate a Jinja expression (e.g. ``response.json.enabled``) in the sandbox."""
+    try:
+        return _env.compile_expression(expression, undefined_to_none=False)(**context)
+    except TemplateError as exc:
+        raise LeverError(f"{where}: expression error: {exc}") from None
+
+
+def render_tree(value: Any, context: dict[str, Any], *, where: str) -> Any:
+    """Render every string inside nested dicts and lists."""
+    if isinstance(value, str):
+        return render(value, context, where=where)
+    if isinstance(value, dict):
+        return {k: render_tree(v, context, where=f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [render_tree(v, context, where=f"{where}[{i}]") for i, v in enumerate(value)]
+    return value

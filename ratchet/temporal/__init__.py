@@ -1,0 +1,1 @@
+"""Talking to Temporal: the client, the embedded dev server, the workers."""

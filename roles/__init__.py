@@ -1,0 +1,47 @@
+"""The roles of a campaign. Each role is a Temporal task queue and the activities served on it.
+
+A role can run on its own worker fleet: ``python worker.py --roles backend-developer``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from activities.reporting import ReportActivities
+
+from activities.assessment import AssessmentActivities
+from activities.levers import LeverActivities
+from activities.measurement import MeasurementActivities
+from activities.planning import AnalysisActivities
+from activities.records import RecordActivities
+from ratchet.config.common import Role
+from ratchet.settings import Settings
+
+CAMPAIGN_QUEUE_ROLE = "campaigns"
+"""The pseudo-role whose queue runs the campaign workflows themselves."""
+
+
+def role_activities(role: Role, settings: Settings) -> list[Callable[..., Any]]:
+    """The activities a role's worker serves, with their dependencies injected."""
+    store = settings.resolved_store_url
+    measure = MeasurementActivities(settings)
+    levers = LeverActivities(store)
+    analysis = AnalysisActivities(settings)
+    if role == Role.PERF_OPTIMIZER:
+        assess = AssessmentActivities(store)
+        records = RecordActivities(store)
+        reports = ReportActivities(settings)
+        return [
+            measure.run_load_test, assess.find_bottlenecks, analysis.plan_changes, analysis.compare_runs,
+            records.record_campaign, reports.write_report,
+        ]  # fmt: skip
+    if role == Role.TEST_ENGINEER:
+        return [measure.run_load_test, analysis.compare_runs]
+    if role == Role.DEVOPS_ENGINEER:
+        return [levers.apply_lever, levers.rollback_lever, measure.run_load_test, analysis.check_guard]
+    # backend-developer and frontend-developer change the target through levers.
+    return [levers.apply_lever, levers.rollback_lever]
+
+
+ALL_ROLES: tuple[Role, ...] = tuple(Role)

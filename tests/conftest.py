@@ -1,0 +1,132 @@
+"""Shared fixtures: a real Temporal dev server, real workers, the real demo shop on a real SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from temporalio.client import Client
+
+from ratchet.config.common import Role
+from ratchet.settings import Settings
+from ratchet.temporal.client import connect
+from ratchet.temporal.server import start_server, stop_server
+from ratchet.temporal.worker import build_workers, run_workers
+
+ROOT = Path(__file__).resolve().parents[1]
+TEST_PLAYBOOK = ROOT / "tests" / "playbooks" / "fast.yaml"
+SHOP_TARGET = ROOT / "examples" / "shop" / "target.yaml"
+SHOP_ORDERS = 300_000
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def temporal_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A file-backed Temporal dev server for the whole session (the same code as `ratchet server start`)."""
+    home = tmp_path_factory.mktemp("temporal")
+    address = f"127.0.0.1:{free_port()}"
+    start_server(home, address=address, ui_port=free_port())
+    (home / "address").write_text(address)
+    yield home
+    stop_server(home)
+
+
+@pytest.fixture
+def settings(temporal_home: Path, tmp_path: Path) -> Settings:
+    """Settings of one test: its own data folder and task queues on the shared server."""
+    return Settings(
+        home=tmp_path / "ratchet",
+        temporal_address=(temporal_home / "address").read_text(),
+        task_queue_prefix=f"t{uuid.uuid4().hex[:8]}",
+    )
+
+
+@pytest_asyncio.fixture
+async def client(settings: Settings) -> Client:
+    return await connect(settings)
+
+
+@contextlib.asynccontextmanager
+async def running_workers(client: Client, settings: Settings, roles: list[Role] | None = None) -> AsyncIterator[None]:
+    """Workers for the campaign queue and every role, in this process, for the block's duration."""
+    stop = asyncio.Event()
+    workers = build_workers(client, settings, roles or list(Role))
+    task = asyncio.create_task(run_workers(workers, stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
+
+
+@pytest_asyncio.fixture
+async def worker(client: Client, settings: Settings) -> AsyncIterator[None]:
+    async with running_workers(client, settings):
+        yield
+
+
+@pytest.fixture(scope="session")
+def shop_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The seeded shop database, built once per session (copied for every test that changes it)."""
+    path = tmp_path_factory.mktemp("shop-template") / "shop.db"
+    subprocess.run(
+        [sys.executable, "-m", "examples.shop", "--db", str(path), "--orders", str(SHOP_ORDERS), "--seed-only"],
+        check=True,
+        cwd=ROOT,
+    )
+    return path
+
+
+class Shop:
+    """A running demo shop on its own copy of the database."""
+
+    def __init__(self, url: str, database: Path, process: subprocess.Popen[str]) -> None:
+        self.url, self.database, self.process = url, database, process
+
+    def indexes(self) -> list[tuple[str, str]]:
+        """(name, sql) of every index on the shop's tables: what a rollback must restore exactly."""
+        import sqlite3
+
+        with contextlib.closing(sqlite3.connect(self.database)) as connection:
+            rows = connection.execute(
+                "SELECT name, coalesce(sql, '') FROM sqlite_master WHERE type = 'index' ORDER BY name"
+            ).fetchall()
+        return [(str(n), str(s)) for n, s in rows]
+
+
+@pytest.fixture
+def shop(shop_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Shop]:
+    """The demo shop on a fresh copy of the seeded database, on a free port; SHOP_URL/SHOP_DB point at it."""
+    database = tmp_path / "shop" / "shop.db"
+    database.parent.mkdir()
+    shutil.copyfile(shop_template, database)
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "examples.shop", "--db", str(database), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    assert "listening" in line, f"shop did not start: {line!r}"
+    url = f"http://127.0.0.1:{port}"
+    monkeypatch.setenv("SHOP_URL", url)
+    monkeypatch.setenv("SHOP_DB", str(database))
+    yield Shop(url, database, process)
+    process.terminate()
+    process.wait(timeout=10)

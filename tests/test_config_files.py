@@ -1,0 +1,121 @@
+"""Playbooks and targets: the shipped files load, and bad files get errors naming line, field and what is valid."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ratchet.config.loading import load_playbook, load_target
+from ratchet.config.schema import SCHEMAS, schema_text
+from ratchet.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+GOOD_TARGET = """\
+name: t
+base_url: http://127.0.0.1:9
+database:
+  url: sqlite:///shop.db
+endpoints:
+  - name: orders
+    path: /orders?email={email}
+    examples: [{email: a@example.com}]
+levers:
+  - name: ix
+    kind: sql
+    addresses: [{finding: missing-index, endpoint: orders}]
+    apply: ["CREATE INDEX IF NOT EXISTS ix ON orders (email)"]
+    rollback: ["DROP INDEX IF EXISTS ix"]
+"""
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "playbooks").glob("*.yaml")))
+def test_shipped_playbooks_load(path: Path) -> None:
+    playbook = load_playbook(path)
+    assert playbook.approvers
+    assert "planning" in {p.value for p in playbook.gates}
+
+
+def test_demo_target_loads_with_relative_database_resolved() -> None:
+    target = load_target(ROOT / "examples" / "shop" / "target.yaml")
+    assert target.database is not None
+    assert Path(target.database.url.removeprefix("sqlite:///")).is_absolute()
+    assert {e.name for e in target.endpoints} >= {"orders-by-email", "product", "health"}
+
+
+# (file kind, content, fragments the message must contain)
+MALFORMED = [
+    ("playbook", "name: x\napprovers: [a]\nload:\n  rate: -5\n", ["x.yaml:4", "load.rate", "greater than 0"]),
+    ("playbook", "name: x\napprovers: [a]\nload:\n  duration: soon\n", ["x.yaml:4", "load.duration", "30s"]),
+    ("playbook", "name: x\napprovers: [a]\ngatez: {}\n", ["x.yaml:3", "gatez", "unknown field", "valid fields", "gates"]),
+    ("playbook", "name: x\n", ["approvers", "required"]),
+    ("playbook", "name: x\napprovers: []\n", ["x.yaml:2", "approvers", "at least 1"]),
+    ("playbook", "name: x\napprovers: [a]\ngates:\n  lunch: {}\n", ["x.yaml:4", "gates.lunch", "planning"]),
+    ("playbook", "name: x\napprovers: [a]\ngates:\n  assessment: {}\n", ["cannot be gated", "deployment"]),
+    (
+        "playbook",
+        "name: x\napprovers: [a]\ngates:\n  planning:\n    on_timeout: panic\n",
+        ["x.yaml:5", "gates.planning.on_timeout", "'abort' or 'escalate'"],
+    ),
+    ("playbook", "name: x\napprovers: [a]\nvalidation:\n  significance: 2\n", ["x.yaml:4", "validation.significance"]),
+    ("playbook", "name: x\napprovers: [a\n", ["not valid YAML"]),
+    ("playbook", "", ["empty"]),
+    ("playbook", "- just\n- a list\n", ["mapping"]),
+    ("target", GOOD_TARGET.replace("base_url: http://127.0.0.1:9", "base_url: not a url"), ["x.yaml:2", "base_url"]),
+    ("target", GOOD_TARGET.replace("kind: sql", "kind: ssh"), ["x.yaml:11", "levers.0.kind", "'sql', 'http', 'shell'"]),
+    ("target", GOOD_TARGET.replace("path: /orders?email={email}", "path: orders"), ["x.yaml:7", "must start with '/'"]),
+    ("target", GOOD_TARGET.replace("examples: [{email: a@example.com}]", "examples: [{mail: a}]"), ["lacks ['email']"]),
+    (
+        "target",
+        GOOD_TARGET.replace("endpoint: orders}", "endpoint: basket}"),
+        ["unknown endpoint 'basket'", "orders"],
+    ),
+    ("target", GOOD_TARGET.replace("sqlite:///shop.db", "mysql://x/y"), ["x.yaml:4", "database.url", "sqlite:///"]),
+    ("target", GOOD_TARGET.replace("    method: GET\n", "") .replace("    path:", "    method: FETCH\n    path:"), ["endpoints.0.method", "'GET'"]),
+    ("target", GOOD_TARGET.replace('    rollback: ["DROP INDEX IF EXISTS ix"]\n', ""), ["x.yaml:10", "levers.0.rollback", "required"]),
+    ("target", GOOD_TARGET.replace("name: t\n", "name: t\nbase: 1\n"), ["x.yaml:2", "base", "unknown field", "base_url"]),
+    ("target", "name: t\nbase_url: ${NOT_SET_ANYWHERE}\nendpoints: []\n", ["NOT_SET_ANYWHERE is not set"]),
+]
+
+
+@pytest.mark.parametrize(("kind", "content", "fragments"), MALFORMED)
+def test_malformed_files_get_clear_errors(tmp_path: Path, kind: str, content: str, fragments: list[str]) -> None:
+    path = tmp_path / "x.yaml"
+    path.write_text(content)
+    loader = load_playbook if kind == "playbook" else load_target
+    with pytest.raises(ConfigError) as caught:
+        loader(path)
+    message = str(caught.value)
+    assert str(path) in message
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} missing from:\n{message}"
+
+
+def test_validate_command_exits_2_with_message_and_no_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\napprovers: [a]\nload:\n  rate: fast\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "ratchet.cli", "playbook", "validate", str(bad)], capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert "bad.yaml:4: load.rate" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+    good = subprocess.run(
+        [sys.executable, "-m", "ratchet.cli", "target", "validate", str(ROOT / "examples/shop/target.yaml")],
+        capture_output=True,
+        text=True,
+    )
+    assert good.returncode == 0, good.stderr
+    assert "valid target 'demo-shop'" in good.stdout
+
+
+def test_committed_json_schemas_are_current() -> None:
+    for name, model in SCHEMAS.items():
+        committed = (ROOT / "playbooks" / "schema" / name).read_text()
+        assert committed == schema_text(model), f"run `make schema`: {name} is stale"
+        assert json.loads(committed)["title"] in ("Playbook", "Target")

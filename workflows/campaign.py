@@ -1,0 +1,635 @@
+"""The campaign: one durable workflow, six phases, gates for people, a saga that undoes what did not pay off.
+
+Orchestration only. Every decision is a pure function of small payloads (ratchet.analysis.decisions);
+every effect is an activity on the task queue of the role that owns it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from ratchet.analysis.decisions import (
+        AfterAssessment,
+        after_assessment,
+        changes_without_effect,
+        validation_outcome,
+    )
+    from ratchet.config.common import PHASE_TITLES, Phase, Role
+    from ratchet.config.playbook import Gate, TimeoutAction
+    from ratchet.contracts import (
+        ApprovalInput,
+        AssessRequest,
+        AssessResult,
+        CampaignInput,
+        CampaignState,
+        CampaignStatus,
+        ChangeRecord,
+        ChangeState,
+        CompareRequest,
+        CompareResult,
+        Event,
+        GateDecision,
+        GateState,
+        GuardRequest,
+        GuardResult,
+        LeverCall,
+        LeverOutcome,
+        LoadTestRequest,
+        LoadTestResult,
+        PhaseRecord,
+        PlanRequest,
+        PlanResult,
+        Recommendation,
+        RejectionInput,
+        ReportRequest,
+        ReportResult,
+        ValidationOutcome,
+    )
+    from workflows import search_attributes as sa
+
+_QUICK = timedelta(minutes=2)
+_STEP_RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=1))
+# Compensations must get through: retry longer, with backoff, before declaring the target dirty.
+_UNDO_RETRY = RetryPolicy(maximum_attempts=10, initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
+
+
+class _Stop(Exception):
+    """Ends the campaign early with a final state and outcome (not an error)."""
+
+    def __init__(self, state: CampaignState, outcome: str, detail: str = "") -> None:
+        super().__init__(outcome)
+        self.state, self.outcome, self.detail = state, outcome, detail
+
+
+@workflow.defn(name="CampaignWorkflow")
+class CampaignWorkflow:
+    """Assessment, planning, optimization, frontend, validation, deployment; then report and history."""
+
+    @workflow.init
+    def __init__(self, request: CampaignInput) -> None:
+        self._input = request
+        self._status = CampaignStatus(
+            campaign_id=request.campaign_id,
+            target=request.target.name,
+            playbook=request.playbook.name,
+            phases=[PhaseRecord(phase=p, title=PHASE_TITLES[p]) for p in Phase],
+        )
+        self._answer: GateDecision | None = None
+        self._approved_only: list[str] | None = None
+        self._validation_outcome = ValidationOutcome.MET
+
+    # ------------------------------------------------------------------ run
+
+    @workflow.run
+    async def run(self, request: CampaignInput) -> CampaignStatus:
+        self._event(f"campaign started on {request.target.name} with playbook {request.playbook.name}")
+        await self._record()
+        try:
+            await self._campaign()
+        except _Stop as stop:
+            await self._finish(stop.state, stop.outcome, stop.detail)
+        except asyncio.CancelledError:
+            # Cancelled by a person: undo everything, write the report, then let the cancellation through.
+            await asyncio.shield(asyncio.ensure_future(self._cancelled()))
+            raise
+        except ActivityError as failure:
+            cause = failure.cause.message if isinstance(failure.cause, ApplicationError) else str(failure.cause)
+            await self._unwind(f"campaign failed: {cause}")
+            await self._finish(CampaignState.FAILED, "failed", f"{failure.activity_type} failed: {cause}")
+            raise ApplicationError(f"campaign failed: {cause}", non_retryable=True) from failure
+        return self._status
+
+    async def _cancelled(self) -> None:
+        self._event("cancellation requested: undoing applied changes")
+        await self._unwind("campaign cancelled")
+        await self._finish(CampaignState.CANCELLED, "cancelled", "cancelled by request; every applied change undone")
+
+    async def _campaign(self) -> None:
+        baseline, assessment = await self._assessment()
+        recommendations = await self._planning(assessment)
+        approved = [r for r in recommendations if self._is_approved(r)]
+        await self._optimization(approved)
+        await self._frontend(approved)
+        validation = await self._validation(baseline)
+        await self._deployment(validation)
+
+    # ------------------------------------------------------------------ phases
+
+    async def _assessment(self) -> tuple[LoadTestResult, AssessResult]:
+        self._begin(Phase.ASSESSMENT)
+        baseline = await self._load_test("baseline", Role.PERF_OPTIMIZER, "Baseline load test (k6)")
+        self._status.baseline = baseline
+        assessment: AssessResult = await self._activity(
+            "find_bottlenecks",
+            AssessRequest(
+                campaign_id=self._input.campaign_id,
+                baseline=baseline,
+                target=self._input.target,
+                playbook=self._input.playbook,
+            ),
+            Role.PERF_OPTIMIZER,
+            "Find bottlenecks: slow endpoints, plans of their statements",
+            result_type=AssessResult,
+        )
+        self._status.findings = assessment.findings
+        self._status.slo_before = assessment.slo
+        decision = after_assessment(assessment)
+        met = sum(c.met for c in assessment.slo)
+        note = f"{len(assessment.findings)} finding(s); {met}/{len(assessment.slo)} SLO checks met"
+        if decision == AfterAssessment.TARGETS_MET:
+            self._end(Phase.ASSESSMENT, "targets already met", note)
+            raise _Stop(CampaignState.COMPLETED, "targets already met", "no bottleneck found and every SLO met")
+        if decision == AfterAssessment.NOTHING_ACTIONABLE:
+            self._end(Phase.ASSESSMENT, "nothing actionable", note)
+            raise _Stop(
+                CampaignState.COMPLETED,
+                "targets not met, nothing actionable",
+                "some SLO checks fail but no finding explains them; see the baseline in the report",
+            )
+        self._end(Phase.ASSESSMENT, "bottlenecks found", note)
+        return baseline, assessment
+
+    async def _planning(self, assessment: AssessResult) -> list[Recommendation]:
+        self._begin(Phase.PLANNING)
+        plan: PlanResult = await self._activity(
+            "plan_changes",
+            PlanRequest(
+                campaign_id=self._input.campaign_id,
+                findings=assessment.findings,
+                target=self._input.target,
+                playbook=self._input.playbook,
+            ),
+            Role.PERF_OPTIMIZER,
+            "Rank levers for the findings",
+            result_type=PlanResult,
+        )
+        self._status.recommendations = plan.recommendations
+        if not any(r.lever is not None for r in plan.recommendations):
+            self._end(Phase.PLANNING, "manual advice only", "no lever can address the findings")
+            raise _Stop(CampaignState.COMPLETED, "manual advice only", "the findings need a person; see the plan")
+        decision = await self._gate(Phase.PLANNING)
+        if decision is not None and decision.decision == "rejected":
+            self._end(Phase.PLANNING, "rejected", decision.note)
+            raise _Stop(CampaignState.REJECTED, "plan rejected: nothing applied", decision.note)
+        self._approved_only = decision.only if decision is not None else None
+        chosen = [r.id for r in plan.recommendations if self._is_approved(r)]
+        if not chosen:
+            self._end(Phase.PLANNING, "nothing approved", "the approval named no recommendation with a lever")
+            raise _Stop(CampaignState.COMPLETED, "nothing approved: nothing applied")
+        self._end(Phase.PLANNING, "approved", f"approved: {', '.join(chosen)}")
+        return plan.recommendations
+
+    def _is_approved(self, recommendation: Recommendation) -> bool:
+        if recommendation.lever is None:
+            return False
+        if self._approved_only is not None:
+            return recommendation.id in self._approved_only
+        return recommendation.recommended
+
+    async def _optimization(self, approved: list[Recommendation]) -> None:
+        self._begin(Phase.OPTIMIZATION)
+        await self._gate_or_abort(Phase.OPTIMIZATION)
+        mine = [r for r in approved if r.role in (Role.BACKEND_DEVELOPER, Role.DEVOPS_ENGINEER, Role.PERF_OPTIMIZER)]
+        for recommendation in mine:
+            await self._apply(recommendation)
+        self._end(Phase.OPTIMIZATION, "applied" if mine else "skipped", self._change_note(mine))
+
+    async def _frontend(self, approved: list[Recommendation]) -> None:
+        mine = [r for r in approved if r.role == Role.FRONTEND_DEVELOPER]
+        if not mine:
+            self._skip(Phase.FRONTEND, "no frontend change in the approved plan")
+            return
+        self._begin(Phase.FRONTEND)
+        await self._gate_or_abort(Phase.FRONTEND)
+        for recommendation in mine:
+            await self._apply(recommendation)
+        self._end(Phase.FRONTEND, "applied", self._change_note(mine))
+
+    async def _validation(self, baseline: LoadTestResult) -> LoadTestResult:
+        self._begin(Phase.VALIDATION)
+        await self._gate_or_abort(Phase.VALIDATION)
+        candidate = await self._load_test("validation", Role.TEST_ENGINEER, "Validation load test (same load as baseline)")
+        self._status.validation = candidate
+        comparison: CompareResult = await self._activity(
+            "compare_runs",
+            CompareRequest(
+                campaign_id=self._input.campaign_id,
+                baseline=baseline,
+                candidate=candidate,
+                playbook=self._input.playbook,
+                target=self._input.target,
+            ),
+            Role.PERF_OPTIMIZER,
+            "Compare before/after per endpoint (Mann-Whitney on raw samples)",
+            result_type=CompareResult,
+        )
+        self._status.verdicts = comparison.verdicts
+        self._status.slo_after = comparison.slo
+        outcome = validation_outcome(comparison.verdicts, comparison.slo, self._input.playbook)
+        verdicts = {v.endpoint: v for v in comparison.verdicts}
+        applied = [c for c in self._status.changes if c.state == ChangeState.APPLIED]
+        if outcome in (ValidationOutcome.FAILED, ValidationOutcome.REGRESSED):
+            summary = "; ".join(v.explanation for v in comparison.verdicts if v.verdict.value != "unchanged")
+            self._end(Phase.VALIDATION, outcome.value, summary or "no endpoint improved")
+            await self._unwind(f"validation {outcome.value}")
+            self._skip(Phase.DEPLOYMENT, "validation did not pass")
+            raise _Stop(CampaignState.ROLLED_BACK, f"validation {outcome.value}: changes rolled back", summary)
+        # A change whose endpoint did not improve did not prove itself, whatever the whole did.
+        for change in reversed(changes_without_effect(applied, comparison.verdicts)):
+            verdict = verdicts.get(change.endpoint)
+            why = verdict.explanation if verdict else "its endpoint was not measured"
+            await self._undo(change, f"did not improve {change.endpoint}: {why}")
+        kept = [c for c in self._status.changes if c.state == ChangeState.APPLIED]
+        if not kept:
+            self._end(Phase.VALIDATION, "no change proved itself", "every change was rolled back")
+            self._skip(Phase.DEPLOYMENT, "nothing left to deploy")
+            raise _Stop(CampaignState.ROLLED_BACK, "no change proved itself: rolled back")
+        note = f"{outcome.value}: " + "; ".join(f"{v.endpoint} {v.verdict.value}" for v in comparison.verdicts)
+        if outcome == ValidationOutcome.PARTIAL:
+            note += f" (at or above the acceptance bar {self._input.playbook.validation.acceptance_bar:.0%}: accepted)"
+        self._end(Phase.VALIDATION, outcome.value, note)
+        self._validation_outcome = outcome
+        return candidate
+
+    async def _deployment(self, validated: LoadTestResult) -> None:
+        self._begin(Phase.DEPLOYMENT)
+        decision = await self._gate(Phase.DEPLOYMENT)
+        if decision is not None and decision.decision == "rejected":
+            self._end(Phase.DEPLOYMENT, "rejected", decision.note)
+            await self._unwind(f"deployment rejected: {decision.note}")
+            raise _Stop(CampaignState.ROLLED_BACK, "deployment rejected: changes rolled back", decision.note)
+        bake = self._input.playbook.deployment.bake.total_seconds()
+        watched = await self._load_test(
+            "bake", Role.DEVOPS_ENGINEER, f"Bake: watch the kept changes for {bake:g}s", duration_s=bake, warmup_s=0
+        )
+        guard: GuardResult = await self._activity(
+            "check_guard",
+            GuardRequest(
+                campaign_id=self._input.campaign_id, validated=validated, watch=watched, playbook=self._input.playbook
+            ),
+            Role.DEVOPS_ENGINEER,
+            "Guard: error rate and p95 against the validated values",
+            result_type=GuardResult,
+        )
+        self._status.guard = guard
+        if guard.breached:
+            reasons = "; ".join(guard.reasons)
+            self._end(Phase.DEPLOYMENT, "guard breached", reasons)
+            await self._unwind(f"guard breached: {reasons}")
+            raise _Stop(CampaignState.ROLLED_BACK, "guard breached during bake: changes rolled back", reasons)
+        for change in self._status.changes:
+            if change.state == ChangeState.APPLIED:
+                change.state = ChangeState.KEPT
+        kept = [c.lever for c in self._status.changes if c.state == ChangeState.KEPT]
+        self._end(Phase.DEPLOYMENT, "baked", f"guard held for {bake:g}s; kept: {', '.join(kept)}")
+        label = "targets met" if self._validation_outcome == ValidationOutcome.MET else "partial: accepted and monitored"
+        raise _Stop(CampaignState.COMPLETED, f"{label}; {len(kept)} change(s) kept", "guard held during the bake")
+
+    # ------------------------------------------------------------------ changes (saga)
+
+    async def _apply(self, recommendation: Recommendation) -> None:
+        assert recommendation.lever is not None
+        change = ChangeRecord(
+            change_id=f"C{len(self._status.changes) + 1}",
+            recommendation_id=recommendation.id,
+            lever=recommendation.lever.name,
+            kind=recommendation.lever.kind,
+            role=recommendation.role,
+            endpoint=recommendation.endpoint,
+        )
+        # The compensation is registered before the apply: a crash mid-apply still gets it undone.
+        self._status.changes.append(change)
+        outcome: LeverOutcome = await self._activity(
+            "apply_lever",
+            self._lever_call(change, recommendation),
+            recommendation.role,
+            f"Apply {recommendation.lever.kind} lever {recommendation.lever.name} ({recommendation.id})",
+            result_type=LeverOutcome,
+        )
+        change.state = ChangeState.APPLIED
+        change.applied_at = workflow.now()
+        self._event(outcome.detail)
+
+    def _lever_call(self, change: ChangeRecord, recommendation: Recommendation | None = None) -> LeverCall:
+        if recommendation is None:
+            recommendation = next(r for r in self._status.recommendations if r.id == change.recommendation_id)
+        assert recommendation.lever is not None
+        return LeverCall(
+            campaign_id=self._input.campaign_id,
+            change_id=change.change_id,
+            lever=recommendation.lever,
+            target=self._input.target,
+        )
+
+    async def _undo(self, change: ChangeRecord, reason: str) -> None:
+        """Roll back one change, once: its state says whether that already happened."""
+        if change.state in (ChangeState.ROLLED_BACK, ChangeState.FAILED):
+            return
+        try:
+            outcome: LeverOutcome = await self._activity(
+                "rollback_lever",
+                self._lever_call(change),
+                change.role,
+                f"Roll back {change.lever} ({change.change_id}): {reason}"[:200],
+                result_type=LeverOutcome,
+                retry=_UNDO_RETRY,
+            )
+        except ActivityError as failure:
+            change.state = ChangeState.FAILED
+            change.reason = f"rollback failed: {failure.cause}; reason for rollback: {reason}"
+            self._event(f"could not undo {change.lever}: {failure.cause}")
+            return
+        change.state = ChangeState.ROLLED_BACK
+        change.rolled_back_at = workflow.now()
+        change.reason = reason
+        self._event(f"rolled back {change.lever}: {reason} ({outcome.detail})")
+
+    async def _unwind(self, reason: str) -> None:
+        """Undo every change still in effect, newest first (each at most once)."""
+        for change in reversed(self._status.changes):
+            if change.state in (ChangeState.PENDING, ChangeState.APPLIED, ChangeState.KEPT):
+                await self._undo(change, reason)
+
+    # ------------------------------------------------------------------ gates
+
+    async def _gate_or_abort(self, phase: Phase) -> None:
+        decision = await self._gate(phase)
+        if decision is not None and decision.decision == "rejected":
+            self._end(phase, "rejected", decision.note)
+            await self._unwind(f"{phase.value} rejected: {decision.note}")
+            raise _Stop(CampaignState.REJECTED, f"{phase.value} rejected: changes rolled back", decision.note)
+
+    async def _gate(self, phase: Phase) -> GateDecision | None:
+        """Wait for a person if the playbook gates this phase; None when it does not."""
+        gate: Gate | None = self._input.playbook.gates.get(phase)
+        if gate is None:
+            return None
+        if self._input.auto_approve_as:
+            decision = GateDecision(
+                phase=phase, decision="auto-approved", by=self._input.auto_approve_as, at=workflow.now(),
+                note="approved automatically (--auto-approve or a non-interactive run)",
+            )  # fmt: skip
+            self._status.gates.append(decision)
+            self._event(f"{phase.value} gate auto-approved as {self._input.auto_approve_as}")
+            return decision
+        now = workflow.now()
+        self._answer = None
+        self._status.waiting = GateState(
+            phase=phase, since=now, deadline=now + gate.timeout, approvers=list(self._input.playbook.approvers)
+        )
+        self._set_state(CampaignState.WAITING)
+        self._event(f"waiting for approval of {phase.value} (until {self._status.waiting.deadline:%Y-%m-%d %H:%M}Z)")
+        answered = await self._wait_for_answer(gate.timeout)
+        if not answered and gate.on_timeout == TimeoutAction.ESCALATE:
+            waiting = self._status.waiting
+            waiting.escalated = True
+            waiting.approvers = sorted({*waiting.approvers, *gate.escalate_to})
+            waiting.deadline = workflow.now() + gate.escalation_timeout
+            self._event(f"{phase.value} gate escalated to {', '.join(gate.escalate_to) or 'the same approvers'}")
+            self._refresh_details()
+            answered = await self._wait_for_answer(gate.escalation_timeout)
+        self._status.waiting = None
+        self._set_state(CampaignState.RUNNING)
+        if not answered:
+            decision = GateDecision(phase=phase, decision="timed-out", by="", at=workflow.now(), note="no answer in time")
+            self._status.gates.append(decision)
+            self._end(phase, "timed out", "no approval in time")
+            await self._unwind(f"{phase.value} gate timed out")
+            raise _Stop(CampaignState.ABORTED, f"{phase.value} gate timed out: aborted", "changes rolled back")
+        assert self._answer is not None
+        self._status.gates.append(self._answer)
+        return self._answer
+
+    async def _wait_for_answer(self, timeout: timedelta) -> bool:
+        try:
+            await workflow.wait_condition(lambda: self._answer is not None, timeout=timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    def _refuse(self, phase: Phase | None, approver: str, only: list[str] | None = None) -> str | None:
+        """Why an answer cannot be taken now, or None when it can."""
+        waiting = self._status.waiting
+        if waiting is None or self._answer is not None:
+            return f"no phase is waiting for approval (current phase: {self._status.phase or 'none'})"
+        if phase is not None and phase != waiting.phase:
+            return f"phase {phase.value} is not waiting for approval; {waiting.phase.value} is"
+        if approver not in waiting.approvers:
+            return f"{approver!r} is not an approver of this campaign; approvers: {', '.join(waiting.approvers)}"
+        if only is not None:
+            if waiting.phase != Phase.PLANNING:
+                return "choosing recommendations (--only) applies to the planning gate only"
+            known = {r.id for r in self._status.recommendations}
+            unknown = sorted(set(only) - known)
+            if unknown:
+                return f"unknown recommendation id(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}"
+        return None
+
+    def _take_approval(self, answer: ApprovalInput) -> str:
+        self._answer = GateDecision(
+            phase=answer.phase, decision="approved", by=answer.approver, at=workflow.now(),
+            only=answer.only, note=answer.comment,
+        )  # fmt: skip
+        chosen = f" (only {', '.join(answer.only)})" if answer.only else ""
+        self._event(f"{answer.phase.value} approved by {answer.approver}{chosen}")
+        return f"{answer.phase.value} approved by {answer.approver}{chosen}"
+
+    def _take_rejection(self, answer: RejectionInput) -> str:
+        assert self._status.waiting is not None
+        phase = self._status.waiting.phase
+        self._answer = GateDecision(phase=phase, decision="rejected", by=answer.approver, at=workflow.now(), note=answer.reason)
+        self._event(f"{phase.value} rejected by {answer.approver}: {answer.reason}")
+        return f"{phase.value} rejected by {answer.approver}"
+
+    @workflow.update(name="approve")
+    async def approve(self, answer: ApprovalInput) -> str:
+        """Approve the waiting phase (optionally only some recommendations)."""
+        return self._take_approval(answer)
+
+    @approve.validator
+    def _validate_approve(self, answer: ApprovalInput) -> None:
+        refusal = self._refuse(answer.phase, answer.approver, answer.only)
+        if refusal:
+            raise ValueError(refusal)
+
+    @workflow.update(name="reject")
+    async def reject(self, answer: RejectionInput) -> str:
+        """Reject the waiting phase with a reason."""
+        return self._take_rejection(answer)
+
+    @reject.validator
+    def _validate_reject(self, answer: RejectionInput) -> None:
+        refusal = self._refuse(answer.phase, answer.approver)
+        if refusal:
+            raise ValueError(refusal)
+
+    @workflow.signal(name="approve_signal")
+    def approve_signal(self, answer: ApprovalInput) -> None:
+        """Fire-and-forget approval; refused answers are logged in the campaign's events."""
+        refusal = self._refuse(answer.phase, answer.approver, answer.only)
+        if refusal:
+            self._event(f"ignored approval signal from {answer.approver}: {refusal}")
+        else:
+            self._take_approval(answer)
+
+    @workflow.signal(name="reject_signal")
+    def reject_signal(self, answer: RejectionInput) -> None:
+        """Fire-and-forget rejection; refused answers are logged in the campaign's events."""
+        refusal = self._refuse(answer.phase, answer.approver)
+        if refusal:
+            self._event(f"ignored rejection signal from {answer.approver}: {refusal}")
+        else:
+            self._take_rejection(answer)
+
+    @workflow.query(name="status")
+    def status(self) -> CampaignStatus:
+        """The campaign's full status."""
+        return self._status
+
+    # ------------------------------------------------------------------ steps
+
+    async def _load_test(
+        self,
+        label: str,
+        role: Role,
+        summary: str,
+        *,
+        duration_s: float | None = None,
+        warmup_s: float | None = None,
+    ) -> LoadTestResult:
+        load = self._input.playbook.load
+        duration = duration_s if duration_s is not None else load.duration.total_seconds()
+        warmup = warmup_s if warmup_s is not None else load.warmup.total_seconds()
+        request = LoadTestRequest(
+            campaign_id=self._input.campaign_id,
+            label=label,
+            target=self._input.target,
+            rate=load.rate,
+            duration_s=duration,
+            warmup_s=warmup,
+            max_vus=load.max_vus,
+            request_timeout_s=load.request_timeout.total_seconds(),
+        )
+        return await self._activity(
+            "run_load_test",
+            request,
+            role,
+            f"{summary}: {load.rate:g} req/s for {duration:g}s",
+            result_type=LoadTestResult,
+            timeout=timedelta(seconds=duration + warmup + 120),
+            heartbeat=timedelta(seconds=20),
+        )
+
+    async def _activity(
+        self,
+        name: str,
+        argument: Any,
+        role: Role,
+        summary: str,
+        *,
+        result_type: type[Any],
+        timeout: timedelta = _QUICK,
+        heartbeat: timedelta | None = None,
+        retry: RetryPolicy = _STEP_RETRY,
+    ) -> Any:
+        return await workflow.execute_activity(
+            name,
+            argument,
+            task_queue=f"{self._input.task_queue_prefix}-{role.value}",
+            start_to_close_timeout=timeout,
+            heartbeat_timeout=heartbeat,
+            retry_policy=retry,
+            result_type=result_type,
+            summary=summary,
+            cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+        )
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    def _phase(self, phase: Phase) -> PhaseRecord:
+        return next(p for p in self._status.phases if p.phase == phase)
+
+    def _begin(self, phase: Phase) -> None:
+        record = self._phase(phase)
+        record.started_at = workflow.now()
+        record.outcome = "running"
+        self._status.phase = phase
+        self._event(f"{record.title} started")
+        workflow.upsert_search_attributes([sa.PHASE.value_set(phase.value)])
+        self._refresh_details()
+
+    def _end(self, phase: Phase, outcome: str, note: str = "") -> None:
+        record = self._phase(phase)
+        record.ended_at = workflow.now()
+        record.outcome = outcome
+        record.note = note
+        self._event(f"{record.title}: {outcome}" + (f" - {note}" if note else ""))
+        self._refresh_details()
+
+    def _skip(self, phase: Phase, why: str) -> None:
+        record = self._phase(phase)
+        if record.outcome in ("pending",):
+            record.outcome = "skipped"
+            record.note = why
+            self._event(f"{record.title} skipped: {why}")
+
+    def _change_note(self, recommendations: list[Recommendation]) -> str:
+        if not recommendations:
+            return "no change of this kind was approved"
+        return "applied " + ", ".join(r.lever.name for r in recommendations if r.lever)
+
+    def _event(self, message: str) -> None:
+        self._status.events.append(Event(at=workflow.now(), message=message))
+
+    def _set_state(self, state: CampaignState) -> None:
+        self._status.state = state
+        workflow.upsert_search_attributes([sa.STATE.value_set(state.value)])
+        self._refresh_details()
+
+    def _refresh_details(self) -> None:
+        """Markdown shown in the Temporal UI's 'current details'."""
+        s = self._status
+        lines = [f"**{s.state.value}** - phase: {s.phase.value if s.phase else '-'}"]
+        if s.waiting:
+            lines.append(
+                f"Waiting for approval of **{s.waiting.phase.value}** by one of {', '.join(s.waiting.approvers)} "
+                f"until {s.waiting.deadline:%Y-%m-%d %H:%M}Z"
+            )
+        for p in s.phases:
+            lines.append(f"- {p.title}: {p.outcome}" + (f" ({p.note})" if p.note else ""))
+        if s.outcome:
+            lines.append(f"Outcome: **{s.outcome}**")
+        workflow.set_current_details("\n".join(lines))
+
+    async def _record(self) -> None:
+        await self._activity(
+            "record_campaign", self._status, Role.PERF_OPTIMIZER, "Record the campaign in the store", result_type=type(None)
+        )
+
+    async def _finish(self, state: CampaignState, outcome: str, detail: str = "") -> None:
+        for record in self._status.phases:
+            if record.outcome == "running":
+                record.outcome, record.ended_at = "interrupted", workflow.now()
+            self._skip(record.phase, "not reached")
+        self._status.outcome = outcome
+        self._status.outcome_detail = detail
+        self._set_state(state)
+        self._event(f"campaign {state.value}: {outcome}")
+        try:
+            report: ReportResult = await self._activity(
+                "write_report", ReportRequest(status=self._status), Role.PERF_OPTIMIZER, "Write the HTML and Markdown report",
+                result_type=ReportResult,
+            )  # fmt: skip
+            self._status.report_html = report.html_path
+            self._status.report_markdown = report.markdown_path
+        except ActivityError as failure:
+            self._event(f"report could not be written: {failure.cause}")
+        self._refresh_details()
+        await self._record()
