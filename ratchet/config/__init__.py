@@ -1,0 +1,1 @@
+"""Playbooks and targets: models, YAML loading with line numbers, JSON Schemas."""

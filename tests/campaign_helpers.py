@@ -1,0 +1,82 @@
+"""Helpers for the end-to-end campaign tests: waiting on campaign state, reading the lever ledger."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from sqlmodel import select
+from temporalio.client import Client, WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from ratchet import campaigns
+from ratchet.contracts import CampaignStatus
+from ratchet.settings import Settings
+from ratchet.store.engine import session_for
+from ratchet.store.tables import LeverAction
+from workflows.campaign import CampaignWorkflow
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+async def wait_for(
+    client: Client,
+    campaign_id: str,
+    condition: Callable[[CampaignStatus], bool],
+    *,
+    timeout_s: float = 180,
+    what: str = "condition",
+) -> CampaignStatus:
+    """Poll the status query until ``condition`` holds (a deadline, not a fixed sleep)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            status = await campaigns.get_status(client, campaign_id)
+        except Exception:  # the workflow may not have run its first task yet
+            status = None
+        if status is not None and condition(status):
+            return status
+        if status is not None and status.finished:
+            raise AssertionError(f"campaign ended ({status.state.value}: {status.outcome}) before {what}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}; last status: {status}")
+        await asyncio.sleep(0.2)
+
+
+def waiting_at(phase: str) -> Callable[[CampaignStatus], bool]:
+    return lambda s: s.waiting is not None and s.waiting.phase.value == phase
+
+
+async def finish(client: Client, campaign_id: str, timeout_s: float = 240) -> CampaignStatus:
+    """Wait for the workflow to close and return its final status (from the query)."""
+    handle = campaigns.handle(client, campaign_id)
+    try:
+        await asyncio.wait_for(handle.result(), timeout=timeout_s)
+    except asyncio.TimeoutError:
+        raise
+    except Exception:
+        pass  # failed or cancelled workflows raise here; the status tells what happened
+    return await campaigns.get_status(client, campaign_id)
+
+
+def ledger(settings: Settings, campaign_id: str) -> list[LeverAction]:
+    """Every lever action the campaign attempted, oldest first."""
+    with session_for(settings.resolved_store_url) as session:
+        return list(
+            session.exec(select(LeverAction).where(LeverAction.campaign_id == campaign_id).order_by(LeverAction.id))  # type: ignore[arg-type]
+        )
+
+
+def effects(settings: Settings, campaign_id: str, action: str) -> list[LeverAction]:
+    """The lever actions that changed the target (not the no-op repeats)."""
+    return [row for row in ledger(settings, campaign_id) if row.action == action and row.changed]
+
+
+async def assert_replays(client: Client, campaign_id: str) -> None:
+    """The recorded history replays against the current workflow code (determinism)."""
+    history: WorkflowHistory = await campaigns.handle(client, campaign_id).fetch_history()
+    replayer = Replayer(workflows=[CampaignWorkflow], data_converter=pydantic_data_converter)
+    await replayer.replay_workflow(history)

@@ -1,0 +1,186 @@
+"""The pure analysis on plain data: plans, filtered columns, detection, planning, verdicts and decisions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ratchet.analysis.decisions import (
+    AfterAssessment,
+    after_assessment,
+    changes_without_effect,
+    guard_check,
+    validation_outcome,
+)
+from ratchet.analysis.detection import StatementEvidence, missing_index_findings, slow_endpoints
+from ratchet.analysis.planning import covers, plan
+from ratchet.analysis.plans import FullScan, full_scans_postgresql, full_scans_sqlite
+from ratchet.analysis.significance import compare_endpoint, hodges_lehmann
+from ratchet.analysis.slo import check_slos
+from ratchet.analysis.sql_columns import filtered_columns
+from ratchet.config.common import Role
+from ratchet.config.playbook import Playbook
+from ratchet.config.target import Target
+from ratchet.contracts import (
+    AssessResult,
+    ChangeRecord,
+    EndpointStats,
+    LoadTestResult,
+    Verdict,
+)
+
+PLAYBOOK = Playbook(name="p", approvers=["a"], slo={"default": {"p95_ms": 50}})
+TARGET = Target.model_validate(
+    {
+        "name": "t",
+        "base_url": "http://127.0.0.1:9",
+        "database": {"url": "sqlite:////tmp/x.db"},
+        "endpoints": [
+            {"name": "search", "path": "/orders?e={e}", "examples": [{"e": "x"}]},
+            {"name": "item", "path": "/items/1"},
+        ],
+        "levers": [
+            {
+                "name": "status-index",
+                "kind": "sql",
+                "addresses": [{"finding": "missing-index", "endpoint": "search"}],
+                "apply": ["CREATE INDEX IF NOT EXISTS ix_status ON orders (status)"],
+                "rollback": ["DROP INDEX IF EXISTS ix_status"],
+            }
+        ],
+    }
+)
+
+
+def stats(name: str, p50: float, p95: float, requests: int = 100, errors: int = 0) -> EndpointStats:
+    return EndpointStats(
+        endpoint=name, requests=requests, errors=errors, error_rate=errors / requests,
+        p50=p50, p95=p95, p99=p95 * 1.2, mean=p50 * 1.1,
+    )  # fmt: skip
+
+
+def test_sqlite_plan_full_scan_versus_index_search() -> None:
+    assert full_scans_sqlite(["SCAN orders", "USE TEMP B-TREE FOR ORDER BY"]) == [FullScan("orders", "SCAN orders")]
+    assert full_scans_sqlite(["SEARCH orders USING INDEX ix (customer_email=?)"]) == []
+    assert full_scans_sqlite(["SCAN orders USING INDEX ix_created"]) == []
+
+
+def test_postgresql_plan_seq_scan_with_filter() -> None:
+    plan = [
+        "Limit  (cost=0.00..10.00 rows=50 width=40)",
+        "  ->  Seq Scan on orders  (cost=0.00..5000.00 rows=15 width=40)",
+        "        Filter: (customer_email = 'a'::text)",
+    ]
+    assert [s.table for s in full_scans_postgresql(plan)] == ["orders"]
+    assert full_scans_postgresql(["Seq Scan on tiny  (cost=0.00..1.00 rows=1 width=4)"]) == []
+
+
+def test_filtered_columns_puts_equality_before_ranges() -> None:
+    sql = "SELECT * FROM orders o WHERE o.created_at > :t AND o.customer_email = :e ORDER BY id"
+    assert filtered_columns(sql, "orders") == ["customer_email", "created_at"]
+    assert filtered_columns("SELECT * FROM orders", "orders") == []
+    assert filtered_columns("not sql at all (", "orders") == []
+
+
+def _evidence(rows: int = 300_000) -> StatementEvidence:
+    return StatementEvidence(
+        endpoint="search",
+        sql="SELECT * FROM orders WHERE customer_email = :e",
+        plan=["SCAN orders"],
+        full_scans=[FullScan("orders", "SCAN orders")],
+        table_rows={"orders": rows},
+        filtered_columns={"orders": ["customer_email"]},
+        median_ms=30.0,
+    )
+
+
+def test_slow_endpoint_with_full_scan_becomes_missing_index_finding() -> None:
+    measured = [stats("search", 40, 120), stats("item", 1, 2, requests=300)]
+    slow = slow_endpoints(measured, PLAYBOOK)
+    assert [s.stats.endpoint for s in slow] == ["search"]
+    findings = missing_index_findings(slow, [_evidence()], PLAYBOOK)
+    assert len(findings) == 1
+    finding = findings[0]
+    assert finding.type.value == "missing-index" and finding.endpoint == "search"
+    assert finding.evidence["columns"] == ["customer_email"]
+    assert finding.evidence["plan_line"] == "SCAN orders"
+    assert finding.severity == "high"  # 120 ms is 2.4x the 50 ms target
+    assert 0 < finding.impact <= 1
+
+
+def test_small_tables_and_fast_endpoints_yield_no_finding() -> None:
+    slow = slow_endpoints([stats("search", 40, 120)], PLAYBOOK)
+    assert missing_index_findings(slow, [_evidence(rows=500)], PLAYBOOK) == []
+    assert slow_endpoints([stats("search", 5, 20)], PLAYBOOK) == []
+
+
+def test_plan_prefers_index_on_the_scanned_column_and_keeps_wrong_lever_as_alternative() -> None:
+    slow = slow_endpoints([stats("search", 40, 120)], PLAYBOOK)
+    finding = missing_index_findings(slow, [_evidence()], PLAYBOOK)[0]
+    recommendations = plan([finding], TARGET, limit=10)
+    assert [r.id for r in recommendations] == ["R1", "R2"]
+    best, alternative = recommendations
+    assert best.recommended and best.lever is not None and best.lever.generated
+    assert best.lever.apply == [
+        "CREATE INDEX IF NOT EXISTS ratchet_ix_orders_customer_email ON orders (customer_email)"
+    ]
+    assert best.lever.rollback == ["DROP INDEX IF EXISTS ratchet_ix_orders_customer_email"]
+    assert best.role == Role.BACKEND_DEVELOPER
+    assert not alternative.recommended and alternative.lever is not None
+    assert alternative.lever.name == "status-index"
+    assert "does not index" in alternative.rationale
+    assert not covers(alternative.lever, "orders", ["customer_email"])
+
+
+def test_hodges_lehmann_is_the_median_pairwise_shift() -> None:
+    before = np.array([10.0, 11.0, 12.0])
+    assert hodges_lehmann(before - 4, before) == pytest.approx(-4.0)
+
+
+def test_verdicts_need_significance_margin_and_absolute_effect() -> None:
+    rng = np.random.default_rng(1)
+    slow_before = rng.normal(40, 3, 300)
+    fast_after = rng.normal(4, 0.5, 300)
+    rules = PLAYBOOK.validation
+    improved = compare_endpoint(stats("s", 40, 45), stats("s", 4, 5), slow_before, fast_after, rules, 0.01)
+    assert improved.verdict == Verdict.IMPROVED
+    assert improved.p_value_faster < 1e-10
+    # A 20% slower p95 on a 1 ms endpoint is noise below min_effect_ms, even if "significant".
+    tiny_before, tiny_after = rng.normal(1.0, 0.05, 300), rng.normal(1.2, 0.05, 300)
+    noise = compare_endpoint(stats("i", 1.0, 1.1), stats("i", 1.2, 1.32), tiny_before, tiny_after, rules, 0.01)
+    assert noise.verdict == Verdict.UNCHANGED
+    worse = compare_endpoint(stats("s", 4, 5), stats("s", 40, 45), fast_after, slow_before, rules, 0.01)
+    assert worse.verdict == Verdict.REGRESSED
+    broken = compare_endpoint(stats("s", 4, 5), stats("s", 4, 5, errors=20), fast_after, fast_after, rules, 0.01)
+    assert broken.verdict == Verdict.REGRESSED and "error rate" in broken.explanation
+
+
+def test_decisions_after_assessment() -> None:
+    met = check_slos([stats("item", 1, 2)], PLAYBOOK)
+    missed = check_slos([stats("item", 100, 200)], PLAYBOOK)
+    assert after_assessment(AssessResult(findings=[], slo=met)) == AfterAssessment.TARGETS_MET
+    assert after_assessment(AssessResult(findings=[], slo=missed)) == AfterAssessment.NOTHING_ACTIONABLE
+
+
+def test_validation_outcomes_and_changes_without_effect() -> None:
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(40, 3, 200), rng.normal(4, 0.4, 200)
+    rules = PLAYBOOK.validation
+    improved = compare_endpoint(stats("s", 40, 45), stats("s", 4, 5), a, b, rules, 0.01)
+    unchanged = compare_endpoint(stats("i", 1, 2), stats("i", 1, 2), b, b, rules, 0.01)
+    after_ok = check_slos([stats("s", 4, 5), stats("i", 1, 2)], PLAYBOOK)
+    assert validation_outcome([improved, unchanged], after_ok, PLAYBOOK).value == "met"
+    after_partial = check_slos([stats("s", 40, 60), stats("i", 1, 2)], PLAYBOOK)
+    assert validation_outcome([improved, unchanged], after_partial, PLAYBOOK).value == "partial"
+    assert validation_outcome([unchanged], after_partial, PLAYBOOK).value == "failed"
+    change = ChangeRecord(change_id="C1", recommendation_id="R1", lever="x", kind="sql", role=Role.BACKEND_DEVELOPER, endpoint="i")
+    assert changes_without_effect([change], [improved, unchanged]) == [change]
+
+
+def test_guard_breach_needs_relative_and_absolute_excess() -> None:
+    validated = LoadTestResult(run_id="v", label="validation", requests=1, duration_s=1, endpoints=[stats("s", 4, 5)])
+    noisy = LoadTestResult(run_id="b", label="bake", requests=1, duration_s=1, endpoints=[stats("s", 5, 8)])
+    assert not guard_check(validated, noisy, PLAYBOOK).breached
+    bad = LoadTestResult(run_id="b", label="bake", requests=1, duration_s=1, endpoints=[stats("s", 30, 40)])
+    result = guard_check(validated, bad, PLAYBOOK)
+    assert result.breached and "p95 40.0 ms" in result.reasons[0]

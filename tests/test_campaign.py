@@ -1,0 +1,190 @@
+"""End to end on the real demo shop: real Temporal, real workers, real k6, real SQLite."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client
+
+from ratchet import campaigns
+from ratchet.contracts import ApprovalInput, CampaignState, ChangeState, RejectionInput
+from ratchet.settings import Settings
+from ratchet.temporal.server import temporal_binary
+from tests.campaign_helpers import assert_replays, effects, finish, ledger, wait_for, waiting_at
+from tests.conftest import SHOP_TARGET, TEST_PLAYBOOK, Shop
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+def cli_env(settings: Settings) -> dict[str, str]:
+    return os.environ | {
+        "RATCHET_HOME": str(settings.home),
+        "RATCHET_TEMPORAL_ADDRESS": settings.temporal_address,
+        "RATCHET_TASK_QUEUE_PREFIX": settings.task_queue_prefix,
+    }
+
+
+def ratchet_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ratchet.cli", *args], capture_output=True, text=True, env=cli_env(settings), timeout=120
+    )
+
+
+async def test_happy_path_index_found_approved_applied_proven_and_reported(
+    client: Client, settings: Settings, worker: None, shop: Shop
+) -> None:
+    indexes_before = shop.indexes()
+    campaign_id = await campaigns.launch(client, settings, playbook_file=TEST_PLAYBOOK, target_file=SHOP_TARGET)
+    status = await wait_for(client, campaign_id, waiting_at("planning"), what="the planning gate")
+
+    # The bottleneck was found from measurements: a full scan of orders filtered on customer_email.
+    [finding] = status.findings
+    assert finding.type.value == "missing-index" and finding.endpoint == "orders-by-email"
+    assert finding.evidence["columns"] == ["customer_email"]
+    assert finding.evidence["table_rows"] >= 200_000
+    assert "SCAN orders" in finding.evidence["plan_line"]
+    best = status.recommendations[0]
+    assert best.recommended and best.lever is not None and "customer_email" in best.lever.apply[0]
+
+    # Refusals: someone not in the approvers, and a phase that is not waiting.
+    with pytest.raises(campaigns.RefusedError, match="not an approver"):
+        await campaigns.approve(client, campaign_id, ApprovalInput(phase="planning", approver="mallory"))
+    with pytest.raises(campaigns.RefusedError, match="deployment is not waiting"):
+        await campaigns.approve(client, campaign_id, ApprovalInput(phase="deployment", approver="alice"))
+
+    # Approve the plan with the plain temporal CLI and a JSON input (as the README shows).
+    approved = subprocess.run(
+        [
+            temporal_binary(), "workflow", "update", "execute", "--address", settings.temporal_address,
+            "--workflow-id", campaign_id, "--name", "approve", "--input", '{"phase": "planning", "approver": "alice"}',
+        ],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert approved.returncode == 0, approved.stderr
+    assert "planning approved by alice" in approved.stdout
+
+    await wait_for(client, campaign_id, waiting_at("deployment"), what="the deployment gate")
+    answer = ratchet_cli(settings, "approve", campaign_id, "--phase", "deployment", "--as", "bob")
+    assert answer.returncode == 0, answer.stderr
+    final = await finish(client, campaign_id)
+
+    assert final.state == CampaignState.COMPLETED, final.outcome_detail
+    verdicts = {v.endpoint: v for v in final.verdicts}
+    orders = verdicts["orders-by-email"]
+    assert orders.verdict.value == "improved"
+    assert orders.before.p95 / orders.after.p95 >= 5, orders.explanation
+    assert orders.p_value_faster < 0.01
+    assert all(v.verdict.value != "regressed" for v in final.verdicts)
+    [change] = final.changes
+    assert change.state == ChangeState.KEPT
+    assert any("ratchet_ix_orders_customer_email" in name for name, _ in shop.indexes())
+    assert len(shop.indexes()) == len(indexes_before) + 1
+    # Every phase recorded with an outcome; the frontend had nothing to do and says so.
+    outcomes = {p.phase.value: p.outcome for p in final.phases}
+    assert outcomes["frontend"] == "skipped"
+    assert all(p.started_at and p.ended_at for p in final.phases if p.outcome != "skipped")
+
+    report = Path(final.report_html)
+    assert report.exists() and Path(final.report_markdown).exists()
+    assert "customer_email" in report.read_text()
+
+    shown = ratchet_cli(settings, "status", campaign_id, "--json")
+    assert shown.returncode == 0, shown.stderr
+    data = json.loads(shown.stdout)
+    assert data["state"] == "completed"
+    entry = data["endpoints"]["orders-by-email"]
+    assert entry["baseline"]["p95"] / entry["validation"]["p95"] >= 5
+    assert entry["verdict"] == "improved" and entry["p_value_faster"] < 0.01
+    assert [c["lever"] for c in data["applied"]] == [change.lever]
+
+    listed = ratchet_cli(settings, "list", "--json")
+    assert listed.returncode == 0 and campaign_id in listed.stdout
+    await assert_replays(client, campaign_id)
+
+
+async def test_rejection_at_planning_applies_nothing(client: Client, settings: Settings, worker: None, shop: Shop) -> None:
+    indexes_before = shop.indexes()
+    campaign_id = await campaigns.launch(client, settings, playbook_file=TEST_PLAYBOOK, target_file=SHOP_TARGET)
+    await wait_for(client, campaign_id, waiting_at("planning"), what="the planning gate")
+    await campaigns.reject(client, campaign_id, RejectionInput(approver="bob", reason="change freeze this week"))
+    final = await finish(client, campaign_id)
+
+    assert final.state == CampaignState.REJECTED
+    assert "nothing applied" in final.outcome and final.outcome_detail == "change freeze this week"
+    assert final.changes == [] and ledger(settings, campaign_id) == []
+    assert shop.indexes() == indexes_before
+    await assert_replays(client, campaign_id)
+
+
+async def test_failed_validation_rolls_back_and_leaves_database_as_found(
+    client: Client, settings: Settings, worker: None, shop: Shop
+) -> None:
+    """Only the wrong index (on status) is approved: the endpoint does not improve, so it is undone."""
+    indexes_before = shop.indexes()
+    campaign_id = await campaigns.launch(client, settings, playbook_file=TEST_PLAYBOOK, target_file=SHOP_TARGET)
+    status = await wait_for(client, campaign_id, waiting_at("planning"), what="the planning gate")
+    wrong = next(r for r in status.recommendations if r.lever is not None and r.lever.name == "orders-status-index")
+    await campaigns.approve(client, campaign_id, ApprovalInput(phase="planning", approver="alice", only=[wrong.id]))
+    final = await finish(client, campaign_id)
+
+    assert final.state == CampaignState.ROLLED_BACK
+    assert "rolled back" in final.outcome
+    [change] = final.changes
+    assert change.state == ChangeState.ROLLED_BACK
+    assert "orders-by-email" in change.reason
+    assert shop.indexes() == indexes_before
+    assert len(effects(settings, campaign_id, "apply")) == 1
+    assert len(effects(settings, campaign_id, "rollback")) == 1
+    await assert_replays(client, campaign_id)
+
+
+def _blocking_shell_lever(folder: Path) -> str:
+    """A shell lever whose apply blocks on a FIFO until the test releases it (no sleeps, no polling)."""
+    fifo, started, applied = folder / "release", folder / "started", folder / "applied"
+    os.mkfifo(fifo)
+    apply_script = f"echo started > {started}; read line < {fifo}; touch {applied}"
+    return f"""
+  - name: slow-shell-lever
+    kind: shell
+    description: Rewrite a config file (blocks until the test releases it).
+    addresses: [{{finding: missing-index, endpoint: orders-by-email}}]
+    apply: [{{argv: [sh, -c, "{apply_script}"], timeout: 120s}}]
+    rollback: [{{argv: [rm, -f, "{applied}"]}}]
+    check: {{argv: [test, -f, "{applied}"]}}
+"""
+
+
+async def test_cancel_during_optimization_undoes_everything_applied(
+    client: Client, settings: Settings, worker: None, shop: Shop, tmp_path: Path
+) -> None:
+    indexes_before = shop.indexes()
+    target = tmp_path / "target.yaml"
+    target.write_text(SHOP_TARGET.read_text() + _blocking_shell_lever(tmp_path))
+    campaign_id = await campaigns.launch(client, settings, playbook_file=TEST_PLAYBOOK, target_file=target)
+    status = await wait_for(client, campaign_id, waiting_at("planning"), what="the planning gate")
+    by_lever = {r.lever.name: r.id for r in status.recommendations if r.lever is not None}
+    index_rec = next(r.id for r in status.recommendations if r.recommended)
+    await campaigns.approve(
+        client, campaign_id,
+        ApprovalInput(phase="planning", approver="alice", only=[index_rec, by_lever["slow-shell-lever"]]),
+    )  # fmt: skip
+    # The index is applied first (higher rank); then the shell lever starts and blocks.
+    await wait_for(client, campaign_id, lambda s: len(s.changes) == 2, what="the second change to start")
+    assert any("ratchet_ix" in name for name, _ in shop.indexes())
+    await campaigns.cancel(client, campaign_id)
+    with open(tmp_path / "release", "w") as fifo:  # let the blocked apply finish: it must be undone too
+        fifo.write("go\n")
+    final = await finish(client, campaign_id)
+
+    assert final.state == CampaignState.CANCELLED
+    assert [c.state for c in final.changes] == [ChangeState.ROLLED_BACK, ChangeState.ROLLED_BACK]
+    assert shop.indexes() == indexes_before
+    assert not (tmp_path / "applied").exists()
+    rollbacks = [row.lever for row in effects(settings, campaign_id, "rollback")]
+    assert rollbacks == ["slow-shell-lever", "index-orders-customer-email"]  # newest first
+    await assert_replays(client, campaign_id)

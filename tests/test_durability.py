@@ -1,0 +1,91 @@
+"""Durability: a worker killed with SIGKILL mid-campaign, and the Temporal server restarted mid-campaign."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client
+
+from ratchet import campaigns
+from ratchet.contracts import CampaignState, ChangeState
+from ratchet.settings import Settings
+from ratchet.temporal.client import connect
+from ratchet.temporal.server import start_server, stop_server
+from tests.campaign_helpers import assert_replays, effects, finish, wait_for
+from tests.conftest import ROOT, SHOP_TARGET, TEST_PLAYBOOK, Shop, free_port, running_workers
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+def start_worker_process(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+    env = os.environ | {
+        "RATCHET_HOME": str(settings.home),
+        "RATCHET_TEMPORAL_ADDRESS": settings.temporal_address,
+        "RATCHET_TASK_QUEUE_PREFIX": settings.task_queue_prefix,
+    }
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "worker.py")], env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT
+    )
+
+
+def validation_running(status) -> bool:  # type: ignore[no-untyped-def]
+    return status.phase is not None and status.phase.value == "validation"
+
+
+async def test_worker_killed_mid_campaign_is_finished_by_a_new_worker(
+    client: Client, settings: Settings, shop: Shop, tmp_path: Path
+) -> None:
+    log = tmp_path / "worker.log"
+    first = start_worker_process(settings, log)
+    campaign_id = await campaigns.launch(
+        client, settings, playbook_file=TEST_PLAYBOOK, target_file=SHOP_TARGET, auto_approve_as="alice"
+    )
+    # Kill the worker while the validation load test runs (the index is applied by then).
+    await wait_for(client, campaign_id, validation_running, what="validation to start")
+    await wait_for(
+        client, campaign_id, lambda s: s.validation is None and len(s.changes) == 1, what="the change to be applied"
+    )
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=10)
+    second = start_worker_process(settings, log)
+    try:
+        final = await finish(client, campaign_id, timeout_s=300)
+    finally:
+        second.terminate()
+        second.wait(timeout=30)
+
+    assert final.state == CampaignState.COMPLETED, f"{final.outcome}: {final.outcome_detail}"
+    [change] = final.changes
+    assert change.state == ChangeState.KEPT
+    assert len(effects(settings, campaign_id, "apply")) == 1  # applied exactly once
+    assert len(effects(settings, campaign_id, "rollback")) == 0  # undone at most once (here: never)
+    assert any("ratchet_ix_orders_customer_email" in name for name, _ in shop.indexes())
+    await assert_replays(client, campaign_id)
+
+
+async def test_server_restart_mid_campaign_resumes(tmp_path: Path, shop: Shop) -> None:
+    home = tmp_path / "own-temporal"
+    address = f"127.0.0.1:{free_port()}"
+    ui_port = free_port()
+    start_server(home, address=address, ui_port=ui_port)
+    settings = Settings(home=tmp_path / "ratchet", temporal_address=address, task_queue_prefix="restart")
+    try:
+        client = await connect(settings)
+        async with running_workers(client, settings):
+            campaign_id = await campaigns.launch(
+                client, settings, playbook_file=TEST_PLAYBOOK, target_file=SHOP_TARGET, auto_approve_as="alice"
+            )
+            await wait_for(client, campaign_id, validation_running, what="validation to start")
+            assert stop_server(home)
+            start_server(home, address=address, ui_port=ui_port)  # same file: the history is still there
+            final = await finish(client, campaign_id, timeout_s=300)
+        assert final.state == CampaignState.COMPLETED, f"{final.outcome}: {final.outcome_detail}"
+        assert final.verdicts and final.report_html
+        await assert_replays(client, campaign_id)
+    finally:
+        stop_server(home)
