@@ -9,7 +9,7 @@ from temporalio import activity
 
 from ratchet.analysis import planning
 from ratchet.analysis.decisions import guard_check
-from ratchet.analysis.significance import compare_endpoint
+from ratchet.analysis.significance import compare_endpoint, one_sided_p_values
 from ratchet.analysis.slo import check_slos
 from ratchet.contracts import CompareRequest, CompareResult, GuardRequest, GuardResult, PlanRequest, PlanResult
 from ratchet.settings import Settings
@@ -70,9 +70,17 @@ class AnalysisActivities:
         """Before/after verdict per endpoint from the raw samples of both runs."""
         return await asyncio.to_thread(self._compare, request)
 
+    def _guard(self, request: GuardRequest) -> GuardResult:
+        p_slower = {}
+        for now in request.watch.endpoints:
+            before = endpoint_durations(self._samples(request.validated.run_id), now.endpoint)
+            after = endpoint_durations(self._samples(request.watch.run_id), now.endpoint)
+            p_slower[now.endpoint] = one_sided_p_values(before, after)[1]
+        return guard_check(request.validated, request.watch, request.playbook, p_slower)
+
     @activity.defn(name="check_guard")
     async def check_guard(self, request: GuardRequest) -> GuardResult:
         """Whether the bake run stayed within the guard's limits around the validated numbers."""
-        return guard_check(request.validated, request.watch, request.playbook)
+        return await asyncio.to_thread(self._guard, request)
 
 

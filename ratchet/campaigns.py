@@ -11,7 +11,7 @@ from typing import Any
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
-from temporalio.common import TypedSearchAttributes
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError
 
 from ratchet.config.loading import load_playbook, load_target
@@ -79,10 +79,10 @@ async def launch(
         task_queue=campaign_queue(settings),
         search_attributes=TypedSearchAttributes(
             [
-                sa.TARGET.value_set(target.name),
-                sa.PLAYBOOK.value_set(playbook.name),
-                sa.STATE.value_set("running"),
-                sa.PHASE.value_set("assessment"),
+                SearchAttributePair(sa.TARGET, target.name),
+                SearchAttributePair(sa.PLAYBOOK, playbook.name),
+                SearchAttributePair(sa.STATE, "running"),
+                SearchAttributePair(sa.PHASE, "assessment"),
             ]
         ),
         static_summary=f"Campaign on {target.name} ({playbook.name})",

@@ -55,7 +55,7 @@ async def finish(client: Client, campaign_id: str, timeout_s: float = 240) -> Ca
     handle = campaigns.handle(client, campaign_id)
     try:
         await asyncio.wait_for(handle.result(), timeout=timeout_s)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise
     except Exception:
         pass  # failed or cancelled workflows raise here; the status tells what happened

@@ -180,7 +180,10 @@ def test_validation_outcomes_and_changes_without_effect() -> None:
 def test_guard_breach_needs_relative_and_absolute_excess() -> None:
     validated = LoadTestResult(run_id="v", label="validation", requests=1, duration_s=1, endpoints=[stats("s", 4, 5)])
     noisy = LoadTestResult(run_id="b", label="bake", requests=1, duration_s=1, endpoints=[stats("s", 5, 8)])
-    assert not guard_check(validated, noisy, PLAYBOOK).breached
+    assert not guard_check(validated, noisy, PLAYBOOK, {"s": 1e-6}).breached
     bad = LoadTestResult(run_id="b", label="bake", requests=1, duration_s=1, endpoints=[stats("s", 30, 40)])
-    result = guard_check(validated, bad, PLAYBOOK)
+    assert not guard_check(validated, bad, PLAYBOOK, {"s": 0.2}).breached  # few samples: not significant
+    result = guard_check(validated, bad, PLAYBOOK, {"s": 1e-6})
     assert result.breached and "p95 40.0 ms" in result.reasons[0]
+    failing = LoadTestResult(run_id="b", label="bake", requests=1, duration_s=1, endpoints=[stats("s", 4, 5, errors=5)])
+    assert "error rate" in guard_check(validated, failing, PLAYBOOK, {}).reasons[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -29,10 +30,13 @@ def cli_env(settings: Settings) -> dict[str, str]:
     }
 
 
-def ratchet_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ratchet.cli", *args], capture_output=True, text=True, env=cli_env(settings), timeout=120
-    )
+async def run_command(argv: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run a command without blocking the event loop (the workers of this test share it)."""
+    return await asyncio.to_thread(subprocess.run, argv, capture_output=True, text=True, env=env, timeout=120)
+
+
+async def ratchet_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    return await run_command([sys.executable, "-m", "ratchet.cli", *args], cli_env(settings))
 
 
 async def test_happy_path_index_found_approved_applied_proven_and_reported(
@@ -58,18 +62,17 @@ async def test_happy_path_index_found_approved_applied_proven_and_reported(
         await campaigns.approve(client, campaign_id, ApprovalInput(phase="deployment", approver="alice"))
 
     # Approve the plan with the plain temporal CLI and a JSON input (as the README shows).
-    approved = subprocess.run(
+    approved = await run_command(
         [
             temporal_binary(), "workflow", "update", "execute", "--address", settings.temporal_address,
             "--workflow-id", campaign_id, "--name", "approve", "--input", '{"phase": "planning", "approver": "alice"}',
-        ],
-        capture_output=True, text=True, timeout=60,
+        ]
     )  # fmt: skip
     assert approved.returncode == 0, approved.stderr
     assert "planning approved by alice" in approved.stdout
 
     await wait_for(client, campaign_id, waiting_at("deployment"), what="the deployment gate")
-    answer = ratchet_cli(settings, "approve", campaign_id, "--phase", "deployment", "--as", "bob")
+    answer = await ratchet_cli(settings, "approve", campaign_id, "--phase", "deployment", "--as", "bob")
     assert answer.returncode == 0, answer.stderr
     final = await finish(client, campaign_id)
 
@@ -93,7 +96,7 @@ async def test_happy_path_index_found_approved_applied_proven_and_reported(
     assert report.exists() and Path(final.report_markdown).exists()
     assert "customer_email" in report.read_text()
 
-    shown = ratchet_cli(settings, "status", campaign_id, "--json")
+    shown = await ratchet_cli(settings, "status", campaign_id, "--json")
     assert shown.returncode == 0, shown.stderr
     data = json.loads(shown.stdout)
     assert data["state"] == "completed"
@@ -102,7 +105,7 @@ async def test_happy_path_index_found_approved_applied_proven_and_reported(
     assert entry["verdict"] == "improved" and entry["p_value_faster"] < 0.01
     assert [c["lever"] for c in data["applied"]] == [change.lever]
 
-    listed = ratchet_cli(settings, "list", "--json")
+    listed = await ratchet_cli(settings, "list", "--json")
     assert listed.returncode == 0 and campaign_id in listed.stdout
     await assert_replays(client, campaign_id)
 

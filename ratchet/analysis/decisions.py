@@ -49,17 +49,32 @@ def changes_without_effect(changes: list[ChangeRecord], verdicts: list[EndpointV
     return [c for c in changes if by_endpoint.get(c.endpoint) != Verdict.IMPROVED]
 
 
-def guard_check(validated: LoadTestResult, watched: LoadTestResult, playbook: Playbook) -> GuardResult:
-    """Breached when an endpoint's error rate or p95 during the bake strays beyond the guard's limits."""
+def guard_check(
+    validated: LoadTestResult,
+    watched: LoadTestResult,
+    playbook: Playbook,
+    p_slower: dict[str, float],
+) -> GuardResult:
+    """Breached when an endpoint fails too often, or is significantly and materially slower than validated.
+
+    ``p_slower`` holds, per endpoint, the one-sided Mann-Whitney p-value that the bake run is slower than
+    the validation run: a short bake sees few requests per endpoint, and its p95 alone is noise.
+    """
     guard = playbook.deployment.guard
+    alpha = playbook.validation.significance
     reasons = []
     for now in watched.endpoints:
-        if now.error_rate > guard.max_error_rate:
+        # Two failures at least: one failed request out of five is not yet a rate.
+        if now.error_rate > guard.max_error_rate and now.errors >= 2:
             reasons.append(f"{now.endpoint}: error rate {now.error_rate:.1%} > {guard.max_error_rate:.1%}")
         before = validated.stats(now.endpoint)
         if before is None:
             continue
         limit = max(before.p95 * (1 + guard.p95_tolerance), before.p95 + guard.p95_min_excess_ms)
-        if now.p95 > limit:
-            reasons.append(f"{now.endpoint}: p95 {now.p95:.1f} ms > {limit:.1f} ms (validated {before.p95:.1f} ms)")
+        p_value = p_slower.get(now.endpoint, 1.0)
+        if now.p95 > limit and p_value < alpha:
+            reasons.append(
+                f"{now.endpoint}: p95 {now.p95:.1f} ms > {limit:.1f} ms (validated {before.p95:.1f} ms), "
+                f"slower with p={p_value:.2g}"
+            )
     return GuardResult(breached=bool(reasons), reasons=reasons)

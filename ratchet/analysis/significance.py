@@ -23,6 +23,15 @@ def hodges_lehmann(after: np.ndarray, before: np.ndarray) -> float:
     return float(np.median(np.subtract.outer(a, b)))
 
 
+def one_sided_p_values(before: np.ndarray, after: np.ndarray) -> tuple[float, float]:
+    """(p that after is faster, p that after is slower): one-sided Mann-Whitney U; 1.0 without data."""
+    if before.size < 2 or after.size < 2:
+        return 1.0, 1.0
+    faster = float(mannwhitneyu(after, before, alternative="less").pvalue)
+    slower = float(mannwhitneyu(after, before, alternative="greater").pvalue)
+    return faster, slower
+
+
 def compare_endpoint(
     before_stats: EndpointStats,
     after_stats: EndpointStats,
@@ -39,11 +48,7 @@ def compare_endpoint(
     """
     p95_ratio = after_stats.p95 / before_stats.p95 if before_stats.p95 > 0 else 1.0
     p50_ratio = after_stats.p50 / before_stats.p50 if before_stats.p50 > 0 else 1.0
-    if before.size >= 2 and after.size >= 2:
-        p_faster = float(mannwhitneyu(after, before, alternative="less").pvalue)
-        p_slower = float(mannwhitneyu(after, before, alternative="greater").pvalue)
-    else:
-        p_faster = p_slower = 1.0
+    p_faster, p_slower = one_sided_p_values(before, after)
     shift = hodges_lehmann(after, before)
     delta = after_stats.p95 - before_stats.p95
     errors_broke = after_stats.error_rate > max_error_rate >= before_stats.error_rate

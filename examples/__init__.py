@@ -1,0 +1,1 @@
+"""Example targets for Ratchet (the demo shop)."""

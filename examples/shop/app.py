@@ -1,0 +1,120 @@
+"""The shop's HTTP API (FastAPI on the stdlib sqlite3 driver, one connection per worker thread)."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import FastAPI, HTTPException, Query
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+# The planted bottleneck: without an index on orders(customer_email) this scans the whole table.
+# The target definition and the tests quote this statement verbatim, so keep it byte-for-byte stable.
+ORDERS_BY_EMAIL = (
+    "SELECT id, product_id, quantity, total_cents, status, created_at FROM orders "
+    "WHERE customer_email = ? ORDER BY created_at DESC LIMIT 50"
+)
+# `SELECT *` on purpose: the same text as the queries listed in target.yaml.
+PRODUCT_BY_ID = "SELECT * FROM products WHERE id = ?"
+CUSTOMER_BY_ID = "SELECT * FROM customers WHERE id = ?"
+
+# Seconds of database time spent by the current request. The middleware puts a fresh one-item list here;
+# handlers run in the threadpool with a *copy* of the context, so they mutate the shared list rather than
+# setting the variable (a set() in the worker thread would not be visible to the middleware).
+_db_seconds: ContextVar[list[float] | None] = ContextVar("shop_db_seconds", default=None)
+
+
+class ServerTimingMiddleware:
+    """Adds ``Server-Timing: db;dur=<ms>`` to every HTTP response, 404s and 422s included.
+
+    A plain ASGI middleware rather than ``BaseHTTPMiddleware``: it adds no extra task per request, so the
+    latency the load test sees is the handler's, not the middleware's.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the request with a fresh DB-time accumulator and report it in the response headers."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        spent = [0.0]
+        token = _db_seconds.set(spent)
+
+        async def send_with_timing(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message).append("Server-Timing", f"db;dur={spent[0] * 1000:.3f}")
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_timing)
+        finally:
+            _db_seconds.reset(token)
+
+
+def create_app(db_path: Path) -> FastAPI:
+    """The shop application serving the (already seeded) SQLite database at ``db_path``."""
+    if not db_path.is_file():
+        # Fail at startup, not on the first request: sqlite3 would otherwise create an empty database.
+        raise FileNotFoundError(f"no shop database at {db_path}; run `python -m examples.shop --seed-only`")
+    # mode=rw: read-write but never create; the URI form percent-encodes odd characters in the path.
+    database_uri = f"{db_path.resolve().as_uri()}?mode=rw"
+    app = FastAPI(title="Ratchet demo shop", version="1.0")
+    app.add_middleware(ServerTimingMiddleware)
+    local = threading.local()
+
+    def connection() -> sqlite3.Connection:
+        # FastAPI runs `def` handlers in a threadpool and a sqlite3 connection belongs to the thread that
+        # opened it, so each pool thread lazily opens (and then keeps) its own.
+        conn: sqlite3.Connection | None = getattr(local, "connection", None)
+        if conn is None:
+            conn = sqlite3.connect(database_uri, uri=True)
+            conn.row_factory = sqlite3.Row
+            # Wait out the optimiser's CREATE INDEX (a write lock) instead of failing "database is locked".
+            conn.execute("PRAGMA busy_timeout=5000")
+            local.connection = conn
+        return conn
+
+    def query(sql: str, *params: Any) -> list[sqlite3.Row]:
+        started = time.perf_counter()
+        rows = connection().execute(sql, params).fetchall()
+        spent = _db_seconds.get()
+        if spent is not None:  # None only when called outside a request (no middleware around it)
+            spent[0] += time.perf_counter() - started
+        return rows
+
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        """Liveness, including a trivial query so a broken database shows up here too."""
+        query("SELECT 1")
+        return {"status": "ok"}
+
+    @app.get("/products/{product_id}")
+    def product(product_id: int) -> dict[str, Any]:
+        """One product by primary key (a clean, fast endpoint)."""
+        rows = query(PRODUCT_BY_ID, product_id)
+        if not rows:
+            raise HTTPException(404, f"no product {product_id}")
+        return dict(rows[0])
+
+    @app.get("/customers/{customer_id}")
+    def customer(customer_id: int) -> dict[str, Any]:
+        """One customer by primary key (a clean, fast endpoint)."""
+        rows = query(CUSTOMER_BY_ID, customer_id)
+        if not rows:
+            raise HTTPException(404, f"no customer {customer_id}")
+        return dict(rows[0])
+
+    @app.get("/orders")
+    def orders(customer_email: Annotated[str, Query(min_length=3, max_length=320)]) -> dict[str, Any]:
+        """The customer's 50 newest orders (the slow endpoint until orders.customer_email is indexed)."""
+        rows = query(ORDERS_BY_EMAIL, customer_email)
+        return {"customer_email": customer_email, "orders": [dict(r) for r in rows], "count": len(rows)}
+
+    return app
