@@ -174,12 +174,28 @@ class LeverActivities:
             changed=changed, verified=after is not None, detail=detail,
         )  # fmt: skip
 
+    async def _act_heartbeating(self, call: LeverCall, action: str) -> LeverOutcome:
+        """Run the action in a thread, heartbeating so that a worker crash is noticed quickly.
+
+        Nothing interrupts the action once started (a half-applied change is worse than a finished
+        one): a cancellation or a worker shutdown waits for it, and its outcome is still reported.
+        """
+        work = asyncio.ensure_future(asyncio.to_thread(self._act, call, action))
+        while not work.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(work), timeout=2)
+            except TimeoutError:
+                activity.heartbeat({"lever": call.lever.name, "action": action, "progress": f"{action} running"})
+            except asyncio.CancelledError:
+                continue
+        return work.result()
+
     @activity.defn(name="apply_lever")
     async def apply_lever(self, call: LeverCall) -> LeverOutcome:
         """Apply a lever unless it is already in effect; check it took."""
-        return await asyncio.to_thread(self._act, call, "apply")
+        return await self._act_heartbeating(call, "apply")
 
     @activity.defn(name="rollback_lever")
     async def rollback_lever(self, call: LeverCall) -> LeverOutcome:
         """Undo a lever unless it is already undone; check it is gone."""
-        return await asyncio.to_thread(self._act, call, "rollback")
+        return await self._act_heartbeating(call, "rollback")

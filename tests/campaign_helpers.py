@@ -50,13 +50,16 @@ def waiting_at(phase: str) -> Callable[[CampaignStatus], bool]:
     return lambda s: s.waiting is not None and s.waiting.phase.value == phase
 
 
-async def finish(client: Client, campaign_id: str, timeout_s: float = 240) -> CampaignStatus:
+async def finish(client: Client, campaign_id: str, timeout_s: float = 120) -> CampaignStatus:
     """Wait for the workflow to close and return its final status (from the query)."""
     handle = campaigns.handle(client, campaign_id)
     try:
         await asyncio.wait_for(handle.result(), timeout=timeout_s)
     except TimeoutError:
-        raise
+        status = await campaigns.get_status(client, campaign_id)
+        pending = await campaigns.live_progress(client, campaign_id)
+        events = "\n".join(f"  {e.at:%H:%M:%S} {e.message}" for e in status.events)
+        raise AssertionError(f"campaign still {status.state.value} after {timeout_s}s; pending {pending}\n{events}") from None
     except Exception:
         pass  # failed or cancelled workflows raise here; the status tells what happened
     return await campaigns.get_status(client, campaign_id)

@@ -25,7 +25,7 @@ from ratchet.temporal.worker import build_workers, run_workers
 ROOT = Path(__file__).resolve().parents[1]
 TEST_PLAYBOOK = ROOT / "tests" / "playbooks" / "fast.yaml"
 SHOP_TARGET = ROOT / "examples" / "shop" / "target.yaml"
-SHOP_ORDERS = 300_000
+SHOP_ORDERS = 500_000
 
 
 def free_port() -> int:

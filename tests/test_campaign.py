@@ -176,12 +176,13 @@ async def test_cancel_during_optimization_undoes_everything_applied(
         client, campaign_id,
         ApprovalInput(phase="planning", approver="alice", only=[index_rec, by_lever["slow-shell-lever"]]),
     )  # fmt: skip
-    # The index is applied first (higher rank); then the shell lever starts and blocks.
-    await wait_for(client, campaign_id, lambda s: len(s.changes) == 2, what="the second change to start")
+    # The index is applied first (higher rank); then the shell lever starts and blocks on the FIFO.
+    # Opening the FIFO for writing returns once the lever's apply has opened it for reading.
+    release = await asyncio.wait_for(asyncio.to_thread(open, tmp_path / "release", "w"), timeout=180)
     assert any("ratchet_ix" in name for name, _ in shop.indexes())
     await campaigns.cancel(client, campaign_id)
-    with open(tmp_path / "release", "w") as fifo:  # let the blocked apply finish: it must be undone too
-        fifo.write("go\n")
+    with release:  # let the blocked apply finish: it must be undone too
+        release.write("go\n")
     final = await finish(client, campaign_id)
 
     assert final.state == CampaignState.CANCELLED

@@ -7,6 +7,7 @@ every effect is an activity on the task queue of the role that owns it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import timedelta
 from typing import Any
 
@@ -55,9 +56,14 @@ with workflow.unsafe.imports_passed_through():
     from workflows import search_attributes as sa
 
 _QUICK = timedelta(minutes=2)
+_LEVER_TIMEOUT = timedelta(minutes=15)
+_LEVER_HEARTBEAT = timedelta(seconds=20)
 _STEP_RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=1))
 # Compensations must get through: retry longer, with backoff, before declaring the target dirty.
 _UNDO_RETRY = RetryPolicy(maximum_attempts=10, initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
+
+
+_CHANGES_TARGET = frozenset({"apply_lever", "rollback_lever"})
 
 
 class _Stop(Exception):
@@ -312,6 +318,8 @@ class CampaignWorkflow:
             recommendation.role,
             f"Apply {recommendation.lever.kind} lever {recommendation.lever.name} ({recommendation.id})",
             result_type=LeverOutcome,
+            timeout=_LEVER_TIMEOUT,
+            heartbeat=_LEVER_HEARTBEAT,
         )
         change.state = ChangeState.APPLIED
         change.applied_at = workflow.now()
@@ -340,6 +348,8 @@ class CampaignWorkflow:
                 f"Roll back {change.lever} ({change.change_id}): {reason}"[:200],
                 result_type=LeverOutcome,
                 retry=_UNDO_RETRY,
+                timeout=_LEVER_TIMEOUT,
+                heartbeat=_LEVER_HEARTBEAT,
             )
         except ActivityError as failure:
             change.state = ChangeState.FAILED
@@ -539,17 +549,29 @@ class CampaignWorkflow:
         heartbeat: timedelta | None = None,
         retry: RetryPolicy = _STEP_RETRY,
     ) -> Any:
-        return await workflow.execute_activity(
-            name,
-            argument,
-            task_queue=f"{self._input.task_queue_prefix}-{role.value}",
-            start_to_close_timeout=timeout,
-            heartbeat_timeout=heartbeat,
-            retry_policy=retry,
-            result_type=result_type,
-            summary=summary,
-            cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-        )
+        options: dict[str, Any] = {
+            "task_queue": f"{self._input.task_queue_prefix}-{role.value}",
+            "start_to_close_timeout": timeout,
+            "heartbeat_timeout": heartbeat,
+            "retry_policy": retry,
+            "result_type": result_type,
+            "summary": summary,
+        }
+        if name not in _CHANGES_TARGET:
+            # Reads and measurements stop at once on cancel (a load test's heartbeat stops k6).
+            return await workflow.execute_activity(
+                name, argument, cancellation_type=workflow.ActivityCancellationType.TRY_CANCEL, **options
+            )
+        # A lever is never interrupted: a half-applied change is worse than a finished one. On cancel the
+        # shield lets the change finish, then the cancellation goes on to the saga, which undoes it.
+        # (Cancelling the activity itself would lose the workflow's cancellation if it then completed.)
+        handle = workflow.start_activity(name, argument, **options)
+        try:
+            return await asyncio.shield(handle)
+        except asyncio.CancelledError:
+            with contextlib.suppress(ActivityError):
+                await handle
+            raise
 
     # ------------------------------------------------------------------ bookkeeping
 

@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     add("--db", type=Path, required=True, help="SQLite file (seeded when missing or incomplete)")
     add("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     add("--port", type=int, default=8800, help="0 picks a free port (default: %(default)s)")
-    add("--orders", type=int, default=300_000, help="rows in the orders table (default: %(default)s)")
+    add("--orders", type=int, default=500_000, help="rows in the orders table (default: %(default)s)")
     add("--seed-only", action="store_true", help="seed the database and exit")
     add("--pid-file", type=Path, help="write this process's id here while it runs")
     args = parser.parse_args(argv)

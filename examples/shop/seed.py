@@ -104,7 +104,7 @@ def _build(tmp: Path, orders: int) -> None:
         os.fsync(handle.fileno())
 
 
-def seed_database(path: Path, *, orders: int = 300_000) -> None:
+def seed_database(path: Path, *, orders: int = 500_000) -> None:
     """Create the shop database at ``path`` unless an identical, complete seed is already there.
 
     Deterministic (``random.Random(20261122)``) and idempotent. The database is built in

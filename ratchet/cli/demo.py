@@ -78,7 +78,7 @@ def run_demo(console: Console, *, playbook: Path, auto_approve: bool, shop_port:
     console.rule("Ratchet demo")
     server = start_server(home, address=settings.temporal_address, ui_port=settings.temporal_ui_port)
     console.print(f"Temporal server on {server.address}, UI {server.ui_url} (data in {home})")
-    console.print("Seeding the demo shop (300,000 orders; once) ...")
+    console.print("Seeding the demo shop (500,000 orders; once) ...")
     database = prepare_shop_database(home / "shop")
     logs = home / "logs"
     logs.mkdir(exist_ok=True)
