@@ -273,7 +273,8 @@ class CampaignWorkflow:
             raise _Stop(CampaignState.ROLLED_BACK, "deployment rejected: changes rolled back", decision.note)
         bake = self._input.playbook.deployment.bake.total_seconds()
         watched = await self._load_test(
-            "bake", Role.DEVOPS_ENGINEER, f"Bake: watch the kept changes for {bake:g}s", duration_s=bake, warmup_s=0
+            # The same warm-up as the other runs: cold connections would read as a regression.
+            "bake", Role.DEVOPS_ENGINEER, f"Bake: watch the kept changes for {bake:g}s", duration_s=bake
         )
         guard: GuardResult = await self._activity(
             "check_guard",
