@@ -139,7 +139,7 @@ async def test_failed_validation_rolls_back_and_leaves_database_as_found(
     assert "rolled back" in final.outcome
     [change] = final.changes
     assert change.state == ChangeState.ROLLED_BACK
-    assert "orders-by-email" in change.reason
+    assert "orders-by-email" in change.reason, final.outcome_detail
     assert shop.indexes() == indexes_before
     assert len(effects(settings, campaign_id, "apply")) == 1
     assert len(effects(settings, campaign_id, "rollback")) == 1

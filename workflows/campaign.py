@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
         after_assessment,
         changes_without_effect,
         validation_outcome,
+        validation_summary,
     )
     from ratchet.config.common import PHASE_TITLES, Phase, Role
     from ratchet.config.playbook import Gate, TimeoutAction
@@ -242,9 +243,9 @@ class CampaignWorkflow:
         verdicts = {v.endpoint: v for v in comparison.verdicts}
         applied = [c for c in self._status.changes if c.state == ChangeState.APPLIED]
         if outcome in (ValidationOutcome.FAILED, ValidationOutcome.REGRESSED):
-            summary = "; ".join(v.explanation for v in comparison.verdicts if v.verdict.value != "unchanged")
-            self._end(Phase.VALIDATION, outcome.value, summary or "no endpoint improved")
-            await self._unwind(f"validation {outcome.value}")
+            summary = validation_summary(comparison.verdicts, comparison.slo)
+            self._end(Phase.VALIDATION, outcome.value, summary)
+            await self._unwind(f"validation {outcome.value}: {summary}")
             self._skip(Phase.DEPLOYMENT, "validation did not pass")
             raise _Stop(CampaignState.ROLLED_BACK, f"validation {outcome.value}: changes rolled back", summary)
         # A change whose endpoint did not improve did not prove itself, whatever the whole did.

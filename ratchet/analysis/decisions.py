@@ -43,6 +43,18 @@ def validation_outcome(verdicts: list[EndpointVerdict], slo: list[SloCheck], pla
     return ValidationOutcome.FAILED
 
 
+def validation_summary(verdicts: list[EndpointVerdict], slo: list[SloCheck]) -> str:
+    """Why validation decided as it did, per endpoint: verdicts that moved, then targets still missed."""
+    parts = [f"{v.endpoint} {v.verdict.value}: {v.explanation}" for v in verdicts if v.verdict != Verdict.UNCHANGED]
+    parts += [
+        f"{c.endpoint} misses {c.metric} < {c.limit:g} (measured {c.value:g})" for c in slo if not c.met
+    ]
+    unchanged = [v.endpoint for v in verdicts if v.verdict == Verdict.UNCHANGED]
+    if unchanged:
+        parts.append(f"unchanged: {', '.join(unchanged)}")
+    return "; ".join(parts) or "no endpoint measured"
+
+
 def changes_without_effect(changes: list[ChangeRecord], verdicts: list[EndpointVerdict]) -> list[ChangeRecord]:
     """Changes whose endpoint did not improve: they did not prove themselves and are undone."""
     by_endpoint = {v.endpoint: v.verdict for v in verdicts}

@@ -43,14 +43,14 @@ def compare_endpoint(
     """Verdict for one endpoint: improved / unchanged / regressed, with the p-values and ratios behind it.
 
     A change must be significant (Mann-Whitney, one-sided, p < significance), large relative to the
-    before value (the playbook's margins) and large in absolute terms (min_effect_ms), so that noise on
-    a 1 ms endpoint never reads as a regression.
+    before value (the playbook's margins on p95) and large in absolute terms: the Hodges-Lehmann shift
+    (the typical per-request difference, robust where a p95 of a few dozen samples is not) must reach
+    min_effect_ms, so that noise on a fast endpoint never reads as a regression.
     """
     p95_ratio = after_stats.p95 / before_stats.p95 if before_stats.p95 > 0 else 1.0
     p50_ratio = after_stats.p50 / before_stats.p50 if before_stats.p50 > 0 else 1.0
     p_faster, p_slower = one_sided_p_values(before, after)
     shift = hodges_lehmann(after, before)
-    delta = after_stats.p95 - before_stats.p95
     errors_broke = after_stats.error_rate > max_error_rate >= before_stats.error_rate
     numbers = (
         f"p95 {before_stats.p95:.1f} -> {after_stats.p95:.1f} ms (x{p95_ratio:.2f}), "
@@ -62,14 +62,14 @@ def compare_endpoint(
     elif (
         p_faster < rules.significance
         and p95_ratio <= 1 - rules.min_improvement
-        and -delta >= rules.min_effect_ms
+        and -shift >= rules.min_effect_ms
     ):
         verdict = Verdict.IMPROVED
         why = f"faster (Mann-Whitney p={p_faster:.2g} < {rules.significance}); {numbers}"
     elif (
         p_slower < rules.significance
         and p95_ratio >= 1 + rules.regression_margin
-        and delta >= rules.min_effect_ms
+        and shift >= rules.min_effect_ms
     ):
         verdict = Verdict.REGRESSED
         why = f"slower (Mann-Whitney p={p_slower:.2g} < {rules.significance}); {numbers}"

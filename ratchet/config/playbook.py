@@ -95,13 +95,15 @@ class Validation(StrictModel):
 
     significance: float = Field(0.01, gt=0, lt=0.5, description="Largest p-value that counts as a real change.")
     min_improvement: float = Field(
-        0.10, ge=0, lt=1, description="Margin: p95 must fall by at least this share to count as improved."
+        0.20, ge=0, lt=1, description="Margin: p95 must fall by at least this share to count as improved."
     )
     regression_margin: float = Field(
-        0.10, ge=0, lt=10, description="p95 rising by more than this share (and significant) is a regression."
+        0.25, ge=0, lt=10, description="p95 rising by more than this share (and significant) is a regression."
     )
     min_effect_ms: float = Field(
-        2.0, ge=0, description="A p95 change smaller than this (ms) is noise, whatever the p-value."
+        5.0,
+        ge=0,
+        description="A typical per-request shift (Hodges-Lehmann) smaller than this (ms) is noise, whatever the p-value.",
     )
     acceptance_bar: float = Field(
         0.5,
