@@ -13,8 +13,8 @@ from temporalio import activity
 from activities.target_database import target_engine
 from ratchet.analysis.detection import (
     StatementEvidence,
+    endpoints_to_inspect,
     missing_index_findings,
-    slow_endpoints,
     unexplained_slow_findings,
 )
 from ratchet.analysis.plans import full_scans_postgresql, full_scans_sqlite
@@ -84,7 +84,7 @@ class AssessmentActivities:
 
     def _assess(self, request: AssessRequest) -> AssessResult:
         playbook, target = request.playbook, request.target
-        slow = slow_endpoints(request.baseline.endpoints, playbook)
+        slow = endpoints_to_inspect(request.baseline.endpoints, playbook)
         evidence = []
         if target.database is not None:
             for endpoint in slow:

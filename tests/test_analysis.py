@@ -12,7 +12,7 @@ from ratchet.analysis.decisions import (
     guard_check,
     validation_outcome,
 )
-from ratchet.analysis.detection import StatementEvidence, missing_index_findings, slow_endpoints
+from ratchet.analysis.detection import StatementEvidence, endpoints_to_inspect, missing_index_findings
 from ratchet.analysis.planning import covers, plan
 from ratchet.analysis.plans import FullScan, full_scans_postgresql, full_scans_sqlite
 from ratchet.analysis.significance import compare_endpoint, hodges_lehmann
@@ -96,7 +96,7 @@ def _evidence(rows: int = 300_000) -> StatementEvidence:
 
 def test_slow_endpoint_with_full_scan_becomes_missing_index_finding() -> None:
     measured = [stats("search", 40, 120), stats("item", 1, 2, requests=300)]
-    slow = slow_endpoints(measured, PLAYBOOK)
+    slow = endpoints_to_inspect(measured, PLAYBOOK)
     assert [s.stats.endpoint for s in slow] == ["search"]
     findings = missing_index_findings(slow, [_evidence()], PLAYBOOK)
     assert len(findings) == 1
@@ -109,13 +109,13 @@ def test_slow_endpoint_with_full_scan_becomes_missing_index_finding() -> None:
 
 
 def test_small_tables_and_fast_endpoints_yield_no_finding() -> None:
-    slow = slow_endpoints([stats("search", 40, 120)], PLAYBOOK)
+    slow = endpoints_to_inspect([stats("search", 40, 120)], PLAYBOOK)
     assert missing_index_findings(slow, [_evidence(rows=500)], PLAYBOOK) == []
-    assert slow_endpoints([stats("search", 5, 20)], PLAYBOOK) == []
+    assert endpoints_to_inspect([stats("search", 5, 20)], PLAYBOOK) == []
 
 
 def test_plan_prefers_index_on_the_scanned_column_and_keeps_wrong_lever_as_alternative() -> None:
-    slow = slow_endpoints([stats("search", 40, 120)], PLAYBOOK)
+    slow = endpoints_to_inspect([stats("search", 40, 120)], PLAYBOOK)
     finding = missing_index_findings(slow, [_evidence()], PLAYBOOK)[0]
     recommendations = plan([finding], TARGET, limit=10)
     assert [r.id for r in recommendations] == ["R1", "R2"]
@@ -187,3 +187,15 @@ def test_guard_breach_needs_relative_and_absolute_excess() -> None:
     assert result.breached and "p95 40.0 ms" in result.reasons[0]
     failing = LoadTestResult(run_id="b", label="bake", requests=1, duration_s=1, endpoints=[stats("s", 4, 5, errors=5)])
     assert "error rate" in guard_check(validated, failing, PLAYBOOK, {}).reasons[0]
+
+
+def test_dominant_endpoint_is_inspected_even_within_its_slo() -> None:
+    relaxed = Playbook(name="p", approvers=["a"], slo={"default": {"p95_ms": 500}})
+    measured = [stats("search", 60, 80), stats("item", 2, 4, requests=400)]
+    [chosen] = endpoints_to_inspect(measured, relaxed)
+    assert chosen.stats.endpoint == "search" and not chosen.over_threshold
+    findings = missing_index_findings([chosen], [_evidence()], relaxed)
+    assert [f.type.value for f in findings] == ["missing-index"]
+    # A scan that is a small part of the endpoint's time is not what makes it slow.
+    cheap = StatementEvidence(**{**_evidence().__dict__, "median_ms": 2.0})
+    assert missing_index_findings([chosen], [cheap], relaxed) == []

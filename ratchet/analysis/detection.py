@@ -26,31 +26,42 @@ class StatementEvidence:
 
 @dataclass(frozen=True)
 class SlowEndpoint:
-    """An endpoint above its latency threshold, with its share of the total time spent serving requests."""
+    """An endpoint worth inspecting: above its latency threshold, or carrying a large share of all latency."""
 
     stats: EndpointStats
     threshold_ms: float
     latency_share: float
     traffic_share: float
+    over_threshold: bool
 
 
-def slow_endpoints(stats: list[EndpointStats], playbook: Playbook) -> list[SlowEndpoint]:
-    """Endpoints whose p95 exceeds the detection threshold (or their SLO) and that matter to the total."""
+def endpoints_to_inspect(stats: list[EndpointStats], playbook: Playbook) -> list[SlowEndpoint]:
+    """Endpoints whose statements deserve a plan: over their p95 threshold (or SLO), or dominant.
+
+    Dominant means carrying ``dominant_latency_share`` of the time spent serving all requests at a p50 of
+    at least ``min_inspect_p50_ms``: the place a performance engineer looks first even when the SLO holds.
+    """
+    rules = playbook.detection
     total_time = sum(s.mean * s.requests for s in stats) or 1.0
     total_requests = sum(s.requests for s in stats) or 1
-    slow = []
+    chosen = []
     for endpoint in stats:
-        threshold = playbook.detection.slow_p95_ms or playbook.slo.for_endpoint(endpoint.endpoint).p95_ms
-        if threshold is None or endpoint.p95 <= threshold or endpoint.requests == 0:
+        if endpoint.requests == 0:
             continue
+        slo_p95 = playbook.slo.for_endpoint(endpoint.endpoint).p95_ms
+        threshold = rules.slow_p95_ms or slo_p95 or float("inf")
         share = endpoint.mean * endpoint.requests / total_time
-        if share < playbook.detection.min_latency_share:
+        over = endpoint.p95 > threshold
+        dominant = share >= rules.dominant_latency_share and endpoint.p50 >= rules.min_inspect_p50_ms
+        if share < rules.min_latency_share or not (over or dominant):
             continue
-        slow.append(SlowEndpoint(endpoint, threshold, share, endpoint.requests / total_requests))
-    return sorted(slow, key=lambda s: s.latency_share, reverse=True)
+        chosen.append(SlowEndpoint(endpoint, threshold, share, endpoint.requests / total_requests, over))
+    return sorted(chosen, key=lambda s: s.latency_share, reverse=True)
 
 
 def _severity(p95: float, threshold: float) -> str:
+    if threshold == float("inf"):
+        return "medium"
     ratio = p95 / threshold
     if ratio >= 4:
         return "critical"
@@ -72,13 +83,15 @@ def missing_index_findings(
         for scan in item.full_scans:
             rows = item.table_rows.get(scan.table, 0)
             columns = item.filtered_columns.get(scan.table, [])
+            stats = endpoint.stats
+            statement_share = min(1.0, item.median_ms / stats.mean) if stats.mean else 0.0
             if rows < playbook.detection.min_table_rows or not columns:
                 continue
+            if statement_share < playbook.detection.min_statement_share:
+                continue  # the scan is there but is not what makes this endpoint slow
             key = (item.endpoint, scan.table, tuple(columns))
             if key in findings:
                 continue
-            stats = endpoint.stats
-            statement_share = min(1.0, item.median_ms / stats.mean) if stats.mean else 0.0
             gain = min(item.median_ms, stats.p50)
             findings[key] = Finding(
                 id=f"F{len(findings) + 1}",
@@ -88,7 +101,7 @@ def missing_index_findings(
                 impact=round(statement_share * endpoint.traffic_share, 4),
                 estimated_gain_ms=round(gain, 2),
                 summary=(
-                    f"{item.endpoint}: p95 {stats.p95:.1f} ms (threshold {endpoint.threshold_ms:g} ms); "
+                    f"{item.endpoint}: p95 {stats.p95:.1f} ms, {endpoint.latency_share:.0%} of all serving time; "
                     f"its query scans all {rows:,} rows of {scan.table} filtering on {', '.join(columns)} "
                     f"({item.median_ms:.1f} ms per run)"
                 ),
@@ -113,10 +126,10 @@ def missing_index_findings(
 
 
 def unexplained_slow_findings(slow: list[SlowEndpoint], explained: set[str], start: int) -> list[Finding]:
-    """Slow endpoints no plan problem explains: findings without a lever, for a person to look at."""
+    """Endpoints over their threshold that no plan problem explains: findings for a person to look at."""
     findings = []
     for endpoint in slow:
-        if endpoint.stats.endpoint in explained:
+        if endpoint.stats.endpoint in explained or not endpoint.over_threshold:
             continue
         stats = endpoint.stats
         findings.append(

@@ -88,6 +88,7 @@ def run_demo(console: Console, *, playbook: Path, auto_approve: bool, shop_port:
         if not interactive:
             console.print(f"[yellow]Gates are approved automatically as {DEMO_APPROVER!r} (--auto-approve or no terminal).[/]")
         status = asyncio.run(_campaign(console, settings, playbook, auto=not interactive))
+    console.print()
     console.rule("Outcome")
     console.print(f"[bold]{status.state.value}[/]: {status.outcome}" + (f" - {status.outcome_detail}" if status.outcome_detail else ""))
     for verdict in status.verdicts:

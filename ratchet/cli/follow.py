@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 
 from rich.console import Console
@@ -59,9 +60,14 @@ async def follow(
             while True:
                 status = await campaigns.get_status(client, campaign_id)
                 progress = [] if status.finished else await campaigns.live_progress(client, campaign_id)
-                live.update(campaign_view(status, progress))
                 if status.finished:
+                    # The final state is visible before the report is written: wait for the workflow to close.
+                    with contextlib.suppress(Exception):
+                        await result_task
+                    status = await campaigns.get_status(client, campaign_id)
+                    live.update(campaign_view(status))
                     return status
+                live.update(campaign_view(status, progress))
                 gate_key = f"{status.waiting.phase.value}@{status.waiting.since}" if status.waiting else ""
                 if status.waiting and asker is not None and gate_key not in asked_for:
                     asked_for.add(gate_key)

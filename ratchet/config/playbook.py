@@ -88,6 +88,21 @@ class Detection(StrictModel):
     min_latency_share: float = Field(
         0.05, ge=0, le=1, description="Ignore endpoints that carry less than this share of total latency."
     )
+    dominant_latency_share: float = Field(
+        0.25,
+        ge=0,
+        le=1,
+        description="Inspect an endpoint carrying this share of all serving time even when it meets its SLO.",
+    )
+    min_inspect_p50_ms: float = Field(
+        10.0, ge=0, description="...if its median is at least this slow (fast endpoints are left alone)."
+    )
+    min_statement_share: float = Field(
+        0.25,
+        ge=0,
+        le=1,
+        description="A full scan is a finding only when its statement takes this share of the endpoint's time.",
+    )
 
 
 class Validation(StrictModel):
