@@ -37,6 +37,7 @@ def write_atomically(path: Path, text: str) -> Path:
             file.write(text)
             file.flush()
             os.fsync(file.fileno())
+        os.chmod(temporary, 0o644)  # mkstemp makes it private; a report is meant to be read and shared
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -313,14 +313,12 @@ def report(campaign_id: Annotated[str, typer.Argument(help="Campaign id.")]) -> 
     """Write (or rewrite) the campaign's HTML and Markdown report and print where they are."""
 
     async def go(client: Any) -> None:
-        from ratchet.report.render import render_html, render_markdown
+        from activities.reporting import ReportActivities
+        from ratchet.contracts import ReportRequest
 
         current = await campaigns.get_status(client, campaign_id)
-        folder = get_settings().reports_dir
-        html_path, md_path = folder / f"{campaign_id}.html", folder / f"{campaign_id}.md"
-        html_path.write_text(render_html(current), encoding="utf-8")
-        md_path.write_text(render_markdown(current), encoding="utf-8")
-        console.print(f"HTML: {html_path}\nMarkdown: {md_path}")
+        written = await ReportActivities(get_settings()).write_report(ReportRequest(status=current))
+        console.print(f"HTML: {written.html_path}\nMarkdown: {written.markdown_path}")
 
     _client_command(go)()
 
