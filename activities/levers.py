@@ -58,7 +58,9 @@ def _http(action: HttpAction, context: dict[str, Any], where: str) -> httpx.Resp
     headers = render_tree(action.headers, context, where=f"{where}.headers")
     response = httpx.request(action.method, url, json=body, headers=headers, timeout=30)
     if response.status_code not in action.expect_status:
-        raise LeverError(f"{where}: {action.method} {url} answered {response.status_code}, expected {action.expect_status}")
+        raise LeverError(
+            f"{where}: {action.method} {url} answered {response.status_code}, expected {action.expect_status}"
+        )
     return response
 
 

@@ -82,5 +82,3 @@ class AnalysisActivities:
     async def check_guard(self, request: GuardRequest) -> GuardResult:
         """Whether the bake run stayed within the guard's limits around the validated numbers."""
         return await asyncio.to_thread(self._guard, request)
-
-

@@ -59,7 +59,9 @@ async def finish(client: Client, campaign_id: str, timeout_s: float = 120) -> Ca
         status = await campaigns.get_status(client, campaign_id)
         pending = await campaigns.live_progress(client, campaign_id)
         events = "\n".join(f"  {e.at:%H:%M:%S} {e.message}" for e in status.events)
-        raise AssertionError(f"campaign still {status.state.value} after {timeout_s}s; pending {pending}\n{events}") from None
+        raise AssertionError(
+            f"campaign still {status.state.value} after {timeout_s}s; pending {pending}\n{events}"
+        ) from None
     except Exception:
         pass  # failed or cancelled workflows raise here; the status tells what happened
     return await campaigns.get_status(client, campaign_id)

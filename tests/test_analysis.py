@@ -173,7 +173,9 @@ def test_validation_outcomes_and_changes_without_effect() -> None:
     after_partial = check_slos([stats("s", 40, 60), stats("i", 1, 2)], PLAYBOOK)
     assert validation_outcome([improved, unchanged], after_partial, PLAYBOOK).value == "partial"
     assert validation_outcome([unchanged], after_partial, PLAYBOOK).value == "failed"
-    change = ChangeRecord(change_id="C1", recommendation_id="R1", lever="x", kind="sql", role=Role.BACKEND_DEVELOPER, endpoint="i")
+    change = ChangeRecord(
+        change_id="C1", recommendation_id="R1", lever="x", kind="sql", role=Role.BACKEND_DEVELOPER, endpoint="i"
+    )
     assert changes_without_effect([change], [improved, unchanged]) == [change]
 
 

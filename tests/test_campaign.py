@@ -110,7 +110,9 @@ async def test_happy_path_index_found_approved_applied_proven_and_reported(
     await assert_replays(client, campaign_id)
 
 
-async def test_rejection_at_planning_applies_nothing(client: Client, settings: Settings, worker: None, shop: Shop) -> None:
+async def test_rejection_at_planning_applies_nothing(
+    client: Client, settings: Settings, worker: None, shop: Shop
+) -> None:
     indexes_before = shop.indexes()
     campaign_id = await campaigns.launch(client, settings, playbook_file=TEST_PLAYBOOK, target_file=SHOP_TARGET)
     await wait_for(client, campaign_id, waiting_at("planning"), what="the planning gate")

@@ -51,7 +51,11 @@ def test_demo_target_loads_with_relative_database_resolved() -> None:
 MALFORMED = [
     ("playbook", "name: x\napprovers: [a]\nload:\n  rate: -5\n", ["x.yaml:4", "load.rate", "greater than 0"]),
     ("playbook", "name: x\napprovers: [a]\nload:\n  duration: soon\n", ["x.yaml:4", "load.duration", "30s"]),
-    ("playbook", "name: x\napprovers: [a]\ngatez: {}\n", ["x.yaml:3", "gatez", "unknown field", "valid fields", "gates"]),
+    (
+        "playbook",
+        "name: x\napprovers: [a]\ngatez: {}\n",
+        ["x.yaml:3", "gatez", "unknown field", "valid fields", "gates"],
+    ),
     ("playbook", "name: x\n", ["approvers", "required"]),
     ("playbook", "name: x\napprovers: []\n", ["x.yaml:2", "approvers", "at least 1"]),
     ("playbook", "name: x\napprovers: [a]\ngates:\n  lunch: {}\n", ["x.yaml:4", "gates.lunch", "planning"]),
@@ -75,9 +79,21 @@ MALFORMED = [
         ["unknown endpoint 'basket'", "orders"],
     ),
     ("target", GOOD_TARGET.replace("sqlite:///shop.db", "mysql://x/y"), ["x.yaml:4", "database.url", "sqlite:///"]),
-    ("target", GOOD_TARGET.replace("    method: GET\n", "") .replace("    path:", "    method: FETCH\n    path:"), ["endpoints.0.method", "'GET'"]),
-    ("target", GOOD_TARGET.replace('    rollback: ["DROP INDEX IF EXISTS ix"]\n', ""), ["x.yaml:10", "levers.0.rollback", "required"]),
-    ("target", GOOD_TARGET.replace("name: t\n", "name: t\nbase: 1\n"), ["x.yaml:2", "base", "unknown field", "base_url"]),
+    (
+        "target",
+        GOOD_TARGET.replace("    method: GET\n", "").replace("    path:", "    method: FETCH\n    path:"),
+        ["endpoints.0.method", "'GET'"],
+    ),
+    (
+        "target",
+        GOOD_TARGET.replace('    rollback: ["DROP INDEX IF EXISTS ix"]\n', ""),
+        ["x.yaml:10", "levers.0.rollback", "required"],
+    ),
+    (
+        "target",
+        GOOD_TARGET.replace("name: t\n", "name: t\nbase: 1\n"),
+        ["x.yaml:2", "base", "unknown field", "base_url"],
+    ),
     ("target", "name: t\nbase_url: ${NOT_SET_ANYWHERE}\nendpoints: []\n", ["NOT_SET_ANYWHERE is not set"]),
 ]
 

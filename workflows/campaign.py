@@ -61,7 +61,9 @@ _LEVER_TIMEOUT = timedelta(minutes=15)
 _LEVER_HEARTBEAT = timedelta(seconds=20)
 _STEP_RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=1))
 # Compensations must get through: retry longer, with backoff, before declaring the target dirty.
-_UNDO_RETRY = RetryPolicy(maximum_attempts=10, initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
+_UNDO_RETRY = RetryPolicy(
+    maximum_attempts=10, initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
+)
 
 
 _CHANGES_TARGET = frozenset({"apply_lever", "rollback_lever"})
@@ -222,7 +224,9 @@ class CampaignWorkflow:
     async def _validation(self, baseline: LoadTestResult) -> LoadTestResult:
         self._begin(Phase.VALIDATION)
         await self._gate_or_abort(Phase.VALIDATION)
-        candidate = await self._load_test("validation", Role.TEST_ENGINEER, "Validation load test (same load as baseline)")
+        candidate = await self._load_test(
+            "validation", Role.TEST_ENGINEER, "Validation load test (same load as baseline)"
+        )
         self._status.validation = candidate
         comparison: CompareResult = await self._activity(
             "compare_runs",
@@ -275,7 +279,10 @@ class CampaignWorkflow:
         bake = self._input.playbook.deployment.bake.total_seconds()
         watched = await self._load_test(
             # The same warm-up as the other runs: cold connections would read as a regression.
-            "bake", Role.DEVOPS_ENGINEER, f"Bake: watch the kept changes for {bake:g}s", duration_s=bake
+            "bake",
+            Role.DEVOPS_ENGINEER,
+            f"Bake: watch the kept changes for {bake:g}s",
+            duration_s=bake,
         )
         guard: GuardResult = await self._activity(
             "check_guard",
@@ -297,7 +304,9 @@ class CampaignWorkflow:
                 change.state = ChangeState.KEPT
         kept = [c.lever for c in self._status.changes if c.state == ChangeState.KEPT]
         self._end(Phase.DEPLOYMENT, "baked", f"guard held for {bake:g}s; kept: {', '.join(kept)}")
-        label = "targets met" if self._validation_outcome == ValidationOutcome.MET else "partial: accepted and monitored"
+        label = (
+            "targets met" if self._validation_outcome == ValidationOutcome.MET else "partial: accepted and monitored"
+        )
         raise _Stop(CampaignState.COMPLETED, f"{label}; {len(kept)} change(s) kept", "guard held during the bake")
 
     # ------------------------------------------------------------------ changes (saga)
@@ -410,7 +419,9 @@ class CampaignWorkflow:
         self._status.waiting = None
         self._set_state(CampaignState.RUNNING)
         if not answered:
-            decision = GateDecision(phase=phase, decision="timed-out", by="", at=workflow.now(), note="no answer in time")
+            decision = GateDecision(
+                phase=phase, decision="timed-out", by="", at=workflow.now(), note="no answer in time"
+            )
             self._status.gates.append(decision)
             self._end(phase, "timed out", "no approval in time")
             await self._unwind(f"{phase.value} gate timed out")
@@ -456,7 +467,9 @@ class CampaignWorkflow:
     def _take_rejection(self, answer: RejectionInput) -> str:
         assert self._status.waiting is not None
         phase = self._status.waiting.phase
-        self._answer = GateDecision(phase=phase, decision="rejected", by=answer.approver, at=workflow.now(), note=answer.reason)
+        self._answer = GateDecision(
+            phase=phase, decision="rejected", by=answer.approver, at=workflow.now(), note=answer.reason
+        )
         self._event(f"{phase.value} rejected by {answer.approver}: {answer.reason}")
         return f"{phase.value} rejected by {answer.approver}"
 
@@ -634,7 +647,11 @@ class CampaignWorkflow:
 
     async def _record(self) -> None:
         await self._activity(
-            "record_campaign", self._status, Role.PERF_OPTIMIZER, "Record the campaign in the store", result_type=type(None)
+            "record_campaign",
+            self._status,
+            Role.PERF_OPTIMIZER,
+            "Record the campaign in the store",
+            result_type=type(None),
         )
 
     async def _finish(self, state: CampaignState, outcome: str, detail: str = "") -> None:

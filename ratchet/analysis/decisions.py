@@ -46,9 +46,7 @@ def validation_outcome(verdicts: list[EndpointVerdict], slo: list[SloCheck], pla
 def validation_summary(verdicts: list[EndpointVerdict], slo: list[SloCheck]) -> str:
     """Why validation decided as it did, per endpoint: verdicts that moved, then targets still missed."""
     parts = [f"{v.endpoint} {v.verdict.value}: {v.explanation}" for v in verdicts if v.verdict != Verdict.UNCHANGED]
-    parts += [
-        f"{c.endpoint} misses {c.metric} < {c.limit:g} (measured {c.value:g})" for c in slo if not c.met
-    ]
+    parts += [f"{c.endpoint} misses {c.metric} < {c.limit:g} (measured {c.value:g})" for c in slo if not c.met]
     unchanged = [v.endpoint for v in verdicts if v.verdict == Verdict.UNCHANGED]
     if unchanged:
         parts.append(f"unchanged: {', '.join(unchanged)}")

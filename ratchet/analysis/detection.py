@@ -127,7 +127,7 @@ def missing_index_findings(
 
 def unexplained_slow_findings(slow: list[SlowEndpoint], explained: set[str], start: int) -> list[Finding]:
     """Endpoints over their threshold that no plan problem explains: findings for a person to look at."""
-    findings = []
+    findings: list[Finding] = []
     for endpoint in slow:
         if endpoint.stats.endpoint in explained or not endpoint.over_threshold:
             continue

@@ -59,18 +59,10 @@ def compare_endpoint(
     if errors_broke:
         verdict = Verdict.REGRESSED
         why = f"error rate rose to {after_stats.error_rate:.1%} (limit {max_error_rate:.1%}); {numbers}"
-    elif (
-        p_faster < rules.significance
-        and p95_ratio <= 1 - rules.min_improvement
-        and -shift >= rules.min_effect_ms
-    ):
+    elif p_faster < rules.significance and p95_ratio <= 1 - rules.min_improvement and -shift >= rules.min_effect_ms:
         verdict = Verdict.IMPROVED
         why = f"faster (Mann-Whitney p={p_faster:.2g} < {rules.significance}); {numbers}"
-    elif (
-        p_slower < rules.significance
-        and p95_ratio >= 1 + rules.regression_margin
-        and shift >= rules.min_effect_ms
-    ):
+    elif p_slower < rules.significance and p95_ratio >= 1 + rules.regression_margin and shift >= rules.min_effect_ms:
         verdict = Verdict.REGRESSED
         why = f"slower (Mann-Whitney p={p_slower:.2g} < {rules.significance}); {numbers}"
     else:

@@ -100,7 +100,9 @@ def server_start() -> None:
 
     settings = get_settings()
     try:
-        handle = start_server(settings.resolved_home, address=settings.temporal_address, ui_port=settings.temporal_ui_port)
+        handle = start_server(
+            settings.resolved_home, address=settings.temporal_address, ui_port=settings.temporal_ui_port
+        )
     except RatchetError as exc:
         err.print(f"[red]{exc}[/]")
         raise typer.Exit(EXIT_UNREACHABLE) from None
@@ -175,7 +177,9 @@ def launch(
     target: Annotated[Path, typer.Option("--target", "-t", help="Target YAML file.")],
     wait: Annotated[bool, typer.Option(help="Follow the campaign until it ends.")] = False,
     auto_approve: Annotated[bool, typer.Option(help="Approve every gate automatically.")] = False,
-    approver: Annotated[str | None, typer.Option("--as", help="Your approver name (for --auto-approve/prompts).")] = None,
+    approver: Annotated[
+        str | None, typer.Option("--as", help="Your approver name (for --auto-approve/prompts).")
+    ] = None,
 ) -> None:
     """Validate the files and start a campaign; with --wait, follow it (asking at gates in a terminal)."""
 
@@ -187,7 +191,9 @@ def launch(
             auto_approve_as=name if auto_approve else None,
         )  # fmt: skip
         console.print(f"launched {campaign_id}")
-        console.print(f"Temporal UI: {get_settings().ui_url}/namespaces/{get_settings().temporal_namespace}/workflows/{campaign_id}")
+        console.print(
+            f"Temporal UI: {get_settings().ui_url}/namespaces/{get_settings().temporal_namespace}/workflows/{campaign_id}"
+        )
         if not wait:
             return EXIT_OK
         from ratchet.cli.follow import ask_at_gate, follow
@@ -215,7 +221,9 @@ def approve(
         if waiting_phase is None:
             status = await campaigns.get_status(client, campaign_id)
             if status.waiting is None:
-                raise campaigns.RefusedError(f"refused: {campaign_id} is not waiting for approval ({status.state.value})")
+                raise campaigns.RefusedError(
+                    f"refused: {campaign_id} is not waiting for approval ({status.state.value})"
+                )
             waiting_phase = status.waiting.phase
         if not approver:
             raise RatchetError("--as: give your approver name (one of the playbook's approvers)")

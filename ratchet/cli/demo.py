@@ -86,15 +86,22 @@ def run_demo(console: Console, *, playbook: Path, auto_approve: bool, shop_port:
         os.environ["SHOP_URL"], os.environ["SHOP_DB"] = shop_url, str(database)
         console.print(f"Demo shop on {shop_url}; worker started (logs in {logs})")
         if not interactive:
-            console.print(f"[yellow]Gates are approved automatically as {DEMO_APPROVER!r} (--auto-approve or no terminal).[/]")
+            console.print(
+                f"[yellow]Gates are approved automatically as {DEMO_APPROVER!r} (--auto-approve or no terminal).[/]"
+            )
         status = asyncio.run(_campaign(console, settings, playbook, auto=not interactive))
     console.print()
     console.rule("Outcome")
-    console.print(f"[bold]{status.state.value}[/]: {status.outcome}" + (f" - {status.outcome_detail}" if status.outcome_detail else ""))
+    console.print(
+        f"[bold]{status.state.value}[/]: {status.outcome}"
+        + (f" - {status.outcome_detail}" if status.outcome_detail else "")
+    )
     for verdict in status.verdicts:
         if verdict.verdict.value != "unchanged":
             console.print(f"  {verdict.endpoint}: {verdict.explanation}")
-    console.print(f"Temporal UI: {settings.ui_url}/namespaces/{settings.temporal_namespace}/workflows/{status.campaign_id}")
+    console.print(
+        f"Temporal UI: {settings.ui_url}/namespaces/{settings.temporal_namespace}/workflows/{status.campaign_id}"
+    )
     console.print(f"Report: {status.report_html or '(not written)'}")
     console.print("The Temporal server keeps running for the UI; stop it with `ratchet server stop`.")
     return 0 if status.state == CampaignState.COMPLETED else 1

@@ -43,7 +43,17 @@ def endpoints_table(status: CampaignStatus) -> Table | None:
     if status.baseline is None:
         return None
     table = Table(title="Endpoints (ms)")
-    for column in ("endpoint", "base p50", "base p95", "base p99", "after p50", "after p95", "after p99", "verdict", "p"):
+    for column in (
+        "endpoint",
+        "base p50",
+        "base p95",
+        "base p99",
+        "after p50",
+        "after p95",
+        "after p99",
+        "verdict",
+        "p",
+    ):
         table.add_column(column, justify="right" if column not in ("endpoint", "verdict") else "left")
     verdicts = {v.endpoint: v for v in status.verdicts}
     for before in status.baseline.endpoints:
@@ -129,5 +139,10 @@ def campaign_view(status: CampaignStatus, progress: list[dict[str, Any]] | None 
             )
         )
     if status.outcome:
-        parts.append(Text(f"Outcome: {status.outcome}" + (f" - {status.outcome_detail}" if status.outcome_detail else ""), style=style))
+        parts.append(
+            Text(
+                f"Outcome: {status.outcome}" + (f" - {status.outcome_detail}" if status.outcome_detail else ""),
+                style=style,
+            )
+        )
     return Group(*parts)

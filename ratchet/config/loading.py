@@ -96,23 +96,39 @@ def _line_for(location: Location, lines: dict[Location, int]) -> int | None:
     return None
 
 
+def _step(node: Any, part: str | int) -> tuple[bool, Any]:
+    """(found, child): whether ``part`` exists in this YAML node, and the node below it."""
+    if isinstance(node, dict) and part in node:
+        return True, node[part]
+    if isinstance(node, list) and isinstance(part, int) and part < len(node):
+        return True, node[part]
+    return False, None
+
+
+def _is_union_tag(node: Any, part: str | int) -> bool:
+    """Pydantic adds the chosen union member to locations (levers.0.sql.apply); the file has no such key."""
+    if not isinstance(node, dict) or not isinstance(part, str):
+        return False
+    return part.startswith(("function-", "tagged-union")) or node.get("kind") == part
+
+
 def _readable_location(location: Location, data: Any) -> Location:
-    """Drop pydantic's union tags (e.g. the 'sql' in levers.0.sql.apply) that are not in the file."""
+    """The location as a person sees it in the file: union tags dropped, unknown keys kept as written."""
     kept: list[str | int] = []
     node = data
     for part in location:
-        if (isinstance(node, dict) and part in node) or (isinstance(node, list) and isinstance(part, int) and part < len(node)):
-            node = node[part]
-            kept.append(part)
-        elif (isinstance(node, dict) and isinstance(part, str) and part.startswith(("function-", "tagged-union"))) or (isinstance(node, dict) and part in {"sql", "http", "shell"} and node.get("kind") == part):
+        found, child = _step(node, part)
+        if found:
+            node = child
+        elif _is_union_tag(node, part):
             continue
         else:
-            kept.append(part)
             node = None
+        kept.append(part)
     return tuple(kept)
 
 
-def _message(error: dict[str, Any], model: type[BaseModel], location: Location) -> str:
+def _message(error: Any, model: type[BaseModel], location: Location) -> str:
     kind = error["type"]
     if kind == "extra_forbidden":
         return "unknown field" + _valid_fields(model, location[:-1])

@@ -152,9 +152,7 @@ class Playbook(StrictModel):
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str = ""
-    approvers: list[str] = Field(
-        min_length=1, description="Names allowed to approve or reject at the gates."
-    )
+    approvers: list[str] = Field(min_length=1, description="Names allowed to approve or reject at the gates.")
     gates: dict[Phase, Gate] = Field(
         default_factory=lambda: {Phase.PLANNING: Gate(), Phase.DEPLOYMENT: Gate()},
         description="Phases that wait for a person before they start; planning and deployment by default.",

