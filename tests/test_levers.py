@@ -1,0 +1,111 @@
+"""Levers against a real SQLite database and real commands: idempotent, checked, strict templates."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from temporalio.exceptions import ApplicationError
+
+from activities.levers import LeverActivities
+from ratchet.config.target import Target
+from ratchet.contracts import LeverCall
+from ratchet.settings import Settings
+
+
+def target_with(database: Path, levers: list[dict]) -> Target:
+    return Target.model_validate(
+        {
+            "name": "t",
+            "base_url": "http://127.0.0.1:9",
+            "database": {"url": f"sqlite:///{database}"},
+            "endpoints": [{"name": "orders", "path": "/orders"}],
+            "levers": levers,
+        }
+    )
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Path:
+    path = tmp_path / "t.db"
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, email TEXT)")
+    return path
+
+
+def indexes(database: Path) -> list[str]:
+    with sqlite3.connect(database) as connection:
+        return [r[0] for r in connection.execute("SELECT name FROM sqlite_master WHERE type = 'index'")]
+
+
+SQL_LEVER = {
+    "name": "email-index",
+    "kind": "sql",
+    "addresses": [{"finding": "missing-index", "endpoint": "orders"}],
+    # Deliberately not IF NOT EXISTS: only the check keeps a second apply from failing.
+    "apply": ["CREATE INDEX ix_email ON orders (email)"],
+    "rollback": ["DROP INDEX ix_email"],
+    "check": "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'ix_email'",
+}
+
+
+def test_sql_lever_apply_and_rollback_are_idempotent_and_recorded(database: Path, tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "home")
+    levers = LeverActivities(settings.resolved_store_url)
+    target = target_with(database, [SQL_LEVER])
+    call = LeverCall(campaign_id="c1", change_id="C1", lever=target.levers[0], target=target)
+
+    first = levers._act(call, "apply")
+    again = levers._act(call, "apply")
+    assert (first.changed, first.verified) == (True, True)
+    assert again.changed is False and "already in effect" in again.detail
+    assert indexes(database) == ["ix_email"]
+
+    undone = levers._act(call, "rollback")
+    undone_again = levers._act(call, "rollback")
+    assert undone.changed is True and undone_again.changed is False
+    assert indexes(database) == []
+
+
+def test_shell_lever_without_check_relies_on_the_ledger(tmp_path: Path, database: Path) -> None:
+    marker = tmp_path / "flag"
+    lever = {
+        "name": "flag-file",
+        "kind": "shell",
+        "addresses": [{"finding": "slow-endpoint"}],
+        "apply": [{"argv": ["sh", "-c", f"echo x >> {marker}"]}],
+        "rollback": [{"argv": ["rm", "-f", str(marker)]}],
+    }
+    settings = Settings(home=tmp_path / "home")
+    levers = LeverActivities(settings.resolved_store_url)
+    target = target_with(database, [lever])
+    call = LeverCall(campaign_id="c2", change_id="C1", lever=target.levers[0], target=target)
+    assert levers._act(call, "apply").changed is True
+    assert levers._act(call, "apply").changed is False  # the ledger says it is applied
+    assert marker.read_text() == "x\n"  # the command ran once
+    assert levers._act(call, "rollback").changed is True
+    assert not marker.exists()
+
+
+def test_missing_template_variable_is_a_non_retryable_error_and_changes_nothing(database: Path, tmp_path: Path) -> None:
+    lever = SQL_LEVER | {"apply": ["CREATE INDEX ix_email ON orders ({{ column }})"]}
+    settings = Settings(home=tmp_path / "home")
+    target = target_with(database, [lever])
+    call = LeverCall(campaign_id="c3", change_id="C1", lever=target.levers[0], target=target)
+    with pytest.raises(ApplicationError) as caught:
+        LeverActivities(settings.resolved_store_url)._act(call, "apply")
+    assert caught.value.non_retryable
+    assert "'column' is undefined" in str(caught.value) and "lever email-index: apply" in str(caught.value)
+    assert indexes(database) == []
+
+
+def test_template_sees_target_and_parameter(database: Path, tmp_path: Path) -> None:
+    lever = SQL_LEVER | {
+        "apply": ["CREATE INDEX ix_email ON orders (email) -- {{ target.name }} at {{ parameter }}%"],
+    }
+    settings = Settings(home=tmp_path / "home")
+    target = target_with(database, [lever])
+    call = LeverCall(campaign_id="c4", change_id="C1", lever=target.levers[0], target=target, parameter=50)
+    assert LeverActivities(settings.resolved_store_url)._act(call, "apply").changed
+    assert indexes(database) == ["ix_email"]
