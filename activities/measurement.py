@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 from sqlmodel import delete
 from temporalio import activity
@@ -76,8 +75,10 @@ class MeasurementActivities:
             await run_k6(script, workdir=run_dir, samples_file=run_dir / "samples.json", on_progress=beat)
         except asyncio.CancelledError:
             # Keep what was measured before the stop; the campaign's report can still show it.
-            with contextlib.suppress(Exception):
+            try:
                 await asyncio.to_thread(self._store, request, run_id, True)
+            except Exception:  # the cancellation matters more than the partial samples: report, go on
+                activity.logger.exception("could not keep the partial samples of %s", run_id)
             raise
         except MeasurementError as exc:
             raise ApplicationError(str(exc), type="MeasurementError") from None

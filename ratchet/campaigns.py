@@ -18,6 +18,8 @@ from ratchet.config.loading import load_playbook, load_target
 from ratchet.contracts import ApprovalInput, CampaignInput, CampaignStatus, RejectionInput
 from ratchet.errors import NotFoundError, RatchetError
 from ratchet.settings import Settings
+from ratchet.store.engine import session_for
+from ratchet.store.tables import Campaign
 from ratchet.temporal.client import campaign_queue
 from workflows import search_attributes as sa
 
@@ -95,14 +97,30 @@ def handle(client: Client, campaign_id: str) -> WorkflowHandle[Any, Any]:
     return client.get_workflow_handle(campaign_id)
 
 
-async def get_status(client: Client, campaign_id: str) -> CampaignStatus:
-    """The campaign's status from the workflow (works for finished campaigns too, while a worker runs)."""
+async def get_status(client: Client, campaign_id: str, store_url: str | None = None) -> CampaignStatus:
+    """The campaign's status: from the workflow while it runs, from the store once it has closed.
+
+    A closed workflow can only answer a query while some worker replays it; the store holds the final
+    status the campaign recorded, so `ratchet status` works after the demo's worker has gone.
+    """
     try:
-        return await handle(client, campaign_id).query("status", result_type=CampaignStatus)
+        description = await handle(client, campaign_id).describe()
     except RPCError as exc:
         if "not found" in str(exc).lower():
             raise NotFoundError(f"no campaign with id {campaign_id!r} (see `ratchet list`)") from None
         raise
+    if description.status not in (None, WorkflowExecutionStatus.RUNNING) and store_url:
+        recorded = stored_status(store_url, campaign_id)
+        if recorded is not None and recorded.finished:
+            return recorded
+    return await handle(client, campaign_id).query("status", result_type=CampaignStatus)
+
+
+def stored_status(store_url: str, campaign_id: str) -> CampaignStatus | None:
+    """The last status the campaign recorded in the store, if any."""
+    with session_for(store_url) as session:
+        row = session.get(Campaign, campaign_id)
+    return CampaignStatus.model_validate_json(row.status_json) if row is not None else None
 
 
 async def _update(client: Client, campaign_id: str, name: str, answer: Any) -> str:

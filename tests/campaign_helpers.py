@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +23,25 @@ from ratchet.store.tables import LeverAction
 from workflows.campaign import CampaignWorkflow
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def ratchet_env(settings: Settings) -> dict[str, str]:
+    """The environment that points a ratchet CLI or worker process at this test's server and data."""
+    return os.environ | {
+        "RATCHET_HOME": str(settings.home),
+        "RATCHET_TEMPORAL_ADDRESS": settings.temporal_address,
+        "RATCHET_TASK_QUEUE_PREFIX": settings.task_queue_prefix,
+    }
+
+
+async def run_command(argv: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run a command without blocking the event loop (in-process workers share it)."""
+    return await asyncio.to_thread(subprocess.run, argv, capture_output=True, text=True, env=env, timeout=120)
+
+
+async def ratchet_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """`ratchet ARGS` as a user would type it, against this test's server and data."""
+    return await run_command([sys.executable, "-m", "ratchet.cli", *args], ratchet_env(settings))
 
 
 async def wait_for(
@@ -43,6 +65,20 @@ async def wait_for(
             raise AssertionError(f"campaign ended ({status.state.value}: {status.outcome}) before {what}")
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}; last status: {status}")
+        await asyncio.sleep(0.2)
+
+
+async def wait_for_progress(
+    client: Client, campaign_id: str, condition: Callable[[dict], bool], *, timeout_s: float = 120
+) -> dict:
+    """Poll the heartbeats of the campaign's running activities until one satisfies ``condition``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        for progress in await campaigns.live_progress(client, campaign_id):
+            if condition(progress):
+                return progress
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for activity progress")
         await asyncio.sleep(0.2)
 
 

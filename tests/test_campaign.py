@@ -5,38 +5,33 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
+import psutil
 import pytest
+from sqlmodel import select
 from temporalio.client import Client
 
 from ratchet import campaigns
 from ratchet.contracts import ApprovalInput, CampaignState, ChangeState, RejectionInput
 from ratchet.settings import Settings
+from ratchet.store.engine import session_for
+from ratchet.store.tables import Measurement
 from ratchet.temporal.server import temporal_binary
-from tests.campaign_helpers import assert_replays, effects, finish, ledger, wait_for, waiting_at
+from tests.campaign_helpers import (
+    assert_replays,
+    effects,
+    finish,
+    ledger,
+    ratchet_cli,
+    run_command,
+    wait_for,
+    wait_for_progress,
+    waiting_at,
+)
 from tests.conftest import SHOP_TARGET, TEST_PLAYBOOK, Shop
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-
-
-def cli_env(settings: Settings) -> dict[str, str]:
-    return os.environ | {
-        "RATCHET_HOME": str(settings.home),
-        "RATCHET_TEMPORAL_ADDRESS": settings.temporal_address,
-        "RATCHET_TASK_QUEUE_PREFIX": settings.task_queue_prefix,
-    }
-
-
-async def run_command(argv: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run a command without blocking the event loop (the workers of this test share it)."""
-    return await asyncio.to_thread(subprocess.run, argv, capture_output=True, text=True, env=env, timeout=120)
-
-
-async def ratchet_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return await run_command([sys.executable, "-m", "ratchet.cli", *args], cli_env(settings))
 
 
 async def test_happy_path_index_found_approved_applied_proven_and_reported(
@@ -194,3 +189,24 @@ async def test_cancel_during_optimization_undoes_everything_applied(
     rollbacks = [row.lever for row in effects(settings, campaign_id, "rollback")]
     assert rollbacks == ["slow-shell-lever", "index-orders-customer-email"]  # newest first
     await assert_replays(client, campaign_id)
+
+
+async def test_cancel_during_baseline_stops_k6_and_keeps_what_was_measured(
+    client: Client, settings: Settings, worker: None, shop: Shop
+) -> None:
+    campaign_id = await campaigns.launch(client, settings, playbook_file=TEST_PLAYBOOK, target_file=SHOP_TARGET)
+    # 120 requests at 30/s: past the 2 s warm-up, well before the 8 s run ends.
+    progress = await wait_for_progress(client, campaign_id, lambda p: p.get("requests", 0) >= 120)
+    assert progress["label"] == "baseline" and progress["rate"] > 0
+    await campaigns.cancel(client, campaign_id)
+    final = await finish(client, campaign_id)
+
+    assert final.state == CampaignState.CANCELLED and final.changes == []
+    with session_for(settings.resolved_store_url) as session:
+        rows = session.exec(select(Measurement).where(Measurement.campaign_id == campaign_id)).all()
+    measured = sum(row.requests for row in rows)
+    planned = 30 * 6  # rate x duration of the test playbook, warm-up excluded
+    assert 0 < measured < planned  # partial samples kept, the run did not go on to the end
+    assert {row.label for row in rows} == {"baseline"}
+    leftover = [p for p in psutil.Process().children(recursive=True) if p.name() == "k6"]
+    assert leftover == []

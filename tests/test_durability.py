@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import json
 import signal
 import subprocess
 import sys
@@ -16,20 +16,18 @@ from ratchet.contracts import CampaignState, ChangeState
 from ratchet.settings import Settings
 from ratchet.temporal.client import connect
 from ratchet.temporal.server import start_server, stop_server
-from tests.campaign_helpers import assert_replays, effects, finish, wait_for
+from tests.campaign_helpers import assert_replays, effects, finish, ratchet_cli, ratchet_env, wait_for
 from tests.conftest import ROOT, SHOP_TARGET, TEST_PLAYBOOK, Shop, free_port, running_workers
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 def start_worker_process(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
-    env = os.environ | {
-        "RATCHET_HOME": str(settings.home),
-        "RATCHET_TEMPORAL_ADDRESS": settings.temporal_address,
-        "RATCHET_TASK_QUEUE_PREFIX": settings.task_queue_prefix,
-    }
     return subprocess.Popen(
-        [sys.executable, str(ROOT / "worker.py")], env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT
+        [sys.executable, str(ROOT / "worker.py")],
+        env=ratchet_env(settings),
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
     )
 
 
@@ -58,6 +56,10 @@ async def test_worker_killed_mid_campaign_is_finished_by_a_new_worker(
     finally:
         second.terminate()
         second.wait(timeout=30)
+    # No worker runs now: `ratchet status --json` answers from the store.
+    shown = await ratchet_cli(settings, "status", campaign_id, "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["state"] == "completed"
 
     assert final.state == CampaignState.COMPLETED, f"{final.outcome}: {final.outcome_detail}"
     [change] = final.changes

@@ -564,27 +564,27 @@ class CampaignWorkflow:
         heartbeat: timedelta | None = None,
         retry: RetryPolicy = _STEP_RETRY,
     ) -> Any:
-        options: dict[str, Any] = {
-            "task_queue": f"{self._input.task_queue_prefix}-{role.value}",
-            "start_to_close_timeout": timeout,
-            "heartbeat_timeout": heartbeat,
-            "retry_policy": retry,
-            "result_type": result_type,
-            "summary": summary,
-        }
-        if name not in _CHANGES_TARGET:
-            # Reads and measurements stop at once on cancel (a load test's heartbeat stops k6).
-            return await workflow.execute_activity(
-                name, argument, cancellation_type=workflow.ActivityCancellationType.TRY_CANCEL, **options
-            )
-        # A lever is never interrupted: a half-applied change is worse than a finished one. On cancel the
-        # shield lets the change finish, then the cancellation goes on to the saga, which undoes it.
-        # (Cancelling the activity itself would lose the workflow's cancellation if it then completed.)
-        handle = workflow.start_activity(name, argument, **options)
+        # The shield keeps the workflow's cancellation from being swallowed by an activity that completes
+        # anyway: the campaign sees it here, at once, whatever the activity does. Then a measurement is
+        # told to stop (its heartbeat stops k6, which keeps the partial samples) and awaited; a lever is
+        # never interrupted, as a half-applied change is worse than a finished one: the saga undoes it.
+        handle = workflow.start_activity(
+            name,
+            argument,
+            task_queue=f"{self._input.task_queue_prefix}-{role.value}",
+            start_to_close_timeout=timeout,
+            heartbeat_timeout=heartbeat,
+            retry_policy=retry,
+            result_type=result_type,
+            summary=summary,
+            cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+        )
         try:
             return await asyncio.shield(handle)
         except asyncio.CancelledError:
-            with contextlib.suppress(ActivityError):
+            if name not in _CHANGES_TARGET:
+                handle.cancel()
+            with contextlib.suppress(ActivityError, asyncio.CancelledError):
                 await handle
             raise
 

@@ -264,7 +264,7 @@ def status(
 
     async def go(client: Any) -> int:
         if as_json:
-            current = await campaigns.get_status(client, campaign_id)
+            current = await campaigns.get_status(client, campaign_id, get_settings().resolved_store_url)
             print(json.dumps(campaigns.status_summary(current), indent=2, default=str))
             return EXIT_OK
         if live and sys.stdout.isatty():
@@ -274,7 +274,7 @@ def status(
         else:
             from ratchet.cli.views import campaign_view
 
-            current = await campaigns.get_status(client, campaign_id)
+            current = await campaigns.get_status(client, campaign_id, get_settings().resolved_store_url)
             progress = [] if current.finished else await campaigns.live_progress(client, campaign_id)
             console.print(campaign_view(current, progress))
         return EXIT_OK
@@ -324,7 +324,7 @@ def report(campaign_id: Annotated[str, typer.Argument(help="Campaign id.")]) -> 
         from activities.reporting import ReportActivities
         from ratchet.contracts import ReportRequest
 
-        current = await campaigns.get_status(client, campaign_id)
+        current = await campaigns.get_status(client, campaign_id, get_settings().resolved_store_url)
         written = await ReportActivities(get_settings()).write_report(ReportRequest(status=current))
         console.print(f"HTML: {written.html_path}\nMarkdown: {written.markdown_path}")
 

@@ -32,6 +32,8 @@ def build_workers(
                 activities=role_activities(role, settings),
                 # Give a running k6 the chance to stop and flush its samples on shutdown.
                 graceful_shutdown_timeout=timedelta(seconds=10),
+                # Live progress (k6 rate, p95) reaches the server, the CLI and the UI every second.
+                max_heartbeat_throttle_interval=timedelta(seconds=1),
             )
         )
     return workers
