@@ -36,7 +36,8 @@ app.add_typer(server_app, name="server")
 app.add_typer(playbook_app, name="playbook")
 app.add_typer(target_app, name="target")
 
-console = Console()
+# Piped output (logs, CI) gets wide tables instead of rich's 80-column default.
+console = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, soft_wrap=True)
 T = TypeVar("T")
 

@@ -27,10 +27,11 @@ def ask_at_gate(console: Console, approver: str) -> Asker:
         console.print()
         if waiting.phase.value == "planning" and (table := plan_table(status)) is not None:
             console.print(table)
+        choices = "[bold]y[/]es / [bold]n[/]o" + (
+            " / recommendation ids (R1,R3)" if waiting.phase.value == "planning" else ""
+        )
         answer = Prompt.ask(
-            f"[yellow]Approve {waiting.phase.value}?[/] [bold]y[/]es / [bold]n[/]o / recommendation ids (R1,R3)",
-            console=console,
-            default="y",
+            f"[yellow]Approve {waiting.phase.value}?[/] {choices}", console=console, default="y"
         ).strip()
         if answer.lower() in ("y", "yes"):
             return ApprovalInput(phase=waiting.phase, approver=approver)
