@@ -8,18 +8,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from activities.reporting import ReportActivities
-
 from activities.assessment import AssessmentActivities
 from activities.levers import LeverActivities
 from activities.measurement import MeasurementActivities
 from activities.planning import AnalysisActivities
 from activities.records import RecordActivities
+from activities.reporting import ReportActivities
 from ratchet.config.common import Role
 from ratchet.settings import Settings
-
-CAMPAIGN_QUEUE_ROLE = "campaigns"
-"""The pseudo-role whose queue runs the campaign workflows themselves."""
 
 
 def role_activities(role: Role, settings: Settings) -> list[Callable[..., Any]]:
@@ -42,6 +38,3 @@ def role_activities(role: Role, settings: Settings) -> list[Callable[..., Any]]:
         return [levers.apply_lever, levers.rollback_lever, measure.run_load_test, analysis.check_guard]
     # backend-developer and frontend-developer change the target through levers.
     return [levers.apply_lever, levers.rollback_lever]
-
-
-ALL_ROLES: tuple[Role, ...] = tuple(Role)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -135,3 +136,17 @@ def test_committed_json_schemas_are_current() -> None:
         committed = (ROOT / "playbooks" / "schema" / name).read_text()
         assert committed == schema_text(model), f"run `make schema`: {name} is stale"
         assert json.loads(committed)["title"] in ("Playbook", "Target")
+
+
+def test_launch_with_a_bad_file_exits_2_before_contacting_anything(tmp_path: Path) -> None:
+    bad = tmp_path / "book.yaml"
+    bad.write_text("name: x\napprovers: [a]\ngates:\n  planning: {timeout: forever}\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "ratchet.cli", "launch", str(bad), "--target", str(ROOT / "examples/shop/target.yaml")],
+        capture_output=True,
+        text=True,
+        # Nothing listens here: reaching Temporal would fail with exit 4 instead.
+        env={**os.environ, "RATCHET_TEMPORAL_ADDRESS": "127.0.0.1:1", "RATCHET_HOME": str(tmp_path)},
+    )
+    assert result.returncode == 2
+    assert "book.yaml:4: gates.planning.timeout" in result.stderr

@@ -183,10 +183,12 @@ def launch(
     ] = None,
 ) -> None:
     """Validate the files and start a campaign; with --wait, follow it (asking at gates in a terminal)."""
+    # Bad files are reported before anything is contacted or started.
+    book = _load_or_exit(load_playbook, playbook)
+    _load_or_exit(load_target, target)
+    name = approver or book.approvers[0]
 
     async def go(client: Any) -> int:
-        book = load_playbook(playbook)
-        name = approver or book.approvers[0]
         campaign_id = await campaigns.launch(
             client, get_settings(), playbook_file=playbook, target_file=target,
             auto_approve_as=name if auto_approve else None,
@@ -335,12 +337,17 @@ def report(campaign_id: Annotated[str, typer.Argument(help="Campaign id.")]) -> 
 # ---------------------------------------------------------------- files
 
 
-def _validate(path: Path, loader: Callable[[Path], Any], kind: str) -> None:
+def _load_or_exit(loader: Callable[[Path], T], path: Path) -> T:
+    """Load a playbook or target; on a bad file print what is wrong and exit 2."""
     try:
-        loaded = loader(path)
+        return loader(path)
     except ConfigError as exc:
         err.print(f"[red]{exc}[/]", highlight=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
+def _validate(path: Path, loader: Callable[[Path], Any], kind: str) -> None:
+    loaded = _load_or_exit(loader, path)
     console.print(f"{path}: valid {kind} {loaded.name!r}")
 
 
