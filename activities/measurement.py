@@ -14,7 +14,7 @@ from ratchet.k6.runner import Progress, run_k6
 from ratchet.k6.script import render_constant_rate_script
 from ratchet.settings import Settings
 from ratchet.store.engine import session_for
-from ratchet.store.samples import endpoint_stats, ingest_k6_json
+from ratchet.store.samples import endpoint_stats, ingest_k6_json, unanswered_requests
 from ratchet.store.tables import Measurement
 
 
@@ -83,9 +83,12 @@ class MeasurementActivities:
         except MeasurementError as exc:
             raise ApplicationError(str(exc), type="MeasurementError") from None
         result = await asyncio.to_thread(self._store, request, run_id, False)
-        if result.requests == 0:
+        unanswered = await asyncio.to_thread(unanswered_requests, self.settings.samples_dir / f"{run_id}.parquet")
+        if result.requests == 0 or unanswered == result.requests:
+            # Status 0: k6 got no HTTP answer at all (refused, reset, timed out). Not a performance result.
             raise ApplicationError(
-                f"no request reached {request.target.base} during {request.label}: is the target running?",
+                f"no request reached {request.target.base} during the {request.label} run "
+                f"({unanswered} of {result.requests} got no answer): is the target running?",
                 type="MeasurementError",
             )
         return result

@@ -29,7 +29,7 @@ from tests.campaign_helpers import (
     wait_for_progress,
     waiting_at,
 )
-from tests.conftest import SHOP_TARGET, TEST_PLAYBOOK, Shop
+from tests.conftest import SHOP_TARGET, TEST_PLAYBOOK, Shop, free_port
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -210,3 +210,18 @@ async def test_cancel_during_baseline_stops_k6_and_keeps_what_was_measured(
     assert {row.label for row in rows} == {"baseline"}
     leftover = [p for p in psutil.Process().children(recursive=True) if p.name() == "k6"]
     assert leftover == []
+
+
+async def test_campaign_against_a_target_that_is_down_fails_clearly(
+    client: Client, settings: Settings, worker: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("SHOP_URL", f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    monkeypatch.setenv("SHOP_DB", str(tmp_path / "absent.db"))
+    campaign_id = await campaigns.launch(client, settings, playbook_file=TEST_PLAYBOOK, target_file=SHOP_TARGET)
+    final = await finish(client, campaign_id, timeout_s=180)
+
+    assert final.state == CampaignState.FAILED
+    assert "no request reached" in final.outcome_detail and "is the target running?" in final.outcome_detail
+    assert final.changes == []
+    shown = await ratchet_cli(settings, "status", campaign_id, "--json")
+    assert json.loads(shown.stdout)["state"] == "failed"

@@ -93,3 +93,10 @@ def endpoint_durations(parquet: Path, endpoint: str) -> np.ndarray:
             "SELECT duration_ms FROM read_parquet(?) WHERE endpoint = ?", [str(parquet), endpoint]
         ).fetchnumpy()
     return np.asarray(result["duration_ms"], dtype=float)
+
+
+def unanswered_requests(parquet: Path) -> int:
+    """How many requests of a run got no HTTP answer at all (k6 status 0: refused, reset, timed out)."""
+    with duckdb.connect() as con:
+        row = con.execute("SELECT count(*) FROM read_parquet(?) WHERE status = 0", [str(parquet)]).fetchone()
+    return int(row[0]) if row else 0
