@@ -14,7 +14,7 @@ from ratchet.k6.runner import Progress, run_k6
 from ratchet.k6.script import render_constant_rate_script
 from ratchet.settings import Settings
 from ratchet.store.engine import session_for
-from ratchet.store.samples import endpoint_stats, ingest_k6_json, unanswered_requests
+from ratchet.store.samples import endpoint_stats, ingest_k6_json
 from ratchet.store.tables import Measurement
 
 
@@ -26,7 +26,7 @@ class MeasurementActivities:
 
     def _store(self, request: LoadTestRequest, run_id: str, interrupted: bool) -> LoadTestResult:
         run_dir = self.settings.samples_dir / run_id
-        parquet = self.settings.samples_dir / f"{run_id}.parquet"
+        parquet = self.settings.samples_file(run_id)
         ingest_k6_json(run_dir / "samples.json", parquet, warmup_s=request.warmup_s)
         (run_dir / "samples.json").unlink(missing_ok=True)  # the Parquet file holds the same samples, smaller
         stats = endpoint_stats(parquet)
@@ -83,7 +83,7 @@ class MeasurementActivities:
         except MeasurementError as exc:
             raise ApplicationError(str(exc), type="MeasurementError") from None
         result = await asyncio.to_thread(self._store, request, run_id, False)
-        unanswered = await asyncio.to_thread(unanswered_requests, self.settings.samples_dir / f"{run_id}.parquet")
+        unanswered = sum(s.unanswered for s in result.endpoints)
         if result.requests == 0 or unanswered == result.requests:
             # Status 0: k6 got no HTTP answer at all (refused, reset, timed out). Not a performance result.
             raise ApplicationError(

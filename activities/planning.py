@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 from temporalio import activity
 
@@ -44,9 +43,6 @@ class AnalysisActivities:
         """Rank the levers (declared and generated) that address the findings."""
         return await asyncio.to_thread(self._plan, request)
 
-    def _samples(self, run_id: str) -> Path:
-        return self.settings.samples_dir / f"{run_id}.parquet"
-
     def _compare(self, request: CompareRequest) -> CompareResult:
         verdicts = []
         for before in request.baseline.endpoints:
@@ -57,8 +53,8 @@ class AnalysisActivities:
                 compare_endpoint(
                     before,
                     after,
-                    endpoint_durations(self._samples(request.baseline.run_id), before.endpoint),
-                    endpoint_durations(self._samples(request.candidate.run_id), before.endpoint),
+                    endpoint_durations(self.settings.samples_file(request.baseline.run_id), before.endpoint),
+                    endpoint_durations(self.settings.samples_file(request.candidate.run_id), before.endpoint),
                     request.playbook.validation,
                     request.playbook.slo.for_endpoint(before.endpoint).max_error_rate,
                 )
@@ -73,8 +69,8 @@ class AnalysisActivities:
     def _guard(self, request: GuardRequest) -> GuardResult:
         p_slower = {}
         for now in request.watch.endpoints:
-            before = endpoint_durations(self._samples(request.validated.run_id), now.endpoint)
-            after = endpoint_durations(self._samples(request.watch.run_id), now.endpoint)
+            before = endpoint_durations(self.settings.samples_file(request.validated.run_id), now.endpoint)
+            after = endpoint_durations(self.settings.samples_file(request.watch.run_id), now.endpoint)
             p_slower[now.endpoint] = one_sided_p_values(before, after)[1]
         return guard_check(request.validated, request.watch, request.playbook, p_slower)
 

@@ -31,6 +31,7 @@ class EndpointStats(Payload):
     requests: int
     errors: int
     error_rate: float
+    unanswered: int = Field(0, description="Requests that got no HTTP answer at all (refused, reset, timed out).")
     p50: float
     p95: float
     p99: float

@@ -37,6 +37,10 @@ class Settings(BaseSettings):
         path.mkdir(parents=True, exist_ok=True)
         return path
 
+    def samples_file(self, run_id: str) -> Path:
+        """The Parquet file that holds one load run's raw samples."""
+        return self.samples_dir / f"{run_id}.parquet"
+
     @property
     def reports_dir(self) -> Path:
         path = self.resolved_home / "reports"

@@ -59,12 +59,16 @@ def ingest_k6_json(ndjson: Path, parquet: Path, *, warmup_s: float) -> int:
 
 
 def endpoint_stats(parquet: Path) -> list[EndpointStats]:
-    """Exact p50/p95/p99 per endpoint (linear interpolation, as numpy's default), errors = status 0 or >= 400."""
+    """Exact p50/p95/p99 per endpoint (linear interpolation, as numpy's default), errors = status 0 or >= 400.
+
+    Status 0 is k6's "no answer" (refused, reset, timed out), also counted apart as ``unanswered``.
+    """
     with duckdb.connect() as con:
         rows = con.execute(
             """
             SELECT endpoint, count(*) AS n,
                    count(*) FILTER (WHERE status = 0 OR status >= 400) AS errors,
+                   count(*) FILTER (WHERE status = 0) AS unanswered,
                    quantile_cont(duration_ms, 0.50), quantile_cont(duration_ms, 0.95),
                    quantile_cont(duration_ms, 0.99), avg(duration_ms)
             FROM read_parquet(?) GROUP BY endpoint ORDER BY endpoint
@@ -77,12 +81,13 @@ def endpoint_stats(parquet: Path) -> list[EndpointStats]:
             requests=n,
             errors=errors,
             error_rate=errors / n if n else 0.0,
+            unanswered=unanswered,
             p50=round(p50, 3),
             p95=round(p95, 3),
             p99=round(p99, 3),
             mean=round(mean, 3),
         )
-        for endpoint, n, errors, p50, p95, p99, mean in rows
+        for endpoint, n, errors, unanswered, p50, p95, p99, mean in rows
     ]
 
 
@@ -93,10 +98,3 @@ def endpoint_durations(parquet: Path, endpoint: str) -> np.ndarray:
             "SELECT duration_ms FROM read_parquet(?) WHERE endpoint = ?", [str(parquet), endpoint]
         ).fetchnumpy()
     return np.asarray(result["duration_ms"], dtype=float)
-
-
-def unanswered_requests(parquet: Path) -> int:
-    """How many requests of a run got no HTTP answer at all (k6 status 0: refused, reset, timed out)."""
-    with duckdb.connect() as con:
-        row = con.execute("SELECT count(*) FROM read_parquet(?) WHERE status = 0", [str(parquet)]).fetchone()
-    return int(row[0]) if row else 0
