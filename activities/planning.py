@@ -8,7 +8,7 @@ from temporalio import activity
 
 from ratchet.analysis import planning
 from ratchet.analysis.decisions import guard_check
-from ratchet.analysis.significance import compare_endpoint, one_sided_p_values
+from ratchet.analysis.significance import compare_endpoint, hodges_lehmann, one_sided_p_values
 from ratchet.analysis.slo import check_slos
 from ratchet.contracts import CompareRequest, CompareResult, GuardRequest, GuardResult, PlanRequest, PlanResult
 from ratchet.settings import Settings
@@ -67,12 +67,12 @@ class AnalysisActivities:
         return await asyncio.to_thread(self._compare, request)
 
     def _guard(self, request: GuardRequest) -> GuardResult:
-        p_slower = {}
+        slower = {}
         for now in request.watch.endpoints:
             before = endpoint_durations(self.settings.samples_file(request.validated.run_id), now.endpoint)
             after = endpoint_durations(self.settings.samples_file(request.watch.run_id), now.endpoint)
-            p_slower[now.endpoint] = one_sided_p_values(before, after)[1]
-        return guard_check(request.validated, request.watch, request.playbook, p_slower)
+            slower[now.endpoint] = (one_sided_p_values(before, after)[1], hodges_lehmann(after, before))
+        return guard_check(request.validated, request.watch, request.playbook, slower)
 
     @activity.defn(name="check_guard")
     async def check_guard(self, request: GuardRequest) -> GuardResult:

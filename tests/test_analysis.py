@@ -179,13 +179,14 @@ def test_validation_outcomes_and_changes_without_effect() -> None:
     assert changes_without_effect([change], [improved, unchanged]) == [change]
 
 
-def test_guard_breach_needs_relative_and_absolute_excess() -> None:
+def test_guard_breach_needs_significance_margin_and_typical_slowdown() -> None:
     validated = LoadTestResult(run_id="v", label="validation", requests=1, duration_s=1, endpoints=[stats("s", 4, 5)])
     noisy = LoadTestResult(run_id="b", label="bake", requests=1, duration_s=1, endpoints=[stats("s", 5, 8)])
-    assert not guard_check(validated, noisy, PLAYBOOK, {"s": 1e-6}).breached
+    assert not guard_check(validated, noisy, PLAYBOOK, {"s": (1e-6, 1.0)}).breached  # within the tolerance
     bad = LoadTestResult(run_id="b", label="bake", requests=1, duration_s=1, endpoints=[stats("s", 30, 40)])
-    assert not guard_check(validated, bad, PLAYBOOK, {"s": 0.2}).breached  # few samples: not significant
-    result = guard_check(validated, bad, PLAYBOOK, {"s": 1e-6})
+    assert not guard_check(validated, bad, PLAYBOOK, {"s": (0.2, 25.0)}).breached  # few samples: not significant
+    assert not guard_check(validated, bad, PLAYBOOK, {"s": (1e-6, 2.0)}).breached  # only the tail moved
+    result = guard_check(validated, bad, PLAYBOOK, {"s": (1e-6, 25.0)})
     assert result.breached and "p95 40.0 ms" in result.reasons[0]
     failing = LoadTestResult(run_id="b", label="bake", requests=1, duration_s=1, endpoints=[stats("s", 4, 5, errors=5)])
     assert "error rate" in guard_check(validated, failing, PLAYBOOK, {}).reasons[0]

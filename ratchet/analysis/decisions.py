@@ -63,15 +63,17 @@ def guard_check(
     validated: LoadTestResult,
     watched: LoadTestResult,
     playbook: Playbook,
-    p_slower: dict[str, float],
+    slower: dict[str, tuple[float, float]],
 ) -> GuardResult:
-    """Breached when an endpoint fails too often, or is significantly and materially slower than validated.
+    """Breached when an endpoint fails too often, or is slower than validated as validation would judge it.
 
-    ``p_slower`` holds, per endpoint, the one-sided Mann-Whitney p-value that the bake run is slower than
-    the validation run: a short bake sees few requests per endpoint, and its p95 alone is noise.
+    ``slower`` holds, per endpoint, (one-sided Mann-Whitney p-value that the bake is slower, Hodges-Lehmann
+    shift in ms). A breach needs all three: significance, p95 beyond the guard's tolerance, and a typical
+    per-request slowdown of at least ``min_effect_ms``; a short bake's p95 alone is noise, and so is a
+    machine-wide blip of a few ms.
     """
     guard = playbook.deployment.guard
-    alpha = playbook.validation.significance
+    rules = playbook.validation
     reasons = []
     for now in watched.endpoints:
         # Two failures at least: one failed request out of five is not yet a rate.
@@ -81,10 +83,10 @@ def guard_check(
         if before is None:
             continue
         limit = max(before.p95 * (1 + guard.p95_tolerance), before.p95 + guard.p95_min_excess_ms)
-        p_value = p_slower.get(now.endpoint, 1.0)
-        if now.p95 > limit and p_value < alpha:
+        p_value, shift = slower.get(now.endpoint, (1.0, 0.0))
+        if now.p95 > limit and p_value < rules.significance and shift >= rules.min_effect_ms:
             reasons.append(
                 f"{now.endpoint}: p95 {now.p95:.1f} ms > {limit:.1f} ms (validated {before.p95:.1f} ms), "
-                f"slower with p={p_value:.2g}"
+                f"typically {shift:+.1f} ms per request, p={p_value:.2g}"
             )
     return GuardResult(breached=bool(reasons), reasons=reasons)
