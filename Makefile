@@ -18,6 +18,9 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy ratchet/analysis ratchet/config
 
+bench: $(VENV)/.installed  ## Benchmarks: Ratchet's ingest beside a naive baseline, ratios from one run
+	$(BIN)/python -m bench $(ARGS)
+
 schema: $(VENV)/.installed  ## Regenerate the JSON Schemas of playbooks and targets
 	$(BIN)/ratchet playbook schema --out playbooks/schema
 

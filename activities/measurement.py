@@ -14,8 +14,11 @@ from ratchet.k6.runner import Progress, run_k6
 from ratchet.k6.script import render_constant_rate_script
 from ratchet.settings import Settings
 from ratchet.store.engine import session_for
-from ratchet.store.samples import endpoint_stats, ingest_k6_json
+from ratchet.store.sample_stream import SampleStream
+from ratchet.store.samples import endpoint_stats, finalize_run_samples
 from ratchet.store.tables import Measurement
+from ratchet.traces.collect import collect_spans_of_run
+from ratchet.traces.store import run_trace_prefix
 
 
 class MeasurementActivities:
@@ -25,10 +28,8 @@ class MeasurementActivities:
         self.settings = settings
 
     def _store(self, request: LoadTestRequest, run_id: str, interrupted: bool) -> LoadTestResult:
-        run_dir = self.settings.samples_dir / run_id
         parquet = self.settings.samples_file(run_id)
-        ingest_k6_json(run_dir / "samples.json", parquet, warmup_s=request.warmup_s)
-        (run_dir / "samples.json").unlink(missing_ok=True)  # the Parquet file holds the same samples, smaller
+        finalize_run_samples(self.settings.samples_dir / run_id, parquet, warmup_s=request.warmup_s)
         stats = endpoint_stats(parquet)
         with session_for(self.settings.resolved_store_url) as session:
             # A retried attempt replaces the rows of the attempt a crash cut short.
@@ -51,10 +52,27 @@ class MeasurementActivities:
             endpoints=stats,
         )
 
+    async def _collect_spans(self, request: LoadTestRequest, run_id: str) -> tuple[int, list[str]]:
+        traces = request.target.traces
+        if traces is None or not traces.propagate:
+            return 0, []
+        run_spans = await collect_spans_of_run(
+            receiver_url=self.settings.otlp_url,
+            spans_dir=self.settings.spans_dir,
+            run_id=run_id,
+            endpoints=[e.name for e in request.target.endpoints],
+            out_file=self.settings.spans_file(run_id),
+            settle_s=traces.settle.total_seconds(),
+            max_wait_s=max(self.settings.trace_settle_max, traces.settle.total_seconds() * 2),
+            on_wait=lambda text: activity.heartbeat({"run_id": run_id, "label": request.label, "progress": text}),
+        )
+        return run_spans.spans, [run_spans.note] if run_spans.note else []
+
     @activity.defn(name="run_load_test")
     async def run_load_test(self, request: LoadTestRequest) -> LoadTestResult:
-        """Send the profile's constant-arrival-rate load to the target and store the raw samples."""
+        """Send the profile's constant-arrival-rate load to the target and store the raw samples and spans."""
         run_id = f"{request.campaign_id}-{request.label}"
+        traces = request.target.traces
         script = render_constant_rate_script(
             request.target,
             label=request.label,
@@ -62,6 +80,7 @@ class MeasurementActivities:
             duration_s=request.duration_s + request.warmup_s,
             max_vus=request.max_vus,
             request_timeout_s=request.request_timeout_s,
+            trace_prefix=run_trace_prefix(run_id) if traces is not None and traces.propagate else "",
         )
         run_dir = self.settings.samples_dir / run_id
 
@@ -71,18 +90,25 @@ class MeasurementActivities:
                                 "error_rate": progress.error_rate, "elapsed_s": round(progress.elapsed_s, 1)})  # fmt: skip
 
         activity.heartbeat({"run_id": run_id, "label": request.label, "progress": "starting k6"})
+        stream = SampleStream(run_dir)
+        stream.start()
         try:
-            await run_k6(script, workdir=run_dir, samples_file=run_dir / "samples.json", on_progress=beat)
+            await run_k6(script, workdir=run_dir, output=stream.source, on_progress=beat)
         except asyncio.CancelledError:
             # Keep what was measured before the stop; the campaign's report can still show it.
             try:
+                await asyncio.to_thread(stream.finish)
                 await asyncio.to_thread(self._store, request, run_id, True)
             except Exception:  # the cancellation matters more than the partial samples: report, go on
                 activity.logger.exception("could not keep the partial samples of %s", run_id)
             raise
         except MeasurementError as exc:
+            await asyncio.to_thread(stream.finish)
             raise ApplicationError(str(exc), type="MeasurementError") from None
+        await asyncio.to_thread(stream.finish)
         result = await asyncio.to_thread(self._store, request, run_id, False)
+        spans, notes = await self._collect_spans(request, run_id)
+        result = result.model_copy(update={"spans": spans, "notes": result.notes + notes})
         unanswered = sum(s.unanswered for s in result.endpoints)
         if result.requests == 0 or unanswered == result.requests:
             # Status 0: k6 got no HTTP answer at all (refused, reset, timed out). Not a performance result.

@@ -56,6 +56,9 @@ class LoadTestResult(Payload):
     duration_s: float
     interrupted: bool = False
     endpoints: list[EndpointStats]
+    spans: int = 0
+    resource_samples: int = 0
+    notes: list[str] = Field(default_factory=list, description="What could not be measured, and why.")
 
     def stats(self, endpoint: str) -> EndpointStats | None:
         return next((s for s in self.endpoints if s.endpoint == endpoint), None)

@@ -19,6 +19,11 @@ class Settings(BaseSettings):
     temporal_namespace: str = "default"
     temporal_ui_port: int = 8233
     store_url: str | None = Field(None, description="SQLAlchemy URL of the store; default: SQLite in home.")
+    otlp_port: int = Field(4318, description="Port of Ratchet's OTLP/HTTP trace receiver (`ratchet traces serve`).")
+    otlp_host: str = Field("127.0.0.1", description="Host the activities reach the trace receiver on.")
+    trace_settle_max: float = Field(
+        15.0, description="Seconds a run waits at most for a service's last spans (its exporter batches them)."
+    )
     task_queue_prefix: str = Field("ratchet", description="Role task queues are '<prefix>-<role>'.")
 
     @property
@@ -40,6 +45,20 @@ class Settings(BaseSettings):
     def samples_file(self, run_id: str) -> Path:
         """The Parquet file that holds one load run's raw samples."""
         return self.samples_dir / f"{run_id}.parquet"
+
+    @property
+    def spans_dir(self) -> Path:
+        path = self.resolved_home / "spans"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def spans_file(self, run_id: str) -> Path:
+        """The Parquet file that holds the spans of one load run's requests."""
+        return self.spans_dir / f"{run_id}.parquet"
+
+    @property
+    def otlp_url(self) -> str:
+        return f"http://{self.otlp_host}:{self.otlp_port}"
 
     @property
     def reports_dir(self) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -21,6 +22,7 @@ from ratchet.settings import Settings
 from ratchet.temporal.client import connect
 from ratchet.temporal.server import start_server, stop_server
 from ratchet.temporal.worker import build_workers, run_workers
+from ratchet.traces.serve import READY_LINE
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_PLAYBOOK = ROOT / "tests" / "playbooks" / "fast.yaml"
@@ -52,7 +54,23 @@ def settings(temporal_home: Path, tmp_path: Path) -> Settings:
         home=tmp_path / "ratchet",
         temporal_address=(temporal_home / "address").read_text(),
         task_queue_prefix=f"t{uuid.uuid4().hex[:8]}",
+        otlp_port=free_port(),
     )
+
+
+@pytest.fixture
+def trace_receiver(settings: Settings) -> Iterator[str]:
+    """`ratchet traces serve` for this test (its own data folder and port); yields its URL."""
+    env = os.environ | {"RATCHET_HOME": str(settings.home), "RATCHET_OTLP_PORT": str(settings.otlp_port)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ratchet.cli", "traces", "serve"], stdout=subprocess.PIPE, text=True, cwd=ROOT, env=env
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    assert READY_LINE in line, f"trace receiver did not start: {line!r}"
+    yield settings.otlp_url
+    process.terminate()
+    process.wait(timeout=10)
 
 
 @pytest_asyncio.fixture
@@ -109,8 +127,9 @@ class Shop:
 
 
 @pytest.fixture
-def shop(shop_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Shop]:
-    """The demo shop on a fresh copy of the seeded database, on a free port; SHOP_URL/SHOP_DB point at it."""
+def shop(shop_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, trace_receiver: str) -> Iterator[Shop]:
+    """The demo shop on a fresh copy of the seeded database, on a free port, sending its spans to the test's
+    trace receiver; SHOP_URL/SHOP_DB point at it."""
     database = tmp_path / "shop" / "shop.db"
     database.parent.mkdir()
     shutil.copyfile(shop_template, database)
@@ -120,6 +139,7 @@ def shop(shop_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         stdout=subprocess.PIPE,
         text=True,
         cwd=ROOT,
+        env=os.environ | {"OTEL_EXPORTER_OTLP_ENDPOINT": trace_receiver},
     )
     assert process.stdout is not None
     line = process.stdout.readline()

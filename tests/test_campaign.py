@@ -7,11 +7,13 @@ import json
 import os
 from pathlib import Path
 
+import duckdb
 import psutil
 import pytest
 from sqlmodel import select
 from temporalio.client import Client
 
+from examples.shop.app import ORDERS_BY_EMAIL
 from ratchet import campaigns
 from ratchet.contracts import ApprovalInput, CampaignState, ChangeState, RejectionInput
 from ratchet.settings import Settings
@@ -49,6 +51,22 @@ async def test_happy_path_index_found_approved_applied_proven_and_reported(
     assert "SCAN orders" in finding.evidence["plan_line"]
     best = status.recommendations[0]
     assert best.recommended and best.lever is not None and "customer_email" in best.lever.apply[0]
+
+    # The baseline kept the shop's own spans for its requests: server spans per endpoint, with the SQL
+    # statement of each query beneath them (the shop exports OTLP to Ratchet's receiver).
+    assert status.baseline is not None and status.baseline.spans > 0, status.baseline
+    spans = duckdb.sql(
+        "SELECT endpoint, kind, name, statement, parent_span_id, trace_id FROM read_parquet(?)",
+        params=[str(settings.spans_file(status.baseline.run_id))],
+    ).fetchall()
+    servers = {(endpoint, name) for endpoint, kind, name, *_ in spans if kind == "server"}
+    assert ("orders-by-email", "GET /orders") in servers and ("product", "GET /products/{product_id}") in servers
+    statements = {
+        statement for endpoint, kind, _, statement, *_ in spans if endpoint == "orders-by-email" and statement
+    }
+    assert ORDERS_BY_EMAIL in statements
+    orders_traces = {trace for endpoint, kind, *_, trace in spans if endpoint == "orders-by-email" and kind == "server"}
+    assert len(orders_traces) >= status.baseline.stats("orders-by-email").requests * 0.9  # type: ignore[union-attr]
 
     # Refusals: someone not in the approvers, and a phase that is not waiting.
     with pytest.raises(campaigns.RefusedError, match="not an approver"):
@@ -101,7 +119,7 @@ async def test_happy_path_index_found_approved_applied_proven_and_reported(
     assert [c["lever"] for c in data["applied"]] == [change.lever]
 
     listed = await ratchet_cli(settings, "list", "--json")
-    assert listed.returncode == 0 and campaign_id in listed.stdout
+    assert listed.returncode == 0 and campaign_id in listed.stdout, listed.stdout + listed.stderr
     await assert_replays(client, campaign_id)
 
 

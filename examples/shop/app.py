@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import time
+from collections.abc import AsyncIterator
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any
@@ -12,6 +14,8 @@ from typing import Annotated, Any
 from fastapi import FastAPI, HTTPException, Query
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from examples.shop.telemetry import instrument
 
 # The planted bottleneck: without an index on orders(customer_email) this scans the whole table.
 # The target definition and the tests quote this statement verbatim, so keep it byte-for-byte stable.
@@ -58,6 +62,14 @@ class ServerTimingMiddleware:
             _db_seconds.reset(token)
 
 
+@contextlib.asynccontextmanager
+async def _flush_spans_on_shutdown(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    provider = getattr(app.state, "tracer_provider", None)
+    if provider is not None:
+        provider.shutdown()  # exports what is still batched, so a stop loses no spans
+
+
 def create_app(db_path: Path) -> FastAPI:
     """The shop application serving the (already seeded) SQLite database at ``db_path``."""
     if not db_path.is_file():
@@ -65,8 +77,9 @@ def create_app(db_path: Path) -> FastAPI:
         raise FileNotFoundError(f"no shop database at {db_path}; run `python -m examples.shop --seed-only`")
     # mode=rw: read-write but never create; the URI form percent-encodes odd characters in the path.
     database_uri = f"{db_path.resolve().as_uri()}?mode=rw"
-    app = FastAPI(title="Ratchet demo shop", version="1.0")
+    app = FastAPI(title="Ratchet demo shop", version="1.0", lifespan=_flush_spans_on_shutdown)
     app.add_middleware(ServerTimingMiddleware)
+    app.state.tracer_provider = instrument(app, "demo-shop")
     local = threading.local()
 
     def connection() -> sqlite3.Connection:
@@ -83,7 +96,7 @@ def create_app(db_path: Path) -> FastAPI:
 
     def query(sql: str, *params: Any) -> list[sqlite3.Row]:
         started = time.perf_counter()
-        rows = connection().execute(sql, params).fetchall()
+        rows = connection().cursor().execute(sql, params).fetchall()  # a cursor: what tracing wraps
         spent = _db_seconds.get()
         if spent is not None:  # None only when called outside a request (no middleware around it)
             spent[0] += time.perf_counter() - started

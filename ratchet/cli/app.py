@@ -32,9 +32,11 @@ app = typer.Typer(help="Ratchet: performance campaigns that only move one way.",
 server_app = typer.Typer(help="The embedded Temporal server (dev server with UI, file-backed).")
 playbook_app = typer.Typer(help="Playbook files.")
 target_app = typer.Typer(help="Target files.")
+traces_app = typer.Typer(help="The OTLP trace receiver that instrumented targets send their spans to.")
 app.add_typer(server_app, name="server")
 app.add_typer(playbook_app, name="playbook")
 app.add_typer(target_app, name="target")
+app.add_typer(traces_app, name="traces")
 
 # Piped output (logs, CI) gets wide tables instead of rich's 80-column default.
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -127,6 +129,19 @@ def server_status() -> None:
     pid = running_pid(get_settings().resolved_home)
     console.print(f"running (pid {pid}); UI: {get_settings().ui_url}" if pid else "not running")
     raise typer.Exit(EXIT_OK if pid else EXIT_UNREACHABLE)
+
+
+@traces_app.command("serve")
+def traces_serve(
+    port: Annotated[int | None, typer.Option(help="Port (default: RATCHET_OTLP_PORT, 4318, OTLP/HTTP's own).")] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+) -> None:
+    """Receive OTLP/HTTP spans (protobuf or JSON on /v1/traces) until interrupted; point a service at it with
+    OTEL_EXPORTER_OTLP_ENDPOINT=http://HOST:PORT."""
+    from ratchet.traces.serve import serve_receiver
+
+    settings = get_settings()
+    serve_receiver(settings.spans_dir, host=host, port=settings.otlp_port if port is None else port)
 
 
 def _parse_roles(roles: str | None) -> list[Role]:

@@ -21,6 +21,7 @@ from ratchet.errors import RatchetError
 from ratchet.settings import Settings, get_settings
 from ratchet.temporal.client import connect
 from ratchet.temporal.server import start_server
+from ratchet.traces.serve import READY_LINE
 
 DEMO_APPROVER = "ratchet-demo"
 SHOP_TARGET = Path(__file__).resolve().parents[2] / "examples" / "shop" / "target.yaml"
@@ -38,18 +39,15 @@ def prepare_shop_database(folder: Path) -> Path:
 
 
 @contextlib.contextmanager
-def shop_process(database: Path, port: int, log: Path) -> Iterator[str]:
-    """Run the demo shop until the block ends; yields its base URL once it accepts connections."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "examples.shop", "--db", str(database), "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=log.open("ab"), text=True,
-    )  # fmt: skip
+def announced_process(argv: list[str], *, ready: str, log: Path, env: dict[str, str] | None = None) -> Iterator[str]:
+    """Run a server until the block ends; yields the line it prints once it listens (it must contain ``ready``)."""
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log.open("ab"), text=True, env=env)
     try:
         assert process.stdout is not None
-        line = process.stdout.readline()  # the shop prints one line once it listens
-        if "listening" not in line:
-            raise RatchetError(f"the demo shop did not start (see {log}); is port {port} free?")
-        yield f"http://127.0.0.1:{port}"
+        line = process.stdout.readline()
+        if ready not in line:
+            raise RatchetError(f"{' '.join(argv[1:3])} did not start (see {log}); is its port free?")
+        yield line.strip()
     finally:
         process.terminate()
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -82,9 +80,17 @@ def run_demo(console: Console, *, playbook: Path, auto_approve: bool, shop_port:
     database = prepare_shop_database(home / "shop")
     logs = home / "logs"
     logs.mkdir(exist_ok=True)
-    with shop_process(database, shop_port, logs / "shop.log") as shop_url, worker_process(logs / "worker.log"):
+    receiver_argv = [sys.executable, "-m", "ratchet.cli", "traces", "serve"]
+    shop_url = f"http://127.0.0.1:{shop_port}"
+    shop_argv = [sys.executable, "-m", "examples.shop", "--db", str(database), "--port", str(shop_port)]
+    shop_env = os.environ | {"OTEL_EXPORTER_OTLP_ENDPOINT": settings.otlp_url}
+    with (
+        announced_process(receiver_argv, ready=READY_LINE, log=logs / "traces.log"),
+        announced_process(shop_argv, ready="shop listening", log=logs / "shop.log", env=shop_env),
+        worker_process(logs / "worker.log"),
+    ):
         os.environ["SHOP_URL"], os.environ["SHOP_DB"] = shop_url, str(database)
-        console.print(f"Demo shop on {shop_url}; worker started (logs in {logs})")
+        console.print(f"Demo shop on {shop_url}, its spans to {settings.otlp_url}; worker started (logs in {logs})")
         if not interactive:
             console.print(
                 f"[yellow]Gates are approved automatically as {DEMO_APPROVER!r} (--auto-approve or no terminal).[/]"

@@ -159,6 +159,22 @@ class ShellLever(_LeverBase):
 Lever = Annotated[SqlLever | HttpLever | ShellLever, Field(discriminator="kind")]
 
 
+class Traces(StrictModel):
+    """The target's spans: it exports OTLP/HTTP to Ratchet's receiver (`ratchet traces serve`)."""
+
+    propagate: bool = Field(
+        True,
+        description="Start every load-test request's trace (W3C traceparent) so spans are told apart by run and "
+        "endpoint. Off: spans are not collected per run.",
+    )
+    settle: Duration = Field(
+        default="6s",
+        validate_default=True,
+        description="Quiet time after which the target has sent a run's last spans (OpenTelemetry's batch span "
+        "processor exports every 5 s by default).",
+    )
+
+
 class Target(StrictModel):
     """A running system Ratchet may measure and change."""
 
@@ -166,7 +182,9 @@ class Target(StrictModel):
     description: str = ""
     base_url: HttpUrl
     database: Database | None = None
-    endpoints: list[Endpoint] = Field(min_length=1)
+    traces: Traces | None = Field(None, description="Collect the target's OpenTelemetry spans during load tests.")
+    # At most 255: a trace id Ratchet starts carries the endpoint's position in one byte.
+    endpoints: list[Endpoint] = Field(min_length=1, max_length=255)
     levers: list[Lever] = Field(default_factory=list)
 
     @model_validator(mode="after")

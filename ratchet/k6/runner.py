@@ -75,11 +75,11 @@ async def run_k6(
     script: str,
     *,
     workdir: Path,
-    samples_file: Path,
+    output: Path,
     on_progress: Callable[[Progress], Awaitable[None] | None],
     poll_interval_s: float = 1.0,
 ) -> bool:
-    """Run a k6 script to completion, streaming raw samples to ``samples_file``.
+    """Run a k6 script to completion, writing its raw samples (``--out json``) to ``output``, usually a FIFO.
 
     ``--no-thresholds`` is not used: it also switches off the metrics engine the REST API reads from.
 
@@ -89,12 +89,13 @@ async def run_k6(
     workdir.mkdir(parents=True, exist_ok=True)
     script_path = workdir / "script.js"
     script_path.write_text(script, encoding="utf-8")
-    samples_file.unlink(missing_ok=True)
     port = _free_port()
     env = os.environ | {"K6_NO_USAGE_REPORT": "true"}
     process = await asyncio.create_subprocess_exec(
         k6_binary(), "run", "--quiet", "--no-color", "--no-summary",
-        "--address", f"127.0.0.1:{port}", "--out", f"json={samples_file}", str(script_path),
+        "--address", f"127.0.0.1:{port}", "--out", f"json={output}",
+        # Only the tags we read: every tag is repeated on each of the ~13 lines k6 writes per request.
+        "--system-tags", "status,scenario,expected_response,error_code", str(script_path),
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=env,
         preexec_fn=_die_with_parent,
     )  # fmt: skip

@@ -55,12 +55,17 @@ def render_constant_rate_script(
     duration_s: float,
     max_vus: int,
     request_timeout_s: float,
+    trace_prefix: str = "",
 ) -> str:
-    """The k6 script that sends ``rate`` requests per second for ``duration_s`` seconds."""
+    """The k6 script that sends ``rate`` requests per second for ``duration_s`` seconds.
+
+    With a ``trace_prefix`` every request starts a trace whose id begins with it (see ratchet.traces.store).
+    """
     endpoints = {
-        e.name: {"name": e.name, "method": e.method, "path": e.path, "body": e.body, "examples": e.examples}
-        for e in target.endpoints
-    }
+        e.name: {"name": e.name, "method": e.method, "path": e.path, "body": e.body, "examples": e.examples,
+                 "position": position}
+        for position, e in enumerate(target.endpoints)
+    }  # fmt: skip
     return _templates.get_template("constant_rate.js.j2").render(
         target_name=target.name,
         label=label,
@@ -68,4 +73,5 @@ def render_constant_rate_script(
         endpoints=endpoints,
         scenarios=plan_scenarios(target, rate=rate, duration_s=duration_s, max_vus=max_vus),
         request_timeout_s=request_timeout_s,
+        trace_prefix=trace_prefix,
     )

@@ -1,7 +1,8 @@
 """Raw k6 samples in Parquet, read and summarised with DuckDB (never loaded whole into Python objects).
 
-k6's ``--out json`` writes one JSON line per metric sample. Only ``http_req_duration`` points are kept:
-each is one request, tagged with the endpoint, its status and its timestamp.
+k6's ``--out json`` is streamed into Parquet parts while a test runs (``sample_stream``); here the parts of a
+run become its samples file: one row per request (``http_req_duration``), tagged with the endpoint, its
+status, its scenario, the generator that sent it and its timestamp.
 """
 
 from __future__ import annotations
@@ -12,50 +13,56 @@ import duckdb
 import numpy as np
 
 from ratchet.contracts import EndpointStats
-
-_K6_COLUMNS = "{'type': 'VARCHAR', 'metric': 'VARCHAR', 'data': 'STRUCT(\"time\" VARCHAR, \"value\" DOUBLE, tags MAP(VARCHAR, VARCHAR))'}"
-
-
-def _literal(path: Path) -> str:
-    """A path as a SQL string literal (COPY and views cannot take prepared parameters)."""
-    return "'" + str(path).replace("'", "''") + "'"
+from ratchet.store.sample_stream import sql_literal as _literal
 
 
-def ingest_k6_json(ndjson: Path, parquet: Path, *, warmup_s: float) -> int:
-    """Convert a k6 NDJSON output file to Parquet, dropping the warm-up; return the number of requests kept."""
+def finalize_run_samples(parts_dir: Path, parquet: Path, *, warmup_s: float) -> int:
+    """Merge a run's Parquet parts (all its load generators) into the run's samples file; return its requests.
+
+    Requests in the first ``warmup_s`` seconds after the first sample are left out. Dropped iterations go to
+    ``dropped_file(parquet)``. The parts are removed once both files are in place.
+    """
     parquet.parent.mkdir(parents=True, exist_ok=True)
-    tmp = parquet.with_suffix(".tmp.parquet")
+    parts = sorted(parts_dir.glob("*.parquet")) if parts_dir.is_dir() else []
+    tmp, dropped_tmp = parquet.with_suffix(".tmp.parquet"), dropped_file(parquet).with_suffix(".tmp.parquet")
     with duckdb.connect() as con:
-        if not ndjson.exists() or ndjson.stat().st_size == 0:
-            con.execute(
-                "COPY (SELECT NULL::VARCHAR AS endpoint, NULL::TIMESTAMPTZ AS ts, NULL::DOUBLE AS duration_ms, "
-                f"NULL::INTEGER AS status WHERE false) TO {_literal(tmp)} (FORMAT parquet)"
-            )
+        if parts:
+            con.execute(f"CREATE TEMP VIEW points AS SELECT * FROM read_parquet({_list_literal(parts)})")
         else:
             con.execute(
-                f"""
-                CREATE TEMP VIEW points AS
-                SELECT data.tags['endpoint'] AS endpoint,
-                       CAST(data.time AS TIMESTAMPTZ) AS ts,
-                       data.value AS duration_ms,
-                       TRY_CAST(data.tags['status'] AS INTEGER) AS status
-                FROM read_json({_literal(ndjson)}, format = 'newline_delimited', columns = {_K6_COLUMNS}, ignore_errors = true)
-                WHERE type = 'Point' AND metric = 'http_req_duration'
-                """
+                "CREATE TEMP VIEW points AS SELECT NULL::VARCHAR AS metric, NULL::VARCHAR AS endpoint, "
+                "NULL::VARCHAR AS scenario, NULL::TIMESTAMPTZ AS ts, NULL::DOUBLE AS value, "
+                "NULL::INTEGER AS status, NULL::INTEGER AS generator WHERE false"
             )
-            con.execute(
-                f"""
-                COPY (
-                  SELECT endpoint, ts, duration_ms, coalesce(status, 0) AS status FROM points
-                  WHERE endpoint IS NOT NULL
-                    AND ts >= (SELECT min(ts) FROM points) + INTERVAL {float(warmup_s)} SECOND
-                  ORDER BY ts
-                ) TO {_literal(tmp)} (FORMAT parquet)
-                """
-            )
+        con.execute(
+            f"""
+            COPY (
+              SELECT endpoint, ts, value AS duration_ms, status, scenario, generator FROM points
+              WHERE metric = 'http_req_duration' AND endpoint IS NOT NULL
+                AND ts >= (SELECT min(ts) FROM points) + INTERVAL {float(warmup_s)} SECOND
+              ORDER BY ts
+            ) TO {_literal(tmp)} (FORMAT parquet)
+            """
+        )
+        con.execute(
+            f"COPY (SELECT scenario, ts, value AS dropped, generator FROM points "
+            f"WHERE metric = 'dropped_iterations' ORDER BY ts) TO {_literal(dropped_tmp)} (FORMAT parquet)"
+        )
         count = con.execute("SELECT count(*) FROM read_parquet(?)", [str(tmp)]).fetchone()
     tmp.replace(parquet)
+    dropped_tmp.replace(dropped_file(parquet))
+    for part in parts:
+        part.unlink(missing_ok=True)
     return int(count[0]) if count else 0
+
+
+def dropped_file(parquet: Path) -> Path:
+    """Where a run keeps k6's dropped iterations (the generator ran out of VUs), beside its samples."""
+    return parquet.with_name(parquet.name.removesuffix(".parquet") + ".dropped.parquet")
+
+
+def _list_literal(paths: list[Path]) -> str:
+    return "[" + ", ".join(_literal(p) for p in paths) + "]"
 
 
 def endpoint_stats(parquet: Path) -> list[EndpointStats]:

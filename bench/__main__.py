@@ -1,0 +1,77 @@
+"""`make bench`: each benchmark runs Ratchet's path and a naive baseline side by side, in one run, and prints
+time, peak memory and their ratio, and whether the two agree on the result.
+
+    python -m bench [--requests N] [--spans N] [--data DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from bench.measure import StepResult, run_step
+
+GOAL_SPEEDUP = 10.0
+GOAL_PEAK_MB = 1024.0
+GOAL_PERCENTILES_S = 10.0
+
+
+def _fixture(module: str, path: Path, size: int) -> None:
+    if not path.exists():
+        print(f"writing {path} ({size:,} items; once, then reused)…", flush=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        run_step(module, "fixture", str(path), str(size))
+
+
+def _compare(console: Console, title: str, ours: StepResult, naive: StepResult, extra: list[str]) -> bool:
+    speedup = naive.seconds / ours.seconds
+    agree = ours.output.get("check") == naive.output.get("check")
+    table = Table(title=title)
+    for column in ("path", "seconds", "peak memory (MiB)", "result check"):
+        table.add_column(column, justify="right" if column != "path" else "left")
+    table.add_row("ratchet", f"{ours.seconds:.2f}", f"{ours.peak_rss_mb:.0f}", str(ours.output.get("check")))
+    table.add_row(
+        "naive json.loads loop", f"{naive.seconds:.2f}", f"{naive.peak_rss_mb:.0f}", str(naive.output.get("check"))
+    )
+    console.print(table)
+    met = speedup >= GOAL_SPEEDUP and ours.peak_rss_mb < GOAL_PEAK_MB and agree
+    console.print(f"speed-up {speedup:.1f}x (goal ≥ {GOAL_SPEEDUP:.0f}x), peak {ours.peak_rss_mb:.0f} MiB "
+                  f"(goal < {GOAL_PEAK_MB:.0f}), same result: {agree}" + "".join(f", {e}" for e in extra))  # fmt: skip
+    return met
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--requests", type=int, default=1_000_000, help="k6 requests to ingest")
+    parser.add_argument("--data", type=Path, default=Path(".ratchet/bench"), help="where fixtures are kept")
+    args = parser.parse_args()
+    console = Console()
+    results = []
+
+    k6_file = args.data / f"k6-{args.requests}.ndjson"
+    _fixture("bench.k6_samples", k6_file, args.requests)
+    ours = run_step("bench.k6_samples", "ours", str(k6_file))
+    naive = run_step("bench.k6_samples", "naive", str(k6_file))
+    percentiles_s = float(ours.output["percentiles_s"])
+    results.append(
+        _compare(
+            console,
+            f"k6 samples of {args.requests:,} requests → per-endpoint p95",
+            ours,
+            naive,
+            [
+                f"ingest {ours.output['ingest_s']} s, percentiles {percentiles_s} s "
+                f"(goal < {GOAL_PERCENTILES_S:.0f} s for ingest + percentiles: {ours.seconds:.1f} s)"
+            ],
+        )
+    )
+    met = all(results) and ours.seconds < GOAL_PERCENTILES_S
+    console.print("all goals met" if met else "[red]a goal was missed[/red]")
+    return 0 if met else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Traces: the OTLP receiver, span decoding and the span store."""

@@ -1,0 +1,70 @@
+"""After a load run: wait until the target has sent the run's spans, then keep them beside the run's samples."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from ratchet.traces.store import collect_run_spans, run_trace_prefix
+
+
+@dataclass(frozen=True)
+class RunSpans:
+    """What trace collection gave one run."""
+
+    spans: int
+    note: str = ""
+
+
+async def wait_for_run_spans(
+    receiver_url: str, prefix: str, *, settle_s: float, max_wait_s: float, on_wait: Callable[[str], None]
+) -> str:
+    """Poll the receiver until no span of ``prefix`` arrived for ``settle_s`` (or ``max_wait_s`` passed).
+
+    Exporters batch spans (every 5 s by default), so the last spans of a run arrive seconds after its last
+    request. Returns "" when settled, otherwise why collection may be incomplete.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + max_wait_s
+    async with httpx.AsyncClient(base_url=receiver_url, timeout=5.0) as client:
+        while True:
+            try:
+                state = (await client.get(f"/ratchet/prefixes/{prefix}")).raise_for_status().json()
+            except (httpx.HTTPError, ValueError) as exc:
+                return f"trace receiver at {receiver_url} not reachable ({exc.__class__.__name__}): no spans kept"
+            idle = state.get("idle_s")
+            if idle is not None and idle >= settle_s:
+                break
+            if loop.time() >= deadline:
+                if not state.get("spans"):
+                    return f"no spans arrived within {max_wait_s:.0f}s: does the target export to {receiver_url}?"
+                break
+            on_wait(f"waiting for the target's last spans ({state.get('spans', 0)} so far)")
+            await asyncio.sleep(0.5)
+        try:
+            (await client.post("/ratchet/flush")).raise_for_status()
+        except httpx.HTTPError as exc:
+            return f"trace receiver could not write its spans ({exc.__class__.__name__})"
+    return ""
+
+
+async def collect_spans_of_run(
+    *,
+    receiver_url: str,
+    spans_dir: Path,
+    run_id: str,
+    endpoints: list[str],
+    out_file: Path,
+    settle_s: float,
+    max_wait_s: float,
+    on_wait: Callable[[str], None],
+) -> RunSpans:
+    """Wait for the run's spans, then copy them from the receiver's parts into ``out_file``."""
+    prefix = run_trace_prefix(run_id)
+    note = await wait_for_run_spans(receiver_url, prefix, settle_s=settle_s, max_wait_s=max_wait_s, on_wait=on_wait)
+    count = await asyncio.to_thread(collect_run_spans, spans_dir / "incoming", prefix, out_file, endpoints)
+    return RunSpans(spans=count, note=note)

@@ -1,0 +1,129 @@
+"""The OTLP/HTTP trace receiver: ``POST /v1/traces`` in protobuf or JSON, optionally gzip-compressed.
+
+Any OpenTelemetry SDK sends here once ``OTEL_EXPORTER_OTLP_ENDPOINT`` points at it. Bad payloads get 400,
+unknown media types 415, oversized bodies 413 (before decompression and after: a small gzip body can expand
+a thousandfold), and none of them can stop the receiver. Besides OTLP, two routes serve Ratchet's run
+collector: how many spans arrived for a trace-id prefix and how long ago the last did, and a flush to disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import zlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ratchet.traces.otlp import OtlpPayloadError, decode_json, decode_protobuf, span_columns
+from ratchet.traces.store import SpanSink
+
+MAX_BODY_BYTES = 16 << 20
+MAX_DECODED_BYTES = 128 << 20
+FLUSH_INTERVAL_S = 1.0
+_PROTOBUF = "application/x-protobuf"
+_JSON = "application/json"
+
+
+class _Rejected(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _Rejected(413, f"body of {declared} bytes is over the limit of {limit}")
+    body = bytearray()
+    async for piece in request.stream():
+        body += piece
+        if len(body) > limit:
+            raise _Rejected(413, f"body is over the limit of {limit} bytes")
+    return bytes(body)
+
+
+def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    if encoding not in ("gzip", "deflate"):
+        raise _Rejected(415, f"Content-Encoding {encoding!r} is not supported (gzip, deflate or none)")
+    inflater = zlib.decompressobj(zlib.MAX_WBITS | 32)  # 32: gzip or zlib header, detected
+    try:
+        data = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise _Rejected(400, f"body is not valid {encoding}: {exc}") from None
+    if len(data) > limit:
+        raise _Rejected(413, f"decompressed body is over the limit of {limit} bytes")
+    return data
+
+
+def create_receiver_app(
+    spans_dir: Path, *, max_body_bytes: int = MAX_BODY_BYTES, max_decoded_bytes: int = MAX_DECODED_BYTES
+) -> Starlette:
+    """The receiver, storing spans under ``spans_dir/incoming``."""
+    sink = SpanSink(spans_dir / "incoming")
+
+    async def export(request: Request) -> Response:
+        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media_type not in (_PROTOBUF, _JSON):
+            return JSONResponse({"error": f"Content-Type must be {_PROTOBUF} or {_JSON}"}, status_code=415)
+        try:
+            body = await _read_body(request, max_body_bytes)
+            body = _decompress(body, request.headers.get("content-encoding", ""), max_decoded_bytes)
+            decode = decode_protobuf if media_type == _PROTOBUF else decode_json
+            # Decoding a large export is CPU work: off the event loop, so other exporters are still answered.
+            columns = await asyncio.to_thread(lambda: span_columns(decode(body)))
+        except _Rejected as rejected:
+            return JSONResponse({"error": rejected.message}, status_code=rejected.status)
+        except OtlpPayloadError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        await asyncio.to_thread(sink.add, columns)
+        if media_type == _PROTOBUF:
+            return Response(ExportTraceServiceResponse().SerializeToString(), media_type=_PROTOBUF)
+        return JSONResponse({})
+
+    async def prefix_activity(request: Request) -> Response:
+        prefix = request.path_params["prefix"].lower()
+        seen = sink.by_prefix.get(prefix)
+        idle = None if seen is None else round(time.monotonic() - seen.last_received, 3)
+        return JSONResponse({"prefix": prefix, "spans": seen.spans if seen else 0, "idle_s": idle})
+
+    async def flush(request: Request) -> Response:
+        part = await asyncio.to_thread(sink.flush)
+        return JSONResponse({"written": str(part) if part else None})
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "spans_received": sink.received})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async def flush_every_second() -> None:
+            while True:
+                await asyncio.sleep(FLUSH_INTERVAL_S)
+                await asyncio.to_thread(sink.flush)
+
+        flusher = asyncio.create_task(flush_every_second())
+        try:
+            yield
+        finally:
+            flusher.cancel()
+            await asyncio.to_thread(sink.flush)  # nothing received is lost on a clean stop
+
+    return Starlette(
+        routes=[
+            Route("/v1/traces", export, methods=["POST"]),
+            Route("/ratchet/prefixes/{prefix}", prefix_activity, methods=["GET"]),
+            Route("/ratchet/flush", flush, methods=["POST"]),
+            Route("/health", health, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
