@@ -8,10 +8,12 @@ from sqlmodel import delete
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from ratchet.contracts import LoadTestRequest, LoadTestResult
+from ratchet.contracts import LoadTestRequest, LoadTestResult, ResourceSummary
 from ratchet.errors import MeasurementError
 from ratchet.k6.runner import Progress, run_k6
 from ratchet.k6.script import render_constant_rate_script
+from ratchet.resources.sampler import ResourceSampler
+from ratchet.resources.target import target_processes
 from ratchet.settings import Settings
 from ratchet.store.engine import session_for
 from ratchet.store.sample_stream import SampleStream
@@ -51,6 +53,13 @@ class MeasurementActivities:
             interrupted=interrupted,
             endpoints=stats,
         )
+
+    def _store_resources(self, sampler: ResourceSampler, run_id: str) -> ResourceSummary | None:
+        summary = sampler.summary()
+        if not summary.samples:
+            return None
+        sampler.write(self.settings.resources_file(run_id))
+        return summary
 
     async def _collect_spans(self, request: LoadTestRequest, run_id: str) -> tuple[int, list[str]]:
         traces = request.target.traces
@@ -92,9 +101,12 @@ class MeasurementActivities:
         activity.heartbeat({"run_id": run_id, "label": request.label, "progress": "starting k6"})
         stream = SampleStream(run_dir)
         stream.start()
+        sampler = ResourceSampler(lambda: target_processes(request.target))
+        sampler.start()
         try:
             await run_k6(script, workdir=run_dir, output=stream.source, on_progress=beat)
         except asyncio.CancelledError:
+            await asyncio.to_thread(sampler.stop)
             # Keep what was measured before the stop; the campaign's report can still show it.
             try:
                 await asyncio.to_thread(stream.finish)
@@ -103,12 +115,17 @@ class MeasurementActivities:
                 activity.logger.exception("could not keep the partial samples of %s", run_id)
             raise
         except MeasurementError as exc:
+            await asyncio.to_thread(sampler.stop)
             await asyncio.to_thread(stream.finish)
             raise ApplicationError(str(exc), type="MeasurementError") from None
+        await asyncio.to_thread(sampler.stop)
         await asyncio.to_thread(stream.finish)
         result = await asyncio.to_thread(self._store, request, run_id, False)
+        resources = self._store_resources(sampler, run_id)
         spans, notes = await self._collect_spans(request, run_id)
-        result = result.model_copy(update={"spans": spans, "notes": result.notes + notes})
+        if resources is None:
+            notes.append("no process of the target found on this machine: no resource samples")
+        result = result.model_copy(update={"spans": spans, "resources": resources, "notes": result.notes + notes})
         unanswered = sum(s.unanswered for s in result.endpoints)
         if result.requests == 0 or unanswered == result.requests:
             # Status 0: k6 got no HTTP answer at all (refused, reset, timed out). Not a performance result.

@@ -49,6 +49,18 @@ class LoadTestRequest(Payload):
     request_timeout_s: float
 
 
+class ResourceSummary(Payload):
+    """The target's processes during one load run, from 1 Hz samples (CPU in percent of one core)."""
+
+    samples: int
+    processes: int
+    cpu_percent_median: float
+    cpu_percent_max: float
+    rss_mb_max: float
+    threads_max: int
+    cores: int
+
+
 class LoadTestResult(Payload):
     run_id: str
     label: str
@@ -57,7 +69,7 @@ class LoadTestResult(Payload):
     interrupted: bool = False
     endpoints: list[EndpointStats]
     spans: int = 0
-    resource_samples: int = 0
+    resources: ResourceSummary | None = None
     notes: list[str] = Field(default_factory=list, description="What could not be measured, and why.")
 
     def stats(self, endpoint: str) -> EndpointStats | None:

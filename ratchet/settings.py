@@ -56,6 +56,12 @@ class Settings(BaseSettings):
         """The Parquet file that holds the spans of one load run's requests."""
         return self.spans_dir / f"{run_id}.parquet"
 
+    def resources_file(self, run_id: str) -> Path:
+        """The Parquet file that holds the 1 Hz resource samples of the target during one load run."""
+        path = self.resolved_home / "resources"
+        path.mkdir(parents=True, exist_ok=True)
+        return path / f"{run_id}.parquet"
+
     @property
     def otlp_url(self) -> str:
         return f"http://{self.otlp_host}:{self.otlp_port}"

@@ -67,6 +67,13 @@ async def test_happy_path_index_found_approved_applied_proven_and_reported(
     assert ORDERS_BY_EMAIL in statements
     orders_traces = {trace for endpoint, kind, *_, trace in spans if endpoint == "orders-by-email" and kind == "server"}
     assert len(orders_traces) >= status.baseline.stats("orders-by-email").requests * 0.9  # type: ignore[union-attr]
+    # … and the shop's process, sampled once a second while the load ran.
+    resources = status.baseline.resources
+    assert resources is not None and resources.samples >= 5 and resources.cpu_percent_max > 0
+    sampled = duckdb.sql(
+        "SELECT DISTINCT pid FROM read_parquet(?)", params=[str(settings.resources_file(status.baseline.run_id))]
+    ).fetchall()
+    assert (shop.process.pid,) in sampled
 
     # Refusals: someone not in the approvers, and a phase that is not waiting.
     with pytest.raises(campaigns.RefusedError, match="not an approver"):

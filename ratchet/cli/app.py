@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from functools import wraps
@@ -405,5 +406,18 @@ def demo(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the `ratchet` command."""
-    app(args=argv)
+    """Entry point of the `ratchet` command.
+
+    It ends the process with os._exit once the command is done: the Temporal client's native threads can
+    abort the interpreter while it finalizes ("PyGILState_Release: thread state … must be current",
+    temporalio/sdk-python#300, about 1 run in 40 here), which would turn a finished command into exit 134.
+    """
+    code = 0
+    try:
+        app(args=argv)  # standalone: usage errors are printed and every ending raises SystemExit
+    except SystemExit as exiting:
+        code = exiting.code if isinstance(exiting.code, int) else (0 if exiting.code is None else 1)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(code)

@@ -197,8 +197,10 @@ def load_playbook(path: Path | str) -> Playbook:
 
 
 def load_target(path: Path | str) -> Target:
-    """Read a target file; relative sqlite paths are taken from the file's own folder."""
+    """Read a target file; relative sqlite and pid-file paths are taken from the file's own folder."""
     target = load_model(path, Target)
+    if target.processes is not None and target.processes.pid_file is not None:
+        target.processes.pid_file = (Path(path).parent / target.processes.pid_file).resolve()
     database = target.database
     if database is not None and database.dialect == "sqlite":
         file_part = database.url.removeprefix("sqlite:///")

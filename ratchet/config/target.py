@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import Field, HttpUrl, field_validator, model_validator
@@ -175,6 +176,24 @@ class Traces(StrictModel):
     )
 
 
+class Processes(StrictModel):
+    """How to find the target's processes for resource samples (first that names any; children included)."""
+
+    pid_file: Path | None = Field(None, description="A file holding the main process id.")
+    port: int | None = Field(None, ge=1, le=65535, description="The TCP port it listens on.")
+    command: str | None = Field(None, description="A regular expression over the command line.")
+
+    @field_validator("command")
+    @classmethod
+    def _valid_pattern(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression: {exc}") from None
+        return value
+
+
 class Target(StrictModel):
     """A running system Ratchet may measure and change."""
 
@@ -183,6 +202,11 @@ class Target(StrictModel):
     base_url: HttpUrl
     database: Database | None = None
     traces: Traces | None = Field(None, description="Collect the target's OpenTelemetry spans during load tests.")
+    processes: Processes | None = Field(
+        None,
+        description="Where to find the target's processes for 1 Hz resource samples; unset: the process "
+        "listening on base_url's port, when that is on this machine.",
+    )
     # At most 255: a trace id Ratchet starts carries the endpoint's position in one byte.
     endpoints: list[Endpoint] = Field(min_length=1, max_length=255)
     levers: list[Lever] = Field(default_factory=list)

@@ -1,0 +1,1 @@
+"""Resource samples of the target's processes during load tests (psutil)."""
