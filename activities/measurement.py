@@ -1,37 +1,210 @@
-"""Load tests with k6: generated script, raw samples into Parquet, exact percentiles, live heartbeats."""
+"""Load tests with k6: generated script, raw samples into Parquet, exact percentiles, live heartbeats.
+
+A load test runs whole in ``run_load_test``, or split over N load generators: N ``generate_load`` activities
+on the load-generator task queue, each running its k6 execution segment from a shared start instant into the
+run's sample folder, then ``summarize_load_test`` merges their samples and judges the run centrally.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
+from datetime import datetime
 
 from sqlmodel import delete
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from ratchet.contracts import LoadTestRequest, LoadTestResult, ResourceSummary
+from ratchet.analysis.knee import stress_report
+from ratchet.config.target import Target
+from ratchet.contracts import (
+    GeneratorRequest,
+    GeneratorResult,
+    LoadTestRequest,
+    LoadTestResult,
+    ResourceSummary,
+    SplitLoadTest,
+)
 from ratchet.errors import MeasurementError
-from ratchet.k6.runner import Progress, run_k6
-from ratchet.k6.script import render_constant_rate_script
-from ratchet.resources.sampler import ResourceSampler
+from ratchet.k6.progress import Progress
+from ratchet.k6.runner import K6Run, Segment, run_k6
+from ratchet.k6.script import AbortConditions, render_arrival_rate_script
+from ratchet.resources.sampler import ResourceSampler, read_resources, summarize_resources
 from ratchet.resources.target import target_processes
 from ratchet.settings import Settings
 from ratchet.store.engine import session_for
-from ratchet.store.sample_stream import SampleStream
-from ratchet.store.samples import endpoint_stats, finalize_run_samples
+from ratchet.store.sample_stream import LiveCounts, SampleStream
+from ratchet.store.samples import endpoint_stats, finalize_run_samples, step_samples
 from ratchet.store.tables import Measurement
 from ratchet.traces.collect import collect_spans_of_run
 from ratchet.traces.store import run_trace_prefix
 
 
+def run_id_of(request: LoadTestRequest) -> str:
+    """The id of a load run: its samples, spans and resources are stored under it."""
+    return f"{request.campaign_id}-{request.label}"
+
+
+def script_env(request: LoadTestRequest) -> dict[str, str]:
+    """What a user's own k6 script may read from ``__ENV`` to follow the playbook's load."""
+    stress = request.stress
+    stages = [{"rate": rate, "duration": f"{stress.step_s:g}s"} for rate in stress.rates] if stress else []
+    return {
+        "RATCHET_BASE_URL": request.target.base,
+        "RATCHET_RATE": f"{request.rate:g}",
+        "RATCHET_DURATION": f"{request.duration_s + request.warmup_s:g}s",
+        "RATCHET_MAX_VUS": str(request.max_vus),
+        "RATCHET_LABEL": request.label,
+        "RATCHET_STAGES": json.dumps(stages),
+    }
+
+
+def endpoint_names(target: Target) -> dict[str, str] | None:
+    """Tag value -> endpoint for a user's own script (None: the generated script tags by endpoint name)."""
+    script = target.load_script
+    if script is None:
+        return None
+    return {e.name: e.name for e in target.endpoints} | dict(script.tag_values)
+
+
+def render_script(request: LoadTestRequest, run_id: str) -> str:
+    """The k6 script of a request: its rate held, or its stress steps with their breaking conditions."""
+    if request.target.load_script is not None:
+        return request.target.load_script.source
+    traces = request.target.traces
+    stress = request.stress
+    return render_arrival_rate_script(
+        request.target,
+        label=request.label,
+        rate=request.rate,
+        duration_s=stress.step_s if stress else request.duration_s + request.warmup_s,
+        max_vus=request.max_vus,
+        request_timeout_s=request.request_timeout_s,
+        trace_prefix=run_trace_prefix(run_id) if traces is not None and traces.propagate else "",
+        step_rates=stress.rates if stress else None,
+        abort_when=AbortConditions(stress.abort_error_rate, stress.abort_p95_ms) if stress else None,
+    )
+
+
 class MeasurementActivities:
-    """run_load_test, served by the roles that measure (perf-optimizer, test-engineer, devops-engineer)."""
+    """run_load_test and summarize_load_test (measuring roles); generate_load (the load-generator role)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
+    # ------------------------------------------------------------------ activities
+
+    @activity.defn(name="run_load_test")
+    async def run_load_test(self, request: LoadTestRequest) -> LoadTestResult:
+        """Send the request's load to the target and store the raw samples, resources and spans."""
+        run_id = run_id_of(request)
+        sampler = ResourceSampler(lambda: target_processes(request.target))
+        try:
+            run = await self._generate(request, run_id, sampler=sampler)
+        except asyncio.CancelledError:
+            # Keep what was measured before the stop; the campaign's report can still show it.
+            try:
+                await asyncio.to_thread(self._store, request, run_id, True)
+            except Exception:  # the cancellation matters more than the partial samples: report, go on
+                activity.logger.exception("could not keep the partial samples of %s", run_id)
+            raise
+        resources = self._store_resources(sampler.summary(), sampler, run_id)
+        return await self._conclude(request, run_id, run, resources)
+
+    @activity.defn(name="generate_load")
+    async def generate_load(self, request: GeneratorRequest) -> GeneratorResult:
+        """Run one execution segment of a split load test, resumed at the shared start instant.
+
+        Generator 0 also samples the target's resources (one sampler per run, wherever it is).
+        """
+        load = request.request
+        run_id = run_id_of(load)
+        sampler = ResourceSampler(lambda: target_processes(load.target)) if request.index == 0 else None
+        run = await self._generate(
+            load, run_id, sampler=sampler, segment=Segment(request.index, request.count), start_at=request.start_at
+        )
+        samples = 0
+        if sampler is not None:
+            summary = sampler.summary()
+            samples = summary.samples
+            self._store_resources(summary, sampler, run_id)
+        return GeneratorResult(
+            index=request.index, started_at=run.started_at, ended_by_itself=run.ended_by_itself,
+            resource_samples=samples,
+        )  # fmt: skip
+
+    @activity.defn(name="summarize_load_test")
+    async def summarize_load_test(self, split: SplitLoadTest) -> LoadTestResult:
+        """Merge the samples of every generator of a split load test and judge it as one run."""
+        request = split.request
+        run_id = run_id_of(request)
+        starts = [g.started_at for g in split.generators]
+        run = K6Run(started_at=min(starts), ended_by_itself=all(g.ended_by_itself for g in split.generators))
+        resources_file = self.settings.resources_file(run_id)
+        resources = summarize_resources(read_resources(resources_file)) if resources_file.is_file() else None
+        result = await self._conclude(request, run_id, run, resources)
+        return result.model_copy(
+            update={"generators": len(starts), "start_skew_s": round((max(starts) - min(starts)).total_seconds(), 3)}
+        )
+
+    # ------------------------------------------------------------------ steps
+
+    async def _generate(
+        self,
+        request: LoadTestRequest,
+        run_id: str,
+        *,
+        sampler: ResourceSampler | None,
+        segment: Segment | None = None,
+        start_at: datetime | None = None,
+    ) -> K6Run:
+        """Run k6 (all of the test, or one segment) with its samples streamed into the run's folder."""
+        index = segment.index if segment else 0
+        run_dir = self.settings.samples_dir / run_id
+        live = LiveCounts() if request.bounded_memory else None
+
+        def beat(progress: Progress) -> None:
+            activity.heartbeat({"run_id": run_id, "label": request.label, "progress": progress.describe(),
+                                "requests": progress.requests, "rate": progress.rate, "p95_ms": progress.p95_ms,
+                                "error_rate": progress.error_rate, "elapsed_s": round(progress.elapsed_s, 1),
+                                "generator": index})  # fmt: skip
+
+        activity.heartbeat({"run_id": run_id, "label": request.label, "progress": "starting k6", "generator": index})
+        script = request.target.load_script
+        tag = script.endpoint_tag if script is not None else "endpoint"
+        stream = SampleStream(run_dir, generator=index, live=live, endpoint_tag=tag)
+        stream.start()
+        if sampler is not None:
+            sampler.start()
+        try:
+            return await run_k6(
+                render_script(request, run_id),
+                workdir=run_dir / f"generator-{index}",
+                output=stream.source,
+                on_progress=beat,
+                segment=segment,
+                start_at=start_at,
+                bounded_memory=request.bounded_memory,
+                stream_progress=live.progress if live is not None else None,
+                script_env=script_env(request),
+                endpoint_tag=tag,
+            )
+        except MeasurementError as exc:
+            raise ApplicationError(str(exc), type="MeasurementError") from None
+        finally:
+            # Also on cancellation: k6 was stopped with SIGINT and flushed what it measured; keep it.
+            if sampler is not None:
+                await asyncio.to_thread(sampler.stop)
+            await asyncio.to_thread(stream.finish)
+
     def _store(self, request: LoadTestRequest, run_id: str, interrupted: bool) -> LoadTestResult:
         parquet = self.settings.samples_file(run_id)
-        finalize_run_samples(self.settings.samples_dir / run_id, parquet, warmup_s=request.warmup_s)
+        finalize_run_samples(
+            self.settings.samples_dir / run_id,
+            parquet,
+            warmup_s=request.warmup_s,
+            endpoint_names=endpoint_names(request.target),
+        )
         stats = endpoint_stats(parquet)
         with session_for(self.settings.resolved_store_url) as session:
             # A retried attempt replaces the rows of the attempt a crash cut short.
@@ -54,8 +227,9 @@ class MeasurementActivities:
             endpoints=stats,
         )
 
-    def _store_resources(self, sampler: ResourceSampler, run_id: str) -> ResourceSummary | None:
-        summary = sampler.summary()
+    def _store_resources(
+        self, summary: ResourceSummary, sampler: ResourceSampler, run_id: str
+    ) -> ResourceSummary | None:
         if not summary.samples:
             return None
         sampler.write(self.settings.resources_file(run_id))
@@ -65,6 +239,9 @@ class MeasurementActivities:
         traces = request.target.traces
         if traces is None or not traces.propagate:
             return 0, []
+        if request.target.load_script is not None:
+            # Spans are told apart by the trace ids Ratchet's own script starts; a user's script starts its own.
+            return 0, ["spans not collected per run: the target's own k6 script starts no Ratchet trace ids"]
         run_spans = await collect_spans_of_run(
             receiver_url=self.settings.otlp_url,
             spans_dir=self.settings.spans_dir,
@@ -77,55 +254,28 @@ class MeasurementActivities:
         )
         return run_spans.spans, [run_spans.note] if run_spans.note else []
 
-    @activity.defn(name="run_load_test")
-    async def run_load_test(self, request: LoadTestRequest) -> LoadTestResult:
-        """Send the profile's constant-arrival-rate load to the target and store the raw samples and spans."""
-        run_id = f"{request.campaign_id}-{request.label}"
-        traces = request.target.traces
-        script = render_constant_rate_script(
-            request.target,
-            label=request.label,
-            rate=request.rate,
-            duration_s=request.duration_s + request.warmup_s,
-            max_vus=request.max_vus,
-            request_timeout_s=request.request_timeout_s,
-            trace_prefix=run_trace_prefix(run_id) if traces is not None and traces.propagate else "",
-        )
-        run_dir = self.settings.samples_dir / run_id
-
-        def beat(progress: Progress) -> None:
-            activity.heartbeat({"run_id": run_id, "label": request.label, "progress": progress.describe(),
-                                "requests": progress.requests, "rate": progress.rate, "p95_ms": progress.p95_ms,
-                                "error_rate": progress.error_rate, "elapsed_s": round(progress.elapsed_s, 1)})  # fmt: skip
-
-        activity.heartbeat({"run_id": run_id, "label": request.label, "progress": "starting k6"})
-        stream = SampleStream(run_dir)
-        stream.start()
-        sampler = ResourceSampler(lambda: target_processes(request.target))
-        sampler.start()
-        try:
-            await run_k6(script, workdir=run_dir, output=stream.source, on_progress=beat)
-        except asyncio.CancelledError:
-            await asyncio.to_thread(sampler.stop)
-            # Keep what was measured before the stop; the campaign's report can still show it.
-            try:
-                await asyncio.to_thread(stream.finish)
-                await asyncio.to_thread(self._store, request, run_id, True)
-            except Exception:  # the cancellation matters more than the partial samples: report, go on
-                activity.logger.exception("could not keep the partial samples of %s", run_id)
-            raise
-        except MeasurementError as exc:
-            await asyncio.to_thread(sampler.stop)
-            await asyncio.to_thread(stream.finish)
-            raise ApplicationError(str(exc), type="MeasurementError") from None
-        await asyncio.to_thread(sampler.stop)
-        await asyncio.to_thread(stream.finish)
+    async def _conclude(
+        self, request: LoadTestRequest, run_id: str, run: K6Run, resources: ResourceSummary | None
+    ) -> LoadTestResult:
+        """Percentiles, the stress knee, spans and notes of a finished run; refuse a run nothing answered."""
         result = await asyncio.to_thread(self._store, request, run_id, False)
-        resources = self._store_resources(sampler, run_id)
+        stress = None
+        if request.stress is not None:
+            plan = request.stress
+            samples = await asyncio.to_thread(
+                step_samples,
+                self.settings.samples_file(run_id),
+                started_at=run.started_at,
+                step_s=plan.step_s,
+                steps=len(plan.rates),
+            )
+            stress = stress_report(samples, plan, ended_by_itself=run.ended_by_itself)
         spans, notes = await self._collect_spans(request, run_id)
         if resources is None:
             notes.append("no process of the target found on this machine: no resource samples")
-        result = result.model_copy(update={"spans": spans, "resources": resources, "notes": result.notes + notes})
+        result = result.model_copy(
+            update={"spans": spans, "resources": resources, "stress": stress, "notes": result.notes + notes}
+        )
         unanswered = sum(s.unanswered for s in result.endpoints)
         if result.requests == 0 or unanswered == result.requests:
             # Status 0: k6 got no HTTP answer at all (refused, reset, timed out). Not a performance result.

@@ -38,6 +38,17 @@ class EndpointStats(Payload):
     mean: float
 
 
+class StressPlan(Payload):
+    """The steps of a stress run and the conditions at which k6 aborts it."""
+
+    rates: list[float]
+    step_s: float
+    abort_error_rate: float
+    abort_p95_ms: float
+    slo_p95_ms: float | None = Field(description="A step meets the targets with its p95 under this.")
+    max_error_rate: float = Field(description="...and its error rate at most this.")
+
+
 class LoadTestRequest(Payload):
     campaign_id: str
     label: str = Field(description="baseline, validation, guard-1, ...")
@@ -47,6 +58,59 @@ class LoadTestRequest(Payload):
     warmup_s: float
     max_vus: int
     request_timeout_s: float
+    stress: StressPlan | None = Field(None, description="Set: ramp the rate in steps instead of holding `rate`.")
+    bounded_memory: bool = Field(
+        False, description="Soak: k6 keeps no summary and no thresholds; progress comes from the sample stream."
+    )
+
+
+class GeneratorRequest(Payload):
+    """One load generator's share of a split load test (k6 execution segment ``index`` of ``count``)."""
+
+    request: LoadTestRequest
+    index: int
+    count: int
+    start_at: datetime = Field(description="Every generator resumes its paused k6 at this instant.")
+
+
+class GeneratorResult(Payload):
+    index: int
+    started_at: datetime
+    ended_by_itself: bool
+    resource_samples: int = 0
+
+
+class SplitLoadTest(Payload):
+    """A split load test whose generators have finished: merge and judge it."""
+
+    request: LoadTestRequest
+    generators: list[GeneratorResult]
+
+
+class StressStep(Payload):
+    """What one step of a stress run measured."""
+
+    rate: float = Field(description="The arrival rate asked for (requests per second).")
+    achieved_rate: float
+    requests: int
+    p95: float | None
+    error_rate: float
+    dropped: int = Field(description="Iterations k6 could not start: the load generator ran out of VUs.")
+    met: bool
+    why_not: str = ""
+
+
+class StressReport(Payload):
+    """The knee of a stress run: the highest rate that met the targets, and where things broke."""
+
+    steps: list[StressStep]
+    knee_rate: float | None = Field(
+        description="Highest step rate, before the first failing step, that met the targets."
+    )
+    broke_at_rate: float | None = None
+    break_reason: str = ""
+    dropped_from_rate: float | None = Field(None, description="The first step rate with dropped iterations.")
+    aborted: bool = Field(False, description="k6 stopped the run at its breaking condition before the last step.")
 
 
 class ResourceSummary(Payload):
@@ -70,6 +134,9 @@ class LoadTestResult(Payload):
     endpoints: list[EndpointStats]
     spans: int = 0
     resources: ResourceSummary | None = None
+    generators: int = 1
+    start_skew_s: float = Field(0.0, description="Spread of the generators' start instants (split runs).")
+    stress: StressReport | None = None
     notes: list[str] = Field(default_factory=list, description="What could not be measured, and why.")
 
     def stats(self, endpoint: str) -> EndpointStats | None:
@@ -336,6 +403,9 @@ class CampaignStatus(Payload):
     findings: list[Finding] = Field(default_factory=list)
     recommendations: list[Recommendation] = Field(default_factory=list)
     baseline: LoadTestResult | None = None
+    load_shapes: list[LoadTestResult] = Field(
+        default_factory=list, description="The assessment's peak, stress and soak runs, as the playbook asks."
+    )
     validation: LoadTestResult | None = None
     verdicts: list[EndpointVerdict] = Field(default_factory=list)
     slo_before: list[SloCheck] = Field(default_factory=list)

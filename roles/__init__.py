@@ -24,17 +24,20 @@ def role_activities(role: Role, settings: Settings) -> list[Callable[..., Any]]:
     measure = MeasurementActivities(settings)
     levers = LeverActivities(store)
     analysis = AnalysisActivities(settings)
+    measuring = [measure.run_load_test, measure.summarize_load_test]
     if role == Role.PERF_OPTIMIZER:
         assess = AssessmentActivities(store)
         records = RecordActivities(store)
         reports = ReportActivities(settings)
         return [
-            measure.run_load_test, assess.find_bottlenecks, analysis.plan_changes, analysis.compare_runs,
+            *measuring, assess.find_bottlenecks, analysis.plan_changes, analysis.compare_runs,
             records.record_campaign, reports.write_report,
         ]  # fmt: skip
     if role == Role.TEST_ENGINEER:
-        return [measure.run_load_test, analysis.compare_runs]
+        return [*measuring, analysis.compare_runs]
     if role == Role.DEVOPS_ENGINEER:
-        return [levers.apply_lever, levers.rollback_lever, measure.run_load_test, analysis.check_guard]
+        return [levers.apply_lever, levers.rollback_lever, *measuring, analysis.check_guard]
+    if role == Role.LOAD_GENERATOR:
+        return [measure.generate_load]
     # backend-developer and frontend-developer change the target through levers.
     return [levers.apply_lever, levers.rollback_lever]

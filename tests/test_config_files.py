@@ -67,6 +67,17 @@ MALFORMED = [
         ["x.yaml:5", "gates.planning.on_timeout", "'abort' or 'escalate'"],
     ),
     ("playbook", "name: x\napprovers: [a]\nvalidation:\n  significance: 2\n", ["x.yaml:4", "validation.significance"]),
+    (
+        "playbook",
+        "name: x\napprovers: [a]\nload:\n  stress: {start_rate: 50, max_rate: 20}\n",
+        ["x.yaml:4", "load.stress", "max_rate must be above start_rate"],
+    ),
+    (
+        "playbook",
+        "name: x\napprovers: [a]\nload:\n  rate: 100\n  stress: {max_rate: 20}\n",
+        ["load", "max_rate 20 must be above the start rate 50"],
+    ),
+    ("playbook", "name: x\napprovers: [a]\nload:\n  generators: 0\n", ["x.yaml:4", "load.generators"]),
     ("playbook", "name: x\napprovers: [a\n", ["not valid YAML"]),
     ("playbook", "", ["empty"]),
     ("playbook", "- just\n- a list\n", ["mapping"]),
@@ -96,6 +107,16 @@ MALFORMED = [
         ["x.yaml:2", "base", "unknown field", "base_url"],
     ),
     ("target", "name: t\nbase_url: ${NOT_SET_ANYWHERE}\nendpoints: []\n", ["NOT_SET_ANYWHERE is not set"]),
+    (
+        "target",
+        GOOD_TARGET + "load_script: {file: missing.js}\n",
+        ["load_script", "cannot read the k6 script", "missing.js"],
+    ),
+    (
+        "target",
+        GOOD_TARGET + "load_script: {file: x.yaml, tag_values: {a: basket}}\n",
+        ["unknown endpoint 'basket'", "orders"],
+    ),
 ]
 
 

@@ -23,6 +23,8 @@ with workflow.unsafe.imports_passed_through():
         validation_outcome,
         validation_summary,
     )
+    from ratchet.analysis.knee import knee_summary
+    from ratchet.analysis.load_shapes import ShapeRun, extra_shapes
     from ratchet.config.common import PHASE_TITLES, Phase, Role
     from ratchet.config.playbook import Gate, TimeoutAction
     from ratchet.contracts import (
@@ -39,6 +41,8 @@ with workflow.unsafe.imports_passed_through():
         Event,
         GateDecision,
         GateState,
+        GeneratorRequest,
+        GeneratorResult,
         GuardRequest,
         GuardResult,
         LeverCall,
@@ -52,11 +56,13 @@ with workflow.unsafe.imports_passed_through():
         RejectionInput,
         ReportRequest,
         ReportResult,
+        SplitLoadTest,
         ValidationOutcome,
     )
     from workflows import search_attributes as sa
 
 _QUICK = timedelta(minutes=2)
+_GENERATOR_LEAD = timedelta(seconds=10)
 _LEVER_TIMEOUT = timedelta(minutes=15)
 _LEVER_HEARTBEAT = timedelta(seconds=20)
 _STEP_RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=1))
@@ -135,6 +141,13 @@ class CampaignWorkflow:
         self._begin(Phase.ASSESSMENT)
         baseline = await self._load_test("baseline", Role.PERF_OPTIMIZER, "Baseline load test (k6)")
         self._status.baseline = baseline
+        for shape in extra_shapes(self._input.playbook):
+            result = await self._load_test(
+                shape.label, Role.PERF_OPTIMIZER, f"{shape.label.capitalize()} load test (k6)", shape=shape
+            )
+            self._status.load_shapes.append(result)
+            if result.stress is not None:
+                self._event(f"stress: {knee_summary(result.stress)}")
         assessment: AssessResult = await self._activity(
             "find_bottlenecks",
             AssessRequest(
@@ -527,30 +540,53 @@ class CampaignWorkflow:
         summary: str,
         *,
         duration_s: float | None = None,
-        warmup_s: float | None = None,
+        shape: ShapeRun | None = None,
     ) -> LoadTestResult:
         load = self._input.playbook.load
-        duration = duration_s if duration_s is not None else load.duration.total_seconds()
-        warmup = warmup_s if warmup_s is not None else load.warmup.total_seconds()
+        if shape is None:
+            duration = duration_s if duration_s is not None else load.duration.total_seconds()
+            shape = ShapeRun(label, load.rate, duration, load.warmup.total_seconds())
         request = LoadTestRequest(
             campaign_id=self._input.campaign_id,
             label=label,
             target=self._input.target,
-            rate=load.rate,
-            duration_s=duration,
-            warmup_s=warmup,
+            rate=shape.rate,
+            duration_s=shape.duration_s,
+            warmup_s=shape.warmup_s,
             max_vus=load.max_vus,
             request_timeout_s=load.request_timeout.total_seconds(),
+            stress=shape.stress,
+            bounded_memory=shape.bounded_memory,
+        )
+        length = timedelta(seconds=shape.duration_s + shape.warmup_s + 120)
+        if load.generators == 1:
+            return await self._activity(
+                "run_load_test", request, role, f"{summary}: {shape.describe()}",
+                result_type=LoadTestResult, timeout=length, heartbeat=timedelta(seconds=20),
+            )  # fmt: skip
+        # Split: every generator's k6 waits paused, then resumes at one shared instant far enough ahead
+        # for all of them to have started (their activities may wait in the queue for a worker).
+        start_at = workflow.now() + _GENERATOR_LEAD
+        count = load.generators
+        generators = await asyncio.gather(
+            *(
+                self._activity(
+                    "generate_load",
+                    GeneratorRequest(request=request, index=index, count=count, start_at=start_at),
+                    Role.LOAD_GENERATOR,
+                    f"{summary}: generator {index + 1} of {count}, {shape.describe()} in all",
+                    result_type=GeneratorResult,
+                    timeout=length + _GENERATOR_LEAD,
+                    heartbeat=timedelta(seconds=20),
+                )
+                for index in range(count)
+            )
         )
         return await self._activity(
-            "run_load_test",
-            request,
-            role,
-            f"{summary}: {load.rate:g} req/s for {duration:g}s",
-            result_type=LoadTestResult,
-            timeout=timedelta(seconds=duration + warmup + 120),
-            heartbeat=timedelta(seconds=20),
-        )
+            "summarize_load_test", SplitLoadTest(request=request, generators=list(generators)), role,
+            f"{summary}: merge the samples of {count} generators", result_type=LoadTestResult,
+            timeout=timedelta(minutes=10), heartbeat=timedelta(seconds=20),
+        )  # fmt: skip
 
     async def _activity(
         self,

@@ -28,6 +28,8 @@ class Role(StrEnum):
     FRONTEND_DEVELOPER = "frontend-developer"
     DEVOPS_ENGINEER = "devops-engineer"
     TEST_ENGINEER = "test-engineer"
+    # Not one of the campaign's people: the machines that send load when a test is split over several.
+    LOAD_GENERATOR = "load-generator"
 
 
 class Phase(StrEnum):

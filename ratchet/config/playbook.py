@@ -60,20 +60,89 @@ class SloTargets(StrictModel):
         return Slo.model_validate(merged)
 
 
+class PeakProfile(StrictModel):
+    """A constant-arrival-rate run at a multiple of the baseline rate (the busy hour)."""
+
+    factor: float = Field(2.0, gt=1, le=50, description="Rate as a multiple of the baseline rate.")
+    duration: Duration | None = Field(None, description="How long to send load; unset: the baseline's duration.")
+
+
+class StressProfile(StrictModel):
+    """A stepped, ramping arrival rate that stops by itself at a breaking condition and reports the knee."""
+
+    start_rate: float | None = Field(
+        None, gt=0, le=100_000, description="Requests per second of the first step; unset: half the baseline rate."
+    )
+    max_rate: float | None = Field(
+        None, gt=0, le=100_000, description="Requests per second of the last step; unset: 8x the baseline rate."
+    )
+    steps: int = Field(6, ge=2, le=50, description="Number of equal rate steps from start_rate to max_rate.")
+    step: Duration = Field(timedelta(seconds=10), description="How long each step holds its rate.")
+    max_error_rate: float = Field(
+        0.05, gt=0, le=1, description="Breaking condition: k6 aborts once this share of requests has failed."
+    )
+    max_p95_ms: float | None = Field(
+        None,
+        gt=0,
+        description="Breaking condition: k6 aborts once the p95 passes this; unset: 4x the default SLO p95 "
+        "(1000 ms without one). A step meets the targets with its p95 under the SLO p95.",
+    )
+
+    @model_validator(mode="after")
+    def _rates_rise(self) -> Self:
+        if self.start_rate is not None and self.max_rate is not None and self.max_rate <= self.start_rate:
+            raise ValueError("max_rate must be above start_rate")
+        if self.step.total_seconds() < 2:
+            raise ValueError("step must be at least 2s (each step needs its own samples)")
+        return self
+
+
+class SoakProfile(StrictModel):
+    """A long constant-arrival-rate run in bounded memory: k6 keeps no summary and no thresholds."""
+
+    duration: Duration = Field(timedelta(minutes=30), description="How long to send load.")
+    rate: float | None = Field(None, gt=0, le=10_000, description="Requests per second; unset: the baseline rate.")
+
+
 class LoadProfile(StrictModel):
-    """A constant-arrival-rate load test, split over the target's endpoints by weight."""
+    """The baseline: a constant-arrival-rate load test split over the target's endpoints by weight.
+
+    ``peak``, ``stress`` and ``soak`` are further shapes the assessment runs after the baseline when set.
+    """
 
     rate: float = Field(40, gt=0, le=10_000, description="Requests per second over all endpoints.")
     duration: Duration = Field(timedelta(seconds=20), description="How long to send load (after warm-up).")
     warmup: Duration = Field(timedelta(seconds=3), description="Load sent first and left out of the numbers.")
     max_vus: int = Field(100, ge=1, le=5000, description="Upper bound on k6 virtual users.")
     request_timeout: Duration = Field(timedelta(seconds=10), description="k6 gives up on a request after this.")
+    generators: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Split every load test over this many load generators (k6 execution segments, a "
+        "synchronized start), each an activity on the load-generator task queue.",
+    )
+    peak: PeakProfile | None = Field(None, description="Also run a peak load (a multiple of the baseline rate).")
+    stress: StressProfile | None = Field(None, description="Also ramp the rate until it breaks; reports the knee.")
+    soak: SoakProfile | None = Field(None, description="Also run a long soak at a constant rate.")
 
     @model_validator(mode="after")
     def _positive_duration(self) -> Self:
         if self.duration.total_seconds() < 1:
             raise ValueError("duration must be at least 1s")
+        if self.stress is not None:
+            self.stress_rates()  # a default start or maximum may still cross an explicit one
         return self
+
+    def stress_rates(self) -> list[float]:
+        """The request rate of each stress step, evenly spaced from the start rate to the maximum."""
+        assert self.stress is not None
+        start = self.stress.start_rate if self.stress.start_rate is not None else self.rate / 2
+        top = self.stress.max_rate if self.stress.max_rate is not None else self.rate * 8
+        if top <= start:
+            raise ValueError(f"load.stress: max_rate {top:g} must be above the start rate {start:g}")
+        steps = self.stress.steps
+        return [round(start + (top - start) * i / (steps - 1), 3) for i in range(steps)]
 
 
 class Detection(StrictModel):

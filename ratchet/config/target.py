@@ -6,7 +6,8 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import Field, HttpUrl, field_validator, model_validator
+from pydantic import Field, HttpUrl, ValidationInfo, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from ratchet.config.common import FindingType, Role, StrictModel
 from ratchet.config.durations import Duration
@@ -194,6 +195,43 @@ class Processes(StrictModel):
         return value
 
 
+class LoadScript(StrictModel):
+    """Your own k6 script instead of the generated one; a tag on its requests says which endpoint each is.
+
+    Ratchet runs it with RATCHET_BASE_URL, RATCHET_RATE (req/s), RATCHET_DURATION (e.g. 20s), RATCHET_MAX_VUS,
+    RATCHET_LABEL and, for a stress run, RATCHET_STAGES (JSON: [{"rate":…, "duration":"10s"}, …]) in ``__ENV``,
+    for the script to use; requests whose tag matches no endpoint are left out of the numbers.
+    """
+
+    file: Path = Field(description="The k6 script, relative to the target file.")
+    endpoint_tag: str = Field(
+        "endpoint", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="The request tag that names the endpoint."
+    )
+    tag_values: dict[str, str] = Field(
+        default_factory=dict,
+        description="Tag value -> endpoint name, where they differ (other values are endpoint names already).",
+    )
+    source: SkipJsonSchema[str] = Field("", description="The script's text, read when the target is loaded.")
+
+    @model_validator(mode="after")
+    def _read_script(self, info: ValidationInfo) -> Self:
+        if self.source:
+            return self  # already read (a payload travelling between workflow and activities)
+        base = (info.context or {}).get("base_dir", Path("."))
+        path = self.file if self.file.is_absolute() else Path(base) / self.file
+        try:
+            self.source = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ValueError(f"cannot read the k6 script {path}: {exc.strerror or exc}") from None
+        if not self.source.strip():
+            raise ValueError(f"the k6 script {path} is empty")
+        self.file = path.resolve()
+        return self
+
+    def endpoint_for(self, tag_value: str) -> str:
+        return self.tag_values.get(tag_value, tag_value)
+
+
 class Target(StrictModel):
     """A running system Ratchet may measure and change."""
 
@@ -206,6 +244,9 @@ class Target(StrictModel):
         None,
         description="Where to find the target's processes for 1 Hz resource samples; unset: the process "
         "listening on base_url's port, when that is on this machine.",
+    )
+    load_script: LoadScript | None = Field(
+        None, description="Your own k6 script instead of the one Ratchet generates from the endpoints."
     )
     # At most 255: a trace id Ratchet starts carries the endpoint's position in one byte.
     endpoints: list[Endpoint] = Field(min_length=1, max_length=255)
@@ -230,6 +271,13 @@ class Target(StrictModel):
                     )
             if lever.kind == "sql" and self.database is None:
                 raise ValueError(f"lever {lever.name!r} is kind sql but the target has no database")
+        if self.load_script is not None:
+            for value, name in self.load_script.tag_values.items():
+                if name not in known:
+                    raise ValueError(
+                        f"load_script.tag_values: {value!r} maps to unknown endpoint {name!r}; "
+                        f"valid: {', '.join(sorted(known))}"
+                    )
         return self
 
     def endpoint(self, name: str) -> Endpoint:

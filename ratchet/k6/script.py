@@ -18,36 +18,66 @@ _templates = Environment(
 
 
 @dataclass(frozen=True)
+class Stage:
+    """One ramping-arrival-rate stage: reach ``rate_per_minute`` over ``duration_s`` seconds (0: at once)."""
+
+    rate_per_minute: int
+    duration_s: int
+
+
+@dataclass(frozen=True)
 class ScenarioPlan:
-    """The share of the load one endpoint gets."""
+    """The share of the load one endpoint gets: a constant rate, or stages of a stepped ramp."""
 
     name: str
     rate_per_minute: int
     duration_s: int
     pre_allocated: int
     max_vus: int
+    stages: tuple[Stage, ...] = ()
 
 
-def plan_scenarios(target: Target, *, rate: float, duration_s: float, max_vus: int) -> list[ScenarioPlan]:
-    """Split a total request rate over the endpoints by weight (k6 rates are whole numbers per minute)."""
+def _per_minute(rate: float, share: float) -> int:
+    return max(1, round(rate * share * 60))  # k6 rates are whole numbers per time unit
+
+
+def plan_scenarios(
+    target: Target, *, rate: float, duration_s: float, max_vus: int, step_rates: list[float] | None = None
+) -> list[ScenarioPlan]:
+    """Split a total request rate over the endpoints by weight.
+
+    With ``step_rates`` each endpoint's scenario instead holds its share of every step's rate for
+    ``duration_s`` seconds, jumping from one step to the next.
+    """
     total_weight = sum(e.weight for e in target.endpoints)
+    per_vu_cap = max(1, max_vus // len(target.endpoints))
+    step_s = max(1, math.ceil(duration_s))
     plans = []
     for endpoint in target.endpoints:
-        per_second = rate * endpoint.weight / total_weight
-        per_vu_cap = max(1, max_vus // len(target.endpoints))
+        share = endpoint.weight / total_weight
+        stages: tuple[Stage, ...] = ()
+        if step_rates:
+            stages = tuple(
+                stage
+                for i, step in enumerate(step_rates)
+                for stage in ((Stage(_per_minute(step, share), 0),) if i else ())
+                + (Stage(_per_minute(step, share), step_s),)
+            )
+        first = step_rates[0] if step_rates else rate
         plans.append(
             ScenarioPlan(
                 name=endpoint.name,
-                rate_per_minute=max(1, round(per_second * 60)),
-                duration_s=max(1, math.ceil(duration_s)),
-                pre_allocated=min(per_vu_cap, max(2, math.ceil(per_second / 10))),
+                rate_per_minute=_per_minute(first, share),
+                duration_s=step_s * (len(step_rates) if step_rates else 1),
+                pre_allocated=min(per_vu_cap, max(2, math.ceil(first * share / 10))),
                 max_vus=per_vu_cap,
+                stages=stages,
             )
         )
     return plans
 
 
-def render_constant_rate_script(
+def render_arrival_rate_script(
     target: Target,
     *,
     label: str,
@@ -56,9 +86,13 @@ def render_constant_rate_script(
     max_vus: int,
     request_timeout_s: float,
     trace_prefix: str = "",
+    step_rates: list[float] | None = None,
+    abort_when: AbortConditions | None = None,
 ) -> str:
     """The k6 script that sends ``rate`` requests per second for ``duration_s`` seconds.
 
+    With ``step_rates`` it sends each step's rate for ``duration_s`` seconds instead (a stress run), and
+    with ``abort_when`` k6 stops the test by itself once a breaking condition holds.
     With a ``trace_prefix`` every request starts a trace whose id begins with it (see ratchet.traces.store).
     """
     endpoints = {
@@ -66,12 +100,22 @@ def render_constant_rate_script(
                  "position": position}
         for position, e in enumerate(target.endpoints)
     }  # fmt: skip
-    return _templates.get_template("constant_rate.js.j2").render(
+    return _templates.get_template("arrival_rate.js.j2").render(
         target_name=target.name,
         label=label,
         base_url=target.base,
         endpoints=endpoints,
-        scenarios=plan_scenarios(target, rate=rate, duration_s=duration_s, max_vus=max_vus),
+        scenarios=plan_scenarios(target, rate=rate, duration_s=duration_s, max_vus=max_vus, step_rates=step_rates),
         request_timeout_s=request_timeout_s,
         trace_prefix=trace_prefix,
+        abort_when=abort_when,
     )
+
+
+@dataclass(frozen=True)
+class AbortConditions:
+    """Thresholds with ``abortOnFail``: k6 stops the run once one is crossed (after a short grace)."""
+
+    error_rate: float
+    p95_ms: float
+    grace_s: int = 5

@@ -100,21 +100,31 @@ class ResourceSampler:
 
     def summary(self) -> ResourceSummary:
         """Peak and typical figures over the run (CPU summed over the processes, per second)."""
-        per_second: dict[datetime, float] = {}
-        rss_per_second: dict[datetime, int] = {}
-        for ts, cpu, rss in zip(self.rows["ts"], self.rows["cpu_percent"], self.rows["rss_bytes"], strict=True):
-            per_second[ts] = per_second.get(ts, 0.0) + cpu
-            rss_per_second[ts] = rss_per_second.get(ts, 0) + rss
-        cpu_values = sorted(per_second.values())
-        return ResourceSummary(
-            samples=len(self.rows["ts"]),
-            processes=len(set(self.rows["pid"])),
-            cpu_percent_median=cpu_values[len(cpu_values) // 2] if cpu_values else 0.0,
-            cpu_percent_max=cpu_values[-1] if cpu_values else 0.0,
-            rss_mb_max=round(max(rss_per_second.values(), default=0) / 2**20, 1),
-            threads_max=max(self.rows["threads"], default=0),
-            cores=os.cpu_count() or 1,
-        )
+        return summarize_resources(self.rows)
+
+
+def read_resources(in_file: Path) -> dict[str, list[Any]]:
+    """The samples a sampler stored (columns as lists), e.g. by another load generator's activity."""
+    return pq.read_table(in_file, schema=RESOURCE_SCHEMA).to_pydict()
+
+
+def summarize_resources(rows: dict[str, list[Any]]) -> ResourceSummary:
+    """Peak and typical figures of sampled rows (CPU summed over the processes, per second)."""
+    per_second: dict[datetime, float] = {}
+    rss_per_second: dict[datetime, int] = {}
+    for ts, cpu, rss in zip(rows["ts"], rows["cpu_percent"], rows["rss_bytes"], strict=True):
+        per_second[ts] = per_second.get(ts, 0.0) + cpu
+        rss_per_second[ts] = rss_per_second.get(ts, 0) + rss
+    cpu_values = sorted(per_second.values())
+    return ResourceSummary(
+        samples=len(rows["ts"]),
+        processes=len(set(rows["pid"])),
+        cpu_percent_median=cpu_values[len(cpu_values) // 2] if cpu_values else 0.0,
+        cpu_percent_max=cpu_values[-1] if cpu_values else 0.0,
+        rss_mb_max=round(max(rss_per_second.values(), default=0) / 2**20, 1),
+        threads_max=max(rows["threads"], default=0),
+        cores=os.cpu_count() or 1,
+    )
 
 
 def _io_bytes(process: psutil.Process) -> tuple[int, int]:

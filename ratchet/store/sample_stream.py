@@ -16,11 +16,14 @@ import os
 import queue
 import re
 import threading
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
 import duckdb
+
+from ratchet.k6.progress import Progress
 
 # The Point lines of the metrics we keep. k6 writes every Point line as {"metric":…,"type":"Point",…} (a fixed
 # field order), so one C-level regex scan over a block finds them without splitting the 12 lines in 13 we drop.
@@ -46,6 +49,46 @@ SELECT metric,
 FROM read_json({source}, format = 'newline_delimited', columns = {columns}, ignore_errors = true)
 WHERE type = 'Point'
 """
+
+
+# A request's latency and status inside its kept line (k6 writes time, value, then tags, in that order).
+_DURATION_POINT = re.compile(
+    rb'\{"metric":"http_req_duration","type":"Point","data":\{"time":"[^"]*","value":([^,]+),"tags":\{[^}]*?"status":"(\d*)"'
+)
+_RECENT = 5000
+
+
+class LiveCounts:
+    """Requests, errors and the latest latencies seen in the stream: live progress when k6's own metrics are
+    off (soak runs), in bounded memory."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.errors = 0
+        self.recent: deque[float] = deque(maxlen=_RECENT)
+        self._lock = threading.Lock()
+
+    def observe(self, kept: bytes) -> None:
+        points = _DURATION_POINT.findall(kept)
+        with self._lock:
+            for value, status in points:
+                self.requests += 1
+                self.errors += status == b"" or status == b"0" or int(status) >= 400
+                self.recent.append(float(value))
+
+    def progress(self, elapsed_s: float) -> Progress:
+        """Counts so far; the p95 is over the latest requests (a rolling view, as a soak wants)."""
+        with self._lock:
+            recent = sorted(self.recent)
+            requests, errors = self.requests, self.errors
+        p95 = recent[min(len(recent) - 1, int(0.95 * len(recent)))] if recent else None
+        return Progress(
+            requests=requests,
+            rate=requests / elapsed_s if elapsed_s > 0 else 0.0,
+            p95_ms=p95,
+            error_rate=errors / requests if requests else 0.0,
+            elapsed_s=elapsed_s,
+        )
 
 
 def sql_literal(path: Path | str) -> str:
@@ -84,9 +127,19 @@ class SampleStream:
     ``finish()``, which drains what k6 wrote and returns when every part is on disk.
     """
 
-    def __init__(self, parts_dir: Path, *, generator: int = 0, chunk_bytes: int = CHUNK_BYTES) -> None:
+    def __init__(
+        self,
+        parts_dir: Path,
+        *,
+        generator: int = 0,
+        chunk_bytes: int = CHUNK_BYTES,
+        live: LiveCounts | None = None,
+        endpoint_tag: str = "endpoint",
+    ) -> None:
         self.parts_dir = parts_dir
         self.generator = generator
+        self.endpoint_tag = endpoint_tag
+        self.live = live
         self.chunk_bytes = chunk_bytes
         self.source = parts_dir / f"k6-output-{generator}.fifo"
         self._chunks: queue.Queue[Path | None] = queue.Queue(maxsize=2)  # backpressure, not memory growth
@@ -152,9 +205,11 @@ class SampleStream:
                 if not first:
                     carry += block
                     continue
-                kept += kept_lines(carry + block[:first])
                 last = block.rfind(b"\n") + 1
-                kept += b"".join(_KEPT_LINE.findall(block, first, last))
+                new = kept_lines(carry + block[:first]) + b"".join(_KEPT_LINE.findall(block, first, last))
+                if self.live is not None:
+                    self.live.observe(new)
+                kept += new
                 carry = block[last:]
                 if len(kept) >= self.chunk_bytes:
                     self._hand_over(kept)
@@ -177,7 +232,9 @@ class SampleStream:
         while (chunk := self._chunks.get()) is not None:
             try:
                 if not self._errors:
-                    convert_chunk(chunk, chunk.with_suffix(".parquet"), generator=self.generator)
+                    convert_chunk(
+                        chunk, chunk.with_suffix(".parquet"), generator=self.generator, endpoint_tag=self.endpoint_tag
+                    )
             except Exception as exc:  # handed to finish()
                 self._errors.append(exc)
             finally:

@@ -7,20 +7,26 @@ status, its scenario, the generator that sent it and its timestamp.
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
 import numpy as np
 
+from ratchet.analysis.knee import StepSample
 from ratchet.contracts import EndpointStats
 from ratchet.store.sample_stream import sql_literal as _literal
 
 
-def finalize_run_samples(parts_dir: Path, parquet: Path, *, warmup_s: float) -> int:
+def finalize_run_samples(
+    parts_dir: Path, parquet: Path, *, warmup_s: float, endpoint_names: dict[str, str] | None = None
+) -> int:
     """Merge a run's Parquet parts (all its load generators) into the run's samples file; return its requests.
 
-    Requests in the first ``warmup_s`` seconds after the first sample are left out. Dropped iterations go to
-    ``dropped_file(parquet)``. The parts are removed once both files are in place.
+    Requests in the first ``warmup_s`` seconds after the first sample are left out. With ``endpoint_names``
+    (tag value -> endpoint, for a user's own script) requests are renamed by it and those whose tag value is
+    not in it are left out. Dropped iterations go to ``dropped_file(parquet)``. The parts are removed once
+    both files are in place.
     """
     parquet.parent.mkdir(parents=True, exist_ok=True)
     parts = sorted(parts_dir.glob("*.parquet")) if parts_dir.is_dir() else []
@@ -34,10 +40,18 @@ def finalize_run_samples(parts_dir: Path, parquet: Path, *, warmup_s: float) -> 
                 "NULL::VARCHAR AS scenario, NULL::TIMESTAMPTZ AS ts, NULL::DOUBLE AS value, "
                 "NULL::INTEGER AS status, NULL::INTEGER AS generator WHERE false"
             )
+        if endpoint_names is not None:
+            con.execute("CREATE TEMP TABLE names (tag_value VARCHAR, endpoint VARCHAR)")
+            con.executemany("INSERT INTO names VALUES (?, ?)", list(endpoint_names.items()))
+            con.execute(
+                "CREATE TEMP VIEW named AS SELECT p.* REPLACE (n.endpoint AS endpoint) "
+                "FROM points p JOIN names n ON p.endpoint = n.tag_value"
+            )
+        source = "named" if endpoint_names is not None else "points"
         con.execute(
             f"""
             COPY (
-              SELECT endpoint, ts, value AS duration_ms, status, scenario, generator FROM points
+              SELECT endpoint, ts, value AS duration_ms, status, scenario, generator FROM {source}
               WHERE metric = 'http_req_duration' AND endpoint IS NOT NULL
                 AND ts >= (SELECT min(ts) FROM points) + INTERVAL {float(warmup_s)} SECOND
               ORDER BY ts
@@ -105,3 +119,48 @@ def endpoint_durations(parquet: Path, endpoint: str) -> np.ndarray:
             "SELECT duration_ms FROM read_parquet(?) WHERE endpoint = ?", [str(parquet), endpoint]
         ).fetchnumpy()
     return np.asarray(result["duration_ms"], dtype=float)
+
+
+# A step's first second is left out: k6 moves every endpoint's rate at once, but requests already in
+# flight from the previous step still land there.
+_STEP_SETTLE_S = 1.0
+
+
+def step_samples(parquet: Path, *, started_at: datetime, step_s: float, steps: int) -> list[StepSample]:
+    """Requests, p95, errors and dropped iterations of each step of a stepped run, timed from its start."""
+    settle = min(_STEP_SETTLE_S, step_s / 4)
+    with duckdb.connect() as con:
+        con.execute("SET TimeZone = 'UTC'")
+        rows = con.execute(
+            """
+            WITH timed AS (
+              SELECT floor(epoch(ts - ?::TIMESTAMPTZ) / ?)::INTEGER AS step,
+                     epoch(ts - ?::TIMESTAMPTZ) % ? AS into_step, duration_ms, status
+              FROM read_parquet(?)
+            )
+            SELECT step, count(*), quantile_cont(duration_ms, 0.95),
+                   count(*) FILTER (WHERE status = 0 OR status >= 400)
+            FROM timed WHERE step >= 0 AND step < ? AND into_step >= ? GROUP BY step
+            """,
+            [started_at, step_s, started_at, step_s, str(parquet), steps, settle],
+        ).fetchall()
+        dropped_rows = con.execute(
+            """
+            SELECT floor(epoch(ts - ?::TIMESTAMPTZ) / ?)::INTEGER AS step, sum(dropped)
+            FROM read_parquet(?) GROUP BY step
+            """,
+            [started_at, step_s, str(dropped_file(parquet))],
+        ).fetchall()
+    measured = {int(step): (int(n), float(p95), int(errors)) for step, n, p95, errors in rows}
+    dropped = {int(step): int(total or 0) for step, total in dropped_rows}
+    return [
+        StepSample(
+            step=i,
+            requests=measured.get(i, (0, 0.0, 0))[0],
+            seconds=step_s - settle,
+            p95=measured[i][1] if i in measured else None,
+            errors=measured.get(i, (0, 0.0, 0))[2],
+            dropped=dropped.get(i, 0),
+        )
+        for i in range(steps)
+    ]
