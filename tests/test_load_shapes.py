@@ -86,6 +86,10 @@ async def test_peak_stress_and_soak_run_after_the_baseline(
     assert stress.knee_rate == 10 and stress.broke_at_rate == 2005 and stress.dropped_from_rate == 2005
     assert "dropped iterations" in stress.break_reason and second.dropped > 0
     assert any("stress: knee at 10 req/s; broke at 2005 req/s" in e.message for e in status.events)
+    # The report shows every step and the knee.
+    for report in (status.report_markdown, status.report_html):
+        text = Path(report).read_text()
+        assert "Stress run" in text and "knee at 10 req/s; broke at 2005 req/s" in text and "dropped iterations" in text
 
     soak = shape(status, "soak")
     assert soak.requests > 0 and soak.stress is None

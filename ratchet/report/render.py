@@ -15,6 +15,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
+from ratchet.analysis.knee import knee_summary
 from ratchet.contracts import CampaignStatus, ChangeRecord, ChangeState, Finding, Verdict
 
 EMPTY = "—"
@@ -131,7 +132,7 @@ def _environment() -> Environment:
         when=format_when,
         md=markdown_cell,
     )
-    environment.globals.update(duration=format_duration)
+    environment.globals.update(duration=format_duration, knee=knee_summary)
     return environment
 
 
