@@ -28,6 +28,8 @@ def _context(call: LeverCall) -> dict[str, Any]:
             "name": target.name,
             "base_url": target.base,
             "database_url": target.database.url if target.database else None,
+            # sqlite or postgresql: lets one template hold a statement per dialect (catalog queries differ).
+            "dialect": target.database.dialect if target.database else None,
         },
         "lever": {"name": call.lever.name},
         "parameter": call.parameter,

@@ -1,6 +1,10 @@
 """Seed the shop database if needed, then serve the shop.
 
-    python -m examples.shop --db PATH [--port PORT] [--host HOST] [--orders N] [--seed-only] [--pid-file FILE]
+    python -m examples.shop (--db PATH | --database-url URL) [--port PORT] [--host HOST] [--orders N]
+                            [--seed-only] [--pid-file FILE]
+
+``--database-url`` takes ``postgresql://user@host:port/dbname`` (the database must exist; the shop creates its
+tables in it) or ``sqlite:///path``.
 
 Prints exactly one line on stdout, ``shop listening on http://HOST:PORT``, once the socket accepts
 connections (``--port 0`` picks a free port; the line shows the real one). SIGTERM and SIGINT shut it down
@@ -21,6 +25,7 @@ from types import FrameType
 import uvicorn
 
 from examples.shop.app import create_app
+from examples.shop.db import POSTGRES_SCHEMES
 from examples.shop.seed import seed_database
 
 
@@ -67,13 +72,21 @@ def main(argv: list[str] | None = None) -> int:
     """Parse the command line, seed, serve until signalled; returns the exit status."""
     parser = argparse.ArgumentParser(prog="python -m examples.shop", description="Seed and serve the shop.")
     add = parser.add_argument
-    add("--db", type=Path, required=True, help="SQLite file (seeded when missing or incomplete)")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--db", type=Path, help="SQLite file (seeded when missing or incomplete)")
+    where.add_argument(
+        "--database-url",
+        help="postgresql://user@host:port/dbname (an existing database, seeded when incomplete) or sqlite:///path",
+    )
     add("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     add("--port", type=int, default=8800, help="0 picks a free port (default: %(default)s)")
     add("--orders", type=int, default=500_000, help="rows in the orders table (default: %(default)s)")
     add("--seed-only", action="store_true", help="seed the database and exit")
     add("--pid-file", type=Path, help="write this process's id here while it runs")
     args = parser.parse_args(argv)
+    database: Path | str = args.db if args.db is not None else args.database_url
+    if isinstance(database, str) and not database.startswith(("sqlite:///", *POSTGRES_SCHEMES)):
+        parser.error(f"--database-url {database!r}: must start with postgresql://, postgres:// or sqlite:///")
 
     signals = _Signals()
     signals.install()
@@ -82,10 +95,10 @@ def main(argv: list[str] | None = None) -> int:
         # Written before seeding (which takes seconds) so a supervisor can stop us at any point.
         args.pid_file.write_text(pid)
     try:
-        seed_database(args.db, orders=args.orders)
+        seed_database(database, orders=args.orders)
         if args.seed_only:
             return 0
-        app = create_app(args.db)
+        app = create_app(database)
         config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", access_log=False)
         signals.server = server = _AnnouncingServer(config)
         server.run()

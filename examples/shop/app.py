@@ -1,13 +1,9 @@
-"""The shop's HTTP API (FastAPI on the stdlib sqlite3 driver, one connection per worker thread)."""
+"""The shop's HTTP API (FastAPI on SQLite or PostgreSQL; database access in ``examples.shop.db``)."""
 
 from __future__ import annotations
 
 import contextlib
-import sqlite3
-import threading
-import time
 from collections.abc import AsyncIterator
-from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,6 +11,8 @@ from fastapi import FastAPI, HTTPException, Query
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from examples.shop import db
+from examples.shop.db import db_seconds, query
 from examples.shop.telemetry import instrument
 
 # The planted bottleneck: without an index on orders(customer_email) this scans the whole table.
@@ -26,11 +24,6 @@ ORDERS_BY_EMAIL = (
 # `SELECT *` on purpose: the same text as the queries listed in target.yaml.
 PRODUCT_BY_ID = "SELECT * FROM products WHERE id = ?"
 CUSTOMER_BY_ID = "SELECT * FROM customers WHERE id = ?"
-
-# Seconds of database time spent by the current request. The middleware puts a fresh one-item list here;
-# handlers run in the threadpool with a *copy* of the context, so they mutate the shared list rather than
-# setting the variable (a set() in the worker thread would not be visible to the middleware).
-_db_seconds: ContextVar[list[float] | None] = ContextVar("shop_db_seconds", default=None)
 
 
 class ServerTimingMiddleware:
@@ -49,7 +42,7 @@ class ServerTimingMiddleware:
             await self.app(scope, receive, send)
             return
         spent = [0.0]
-        token = _db_seconds.set(spent)
+        token = db_seconds.set(spent)
 
         async def send_with_timing(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -59,48 +52,26 @@ class ServerTimingMiddleware:
         try:
             await self.app(scope, receive, send_with_timing)
         finally:
-            _db_seconds.reset(token)
+            db_seconds.reset(token)
 
 
 @contextlib.asynccontextmanager
-async def _flush_spans_on_shutdown(app: FastAPI) -> AsyncIterator[None]:
+async def _close_on_shutdown(app: FastAPI) -> AsyncIterator[None]:
     yield
+    app.state.database.close()
     provider = getattr(app.state, "tracer_provider", None)
     if provider is not None:
         provider.shutdown()  # exports what is still batched, so a stop loses no spans
 
 
-def create_app(db_path: Path) -> FastAPI:
-    """The shop application serving the (already seeded) SQLite database at ``db_path``."""
-    if not db_path.is_file():
-        # Fail at startup, not on the first request: sqlite3 would otherwise create an empty database.
-        raise FileNotFoundError(f"no shop database at {db_path}; run `python -m examples.shop --seed-only`")
-    # mode=rw: read-write but never create; the URI form percent-encodes odd characters in the path.
-    database_uri = f"{db_path.resolve().as_uri()}?mode=rw"
-    app = FastAPI(title="Ratchet demo shop", version="1.0", lifespan=_flush_spans_on_shutdown)
+def create_app(database: Path | str) -> FastAPI:
+    """The shop application on its (already seeded) database: a SQLite path, or a ``postgresql://`` URL."""
+    app = FastAPI(title="Ratchet demo shop", version="1.0", lifespan=_close_on_shutdown)
     app.add_middleware(ServerTimingMiddleware)
+    # Before the first connection: the instrumentations wrap the drivers' connect functions.
     app.state.tracer_provider = instrument(app, "demo-shop")
-    local = threading.local()
-
-    def connection() -> sqlite3.Connection:
-        # FastAPI runs `def` handlers in a threadpool and a sqlite3 connection belongs to the thread that
-        # opened it, so each pool thread lazily opens (and then keeps) its own.
-        conn: sqlite3.Connection | None = getattr(local, "connection", None)
-        if conn is None:
-            conn = sqlite3.connect(database_uri, uri=True)
-            conn.row_factory = sqlite3.Row
-            # Wait out the optimiser's CREATE INDEX (a write lock) instead of failing "database is locked".
-            conn.execute("PRAGMA busy_timeout=5000")
-            local.connection = conn
-        return conn
-
-    def query(sql: str, *params: Any) -> list[sqlite3.Row]:
-        started = time.perf_counter()
-        rows = connection().cursor().execute(sql, params).fetchall()  # a cursor: what tracing wraps
-        spent = _db_seconds.get()
-        if spent is not None:  # None only when called outside a request (no middleware around it)
-            spent[0] += time.perf_counter() - started
-        return rows
+    app.state.database = db.open_database(database)
+    db.use(app.state.database)
 
     @app.get("/health")
     def health() -> dict[str, str]:

@@ -1,14 +1,20 @@
-"""Deterministic seeding of the shop database (same rows on every machine, every time)."""
+"""Deterministic seeding of the shop database (same rows on every machine, every time, SQLite or PostgreSQL)."""
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import random
 import sqlite3
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import psycopg
+
+from examples.shop.db import is_postgres_url, sqlite_path
 
 CUSTOMERS = 20_000
 PRODUCTS = 2_000
@@ -66,33 +72,42 @@ def _order_rows(rng: random.Random, prices: list[int], first: int, last: int) ->
         )  # fmt: skip
 
 
+@dataclass
+class SeedRows:
+    """The rows of one seed, drawn from one generator in a fixed order (so both databases get the same)."""
+
+    customers: list[tuple[object, ...]]
+    products: list[tuple[object, ...]]
+    orders: Iterator[tuple[object, ...]]  # lazily drawn: 500,000 rows need not sit in memory at once
+
+
+def seed_rows(orders: int) -> SeedRows:
+    """Customers, products and ``orders`` orders; draw them in this order (customers, products, orders)."""
+    rng = random.Random(SEED)
+    signed_up = [(_EPOCH + timedelta(days=rng.randrange(700))).isoformat() for _ in range(CUSTOMERS)]
+    customers = [(n, customer_email(n), f"Customer {n}", signed_up[n - 1]) for n in range(1, CUSTOMERS + 1)]
+    prices = [rng.randrange(199, 19_999) for _ in range(PRODUCTS)]
+    products = [
+        (n, f"SKU-{n:05d}", f"Product {n}", prices[n - 1], _CATEGORIES[n % len(_CATEGORIES)])
+        for n in range(1, PRODUCTS + 1)
+    ]
+    return SeedRows(customers, products, _order_rows(rng, prices, 1, orders))
+
+
 def _build(tmp: Path, orders: int) -> None:
     """Write a complete seed of ``orders`` orders into the fresh file ``tmp``."""
-    rng = random.Random(SEED)
+    rows = seed_rows(orders)
     with contextlib.closing(sqlite3.connect(tmp)) as connection:
         # No journal and no syncs while building: a crash here only loses the temporary file, which the
         # next run rebuilds from scratch anyway. This keeps 300k orders well under the 10 s budget.
         connection.execute("PRAGMA journal_mode=OFF")
         connection.execute("PRAGMA synchronous=OFF")
         connection.executescript(SCHEMA)
-        signed_up = [(_EPOCH + timedelta(days=rng.randrange(700))).isoformat() for _ in range(CUSTOMERS)]
-        connection.executemany(
-            "INSERT INTO customers VALUES (?, ?, ?, ?)",
-            ((n, customer_email(n), f"Customer {n}", signed_up[n - 1]) for n in range(1, CUSTOMERS + 1)),
-        )
-        prices = [rng.randrange(199, 19_999) for _ in range(PRODUCTS)]
-        connection.executemany(
-            "INSERT INTO products VALUES (?, ?, ?, ?, ?)",
-            (
-                (n, f"SKU-{n:05d}", f"Product {n}", prices[n - 1], _CATEGORIES[n % len(_CATEGORIES)])
-                for n in range(1, PRODUCTS + 1)
-            ),
-        )
+        connection.executemany("INSERT INTO customers VALUES (?, ?, ?, ?)", rows.customers)
+        connection.executemany("INSERT INTO products VALUES (?, ?, ?, ?, ?)", rows.products)
         # Batches bound memory (one list per batch) while keeping executemany's per-row cost low.
-        for first in range(1, orders + 1, _BATCH):
-            last = min(first + _BATCH - 1, orders)
-            rows = list(_order_rows(rng, prices, first, last))
-            connection.executemany("INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        while batch := list(itertools.islice(rows.orders, _BATCH)):
+            connection.executemany("INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?)", batch)
         connection.execute("INSERT INTO seed_info VALUES (?, 1)", (orders,))
         connection.commit()
         # The served database runs in WAL mode (readers never block the optimiser's CREATE INDEX and vice
@@ -104,13 +119,18 @@ def _build(tmp: Path, orders: int) -> None:
         os.fsync(handle.fileno())
 
 
-def seed_database(path: Path, *, orders: int = 500_000) -> None:
-    """Create the shop database at ``path`` unless an identical, complete seed is already there.
+def seed_database(location: Path | str, *, orders: int = 500_000) -> None:
+    """Create the shop database at ``location`` (a SQLite path, or a ``postgresql://`` URL) unless an
+    identical, complete seed is already there.
 
-    Deterministic (``random.Random(20261122)``) and idempotent. The database is built in
-    ``path.with_suffix('.tmp')`` and renamed over ``path``, so a crash or a signal never leaves a
-    half-seeded database behind. There is deliberately no index on ``orders.customer_email``.
+    Deterministic (``random.Random(20261122)``), idempotent, and never half done: a SQLite database is built
+    in ``path.with_suffix('.tmp')`` and renamed over ``path``; a PostgreSQL one in a single transaction. There
+    is deliberately no index on ``orders.customer_email``.
     """
+    if is_postgres_url(location):
+        seed_postgres(str(location), orders=orders)
+        return
+    path = sqlite_path(location)
     if is_seeded(path, orders):
         return
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -133,3 +153,57 @@ def seed_database(path: Path, *, orders: int = 500_000) -> None:
             os.fsync(directory)
         finally:
             os.close(directory)
+
+
+# The same tables as SCHEMA, in PostgreSQL's types. Dates stay text (ISO 8601, one offset): the API answers
+# exactly what it answers on SQLite, and text order is time order. Primary keys are added after the COPY,
+# which builds each index once instead of row by row.
+PG_SCHEMA = """
+DROP TABLE IF EXISTS seed_info, orders, products, customers;
+CREATE TABLE customers (id integer NOT NULL, email text NOT NULL, name text NOT NULL, created_at text);
+CREATE TABLE products (id integer NOT NULL, sku text, name text, price_cents integer, category text);
+CREATE TABLE orders (
+  id integer NOT NULL, customer_id integer, customer_email text NOT NULL, product_id integer,
+  quantity integer, total_cents integer, status text, created_at text
+);
+CREATE TABLE seed_info (orders integer NOT NULL, complete integer NOT NULL);
+"""
+PG_KEYS = """
+ALTER TABLE customers ADD PRIMARY KEY (id);
+ALTER TABLE products ADD PRIMARY KEY (id);
+ALTER TABLE orders ADD PRIMARY KEY (id);
+"""
+
+
+def is_seeded_postgres(connection: psycopg.Connection[object], orders: int) -> bool:
+    """True when the database holds a completed seed with ``orders`` orders."""
+    if connection.execute("SELECT to_regclass('seed_info')").fetchone() in (None, (None,)):
+        return False
+    row = connection.execute("SELECT orders, complete FROM seed_info").fetchone()
+    return row is not None and row[0] == orders and row[1] == 1
+
+
+def seed_postgres(url: str, *, orders: int = 500_000) -> None:
+    """Seed the (existing) PostgreSQL database at ``url`` with the same rows as the SQLite seed.
+
+    One transaction (PostgreSQL's DDL is transactional): an interrupted seed leaves the database as it was.
+    COPY streams the rows; ANALYZE afterwards gives the planner the statistics a live database would have.
+    """
+    try:
+        # Autocommit: the seed below runs in its own explicit transaction, the checks and ANALYZE in none.
+        connection = psycopg.connect(url, autocommit=True)
+    except psycopg.OperationalError as exc:
+        raise ConnectionError(f"cannot connect to the shop database {url}: {exc}") from None
+    with connection:
+        if is_seeded_postgres(connection, orders):
+            return
+        rows = seed_rows(orders)
+        with connection.transaction(), connection.cursor() as cursor:
+            cursor.execute(PG_SCHEMA)
+            for table, data in (("customers", rows.customers), ("products", rows.products), ("orders", rows.orders)):
+                with cursor.copy(f"COPY {table} FROM STDIN") as copy:
+                    for row in data:
+                        copy.write_row(row)
+            cursor.execute(PG_KEYS)
+            cursor.execute("INSERT INTO seed_info VALUES (%s, 1)", (orders,))
+        connection.execute("ANALYZE customers, products, orders")

@@ -14,6 +14,7 @@ from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
 from opentelemetry.instrumentation.sqlite3 import SQLite3Instrumentor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -28,9 +29,11 @@ def tracing_configured() -> bool:
 
 
 def instrument(app: FastAPI, service_name: str) -> TracerProvider | None:
-    """Trace ``app``, its SQLite statements and its outbound httpx calls; None when tracing is not configured.
+    """Trace ``app``, its SQL statements (SQLite or PostgreSQL) and its outbound httpx calls; None when tracing
+    is not configured.
 
-    Call before the first database connection is opened: the sqlite3 instrumentation wraps ``connect``.
+    Call before the first database connection is opened: the sqlite3 and psycopg instrumentations wrap
+    ``connect``.
     """
     if not tracing_configured():
         return None
@@ -42,6 +45,7 @@ def instrument(app: FastAPI, service_name: str) -> TracerProvider | None:
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(), schedule_delay_millis=delay_ms))
     trace.set_tracer_provider(provider)
     SQLite3Instrumentor().instrument(tracer_provider=provider)
+    PsycopgInstrumentor().instrument(tracer_provider=provider)
     HTTPXClientInstrumentor().instrument(tracer_provider=provider)
     # The ASGI "receive"/"send" sub-spans say nothing about where time goes and triple the span count.
     FastAPIInstrumentor.instrument_app(app, tracer_provider=provider, exclude_spans=["receive", "send"])

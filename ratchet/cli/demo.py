@@ -90,6 +90,7 @@ def run_demo(console: Console, *, playbook: Path, auto_approve: bool, shop_port:
         worker_process(logs / "worker.log"),
     ):
         os.environ["SHOP_URL"], os.environ["SHOP_DB"] = shop_url, str(database)
+        os.environ.pop("SHOP_DATABASE_URL", None)  # the demo's shop runs on this SQLite file, whatever is set
         console.print(f"Demo shop on {shop_url}, its spans to {settings.otlp_url}; worker started (logs in {logs})")
         if not interactive:
             console.print(

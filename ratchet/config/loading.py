@@ -21,11 +21,15 @@ from ratchet.errors import ConfigError, ConfigProblem
 ModelT = TypeVar("ModelT", bound=BaseModel)
 Location = tuple[str | int, ...]
 
-_ENV_REFERENCE = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
+# A default may itself hold references one level deep, e.g. ${SHOP_DATABASE_URL:-sqlite:///${SHOP_DB:-x.db}}.
+_ENV_REFERENCE = re.compile(r"\$\{(\w+)(?::-((?:[^${}]|\$(?!\{)|\$\{\w+(?::-[^${}]*)?\})*))?\}")
 
 
 def expand_environment(text: str) -> str:
-    """Replace ``${NAME}`` and ``${NAME:-default}`` so one target file serves several machines."""
+    """Replace ``${NAME}`` and ``${NAME:-default}`` so one target file serves several machines.
+
+    A value from the environment is used as it is; a default that is used is expanded in turn.
+    """
 
     def replace(match: re.Match[str]) -> str:
         name, default = match.group(1), match.group(2)
@@ -33,7 +37,7 @@ def expand_environment(text: str) -> str:
         if value is None:
             if default is None:
                 raise KeyError(name)
-            return default
+            return expand_environment(default)
         return value
 
     return _ENV_REFERENCE.sub(replace, text)
