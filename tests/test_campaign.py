@@ -44,6 +44,7 @@ async def test_happy_path_index_found_approved_applied_proven_and_reported(
     status = await wait_for(client, campaign_id, waiting_at("planning"), what="the planning gate")
 
     # The bottleneck was found from measurements: a full scan of orders filtered on customer_email.
+    assert len(status.findings) == 1, [(f.type.value, f.endpoint, f.summary) for f in status.findings]
     [finding] = status.findings
     assert finding.type.value == "missing-index" and finding.endpoint == "orders-by-email"
     assert finding.evidence["columns"] == ["customer_email"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -37,10 +39,13 @@ def server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
     port = free_port()
     script = tmp_path / "forking_server.py"
     script.write_text(_SERVER)
-    process = subprocess.Popen([sys.executable, str(script), str(port)], stdout=subprocess.PIPE, text=True)
+    # A session of its own: the burning child survives a SIGKILL of its parent, so the whole group is killed.
+    process = subprocess.Popen(
+        [sys.executable, str(script), str(port)], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
     assert process.stdout is not None and process.stdout.readline().strip() == "ready"
     yield process, port
-    process.kill()
+    os.killpg(process.pid, signal.SIGKILL)
     process.wait()
 
 
