@@ -108,8 +108,7 @@ class MeasurementActivities:
             except Exception:  # the cancellation matters more than the partial samples: report, go on
                 activity.logger.exception("could not keep the partial samples of %s", run_id)
             raise
-        resources = self._store_resources(sampler.summary(), sampler, run_id)
-        return await self._conclude(request, run_id, run, resources)
+        return await self._conclude(request, run_id, run, self._store_resources(sampler, run_id))
 
     @activity.defn(name="generate_load")
     async def generate_load(self, request: GeneratorRequest) -> GeneratorResult:
@@ -123,15 +122,9 @@ class MeasurementActivities:
         run = await self._generate(
             load, run_id, sampler=sampler, segment=Segment(request.index, request.count), start_at=request.start_at
         )
-        samples = 0
         if sampler is not None:
-            summary = sampler.summary()
-            samples = summary.samples
-            self._store_resources(summary, sampler, run_id)
-        return GeneratorResult(
-            index=request.index, started_at=run.started_at, ended_by_itself=run.ended_by_itself,
-            resource_samples=samples,
-        )  # fmt: skip
+            self._store_resources(sampler, run_id)  # summarize_load_test reads them back from the store
+        return GeneratorResult(index=request.index, started_at=run.started_at, ended_by_itself=run.ended_by_itself)
 
     @activity.defn(name="summarize_load_test")
     async def summarize_load_test(self, split: SplitLoadTest) -> LoadTestResult:
@@ -227,9 +220,9 @@ class MeasurementActivities:
             endpoints=stats,
         )
 
-    def _store_resources(
-        self, summary: ResourceSummary, sampler: ResourceSampler, run_id: str
-    ) -> ResourceSummary | None:
+    def _store_resources(self, sampler: ResourceSampler, run_id: str) -> ResourceSummary | None:
+        """Store the run's resource samples; their summary, or None when no process of the target was found."""
+        summary = sampler.summary()
         if not summary.samples:
             return None
         sampler.write(self.settings.resources_file(run_id))

@@ -77,7 +77,6 @@ class GeneratorResult(Payload):
     index: int
     started_at: datetime
     ended_by_itself: bool
-    resource_samples: int = 0
 
 
 class SplitLoadTest(Payload):

@@ -41,6 +41,16 @@ def _per_minute(rate: float, share: float) -> int:
     return max(1, round(rate * share * 60))  # k6 rates are whole numbers per time unit
 
 
+def _stepped_stages(step_rates: list[float], share: float, step_s: int) -> tuple[Stage, ...]:
+    """Hold each step's rate for ``step_s`` seconds, jumping to the next step at once (a 0 s stage)."""
+    stages: list[Stage] = []
+    for rate in step_rates:
+        if stages:
+            stages.append(Stage(_per_minute(rate, share), 0))
+        stages.append(Stage(_per_minute(rate, share), step_s))
+    return tuple(stages)
+
+
 def plan_scenarios(
     target: Target, *, rate: float, duration_s: float, max_vus: int, step_rates: list[float] | None = None
 ) -> list[ScenarioPlan]:
@@ -55,14 +65,7 @@ def plan_scenarios(
     plans = []
     for endpoint in target.endpoints:
         share = endpoint.weight / total_weight
-        stages: tuple[Stage, ...] = ()
-        if step_rates:
-            stages = tuple(
-                stage
-                for i, step in enumerate(step_rates)
-                for stage in ((Stage(_per_minute(step, share), 0),) if i else ())
-                + (Stage(_per_minute(step, share), step_s),)
-            )
+        stages = _stepped_stages(step_rates, share, step_s) if step_rates else ()
         first = step_rates[0] if step_rates else rate
         plans.append(
             ScenarioPlan(

@@ -151,16 +151,12 @@ def step_samples(parquet: Path, *, started_at: datetime, step_s: float, steps: i
             """,
             [started_at, step_s, str(dropped_file(parquet))],
         ).fetchall()
-    measured = {int(step): (int(n), float(p95), int(errors)) for step, n, p95, errors in rows}
+    measured: dict[int, tuple[int, float | None, int]] = {
+        int(step): (int(n), float(p95), int(errors)) for step, n, p95, errors in rows
+    }
     dropped = {int(step): int(total or 0) for step, total in dropped_rows}
-    return [
-        StepSample(
-            step=i,
-            requests=measured.get(i, (0, 0.0, 0))[0],
-            seconds=step_s - settle,
-            p95=measured[i][1] if i in measured else None,
-            errors=measured.get(i, (0, 0.0, 0))[2],
-            dropped=dropped.get(i, 0),
-        )
-        for i in range(steps)
-    ]
+    samples = []
+    for i in range(steps):
+        requests, p95, errors = measured.get(i, (0, None, 0))
+        samples.append(StepSample(i, requests, step_s - settle, p95, errors, dropped.get(i, 0)))
+    return samples
