@@ -8,6 +8,7 @@ from sqlmodel import delete
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.statement_stats import StatementRecorder
 from ratchet.contracts import LoadTestRequest, LoadTestResult, ResourceSummary
 from ratchet.errors import MeasurementError
 from ratchet.k6.runner import Progress, run_k6
@@ -103,6 +104,8 @@ class MeasurementActivities:
         stream.start()
         sampler = ResourceSampler(lambda: target_processes(request.target))
         sampler.start()
+        statements = StatementRecorder(request.target)
+        await asyncio.to_thread(statements.start)
         try:
             await run_k6(script, workdir=run_dir, output=stream.source, on_progress=beat)
         except asyncio.CancelledError:
@@ -119,10 +122,13 @@ class MeasurementActivities:
             await asyncio.to_thread(stream.finish)
             raise ApplicationError(str(exc), type="MeasurementError") from None
         await asyncio.to_thread(sampler.stop)
+        statements_note = await asyncio.to_thread(statements.finish, self.settings.statements_file(run_id))
         await asyncio.to_thread(stream.finish)
         result = await asyncio.to_thread(self._store, request, run_id, False)
         resources = self._store_resources(sampler, run_id)
         spans, notes = await self._collect_spans(request, run_id)
+        if statements_note:
+            notes.append(statements_note)
         if resources is None:
             notes.append("no process of the target found on this machine: no resource samples")
         result = result.model_copy(update={"spans": spans, "resources": resources, "notes": result.notes + notes})

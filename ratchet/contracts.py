@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from ratchet.config.common import FindingType, Phase, Role
 from ratchet.config.playbook import Playbook
 from ratchet.config.target import Lever, Target
+from ratchet.database.models import InspectionSummary
 
 
 class Payload(BaseModel):
@@ -110,6 +111,10 @@ class SloCheck(Payload):
 class AssessResult(Payload):
     findings: list[Finding]
     slo: list[SloCheck]
+    database: InspectionSummary | None = Field(
+        None, description="The baseline run's database inspection (the whole of it is in database.file)."
+    )
+    notes: list[str] = Field(default_factory=list, description="What the assessment could not look at, and why.")
 
     @property
     def targets_met(self) -> bool:
@@ -336,6 +341,7 @@ class CampaignStatus(Payload):
     findings: list[Finding] = Field(default_factory=list)
     recommendations: list[Recommendation] = Field(default_factory=list)
     baseline: LoadTestResult | None = None
+    database: InspectionSummary | None = Field(None, description="The baseline's database inspection.")
     validation: LoadTestResult | None = None
     verdicts: list[EndpointVerdict] = Field(default_factory=list)
     slo_before: list[SloCheck] = Field(default_factory=list)

@@ -25,7 +25,7 @@ def role_activities(role: Role, settings: Settings) -> list[Callable[..., Any]]:
     levers = LeverActivities(store)
     analysis = AnalysisActivities(settings)
     if role == Role.PERF_OPTIMIZER:
-        assess = AssessmentActivities(store)
+        assess = AssessmentActivities(settings)
         records = RecordActivities(store)
         reports = ReportActivities(settings)
         return [
