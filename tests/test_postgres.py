@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import shutil
 import sqlite3
 from pathlib import Path
 
 import httpx
 import psycopg
+import pytest
+from sqlmodel import select
 
 from activities.assessment import inspect_statement
 from activities.levers import LeverActivities
@@ -20,7 +23,10 @@ from ratchet.config.common import FindingType
 from ratchet.config.loading import load_target
 from ratchet.contracts import Finding, LeverCall
 from ratchet.settings import Settings
+from ratchet.store.engine import session_for
+from ratchet.store.tables import LeverAction
 from tests.conftest import SHOP_ORDERS, SHOP_TARGET, Shop
+from tests.postgres_server import PostgresServer
 
 EMAILS = ["customer123@example.com", "customer1@example.com", "customer20000@example.com"]
 
@@ -118,3 +124,22 @@ def test_target_levers_check_the_postgres_catalog(pg_shop: Shop, tmp_path: Path)
     assert not again.changed  # the check read the catalog: already in effect
     assert levers._act(call, "rollback").changed
     assert pg_shop.indexes() == indexes_before
+
+
+def test_ratchets_own_store_on_postgres(
+    postgres: PostgresServer, shop_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RATCHET_STORE_URL=postgresql+psycopg://...: the store's tables are created there and the ledger lands there."""
+    store_url = postgres.create_database("ratchet_store").replace("postgresql://", "postgresql+psycopg://", 1)
+    database = tmp_path / "shop.db"
+    shutil.copyfile(shop_template, database)
+    monkeypatch.setenv("SHOP_DB", str(database))
+    monkeypatch.delenv("SHOP_DATABASE_URL", raising=False)
+    target = load_target(SHOP_TARGET)
+    [lever] = [lever for lever in target.levers if lever.name == "orders-status-index"]
+    call = LeverCall(campaign_id="c3", change_id="C1", lever=lever, target=target)
+    assert LeverActivities(store_url)._act(call, "apply").changed
+
+    with session_for(store_url) as session:
+        rows = session.exec(select(LeverAction).where(LeverAction.campaign_id == "c3")).all()
+    assert [(row.action, row.changed, row.verified) for row in rows] == [("apply", True, True)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Literal
 
 import sqlglot
 from sqlglot import exp
@@ -76,7 +77,9 @@ class RawStatement:
     rows: int | None = None
 
 
-def group_statements(raw: Iterable[RawStatement], dialect: Dialect, source: str) -> list[StatementStats]:
+def group_statements(
+    raw: Iterable[RawStatement], dialect: Dialect, source: Literal["pg_stat_statements", "spans"]
+) -> list[StatementStats]:
     """Merge texts that normalize alike; most total time first."""
     merged: dict[str, list[RawStatement]] = {}
     for item in raw:
@@ -96,7 +99,7 @@ def group_statements(raw: Iterable[RawStatement], dialect: Dialect, source: str)
                 total_ms=round(total, 3),
                 mean_ms=round(total / calls, 3),
                 rows=None if any(r is None for r in rows) else sum(r for r in rows if r is not None),
-                source=source,  # type: ignore[arg-type]
+                source=source,
             )
         )
     return sorted(stats, key=lambda s: s.total_ms, reverse=True)
