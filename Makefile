@@ -15,10 +15,11 @@ test: $(VENV)/.installed postgresql  ## Run the test suite (real Temporal, k6, S
 
 # The tests start throwaway PostgreSQL servers from the Debian package `postgresql` (the server with its
 # contrib modules, pg_stat_statements among them). Installed only when missing, so a machine that has it
-# pays one dpkg-query and prints nothing.
+# pays one dpkg-query and prints nothing. RATCHET_PG_BINDIR (binaries elsewhere, e.g. not Debian) skips it.
 PG_PACKAGE := postgresql
 postgresql:
-	@if dpkg-query -W -f='$${Status}' $(PG_PACKAGE) 2>/dev/null | grep -q 'ok installed' \
+	@if [ -n "$$RATCHET_PG_BINDIR" ]; then exit 0; fi; \
+	if dpkg-query -W -f='$${Status}' $(PG_PACKAGE) 2>/dev/null | grep -q 'ok installed' \
 	    && ls /usr/lib/postgresql/*/lib/pg_stat_statements.so >/dev/null 2>&1; then exit 0; fi; \
 	if ! command -v apt-get >/dev/null; then \
 	  echo "PostgreSQL server (with contrib) is needed by the tests: install it, or set RATCHET_PG_BINDIR" >&2; \
@@ -31,7 +32,7 @@ postgresql:
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy ratchet/analysis ratchet/config
+	$(BIN)/mypy ratchet/analysis ratchet/config ratchet/database
 
 bench: $(VENV)/.installed  ## Benchmarks: Ratchet's ingest beside a naive baseline, ratios from one run
 	$(BIN)/python -m bench $(ARGS)

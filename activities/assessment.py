@@ -10,6 +10,7 @@ import time
 from sqlalchemy import text
 from temporalio import activity
 
+from activities.database_inspection import inspect_run_summary
 from activities.target_database import target_engine
 from ratchet.analysis.detection import (
     StatementEvidence,
@@ -22,6 +23,8 @@ from ratchet.analysis.slo import check_slos
 from ratchet.analysis.sql_columns import filtered_columns
 from ratchet.config.target import Endpoint, Target
 from ratchet.contracts import AssessRequest, AssessResult, Finding
+from ratchet.database.models import InspectionSummary
+from ratchet.settings import Settings
 from ratchet.store.engine import session_for
 from ratchet.store.tables import FindingRecord
 
@@ -79,8 +82,19 @@ def inspect_statement(target: Target, endpoint: Endpoint, sql: str) -> Statement
 class AssessmentActivities:
     """find_bottlenecks, served by the perf-optimizer role."""
 
-    def __init__(self, store_url: str) -> None:
-        self.store_url = store_url
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.store_url = settings.resolved_store_url
+
+    def _inspect(self, request: AssessRequest) -> tuple[InspectionSummary | None, list[str]]:
+        """The baseline run's database inspection; a failure is a note, not a failed assessment."""
+        if request.target.database is None:
+            return None, []
+        try:
+            return inspect_run_summary(self.settings, request.target, request.baseline.run_id), []
+        except Exception as exc:
+            activity.logger.exception("database inspection of %s failed", request.baseline.run_id)
+            return None, [f"database inspection failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"]
 
     def _assess(self, request: AssessRequest) -> AssessResult:
         playbook, target = request.playbook, request.target
@@ -95,7 +109,10 @@ class AssessmentActivities:
         explained = {f.endpoint for f in findings}
         findings += unexplained_slow_findings(slow, explained, start=len(findings) + 1)
         self._store(request.campaign_id, findings)
-        return AssessResult(findings=findings, slo=check_slos(request.baseline.endpoints, playbook))
+        database, notes = self._inspect(request)
+        return AssessResult(
+            findings=findings, slo=check_slos(request.baseline.endpoints, playbook), database=database, notes=notes
+        )
 
     def _store(self, campaign_id: str, findings: list[Finding]) -> None:
         with session_for(self.store_url) as session:

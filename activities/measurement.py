@@ -15,6 +15,7 @@ from sqlmodel import delete
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.statement_stats import StatementRecorder
 from ratchet.analysis.knee import stress_report
 from ratchet.config.target import Target
 from ratchet.contracts import (
@@ -99,8 +100,9 @@ class MeasurementActivities:
         """Send the request's load to the target and store the raw samples, resources and spans."""
         run_id = run_id_of(request)
         sampler = ResourceSampler(lambda: target_processes(request.target))
+        statements = StatementRecorder(request.target)
         try:
-            run = await self._generate(request, run_id, sampler=sampler)
+            run = await self._generate(request, run_id, sampler=sampler, statements=statements)
         except asyncio.CancelledError:
             # Keep what was measured before the stop; the campaign's report can still show it.
             try:
@@ -108,23 +110,34 @@ class MeasurementActivities:
             except Exception:  # the cancellation matters more than the partial samples: report, go on
                 activity.logger.exception("could not keep the partial samples of %s", run_id)
             raise
-        return await self._conclude(request, run_id, run, self._store_resources(sampler, run_id))
+        notes = await self._store_statements(statements, run_id)
+        return await self._conclude(request, run_id, run, self._store_resources(sampler, run_id), notes)
 
     @activity.defn(name="generate_load")
     async def generate_load(self, request: GeneratorRequest) -> GeneratorResult:
         """Run one execution segment of a split load test, resumed at the shared start instant.
 
-        Generator 0 also samples the target's resources (one sampler per run, wherever it is).
+        Generator 0 also samples the target's resources and counts its database statements (once per run).
         """
         load = request.request
         run_id = run_id_of(load)
-        sampler = ResourceSampler(lambda: target_processes(load.target)) if request.index == 0 else None
+        first = request.index == 0
+        sampler = ResourceSampler(lambda: target_processes(load.target)) if first else None
+        statements = StatementRecorder(load.target) if first else None
         run = await self._generate(
-            load, run_id, sampler=sampler, segment=Segment(request.index, request.count), start_at=request.start_at
+            load,
+            run_id,
+            sampler=sampler,
+            statements=statements,
+            segment=Segment(request.index, request.count),
+            start_at=request.start_at,
         )
         if sampler is not None:
             self._store_resources(sampler, run_id)  # summarize_load_test reads them back from the store
-        return GeneratorResult(index=request.index, started_at=run.started_at, ended_by_itself=run.ended_by_itself)
+        notes = await self._store_statements(statements, run_id) if statements is not None else []
+        return GeneratorResult(
+            index=request.index, started_at=run.started_at, ended_by_itself=run.ended_by_itself, notes=notes
+        )
 
     @activity.defn(name="summarize_load_test")
     async def summarize_load_test(self, split: SplitLoadTest) -> LoadTestResult:
@@ -135,7 +148,8 @@ class MeasurementActivities:
         run = K6Run(started_at=min(starts), ended_by_itself=all(g.ended_by_itself for g in split.generators))
         resources_file = self.settings.resources_file(run_id)
         resources = summarize_resources(read_resources(resources_file)) if resources_file.is_file() else None
-        result = await self._conclude(request, run_id, run, resources)
+        notes = [note for g in split.generators for note in g.notes]
+        result = await self._conclude(request, run_id, run, resources, notes)
         return result.model_copy(
             update={"generators": len(starts), "start_skew_s": round((max(starts) - min(starts)).total_seconds(), 3)}
         )
@@ -148,6 +162,7 @@ class MeasurementActivities:
         run_id: str,
         *,
         sampler: ResourceSampler | None,
+        statements: StatementRecorder | None = None,
         segment: Segment | None = None,
         start_at: datetime | None = None,
     ) -> K6Run:
@@ -169,6 +184,8 @@ class MeasurementActivities:
         stream.start()
         if sampler is not None:
             sampler.start()
+        if statements is not None:
+            await asyncio.to_thread(statements.start)
         try:
             return await run_k6(
                 render_script(request, run_id),
@@ -220,6 +237,11 @@ class MeasurementActivities:
             endpoints=stats,
         )
 
+    async def _store_statements(self, statements: StatementRecorder, run_id: str) -> list[str]:
+        """Store what the target's database ran during the load; a note when it could not be counted."""
+        note = await asyncio.to_thread(statements.finish, self.settings.statements_file(run_id))
+        return [note] if note else []
+
     def _store_resources(self, sampler: ResourceSampler, run_id: str) -> ResourceSummary | None:
         """Store the run's resource samples; their summary, or None when no process of the target was found."""
         summary = sampler.summary()
@@ -248,7 +270,12 @@ class MeasurementActivities:
         return run_spans.spans, [run_spans.note] if run_spans.note else []
 
     async def _conclude(
-        self, request: LoadTestRequest, run_id: str, run: K6Run, resources: ResourceSummary | None
+        self,
+        request: LoadTestRequest,
+        run_id: str,
+        run: K6Run,
+        resources: ResourceSummary | None,
+        notes_so_far: list[str],
     ) -> LoadTestResult:
         """Percentiles, the stress knee, spans and notes of a finished run; refuse a run nothing answered."""
         result = await asyncio.to_thread(self._store, request, run_id, False)
@@ -264,6 +291,7 @@ class MeasurementActivities:
             )
             stress = stress_report(samples, plan, ended_by_itself=run.ended_by_itself)
         spans, notes = await self._collect_spans(request, run_id)
+        notes = notes_so_far + notes
         if resources is None:
             notes.append("no process of the target found on this machine: no resource samples")
         result = result.model_copy(

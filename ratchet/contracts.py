@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from ratchet.config.common import FindingType, Phase, Role
 from ratchet.config.playbook import Playbook
 from ratchet.config.target import Lever, Target
+from ratchet.database.models import InspectionSummary
 
 
 class Payload(BaseModel):
@@ -77,6 +78,7 @@ class GeneratorResult(Payload):
     index: int
     started_at: datetime
     ended_by_itself: bool
+    notes: list[str] = Field(default_factory=list)
 
 
 class SplitLoadTest(Payload):
@@ -176,6 +178,10 @@ class SloCheck(Payload):
 class AssessResult(Payload):
     findings: list[Finding]
     slo: list[SloCheck]
+    database: InspectionSummary | None = Field(
+        None, description="The baseline run's database inspection (the whole of it is in database.file)."
+    )
+    notes: list[str] = Field(default_factory=list, description="What the assessment could not look at, and why.")
 
     @property
     def targets_met(self) -> bool:
@@ -405,6 +411,7 @@ class CampaignStatus(Payload):
     load_shapes: list[LoadTestResult] = Field(
         default_factory=list, description="The assessment's peak, stress and soak runs, as the playbook asks."
     )
+    database: InspectionSummary | None = Field(None, description="The baseline's database inspection.")
     validation: LoadTestResult | None = None
     verdicts: list[EndpointVerdict] = Field(default_factory=list)
     slo_before: list[SloCheck] = Field(default_factory=list)

@@ -62,6 +62,18 @@ class Settings(BaseSettings):
         path.mkdir(parents=True, exist_ok=True)
         return path / f"{run_id}.parquet"
 
+    def statements_file(self, run_id: str) -> Path:
+        """The JSON file of what the target's database ran during one load run (from pg_stat_statements)."""
+        path = self.resolved_home / "statements"
+        path.mkdir(parents=True, exist_ok=True)
+        return path / f"{run_id}.json"
+
+    def inspection_file(self, run_id: str) -> Path:
+        """The JSON file of the database inspection made for one load run (tables, statements, plans)."""
+        path = self.resolved_home / "inspections"
+        path.mkdir(parents=True, exist_ok=True)
+        return path / f"{run_id}.json"
+
     @property
     def otlp_url(self) -> str:
         return f"http://{self.otlp_host}:{self.otlp_port}"

@@ -26,7 +26,7 @@ def role_activities(role: Role, settings: Settings) -> list[Callable[..., Any]]:
     analysis = AnalysisActivities(settings)
     measuring = [measure.run_load_test, measure.summarize_load_test]
     if role == Role.PERF_OPTIMIZER:
-        assess = AssessmentActivities(store)
+        assess = AssessmentActivities(settings)
         records = RecordActivities(store)
         reports = ReportActivities(settings)
         return [

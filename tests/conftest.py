@@ -1,4 +1,5 @@
-"""Shared fixtures: a real Temporal dev server, real workers, the real demo shop on a real SQLite file."""
+"""Shared fixtures: a real Temporal dev server, real workers, the real demo shop on a real SQLite file or on a
+real PostgreSQL server."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from ratchet.temporal.client import connect
 from ratchet.temporal.server import start_server, stop_server
 from ratchet.temporal.worker import build_workers, run_workers
 from ratchet.traces.serve import READY_LINE
+from tests.postgres_server import PostgresServer, running_server
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_PLAYBOOK = ROOT / "tests" / "playbooks" / "fast.yaml"
@@ -110,20 +112,51 @@ def shop_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 class Shop:
-    """A running demo shop on its own copy of the database."""
+    """A running demo shop on its own copy of the database (a SQLite file, or a PostgreSQL URL)."""
 
-    def __init__(self, url: str, database: Path, process: subprocess.Popen[str]) -> None:
+    def __init__(self, url: str, database: Path | str, process: subprocess.Popen[str]) -> None:
         self.url, self.database, self.process = url, database, process
 
     def indexes(self) -> list[tuple[str, str]]:
         """(name, sql) of every index on the shop's tables: what a rollback must restore exactly."""
-        import sqlite3
+        if isinstance(self.database, str):
+            import psycopg
 
-        with contextlib.closing(sqlite3.connect(self.database)) as connection:
-            rows = connection.execute(
-                "SELECT name, coalesce(sql, '') FROM sqlite_master WHERE type = 'index' ORDER BY name"
-            ).fetchall()
+            with psycopg.connect(self.database) as connection:
+                rows = connection.execute(
+                    "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY indexname"
+                ).fetchall()
+        else:
+            import sqlite3
+
+            with contextlib.closing(sqlite3.connect(self.database)) as connection:
+                rows = connection.execute(
+                    "SELECT name, coalesce(sql, '') FROM sqlite_master WHERE type = 'index' ORDER BY name"
+                ).fetchall()
         return [(str(n), str(s)) for n, s in rows]
+
+
+def start_shop(database_args: list[str], trace_receiver: str) -> tuple[str, subprocess.Popen[str]]:
+    """``python -m examples.shop`` on a free port, sending its spans to ``trace_receiver``; (url, process)."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "examples.shop", *database_args, "--port", str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=os.environ | {"OTEL_EXPORTER_OTLP_ENDPOINT": trace_receiver},
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    assert "listening" in line, f"shop did not start: {line!r}"
+    return f"http://127.0.0.1:{port}", process
+
+
+def stop_shop(process: subprocess.Popen[str]) -> None:
+    process.terminate()
+    process.wait(timeout=10)
+    if process.stdout is not None:
+        process.stdout.close()
 
 
 @pytest.fixture
@@ -133,20 +166,56 @@ def shop(shop_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, t
     database = tmp_path / "shop" / "shop.db"
     database.parent.mkdir()
     shutil.copyfile(shop_template, database)
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "examples.shop", "--db", str(database), "--port", str(port)],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-        env=os.environ | {"OTEL_EXPORTER_OTLP_ENDPOINT": trace_receiver},
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    assert "listening" in line, f"shop did not start: {line!r}"
-    url = f"http://127.0.0.1:{port}"
+    url, process = start_shop(["--db", str(database)], trace_receiver)
     monkeypatch.setenv("SHOP_URL", url)
     monkeypatch.setenv("SHOP_DB", str(database))
     yield Shop(url, database, process)
-    process.terminate()
-    process.wait(timeout=10)
+    stop_shop(process)
+
+
+# --- PostgreSQL ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    """A real PostgreSQL server for the session (Debian's binaries, pg_stat_statements loaded), on 127.0.0.1.
+
+    Missing binaries fail the tests that need it, with what to install: never a skip.
+    """
+    with running_server(tmp_path_factory.mktemp("postgres")) as server:
+        yield server
+
+
+PG_SHOP_TEMPLATE = "shop_template"
+
+
+@pytest.fixture(scope="session")
+def pg_shop_template(postgres: PostgresServer) -> str:
+    """The shop seeded once on PostgreSQL (the same rows as the SQLite template); tests get copies of it."""
+    url = postgres.create_database(PG_SHOP_TEMPLATE)
+    subprocess.run(
+        [sys.executable, "-m", "examples.shop", "--database-url", url, "--orders", str(SHOP_ORDERS), "--seed-only"],
+        check=True,
+        cwd=ROOT,
+    )
+    return PG_SHOP_TEMPLATE
+
+
+@pytest.fixture
+def pg_database(postgres: PostgresServer, pg_shop_template: str) -> Iterator[str]:
+    """This test's own copy of the seeded PostgreSQL shop database; yields its URL."""
+    name = f"shop_{uuid.uuid4().hex[:10]}"
+    url = postgres.create_database(name, template=pg_shop_template)
+    yield url
+    postgres.drop_database(name)
+
+
+@pytest.fixture
+def pg_shop(pg_database: str, monkeypatch: pytest.MonkeyPatch, trace_receiver: str) -> Iterator[Shop]:
+    """The demo shop on this test's PostgreSQL copy, on a free port, its spans to the test's trace receiver;
+    SHOP_URL/SHOP_DATABASE_URL point at it (the shop's target file then reaches PostgreSQL)."""
+    url, process = start_shop(["--database-url", pg_database], trace_receiver)
+    monkeypatch.setenv("SHOP_URL", url)
+    monkeypatch.setenv("SHOP_DATABASE_URL", pg_database)
+    yield Shop(url, pg_database, process)
+    stop_shop(process)

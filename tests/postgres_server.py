@@ -2,7 +2,12 @@
 
 Real binaries from the Debian package ``postgresql`` (``make test`` installs it when missing). initdb and the
 server refuse to run as root, so under root they run as the ``postgres`` system user (``runuser``) with a
-data folder it owns; under any other user they run as that user.
+data folder it owns; under any other user they run as that user, in the given folder.
+
+Under root the data folder cannot live in pytest's temporary folders: every pytest session that starts makes
+``/tmp/pytest-of-root`` private again (0700), which would cut a running server off its own files. It lives
+in a private folder of its own, owned by ``postgres``, removed when the server stops; the server's log is
+copied into the given folder.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import re
 import shutil
 import socket
 import subprocess
+import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,33 +75,24 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _make_traversable(path: Path) -> None:
-    """Let the service user reach ``path``: add the search (x) bit to its ancestors that lack it.
-
-    pytest's temporary folders are 0700 and owned by root. Search without read lets another user open a path
-    whose names it knows but never list what is there.
-    """
-    for folder in [path, *path.parents]:
-        mode = folder.stat().st_mode
-        if not mode & 0o001:
-            folder.chmod(mode | 0o011)
-
-
 @dataclass
 class PostgresServer:
-    """One PostgreSQL server in ``root`` (data folder, log), listening on 127.0.0.1:``port``."""
+    """One PostgreSQL server for ``root`` (its log ends up there), listening on 127.0.0.1:``port``."""
 
     root: Path
     bindir: Path
     port: int = 0
+    home: Path | None = None  # data folder and log while the server exists
 
     @property
     def data_dir(self) -> Path:
-        return self.root / "data"
+        assert self.home is not None, "initdb() first"
+        return self.home / "data"
 
     @property
     def log_file(self) -> Path:
-        return self.root / "server.log"
+        assert self.home is not None, "initdb() first"
+        return self.home / "server.log"
 
     def url(self, database: str = "postgres") -> str:
         """A libpq URL of a database on this server (user postgres, trust authentication on loopback)."""
@@ -118,8 +115,10 @@ class PostgresServer:
         self.root.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
             account = pwd.getpwnam(_SERVICE_USER)
-            _make_traversable(self.root)
-            os.chown(self.root, account.pw_uid, account.pw_gid)
+            self.home = Path(tempfile.mkdtemp(prefix="ratchet-postgres-"))
+            os.chown(self.home, account.pw_uid, account.pw_gid)
+        else:
+            self.home = self.root
         self._run(
             [str(self.bindir / "initdb"), "-D", str(self.data_dir), "-U", _SERVICE_USER, "--auth=trust",
              "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync"]
@@ -146,9 +145,17 @@ class PostgresServer:
                     raise
 
     def stop(self) -> None:
-        """Fast shutdown: open sessions are ended, the server waits for nothing else."""
-        if (self.data_dir / "postmaster.pid").exists():
-            self._run([str(self.bindir / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop"])
+        """Fast shutdown: open sessions are ended, the server waits for nothing else. A private home goes."""
+        if self.home is None:
+            return
+        try:
+            if (self.data_dir / "postmaster.pid").exists():
+                self._run([str(self.bindir / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop"])
+        finally:
+            if self.home != self.root:
+                with contextlib.suppress(OSError):
+                    shutil.copyfile(self.log_file, self.root / "server.log")
+                shutil.rmtree(self.home, ignore_errors=True)
 
     def create_database(self, name: str, *, template: str = "template1") -> str:
         """A new database (pg_stat_statements installed in it); returns its URL."""
@@ -168,9 +175,9 @@ class PostgresServer:
 def running_server(root: Path) -> Iterator[PostgresServer]:
     """A started server in ``root`` for the block's duration, stopped (fast) afterwards."""
     server = PostgresServer(root, server_bindir())
-    server.initdb()
-    server.start()
     try:
+        server.initdb()
+        server.start()
         yield server
     finally:
         server.stop()

@@ -52,6 +52,10 @@ async def test_happy_path_index_found_approved_applied_proven_and_reported(
     assert "SCAN orders" in finding.evidence["plan_line"]
     best = status.recommendations[0]
     assert best.recommended and best.lever is not None and "customer_email" in best.lever.apply[0]
+    # The baseline's database inspection: the e-mail search dominates, and its plan scans all of orders.
+    assert status.database is not None and status.database.statement_source == "spans"
+    assert status.database.dominant[0].full_scans == ["orders"]
+    assert Path(status.database.file).is_file()
 
     # The baseline kept the shop's own spans for its requests: server spans per endpoint, with the SQL
     # statement of each query beneath them (the shop exports OTLP to Ratchet's receiver).
@@ -128,6 +132,34 @@ async def test_happy_path_index_found_approved_applied_proven_and_reported(
 
     listed = await ratchet_cli(settings, "list", "--json")
     assert listed.returncode == 0 and campaign_id in listed.stdout, listed.stdout + listed.stderr
+    await assert_replays(client, campaign_id)
+
+
+async def test_campaign_on_postgres_finds_the_seq_scan_and_proves_the_index(
+    client: Client, settings: Settings, worker: None, pg_shop: Shop
+) -> None:
+    """The same target file, with SHOP_DATABASE_URL pointing at the shop's PostgreSQL database."""
+    indexes_before = pg_shop.indexes()
+    campaign_id = await campaigns.launch(
+        client, settings, playbook_file=TEST_PLAYBOOK, target_file=SHOP_TARGET, auto_approve_as="alice"
+    )
+    final = await finish(client, campaign_id, timeout_s=300)
+
+    [finding] = final.findings
+    assert finding.type.value == "missing-index" and finding.evidence["columns"] == ["customer_email"]
+    assert "Seq Scan on orders" in finding.evidence["plan_line"]
+    assert final.database is not None and final.database.dialect == "postgresql"
+    assert final.database.statement_source == "pg_stat_statements"
+    assert "customer_email = $1" in final.database.dominant[0].statement
+    assert final.database.dominant[0].full_scans == ["orders"]
+
+    assert final.state == CampaignState.COMPLETED, final.outcome_detail
+    orders = next(v for v in final.verdicts if v.endpoint == "orders-by-email")
+    assert orders.verdict.value == "improved" and orders.p_value_faster < 0.01, orders.explanation
+    [change] = final.changes
+    assert change.state == ChangeState.KEPT
+    added = sorted(set(pg_shop.indexes()) - set(indexes_before))
+    assert [name for name, _ in added] == ["ratchet_ix_orders_customer_email"]
     await assert_replays(client, campaign_id)
 
 

@@ -161,6 +161,7 @@ class CampaignWorkflow:
             result_type=AssessResult,
         )
         self._status.findings = assessment.findings
+        self._status.database = assessment.database
         self._status.slo_before = assessment.slo
         decision = after_assessment(assessment)
         met = sum(c.met for c in assessment.slo)

@@ -11,6 +11,7 @@ many), in autocommit so that no idle transaction holds a lock an optimiser's ``C
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import threading
 import time
@@ -21,8 +22,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import psycopg
-import sqlglot
-from sqlglot.tokens import TokenType
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
@@ -70,20 +69,21 @@ def _row_factory(cursor: psycopg.Cursor[Any]) -> Any:
     return lambda values: Row(values, columns, index)
 
 
+# What a ``?`` may hide in: quoted strings and identifiers, and comments. Everything else that is a ``?`` is a
+# placeholder. (sqlglot's tokenizer would do, but it reads the rest of EXPLAIN, SET, ... as one opaque string.)
+_SQL_PARTS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*|/\*.*?\*/|\?|%", re.DOTALL)
+
+
 @lru_cache(maxsize=512)
 def to_psycopg(sql: str) -> str:
-    """``sql`` with ``?`` placeholders in psycopg's spelling: ``%s``, and every literal ``%`` doubled.
+    """``sql`` with ``?`` placeholders in psycopg's spelling: ``%s``, and every literal ``%`` doubled (psycopg
+    reads ``%`` as the start of a placeholder anywhere in the text, inside strings too)."""
 
-    SQLite's tokenizer tells a placeholder from a ``?`` inside a string or a comment.
-    """
-    pieces: list[str] = []
-    done = 0
-    for token in sqlglot.tokenize(sql, read="sqlite"):
-        if token.token_type == TokenType.PLACEHOLDER and token.text == "?":
-            pieces += [sql[done : token.start].replace("%", "%%"), "%s"]
-            done = token.end + 1
-    pieces.append(sql[done:].replace("%", "%%"))
-    return "".join(pieces)
+    def swap(match: re.Match[str]) -> str:
+        part = match.group()
+        return "%s" if part == "?" else part.replace("%", "%%")
+
+    return _SQL_PARTS.sub(swap, sql)
 
 
 class Database(Protocol):
