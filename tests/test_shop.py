@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import selectors
-import shutil
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -17,9 +15,10 @@ import pytest
 
 from examples.shop.app import ORDERS_BY_EMAIL, create_app
 from examples.shop.seed import CUSTOMERS, PRODUCTS, seed_database
+from tests.conftest import SMALL_ORDERS
 
 ROOT = Path(__file__).resolve().parents[1]
-SMALL_ORDERS = 20_000
+
 EMAIL = "customer123@example.com"
 
 
@@ -41,69 +40,6 @@ def fetch(path: Path, sql: str, *params: object) -> list[tuple[object, ...]]:
 def orders_plan(path: Path) -> str:
     """SQLite's query plan for the shop's e-mail search, as one string."""
     return " ".join(str(row[-1]) for row in fetch(path, f"EXPLAIN QUERY PLAN {ORDERS_BY_EMAIL}", EMAIL))
-
-
-@pytest.fixture(scope="module")
-def small_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A seeded shop with 20,000 orders, shared read-only by this module (copy it to change it)."""
-    path = tmp_path_factory.mktemp("shop") / "shop.db"
-    seed_database(path, orders=SMALL_ORDERS)
-    return path
-
-
-@pytest.fixture
-def db_copy(small_db: Path, tmp_path: Path) -> Path:
-    """This test's own copy of the small shop database."""
-    path = tmp_path / "shop.db"
-    shutil.copyfile(small_db, path)
-    return path
-
-
-def wait_for_line(process: subprocess.Popen[str], timeout: float) -> str:
-    """The first stdout line of ``process``; waits on the pipe (no sleeping), fails after ``timeout`` s."""
-    assert process.stdout is not None
-    with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ)
-        if not selector.select(timeout):
-            raise AssertionError(f"no output from the shop within {timeout} s")
-    return process.stdout.readline()
-
-
-@pytest.fixture
-def start_shop(tmp_path: Path) -> Iterator[Callable[[Path], str]]:
-    """Starts ``python -m examples.shop`` on a database (on a free port) and returns its base URL.
-
-    Every shop started is sent SIGTERM at teardown and must then exit cleanly (status 0, pid file gone).
-    """
-    started: list[tuple[subprocess.Popen[str], Path]] = []
-
-    def start(database: Path) -> str:
-        pid_file = tmp_path / f"shop-{len(started)}.pid"
-        # --port 0: the kernel picks a free port and the shop prints it, so there is no pick-then-bind race.
-        command = [sys.executable, "-m", "examples.shop", "--db", str(database), "--port", "0"]
-        command += ["--pid-file", str(pid_file)]
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
-        started.append((process, pid_file))
-        line = wait_for_line(process, timeout=60)
-        assert line.startswith("shop listening on http://127.0.0.1:"), f"shop did not start: {line!r}"
-        assert pid_file.read_text() == str(process.pid)
-        return line.split()[-1]
-
-    yield start
-    # Signal every shop before judging any, so one failed check never leaves another server running.
-    for process, _ in started:
-        process.terminate()
-    statuses = []
-    for process, _ in started:
-        try:
-            statuses.append(process.wait(timeout=15))
-        except subprocess.TimeoutExpired:
-            process.kill()
-            statuses.append(process.wait())
-        if process.stdout is not None:
-            process.stdout.close()
-    assert statuses == [0] * len(started), "the shop must exit cleanly on SIGTERM"
-    assert not any(pid_file.exists() for _, pid_file in started), "the shop removes its pid file on exit"
 
 
 # --- seeding ---------------------------------------------------------------------------------------------

@@ -15,6 +15,15 @@ from fastapi import FastAPI, HTTPException, Query
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from examples.shop.availability import availability_router
+from examples.shop.billing import billing_router
+from examples.shop.catalog import catalog_router
+from examples.shop.compression import SwitchableGZipMiddleware
+from examples.shop.flags import FlagStore, admin_router
+from examples.shop.orders_api import orders_router
+from examples.shop.outbound import Outbound
+from examples.shop.recommendations import recommendations_router
+from examples.shop.storefront import storefront_router
 from examples.shop.telemetry import instrument
 
 # The planted bottleneck: without an index on orders(customer_email) this scans the whole table.
@@ -63,8 +72,14 @@ class ServerTimingMiddleware:
 
 
 @contextlib.asynccontextmanager
-async def _flush_spans_on_shutdown(app: FastAPI) -> AsyncIterator[None]:
-    yield
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Start the downstream services with the shop; stop them, then flush the spans, when it stops."""
+    outbound: Outbound = app.state.outbound
+    await outbound.start()  # the downstream services are up before the shop says it is listening
+    try:
+        yield
+    finally:
+        await outbound.stop()
     provider = getattr(app.state, "tracer_provider", None)
     if provider is not None:
         provider.shutdown()  # exports what is still batched, so a stop loses no spans
@@ -77,7 +92,7 @@ def create_app(db_path: Path) -> FastAPI:
         raise FileNotFoundError(f"no shop database at {db_path}; run `python -m examples.shop --seed-only`")
     # mode=rw: read-write but never create; the URI form percent-encodes odd characters in the path.
     database_uri = f"{db_path.resolve().as_uri()}?mode=rw"
-    app = FastAPI(title="Ratchet demo shop", version="1.0", lifespan=_flush_spans_on_shutdown)
+    app = FastAPI(title="Ratchet demo shop", version="1.0", lifespan=_lifespan)
     app.add_middleware(ServerTimingMiddleware)
     app.state.tracer_provider = instrument(app, "demo-shop")
     local = threading.local()
@@ -101,6 +116,27 @@ def create_app(db_path: Path) -> FastAPI:
         if spent is not None:  # None only when called outside a request (no middleware around it)
             spent[0] += time.perf_counter() - started
         return rows
+
+    def write(sql: str, *params: Any) -> list[sqlite3.Row]:
+        # query() leaves reads outside transactions; a change is committed here, or undone if it fails.
+        try:
+            rows = query(sql, *params)
+        except BaseException:
+            connection().rollback()
+            raise
+        connection().commit()
+        return rows
+
+    flags = FlagStore(query, write)
+    app.state.outbound = outbound = Outbound()
+    app.add_middleware(SwitchableGZipMiddleware, enabled=lambda: flags.current.gzip_responses)
+    app.include_router(admin_router(flags))
+    app.include_router(orders_router(query, write, flags))
+    app.include_router(availability_router(query, flags, outbound))
+    app.include_router(billing_router(query, flags, outbound))
+    app.include_router(recommendations_router(query, flags))
+    app.include_router(catalog_router(query))
+    app.include_router(storefront_router(query, flags))
 
     @app.get("/health")
     def health() -> dict[str, str]:

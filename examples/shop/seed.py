@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import sqlite3
@@ -13,9 +14,20 @@ from pathlib import Path
 CUSTOMERS = 20_000
 PRODUCTS = 2_000
 SEED = 20261122
+# Bumped whenever the schema changes, so an older seed is rebuilt rather than served with tables missing.
+SEED_VERSION = 2
 _BATCH = 20_000
 _STATUSES = ("placed", "paid", "shipped", "delivered", "returned")
 _CATEGORIES = ("books", "garden", "kitchen", "toys", "tools", "music", "sports", "office")
+# Words, colours and materials of the generated product copy.
+_WORDS = (
+    "durable", "compact", "premium", "lightweight", "classic", "modern", "handmade", "recycled", "everyday",
+    "versatile", "ergonomic", "weatherproof", "washable", "foldable", "stackable", "quiet", "bright", "soft",
+    "design", "finish", "grip", "frame", "surface", "edge", "fabric", "handle", "cover", "base", "set", "kit",
+    "for", "with", "and", "the", "a", "your", "every", "home", "office", "garden", "travel", "kitchen", "use",
+)  # fmt: skip
+_COLORS = ("black", "white", "red", "blue", "green", "grey", "oak", "walnut", "steel", "sand")
+_MATERIALS = ("cotton", "steel", "aluminium", "oak", "bamboo", "glass", "ceramic", "polymer", "wool", "paper")
 # Fixed, not "now": the same seed must give byte-identical rows whenever it runs.
 _EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -28,9 +40,16 @@ CREATE TABLE orders (
   id INTEGER PRIMARY KEY, customer_id INTEGER, customer_email TEXT NOT NULL, product_id INTEGER,
   quantity INTEGER, total_cents INTEGER, status TEXT, created_at TEXT
 );
+-- The long-form product copy and specifications (JSON text) the catalogue export publishes.
+CREATE TABLE product_details (product_id INTEGER PRIMARY KEY, description TEXT NOT NULL, specs TEXT NOT NULL);
+-- Feature flags the admin API toggles (value as JSON text); a row exists only once a flag was changed.
+CREATE TABLE shop_flags (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 -- Written last, in the same transaction as the data: its presence means the seed is complete.
-CREATE TABLE seed_info (orders INTEGER NOT NULL, complete INTEGER NOT NULL);
+CREATE TABLE seed_info (orders INTEGER NOT NULL, complete INTEGER NOT NULL, version INTEGER NOT NULL);
 """
+# Created after the rows are in (faster than maintaining it row by row): a customer's order history is
+# looked up by customer id, as any shop would index it. orders.customer_email stays unindexed.
+INDEX_ORDERS_BY_CUSTOMER = "CREATE INDEX ix_orders_customer ON orders (customer_id, created_at)"
 
 
 def customer_email(n: int) -> str:
@@ -46,10 +65,10 @@ def is_seeded(path: Path, orders: int) -> bool:
         # mode=rw: checking must never create a file (or tables) as a side effect.
         uri = f"{path.resolve().as_uri()}?mode=rw"
         with contextlib.closing(sqlite3.connect(uri, uri=True)) as connection:
-            row = connection.execute("SELECT orders, complete FROM seed_info").fetchone()
-    except sqlite3.DatabaseError:  # not a database, or no seed_info table: not ours / not finished
+            row = connection.execute("SELECT orders, complete, version FROM seed_info").fetchone()
+    except sqlite3.DatabaseError:  # not a database, no seed_info table, an older schema: not ours / not finished
         return False
-    return row is not None and row[0] == orders and row[1] == 1
+    return row is not None and tuple(row) == (orders, 1, SEED_VERSION)
 
 
 def _order_rows(rng: random.Random, prices: list[int], first: int, last: int) -> Iterator[tuple[object, ...]]:
@@ -64,6 +83,21 @@ def _order_rows(rng: random.Random, prices: list[int], first: int, last: int) ->
             order_id, customer, customer_email(customer), product, quantity,
             quantity * prices[product - 1], status, created.isoformat(),
         )  # fmt: skip
+
+
+def _detail_rows() -> Iterator[tuple[object, ...]]:
+    """Description and specs of every product, from their own generator so the other tables keep their rows."""
+    rng = random.Random(SEED + 1)
+    for product in range(1, PRODUCTS + 1):
+        description = " ".join(rng.choice(_WORDS) for _ in range(rng.randrange(55, 75))).capitalize() + "."
+        specs = {
+            "weight_g": rng.randrange(50, 25_000),
+            "dimensions_mm": [rng.randrange(20, 1_200) for _ in range(3)],
+            "color": rng.choice(_COLORS),
+            "material": rng.choice(_MATERIALS),
+            "warranty_months": rng.choice((6, 12, 24, 36)),
+        }
+        yield product, description, json.dumps(specs, separators=(",", ":"))
 
 
 def _build(tmp: Path, orders: int) -> None:
@@ -93,7 +127,9 @@ def _build(tmp: Path, orders: int) -> None:
             last = min(first + _BATCH - 1, orders)
             rows = list(_order_rows(rng, prices, first, last))
             connection.executemany("INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
-        connection.execute("INSERT INTO seed_info VALUES (?, 1)", (orders,))
+        connection.executemany("INSERT INTO product_details VALUES (?, ?, ?)", _detail_rows())
+        connection.execute(INDEX_ORDERS_BY_CUSTOMER)
+        connection.execute("INSERT INTO seed_info VALUES (?, 1, ?)", (orders, SEED_VERSION))
         connection.commit()
         # The served database runs in WAL mode (readers never block the optimiser's CREATE INDEX and vice
         # versa). The mode is persistent in the file header; closing the last connection checkpoints and
