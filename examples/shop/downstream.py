@@ -41,8 +41,8 @@ LATENCY_MS: dict[str, tuple[float, float]] = {
 }
 _WAREHOUSES = ("AMS-1", "FRA-2", "LYS-1", "MAD-3")
 _CARRIERS = ("DHL", "UPS", "GLS", "PostNL")
-_TAX_RATES = {"books": 0.06, "music": 0.09, "office": 0.21}  # the rest at the standard rate
-_STANDARD_RATE = 0.21
+TAX_RATES = {"books": 0.06, "music": 0.09, "office": 0.21}  # the rest at the standard rate
+STANDARD_RATE = 0.21
 
 
 def _stable(*key: object) -> random.Random:
@@ -119,7 +119,7 @@ def tax_app() -> FastAPI:
     @app.post("/quotes")
     async def quote(question: TaxQuestion) -> dict[str, Any]:
         await _work("tax")
-        rate = _TAX_RATES.get(question.category, _STANDARD_RATE)
+        rate = TAX_RATES.get(question.category, STANDARD_RATE)
         return {"rate": rate, "tax_cents": round(question.amount_cents * rate)}
 
     return app
