@@ -26,7 +26,8 @@ def catalog_router(query: Query) -> APIRouter:
         products: list[dict[str, Any]] = []
         for row in query(CATALOG):
             product = dict(row)
-            product["specs"] = json.loads(product["specs"])
+            if isinstance(product["specs"], str):  # JSON text; a JSON column type hands over a dict already
+                product["specs"] = json.loads(product["specs"])
             products.append(product)
         # A JSONResponse directly: the document is already plain JSON types, no model to validate it against.
         return JSONResponse({"count": len(products), "products": products})
