@@ -18,9 +18,9 @@ from ratchet.analysis.detection import (
     missing_index_findings,
     unexplained_slow_findings,
 )
-from ratchet.analysis.plans import full_scans_postgresql, full_scans_sqlite
+from ratchet.analysis.plans import FullScan, full_scans_postgresql, full_scans_sqlite
 from ratchet.analysis.slo import check_slos
-from ratchet.analysis.sql_columns import filtered_columns
+from ratchet.analysis.sql_columns import filtered_columns, table_aliases
 from ratchet.config.target import Endpoint, Target
 from ratchet.contracts import AssessRequest, AssessResult, Finding
 from ratchet.database.models import InspectionSummary
@@ -50,6 +50,8 @@ def inspect_statement(target: Target, endpoint: Endpoint, sql: str) -> Statement
             rows = connection.execute(text("EXPLAIN " + sql), params).fetchall()
             plan = [str(row[0]) for row in rows]
             scans = full_scans_postgresql(plan)
+        aliases = table_aliases(sql, dialect=dialect)
+        scans = [FullScan(aliases.get(scan.table, scan.table), scan.plan_line) for scan in scans]
         tables = {scan.table for scan in scans}
         sizes = {t: int(connection.execute(text(f'SELECT count(*) FROM "{t}"')).scalar() or 0) for t in tables}
         indexes: dict[str, list[str]] = {}

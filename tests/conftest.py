@@ -6,18 +6,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import selectors
 import shutil
 import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 from temporalio.client import Client
 
+from examples.shop.seed import seed_database
 from ratchet.config.common import Role
 from ratchet.settings import Settings
 from ratchet.temporal.client import connect
@@ -30,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TEST_PLAYBOOK = ROOT / "tests" / "playbooks" / "fast.yaml"
 SHOP_TARGET = ROOT / "examples" / "shop" / "target.yaml"
 SHOP_ORDERS = 500_000
+SMALL_ORDERS = 20_000
 
 
 def free_port() -> int:
@@ -136,7 +139,7 @@ class Shop:
         return [(str(n), str(s)) for n, s in rows]
 
 
-def start_shop(database_args: list[str], trace_receiver: str) -> tuple[str, subprocess.Popen[str]]:
+def launch_shop(database_args: list[str], trace_receiver: str) -> tuple[str, subprocess.Popen[str]]:
     """``python -m examples.shop`` on a free port, sending its spans to ``trace_receiver``; (url, process)."""
     port = free_port()
     process = subprocess.Popen(
@@ -166,7 +169,7 @@ def shop(shop_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, t
     database = tmp_path / "shop" / "shop.db"
     database.parent.mkdir()
     shutil.copyfile(shop_template, database)
-    url, process = start_shop(["--db", str(database)], trace_receiver)
+    url, process = launch_shop(["--db", str(database)], trace_receiver)
     monkeypatch.setenv("SHOP_URL", url)
     monkeypatch.setenv("SHOP_DB", str(database))
     yield Shop(url, database, process)
@@ -214,8 +217,79 @@ def pg_database(postgres: PostgresServer, pg_shop_template: str) -> Iterator[str
 def pg_shop(pg_database: str, monkeypatch: pytest.MonkeyPatch, trace_receiver: str) -> Iterator[Shop]:
     """The demo shop on this test's PostgreSQL copy, on a free port, its spans to the test's trace receiver;
     SHOP_URL/SHOP_DATABASE_URL point at it (the shop's target file then reaches PostgreSQL)."""
-    url, process = start_shop(["--database-url", pg_database], trace_receiver)
+    url, process = launch_shop(["--database-url", pg_database], trace_receiver)
     monkeypatch.setenv("SHOP_URL", url)
     monkeypatch.setenv("SHOP_DATABASE_URL", pg_database)
     yield Shop(url, pg_database, process)
     stop_shop(process)
+
+
+# --- the shop on a small database, started as `python -m examples.shop` ---------------------------------
+
+
+@pytest.fixture(scope="session")
+def small_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A seeded shop with 20,000 orders, shared read-only by the session (copy it to change it)."""
+    path = tmp_path_factory.mktemp("shop") / "shop.db"
+    seed_database(path, orders=SMALL_ORDERS)
+    return path
+
+
+@pytest.fixture
+def db_copy(small_db: Path, tmp_path: Path) -> Path:
+    """This test's own copy of the small shop database."""
+    path = tmp_path / "shop.db"
+    shutil.copyfile(small_db, path)
+    return path
+
+
+def wait_for_line(process: subprocess.Popen[str], timeout: float) -> str:
+    """The first stdout line of ``process``; waits on the pipe (no sleeping), fails after ``timeout`` s."""
+    assert process.stdout is not None
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        if not selector.select(timeout):
+            raise AssertionError(f"no output from the shop within {timeout} s")
+    return process.stdout.readline()
+
+
+StartShop = Callable[..., str]
+
+
+@pytest.fixture
+def start_shop(tmp_path: Path) -> Iterator[StartShop]:
+    """Starts ``python -m examples.shop`` on a database (on a free port) and returns its base URL.
+
+    ``start(database, env={...})`` adds variables to the shop's environment (e.g. an OTLP endpoint). Every
+    shop started is sent SIGTERM at teardown and must then exit cleanly (status 0, pid file gone).
+    """
+    started: list[tuple[subprocess.Popen[str], Path]] = []
+
+    def start(database: Path, env: dict[str, str] | None = None) -> str:
+        pid_file = tmp_path / f"shop-{len(started)}.pid"
+        # --port 0: the kernel picks a free port and the shop prints it, so there is no pick-then-bind race.
+        command = [sys.executable, "-m", "examples.shop", "--db", str(database), "--port", "0"]
+        command += ["--pid-file", str(pid_file)]
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")} | (env or {})
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT, env=environment)
+        started.append((process, pid_file))
+        line = wait_for_line(process, timeout=60)
+        assert line.startswith("shop listening on http://127.0.0.1:"), f"shop did not start: {line!r}"
+        assert pid_file.read_text() == str(process.pid)
+        return line.split()[-1]
+
+    yield start
+    # Signal every shop before judging any, so one failed check never leaves another server running.
+    for process, _ in started:
+        process.terminate()
+    statuses = []
+    for process, _ in started:
+        try:
+            statuses.append(process.wait(timeout=15))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            statuses.append(process.wait())
+        if process.stdout is not None:
+            process.stdout.close()
+    assert statuses == [0] * len(started), "the shop must exit cleanly on SIGTERM"
+    assert not any(pid_file.exists() for _, pid_file in started), "the shop removes its pid file on exit"

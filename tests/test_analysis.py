@@ -17,7 +17,7 @@ from ratchet.analysis.planning import covers, plan
 from ratchet.analysis.plans import FullScan, full_scans_postgresql, full_scans_sqlite
 from ratchet.analysis.significance import compare_endpoint, hodges_lehmann
 from ratchet.analysis.slo import check_slos
-from ratchet.analysis.sql_columns import filtered_columns
+from ratchet.analysis.sql_columns import filtered_columns, table_aliases
 from ratchet.config.common import Role
 from ratchet.config.playbook import Playbook
 from ratchet.config.target import Target
@@ -73,6 +73,12 @@ def test_postgresql_plan_seq_scan_with_filter() -> None:
     ]
     assert [s.table for s in full_scans_postgresql(plan)] == ["orders"]
     assert full_scans_postgresql(["Seq Scan on tiny  (cost=0.00..1.00 rows=1 width=4)"]) == []
+
+
+def test_table_aliases_name_the_tables_a_plan_calls_by_alias() -> None:
+    sql = "SELECT p.id FROM products p JOIN product_details AS d ON d.product_id = p.id JOIN orders ON 1 = 1"
+    assert table_aliases(sql) == {"p": "products", "d": "product_details"}
+    assert table_aliases("not sql at all (") == {}
 
 
 def test_filtered_columns_puts_equality_before_ranges() -> None:

@@ -18,6 +18,7 @@ from activities.assessment import inspect_statement
 from activities.levers import LeverActivities
 from examples.shop.app import ORDERS_BY_EMAIL
 from examples.shop.db import to_psycopg
+from examples.shop.seed import SEED_VERSION
 from ratchet.analysis.planning import generated_index_lever
 from ratchet.config.common import FindingType
 from ratchet.config.loading import load_target
@@ -50,14 +51,20 @@ def table_digest(rows: list[tuple[object, ...]]) -> str:
 
 def test_postgres_seed_has_the_same_rows_as_sqlite(pg_database: str, shop_template: Path) -> None:
     with contextlib.closing(sqlite3.connect(shop_template)) as connection:
-        for table in ("customers", "products", "orders"):
-            sql = f"SELECT * FROM {table} ORDER BY id"
+        for table, key in (
+            ("customers", "id"),
+            ("products", "id"),
+            ("orders", "id"),
+            ("product_details", "product_id"),
+        ):
+            sql = f"SELECT * FROM {table} ORDER BY {key}"
             on_sqlite = connection.execute(sql).fetchall()
             assert table_digest(pg_rows(pg_database, sql)) == table_digest(on_sqlite), table
-    assert pg_rows(pg_database, "SELECT orders, complete FROM seed_info") == [(SHOP_ORDERS, 1)]
-    # The planted bottleneck is there too: only the primary keys are indexed, the e-mail search scans.
-    indexes = pg_rows(pg_database, "SELECT indexname FROM pg_indexes WHERE tablename = 'orders'")
-    assert indexes == [("orders_pkey",)]
+    assert pg_rows(pg_database, "SELECT orders, complete, version FROM seed_info") == [(SHOP_ORDERS, 1, SEED_VERSION)]
+    # The planted bottleneck is there too: orders has its key and the customer-history index, the e-mail
+    # search has none and scans.
+    indexes = pg_rows(pg_database, "SELECT indexname FROM pg_indexes WHERE tablename = 'orders' ORDER BY 1")
+    assert indexes == [("ix_orders_customer",), ("orders_pkey",)]
     assert "Seq Scan on orders" in pg_plan(pg_database, EMAILS[0])
 
 
@@ -65,12 +72,22 @@ def test_shop_on_postgres_answers_as_on_sqlite(shop: Shop, pg_shop: Shop) -> Non
     paths = ["/health", "/products/7", "/customers/123", "/products/999999", "/customers/0", "/orders",
              "/products/not-a-number", "/orders?customer_email=nobody@example.com"]  # fmt: skip
     paths += [f"/orders?customer_email={email}" for email in EMAILS]
+    # The endpoints behind the planted problems, joins and IN lists included.
+    paths += ["/customers/42/orders", "/products/7/availability", "/recommendations/42", "/catalog/export",
+              "/orders/1234/invoice", "/admin/flags"]  # fmt: skip
     with httpx.Client(base_url=shop.url, timeout=30) as lite, httpx.Client(base_url=pg_shop.url, timeout=30) as pg:
         for path in paths:
             expected, answer = lite.get(path), pg.get(path)
             assert (answer.status_code, answer.json()) == (expected.status_code, expected.json()), path
             assert answer.headers["server-timing"].startswith("db;dur="), path
+        assert pg.get("/").text == lite.get("/").text
         orders = pg.get("/orders", params={"customer_email": EMAILS[0]}).json()
+        # Writes: a flag set and read back, and a new order numbered after the seeded ones.
+        flipped = pg.post("/admin/flags", json={"batch_order_products": True})
+        assert flipped.status_code == 200 and pg.get("/admin/flags").json()["batch_order_products"] is True
+        assert pg.get("/customers/42/orders").json() == lite.get("/customers/42/orders").json()
+        placed = pg.post("/orders", json={"customer_id": 42, "product_id": 7, "quantity": 2})
+        assert placed.status_code == 201 and placed.json()["id"] == SHOP_ORDERS + 1, placed.text
     assert orders["count"] == len(orders["orders"]) > 0
 
 

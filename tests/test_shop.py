@@ -4,22 +4,23 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import selectors
-import shutil
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
 from examples.shop.app import ORDERS_BY_EMAIL, create_app
-from examples.shop.seed import CUSTOMERS, PRODUCTS, seed_database
+from examples.shop.downstream import STANDARD_RATE, TAX_RATES
+from examples.shop.orders_api import ORDER_HISTORY
+from examples.shop.seed import CUSTOMERS, PRODUCTS, SEED_VERSION, seed_database
+from tests.conftest import SMALL_ORDERS
 
 ROOT = Path(__file__).resolve().parents[1]
-SMALL_ORDERS = 20_000
+
 EMAIL = "customer123@example.com"
 
 
@@ -43,89 +44,33 @@ def orders_plan(path: Path) -> str:
     return " ".join(str(row[-1]) for row in fetch(path, f"EXPLAIN QUERY PLAN {ORDERS_BY_EMAIL}", EMAIL))
 
 
-@pytest.fixture(scope="module")
-def small_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A seeded shop with 20,000 orders, shared read-only by this module (copy it to change it)."""
-    path = tmp_path_factory.mktemp("shop") / "shop.db"
-    seed_database(path, orders=SMALL_ORDERS)
-    return path
-
-
-@pytest.fixture
-def db_copy(small_db: Path, tmp_path: Path) -> Path:
-    """This test's own copy of the small shop database."""
-    path = tmp_path / "shop.db"
-    shutil.copyfile(small_db, path)
-    return path
-
-
-def wait_for_line(process: subprocess.Popen[str], timeout: float) -> str:
-    """The first stdout line of ``process``; waits on the pipe (no sleeping), fails after ``timeout`` s."""
-    assert process.stdout is not None
-    with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ)
-        if not selector.select(timeout):
-            raise AssertionError(f"no output from the shop within {timeout} s")
-    return process.stdout.readline()
-
-
-@pytest.fixture
-def start_shop(tmp_path: Path) -> Iterator[Callable[[Path], str]]:
-    """Starts ``python -m examples.shop`` on a database (on a free port) and returns its base URL.
-
-    Every shop started is sent SIGTERM at teardown and must then exit cleanly (status 0, pid file gone).
-    """
-    started: list[tuple[subprocess.Popen[str], Path]] = []
-
-    def start(database: Path) -> str:
-        pid_file = tmp_path / f"shop-{len(started)}.pid"
-        # --port 0: the kernel picks a free port and the shop prints it, so there is no pick-then-bind race.
-        command = [sys.executable, "-m", "examples.shop", "--db", str(database), "--port", "0"]
-        command += ["--pid-file", str(pid_file)]
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
-        started.append((process, pid_file))
-        line = wait_for_line(process, timeout=60)
-        assert line.startswith("shop listening on http://127.0.0.1:"), f"shop did not start: {line!r}"
-        assert pid_file.read_text() == str(process.pid)
-        return line.split()[-1]
-
-    yield start
-    # Signal every shop before judging any, so one failed check never leaves another server running.
-    for process, _ in started:
-        process.terminate()
-    statuses = []
-    for process, _ in started:
-        try:
-            statuses.append(process.wait(timeout=15))
-        except subprocess.TimeoutExpired:
-            process.kill()
-            statuses.append(process.wait())
-        if process.stdout is not None:
-            process.stdout.close()
-    assert statuses == [0] * len(started), "the shop must exit cleanly on SIGTERM"
-    assert not any(pid_file.exists() for _, pid_file in started), "the shop removes its pid file on exit"
-
-
 # --- seeding ---------------------------------------------------------------------------------------------
 
 
 def test_seed_has_the_promised_shape(small_db: Path) -> None:
-    tables = ("customers", "products", "orders")
+    tables = ("customers", "products", "orders", "product_details", "shop_flags")
     counts = {t: fetch(small_db, f"SELECT count(*) FROM {t}")[0][0] for t in tables}
-    assert counts == {"customers": CUSTOMERS, "products": PRODUCTS, "orders": SMALL_ORDERS}
+    assert counts == {
+        "customers": CUSTOMERS, "products": PRODUCTS, "orders": SMALL_ORDERS, "product_details": PRODUCTS,
+        "shop_flags": 0,  # every flag at its default
+    }  # fmt: skip
+    # Order histories are found by customer id through an index, as in any shop.
+    assert "USING INDEX ix_orders_customer" in " ".join(
+        str(row[-1]) for row in fetch(small_db, f"EXPLAIN QUERY PLAN {ORDER_HISTORY}", 123)
+    )
     assert fetch(small_db, "SELECT email FROM customers WHERE id = 20000") == [("customer20000@example.com",)]
     # The denormalised e-mail on every order matches its customer.
     join = "orders JOIN customers c ON c.id = customer_id"
     assert fetch(small_db, f"SELECT count(*) FROM {join} WHERE email != customer_email") == [(0,)]
     assert fetch(small_db, "PRAGMA journal_mode") == [("wal",)]
-    assert fetch(small_db, "SELECT orders, complete FROM seed_info") == [(SMALL_ORDERS, 1)]
+    assert fetch(small_db, "SELECT orders, complete, version FROM seed_info") == [(SMALL_ORDERS, 1, SEED_VERSION)]
 
 
 def test_seed_is_deterministic(small_db: Path, tmp_path: Path) -> None:
     other = tmp_path / "elsewhere" / "shop.db"
     seed_database(other, orders=SMALL_ORDERS)
-    for table in ("orders", "customers", "products"):
-        sql = f"SELECT * FROM {table} ORDER BY id"
+    for table, key in (("orders", "id"), ("customers", "id"), ("products", "id"), ("product_details", "product_id")):
+        sql = f"SELECT * FROM {table} ORDER BY {key}"
         assert digest(other, sql) == digest(small_db, sql), table
 
 
@@ -148,6 +93,18 @@ def test_seed_rebuilds_a_different_or_incomplete_database(db_copy: Path, small_d
     all_orders = "SELECT * FROM orders ORDER BY id"
     assert digest(db_copy, all_orders) == digest(small_db, all_orders)
     assert not db_copy.with_suffix(".tmp").exists()
+
+
+def test_seed_of_an_older_schema_is_rebuilt(db_copy: Path, small_db: Path) -> None:
+    with contextlib.closing(sqlite3.connect(db_copy)) as connection:  # what the first version of the seed wrote
+        connection.executescript(
+            "DROP TABLE product_details; DROP TABLE seed_info;"
+            f"CREATE TABLE seed_info (orders INTEGER NOT NULL, complete INTEGER NOT NULL);"
+            f"INSERT INTO seed_info VALUES ({SMALL_ORDERS}, 1);"
+        )
+    seed_database(db_copy, orders=SMALL_ORDERS)
+    details = "SELECT * FROM product_details ORDER BY product_id"
+    assert digest(db_copy, details) == digest(small_db, details)
 
 
 def test_no_index_serves_the_email_search(small_db: Path) -> None:
@@ -209,6 +166,62 @@ def test_every_endpoint(small_db: Path, start_shop: Callable[[Path], str]) -> No
 
         for response in (health, product, customer, orders, nobody):
             assert_timed(response)
+
+
+def test_the_rest_of_the_shop_answers_from_its_data_and_refuses_bad_input(
+    db_copy: Path, start_shop: Callable[[Path], str]
+) -> None:
+    url = start_shop(db_copy)
+    with httpx.Client(base_url=url, timeout=30) as client:
+        [(order, net, category)] = fetch(
+            db_copy, "SELECT o.id, o.total_cents, p.category FROM orders o JOIN products p ON p.id = o.product_id "
+            "WHERE o.customer_id = 123 ORDER BY o.created_at DESC LIMIT 1",
+        )  # fmt: skip
+        history = client.get("/customers/123/orders").json()
+        assert history["customer"]["email"] == EMAIL and history["orders"][0]["id"] == order
+        assert history["count"] == fetch(db_copy, "SELECT count(*) FROM orders WHERE customer_id = 123")[0][0]
+
+        invoice_response = client.get(f"/orders/{order}/invoice")
+        assert_timed(invoice_response)  # database time is counted in async routes too (their queries run in threads)
+        assert float(invoice_response.headers["server-timing"].removeprefix("db;dur=")) > 0
+        invoice = invoice_response.json()
+        assert invoice["lines"][0]["net_cents"] == net and invoice["vat_rate"] == TAX_RATES.get(category, STANDARD_RATE)
+        assert invoice["total_cents"] == net + invoice["vat_cents"] == net + round(net * invoice["vat_rate"])
+
+        availability = client.get("/products/7/availability")
+        assert availability.status_code == 200 and availability.json() == client.get("/products/7/availability").json()
+        assert availability.json()["in_stock"] == (availability.json()["on_hand"] > 0)
+
+        picks = client.get("/recommendations/123").json()["products"]
+        bought = {p for (p,) in fetch(db_copy, "SELECT product_id FROM orders WHERE customer_id = 123")}
+        assert len(picks) == 10 and not bought & {p["id"] for p in picks}
+        assert client.get("/recommendations/123").json()["products"] == picks  # deterministic
+
+        export = client.get("/catalog/export").json()
+        assert export["count"] == PRODUCTS and export["products"][6]["id"] == 7
+        assert set(export["products"][6]["specs"]) >= {"weight_g", "color", "material"}
+
+        page = client.get("/")
+        assert page.status_code == 200 and "Product 1" in page.text
+
+        placed = client.post("/orders", json={"customer_id": 123, "product_id": 7, "quantity": 3})
+        assert placed.status_code == 201
+        stored = fetch(
+            db_copy, "SELECT customer_email, quantity, total_cents FROM orders WHERE id = ?", placed.json()["id"]
+        )
+        price = fetch(db_copy, "SELECT price_cents FROM products WHERE id = 7")[0][0]
+        assert stored == [(EMAIL, 3, 3 * price)]
+
+        for missing in ("/customers/0/orders", "/orders/0/invoice", "/products/0/availability", "/recommendations/0"):
+            assert client.get(missing).status_code == 404, missing
+        assert client.post("/orders", json={"customer_id": 0, "product_id": 7}).status_code == 422
+        assert client.post("/orders", json={"customer_id": 999_999, "product_id": 7}).status_code == 404
+        assert client.post("/orders", json={"customer_id": 1, "product_id": 7, "quantity": 0}).status_code == 422
+
+        flags = client.get("/admin/flags").json()
+        assert client.post("/admin/flags", json={"no_such_flag": True}).status_code == 422
+        assert client.post("/admin/flags", json={"tax_client_connections": 0}).status_code == 422
+        assert client.get("/admin/flags").json() == flags  # a refused change changes nothing
 
 
 def test_index_keeps_answers_and_is_picked_up_live(db_copy: Path, start_shop: Callable[[Path], str]) -> None:

@@ -12,7 +12,16 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from examples.shop import db
-from examples.shop.db import db_seconds, query
+from examples.shop.availability import availability_router
+from examples.shop.billing import billing_router
+from examples.shop.catalog import catalog_router
+from examples.shop.compression import SwitchableGZipMiddleware
+from examples.shop.db import db_seconds, query, write
+from examples.shop.flags import FlagStore, admin_router
+from examples.shop.orders_api import orders_router
+from examples.shop.outbound import Outbound
+from examples.shop.recommendations import recommendations_router
+from examples.shop.storefront import storefront_router
 from examples.shop.telemetry import instrument
 
 # The planted bottleneck: without an index on orders(customer_email) this scans the whole table.
@@ -56,9 +65,15 @@ class ServerTimingMiddleware:
 
 
 @contextlib.asynccontextmanager
-async def _close_on_shutdown(app: FastAPI) -> AsyncIterator[None]:
-    yield
-    app.state.database.close()
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Start the downstream services with the shop; stop them, close the database, then flush the spans."""
+    outbound: Outbound = app.state.outbound
+    await outbound.start()  # the downstream services are up before the shop says it is listening
+    try:
+        yield
+    finally:
+        await outbound.stop()
+        app.state.database.close()
     provider = getattr(app.state, "tracer_provider", None)
     if provider is not None:
         provider.shutdown()  # exports what is still batched, so a stop loses no spans
@@ -66,12 +81,23 @@ async def _close_on_shutdown(app: FastAPI) -> AsyncIterator[None]:
 
 def create_app(database: Path | str) -> FastAPI:
     """The shop application on its (already seeded) database: a SQLite path, or a ``postgresql://`` URL."""
-    app = FastAPI(title="Ratchet demo shop", version="1.0", lifespan=_close_on_shutdown)
+    app = FastAPI(title="Ratchet demo shop", version="1.0", lifespan=_lifespan)
     app.add_middleware(ServerTimingMiddleware)
     # Before the first connection: the instrumentations wrap the drivers' connect functions.
     app.state.tracer_provider = instrument(app, "demo-shop")
     app.state.database = db.open_database(database)
     db.use(app.state.database)
+
+    flags = FlagStore(query, write)
+    app.state.outbound = outbound = Outbound()
+    app.add_middleware(SwitchableGZipMiddleware, enabled=lambda: flags.current.gzip_responses)
+    app.include_router(admin_router(flags))
+    app.include_router(orders_router(query, write, flags))
+    app.include_router(availability_router(query, flags, outbound))
+    app.include_router(billing_router(query, flags, outbound))
+    app.include_router(recommendations_router(query, flags))
+    app.include_router(catalog_router(query))
+    app.include_router(storefront_router(query, flags))
 
     @app.get("/health")
     def health() -> dict[str, str]:

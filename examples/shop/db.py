@@ -15,7 +15,8 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import lru_cache
 from pathlib import Path
@@ -93,6 +94,10 @@ class Database(Protocol):
         """Rows of one statement (``?`` placeholders), each readable by position and by column name."""
         ...
 
+    def write(self, sql: str, *params: Any) -> list[Any]:
+        """Like ``query``, for a statement that changes data: committed when it returns, undone when it fails."""
+        ...
+
     def close(self) -> None:
         """Close the connections this object opened."""
         ...
@@ -125,6 +130,17 @@ class SqliteDatabase:
     def query(self, sql: str, *params: Any) -> list[Any]:
         """Rows of ``sql`` as ``sqlite3.Row``."""
         return self._connection().cursor().execute(sql, params).fetchall()  # a cursor: what tracing wraps
+
+    def write(self, sql: str, *params: Any) -> list[Any]:
+        """Rows of a changing statement, committed (sqlite3 opened a transaction for it) or rolled back."""
+        conn = self._connection()
+        try:
+            rows = conn.cursor().execute(sql, params).fetchall()
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.commit()
+        return rows
 
     def close(self) -> None:
         """Close every thread's connection."""
@@ -166,6 +182,10 @@ class PostgresDatabase:
             conn.close()  # a broken connection (server restarted): the next call opens a new one
             raise
 
+    def write(self, sql: str, *params: Any) -> list[Any]:
+        """Rows of a changing statement: committed by itself (the connection is in autocommit)."""
+        return self.query(sql, *params)
+
     def close(self) -> None:
         """Close every thread's connection."""
         with self._lock:
@@ -190,16 +210,33 @@ def use(database: Database) -> None:
     _current = database
 
 
+def _in_use() -> Database:
+    if _current is None:
+        raise RuntimeError("no shop database in use: create the app (examples.shop.app.create_app) first")
+    return _current
+
+
 def query(sql: str, *params: Any) -> list[Any]:
     """Run one statement with ``?`` placeholders on the shop's database; rows read by position or by name.
 
     The time spent is added to the current request's database time (the Server-Timing header).
     """
-    if _current is None:
-        raise RuntimeError("no shop database in use: create the app (examples.shop.app.create_app) first")
+    with _timed():
+        return _in_use().query(sql, *params)
+
+
+def write(sql: str, *params: Any) -> list[Any]:
+    """Run one statement that changes data, committed when it returns (or undone when it fails)."""
+    with _timed():
+        return _in_use().write(sql, *params)
+
+
+@contextmanager
+def _timed() -> Iterator[None]:
+    """Add the time spent inside to the current request's database time."""
     started = time.perf_counter()
     try:
-        return _current.query(sql, *params)
+        yield
     finally:
         spent = db_seconds.get()
         if spent is not None:  # None only when called outside a request (no middleware around it)

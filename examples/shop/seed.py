@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import os
 import random
 import sqlite3
@@ -19,9 +20,20 @@ from examples.shop.db import is_postgres_url, sqlite_path
 CUSTOMERS = 20_000
 PRODUCTS = 2_000
 SEED = 20261122
+# Bumped whenever the schema changes, so an older seed is rebuilt rather than served with tables missing.
+SEED_VERSION = 2
 _BATCH = 20_000
 _STATUSES = ("placed", "paid", "shipped", "delivered", "returned")
 _CATEGORIES = ("books", "garden", "kitchen", "toys", "tools", "music", "sports", "office")
+# Words, colours and materials of the generated product copy.
+_WORDS = (
+    "durable", "compact", "premium", "lightweight", "classic", "modern", "handmade", "recycled", "everyday",
+    "versatile", "ergonomic", "weatherproof", "washable", "foldable", "stackable", "quiet", "bright", "soft",
+    "design", "finish", "grip", "frame", "surface", "edge", "fabric", "handle", "cover", "base", "set", "kit",
+    "for", "with", "and", "the", "a", "your", "every", "home", "office", "garden", "travel", "kitchen", "use",
+)  # fmt: skip
+_COLORS = ("black", "white", "red", "blue", "green", "grey", "oak", "walnut", "steel", "sand")
+_MATERIALS = ("cotton", "steel", "aluminium", "oak", "bamboo", "glass", "ceramic", "polymer", "wool", "paper")
 # Fixed, not "now": the same seed must give byte-identical rows whenever it runs.
 _EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -34,9 +46,16 @@ CREATE TABLE orders (
   id INTEGER PRIMARY KEY, customer_id INTEGER, customer_email TEXT NOT NULL, product_id INTEGER,
   quantity INTEGER, total_cents INTEGER, status TEXT, created_at TEXT
 );
+-- The long-form product copy and specifications (JSON text) the catalogue export publishes.
+CREATE TABLE product_details (product_id INTEGER PRIMARY KEY, description TEXT NOT NULL, specs TEXT NOT NULL);
+-- Feature flags the admin API toggles (value as JSON text); a row exists only once a flag was changed.
+CREATE TABLE shop_flags (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 -- Written last, in the same transaction as the data: its presence means the seed is complete.
-CREATE TABLE seed_info (orders INTEGER NOT NULL, complete INTEGER NOT NULL);
+CREATE TABLE seed_info (orders INTEGER NOT NULL, complete INTEGER NOT NULL, version INTEGER NOT NULL);
 """
+# Created after the rows are in (faster than maintaining it row by row): a customer's order history is
+# looked up by customer id, as any shop would index it. orders.customer_email stays unindexed.
+INDEX_ORDERS_BY_CUSTOMER = "CREATE INDEX ix_orders_customer ON orders (customer_id, created_at)"
 
 
 def customer_email(n: int) -> str:
@@ -52,10 +71,10 @@ def is_seeded(path: Path, orders: int) -> bool:
         # mode=rw: checking must never create a file (or tables) as a side effect.
         uri = f"{path.resolve().as_uri()}?mode=rw"
         with contextlib.closing(sqlite3.connect(uri, uri=True)) as connection:
-            row = connection.execute("SELECT orders, complete FROM seed_info").fetchone()
-    except sqlite3.DatabaseError:  # not a database, or no seed_info table: not ours / not finished
+            row = connection.execute("SELECT orders, complete, version FROM seed_info").fetchone()
+    except sqlite3.DatabaseError:  # not a database, no seed_info table, an older schema: not ours / not finished
         return False
-    return row is not None and row[0] == orders and row[1] == 1
+    return row is not None and tuple(row) == (orders, 1, SEED_VERSION)
 
 
 def _order_rows(rng: random.Random, prices: list[int], first: int, last: int) -> Iterator[tuple[object, ...]]:
@@ -79,6 +98,7 @@ class SeedRows:
     customers: list[tuple[object, ...]]
     products: list[tuple[object, ...]]
     orders: Iterator[tuple[object, ...]]  # lazily drawn: 500,000 rows need not sit in memory at once
+    details: Iterator[tuple[object, ...]]  # product copy, from its own generator
 
 
 def seed_rows(orders: int) -> SeedRows:
@@ -91,7 +111,22 @@ def seed_rows(orders: int) -> SeedRows:
         (n, f"SKU-{n:05d}", f"Product {n}", prices[n - 1], _CATEGORIES[n % len(_CATEGORIES)])
         for n in range(1, PRODUCTS + 1)
     ]
-    return SeedRows(customers, products, _order_rows(rng, prices, 1, orders))
+    return SeedRows(customers, products, _order_rows(rng, prices, 1, orders), _detail_rows())
+
+
+def _detail_rows() -> Iterator[tuple[object, ...]]:
+    """Description and specs of every product, from their own generator so the other tables keep their rows."""
+    rng = random.Random(SEED + 1)
+    for product in range(1, PRODUCTS + 1):
+        description = " ".join(rng.choice(_WORDS) for _ in range(rng.randrange(55, 75))).capitalize() + "."
+        specs = {
+            "weight_g": rng.randrange(50, 25_000),
+            "dimensions_mm": [rng.randrange(20, 1_200) for _ in range(3)],
+            "color": rng.choice(_COLORS),
+            "material": rng.choice(_MATERIALS),
+            "warranty_months": rng.choice((6, 12, 24, 36)),
+        }
+        yield product, description, json.dumps(specs, separators=(",", ":"))
 
 
 def _build(tmp: Path, orders: int) -> None:
@@ -108,7 +143,9 @@ def _build(tmp: Path, orders: int) -> None:
         # Batches bound memory (one list per batch) while keeping executemany's per-row cost low.
         while batch := list(itertools.islice(rows.orders, _BATCH)):
             connection.executemany("INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?)", batch)
-        connection.execute("INSERT INTO seed_info VALUES (?, 1)", (orders,))
+        connection.executemany("INSERT INTO product_details VALUES (?, ?, ?)", rows.details)
+        connection.execute(INDEX_ORDERS_BY_CUSTOMER)
+        connection.execute("INSERT INTO seed_info VALUES (?, 1, ?)", (orders, SEED_VERSION))
         connection.commit()
         # The served database runs in WAL mode (readers never block the optimiser's CREATE INDEX and vice
         # versa). The mode is persistent in the file header; closing the last connection checkpoints and
@@ -159,19 +196,25 @@ def seed_database(location: Path | str, *, orders: int = 500_000) -> None:
 # exactly what it answers on SQLite, and text order is time order. Primary keys are added after the COPY,
 # which builds each index once instead of row by row.
 PG_SCHEMA = """
-DROP TABLE IF EXISTS seed_info, orders, products, customers;
+DROP TABLE IF EXISTS seed_info, shop_flags, product_details, orders, products, customers;
 CREATE TABLE customers (id integer NOT NULL, email text NOT NULL, name text NOT NULL, created_at text);
 CREATE TABLE products (id integer NOT NULL, sku text, name text, price_cents integer, category text);
 CREATE TABLE orders (
   id integer NOT NULL, customer_id integer, customer_email text NOT NULL, product_id integer,
   quantity integer, total_cents integer, status text, created_at text
 );
-CREATE TABLE seed_info (orders integer NOT NULL, complete integer NOT NULL);
+CREATE TABLE product_details (product_id integer NOT NULL, description text NOT NULL, specs text NOT NULL);
+CREATE TABLE shop_flags (name text PRIMARY KEY, value text NOT NULL);
+CREATE TABLE seed_info (orders integer NOT NULL, complete integer NOT NULL, version integer NOT NULL);
 """
 PG_KEYS = """
 ALTER TABLE customers ADD PRIMARY KEY (id);
 ALTER TABLE products ADD PRIMARY KEY (id);
 ALTER TABLE orders ADD PRIMARY KEY (id);
+-- New orders (POST /orders) are numbered after the seeded ones, as SQLite's INTEGER PRIMARY KEY does.
+ALTER TABLE orders ALTER COLUMN id ADD GENERATED BY DEFAULT AS IDENTITY;
+SELECT setval(pg_get_serial_sequence('orders', 'id'), (SELECT coalesce(max(id), 0) + 1 FROM orders), false);
+ALTER TABLE product_details ADD PRIMARY KEY (product_id);
 """
 
 
@@ -179,8 +222,13 @@ def is_seeded_postgres(connection: psycopg.Connection[object], orders: int) -> b
     """True when the database holds a completed seed with ``orders`` orders."""
     if connection.execute("SELECT to_regclass('seed_info')").fetchone() in (None, (None,)):
         return False
-    row = connection.execute("SELECT orders, complete FROM seed_info").fetchone()
-    return row is not None and row[0] == orders and row[1] == 1
+    has_version = connection.execute(
+        "SELECT 1 FROM information_schema.columns WHERE table_name = 'seed_info' AND column_name = 'version'"
+    ).fetchone()
+    if has_version is None:
+        return False  # a seed from before the version column: rebuilt
+    row = connection.execute("SELECT orders, complete, version FROM seed_info").fetchone()
+    return row is not None and tuple(row) == (orders, 1, SEED_VERSION)
 
 
 def seed_postgres(url: str, *, orders: int = 500_000) -> None:
@@ -200,10 +248,17 @@ def seed_postgres(url: str, *, orders: int = 500_000) -> None:
         rows = seed_rows(orders)
         with connection.transaction(), connection.cursor() as cursor:
             cursor.execute(PG_SCHEMA)
-            for table, data in (("customers", rows.customers), ("products", rows.products), ("orders", rows.orders)):
+            tables = (
+                ("customers", rows.customers),
+                ("products", rows.products),
+                ("orders", rows.orders),
+                ("product_details", rows.details),
+            )
+            for table, data in tables:
                 with cursor.copy(f"COPY {table} FROM STDIN") as copy:
                     for row in data:
                         copy.write_row(row)
             cursor.execute(PG_KEYS)
-            cursor.execute("INSERT INTO seed_info VALUES (%s, 1)", (orders,))
-        connection.execute("ANALYZE customers, products, orders")
+            cursor.execute(INDEX_ORDERS_BY_CUSTOMER)
+            cursor.execute("INSERT INTO seed_info VALUES (%s, 1, %s)", (orders, SEED_VERSION))
+        connection.execute("ANALYZE customers, products, orders, product_details")

@@ -8,6 +8,19 @@ from sqlglot import exp
 _FILTERING = (exp.EQ, exp.In, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Between, exp.Like)
 
 
+def table_aliases(sql: str, *, dialect: str = "sqlite") -> dict[str, str]:
+    """Alias → table name for every aliased table in the statement (``FROM products p`` gives ``{"p": "products"}``).
+
+    SQLite's plans name a table by its alias (``SCAN p``); this maps such a name back to the table. Empty when
+    the statement cannot be parsed.
+    """
+    try:
+        tree = sqlglot.parse_one(sql, read="postgres" if dialect == "postgresql" else dialect)
+    except sqlglot.errors.ParseError:
+        return {}
+    return {node.alias: node.name for node in tree.find_all(exp.Table) if node.alias}
+
+
 def filtered_columns(sql: str, table: str, *, dialect: str = "sqlite") -> list[str]:
     """Columns of ``table`` compared in the WHERE clause, equality first (the order an index wants).
 

@@ -18,6 +18,13 @@ class FindingType(StrEnum):
 
     MISSING_INDEX = "missing-index"
     SLOW_ENDPOINT = "slow-endpoint"
+    N_PLUS_ONE = "n-plus-one"  # a query per item of a list a first query loaded
+    SEQUENTIAL_CALLS = "sequential-calls"  # outbound calls one after another that need none of each other's results
+    CACHEABLE = "cacheable"  # costly work whose answer is the same on every repeat of the same request
+    LARGE_PAYLOAD = "large-payload"  # a response body large enough to cost transfer time by itself
+    UNCOMPRESSED = "uncompressed"  # a large text response sent without Content-Encoding to a client that accepts gzip
+    SATURATION = "saturation"  # latency that grows with the arrival rate: a capacity limit (pool, workers)
+    RENDER_BLOCKING = "render-blocking"  # large scripts or styles a page must load before its first paint
 
 
 class Role(StrEnum):
