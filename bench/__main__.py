@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.measure import StepResult, run_step
+from bench.spans import json_path
 
 GOAL_SPEEDUP = 10.0
 GOAL_PEAK_MB = 1024.0
@@ -46,6 +47,7 @@ def _compare(console: Console, title: str, ours: StepResult, naive: StepResult, 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--requests", type=int, default=1_000_000, help="k6 requests to ingest")
+    parser.add_argument("--spans", type=int, default=1_000_000, help="spans to ingest (OTLP exports)")
     parser.add_argument("--data", type=Path, default=Path(".ratchet/bench"), help="where fixtures are kept")
     args = parser.parse_args()
     console = Console()
@@ -68,7 +70,23 @@ def main() -> int:
             ],
         )
     )
-    met = all(results) and ours.seconds < GOAL_PERCENTILES_S
+    results.append(ours.seconds < GOAL_PERCENTILES_S)
+
+    spans_file = args.data / f"spans-{args.spans}.pb"
+    _fixture("bench.spans", spans_file, args.spans)
+    ours = run_step("bench.spans", "ours", str(spans_file))
+    naive = run_step("bench.spans", "naive", str(json_path(spans_file)))
+    sizes = f"{spans_file.stat().st_size / 2**20:.0f} MiB protobuf, {json_path(spans_file).stat().st_size / 2**20:.0f} MiB JSON"
+    results.append(
+        _compare(
+            console,
+            f"OTLP exports of {args.spans:,} spans → Parquet (Ratchet, protobuf) or dicts (naive, JSON)",
+            ours,
+            naive,
+            [f"{ours.output['parquet_parts']} Parquet parts", sizes],
+        )
+    )
+    met = all(results)
     console.print("all goals met" if met else "[red]a goal was missed[/red]")
     return 0 if met else 1
 
