@@ -1,7 +1,7 @@
 """Ingest 1,000,000 spans as OpenTelemetry SDKs export them: Ratchet's receiver path vs a json.loads line loop.
 
     python -m bench.spans fixture PATH SPANS   write PATH (OTLP protobuf exports) and its OTLP/JSON twin
-    python -m bench.spans ours PATH            decode_protobuf → span_columns → SpanSink (Parquet), then a check
+    python -m bench.spans ours PATH            each export into the receiver's SpanSink (Parquet parts), a check
     python -m bench.spans naive JSON_PATH      json.loads every export, loop over its spans building dicts
 
 PATH holds ExportTraceServiceRequest messages, each preceded by its length (4 bytes, big-endian): the bodies
@@ -11,7 +11,8 @@ hex, enums as integers), one per line. The traces are the demo shop's: a FastAPI
 ``traceparent`` makes it a child of a remote span, with the run's trace-id prefix), SQLite statements, and for
 some products an httpx call to a pricing service that is traced too (with the newer HTTP semantic conventions).
 1% of requests fail with an exception event. The result check is the number of spans per name and their
-total duration, which both paths must agree on.
+total duration, which both paths must agree on (Ratchet's read back from the Parquet it wrote; the naive loop
+writes nothing, so it is timed for less work).
 """
 
 from __future__ import annotations
@@ -314,7 +315,8 @@ def write_fixture(path: Path, spans: int) -> None:
 
 
 def ours(path: Path) -> dict[str, object]:
-    """Ratchet's path, as the receiver runs it for each POST: decode, columns, the sink's Parquet parts."""
+    """Ratchet's path, as the receiver runs it for each POST (``SpanSink.add_protobuf``: framed on arrival,
+    decoded in batches into Parquet parts), then the check with DuckDB over the parts."""
     import duckdb
 
     from ratchet.traces.store import SpanSink

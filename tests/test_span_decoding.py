@@ -88,8 +88,14 @@ def test_unusual_spans_still_decode_as_span_columns_does() -> None:
     no_value = hand_made_span(trace, b"\x03" * 8, attributes=[KeyValue(key="k"), kv("e", AnyValue())])
     kinds = hand_made_span(trace, b"\x04" * 8, kind=9, parent_span_id=b"\x05" * 8)  # type: ignore[arg-type]
     listed = hand_made_span(trace, b"\x06" * 8, attributes=[kv("m", AnyValue(bytes_value=b"\x00\xff"))])
+    twice_keyed = hand_made_span(trace, b"\x08" * 8, attributes=[
+        kv("a", AnyValue(int_value=1)), kv("http.route", AnyValue(string_value="/x")), kv("b", AnyValue()),
+        kv("a", AnyValue(int_value=2)), kv("http.route", AnyValue(string_value="/y")),
+    ])  # fmt: skip
     request = ExportTraceServiceRequest(
-        resource_spans=[ResourceSpans(scope_spans=[ScopeSpans(spans=[normal, odd_ids, no_value, kinds, listed])])]
+        resource_spans=[
+            ResourceSpans(scope_spans=[ScopeSpans(spans=[normal, odd_ids, no_value, kinds, listed, twice_keyed])])
+        ]
     )
     body = request.SerializeToString()
     # The same span twice over in one message (protobuf merges), and fields in reverse order.
@@ -139,3 +145,22 @@ def test_the_sink_counts_a_runs_spans_once_decoded(tmp_path: Path) -> None:
     assert sink.by_prefix[prefix].spans == 3 and sink.received == 8
     count = duckdb.sql(f"SELECT count(*) FROM read_parquet('{part}')").fetchall()
     assert count == [(8,)]
+
+
+@pytest.mark.parametrize(("value", "service"), [(AnyValue(int_value=7), "7"), (AnyValue(), "None")])
+def test_a_service_name_that_is_not_a_string_is_left_to_span_columns(
+    value: AnyValue, service: str, tmp_path: Path
+) -> None:
+    from opentelemetry.proto.resource.v1.resource_pb2 import Resource as ProtoResource
+
+    span = hand_made_span(bytes(16), b"\x01" * 8)
+    resource = ProtoResource(attributes=[kv("service.name", value)])
+    body = ExportTraceServiceRequest(
+        resource_spans=[ResourceSpans(resource=resource, scope_spans=[ScopeSpans(spans=[span])])]
+    ).SerializeToString()
+    with pytest.raises(UnframedExport):
+        frame_export(body)
+    sink = SpanSink(tmp_path)
+    assert sink.add_protobuf(body) == 1
+    part = sink.flush()
+    assert duckdb.sql(f"SELECT service FROM read_parquet('{part}')").fetchall() == [(service,)]

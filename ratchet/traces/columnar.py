@@ -189,7 +189,7 @@ def _frame_spans(data: bytes, p: int, end: int, starts: array[int], ends: array[
 
 
 def _service_name(data: bytes, p: int, end: int) -> str:
-    service = ""
+    service: str | None = ""
     for number, wire, at, after in _fields(data, p, end):
         if number != 1:
             continue
@@ -203,7 +203,7 @@ def _service_name(data: bytes, p: int, end: int) -> str:
                 value = (kv_at, kv_after)
         if key != b"service.name":
             continue
-        service = ""
+        service = None
         for value_number, value_wire, value_at, value_after in _fields(data, *value) if value else ():
             if value_number != _STRING or value_wire != _LEN:
                 raise UnframedExport  # not a string: span_columns says what str() makes of it
@@ -211,6 +211,8 @@ def _service_name(data: bytes, p: int, end: int) -> str:
                 service = data[value_at:value_after].decode()
             except UnicodeDecodeError:
                 raise UnframedExport from None
+        if service is None:  # no value: span_columns says what str() makes of it
+            raise UnframedExport
     return service
 
 
@@ -324,15 +326,17 @@ def _hex(buf: np.ndarray, at: np.ndarray, width: int, valid: np.ndarray | None =
     return pa.Array.from_buffers(pa.string(), len(at), [_validity(valid), pa.py_buffer(offsets), pa.py_buffer(digits)])
 
 
+# For a string of n bytes (n <= 12), which bits of the 3 inline words of its view it fills.
+_INLINE_MASKS = np.array([[(1 << (8 * min(max(n - 4 * k, 0), 4))) - 1 for k in range(3)] for n in range(13)], np.uint32)
+
+
 def _views(data: pa.Buffer, buf: np.ndarray, at: np.ndarray, length: np.ndarray) -> pa.Array:
     """The byte ranges as an Arrow binary-view array onto the data (no copy of the longer ones)."""
     # A view is 4 words: the length, then up to 12 bytes inline, or the first 4 bytes, buffer 0 and the offset.
-    words = np.ndarray(shape=(len(buf) - 3,), dtype="<u4", buffer=buf, strides=(1,))  # a word at every byte
-    views = np.empty((len(at), 4), np.uint32)
+    blocks = np.ndarray(shape=(len(buf) - 15,), dtype="V16", buffer=buf, strides=(1,))  # 16 bytes at every byte
+    views = blocks[at].view("<u4").reshape(len(at), 4)  # a copy: the 16 bytes at each range, as 4 words
+    views[:, 1:] = views[:, :3] & _INLINE_MASKS[np.minimum(length, 12)]
     views[:, 0] = length
-    for k in range(3):
-        kept = np.clip(length - 4 * k, 0, 4).astype(np.uint64) * np.uint64(8)
-        views[:, k + 1] = words[at + 4 * k] & ((np.uint64(1) << kept) - np.uint64(1)).astype(np.uint32)
     long = np.flatnonzero(length > 12)
     views[long, 2] = 0
     views[long, 3] = at[long]
@@ -507,6 +511,7 @@ def decode_exports(exports: Sequence[FramedExport]) -> DecodedSpans:
     key_id = np.array([*distinct_ids, -1], np.int64)[key_index]
     kv_odd |= np.array([*distinct_bad, False], bool)[key_index]
     key_json = pa.array(distinct_json, pa.string()).take(keys.indices)
+    kv_odd |= _repeated(kv_span * (len(distinct_ids) + 1) + key_index, n * (len(distinct_ids) + 1))
     is_string = value_type == _STRING
     text_at = np.where(is_string, scalar_at, 0)
     texts, bad_texts = _strings(data, buf, text_at, np.where(is_string, scalar, 0).astype(np.int64))
@@ -540,6 +545,15 @@ def decode_exports(exports: Sequence[FramedExport]) -> DecodedSpans:
     slow, slow_rows, dropped = _decode_one_by_one(raw, np.flatnonzero(odd), starts, ends, services, resource)
     table = pa.concat_tables([fast, slow]) if slow.num_rows else fast
     return DecodedSpans(table=table, received=np.concatenate([received[rows], received[slow_rows]]), dropped=dropped)
+
+
+def _repeated(codes: np.ndarray, limit: int) -> np.ndarray:
+    """Which of ``codes`` (each below ``limit``) occur more than once: a key twice in one span's attributes,
+    which span_columns' dict keeps once (the last value in the first place)."""
+    if limit <= 8 * len(codes) + 4096:
+        return np.bincount(codes, minlength=limit)[codes] > 1
+    ordered = np.sort(codes)
+    return np.isin(codes, ordered[1:][ordered[1:] == ordered[:-1]])
 
 
 def _rows(

@@ -2,8 +2,11 @@
 
 Any OpenTelemetry SDK sends here once ``OTEL_EXPORTER_OTLP_ENDPOINT`` points at it. Bad payloads get 400,
 unknown media types 415, oversized bodies 413 (before decompression and after: a small gzip body can expand
-a thousandfold), and none of them can stop the receiver. Besides OTLP, two routes serve Ratchet's run
-collector: how many spans arrived for a trace-id prefix and how long ago the last did, and a flush to disk.
+a thousandfold), and none of them can stop the receiver. A protobuf export is checked down to where each
+span lies before it is answered; its spans are decoded with other exports in a batch (see SpanSink), and a
+span whose own bytes turn out broken then is dropped and counted (``spans_dropped`` in ``/health``). Besides
+OTLP, two routes serve Ratchet's run collector: how many spans arrived for a trace-id prefix and how long ago
+the last did, and a flush to disk.
 """
 
 from __future__ import annotations
