@@ -16,6 +16,7 @@ from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 SPAN_KINDS = ("unspecified", "internal", "server", "client", "producer", "consumer")
 STATUS_CODES = ("unset", "ok", "error")
@@ -94,30 +95,40 @@ def _attributes(pairs: Any) -> dict[str, Any]:
     return {kv.key: _value(kv.value) for kv in pairs if isinstance(kv, KeyValue)}
 
 
+def empty_columns() -> dict[str, list[Any]]:
+    """One empty list per name in SPAN_COLUMNS."""
+    return {name: [] for name in SPAN_COLUMNS}
+
+
 def span_columns(request: ExportTraceServiceRequest) -> dict[str, list[Any]]:
     """The spans of one export as columns (one list per name in SPAN_COLUMNS)."""
-    columns: dict[str, list[Any]] = {name: [] for name in SPAN_COLUMNS}
+    columns = empty_columns()
     for resource_spans in request.resource_spans:
         service = str(_attributes(resource_spans.resource.attributes).get("service.name", ""))
         for scope_spans in resource_spans.scope_spans:
             for span in scope_spans.spans:
-                attributes = _attributes(span.attributes)
-                columns["trace_id"].append(span.trace_id.hex())
-                columns["span_id"].append(span.span_id.hex())
-                columns["parent_span_id"].append(span.parent_span_id.hex() or None)
-                columns["name"].append(span.name)
-                columns["kind"].append(SPAN_KINDS[span.kind] if 0 <= span.kind < len(SPAN_KINDS) else "unspecified")
-                columns["service"].append(service)
-                columns["start_ns"].append(span.start_time_unix_nano)
-                columns["end_ns"].append(span.end_time_unix_nano)
-                columns["duration_ms"].append((span.end_time_unix_nano - span.start_time_unix_nano) / 1e6)
-                code = span.status.code
-                columns["status"].append(STATUS_CODES[code] if 0 <= code < len(STATUS_CODES) else "unset")
-                for column, keys in PROMOTED_ATTRIBUTES.items():
-                    found = next((attributes.pop(k) for k in keys if k in attributes), None)
-                    columns[column].append(_coerce(column, found))
-                columns["attributes"].append(json.dumps(attributes, default=str) if attributes else None)
+                append_span(columns, span, service)
     return columns
+
+
+def append_span(columns: dict[str, list[Any]], span: Span, service: str) -> None:
+    """Add one span's row to ``columns`` (the reference for what every column holds)."""
+    attributes = _attributes(span.attributes)
+    columns["trace_id"].append(span.trace_id.hex())
+    columns["span_id"].append(span.span_id.hex())
+    columns["parent_span_id"].append(span.parent_span_id.hex() or None)
+    columns["name"].append(span.name)
+    columns["kind"].append(SPAN_KINDS[span.kind] if 0 <= span.kind < len(SPAN_KINDS) else "unspecified")
+    columns["service"].append(service)
+    columns["start_ns"].append(span.start_time_unix_nano)
+    columns["end_ns"].append(span.end_time_unix_nano)
+    columns["duration_ms"].append((span.end_time_unix_nano - span.start_time_unix_nano) / 1e6)
+    code = span.status.code
+    columns["status"].append(STATUS_CODES[code] if 0 <= code < len(STATUS_CODES) else "unset")
+    for column, keys in PROMOTED_ATTRIBUTES.items():
+        found = next((attributes.pop(k) for k in keys if k in attributes), None)
+        columns[column].append(_coerce(column, found))
+    columns["attributes"].append(json.dumps(attributes, default=str) if attributes else None)
 
 
 _NUMERIC = {"http_status", "body_size"}

@@ -2,8 +2,11 @@
 
 Any OpenTelemetry SDK sends here once ``OTEL_EXPORTER_OTLP_ENDPOINT`` points at it. Bad payloads get 400,
 unknown media types 415, oversized bodies 413 (before decompression and after: a small gzip body can expand
-a thousandfold), and none of them can stop the receiver. Besides OTLP, two routes serve Ratchet's run
-collector: how many spans arrived for a trace-id prefix and how long ago the last did, and a flush to disk.
+a thousandfold), and none of them can stop the receiver. A protobuf export is checked down to where each
+span lies before it is answered; its spans are decoded with other exports in a batch (see SpanSink), and a
+span whose own bytes turn out broken then is dropped and counted (``spans_dropped`` in ``/health``). Besides
+OTLP, two routes serve Ratchet's run collector: how many spans arrived for a trace-id prefix and how long ago
+the last did, and a flush to disk.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ratchet.traces.otlp import OtlpPayloadError, decode_json, decode_protobuf, span_columns
+from ratchet.traces.otlp import OtlpPayloadError, decode_json, span_columns
 from ratchet.traces.store import SpanSink
 
 MAX_BODY_BYTES = 16 << 20
@@ -79,20 +82,24 @@ def create_receiver_app(
         try:
             body = await _read_body(request, max_body_bytes)
             body = _decompress(body, request.headers.get("content-encoding", ""), max_decoded_bytes)
-            decode = decode_protobuf if media_type == _PROTOBUF else decode_json
-            # Decoding a large export is CPU work: off the event loop, so other exporters are still answered.
-            columns = await asyncio.to_thread(lambda: span_columns(decode(body)))
+            # Decoding is CPU work: off the event loop, so other exporters are still answered.
+            if media_type == _PROTOBUF:
+                await asyncio.to_thread(sink.add_protobuf, body)
+            else:
+                columns = await asyncio.to_thread(lambda: span_columns(decode_json(body)))
+                await asyncio.to_thread(sink.add, columns)
         except _Rejected as rejected:
             return JSONResponse({"error": rejected.message}, status_code=rejected.status)
         except OtlpPayloadError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
-        await asyncio.to_thread(sink.add, columns)
         if media_type == _PROTOBUF:
             return Response(ExportTraceServiceResponse().SerializeToString(), media_type=_PROTOBUF)
         return JSONResponse({})
 
     async def prefix_activity(request: Request) -> Response:
         prefix = request.path_params["prefix"].lower()
+        if sink.pending:  # protobuf exports are decoded in batches: count what has arrived so far
+            await asyncio.to_thread(sink.flush)
         seen = sink.by_prefix.get(prefix)
         idle = None if seen is None else round(time.monotonic() - seen.last_received, 3)
         return JSONResponse({"prefix": prefix, "spans": seen.spans if seen else 0, "idle_s": idle})
@@ -102,7 +109,7 @@ def create_receiver_app(
         return JSONResponse({"written": str(part) if part else None})
 
     async def health(request: Request) -> Response:
-        return JSONResponse({"status": "ok", "spans_received": sink.received})
+        return JSONResponse({"status": "ok", "spans_received": sink.received, "spans_dropped": sink.dropped})
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

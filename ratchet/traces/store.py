@@ -16,25 +16,30 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ratchet.store.sample_stream import sql_literal
-from ratchet.traces.otlp import SPAN_COLUMNS
+from ratchet.traces.columnar import (
+    SPAN_SCHEMA,
+    DecodedSpans,
+    FramedExport,
+    UnframedExport,
+    decode_exports,
+    frame_export,
+)
+from ratchet.traces.otlp import SPAN_COLUMNS, decode_protobuf, span_columns
 
 RUN_PREFIX_HEX = 14  # 7 bytes of the 16-byte trace id name the run …
 ENDPOINT_HEX = 2  # … 1 byte the endpoint (its position in the target), and the rest is random
 
-SPAN_SCHEMA = pa.schema(
-    [
-        ("trace_id", pa.string()), ("span_id", pa.string()), ("parent_span_id", pa.string()),
-        ("name", pa.string()), ("kind", pa.string()), ("service", pa.string()),
-        ("start_ns", pa.int64()), ("end_ns", pa.int64()), ("duration_ms", pa.float64()), ("status", pa.string()),
-        ("route", pa.string()), ("http_method", pa.string()), ("http_status", pa.int64()), ("body_size", pa.int64()),
-        ("url", pa.string()), ("server_address", pa.string()), ("db_system", pa.string()),
-        ("statement", pa.string()), ("attributes", pa.string()),
-    ]
-)  # fmt: skip
-assert tuple(SPAN_SCHEMA.names) == SPAN_COLUMNS, "the Parquet schema and the decoded columns must agree"
+# Incoming parts: dictionary pages only where values repeat, statistics only where DuckDB prunes with them
+# (a run's spans are selected by trace id, and by time). The same columns either way; this just writes faster.
+_PART_OPTIONS: dict[str, Any] = {
+    "use_dictionary": ["name", "kind", "service", "status", "route", "http_method", "server_address", "db_system",
+                       "statement"],
+    "write_statistics": ["trace_id", "start_ns", "end_ns"],
+}  # fmt: skip
 
 
 def run_trace_prefix(run_id: str) -> str:
@@ -51,25 +56,57 @@ class PrefixActivity:
 
 
 class SpanSink:
-    """Buffers decoded spans and writes them as Parquet parts under ``incoming_dir``.
+    """Buffers received spans and writes them as Parquet parts under ``incoming_dir``.
 
-    A part is written when the buffer holds ``max_rows`` spans or on ``flush()`` (the receiver calls it every
-    second and before answering a run's collector), so memory stays bounded whatever the arrival rate.
+    A protobuf export is only framed when it arrives (its headers read, so a body that is not an export is
+    refused at once); its spans are decoded with the other pending exports, many at a time, when the buffer is
+    written. A part is written when the buffer holds ``max_rows`` spans or on ``flush()`` (the receiver calls
+    it every second and before telling a run's collector what arrived), so memory stays bounded whatever the
+    arrival rate.
     """
 
     def __init__(self, incoming_dir: Path, *, max_rows: int = 50_000) -> None:
         self.incoming_dir = incoming_dir
         self.max_rows = max_rows
         self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()  # one part at a time: a flush returns once what it took is on disk
         self._buffer: dict[str, list[Any]] = {name: [] for name in SPAN_COLUMNS}
+        self._exports: list[FramedExport] = []
         self._rows = 0
         self._sequence = 0
         self.received = 0
+        self.dropped = 0
+        """Spans that arrived in a well-framed export but whose own bytes are not a Span (not stored)."""
         self.by_prefix: dict[str, PrefixActivity] = {}
         incoming_dir.mkdir(parents=True, exist_ok=True)
 
+    @property
+    def pending(self) -> bool:
+        """Whether exports wait to be decoded (their spans are not in ``by_prefix`` yet)."""
+        return bool(self._exports)
+
+    def add_protobuf(self, body: bytes) -> int:
+        """Take one ``application/x-protobuf`` export; returns how many spans it holds.
+
+        Raises OtlpPayloadError when the body is not an ExportTraceServiceRequest.
+        """
+        try:
+            export = frame_export(body)
+        except UnframedExport:  # a layout the framing does not read: opentelemetry-proto decodes (or refuses) it
+            return self.add(span_columns(decode_protobuf(body)))
+        if not export.spans:
+            return 0
+        with self._lock:
+            self._exports.append(export)
+            self._rows += export.spans
+            self.received += export.spans
+            full = self._rows >= self.max_rows
+        if full:
+            self.flush()
+        return export.spans
+
     def add(self, columns: dict[str, list[Any]]) -> int:
-        """Take one export's spans; returns how many."""
+        """Take one export's spans, already decoded; returns how many."""
         count = len(columns["trace_id"])
         if not count:
             return 0
@@ -90,18 +127,39 @@ class SpanSink:
 
     def flush(self) -> Path | None:
         """Write what is buffered as one Parquet part (atomically: temporary name, then rename)."""
-        with self._lock:
-            if not self._rows:
+        with self._flush_lock:
+            with self._lock:
+                if not self._rows:
+                    return None
+                buffered, exports = self._buffer, self._exports
+                self._buffer = {name: [] for name in SPAN_COLUMNS}
+                self._exports = []
+                self._rows = 0
+                self._sequence += 1
+                part = self.incoming_dir / f"spans-{time.time_ns()}-{self._sequence:06d}.parquet"
+            tables = [pa.table(buffered, schema=SPAN_SCHEMA)] if buffered["trace_id"] else []
+            if exports:
+                decoded = decode_exports(exports)
+                self._note_arrivals(decoded)
+                tables.append(decoded.table)
+            table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+            if not table.num_rows:
                 return None
-            table = pa.table(self._buffer, schema=SPAN_SCHEMA)
-            self._buffer = {name: [] for name in SPAN_COLUMNS}
-            self._rows = 0
-            self._sequence += 1
-            part = self.incoming_dir / f"spans-{time.time_ns()}-{self._sequence:06d}.parquet"
-        tmp = part.with_suffix(".tmp")
-        pq.write_table(table, tmp)
-        tmp.replace(part)
-        return part
+            tmp = part.with_suffix(".tmp")
+            pq.write_table(table, tmp, **_PART_OPTIONS)
+            tmp.replace(part)
+            return part
+
+    def _note_arrivals(self, decoded: DecodedSpans) -> None:
+        prefixes = pc.utf8_slice_codeunits(decoded.table["trace_id"], 0, RUN_PREFIX_HEX)
+        arrivals = pa.table({"prefix": prefixes, "received": decoded.received})
+        per_prefix = arrivals.group_by("prefix").aggregate([("received", "max"), ("received", "count")])
+        with self._lock:
+            self.dropped += decoded.dropped
+            for prefix, last, spans in zip(*(per_prefix[c].to_pylist() for c in per_prefix.column_names), strict=True):
+                activity = self.by_prefix.setdefault(prefix, PrefixActivity(spans=0, last_received=last))
+                activity.spans += spans
+                activity.last_received = max(activity.last_received, last)
 
 
 def collect_run_spans(incoming_dir: Path, prefix: str, out_file: Path, endpoints: list[str]) -> int:
