@@ -6,26 +6,37 @@ import asyncio
 import json
 import statistics
 import time
+from pathlib import Path
 
+import duckdb
 from sqlalchemy import text
 from temporalio import activity
 
+from activities.database_catalog import explain, read_tables
 from activities.database_inspection import inspect_run_summary
 from activities.target_database import target_engine
 from ratchet.analysis.detection import (
+    SlowEndpoint,
     StatementEvidence,
     endpoints_to_inspect,
+    error_hotspots,
     missing_index_findings,
+    slow_endpoints,
     unexplained_slow_findings,
 )
 from ratchet.analysis.plans import FullScan, full_scans_postgresql, full_scans_sqlite
+from ratchet.analysis.responses import ProbeReport, cacheable_findings, payload_findings, render_blocking_findings
 from ratchet.analysis.slo import check_slos
 from ratchet.analysis.sql_columns import filtered_columns, table_aliases
+from ratchet.analysis.traces import TraceAnalysis, analyze_burst, analyze_run
+from ratchet.analysis.traces.detectors import StatementCandidate, Traffic
 from ratchet.config.target import Endpoint, Target
-from ratchet.contracts import AssessRequest, AssessResult, Finding
+from ratchet.contracts import AssessRequest, AssessResult, Finding, LoadTestResult
 from ratchet.database.models import InspectionSummary
+from ratchet.database.statements import normalize_statement
 from ratchet.settings import Settings
 from ratchet.store.engine import session_for
+from ratchet.store.sample_stream import sql_literal
 from ratchet.store.tables import FindingRecord
 
 _TIMING_RUNS = 5
@@ -81,6 +92,52 @@ def inspect_statement(target: Target, endpoint: Endpoint, sql: str) -> Statement
     )
 
 
+def explain_candidate(target: Target, candidate: StatementCandidate) -> StatementEvidence:
+    """Plan, full scans, table sizes and indexes of a statement read from the spans (its normalized text)."""
+    assert target.database is not None
+    dialect = target.database.dialect
+    normalized = normalize_statement(candidate.statement, dialect)
+    with target_engine(target.database.url).connect() as connection:
+        plan, scans = explain(connection, dialect, normalized)
+        aliases = table_aliases(normalized.text, dialect=dialect)
+        scans = [FullScan(aliases.get(scan.table, scan.table), scan.plan_line) for scan in scans]
+        tables = {scan.table for scan in scans}
+        catalog = {t.name: t for t in read_tables(connection, dialect) if t.name in tables}
+    return StatementEvidence(
+        endpoint=candidate.endpoint,
+        sql=normalized.text,
+        plan=plan,
+        full_scans=scans,
+        table_rows={t: catalog[t].rows for t in tables if t in catalog},
+        filtered_columns={t: filtered_columns(normalized.text, t, dialect=dialect) for t in tables},
+        existing_indexes={t: [i.name for i in catalog[t].indexes] for t in tables if t in catalog},
+        median_ms=candidate.median_ms * candidate.calls_per_request,
+    )
+
+
+def repeat_ratios(target: Target, baseline: LoadTestResult) -> dict[str, float]:
+    """Per endpoint, the share of the baseline's requests that asked what an earlier one asked (the load
+    picks among the endpoint's examples), i.e. the hit ratio a cache would have had."""
+    ratios = {}
+    for stats in baseline.endpoints:
+        endpoint = next((e for e in target.endpoints if e.name == stats.endpoint), None)
+        if endpoint is None or stats.requests == 0:
+            continue
+        distinct = min(max(len(endpoint.examples), 1), stats.requests)
+        ratios[stats.endpoint] = 1 - distinct / stats.requests
+    return ratios
+
+
+def numbered(findings: list[Finding]) -> list[Finding]:
+    """One finding per fingerprint (the first), numbered F1, F2, ... in order of impact."""
+    unique: dict[str, Finding] = {}
+    for finding in findings:
+        key = str(finding.evidence.get("fingerprint") or f"{finding.type.value}|{finding.endpoint}|{finding.summary}")
+        unique.setdefault(key, finding)
+    ranked = sorted(unique.values(), key=lambda f: f.impact, reverse=True)
+    return [f.model_copy(update={"id": f"F{i + 1}"}) for i, f in enumerate(ranked)]
+
+
 class AssessmentActivities:
     """find_bottlenecks, served by the perf-optimizer role."""
 
@@ -98,22 +155,80 @@ class AssessmentActivities:
             activity.logger.exception("database inspection of %s failed", request.baseline.run_id)
             return None, [f"database inspection failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"]
 
+    def _traces(self, request: AssessRequest) -> tuple[TraceAnalysis | None, list[Finding]]:
+        """Span detectors over the baseline's traces, and queueing over the probe's burst."""
+        rules = request.playbook.detection
+        spans = self.settings.spans_file(request.baseline.run_id)
+        if not spans.is_file():
+            return None, []
+        with duckdb.connect() as con:
+            analysis = analyze_run(con, f"read_parquet({sql_literal(spans)})", rules)
+            burst: list[Finding] = []
+            probe = request.probe
+            if probe is not None and probe.burst_run_id:
+                burst_file = self.settings.spans_file(probe.burst_run_id)
+                if burst_file.is_file():
+                    burst = analyze_burst(con, f"read_parquet({sql_literal(burst_file)})", rules, analysis.mix)
+        return analysis, burst
+
+    def _statement_evidence(
+        self, request: AssessRequest, slow: list[SlowEndpoint], analysis: TraceAnalysis | None
+    ) -> list[StatementEvidence]:
+        """Plans of the statements behind slow endpoints: read from the spans, else the target's declared ones."""
+        target = request.target
+        if target.database is None:
+            return []
+        inspected = {s.stats.endpoint for s in slow}
+        evidence = []
+        traced = set()
+        if analysis is not None:
+            for candidate in analysis.statements:
+                if candidate.endpoint in inspected:
+                    traced.add(candidate.endpoint)
+                    evidence.append(explain_candidate(target, candidate))
+        for endpoint in slow:
+            if endpoint.stats.endpoint in traced:
+                continue
+            definition = target.endpoint(endpoint.stats.endpoint)
+            for query in definition.queries:
+                evidence.append(inspect_statement(target, definition, query.sql))
+        return evidence
+
     def _assess(self, request: AssessRequest) -> AssessResult:
         playbook, target = request.playbook, request.target
+        rules = playbook.detection
         slow = endpoints_to_inspect(request.baseline.endpoints, playbook)
-        evidence = []
-        if target.database is not None:
-            for endpoint in slow:
-                definition = target.endpoint(endpoint.stats.endpoint)
-                for query in definition.queries:
-                    evidence.append(inspect_statement(target, definition, query.sql))
-        findings = missing_index_findings(slow, evidence, playbook)
+        analysis, burst = self._traces(request)
+        findings = missing_index_findings(slow, self._statement_evidence(request, slow, analysis), playbook)
+        notes: list[str] = []
+        if analysis is not None:
+            findings += analysis.findings + burst
+        else:
+            notes.append("no spans of the baseline: only latency and plans were analysed (trace detectors need spans)")
+        mix = (
+            analysis.mix
+            if analysis is not None
+            else Traffic({s.endpoint: s.requests for s in request.baseline.endpoints})
+        )
+        if request.probe is not None:
+            probe = ProbeReport.model_validate_json(Path(request.probe.file).read_text())
+            over = slow_endpoints(request.baseline.endpoints, playbook)
+            findings += payload_findings(probe, over, mix, rules) + render_blocking_findings(probe, mix, rules)
+            own_work = analysis.own_work if analysis is not None else {}
+            findings += cacheable_findings(probe, own_work, repeat_ratios(target, request.baseline), mix, rules)
+        findings += error_hotspots(request.baseline, request.load_shapes, rules)
         explained = {f.endpoint for f in findings}
-        findings += unexplained_slow_findings(slow, explained, start=len(findings) + 1)
+        server_p95 = analysis.server_p95_ms if analysis is not None else None
+        unexplained, contention = unexplained_slow_findings(slow, explained, 1, server_p95, rules.min_inspect_p50_ms)
+        findings = numbered(findings + unexplained)
+        notes += contention
         self._store(request.campaign_id, findings)
-        database, notes = self._inspect(request)
+        database, inspection_notes = self._inspect(request)
         return AssessResult(
-            findings=findings, slo=check_slos(request.baseline.endpoints, playbook), database=database, notes=notes
+            findings=findings,
+            slo=check_slos(request.baseline.endpoints, playbook),
+            database=database,
+            notes=notes + inspection_notes,
         )
 
     def _store(self, campaign_id: str, findings: list[Finding]) -> None:
@@ -130,5 +245,6 @@ class AssessmentActivities:
 
     @activity.defn(name="find_bottlenecks")
     async def find_bottlenecks(self, request: AssessRequest) -> AssessResult:
-        """Slow endpoints from the baseline, then the plans of their statements: findings with evidence."""
+        """Findings with evidence: critical paths of the baseline's traces, plans of the statements that
+        dominate slow endpoints, the probe's answers, errors under load."""
         return await asyncio.to_thread(self._assess, request)

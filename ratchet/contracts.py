@@ -160,11 +160,29 @@ class Finding(Payload):
     evidence: dict[str, Any] = Field(default_factory=dict)
 
 
+class ProbeRequest(Payload):
+    campaign_id: str
+    target: Target
+    playbook: Playbook
+
+
+class ProbeSummary(Payload):
+    """What probing the target's answers gave; the whole report is in ``file``."""
+
+    file: str
+    endpoints: int
+    burst_run_id: str = ""
+    burst_spans: int = 0
+    notes: list[str] = Field(default_factory=list)
+
+
 class AssessRequest(Payload):
     campaign_id: str
     baseline: LoadTestResult
     target: Target
     playbook: Playbook
+    probe: ProbeSummary | None = None
+    load_shapes: list[LoadTestResult] = Field(default_factory=list)
 
 
 class SloCheck(Payload):

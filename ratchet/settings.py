@@ -74,6 +74,12 @@ class Settings(BaseSettings):
         path.mkdir(parents=True, exist_ok=True)
         return path / f"{run_id}.json"
 
+    def probe_file(self, campaign_id: str) -> Path:
+        """The JSON file of what probing a campaign's target answered (sizes, encodings, repeats, assets)."""
+        path = self.resolved_home / "probes"
+        path.mkdir(parents=True, exist_ok=True)
+        return path / f"{campaign_id}.json"
+
     @property
     def otlp_url(self) -> str:
         return f"http://{self.otlp_host}:{self.otlp_port}"

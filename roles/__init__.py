@@ -12,6 +12,7 @@ from activities.assessment import AssessmentActivities
 from activities.levers import LeverActivities
 from activities.measurement import MeasurementActivities
 from activities.planning import AnalysisActivities
+from activities.probing import ProbeActivities
 from activities.records import RecordActivities
 from activities.reporting import ReportActivities
 from ratchet.config.common import Role
@@ -29,8 +30,9 @@ def role_activities(role: Role, settings: Settings) -> list[Callable[..., Any]]:
         assess = AssessmentActivities(settings)
         records = RecordActivities(store)
         reports = ReportActivities(settings)
+        probe = ProbeActivities(settings)
         return [
-            *measuring, assess.find_bottlenecks, analysis.plan_changes, analysis.compare_runs,
+            *measuring, probe.probe_endpoints, assess.find_bottlenecks, analysis.plan_changes, analysis.compare_runs,
             records.record_campaign, reports.write_report,
         ]  # fmt: skip
     if role == Role.TEST_ENGINEER:

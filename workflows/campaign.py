@@ -52,6 +52,8 @@ with workflow.unsafe.imports_passed_through():
         PhaseRecord,
         PlanRequest,
         PlanResult,
+        ProbeRequest,
+        ProbeSummary,
         Recommendation,
         RejectionInput,
         ReportRequest,
@@ -62,6 +64,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows import search_attributes as sa
 
 _QUICK = timedelta(minutes=2)
+_PROBE_TIMEOUT = timedelta(minutes=5)
+_PROBE_HEARTBEAT = timedelta(seconds=60)
 _GENERATOR_LEAD = timedelta(seconds=10)
 _LEVER_TIMEOUT = timedelta(minutes=15)
 _LEVER_HEARTBEAT = timedelta(seconds=20)
@@ -148,6 +152,21 @@ class CampaignWorkflow:
             self._status.load_shapes.append(result)
             if result.stress is not None:
                 self._event(f"stress: {knee_summary(result.stress)}")
+        probe = None
+        if workflow.patched("probe-endpoints"):  # campaigns started before the probe existed replay without it
+            probe = await self._activity(
+                "probe_endpoints",
+                ProbeRequest(
+                    campaign_id=self._input.campaign_id, target=self._input.target, playbook=self._input.playbook
+                ),
+                Role.PERF_OPTIMIZER,
+                "Probe answers: sizes, encodings, repeats, page assets, a traced burst",
+                result_type=ProbeSummary,
+                timeout=_PROBE_TIMEOUT,
+                heartbeat=_PROBE_HEARTBEAT,
+            )
+            for note in probe.notes:
+                self._event(f"probe: {note}")
         assessment: AssessResult = await self._activity(
             "find_bottlenecks",
             AssessRequest(
@@ -155,9 +174,11 @@ class CampaignWorkflow:
                 baseline=baseline,
                 target=self._input.target,
                 playbook=self._input.playbook,
+                probe=probe,
+                load_shapes=self._status.load_shapes,
             ),
             Role.PERF_OPTIMIZER,
-            "Find bottlenecks: slow endpoints, plans of their statements",
+            "Find bottlenecks: critical paths of the traces, plans, answers",
             result_type=AssessResult,
         )
         self._status.findings = assessment.findings

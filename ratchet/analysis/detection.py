@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 from ratchet.analysis.plans import FullScan
 from ratchet.config.common import FindingType
-from ratchet.config.playbook import Playbook
-from ratchet.contracts import EndpointStats, Finding
+from ratchet.config.playbook import Detection, Playbook
+from ratchet.contracts import EndpointStats, Finding, LoadTestResult
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,16 @@ class SlowEndpoint:
     over_threshold: bool
 
 
+def slow_threshold_ms(endpoint: str, playbook: Playbook) -> float:
+    """Above this p95 an endpoint is slow: the playbook's ``slow_p95_ms``, else its SLO p95 (else never)."""
+    return playbook.detection.slow_p95_ms or playbook.slo.for_endpoint(endpoint).p95_ms or float("inf")
+
+
+def slow_endpoints(stats: list[EndpointStats], playbook: Playbook) -> set[str]:
+    """Endpoints whose p95 is over their threshold, whatever their share of the load."""
+    return {s.endpoint for s in stats if s.requests and s.p95 > slow_threshold_ms(s.endpoint, playbook)}
+
+
 def endpoints_to_inspect(stats: list[EndpointStats], playbook: Playbook) -> list[SlowEndpoint]:
     """Endpoints whose statements deserve a plan: over their p95 threshold (or SLO), or dominant.
 
@@ -48,8 +58,7 @@ def endpoints_to_inspect(stats: list[EndpointStats], playbook: Playbook) -> list
     for endpoint in stats:
         if endpoint.requests == 0:
             continue
-        slo_p95 = playbook.slo.for_endpoint(endpoint.endpoint).p95_ms
-        threshold = rules.slow_p95_ms or slo_p95 or float("inf")
+        threshold = slow_threshold_ms(endpoint.endpoint, playbook)
         share = endpoint.mean * endpoint.requests / total_time
         over = endpoint.p95 > threshold
         dominant = share >= rules.dominant_latency_share and endpoint.p50 >= rules.min_inspect_p50_ms
@@ -125,13 +134,39 @@ def missing_index_findings(
     return list(findings.values())
 
 
-def unexplained_slow_findings(slow: list[SlowEndpoint], explained: set[str], start: int) -> list[Finding]:
-    """Endpoints over their threshold that no plan problem explains: findings for a person to look at."""
+def unexplained_slow_findings(
+    slow: list[SlowEndpoint],
+    explained: set[str],
+    start: int,
+    server_p95_ms: dict[str, float] | None = None,
+    min_p50_ms: float = 0.0,
+) -> tuple[list[Finding], list[str]]:
+    """Endpoints over their threshold that nothing more precise explains: findings for a person to look at.
+
+    With traces, an endpoint whose server spans stay under the threshold while its clients wait longer is not
+    slow itself: its requests waited outside the handler (a busy CPU, a full worker pool). That is a note
+    about the service's capacity (the stress run measures it), not a finding on the endpoint. So is a slow
+    tail over a fast median (under ``min_p50_ms``): the typical request does little work.
+    """
+    notes = []
     findings: list[Finding] = []
     for endpoint in slow:
         if endpoint.stats.endpoint in explained or not endpoint.over_threshold:
             continue
         stats = endpoint.stats
+        inside = (server_p95_ms or {}).get(stats.endpoint)
+        if inside is not None and inside <= endpoint.threshold_ms:
+            notes.append(
+                f"{stats.endpoint}: p95 {stats.p95:.1f} ms at the client but {inside:.1f} ms inside the service: "
+                "its requests waited outside the handler (CPU or worker contention), not in its own work"
+            )
+            continue
+        if stats.p50 < min_p50_ms:
+            notes.append(
+                f"{stats.endpoint}: p95 {stats.p95:.1f} ms but a median of {stats.p50:.1f} ms: a tail of waits, not "
+                "slow work (other requests hold the CPU or the workers; the peak and stress runs measure capacity)"
+            )
+            continue
         findings.append(
             Finding(
                 id=f"F{start + len(findings)}",
@@ -142,7 +177,7 @@ def unexplained_slow_findings(slow: list[SlowEndpoint], explained: set[str], sta
                 estimated_gain_ms=round(max(0.0, stats.p95 - endpoint.threshold_ms), 2),
                 summary=(
                     f"{stats.endpoint}: p95 {stats.p95:.1f} ms above {endpoint.threshold_ms:g} ms, "
-                    "and no declared statement explains it"
+                    "and nothing in its traces or plans explains it"
                 ),
                 evidence={
                     "endpoint_p50_ms": stats.p50,
@@ -150,7 +185,47 @@ def unexplained_slow_findings(slow: list[SlowEndpoint], explained: set[str], sta
                     "endpoint_p99_ms": stats.p99,
                     "endpoint_requests": stats.requests,
                     "latency_share": round(endpoint.latency_share, 4),
+                    "server_p95_ms": inside,
                 },
             )
         )
-    return findings
+    return findings, notes
+
+
+def error_hotspots(baseline: LoadTestResult, shapes: list[LoadTestResult], rules: Detection) -> list[Finding]:
+    """Endpoints whose error rate under a heavier steady load (peak, soak) rises ``error_rate_rise`` above
+    the baseline's. Stress runs are left out: they are meant to push the service until it fails."""
+    before = {s.endpoint: s for s in baseline.endpoints}
+    total = sum(s.requests for s in baseline.endpoints) or 1
+    findings: dict[str, Finding] = {}
+    for run in shapes:
+        if run.stress is not None:
+            continue
+        for stats in run.endpoints:
+            base = before.get(stats.endpoint)
+            base_rate = base.error_rate if base is not None else 0.0
+            rise = stats.error_rate - base_rate
+            if stats.requests == 0 or rise < rules.error_rate_rise or stats.endpoint in findings:
+                continue
+            traffic_share = (base.requests if base is not None else 0) / total
+            findings[stats.endpoint] = Finding(
+                id="",
+                type=FindingType.ERROR_HOTSPOT,
+                endpoint=stats.endpoint,
+                severity="critical" if stats.error_rate >= 0.2 else "high",
+                impact=round(rise * traffic_share, 4),
+                estimated_gain_ms=0.0,
+                summary=(
+                    f"{stats.endpoint}: {stats.error_rate:.1%} errors under the {run.label} load "
+                    f"({stats.errors} of {stats.requests}) against {base_rate:.1%} at the baseline"
+                ),
+                evidence={
+                    "fingerprint": f"error-hotspot|{stats.endpoint}",
+                    "run": run.run_id,
+                    "error_rate": stats.error_rate,
+                    "baseline_error_rate": base_rate,
+                    "errors": stats.errors,
+                    "requests": stats.requests,
+                },
+            )
+    return list(findings.values())

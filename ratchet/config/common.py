@@ -25,6 +25,10 @@ class FindingType(StrEnum):
     UNCOMPRESSED = "uncompressed"  # a large text response sent without Content-Encoding to a client that accepts gzip
     SATURATION = "saturation"  # latency that grows with the arrival rate: a capacity limit (pool, workers)
     RENDER_BLOCKING = "render-blocking"  # large scripts or styles a page must load before its first paint
+    SEQUENTIAL_QUERIES = "sequential-queries"  # independent queries run one after another
+    N_PLUS_ONE_API = "n-plus-one-api"  # an outbound call per item of a list, to the same resource
+    SLOW_STATEMENT = "slow-statement"  # one statement dominates an endpoint's time without a full scan to blame
+    ERROR_HOTSPOT = "error-hotspot"  # an endpoint whose errors rise under load
 
 
 class Role(StrEnum):

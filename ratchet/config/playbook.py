@@ -172,6 +172,51 @@ class Detection(StrictModel):
         le=1,
         description="A full scan is a finding only when its statement takes this share of the endpoint's time.",
     )
+    # Trace detectors (reference rules: Sentry's performance issues; every one may be tuned here).
+    min_traces: int = Field(3, ge=1, description="A pattern counts only when it recurs in this many traces.")
+    min_trace_share: float = Field(
+        0.5, gt=0, le=1, description="...and in at least this share of the endpoint's traced requests."
+    )
+    n_plus_one_min_repeats: int = Field(
+        5, ge=2, description="N+1: at least this many sequential runs of one statement under one parent."
+    )
+    n_plus_one_min_total_ms: float = Field(50.0, ge=0, description="N+1: their total time at least this (ms)...")
+    n_plus_one_min_share: float = Field(
+        0.2, ge=0, le=1, description="...or at least this share of the request's latency."
+    )
+    sequential_min_saved_ms: float = Field(
+        20.0, ge=0, description="Sequential calls: running them at once would save at least this (ms)..."
+    )
+    sequential_min_share: float = Field(
+        0.1, ge=0, le=1, description="...and at least this share of the request's latency."
+    )
+    sequential_queries_min_saved_ms: float = Field(
+        100.0, ge=0, description="Sequential independent queries: the saving must be at least this (ms)."
+    )
+    n_plus_one_api_min_calls: int = Field(
+        10, ge=2, description="N+1 API calls: this many calls to one resource template under one parent."
+    )
+    queue_min_wait_ms: float = Field(
+        10.0, ge=0, description="Queueing: a call waits this long (ms) before its service starts serving it..."
+    )
+    queue_min_wait_share: float = Field(0.3, ge=0, le=1, description="...and that wait is this share of the call.")
+    cacheable_min_self_ms: float = Field(
+        20.0, ge=0, description="Cacheable: the service's own work per request at least this (ms)..."
+    )
+    cacheable_min_self_share: float = Field(
+        0.5, ge=0, le=1, description="...and this share of the request's latency, with identical answers."
+    )
+    cache_ttl_s: int = Field(60, ge=1, description="The TTL a cache recommendation proposes when nothing says more.")
+    large_payload_bytes: int = Field(300_000, ge=1, description="Large payload: a response body above this.")
+    uncompressed_min_bytes: int = Field(
+        512_000, ge=1, description="Uncompressed: a text response above this sent without Content-Encoding."
+    )
+    render_blocking_min_bytes: int = Field(
+        100_000, ge=1, description="Render-blocking: a blocking script or style sheet in the head above this."
+    )
+    error_rate_rise: float = Field(
+        0.05, gt=0, le=1, description="Error hotspot: an endpoint's error rate under load this much above baseline."
+    )
 
 
 class Validation(StrictModel):

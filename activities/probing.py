@@ -1,0 +1,174 @@
+"""Probe the target's answers: each GET endpoint asked the same thing a few times (sizes, encodings, cache
+headers, whether the answer repeats), a page's blocking assets, and a short burst of concurrent requests per
+endpoint whose traces show what waits for what under concurrency. Only GETs: a probe never changes data."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+import time
+from html.parser import HTMLParser
+from urllib.parse import quote, urljoin
+
+import httpx
+from temporalio import activity
+
+from ratchet.analysis.responses import EndpointProbe, PageAsset, ProbeReport, ResponseSample
+from ratchet.config.target import _PLACEHOLDER, Endpoint, Target
+from ratchet.contracts import ProbeRequest, ProbeSummary
+from ratchet.settings import Settings
+from ratchet.traces.collect import collect_spans_of_run
+from ratchet.traces.store import ENDPOINT_HEX, RUN_PREFIX_HEX, run_trace_prefix
+
+ACCEPT_ENCODING = "gzip, deflate"
+_REPEATS = 3
+_EXAMPLES = 3
+_BURST = 8
+
+
+def fill(path: str, example: dict[str, str | int | float]) -> str:
+    """The endpoint's path with its placeholders filled, as the k6 script fills them (URI-encoded)."""
+    return _PLACEHOLDER.sub(lambda m: quote(str(example[m.group(1)]), safe=""), path)
+
+
+def _sample(response: httpx.Response, elapsed_ms: float) -> ResponseSample:
+    headers = response.headers
+    return ResponseSample(
+        status=response.status_code,
+        wire_bytes=response.num_bytes_downloaded,
+        body_bytes=len(response.content),
+        body_sha256=hashlib.sha256(response.content).hexdigest(),
+        content_type=headers.get("content-type", "").split(";")[0].strip().lower(),
+        content_encoding=headers.get("content-encoding", ""),
+        cache_control=headers.get("cache-control", ""),
+        etag=headers.get("etag", ""),
+        elapsed_ms=elapsed_ms,
+    )
+
+
+async def _get(client: httpx.AsyncClient, url: str, headers: dict[str, str] | None = None) -> ResponseSample:
+    started = time.perf_counter()
+    response = await client.get(url, headers=headers)
+    return _sample(response, (time.perf_counter() - started) * 1000)
+
+
+class _HeadAssets(HTMLParser):
+    """Scripts and style sheets in a page's <head> (outside <noscript>), and whether they block the paint."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.in_head = self.in_noscript = False
+        self.assets: list[tuple[str, str, bool]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("head", "noscript"):
+            setattr(self, f"in_{tag}", True)
+            return
+        if not self.in_head or self.in_noscript:
+            return
+        found = dict(attrs)
+        if tag == "script" and found.get("src"):
+            blocking = "defer" not in found and "async" not in found and found.get("type") != "module"
+            self.assets.append((str(found["src"]), "script", blocking))
+        elif tag == "link" and found.get("href") and (found.get("rel") or "").lower() == "stylesheet":
+            blocking = (found.get("media") or "all") in ("all", "screen")
+            self.assets.append((str(found["href"]), "style", blocking))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("head", "noscript"):
+            setattr(self, f"in_{tag}", False)
+
+
+def head_assets(page: str) -> list[tuple[str, str, bool]]:
+    """(url, kind, blocking) of every script and style sheet the page's head loads."""
+    parser = _HeadAssets()
+    parser.feed(page)
+    return parser.assets
+
+
+def burst_trace_id(prefix: str, endpoint_index: int) -> str:
+    """A trace id the run's span collection assigns to the endpoint (see ratchet.traces.store)."""
+    return prefix + f"{endpoint_index:0{ENDPOINT_HEX}x}" + secrets.token_hex((32 - RUN_PREFIX_HEX - ENDPOINT_HEX) // 2)
+
+
+class ProbeActivities:
+    """probe_endpoints, served by the perf-optimizer role."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    async def _probe_endpoint(self, client: httpx.AsyncClient, endpoint: Endpoint) -> EndpointProbe:
+        examples = endpoint.examples[:_EXAMPLES] or [{}]
+        probe = EndpointProbe(endpoint=endpoint.name, method=endpoint.method, accept_encoding=ACCEPT_ENCODING)
+        for example in examples:
+            path = fill(endpoint.path, example)
+            probe.by_example.append([await _get(client, path) for _ in range(_REPEATS)])
+        first = probe.by_example[0][0]
+        if first.status == 200 and first.content_type == "text/html":
+            page = await client.get(fill(endpoint.path, examples[0]))
+            for url, kind, blocking in head_assets(page.text):
+                absolute = urljoin(str(page.url), url)
+                response = await _get(client, absolute) if absolute.startswith(str(client.base_url)) else None
+                probe.assets.append(PageAsset(url=url, kind=kind, blocking=blocking, response=response))
+        return probe
+
+    async def _burst(self, client: httpx.AsyncClient, target: Target, run_id: str) -> None:
+        """``_BURST`` requests at once per GET endpoint, each starting a trace of the burst's run."""
+        prefix = run_trace_prefix(run_id)
+        for index, endpoint in enumerate(target.endpoints):
+            if endpoint.method != "GET":
+                continue
+            examples = endpoint.examples or [{}]
+            requests = []
+            for n in range(_BURST):
+                trace = burst_trace_id(prefix, index)
+                headers = {"traceparent": f"00-{trace}-{secrets.token_hex(8)}-01"}
+                requests.append(client.get(fill(endpoint.path, examples[n % len(examples)]), headers=headers))
+            await asyncio.gather(*requests)
+            activity.heartbeat({"progress": f"burst of {_BURST} concurrent requests sent to {endpoint.name}"})
+
+    @activity.defn(name="probe_endpoints")
+    async def probe_endpoints(self, request: ProbeRequest) -> ProbeSummary:
+        """Ask every GET endpoint the same things a few times, read its page's assets, then send a traced burst."""
+        target = request.target
+        report = ProbeReport()
+        limits = httpx.Limits(max_connections=_BURST * 2)
+        headers = {"accept-encoding": ACCEPT_ENCODING, "user-agent": "ratchet-probe"}
+        async with httpx.AsyncClient(base_url=target.base, headers=headers, timeout=60, limits=limits) as client:
+            for endpoint in target.endpoints:
+                if endpoint.method != "GET":
+                    continue
+                activity.heartbeat({"progress": f"probing {endpoint.name}"})
+                try:
+                    report.endpoints.append(await self._probe_endpoint(client, endpoint))
+                except httpx.HTTPError as exc:
+                    report.notes.append(f"{endpoint.name}: not probed ({exc.__class__.__name__}: {exc})")
+            spans = 0
+            traces = target.traces
+            if traces is not None and traces.propagate and target.load_script is None:
+                run_id = f"{request.campaign_id}-probe"
+                report.burst_run_id = run_id
+                await self._burst(client, target, run_id)
+                collected = await collect_spans_of_run(
+                    receiver_url=self.settings.otlp_url,
+                    spans_dir=self.settings.spans_dir,
+                    run_id=run_id,
+                    endpoints=[e.name for e in target.endpoints],
+                    out_file=self.settings.spans_file(run_id),
+                    settle_s=traces.settle.total_seconds(),
+                    max_wait_s=max(self.settings.trace_settle_max, traces.settle.total_seconds() * 2),
+                    on_wait=lambda text: activity.heartbeat({"progress": text}),
+                )
+                spans = collected.spans
+                if collected.note:
+                    report.notes.append(collected.note)
+        out = self.settings.probe_file(request.campaign_id)
+        out.write_text(report.model_dump_json())
+        return ProbeSummary(
+            file=str(out),
+            endpoints=len(report.endpoints),
+            burst_run_id=report.burst_run_id,
+            burst_spans=spans,
+            notes=report.notes,
+        )

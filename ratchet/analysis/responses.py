@@ -1,0 +1,181 @@
+"""What the target answers, probed request by request: sizes, encodings, cache headers, repeats, page assets;
+and the detectors that read it (large and uncompressed responses, render-blocking assets, cacheable work)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from ratchet.analysis.traces.detectors import Traffic, severity
+from ratchet.config.common import FindingType
+from ratchet.config.playbook import Detection
+from ratchet.contracts import Finding
+
+_TEXT_TYPES = ("text/", "application/json", "application/javascript", "application/xml", "image/svg")
+
+
+class ResponseSample(BaseModel):
+    """One answer, as the client received it."""
+
+    status: int
+    wire_bytes: int = Field(description="Bytes on the wire (compressed when it was).")
+    body_bytes: int = Field(description="Bytes of the decoded body.")
+    body_sha256: str
+    content_type: str = ""
+    content_encoding: str = ""
+    cache_control: str = ""
+    etag: str = ""
+    elapsed_ms: float
+
+
+class PageAsset(BaseModel):
+    """A script or style sheet a page's head loads."""
+
+    url: str
+    kind: str = Field(description="script or style")
+    blocking: bool = Field(description="Loaded before the first paint: no defer/async, a stylesheet link.")
+    response: ResponseSample | None = None
+
+
+class EndpointProbe(BaseModel):
+    """Repeated identical requests to one endpoint (per example), and the assets of a page."""
+
+    endpoint: str
+    method: str
+    accept_encoding: str
+    by_example: list[list[ResponseSample]] = Field(default_factory=list)
+    assets: list[PageAsset] = Field(default_factory=list)
+
+    @property
+    def samples(self) -> list[ResponseSample]:
+        return [s for repeats in self.by_example for s in repeats]
+
+    @property
+    def identical_repeats(self) -> bool:
+        """Every example answered 200 with the same body on every repeat."""
+        return bool(self.by_example) and all(
+            len(repeats) >= 2 and len({(s.status, s.body_sha256) for s in repeats}) == 1 and repeats[0].status == 200
+            for repeats in self.by_example
+        )
+
+
+class ProbeReport(BaseModel):
+    """Everything the probe learned; stored as JSON beside the campaign's runs."""
+
+    endpoints: list[EndpointProbe] = Field(default_factory=list)
+    burst_run_id: str = ""
+    notes: list[str] = Field(default_factory=list)
+
+
+def _is_text(content_type: str) -> bool:
+    return content_type.startswith(_TEXT_TYPES) or "+json" in content_type or "+xml" in content_type
+
+
+def payload_findings(probe: ProbeReport, slow: set[str], mix: Traffic, rules: Detection) -> list[Finding]:
+    """Text responses sent uncompressed to a client that accepts gzip; large responses of ``slow`` endpoints."""
+    findings = []
+    for endpoint in probe.endpoints:
+        ok = [s for s in endpoint.samples if s.status == 200]
+        if not ok:
+            continue
+        biggest = max(ok, key=lambda s: s.wire_bytes)
+        median_ms = sorted(s.elapsed_ms for s in ok)[len(ok) // 2]
+        evidence = {
+            "wire_bytes": biggest.wire_bytes, "body_bytes": biggest.body_bytes, "content_type": biggest.content_type,
+            "content_encoding": biggest.content_encoding or "none", "accept_encoding": endpoint.accept_encoding,
+            "probe_median_ms": round(median_ms, 3), "probes": len(ok),
+        }  # fmt: skip
+        uncompressed = not biggest.content_encoding and _is_text(biggest.content_type)
+        if uncompressed and biggest.wire_bytes >= rules.uncompressed_min_bytes:
+            findings.append(
+                Finding(
+                    id="", type=FindingType.UNCOMPRESSED, endpoint=endpoint.endpoint,
+                    severity=severity(0.5), impact=round(0.5 * mix.share(endpoint.endpoint), 4),  # type: ignore[arg-type]
+                    estimated_gain_ms=0.0,
+                    summary=(f"{endpoint.endpoint}: {biggest.wire_bytes:,} bytes of {biggest.content_type or 'text'} "
+                             f"sent without compression to a client that accepts {endpoint.accept_encoding}"),
+                    evidence=evidence | {"key": "", "fingerprint": f"uncompressed|{endpoint.endpoint}"},
+                )
+            )  # fmt: skip
+        if biggest.body_bytes >= rules.large_payload_bytes and endpoint.endpoint in slow:
+            findings.append(
+                Finding(
+                    id="", type=FindingType.LARGE_PAYLOAD, endpoint=endpoint.endpoint,
+                    severity="medium", impact=round(0.3 * mix.share(endpoint.endpoint), 4), estimated_gain_ms=0.0,
+                    summary=(f"{endpoint.endpoint}: a {biggest.body_bytes:,}-byte response "
+                             f"({biggest.wire_bytes:,} on the wire), {median_ms:.0f} ms to fetch"),
+                    evidence=evidence | {"key": "", "fingerprint": f"large-payload|{endpoint.endpoint}"},
+                )
+            )  # fmt: skip
+    return findings
+
+
+def render_blocking_findings(probe: ProbeReport, mix: Traffic, rules: Detection) -> list[Finding]:
+    """Pages whose head makes the browser fetch large scripts or style sheets before it can paint."""
+    findings = []
+    for endpoint in probe.endpoints:
+        heavy = [
+            a for a in endpoint.assets
+            if a.blocking and a.response is not None and a.response.wire_bytes >= rules.render_blocking_min_bytes
+        ]  # fmt: skip
+        if not heavy:
+            continue
+        total = sum(a.response.wire_bytes for a in heavy if a.response)
+        page_bytes = total + max((s.wire_bytes for s in endpoint.samples), default=0)
+        findings.append(
+            Finding(
+                id="", type=FindingType.RENDER_BLOCKING, endpoint=endpoint.endpoint, severity="high",
+                impact=round(0.8 * mix.share(endpoint.endpoint), 4), estimated_gain_ms=0.0,
+                summary=(f"{endpoint.endpoint}: the page waits for {len(heavy)} blocking asset(s) of {total:,} bytes "
+                         f"before its first paint ({', '.join(a.url for a in heavy)})"),
+                evidence={
+                    "key": "", "fingerprint": f"render-blocking|{endpoint.endpoint}", "blocking_bytes": total,
+                    "page_weight_bytes": page_bytes,
+                    "assets": [{"url": a.url, "kind": a.kind, "wire_bytes": a.response.wire_bytes if a.response else 0,
+                                "content_encoding": (a.response.content_encoding if a.response else "") or "none",
+                                "cache_control": (a.response.cache_control if a.response else "") or "none"}
+                               for a in endpoint.assets],
+                },
+            )
+        )  # fmt: skip
+    return findings
+
+
+def cacheable_findings(
+    probe: ProbeReport,
+    own_work: dict[str, tuple[float, float, list[str]]],
+    repeat_ratio: dict[str, float],
+    mix: Traffic,
+    rules: Detection,
+) -> list[Finding]:
+    """Idempotent GETs that answer the same on every repeat while the service does costly work of its own.
+
+    ``own_work``: per endpoint, the median self time of its server span on the critical path (ms), its share
+    of the request, example traces. ``repeat_ratio``: the share of the load's requests that repeated an
+    earlier one (the hit ratio a cache would have had).
+    """
+    findings = []
+    for endpoint in probe.endpoints:
+        if endpoint.method != "GET" or not endpoint.identical_repeats or endpoint.endpoint not in own_work:
+            continue
+        self_ms, share, traces = own_work[endpoint.endpoint]
+        if self_ms < rules.cacheable_min_self_ms or share < rules.cacheable_min_self_share:
+            continue
+        if any("no-store" in s.cache_control or "private" in s.cache_control for s in endpoint.samples):
+            continue  # the service says its answers must not be kept
+        hits = repeat_ratio.get(endpoint.endpoint, 0.0)
+        findings.append(
+            Finding(
+                id="", type=FindingType.CACHEABLE, endpoint=endpoint.endpoint, severity=severity(share),  # type: ignore[arg-type]
+                impact=round(share * hits * mix.share(endpoint.endpoint), 4),
+                estimated_gain_ms=round(self_ms * hits, 2),
+                summary=(f"{endpoint.endpoint}: {self_ms:.1f} ms of its own work per request ({share:.0%}), and "
+                         f"the same answer on every repeat; a cache would have served {hits:.0%} of the load"),
+                evidence={
+                    "key": "", "fingerprint": f"cacheable|{endpoint.endpoint}", "self_ms": round(self_ms, 3),
+                    "share_of_request": round(share, 4), "estimated_hit_ratio": round(hits, 4),
+                    "suggested_ttl_s": rules.cache_ttl_s, "repeats_per_example": len(endpoint.by_example[0]),
+                    "examples": len(endpoint.by_example), "trace_ids": traces,
+                },
+            )
+        )  # fmt: skip
+    return findings

@@ -1,0 +1,52 @@
+"""Bottlenecks read from traces: the critical path of every request, then the detectors over it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import duckdb
+
+from ratchet.analysis.traces.critical_path import annotate, self_time
+from ratchet.analysis.traces.detectors import (
+    StatementCandidate,
+    Traffic,
+    dominant_statements,
+    n_plus_one,
+    n_plus_one_api,
+    queueing,
+    self_time_of_roots,
+    sequential_calls,
+    traffic,
+)
+from ratchet.config.playbook import Detection
+from ratchet.contracts import Finding
+
+
+@dataclass
+class TraceAnalysis:
+    """What the spans of a run showed."""
+
+    findings: list[Finding] = field(default_factory=list)
+    statements: list[StatementCandidate] = field(default_factory=list)
+    own_work: dict[str, tuple[float, float, list[str]]] = field(default_factory=dict)
+    mix: Traffic = field(default_factory=lambda: Traffic({}))
+    server_p95_ms: dict[str, float] = field(default_factory=dict)
+    """Per endpoint, the p95 of its server spans: the time spent inside the service."""
+
+
+def analyze_run(con: duckdb.DuckDBPyConnection, source: str, rules: Detection) -> TraceAnalysis:
+    """Every span detector over the spans in ``source`` (a run's requests at a steady load)."""
+    annotate(con, source)
+    self_time(con)
+    mix = traffic(con)
+    findings = n_plus_one(con, mix, rules) + sequential_calls(con, mix, rules) + n_plus_one_api(con, mix, rules)
+    findings += queueing(con, mix, rules)
+    server_p95 = dict(con.execute("SELECT endpoint, quantile_cont(root_ms, 0.95) FROM req GROUP BY endpoint").fetchall())
+    return TraceAnalysis(findings, dominant_statements(con, mix, rules), self_time_of_roots(con), mix, server_p95)
+
+
+def analyze_burst(con: duckdb.DuckDBPyConnection, source: str, rules: Detection, mix: Traffic) -> list[Finding]:
+    """What only shows under concurrency (queueing), from the spans of a burst of simultaneous requests;
+    impact is weighed by the steady run's traffic ``mix``."""
+    annotate(con, source)
+    return queueing(con, mix, rules)

@@ -1,0 +1,315 @@
+"""Detectors over a run's spans (after ``critical_path.annotate``): N+1 queries, sequential queries and calls,
+N+1 API calls, calls queueing for a connection, and the statements that dominate an endpoint.
+
+Each detector finds a pattern per request (trace), then keeps it only when it recurs: in at least
+``min_traces`` traces and in ``min_trace_share`` of the endpoint's traced requests (queueing, which only
+shows under concurrency, needs the first only). Only spans on the critical path count, except for N+1 API
+calls (made concurrently, they still cost the service a call each). Thresholds: the playbook's ``detection``.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+
+from ratchet.config.common import FindingType
+from ratchet.config.playbook import Detection
+from ratchet.contracts import Finding
+
+_EXAMPLE_TRACES = 3
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """Traced requests per endpoint and each endpoint's share of them (the run's mix)."""
+
+    requests: dict[str, int]
+
+    def share(self, endpoint: str) -> float:
+        total = sum(self.requests.values()) or 1
+        return self.requests.get(endpoint, 0) / total
+
+
+@dataclass(frozen=True)
+class StatementCandidate:
+    """A statement that takes a large share of an endpoint's critical path: worth a plan."""
+
+    endpoint: str
+    statement: str
+    db_system: str
+    calls_per_request: float
+    median_ms: float
+    share: float
+    trace_ids: list[str]
+
+
+def traffic(con: duckdb.DuckDBPyConnection) -> Traffic:
+    rows = con.execute("SELECT endpoint, count(*) FROM req GROUP BY endpoint").fetchall()
+    return Traffic({str(e): int(n) for e, n in rows})
+
+
+def severity(share: float) -> str:
+    """How much of a request the pattern costs: the share a fix could take off."""
+    if share >= 0.75:
+        return "critical"
+    if share >= 0.5:
+        return "high"
+    return "medium" if share >= 0.2 else "low"
+
+
+def _recurring(rows: list[tuple[Any, ...]], mix: Traffic, rules: Detection, *, share_of_requests: bool) -> bool:
+    traces = len(rows)
+    if traces < rules.min_traces:
+        return False
+    return not share_of_requests or traces >= rules.min_trace_share * mix.requests.get(rows[0][0], 0)
+
+
+def _group(rows: list[tuple[Any, ...]]) -> dict[tuple[str, str], list[tuple[Any, ...]]]:
+    """Per-trace matches (endpoint, key, trace_id, ...) grouped by (endpoint, key), trace order kept."""
+    groups: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
+    for row in rows:
+        groups.setdefault((row[0], row[1]), []).append(row)
+    return groups
+
+
+def _finding(
+    kind: FindingType,
+    endpoint: str,
+    share: float,
+    gain_ms: float,
+    mix: Traffic,
+    summary: str,
+    evidence: dict[str, Any],
+) -> Finding:
+    return Finding(
+        id="",
+        type=kind,
+        endpoint=endpoint,
+        severity=severity(share),  # type: ignore[arg-type]
+        impact=round(share * mix.share(endpoint), 4),
+        estimated_gain_ms=round(gain_ms, 2),
+        summary=summary,
+        evidence=evidence | {"fingerprint": f"{kind.value}|{endpoint}|{evidence.get('key', '')}"},
+    )
+
+
+def n_plus_one(con: duckdb.DuckDBPyConnection, mix: Traffic, rules: Detection) -> list[Finding]:
+    """One statement run again and again, one after another, under one parent.
+
+    Its cost is the window from the first run's start to the last one's end: the queries and the work done
+    per item between them (fetching, mapping rows), all of which one batched query removes.
+    """
+    rows = con.execute(
+        """
+        SELECT request_endpoint, norm, trace_id, count(*) AS n, (max(end_ns) - min(start_ns)) / 1e6 AS window_ms,
+               any_value(root_ms), sum(duration_ms) AS db_ms
+        FROM sp WHERE norm IS NOT NULL AND on_path
+        GROUP BY request_endpoint, norm, trace_id, parent_span_id HAVING count(*) >= ?
+        ORDER BY request_endpoint, norm, trace_id
+        """,
+        [rules.n_plus_one_min_repeats],
+    ).fetchall()
+    findings = []
+    for (endpoint, norm), group in _group(rows).items():
+        if not _recurring(group, mix, rules, share_of_requests=True):
+            continue
+        calls = statistics.median(r[3] for r in group)
+        total = statistics.median(r[4] for r in group)
+        share = statistics.median(r[4] / r[5] for r in group if r[5])
+        if total < rules.n_plus_one_min_total_ms and share < rules.n_plus_one_min_share:
+            continue
+        per_call = total / calls
+        findings.append(
+            _finding(
+                FindingType.N_PLUS_ONE, endpoint, share, total - per_call, mix,
+                f"{endpoint}: the same query runs {calls:g} times one after another per request "
+                f"({total:.1f} ms, {share:.0%} of the request); one query with IN (...) would do",
+                {"key": norm, "statement": norm, "calls_per_request": calls, "window_ms": round(total, 3),
+                 "db_ms": round(statistics.median(r[6] for r in group), 3),
+                 "share_of_request": round(share, 4), "traces": len(group),
+                 "trace_ids": [r[2] for r in group[:_EXAMPLE_TRACES]]},
+            )
+        )  # fmt: skip
+    return findings
+
+
+def _sequential(
+    con: duckdb.DuckDBPyConnection, what: str, key: str, min_calls_sql: str
+) -> dict[tuple[str, str], list[tuple[Any, ...]]]:
+    rows = con.execute(
+        f"""
+        SELECT request_endpoint, string_agg(DISTINCT {key}, ' | ' ORDER BY {key}) AS k, trace_id,
+               count(*) AS n, sum(duration_ms) AS total, max(duration_ms) AS longest, any_value(root_ms)
+        FROM sp WHERE {what} AND on_path
+        GROUP BY request_endpoint, trace_id, parent_span_id HAVING {min_calls_sql}
+        ORDER BY request_endpoint, k, trace_id
+        """
+    ).fetchall()
+    return _group(rows)
+
+
+def sequential_calls(con: duckdb.DuckDBPyConnection, mix: Traffic, rules: Detection) -> list[Finding]:
+    """Outbound calls to different services made one after another under one parent."""
+    findings = []
+    groups = _sequential(con, "dest IS NOT NULL", "dest", "count(DISTINCT dest) >= 2")
+    findings += _savings(groups, mix, rules, FindingType.SEQUENTIAL_CALLS, rules.sequential_min_saved_ms, "calls")
+    groups = _sequential(con, "norm IS NOT NULL", "norm", "count(DISTINCT norm) >= 2")
+    findings += _savings(
+        groups, mix, rules, FindingType.SEQUENTIAL_QUERIES, rules.sequential_queries_min_saved_ms, "queries"
+    )
+    return findings
+
+
+def _savings(
+    groups: dict[tuple[str, str], list[tuple[Any, ...]]],
+    mix: Traffic,
+    rules: Detection,
+    kind: FindingType,
+    min_saved_ms: float,
+    noun: str,
+) -> list[Finding]:
+    findings = []
+    for (endpoint, key), group in groups.items():
+        if not _recurring(group, mix, rules, share_of_requests=True):
+            continue
+        saved = statistics.median(r[4] - r[5] for r in group)
+        share = statistics.median((r[4] - r[5]) / r[6] for r in group if r[6])
+        if saved < min_saved_ms or share < rules.sequential_min_share:
+            continue
+        calls = statistics.median(r[3] for r in group)
+        findings.append(
+            _finding(
+                kind, endpoint, share, saved, mix,
+                f"{endpoint}: {calls:g} {noun} run one after another ({key}); at once they would save "
+                f"{saved:.1f} ms per request ({share:.0%})",
+                {"key": key, "targets": key.split(" | "), "calls_per_request": calls,
+                 "total_ms": round(statistics.median(r[4] for r in group), 3), "saved_ms": round(saved, 3),
+                 "share_of_request": round(share, 4), "traces": len(group),
+                 "trace_ids": [r[2] for r in group[:_EXAMPLE_TRACES]]},
+            )
+        )  # fmt: skip
+    return findings
+
+
+def n_plus_one_api(con: duckdb.DuckDBPyConnection, mix: Traffic, rules: Detection) -> list[Finding]:
+    """Many calls to one resource template under one parent: a batch endpoint would do."""
+    rows = con.execute(
+        """
+        SELECT request_endpoint, dest, trace_id, count(*) AS n, sum(duration_ms), any_value(root_ms),
+               sum(duration_ms) FILTER (WHERE on_path)
+        FROM sp WHERE dest IS NOT NULL
+        GROUP BY request_endpoint, dest, trace_id, parent_span_id HAVING count(*) >= ?
+        ORDER BY request_endpoint, dest, trace_id
+        """,
+        [rules.n_plus_one_api_min_calls],
+    ).fetchall()
+    findings = []
+    for (endpoint, dest), group in _group(rows).items():
+        if not _recurring(group, mix, rules, share_of_requests=True):
+            continue
+        calls = statistics.median(r[3] for r in group)
+        on_path = statistics.median((r[6] or 0.0) for r in group)
+        share = statistics.median((r[6] or 0.0) / r[5] for r in group if r[5])
+        findings.append(
+            _finding(
+                FindingType.N_PLUS_ONE_API, endpoint, share, on_path * (1 - 1 / calls), mix,
+                f"{endpoint}: {calls:g} calls to {dest} per request; one batched call would do",
+                {"key": dest, "destination": dest, "calls_per_request": calls, "traces": len(group),
+                 "share_of_request": round(share, 4), "trace_ids": [r[2] for r in group[:_EXAMPLE_TRACES]]},
+            )
+        )  # fmt: skip
+    return findings
+
+
+def queueing(con: duckdb.DuckDBPyConnection, mix: Traffic, rules: Detection) -> list[Finding]:
+    """Calls that wait before their service starts serving them: a connection pool or worker limit.
+
+    The wait is the time from the caller's client span start to the start of the service's server span under
+    it; it grows with concurrency when a pool is too small, whatever the service's own speed.
+    """
+    rows = con.execute(
+        """
+        SELECT c.request_endpoint, c.dest, c.trace_id, (d.start_ns - c.start_ns) / 1e6 AS wait_ms,
+               c.duration_ms, d.duration_ms, d.service, c.start_ns, c.end_ns, d.start_ns, d.end_ns
+        FROM sp c JOIN sp d ON d.trace_id = c.trace_id AND d.parent_span_id = c.span_id AND d.kind = 'server'
+        WHERE c.dest IS NOT NULL
+        ORDER BY c.request_endpoint, c.dest, c.trace_id
+        """
+    ).fetchall()
+    findings = []
+    for (endpoint, dest), calls in _group(rows).items():
+        waiting = [r for r in calls if r[3] >= rules.queue_min_wait_ms and r[3] >= rules.queue_min_wait_share * r[4]]
+        if len(waiting) < rules.min_traces:
+            continue
+        wait = statistics.median(r[3] for r in waiting)
+        served_at_once = max_concurrency([(r[9], r[10]) for r in calls])
+        called_at_once = max_concurrency([(r[7], r[8]) for r in calls])
+        if served_at_once * 2 > called_at_once:
+            continue  # the service served most of what was called at once: a limit is not what made them wait
+        roots = {r[2]: r for r in waiting}
+        share = statistics.median(r[3] / r[4] for r in waiting if r[4])
+        findings.append(
+            _finding(
+                FindingType.SATURATION, endpoint, share, wait, mix,
+                f"{endpoint}: calls to {dest} waited {wait:.1f} ms (median of {len(waiting)}) before "
+                f"{calls[0][6]} started serving them: {called_at_once} were made at once, it served at most "
+                f"{served_at_once} at a time (a connection pool or worker limit)",
+                {"key": dest, "destination": dest, "service": calls[0][6], "median_wait_ms": round(wait, 3),
+                 "waiting_calls": len(waiting), "calls": len(calls), "max_called_at_once": called_at_once,
+                 "max_served_at_once": served_at_once, "share_of_call": round(share, 4),
+                 "trace_ids": list(roots)[:_EXAMPLE_TRACES]},
+            )
+        )  # fmt: skip
+    return findings
+
+
+def max_concurrency(intervals: list[tuple[int, int]]) -> int:
+    """The most intervals in progress at one instant (one ending as another starts: not both)."""
+    events = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+    running = peak = 0
+    for _, change in events:
+        running += change
+        peak = max(peak, running)
+    return peak
+
+
+def dominant_statements(con: duckdb.DuckDBPyConnection, mix: Traffic, rules: Detection) -> list[StatementCandidate]:
+    """Per endpoint, statements taking ``min_statement_share`` of its requests' critical path (over all of its
+    traced requests): the ones whose plan is worth reading."""
+    rows = con.execute(
+        """
+        WITH per_request AS (
+            SELECT request_endpoint AS endpoint, norm, any_value(db_system) AS db_system, trace_id,
+                   count(*) AS calls, sum(duration_ms) AS ms, any_value(root_ms) AS root_ms
+            FROM sp WHERE norm IS NOT NULL AND on_path GROUP BY ALL
+        )
+        SELECT endpoint, norm, any_value(db_system), sum(calls) AS calls, median(ms / calls), sum(ms),
+               list(trace_id ORDER BY ms DESC)[1:3]
+        FROM per_request GROUP BY endpoint, norm
+        """
+    ).fetchall()
+    root_ms = dict(con.execute("SELECT endpoint, sum(root_ms) FROM req GROUP BY endpoint").fetchall())
+    found = []
+    for endpoint, norm, system, calls, median_ms, total_ms, traces in rows:
+        share = total_ms / root_ms[endpoint] if root_ms.get(endpoint) else 0.0
+        if share >= rules.min_statement_share:
+            requests = mix.requests.get(endpoint, 1)
+            found.append(
+                StatementCandidate(endpoint, norm, system or "", calls / requests, median_ms, share, list(traces))
+            )
+    return sorted(found, key=lambda c: c.share, reverse=True)
+
+
+def self_time_of_roots(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[float, float, list[str]]]:
+    """Per endpoint: the median self time of its server span on the path (ms), its median share of the
+    request, and example traces (the service's own work: not its queries, not its calls)."""
+    rows = con.execute(
+        """
+        SELECT endpoint, median(self_ms), median(self_ms / nullif(root_ms, 0)), list(trace_id ORDER BY self_ms DESC)[1:3]
+        FROM selft WHERE depth = 0 GROUP BY endpoint
+        """
+    ).fetchall()
+    return {str(e): (float(ms), float(share or 0.0), list(traces)) for e, ms, share, traces in rows}
