@@ -52,7 +52,8 @@ async def assess(settings: Settings, campaign_id: str) -> AssessResult:
         ),
     )  # fmt: skip
     probe = await environment.run(
-        ProbeActivities(settings).probe_endpoints, ProbeRequest(campaign_id=campaign_id, target=target, playbook=playbook)
+        ProbeActivities(settings).probe_endpoints,
+        ProbeRequest(campaign_id=campaign_id, target=target, playbook=playbook),
     )
     return await environment.run(
         AssessmentActivities(settings).find_bottlenecks,

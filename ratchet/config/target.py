@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import Field, HttpUrl, ValidationInfo, field_validator, model_validator
+from pydantic import ConfigDict, Field, HttpUrl, ValidationInfo, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from ratchet.config.common import FindingType, Role, StrictModel
@@ -84,6 +84,9 @@ class Addresses(StrictModel):
 
 class HttpAction(StrictModel):
     """An HTTP call to an admin or feature-flag API."""
+
+    # Read back by either name: target files say ``json``, stored statuses (dumped by field name) ``json_body``.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
     url: str

@@ -41,7 +41,9 @@ def analyze_run(con: duckdb.DuckDBPyConnection, source: str, rules: Detection) -
     mix = traffic(con)
     findings = n_plus_one(con, mix, rules) + sequential_calls(con, mix, rules) + n_plus_one_api(con, mix, rules)
     findings += queueing(con, mix, rules)
-    server_p95 = dict(con.execute("SELECT endpoint, quantile_cont(root_ms, 0.95) FROM req GROUP BY endpoint").fetchall())
+    server_p95 = dict(
+        con.execute("SELECT endpoint, quantile_cont(root_ms, 0.95) FROM req GROUP BY endpoint").fetchall()
+    )
     return TraceAnalysis(findings, dominant_statements(con, mix, rules), self_time_of_roots(con), mix, server_p95)
 
 
