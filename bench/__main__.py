@@ -1,7 +1,7 @@
 """`make bench`: each benchmark runs Ratchet's path and a naive baseline side by side, in one run, and prints
 time, peak memory and their ratio, and whether the two agree on the result.
 
-    python -m bench [--requests N] [--spans N] [--data DIR]
+    python -m bench [--requests N] [--spans N] [--detector-spans N] [--data DIR]
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from bench.spans import json_path
 GOAL_SPEEDUP = 10.0
 GOAL_PEAK_MB = 1024.0
 GOAL_PERCENTILES_S = 10.0
+GOAL_DETECT_S = 5.0
 
 
 def _fixture(module: str, path: Path, size: int) -> None:
@@ -64,6 +65,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--requests", type=int, default=1_000_000, help="k6 requests to ingest")
     parser.add_argument("--spans", type=int, default=1_000_000, help="spans to ingest (OTLP exports)")
+    parser.add_argument("--detector-spans", type=int, default=1_000_000, help="stored spans the detectors read")
     parser.add_argument("--data", type=Path, default=Path(".ratchet/bench"), help="where fixtures are kept")
     args = parser.parse_args()
     console = Console()
@@ -103,6 +105,15 @@ def main() -> int:
             _spans_check,
         )
     )
+    detector_file = args.data / f"detector-spans-{args.detector_spans}.parquet"
+    _fixture("bench.detectors", detector_file, args.detector_spans)
+    detect = run_step("bench.detectors", "ours", str(detector_file))
+    seconds = float(detect.output["detect_s"])
+    console.print(
+        f"detectors over {detect.output['spans']:,} stored spans: {seconds:.2f} s (goal < {GOAL_DETECT_S:.0f} s), "
+        f"peak {detect.peak_rss_mb:.0f} MiB, found: {', '.join(detect.output['check'])}"
+    )
+    results.append(seconds < GOAL_DETECT_S and detect.peak_rss_mb < GOAL_PEAK_MB)
     met = all(results)
     console.print("all goals met" if met else "[red]a goal was missed[/red]")
     return 0 if met else 1

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.measure import print_json
+from bench.measure import step_main
 
 ENDPOINTS = ("orders-by-email", "product", "customer", "health")
 # The Point lines k6 writes for one request (k6 1.1, --system-tags status,scenario,expected_response,error_code).
@@ -112,16 +112,7 @@ def naive(path: Path) -> dict[str, object]:
 
 
 def main(argv: list[str]) -> None:
-    command, path = argv[0], Path(argv[1])
-    if command == "fixture":
-        write_fixture(path, int(argv[2]))
-        print_json({"written": str(path)})
-    elif command == "ours":
-        print_json(ours(path))
-    elif command == "naive":
-        print_json(naive(path))
-    else:
-        raise SystemExit(f"unknown command {command!r}: fixture, ours or naive")
+    step_main(argv, write_fixture, {"ours": ours, "naive": naive})
 
 
 if __name__ == "__main__":

@@ -11,7 +11,9 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 
@@ -41,3 +43,19 @@ def peak_rss_mb() -> float:
 def print_json(payload: dict[str, Any]) -> None:
     """A step's last line: its payload plus its own peak memory."""
     print(json.dumps(payload | {"peak_rss_mb": round(peak_rss_mb(), 1)}))
+
+
+def step_main(
+    argv: list[str],
+    write_fixture: Callable[[Path, int], None],
+    paths: dict[str, Callable[[Path], dict[str, Any]]],
+) -> None:
+    """A benchmark module's command line: ``fixture PATH N`` writes its input, any of ``paths`` runs on it."""
+    command, path = argv[0], Path(argv[1])
+    if command == "fixture":
+        write_fixture(path, int(argv[2]))
+        print_json({"written": str(path)})
+    elif command in paths:
+        print_json(paths[command](path))
+    else:
+        raise SystemExit(f"unknown command {command!r}: fixture or {', '.join(paths)}")

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.measure import print_json
+from bench.measure import step_main
 
 BATCH_SPANS = 512  # BatchSpanProcessor's default max_export_batch_size
 _LENGTH = struct.Struct(">I")
@@ -374,16 +374,7 @@ def naive(path: Path) -> dict[str, object]:
 
 
 def main(argv: list[str]) -> None:
-    command, path = argv[0], Path(argv[1])
-    if command == "fixture":
-        write_fixture(path, int(argv[2]))
-        print_json({"written": str(path), "json": str(json_path(path))})
-    elif command == "ours":
-        print_json(ours(path))
-    elif command == "naive":
-        print_json(naive(path))
-    else:
-        raise SystemExit(f"unknown command {command!r}: fixture, ours or naive")
+    step_main(argv, write_fixture, {"ours": ours, "naive": naive})
 
 
 if __name__ == "__main__":

@@ -162,6 +162,25 @@ def stop_shop(process: subprocess.Popen[str]) -> None:
         process.stdout.close()
 
 
+@pytest.fixture(scope="session")
+def index_only_target(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shop's target without its flag levers. Tests of the saga, the gates and durability apply the one
+    generated index change only; the shop's other problems are still found and become manual advice."""
+    import yaml
+
+    data = yaml.safe_load(SHOP_TARGET.read_text())
+    data["levers"] = [lever for lever in data["levers"] if lever["kind"] != "http"]
+    class IndentedLists(yaml.SafeDumper):
+        """Lists indented under their key, as in the shop's file (tests append levers to it as text)."""
+
+        def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+            super().increase_indent(flow, False)
+
+    path = tmp_path_factory.mktemp("targets") / "shop-index-only.yaml"
+    path.write_text(yaml.dump(data, Dumper=IndentedLists, sort_keys=False))
+    return path
+
+
 @pytest.fixture
 def shop(shop_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, trace_receiver: str) -> Iterator[Shop]:
     """The demo shop on a fresh copy of the seeded database, on a free port, sending its spans to the test's

@@ -152,12 +152,12 @@ async def test_happy_path_index_found_approved_applied_proven_and_reported(
 
 
 async def test_campaign_on_postgres_finds_the_seq_scan_and_proves_the_index(
-    client: Client, settings: Settings, worker: None, pg_shop: Shop
+    client: Client, settings: Settings, worker: None, pg_shop: Shop, index_only_target: Path
 ) -> None:
     """The same target file, with SHOP_DATABASE_URL pointing at the shop's PostgreSQL database."""
     indexes_before = pg_shop.indexes()
     campaign_id = await campaigns.launch(
-        client, settings, playbook_file=TEST_PLAYBOOK, target_file=SHOP_TARGET, auto_approve_as="alice"
+        client, settings, playbook_file=TEST_PLAYBOOK, target_file=index_only_target, auto_approve_as="alice"
     )
     final = await finish(client, campaign_id, timeout_s=300)
 
@@ -181,10 +181,10 @@ async def test_campaign_on_postgres_finds_the_seq_scan_and_proves_the_index(
 
 
 async def test_rejection_at_planning_applies_nothing(
-    client: Client, settings: Settings, worker: None, shop: Shop
+    client: Client, settings: Settings, worker: None, shop: Shop, index_only_target: Path
 ) -> None:
     indexes_before = shop.indexes()
-    campaign_id = await campaigns.launch(client, settings, playbook_file=TEST_PLAYBOOK, target_file=SHOP_TARGET)
+    campaign_id = await campaigns.launch(client, settings, playbook_file=TEST_PLAYBOOK, target_file=index_only_target)
     await wait_for(client, campaign_id, waiting_at("planning"), what="the planning gate")
     await campaigns.reject(client, campaign_id, RejectionInput(approver="bob", reason="change freeze this week"))
     final = await finish(client, campaign_id)
@@ -197,11 +197,11 @@ async def test_rejection_at_planning_applies_nothing(
 
 
 async def test_failed_validation_rolls_back_and_leaves_database_as_found(
-    client: Client, settings: Settings, worker: None, shop: Shop
+    client: Client, settings: Settings, worker: None, shop: Shop, index_only_target: Path
 ) -> None:
     """Only the wrong index (on status) is approved: the endpoint does not improve, so it is undone."""
     indexes_before = shop.indexes()
-    campaign_id = await campaigns.launch(client, settings, playbook_file=TEST_PLAYBOOK, target_file=SHOP_TARGET)
+    campaign_id = await campaigns.launch(client, settings, playbook_file=TEST_PLAYBOOK, target_file=index_only_target)
     status = await wait_for(client, campaign_id, waiting_at("planning"), what="the planning gate")
     wrong = next(r for r in status.recommendations if r.lever is not None and r.lever.name == "orders-status-index")
     await campaigns.approve(client, campaign_id, ApprovalInput(phase="planning", approver="alice", only=[wrong.id]))
@@ -235,11 +235,11 @@ def _blocking_shell_lever(folder: Path) -> str:
 
 
 async def test_cancel_during_optimization_undoes_everything_applied(
-    client: Client, settings: Settings, worker: None, shop: Shop, tmp_path: Path
+    client: Client, settings: Settings, worker: None, shop: Shop, tmp_path: Path, index_only_target: Path
 ) -> None:
     indexes_before = shop.indexes()
     target = tmp_path / "target.yaml"
-    target.write_text(SHOP_TARGET.read_text() + _blocking_shell_lever(tmp_path))
+    target.write_text(index_only_target.read_text() + _blocking_shell_lever(tmp_path))
     campaign_id = await campaigns.launch(client, settings, playbook_file=TEST_PLAYBOOK, target_file=target)
     status = await wait_for(client, campaign_id, waiting_at("planning"), what="the planning gate")
     by_lever = {r.lever.name: r.id for r in status.recommendations if r.lever is not None}
@@ -267,9 +267,9 @@ async def test_cancel_during_optimization_undoes_everything_applied(
 
 
 async def test_cancel_during_baseline_stops_k6_and_keeps_what_was_measured(
-    client: Client, settings: Settings, worker: None, shop: Shop
+    client: Client, settings: Settings, worker: None, shop: Shop, index_only_target: Path
 ) -> None:
-    campaign_id = await campaigns.launch(client, settings, playbook_file=TEST_PLAYBOOK, target_file=SHOP_TARGET)
+    campaign_id = await campaigns.launch(client, settings, playbook_file=TEST_PLAYBOOK, target_file=index_only_target)
     # 120 requests at 30/s: past the 2 s warm-up, well before the 8 s run ends.
     progress = await wait_for_progress(client, campaign_id, lambda p: p.get("requests", 0) >= 120)
     assert progress["label"] == "baseline" and progress["rate"] > 0
@@ -288,11 +288,16 @@ async def test_cancel_during_baseline_stops_k6_and_keeps_what_was_measured(
 
 
 async def test_campaign_against_a_target_that_is_down_fails_clearly(
-    client: Client, settings: Settings, worker: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    client: Client,
+    settings: Settings,
+    worker: None,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    index_only_target: Path,
 ) -> None:
     monkeypatch.setenv("SHOP_URL", f"http://127.0.0.1:{free_port()}")  # nothing listens there
     monkeypatch.setenv("SHOP_DB", str(tmp_path / "absent.db"))
-    campaign_id = await campaigns.launch(client, settings, playbook_file=TEST_PLAYBOOK, target_file=SHOP_TARGET)
+    campaign_id = await campaigns.launch(client, settings, playbook_file=TEST_PLAYBOOK, target_file=index_only_target)
     final = await finish(client, campaign_id, timeout_s=180)
 
     assert final.state == CampaignState.FAILED

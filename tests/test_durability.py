@@ -17,7 +17,7 @@ from ratchet.settings import Settings
 from ratchet.temporal.client import connect
 from ratchet.temporal.server import start_server, stop_server
 from tests.campaign_helpers import assert_replays, effects, finish, ratchet_cli, ratchet_env, wait_for
-from tests.conftest import ROOT, SHOP_TARGET, TEST_PLAYBOOK, Shop, free_port, running_workers
+from tests.conftest import ROOT, TEST_PLAYBOOK, Shop, free_port, running_workers
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -36,12 +36,12 @@ def validation_running(status) -> bool:  # type: ignore[no-untyped-def]
 
 
 async def test_worker_killed_mid_campaign_is_finished_by_a_new_worker(
-    client: Client, settings: Settings, shop: Shop, tmp_path: Path
+    client: Client, settings: Settings, shop: Shop, tmp_path: Path, index_only_target: Path
 ) -> None:
     log = tmp_path / "worker.log"
     first = start_worker_process(settings, log)
     campaign_id = await campaigns.launch(
-        client, settings, playbook_file=TEST_PLAYBOOK, target_file=SHOP_TARGET, auto_approve_as="alice"
+        client, settings, playbook_file=TEST_PLAYBOOK, target_file=index_only_target, auto_approve_as="alice"
     )
     # Kill the worker while the validation load test runs (the index is applied by then).
     await wait_for(client, campaign_id, validation_running, what="validation to start")
@@ -70,7 +70,7 @@ async def test_worker_killed_mid_campaign_is_finished_by_a_new_worker(
     await assert_replays(client, campaign_id)
 
 
-async def test_server_restart_mid_campaign_resumes(tmp_path: Path, shop: Shop) -> None:
+async def test_server_restart_mid_campaign_resumes(tmp_path: Path, shop: Shop, index_only_target: Path) -> None:
     home = tmp_path / "own-temporal"
     address = f"127.0.0.1:{free_port()}"
     ui_port = free_port()
@@ -80,7 +80,7 @@ async def test_server_restart_mid_campaign_resumes(tmp_path: Path, shop: Shop) -
         client = await connect(settings)
         async with running_workers(client, settings):
             campaign_id = await campaigns.launch(
-                client, settings, playbook_file=TEST_PLAYBOOK, target_file=SHOP_TARGET, auto_approve_as="alice"
+                client, settings, playbook_file=TEST_PLAYBOOK, target_file=index_only_target, auto_approve_as="alice"
             )
             await wait_for(client, campaign_id, validation_running, what="validation to start")
             assert stop_server(home)

@@ -11,7 +11,7 @@ from ratchet import campaigns
 from ratchet.contracts import ApprovalInput, CampaignState, ChangeState, RejectionInput
 from ratchet.settings import Settings
 from tests.campaign_helpers import effects, finish, wait_for, waiting_at
-from tests.conftest import SHOP_TARGET, TEST_PLAYBOOK, Shop
+from tests.conftest import TEST_PLAYBOOK, Shop
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -33,11 +33,11 @@ def playbook_with_gates(folder: Path) -> Path:
 
 
 async def test_escalation_then_timeout_at_deployment_aborts_and_rolls_back(
-    client: Client, settings: Settings, worker: None, shop: Shop, tmp_path: Path
+    client: Client, settings: Settings, worker: None, shop: Shop, tmp_path: Path, index_only_target: Path
 ) -> None:
     indexes_before = shop.indexes()
     campaign_id = await campaigns.launch(
-        client, settings, playbook_file=playbook_with_gates(tmp_path), target_file=SHOP_TARGET
+        client, settings, playbook_file=playbook_with_gates(tmp_path), target_file=index_only_target
     )
     await wait_for(client, campaign_id, waiting_at("planning"), what="the planning gate")
     # carol may answer only once the gate has escalated to her.
@@ -67,9 +67,11 @@ async def test_escalation_then_timeout_at_deployment_aborts_and_rolls_back(
     assert len(effects(settings, campaign_id, "rollback")) == 1
 
 
-async def test_rejection_at_deployment_rolls_back(client: Client, settings: Settings, worker: None, shop: Shop) -> None:
+async def test_rejection_at_deployment_rolls_back(
+    client: Client, settings: Settings, worker: None, shop: Shop, index_only_target: Path
+) -> None:
     indexes_before = shop.indexes()
-    campaign_id = await campaigns.launch(client, settings, playbook_file=TEST_PLAYBOOK, target_file=SHOP_TARGET)
+    campaign_id = await campaigns.launch(client, settings, playbook_file=TEST_PLAYBOOK, target_file=index_only_target)
     await wait_for(client, campaign_id, waiting_at("planning"), what="the planning gate")
     await campaigns.approve(client, campaign_id, ApprovalInput(phase="planning", approver="alice"))
     before_deploy = await wait_for(client, campaign_id, waiting_at("deployment"), what="the deployment gate")

@@ -1,0 +1,151 @@
+"""The trace detectors on hand-built traces: what is on the critical path, and which patterns count."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pytest
+
+from ratchet.analysis.traces import analyze_burst, analyze_run
+from ratchet.analysis.traces.critical_path import annotate, path_template
+from ratchet.analysis.traces.detectors import max_concurrency
+from ratchet.config.playbook import Detection
+from ratchet.traces.columnar import SPAN_SCHEMA
+
+MS = 1_000_000
+_ids = itertools.count(1)
+
+
+class TraceBuilder:
+    """Spans of one request: a server root and what it did, times in ms from the request's start."""
+
+    def __init__(self, rows: list[dict[str, Any]], endpoint: str, start_ms: float, root_ms: float) -> None:
+        self.rows, self.endpoint, self.t0 = rows, endpoint, start_ms
+        self.trace_id = f"{next(_ids):032x}"
+        self.root = self.span("remote-parent", "GET /x", "server", 0, root_ms)
+
+    def span(self, parent: str, name: str, kind: str, start: float, end: float, **attributes: Any) -> str:
+        span_id = f"{next(_ids):016x}"
+        row = {column: None for column in SPAN_SCHEMA.names}
+        row |= {
+            "trace_id": self.trace_id, "span_id": span_id, "parent_span_id": parent, "name": name, "kind": kind,
+            "service": attributes.pop("service", "shop"), "start_ns": int((self.t0 + start) * MS),
+            "end_ns": int((self.t0 + end) * MS), "duration_ms": end - start, "status": "unset",
+            "endpoint": self.endpoint,
+        } | attributes  # fmt: skip
+        self.rows.append(row)
+        return span_id
+
+    def query(self, sql: str, start: float, end: float) -> str:
+        return self.span(self.root, "SELECT", "client", start, end, statement=sql, db_system="sqlite")
+
+    def call(self, url: str, start: float, end: float, served: tuple[float, float] | None = None) -> str:
+        span_id = self.span(self.root, "GET", "client", start, end, url=url, http_method="GET")
+        if served is not None:
+            self.span(span_id, "GET /x", "server", *served, service=url.split("/")[2])
+        return span_id
+
+
+def table(rows: list[dict[str, Any]]) -> pa.Table:
+    schema = SPAN_SCHEMA.append(pa.field("endpoint", pa.string()))
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+RULES = Detection(min_traces=3)
+
+
+def shop_like() -> list[dict[str, Any]]:
+    """Four requests of each kind: an N+1, sequential calls, concurrent calls, and a clean endpoint."""
+    rows: list[dict[str, Any]] = []
+    for n in range(4):
+        t = TraceBuilder(rows, "history", n * 1000, 100)
+        t.query("SELECT * FROM orders WHERE customer_id = ?", 0, 5)
+        for i in range(10):
+            t.query(f"SELECT * FROM products WHERE id = {i}", 5 + i * 5, 9 + i * 5)  # literals: normalized
+        t = TraceBuilder(rows, "availability", n * 1000, 100)
+        for i, host in enumerate(("stock:1", "price:2", "ship:3")):
+            t.call(f"http://{host}/items/{n}{i}", i * 30, i * 30 + 28)
+        t = TraceBuilder(rows, "parallel", n * 1000, 40)
+        for host in ("stock:1", "price:2", "ship:3"):
+            t.call(f"http://{host}/items/7", 1, 30)
+        t = TraceBuilder(rows, "product", n * 1000, 2)
+        t.query("SELECT * FROM products WHERE id = ?", 0.2, 0.5)
+    return rows
+
+
+@pytest.fixture
+def con() -> duckdb.DuckDBPyConnection:
+    return duckdb.connect()
+
+
+def test_critical_path_keeps_the_last_finishing_of_concurrent_children(con: duckdb.DuckDBPyConnection) -> None:
+    rows: list[dict[str, Any]] = []
+    t = TraceBuilder(rows, "e", 0, 100)
+    early = t.call("http://a:1/x", 0, 20)
+    short = t.call("http://b:1/x", 25, 40)  # overlaps the long one, ends before it: off the path
+    long = t.call("http://c:1/x", 22, 60)
+    after = t.query("SELECT 1", 70, 80)
+    con.register("spans", table(rows))
+    annotate(con, "spans")
+    on_path = dict(con.execute("SELECT span_id, on_path FROM sp").fetchall())
+    assert on_path[t.root] and on_path[early] and on_path[long] and on_path[after]
+    assert not on_path[short]
+
+
+def test_patterns_are_found_where_they_are_and_nowhere_else(con: duckdb.DuckDBPyConnection) -> None:
+    con.register("spans", table(shop_like()))
+    analysis = analyze_run(con, "spans", RULES)
+    found = {(f.type.value, f.endpoint): f for f in analysis.findings}
+    assert set(found) == {("n-plus-one", "history"), ("sequential-calls", "availability")}
+
+    n1 = found[("n-plus-one", "history")]
+    assert n1.evidence["calls_per_request"] == 10 and n1.evidence["statement"] == "SELECT * FROM products WHERE id = ?"
+    assert n1.evidence["traces"] == 4 and len(n1.evidence["trace_ids"]) == 3
+    sequential = found[("sequential-calls", "availability")]
+    # Three 28 ms calls one after another: at once they would take 28 ms, saving 56 of the request's 100.
+    assert sequential.evidence["saved_ms"] == pytest.approx(56)
+    assert sorted(sequential.evidence["targets"]) == ["GET price:2/items/{id}", "GET ship:3/items/{id}",
+                                                      "GET stock:1/items/{id}"]  # fmt: skip
+    assert sequential.severity == "high" and sequential.impact == pytest.approx(0.56 * 0.25, abs=1e-3)
+    # The parallel endpoint's three calls overlap: one is on the path, nothing to find.
+    assert analysis.server_p95_ms["product"] == pytest.approx(2)
+
+
+def test_a_pattern_must_recur(con: duckdb.DuckDBPyConnection) -> None:
+    rows = [r for r in shop_like() if r["start_ns"] < 2000 * MS]  # two requests of each kind only
+    con.register("spans", table(rows))
+    assert analyze_run(con, "spans", RULES).findings == []
+    con.register("spans", table(rows))
+    assert analyze_run(con, "spans", RULES.model_copy(update={"min_traces": 2})).findings != []
+
+
+def test_fast_repeats_are_not_an_n_plus_one_when_they_cost_nothing(con: duckdb.DuckDBPyConnection) -> None:
+    rows: list[dict[str, Any]] = []
+    for n in range(4):
+        t = TraceBuilder(rows, "fine", n * 1000, 100)
+        for i in range(6):
+            t.query("SELECT 1", 1 + i * 0.1, 1.05 + i * 0.1)  # 0.6 ms of a 100 ms request
+    con.register("spans", table(rows))
+    assert analyze_run(con, "spans", RULES).findings == []
+
+
+def test_calls_waiting_for_one_connection_are_queueing(con: duckdb.DuckDBPyConnection) -> None:
+    rows: list[dict[str, Any]] = []
+    for n in range(6):  # six calls made at once; the service serves them one at a time, 10 ms each
+        t = TraceBuilder(rows, "invoice", 0, 80)
+        t.call("http://tax:9/quotes", 1, 12 + n * 10, served=(1 + n * 10, 11 + n * 10))
+    con.register("spans", table(rows))
+    mix = analyze_run(con, "spans", RULES).mix
+    [finding] = analyze_burst(con, "spans", RULES, mix)
+    assert finding.type.value == "saturation" and finding.endpoint == "invoice"
+    assert finding.evidence["max_called_at_once"] == 6 and finding.evidence["max_served_at_once"] == 1
+    assert finding.evidence["waiting_calls"] == 5  # the first call did not wait
+
+
+def test_path_templates_and_concurrency() -> None:
+    assert path_template("http://127.0.0.1:8/stock/42?x=1") == "127.0.0.1:8/stock/{id}"
+    assert path_template("https://api/v1/users/5f0c6a2e-1111-2222-3333-444455556666/cart") == "api/v1/users/{id}/cart"
+    assert max_concurrency([(0, 10), (10, 20)]) == 1 and max_concurrency([(0, 10), (5, 20), (6, 7)]) == 3
