@@ -170,6 +170,7 @@ def index_only_target(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     data = yaml.safe_load(SHOP_TARGET.read_text())
     data["levers"] = [lever for lever in data["levers"] if lever["kind"] != "http"]
+
     class IndentedLists(yaml.SafeDumper):
         """Lists indented under their key, as in the shop's file (tests append levers to it as text)."""
 
