@@ -32,7 +32,7 @@ from ratchet.analysis.traces import TraceAnalysis, analyze_burst, analyze_run
 from ratchet.analysis.traces.detectors import StatementCandidate, Traffic
 from ratchet.config.target import Endpoint, Target
 from ratchet.contracts import AssessRequest, AssessResult, Finding, LoadTestResult
-from ratchet.database.models import InspectionSummary
+from ratchet.database.models import InspectionSummary, TableInfo
 from ratchet.database.statements import normalize_statement
 from ratchet.settings import Settings
 from ratchet.store.engine import session_for
@@ -61,8 +61,7 @@ def inspect_statement(target: Target, endpoint: Endpoint, sql: str) -> Statement
             rows = connection.execute(text("EXPLAIN " + sql), params).fetchall()
             plan = [str(row[0]) for row in rows]
             scans = full_scans_postgresql(plan)
-        aliases = table_aliases(sql, dialect=dialect)
-        scans = [FullScan(aliases.get(scan.table, scan.table), scan.plan_line) for scan in scans]
+        scans = tables_of(scans, sql, dialect)
         tables = {scan.table for scan in scans}
         sizes = {t: int(connection.execute(text(f'SELECT count(*) FROM "{t}"')).scalar() or 0) for t in tables}
         indexes: dict[str, list[str]] = {}
@@ -92,27 +91,41 @@ def inspect_statement(target: Target, endpoint: Endpoint, sql: str) -> Statement
     )
 
 
-def explain_candidate(target: Target, candidate: StatementCandidate) -> StatementEvidence:
-    """Plan, full scans, table sizes and indexes of a statement read from the spans (its normalized text)."""
+def tables_of(scans: list[FullScan], sql: str, dialect: str) -> list[FullScan]:
+    """The full scans with the tables a plan names by alias (SQLite's ``SCAN p``) resolved to their names."""
+    aliases = table_aliases(sql, dialect=dialect)
+    return [FullScan(aliases.get(scan.table, scan.table), scan.plan_line) for scan in scans]
+
+
+def explain_candidates(target: Target, candidates: list[StatementCandidate]) -> list[StatementEvidence]:
+    """Plan, full scans, table sizes and indexes of statements read from the spans (their normalized text);
+    one connection, and the catalog read once, only when a plan scans a table in full."""
     assert target.database is not None
     dialect = target.database.dialect
-    normalized = normalize_statement(candidate.statement, dialect)
+    evidence = []
+    catalog: dict[str, TableInfo] | None = None
     with target_engine(target.database.url).connect() as connection:
-        plan, scans = explain(connection, dialect, normalized)
-        aliases = table_aliases(normalized.text, dialect=dialect)
-        scans = [FullScan(aliases.get(scan.table, scan.table), scan.plan_line) for scan in scans]
-        tables = {scan.table for scan in scans}
-        catalog = {t.name: t for t in read_tables(connection, dialect) if t.name in tables}
-    return StatementEvidence(
-        endpoint=candidate.endpoint,
-        sql=normalized.text,
-        plan=plan,
-        full_scans=scans,
-        table_rows={t: catalog[t].rows for t in tables if t in catalog},
-        filtered_columns={t: filtered_columns(normalized.text, t, dialect=dialect) for t in tables},
-        existing_indexes={t: [i.name for i in catalog[t].indexes] for t in tables if t in catalog},
-        median_ms=candidate.median_ms * candidate.calls_per_request,
-    )
+        for candidate in candidates:
+            normalized = normalize_statement(candidate.statement, dialect)
+            plan, scans = explain(connection, dialect, normalized)
+            scans = tables_of(scans, normalized.text, dialect)
+            tables = {scan.table for scan in scans}
+            if tables and catalog is None:
+                catalog = {t.name: t for t in read_tables(connection, dialect)}
+            known = {t: (catalog or {})[t] for t in tables if t in (catalog or {})}
+            evidence.append(
+                StatementEvidence(
+                    endpoint=candidate.endpoint,
+                    sql=normalized.text,
+                    plan=plan,
+                    full_scans=scans,
+                    table_rows={t: info.rows for t, info in known.items()},
+                    filtered_columns={t: filtered_columns(normalized.text, t, dialect=dialect) for t in tables},
+                    existing_indexes={t: [i.name for i in info.indexes] for t, info in known.items()},
+                    median_ms=candidate.median_ms * candidate.calls_per_request,
+                )
+            )
+    return evidence
 
 
 def repeat_ratios(target: Target, baseline: LoadTestResult) -> dict[str, float]:
@@ -179,13 +192,9 @@ class AssessmentActivities:
         if target.database is None:
             return []
         inspected = {s.stats.endpoint for s in slow}
-        evidence = []
-        traced = set()
-        if analysis is not None:
-            for candidate in analysis.statements:
-                if candidate.endpoint in inspected:
-                    traced.add(candidate.endpoint)
-                    evidence.append(explain_candidate(target, candidate))
+        candidates = [c for c in analysis.statements if c.endpoint in inspected] if analysis is not None else []
+        evidence = explain_candidates(target, candidates) if candidates else []
+        traced = {c.endpoint for c in candidates}
         for endpoint in slow:
             if endpoint.stats.endpoint in traced:
                 continue

@@ -38,9 +38,7 @@ class Settings(BaseSettings):
 
     @property
     def samples_dir(self) -> Path:
-        path = self.resolved_home / "samples"
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        return self._data_dir("samples")
 
     def samples_file(self, run_id: str) -> Path:
         """The Parquet file that holds one load run's raw samples."""
@@ -48,37 +46,37 @@ class Settings(BaseSettings):
 
     @property
     def spans_dir(self) -> Path:
-        path = self.resolved_home / "spans"
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        return self._data_dir("spans")
 
     def spans_file(self, run_id: str) -> Path:
         """The Parquet file that holds the spans of one load run's requests."""
         return self.spans_dir / f"{run_id}.parquet"
 
+    def _data_dir(self, folder: str) -> Path:
+        """``folder`` of the data folder, created when missing."""
+        path = self.resolved_home / folder
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def _data_file(self, folder: str, name: str) -> Path:
+        """``name`` in ``folder`` of the data folder, the folder created when missing."""
+        return self._data_dir(folder) / name
+
     def resources_file(self, run_id: str) -> Path:
         """The Parquet file that holds the 1 Hz resource samples of the target during one load run."""
-        path = self.resolved_home / "resources"
-        path.mkdir(parents=True, exist_ok=True)
-        return path / f"{run_id}.parquet"
+        return self._data_file("resources", f"{run_id}.parquet")
 
     def statements_file(self, run_id: str) -> Path:
         """The JSON file of what the target's database ran during one load run (from pg_stat_statements)."""
-        path = self.resolved_home / "statements"
-        path.mkdir(parents=True, exist_ok=True)
-        return path / f"{run_id}.json"
+        return self._data_file("statements", f"{run_id}.json")
 
     def inspection_file(self, run_id: str) -> Path:
         """The JSON file of the database inspection made for one load run (tables, statements, plans)."""
-        path = self.resolved_home / "inspections"
-        path.mkdir(parents=True, exist_ok=True)
-        return path / f"{run_id}.json"
+        return self._data_file("inspections", f"{run_id}.json")
 
     def probe_file(self, campaign_id: str) -> Path:
         """The JSON file of what probing a campaign's target answered (sizes, encodings, repeats, assets)."""
-        path = self.resolved_home / "probes"
-        path.mkdir(parents=True, exist_ok=True)
-        return path / f"{campaign_id}.json"
+        return self._data_file("probes", f"{campaign_id}.json")
 
     @property
     def otlp_url(self) -> str:
@@ -86,9 +84,7 @@ class Settings(BaseSettings):
 
     @property
     def reports_dir(self) -> Path:
-        path = self.resolved_home / "reports"
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        return self._data_dir("reports")
 
     @property
     def ui_url(self) -> str:

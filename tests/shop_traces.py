@@ -12,6 +12,8 @@ from typing import Any
 import duckdb
 import httpx
 
+from ratchet.analysis.traces.detectors import max_concurrency as intervals_at_once
+
 Span = dict[str, Any]
 SHOP_SERVICE = "demo-shop"
 
@@ -75,12 +77,7 @@ def statements(spans: list[Span]) -> list[str]:
 
 def max_concurrency(spans: list[Span]) -> int:
     """The largest number of ``spans`` in progress at one instant (one that ends as another starts: not both)."""
-    events = sorted([(s["start_ns"], 1) for s in spans] + [(s["end_ns"], -1) for s in spans])
-    running = peak = 0
-    for _, change in events:  # at equal times the end (-1) sorts first
-        running += change
-        peak = max(peak, running)
-    return peak
+    return intervals_at_once([(s["start_ns"], s["end_ns"]) for s in spans])
 
 
 @dataclass

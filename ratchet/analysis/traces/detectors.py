@@ -10,6 +10,7 @@ calls (made concurrently, they still cost the service a call each). Thresholds: 
 from __future__ import annotations
 
 import statistics
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,19 +61,23 @@ def severity(share: float) -> str:
     return "medium" if share >= 0.2 else "low"
 
 
-def _recurring(rows: list[tuple[Any, ...]], mix: Traffic, rules: Detection, *, share_of_requests: bool) -> bool:
-    traces = len(rows)
-    if traces < rules.min_traces:
-        return False
-    return not share_of_requests or traces >= rules.min_trace_share * mix.requests.get(rows[0][0], 0)
+Rows = list[tuple[Any, ...]]
 
 
-def _group(rows: list[tuple[Any, ...]]) -> dict[tuple[str, str], list[tuple[Any, ...]]]:
+def _group(rows: Rows) -> dict[tuple[str, str], Rows]:
     """Per-trace matches (endpoint, key, trace_id, ...) grouped by (endpoint, key), trace order kept."""
-    groups: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
+    groups: dict[tuple[str, str], Rows] = {}
     for row in rows:
         groups.setdefault((row[0], row[1]), []).append(row)
     return groups
+
+
+def _recurring_groups(rows: Rows, mix: Traffic, rules: Detection) -> Iterator[tuple[str, str, Rows]]:
+    """(endpoint, key, matches) of the patterns found in ``min_traces`` traces and in ``min_trace_share`` of
+    the endpoint's traced requests."""
+    for (endpoint, key), group in _group(rows).items():
+        if len(group) >= rules.min_traces and len(group) >= rules.min_trace_share * mix.requests.get(endpoint, 0):
+            yield endpoint, key, group
 
 
 def _finding(
@@ -113,9 +118,7 @@ def n_plus_one(con: duckdb.DuckDBPyConnection, mix: Traffic, rules: Detection) -
         [rules.n_plus_one_min_repeats],
     ).fetchall()
     findings = []
-    for (endpoint, norm), group in _group(rows).items():
-        if not _recurring(group, mix, rules, share_of_requests=True):
-            continue
+    for endpoint, norm, group in _recurring_groups(rows, mix, rules):
         calls = statistics.median(r[3] for r in group)
         total = statistics.median(r[4] for r in group)
         share = statistics.median(r[4] / r[5] for r in group if r[5])
@@ -136,10 +139,8 @@ def n_plus_one(con: duckdb.DuckDBPyConnection, mix: Traffic, rules: Detection) -
     return findings
 
 
-def _sequential(
-    con: duckdb.DuckDBPyConnection, what: str, key: str, min_calls_sql: str
-) -> dict[tuple[str, str], list[tuple[Any, ...]]]:
-    rows = con.execute(
+def _sequential(con: duckdb.DuckDBPyConnection, what: str, key: str, min_calls_sql: str) -> Rows:
+    return con.execute(
         f"""
         SELECT request_endpoint, string_agg(DISTINCT {key}, ' | ' ORDER BY {key}) AS k, trace_id,
                count(*) AS n, sum(duration_ms) AS total, max(duration_ms) AS longest, any_value(root_ms)
@@ -148,23 +149,22 @@ def _sequential(
         ORDER BY request_endpoint, k, trace_id
         """
     ).fetchall()
-    return _group(rows)
 
 
 def sequential_calls(con: duckdb.DuckDBPyConnection, mix: Traffic, rules: Detection) -> list[Finding]:
     """Outbound calls to different services made one after another under one parent."""
     findings = []
-    groups = _sequential(con, "dest IS NOT NULL", "dest", "count(DISTINCT dest) >= 2")
-    findings += _savings(groups, mix, rules, FindingType.SEQUENTIAL_CALLS, rules.sequential_min_saved_ms, "calls")
-    groups = _sequential(con, "norm IS NOT NULL", "norm", "count(DISTINCT norm) >= 2")
+    rows = _sequential(con, "dest IS NOT NULL", "dest", "count(DISTINCT dest) >= 2")
+    findings += _savings(rows, mix, rules, FindingType.SEQUENTIAL_CALLS, rules.sequential_min_saved_ms, "calls")
+    rows = _sequential(con, "norm IS NOT NULL", "norm", "count(DISTINCT norm) >= 2")
     findings += _savings(
-        groups, mix, rules, FindingType.SEQUENTIAL_QUERIES, rules.sequential_queries_min_saved_ms, "queries"
+        rows, mix, rules, FindingType.SEQUENTIAL_QUERIES, rules.sequential_queries_min_saved_ms, "queries"
     )
     return findings
 
 
 def _savings(
-    groups: dict[tuple[str, str], list[tuple[Any, ...]]],
+    rows: Rows,
     mix: Traffic,
     rules: Detection,
     kind: FindingType,
@@ -172,9 +172,7 @@ def _savings(
     noun: str,
 ) -> list[Finding]:
     findings = []
-    for (endpoint, key), group in groups.items():
-        if not _recurring(group, mix, rules, share_of_requests=True):
-            continue
+    for endpoint, key, group in _recurring_groups(rows, mix, rules):
         saved = statistics.median(r[4] - r[5] for r in group)
         share = statistics.median((r[4] - r[5]) / r[6] for r in group if r[6])
         if saved < min_saved_ms or share < rules.sequential_min_share:
@@ -207,9 +205,7 @@ def n_plus_one_api(con: duckdb.DuckDBPyConnection, mix: Traffic, rules: Detectio
         [rules.n_plus_one_api_min_calls],
     ).fetchall()
     findings = []
-    for (endpoint, dest), group in _group(rows).items():
-        if not _recurring(group, mix, rules, share_of_requests=True):
-            continue
+    for endpoint, dest, group in _recurring_groups(rows, mix, rules):
         calls = statistics.median(r[3] for r in group)
         on_path = statistics.median((r[6] or 0.0) for r in group)
         share = statistics.median((r[6] or 0.0) / r[5] for r in group if r[5])
