@@ -8,7 +8,7 @@ from temporalio import activity
 
 from ratchet.analysis import planning
 from ratchet.analysis.decisions import guard_check
-from ratchet.analysis.significance import compare_endpoint, hodges_lehmann, one_sided_p_values
+from ratchet.analysis.significance import compare_endpoint, hodges_lehmann, holm_adjusted, one_sided_p_values
 from ratchet.analysis.slo import check_slos
 from ratchet.contracts import CompareRequest, CompareResult, GuardRequest, GuardResult, PlanRequest, PlanResult
 from ratchet.settings import Settings
@@ -44,21 +44,28 @@ class AnalysisActivities:
         return await asyncio.to_thread(self._plan, request)
 
     def _compare(self, request: CompareRequest) -> CompareResult:
-        verdicts = []
+        pairs = {}
         for before in request.baseline.endpoints:
             after = request.candidate.stats(before.endpoint)
-            if after is None:
-                continue
-            verdicts.append(
-                compare_endpoint(
+            if after is not None:
+                pairs[before.endpoint] = (
                     before,
                     after,
                     endpoint_durations(self.settings.samples_file(request.baseline.run_id), before.endpoint),
                     endpoint_durations(self.settings.samples_file(request.candidate.run_id), before.endpoint),
-                    request.playbook.validation,
-                    request.playbook.slo.for_endpoint(before.endpoint).max_error_rate,
                 )
+        raw = {endpoint: one_sided_p_values(pair[2], pair[3]) for endpoint, pair in pairs.items()}
+        faster = holm_adjusted({endpoint: p[0] for endpoint, p in raw.items()})
+        slower = holm_adjusted({endpoint: p[1] for endpoint, p in raw.items()})
+        verdicts = [
+            compare_endpoint(
+                *pair,
+                request.playbook.validation,
+                request.playbook.slo.for_endpoint(endpoint).max_error_rate,
+                p_values=(faster[endpoint], slower[endpoint]),
             )
+            for endpoint, pair in pairs.items()
+        ]
         return CompareResult(verdicts=verdicts, slo=check_slos(request.candidate.endpoints, request.playbook))
 
     @activity.defn(name="compare_runs")

@@ -15,7 +15,7 @@ from ratchet.analysis.decisions import (
 from ratchet.analysis.detection import StatementEvidence, endpoints_to_inspect, missing_index_findings
 from ratchet.analysis.planning import covers, plan
 from ratchet.analysis.plans import FullScan, full_scans_postgresql, full_scans_sqlite
-from ratchet.analysis.significance import compare_endpoint, hodges_lehmann
+from ratchet.analysis.significance import compare_endpoint, hodges_lehmann, holm_adjusted
 from ratchet.analysis.slo import check_slos
 from ratchet.analysis.sql_columns import filtered_columns, table_aliases
 from ratchet.config.common import Role
@@ -208,3 +208,26 @@ def test_dominant_endpoint_is_inspected_even_within_its_slo() -> None:
     # A scan that is a small part of the endpoint's time is not what makes it slow.
     cheap = StatementEvidence(**{**_evidence().__dict__, "median_ms": 2.0})
     assert missing_index_findings([chosen], [cheap], relaxed) == []
+
+
+def test_a_guard_watching_many_endpoints_corrects_for_chance() -> None:
+    """p = 0.004 on one endpoint of twelve is what chance gives one bake in twenty: no breach; p = 1e-6 is one."""
+    names = [f"e{i}" for i in range(12)]
+    validated = LoadTestResult(
+        run_id="v", label="validation", requests=1, duration_s=1, endpoints=[stats(n, 4, 5) for n in names]
+    )
+    bake = LoadTestResult(
+        run_id="b", label="bake", requests=1, duration_s=1, endpoints=[stats(n, 30, 40) for n in names]
+    )
+    chance = {n: (0.5, 25.0) for n in names} | {"e3": (0.004, 25.0)}
+    assert not guard_check(validated, bake, PLAYBOOK, chance).breached
+    real = chance | {"e3": (1e-6, 25.0)}
+    result = guard_check(validated, bake, PLAYBOOK, real)
+    assert result.breached and result.reasons[0].startswith("e3:") and "Holm-adjusted p=1.2e-05" in result.reasons[0]
+
+
+def test_holm_keeps_a_real_change_among_unchanged_endpoints() -> None:
+    adjusted = holm_adjusted({"a": 1e-8, "b": 0.3, "c": 0.02, "d": 0.9})
+    assert adjusted["a"] == pytest.approx(4e-8)  # smallest of four: times four
+    assert adjusted["c"] == pytest.approx(0.06)  # second: times three
+    assert adjusted["b"] == pytest.approx(0.6) and adjusted["d"] == pytest.approx(0.9)  # never below an earlier one

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from ratchet.analysis.significance import holm_adjusted
 from ratchet.analysis.slo import share_met
 from ratchet.config.playbook import Playbook
 from ratchet.contracts import (
@@ -68,13 +69,14 @@ def guard_check(
     """Breached when an endpoint fails too often, or is slower than validated as validation would judge it.
 
     ``slower`` holds, per endpoint, (one-sided Mann-Whitney p-value that the bake is slower, Hodges-Lehmann
-    shift in ms). A breach needs all three: significance, p95 beyond the guard's tolerance, and a typical
+    shift in ms); the p-values are Holm-adjusted across the endpoints here, since a bake watches them all. A breach needs all three: significance, p95 beyond the guard's tolerance, and a typical
     per-request slowdown of at least ``min_effect_ms``; a short bake's p95 alone is noise, and so is a
     machine-wide blip of a few ms.
     """
     guard = playbook.deployment.guard
     rules = playbook.validation
     reasons = []
+    adjusted = holm_adjusted({endpoint: p for endpoint, (p, _) in slower.items()})
     for now in watched.endpoints:
         # Two failures at least: one failed request out of five is not yet a rate.
         if now.error_rate > guard.max_error_rate and now.errors >= 2:
@@ -83,10 +85,10 @@ def guard_check(
         if before is None:
             continue
         limit = max(before.p95 * (1 + guard.p95_tolerance), before.p95 + guard.p95_min_excess_ms)
-        p_value, shift = slower.get(now.endpoint, (1.0, 0.0))
+        p_value, shift = adjusted.get(now.endpoint, 1.0), slower.get(now.endpoint, (1.0, 0.0))[1]
         if now.p95 > limit and p_value < rules.significance and shift >= rules.min_effect_ms:
             reasons.append(
                 f"{now.endpoint}: p95 {now.p95:.1f} ms > {limit:.1f} ms (validated {before.p95:.1f} ms), "
-                f"typically {shift:+.1f} ms per request, p={p_value:.2g}"
+                f"typically {shift:+.1f} ms per request, Holm-adjusted p={p_value:.2g}"
             )
     return GuardResult(breached=bool(reasons), reasons=reasons)

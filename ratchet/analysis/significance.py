@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.stats import mannwhitneyu
+from statsmodels.stats.multitest import multipletests
 
 from ratchet.config.playbook import Validation
 from ratchet.contracts import EndpointStats, EndpointVerdict, Verdict
@@ -32,6 +33,15 @@ def one_sided_p_values(before: np.ndarray, after: np.ndarray) -> tuple[float, fl
     return faster, slower
 
 
+def holm_adjusted(p_values: dict[str, float]) -> dict[str, float]:
+    """Holm-adjusted p-values of a family of tests (one per endpoint): comparing a dozen endpoints at once
+    would otherwise declare one of them changed by chance far more often than the significance level says."""
+    if not p_values:
+        return {}
+    adjusted = multipletests(list(p_values.values()), method="holm")[1]
+    return {key: float(p) for key, p in zip(p_values, adjusted, strict=True)}
+
+
 def compare_endpoint(
     before_stats: EndpointStats,
     after_stats: EndpointStats,
@@ -39,17 +49,20 @@ def compare_endpoint(
     after: np.ndarray,
     rules: Validation,
     max_error_rate: float,
+    p_values: tuple[float, float] | None = None,
 ) -> EndpointVerdict:
     """Verdict for one endpoint: improved / unchanged / regressed, with the p-values and ratios behind it.
 
     A change must be significant (Mann-Whitney, one-sided, p < significance), large relative to the
     before value (the playbook's margins on p95) and large in absolute terms: the Hodges-Lehmann shift
     (the typical per-request difference, robust where a p95 of a few dozen samples is not) must reach
-    min_effect_ms, so that noise on a fast endpoint never reads as a regression.
+    min_effect_ms, so that noise on a fast endpoint never reads as a regression. ``p_values`` (faster,
+    slower), when given, replace the endpoint's own: the Holm-adjusted ones of a comparison of many endpoints.
     """
     p95_ratio = after_stats.p95 / before_stats.p95 if before_stats.p95 > 0 else 1.0
     p50_ratio = after_stats.p50 / before_stats.p50 if before_stats.p50 > 0 else 1.0
-    p_faster, p_slower = one_sided_p_values(before, after)
+    p_faster, p_slower = p_values if p_values is not None else one_sided_p_values(before, after)
+    test = "Mann-Whitney" if p_values is None else "Mann-Whitney, Holm-adjusted"
     shift = hodges_lehmann(after, before)
     errors_broke = after_stats.error_rate > max_error_rate >= before_stats.error_rate
     numbers = (
@@ -61,10 +74,10 @@ def compare_endpoint(
         why = f"error rate rose to {after_stats.error_rate:.1%} (limit {max_error_rate:.1%}); {numbers}"
     elif p_faster < rules.significance and p95_ratio <= 1 - rules.min_improvement and -shift >= rules.min_effect_ms:
         verdict = Verdict.IMPROVED
-        why = f"faster (Mann-Whitney p={p_faster:.2g} < {rules.significance}); {numbers}"
+        why = f"faster ({test} p={p_faster:.2g} < {rules.significance}); {numbers}"
     elif p_slower < rules.significance and p95_ratio >= 1 + rules.regression_margin and shift >= rules.min_effect_ms:
         verdict = Verdict.REGRESSED
-        why = f"slower (Mann-Whitney p={p_slower:.2g} < {rules.significance}); {numbers}"
+        why = f"slower ({test} p={p_slower:.2g} < {rules.significance}); {numbers}"
     else:
         verdict = Verdict.UNCHANGED
         why = f"no change beyond the margins (p faster {p_faster:.2g}, p slower {p_slower:.2g}); {numbers}"
