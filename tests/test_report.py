@@ -191,6 +191,35 @@ def completed_campaign() -> CampaignStatus:
             },
         ],
         "guard": {"breached": False, "reasons": []},
+        "database": {
+            "file": "/srv/ratchet/runs/base-1.inspection.json",
+            "dialect": "postgresql",
+            "tables": 7,
+            "largest_table": "orders",
+            "largest_table_rows": 200_000,
+            "largest_tables": [
+                {
+                    "name": "orders",
+                    "rows": 200_000,
+                    "rows_estimated": True,
+                    "bytes": 48_234_496,
+                    "indexes": [{"name": "orders_pkey", "columns": ["id"], "unique": True}],
+                },
+                {"name": "customers", "rows": 5_000, "bytes": 655_360, "indexes": []},
+            ],
+            "statements": 12,
+            "statement_source": "pg_stat_statements",
+            "dominant": [
+                {
+                    "statement": STATEMENT,
+                    "calls": 3_100,
+                    "total_ms": 95_200.0,
+                    "mean_ms": 30.7,
+                    "full_scans": ["orders"],
+                }
+            ],
+            "notes": ["pg_stat_statements was reset before the baseline"],
+        },
         "events": [
             {"at": "2025-03-01T12:00:00Z", "message": "campaign started"},
             {"at": "2025-03-01T13:10:00Z", "message": "campaign completed: targets met"},
@@ -252,6 +281,21 @@ def test_finding_shows_its_evidence(fixture: str, request: pytest.FixtureRequest
     assert "USE TEMP B-TREE FOR ORDER BY" in text
     assert "200,000" in text  # table_rows, with a thousands separator
     assert "critical" in text
+
+
+@pytest.mark.parametrize("fixture", ["full_markdown", "full_html"])
+def test_database_inspection_shows_tables_indexes_and_dominant_statements(
+    fixture: str, request: pytest.FixtureRequest
+) -> None:
+    report = request.getfixturevalue(fixture)
+    text = report if fixture == "full_markdown" else _text(report)
+    database = text[text.index("Database") : text.index("Plan", text.index("Database"))]
+    assert "postgresql: 7 table(s); 12 distinct statement(s) during the baseline, from pg_stat_statements" in database
+    assert "200,000 (estimated)" in database and "46.0 MiB" in database and "orders_pkey" in database
+    assert "customers" in database and "none" in database  # a table without indexes says so
+    assert STATEMENT in database and "3,100" in database and "30.7" in database
+    assert "pg_stat_statements was reset before the baseline" in database
+    assert "base-1.inspection.json" in database
 
 
 def test_markdown_puts_plan_in_a_code_block(full_markdown: str) -> None:

@@ -81,6 +81,9 @@ class InspectionSummary(BaseModel):
     tables: int
     largest_table: str = ""
     largest_table_rows: int = 0
+    largest_tables: list[TableInfo] = Field(
+        default_factory=list, description="The largest tables (most rows first, at most ten) with their indexes."
+    )
     statements: int = 0
     statement_source: str = Field("", description="pg_stat_statements, spans, or empty when neither told.")
     dominant: list[DominantStatement] = Field(default_factory=list)

@@ -129,6 +129,7 @@ def _environment() -> Environment:
         ratio=format_ratio,
         pct=format_percent,
         num=format_number,
+        bytes=format_bytes,
         when=format_when,
         md=markdown_cell,
     )
@@ -369,6 +370,18 @@ def format_number(value: float | None) -> str:
     if not math.isfinite(value):
         return str(value)
     return f"{value:,.0f}" if abs(value) >= 10_000 else f"{value:,.4g}"
+
+
+def format_bytes(value: int | None) -> str:
+    """A size as people read it: 1.3 MiB, 48 KiB, 512 B."""
+    if value is None:
+        return EMPTY
+    size = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
 
 
 def format_when(value: datetime | None) -> str:
