@@ -228,7 +228,10 @@ class AssessmentActivities:
         findings += error_hotspots(request.baseline, request.load_shapes, rules)
         explained = {f.endpoint for f in findings}
         server_p95 = analysis.server_p95_ms if analysis is not None else None
-        unexplained, contention = unexplained_slow_findings(slow, explained, 1, server_p95, rules.min_inspect_p50_ms)
+        dependencies = analysis.dependencies if analysis is not None else None
+        unexplained, contention = unexplained_slow_findings(
+            slow, explained, 1, server_p95, rules.min_inspect_p50_ms, dependencies
+        )
         findings = numbered(findings + unexplained)
         notes += contention
         self._store(request.campaign_id, findings)

@@ -266,6 +266,7 @@ class MeasurementActivities:
             settle_s=traces.settle.total_seconds(),
             max_wait_s=max(self.settings.trace_settle_max, traces.settle.total_seconds() * 2),
             on_wait=lambda text: activity.heartbeat({"run_id": run_id, "label": request.label, "progress": text}),
+            warmup_s=request.warmup_s,
         )
         return run_spans.spans, [run_spans.note] if run_spans.note else []
 

@@ -13,9 +13,12 @@ import pytest
 from sqlmodel import select
 from temporalio.client import Client
 
+from activities.levers import LeverActivities
 from examples.shop.app import ORDERS_BY_EMAIL
 from ratchet import campaigns
-from ratchet.contracts import ApprovalInput, CampaignState, ChangeState, Finding, RejectionInput
+from ratchet.config.loading import load_target
+from ratchet.config.target import SqlLever
+from ratchet.contracts import ApprovalInput, CampaignState, ChangeState, Finding, LeverCall, RejectionInput
 from ratchet.settings import Settings
 from ratchet.store.engine import session_for
 from ratchet.store.tables import Measurement
@@ -31,11 +34,14 @@ from tests.campaign_helpers import (
     wait_for_progress,
     waiting_at,
 )
-from tests.conftest import SHOP_TARGET, TEST_PLAYBOOK, Shop, free_port
+from tests.conftest import ROOT, SHOP_TARGET, TEST_PLAYBOOK, Shop, free_port
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 # The shop's endpoints that are fast and correct as shipped: no campaign may ever find anything there.
 CLEAN_ENDPOINTS = {"product", "customer", "health"}
+# A longer baseline than TEST_PLAYBOOK (enough traces of every endpoint to tell "nothing found" from "not
+# seen"), with targets that allow for the latency of the services the shop calls.
+CLEAN_PLAYBOOK = ROOT / "tests" / "playbooks" / "clean.yaml"
 
 
 def assert_only_planted_problems(findings: list[Finding]) -> None:
@@ -149,6 +155,39 @@ async def test_happy_path_index_found_approved_applied_proven_and_reported(
     listed = await ratchet_cli(settings, "list", "--json")
     assert listed.returncode == 0 and campaign_id in listed.stdout, listed.stdout + listed.stderr
     await assert_replays(client, campaign_id)
+
+
+# The shop's wrong fixes: never part of a clean shop (the trap serves stale order histories; the status index
+# serves no query the shop runs).
+WRONG_FIXES = {"order-history-cache", "orders-status-index"}
+EMAIL_INDEX = SqlLever(
+    name="email-index", kind="sql", addresses=[{"finding": "missing-index", "endpoint": "orders-by-email"}],
+    apply=["CREATE INDEX ix_orders_customer_email ON orders (customer_email)"],
+    rollback=["DROP INDEX ix_orders_customer_email"],
+    check="SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'ix_orders_customer_email'",
+)  # fmt: skip
+
+
+async def test_a_shop_with_every_fix_applied_has_no_bottleneck_and_the_campaign_ends_at_assessment(
+    client: Client, settings: Settings, worker: None, shop: Shop
+) -> None:
+    target = load_target(SHOP_TARGET)
+    levers = LeverActivities(settings.resolved_store_url)
+    for lever in [EMAIL_INDEX, *(lever for lever in target.levers if lever.name not in WRONG_FIXES)]:
+        outcome = levers._act(LeverCall(campaign_id="clean", change_id=lever.name, lever=lever, target=target), "apply")
+        assert outcome.changed and outcome.verified, outcome.detail
+
+    campaign_id = await campaigns.launch(client, settings, playbook_file=CLEAN_PLAYBOOK, target_file=SHOP_TARGET)
+    final = await finish(client, campaign_id, timeout_s=240)
+
+    described = "\n".join(f"{f.type.value} {f.endpoint}: {f.summary}" for f in final.findings)
+    assert final.findings == [], described
+    assert final.state == CampaignState.COMPLETED, final.outcome_detail
+    outcomes = {p.phase.value: p.outcome for p in final.phases}
+    assert final.outcome == "targets already met" and outcomes["assessment"] == "targets already met", outcomes
+    assert all(outcomes[phase] == "skipped" for phase in outcomes if phase != "assessment"), outcomes
+    assert final.recommendations == [] and final.changes == [] and ledger(settings, campaign_id) == []
+    assert Path(final.report_html).is_file()
 
 
 async def test_campaign_on_postgres_finds_the_seq_scan_and_proves_the_index(

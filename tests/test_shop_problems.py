@@ -22,6 +22,7 @@ import psutil
 import pytest
 
 from activities.levers import LeverActivities
+from examples.shop.catalog import CATALOG
 from examples.shop.orders_api import ORDER_HISTORY, ORDER_PRODUCT, order_products_sql
 from examples.shop.recommendations import PURCHASED_PRODUCTS
 from ratchet.config.loading import load_target
@@ -233,6 +234,34 @@ def test_catalog_export_is_over_a_megabyte_uncompressed_until_gzip(shop: TracedS
         assert "content-encoding" not in restored.headers and restored.content == plain.content
 
 
+def test_catalog_export_is_rebuilt_on_every_request_until_cached(shop: TracedShop, pull: PullLever) -> None:
+    def export(encoding: str = "gzip") -> tuple[httpx.Response, bool]:
+        """The answer, and whether the shop read the catalogue from its database for it."""
+        response, spans = shop.get("/catalog/export", headers={"Accept-Encoding": encoding})
+        assert response.status_code == 200
+        [server] = shop_servers(spans)
+        return response, CATALOG in statements(children(spans, server))
+
+    shipped = [export() for _ in range(2)]
+    document = shipped[0][0].content
+    assert [read for _, read in shipped] == [True, True]
+
+    pulled_twice(pull, "cache-catalog-export", "apply")
+    cached = [export() for _ in range(3)]
+    assert [read for _, read in cached] == [True, False, False]
+    assert all(response.content == document for response, _ in cached)
+    # With gzip on, the kept document goes out compressed to a client that accepts it, as it is to others.
+    pull("gzip-responses", "apply")
+    packed, read = export()
+    assert not read and packed.headers["content-encoding"] == "gzip" and packed.content == document
+    plain, _ = export("identity")
+    assert "content-encoding" not in plain.headers and plain.content == document
+    pull("gzip-responses", "rollback")
+
+    pulled_twice(pull, "cache-catalog-export", "rollback")
+    assert [read for _, read in (export(), export())] == [True, True]
+
+
 # --- a page behind large, blocking, uncompressed, uncached assets ----------------------------------------
 
 
@@ -379,7 +408,7 @@ def test_flag_levers_survive_a_restart_and_rollback_restores_the_defaults(
 ) -> None:
     defaults = httpx.get(f"{shop.url}/admin/flags").json()
     flag_levers = [lever.name for lever in target.levers if lever.kind == "http"]
-    assert len(flag_levers) == 7
+    assert len(flag_levers) == len(defaults)  # a lever for every flag
     for name in flag_levers:
         pulled_twice(pull, name, "apply")
     applied = httpx.get(f"{shop.url}/admin/flags").json()

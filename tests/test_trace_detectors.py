@@ -112,6 +112,10 @@ def test_patterns_are_found_where_they_are_and_nowhere_else(con: duckdb.DuckDBPy
     assert sequential.severity == "high" and sequential.impact == pytest.approx(0.56 * 0.25, abs=1e-3)
     # The parallel endpoint's three calls overlap: one is on the path, nothing to find.
     assert analysis.server_p95_ms["product"] == pytest.approx(2)
+    # What a request waits on most: the parallel endpoint, the one of its calls on the path (29 of 40 ms).
+    waits = analysis.dependencies["parallel"]
+    assert waits.median_ms == pytest.approx(29) and waits.share == pytest.approx(29 / 40)
+    assert waits.dest.endswith("/items/{id}") and "product" not in analysis.dependencies
 
 
 def test_a_pattern_must_recur(con: duckdb.DuckDBPyConnection) -> None:

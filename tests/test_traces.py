@@ -144,11 +144,12 @@ def test_a_runs_spans_are_those_whose_trace_id_carries_its_prefix(
     prefix = run_trace_prefix("campaign-1-baseline")
     other = run_trace_prefix("campaign-2-baseline")
 
-    def span(trace_id: str, span_id: str) -> dict:
+    def span(trace_id: str, span_id: str, start_s: float = 0.0) -> dict:
+        start = int(1e18 + start_s * 1e9)
         return {"traceId": trace_id, "spanId": span_id, "name": "GET /x", "kind": 2,
-                "startTimeUnixNano": "1", "endTimeUnixNano": "2"}  # fmt: skip
+                "startTimeUnixNano": str(start), "endTimeUnixNano": str(start + 1000)}  # fmt: skip
 
-    spans = [span(prefix + "00" + "1" * 16, "a" * 16), span(prefix + "01" + "2" * 16, "b" * 16),
+    spans = [span(prefix + "00" + "1" * 16, "a" * 16), span(prefix + "01" + "2" * 16, "b" * 16, 3.0),
              span(other + "00" + "3" * 16, "c" * 16)]  # fmt: skip
     body = {"resourceSpans": [{"scopeSpans": [{"spans": spans}]}]}
     assert httpx.post(f"{trace_receiver}/v1/traces", json=body).status_code == 200
@@ -161,4 +162,7 @@ def test_a_runs_spans_are_those_whose_trace_id_carries_its_prefix(
     assert count == 2
     rows = duckdb.sql(f"SELECT span_id, endpoint FROM read_parquet('{out}') ORDER BY span_id").fetchall()
     assert rows == [("a" * 16, "orders"), ("b" * 16, "product")]
+    # A run with a 2 s warm-up keeps the traces that began after it, as its samples keep those requests only.
+    assert collect_run_spans(settings.home / "spans" / "incoming", prefix, out, ["orders", "product"], 2.0) == 1
+    assert duckdb.sql(f"SELECT span_id FROM read_parquet('{out}')").fetchall() == [("b" * 16,)]
     assert json.loads(httpx.get(f"{trace_receiver}/health").text)["spans_received"] == 3

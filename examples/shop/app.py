@@ -96,7 +96,7 @@ def create_app(database: Path | str) -> FastAPI:
     app.include_router(availability_router(query, flags, outbound))
     app.include_router(billing_router(query, flags, outbound))
     app.include_router(recommendations_router(query, flags))
-    app.include_router(catalog_router(query))
+    app.include_router(catalog_router(query, flags))
     app.include_router(storefront_router(query, flags))
 
     @app.get("/health")

@@ -34,6 +34,7 @@ class ShopFlags(BaseModel):
         False, description="Storefront: deferred script, non-blocking styles, gzip and long-lived cache headers."
     )
     tax_client_connections: int = Field(1, ge=1, le=256, description="Connections to the tax service.")
+    catalog_cache_ttl_s: float = Field(0.0, ge=0, description="Keep the rendered catalogue export this long.")
     order_history_cache_ttl_s: float = Field(0.0, ge=0, description="Keep each customer's order history this long.")
 
 

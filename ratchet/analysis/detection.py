@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ratchet.analysis.plans import FullScan
+from ratchet.analysis.traces.detectors import Dependency
 from ratchet.config.common import FindingType
 from ratchet.config.playbook import Detection, Playbook
 from ratchet.contracts import EndpointStats, Finding, LoadTestResult
@@ -140,13 +141,15 @@ def unexplained_slow_findings(
     start: int,
     server_p95_ms: dict[str, float] | None = None,
     min_p50_ms: float = 0.0,
+    dependencies: dict[str, Dependency] | None = None,
 ) -> tuple[list[Finding], list[str]]:
     """Endpoints over their threshold that nothing more precise explains: findings for a person to look at.
 
     With traces, an endpoint whose server spans stay under the threshold while its clients wait longer is not
     slow itself: its requests waited outside the handler (a busy CPU, a full worker pool). That is a note
     about the service's capacity (the stress run measures it), not a finding on the endpoint. So is a slow
-    tail over a fast median (under ``min_p50_ms``): the typical request does little work.
+    tail over a fast median (under ``min_p50_ms``): the typical request does little work. Where the traces
+    show that most of a request waits on one outbound dependency, the finding says so.
     """
     notes = []
     findings: list[Finding] = []
@@ -167,6 +170,13 @@ def unexplained_slow_findings(
                 "slow work (other requests hold the CPU or the workers; the peak and stress runs measure capacity)"
             )
             continue
+        why, evidence = "and nothing in its traces or plans explains it", {}
+        dependency = (dependencies or {}).get(stats.endpoint)
+        if dependency is not None and dependency.share >= 0.5:
+            why = (f"and {dependency.share:.0%} of a request (median {dependency.median_ms:.1f} ms) waits on "
+                   f"{dependency.dest}: the dependency's own latency, which no change to this service removes")  # fmt: skip
+            evidence = {"dependency": dependency.dest, "dependency_ms": round(dependency.median_ms, 3),
+                        "dependency_share": round(dependency.share, 4)}  # fmt: skip
         findings.append(
             Finding(
                 id=f"F{start + len(findings)}",
@@ -175,10 +185,7 @@ def unexplained_slow_findings(
                 severity=_severity(stats.p95, endpoint.threshold_ms),  # type: ignore[arg-type]
                 impact=round(endpoint.traffic_share, 4),
                 estimated_gain_ms=round(max(0.0, stats.p95 - endpoint.threshold_ms), 2),
-                summary=(
-                    f"{stats.endpoint}: p95 {stats.p95:.1f} ms above {endpoint.threshold_ms:g} ms, "
-                    "and nothing in its traces or plans explains it"
-                ),
+                summary=f"{stats.endpoint}: p95 {stats.p95:.1f} ms above {endpoint.threshold_ms:g} ms, {why}",
                 evidence={
                     "endpoint_p50_ms": stats.p50,
                     "endpoint_p95_ms": stats.p95,
@@ -186,6 +193,7 @@ def unexplained_slow_findings(
                     "endpoint_requests": stats.requests,
                     "latency_share": round(endpoint.latency_share, 4),
                     "server_p95_ms": inside,
+                    **evidence,
                 },
             )
         )

@@ -140,6 +140,16 @@ def render_blocking_findings(probe: ProbeReport, mix: Traffic, rules: Detection)
     return findings
 
 
+def _kept_by_http_caches(cache_control: str) -> bool:
+    """Whether a Cache-Control header lets shared or private caches keep the answer for a while."""
+    for directive in cache_control.lower().split(","):
+        name, _, value = directive.strip().partition("=")
+        seconds = value.strip().strip('"')
+        if name in ("max-age", "s-maxage") and seconds.isdigit() and int(seconds) > 0:
+            return True
+    return False
+
+
 def cacheable_findings(
     probe: ProbeReport,
     own_work: dict[str, tuple[float, float, list[str]]],
@@ -162,6 +172,8 @@ def cacheable_findings(
             continue
         if any("no-store" in s.cache_control or "private" in s.cache_control for s in endpoint.samples):
             continue  # the service says its answers must not be kept
+        if endpoint.samples and all(_kept_by_http_caches(s.cache_control) for s in endpoint.samples):
+            continue  # already cacheable by browsers and proxies: what is left is sending the bytes
         hits = repeat_ratio.get(endpoint.endpoint, 0.0)
         findings.append(
             Finding(

@@ -62,9 +62,10 @@ async def collect_spans_of_run(
     settle_s: float,
     max_wait_s: float,
     on_wait: Callable[[str], None],
+    warmup_s: float = 0.0,
 ) -> RunSpans:
-    """Wait for the run's spans, then copy them from the receiver's parts into ``out_file``."""
+    """Wait for the run's spans, then copy them (those of its warm-up left out) into ``out_file``."""
     prefix = run_trace_prefix(run_id)
     note = await wait_for_run_spans(receiver_url, prefix, settle_s=settle_s, max_wait_s=max_wait_s, on_wait=on_wait)
-    count = await asyncio.to_thread(collect_run_spans, spans_dir / "incoming", prefix, out_file, endpoints)
+    count = await asyncio.to_thread(collect_run_spans, spans_dir / "incoming", prefix, out_file, endpoints, warmup_s)
     return RunSpans(spans=count, note=note)

@@ -162,10 +162,14 @@ class SpanSink:
                 activity.last_received = max(activity.last_received, last)
 
 
-def collect_run_spans(incoming_dir: Path, prefix: str, out_file: Path, endpoints: list[str]) -> int:
+def collect_run_spans(
+    incoming_dir: Path, prefix: str, out_file: Path, endpoints: list[str], warmup_s: float = 0.0
+) -> int:
     """Copy the spans of one run (trace ids starting with ``prefix``) into ``out_file``; return their number.
 
-    Each span gets the run's endpoint name, read from the byte after the prefix (see the k6 script).
+    Each span gets the run's endpoint name, read from the byte after the prefix (see the k6 script). Traces
+    that began in the run's first ``warmup_s`` seconds are left out, as the run's samples leave out the
+    warm-up's requests: both describe the same requests (a cold cache's misses are not the steady state).
     """
     out_file.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_file.with_suffix(".tmp.parquet")
@@ -181,14 +185,19 @@ def collect_run_spans(incoming_dir: Path, prefix: str, out_file: Path, endpoints
         con.execute(
             f"""
             COPY (
-              SELECT s.*, e.endpoint FROM {source} s
+              WITH run AS (SELECT * FROM {source} WHERE starts_with(trace_id, ?)),
+              began AS (SELECT trace_id, min(start_ns) AS start_ns FROM run GROUP BY trace_id),
+              steady AS (
+                SELECT trace_id FROM began
+                WHERE start_ns >= (SELECT min(start_ns) FROM began) + CAST(? * 1e9 AS BIGINT)
+              )
+              SELECT s.*, e.endpoint FROM run s SEMI JOIN steady USING (trace_id)
               LEFT JOIN endpoints e ON e.position = TRY_CAST(('0x' || substr(s.trace_id, {RUN_PREFIX_HEX + 1},
                                                                {ENDPOINT_HEX})) AS INTEGER)
-              WHERE starts_with(s.trace_id, ?)
               ORDER BY s.trace_id, s.start_ns
             ) TO {sql_literal(tmp)} (FORMAT parquet)
             """,
-            [prefix],
+            [prefix, warmup_s],
         )
         count = con.execute("SELECT count(*) FROM read_parquet(?)", [str(tmp)]).fetchone()
     tmp.replace(out_file)

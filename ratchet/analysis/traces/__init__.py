@@ -8,6 +8,7 @@ import duckdb
 
 from ratchet.analysis.traces.critical_path import annotate, self_time
 from ratchet.analysis.traces.detectors import (
+    Dependency,
     StatementCandidate,
     Traffic,
     dominant_statements,
@@ -16,6 +17,7 @@ from ratchet.analysis.traces.detectors import (
     queueing,
     self_time_of_roots,
     sequential_calls,
+    slowest_dependency,
     traffic,
 )
 from ratchet.config.playbook import Detection
@@ -32,6 +34,8 @@ class TraceAnalysis:
     mix: Traffic = field(default_factory=lambda: Traffic({}))
     server_p95_ms: dict[str, float] = field(default_factory=dict)
     """Per endpoint, the p95 of its server spans: the time spent inside the service."""
+    dependencies: dict[str, Dependency] = field(default_factory=dict)
+    """Per endpoint, the outbound calls its requests wait on most."""
 
 
 def analyze_run(con: duckdb.DuckDBPyConnection, source: str, rules: Detection) -> TraceAnalysis:
@@ -44,7 +48,10 @@ def analyze_run(con: duckdb.DuckDBPyConnection, source: str, rules: Detection) -
     server_p95 = dict(
         con.execute("SELECT endpoint, quantile_cont(root_ms, 0.95) FROM req GROUP BY endpoint").fetchall()
     )
-    return TraceAnalysis(findings, dominant_statements(con, mix, rules), self_time_of_roots(con), mix, server_p95)
+    return TraceAnalysis(
+        findings, dominant_statements(con, mix, rules), self_time_of_roots(con), mix, server_p95,
+        slowest_dependency(con),
+    )  # fmt: skip
 
 
 def analyze_burst(con: duckdb.DuckDBPyConnection, source: str, rules: Detection, mix: Traffic) -> list[Finding]:

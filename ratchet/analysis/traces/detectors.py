@@ -12,7 +12,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import duckdb
 
@@ -309,3 +309,30 @@ def self_time_of_roots(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[float,
         """
     ).fetchall()
     return {str(e): (float(ms), float(share or 0.0), list(traces)) for e, ms, share, traces in rows}
+
+
+class Dependency(NamedTuple):
+    """The outbound call an endpoint's requests wait on most: where its time goes when it is not its own."""
+
+    dest: str
+    median_ms: float
+    """Per request, the median time on the critical path spent in calls to ``dest``."""
+    share: float
+    """That time's median share of the request."""
+
+
+def slowest_dependency(con: duckdb.DuckDBPyConnection) -> dict[str, Dependency]:
+    """Per endpoint, the destination of outbound calls that takes the most critical-path time per request."""
+    rows = con.execute(
+        """
+        WITH per_request AS (
+            SELECT request_endpoint AS endpoint, trace_id, dest, sum(duration_ms) AS ms, any_value(root_ms) AS root_ms
+            FROM sp WHERE on_path AND kind = 'client' AND dest IS NOT NULL GROUP BY ALL
+        ), per_dest AS (
+            SELECT endpoint, dest, median(ms) AS ms, median(ms / nullif(root_ms, 0)) AS share
+            FROM per_request GROUP BY ALL
+        )
+        SELECT endpoint, arg_max(dest, ms), max(ms), arg_max(share, ms) FROM per_dest GROUP BY endpoint
+        """
+    ).fetchall()
+    return {str(e): Dependency(str(d), float(ms), float(share or 0.0)) for e, d, ms, share in rows}
