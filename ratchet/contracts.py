@@ -224,6 +224,13 @@ class Recommendation(Payload):
     score: float
     rationale: str
     advice: str = ""
+    finding_ids: list[str] = Field(
+        default_factory=list, description="Every finding this lever addresses, the one it is ranked for first."
+    )
+    endpoints: list[str] = Field(default_factory=list, description="The endpoints of those findings.")
+    conflicts_with: list[str] = Field(
+        default_factory=list, description="Recommendations never applied in the same trial as this one."
+    )
 
 
 class PlanRequest(Payload):
@@ -276,6 +283,9 @@ class ChangeRecord(Payload):
     kind: str
     role: Role
     endpoint: str
+    endpoints: list[str] = Field(
+        default_factory=list, description="Every endpoint the change addresses (empty: just ``endpoint``)."
+    )
     state: ChangeState = ChangeState.PENDING
     applied_at: datetime | None = None
     rolled_back_at: datetime | None = None

@@ -223,12 +223,29 @@ class CampaignWorkflow:
             self._end(Phase.PLANNING, "rejected", decision.note)
             raise _Stop(CampaignState.REJECTED, "plan rejected: nothing applied", decision.note)
         self._approved_only = decision.only if decision is not None else None
+        if workflow.patched("conflicting-levers"):  # older campaigns replay without the check
+            self._hold_back_conflicts(plan.recommendations)
         chosen = [r.id for r in plan.recommendations if self._is_approved(r)]
         if not chosen:
             self._end(Phase.PLANNING, "nothing approved", "the approval named no recommendation with a lever")
             raise _Stop(CampaignState.COMPLETED, "nothing approved: nothing applied")
         self._end(Phase.PLANNING, "approved", f"approved: {', '.join(chosen)}")
         return plan.recommendations
+
+    def _hold_back_conflicts(self, recommendations: list[Recommendation]) -> None:
+        """Of approved levers that conflict, keep the best-ranked: they are never applied in the same trial."""
+        if self._approved_only is None:
+            return  # the recommended set: planning already kept conflicts out of it
+        kept: list[str] = []
+        for recommendation in recommendations:
+            if recommendation.id not in self._approved_only or recommendation.lever is None:
+                continue
+            clash = next((other for other in kept if other in recommendation.conflicts_with), None)
+            if clash is None:
+                kept.append(recommendation.id)
+            else:
+                self._event(f"{recommendation.id} ({recommendation.lever.name}) held back: it conflicts with {clash}")
+        self._approved_only = kept
 
     def _is_approved(self, recommendation: Recommendation) -> bool:
         if recommendation.lever is None:
@@ -241,9 +258,28 @@ class CampaignWorkflow:
         self._begin(Phase.OPTIMIZATION)
         await self._gate_or_abort(Phase.OPTIMIZATION)
         mine = [r for r in approved if r.role in (Role.BACKEND_DEVELOPER, Role.DEVOPS_ENGINEER, Role.PERF_OPTIMIZER)]
-        for recommendation in mine:
-            await self._apply(recommendation)
+        if workflow.patched("roles-in-parallel"):  # older campaigns replay with one change at a time
+            await self._apply_by_role(mine)
+        else:
+            for recommendation in mine:
+                await self._apply(recommendation)
         self._end(Phase.OPTIMIZATION, "applied" if mine else "skipped", self._change_note(mine))
+
+    async def _apply_by_role(self, recommendations: list[Recommendation]) -> None:
+        """Each role applies its changes in plan order, on its own queue, while the other roles apply theirs
+        (approved changes never conflict). Every role finishes what it started before a failure unwinds."""
+        by_role: dict[Role, list[Recommendation]] = {}
+        for recommendation in recommendations:
+            by_role.setdefault(recommendation.role, []).append(recommendation)
+
+        async def apply_in_order(mine: list[Recommendation]) -> None:
+            for recommendation in mine:
+                await self._apply(recommendation)
+
+        outcomes = await asyncio.gather(*(apply_in_order(mine) for mine in by_role.values()), return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     async def _frontend(self, approved: list[Recommendation]) -> None:
         mine = [r for r in approved if r.role == Role.FRONTEND_DEVELOPER]
@@ -289,9 +325,9 @@ class CampaignWorkflow:
             raise _Stop(CampaignState.ROLLED_BACK, f"validation {outcome.value}: changes rolled back", summary)
         # A change whose endpoint did not improve did not prove itself, whatever the whole did.
         for change in reversed(changes_without_effect(applied, comparison.verdicts)):
-            verdict = verdicts.get(change.endpoint)
-            why = verdict.explanation if verdict else "its endpoint was not measured"
-            await self._undo(change, f"did not improve {change.endpoint}: {why}")
+            endpoints = change.endpoints or [change.endpoint]
+            why = "; ".join(verdicts[e].explanation if e in verdicts else f"{e} was not measured" for e in endpoints)
+            await self._undo(change, f"did not improve {', '.join(endpoints)}: {why}")
         kept = [c for c in self._status.changes if c.state == ChangeState.APPLIED]
         if not kept:
             self._end(Phase.VALIDATION, "no change proved itself", "every change was rolled back")
@@ -355,6 +391,7 @@ class CampaignWorkflow:
             kind=recommendation.lever.kind,
             role=recommendation.role,
             endpoint=recommendation.endpoint,
+            endpoints=recommendation.endpoints,
         )
         # The compensation is registered before the apply: a crash mid-apply still gets it undone.
         self._status.changes.append(change)

@@ -55,9 +55,9 @@ def validation_summary(verdicts: list[EndpointVerdict], slo: list[SloCheck]) -> 
 
 
 def changes_without_effect(changes: list[ChangeRecord], verdicts: list[EndpointVerdict]) -> list[ChangeRecord]:
-    """Changes whose endpoint did not improve: they did not prove themselves and are undone."""
-    by_endpoint = {v.endpoint: v.verdict for v in verdicts}
-    return [c for c in changes if by_endpoint.get(c.endpoint) != Verdict.IMPROVED]
+    """Changes none of whose endpoints improved: they did not prove themselves and are undone."""
+    improved = {v.endpoint for v in verdicts if v.verdict == Verdict.IMPROVED}
+    return [c for c in changes if not improved & set(c.endpoints or [c.endpoint])]
 
 
 def guard_check(

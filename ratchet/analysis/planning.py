@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 
+from ratchet.analysis.advice import advice
+from ratchet.analysis.conflicts import conflict
 from ratchet.config.common import FindingType, Role
 from ratchet.config.target import Lever, SqlLever, Target
 from ratchet.contracts import Finding, Recommendation
@@ -56,13 +59,23 @@ def _addresses(lever: Lever, finding: Finding) -> bool:
     return any(a.finding == finding.type and a.endpoint in ("*", finding.endpoint) for a in lever.addresses)
 
 
+def _specific(lever: Lever, finding: Finding) -> bool:
+    """True when the lever names this finding's endpoint, not only '*'."""
+    return any(a.finding == finding.type and a.endpoint == finding.endpoint for a in lever.addresses)
+
+
 def _candidates(finding: Finding, target: Target) -> list[tuple[Lever | None, float, str]]:
     """(lever, feasibility, rationale) for every way to address a finding, best first."""
     declared = [lever for lever in target.levers if _addresses(lever, finding)]
     if finding.type != FindingType.MISSING_INDEX:
+        # A lever written for this very endpoint is a surer fix than one declared for any endpoint.
         options: list[tuple[Lever | None, float, str]] = [
-            (lever, 0.6, f"declared for {finding.type.value} on {finding.endpoint}") for lever in declared
+            (lever, 0.6, f"declared for {finding.type.value} on {finding.endpoint}")
+            if _specific(lever, finding)
+            else (lever, 0.5, f"declared for {finding.type.value} on any endpoint")
+            for lever in declared
         ]
+        options.sort(key=lambda option: -option[1])
         if not options:
             options.append((None, 0.3, "no lever addresses this; a person has to look"))
         return options
@@ -83,41 +96,129 @@ def _candidates(finding: Finding, target: Target) -> list[tuple[Lever | None, fl
     return options
 
 
-def _advice(finding: Finding) -> str:
-    if finding.type == FindingType.MISSING_INDEX:
-        ev = finding.evidence
-        return f"Create an index on {ev['table']}({', '.join(ev['columns'])}); the plan shows: {ev['plan_line']}"
-    return (
-        f"Profile {finding.endpoint}: its p95 is {finding.evidence.get('endpoint_p95_ms')} ms and no declared "
-        "statement explains it; add its queries to the target or collect traces."
-    )
+@dataclass
+class _Draft:
+    """One lever's recommendation while it is being ranked: every finding it addresses."""
+
+    lever: Lever
+    addressed: list[tuple[Finding, float, str, bool]] = field(default_factory=list)
+    """(finding, feasibility, rationale, whether the lever is that finding's best option)."""
+    held_back: str = ""
+
+    @property
+    def recommended(self) -> bool:
+        return not self.held_back and any(best for *_, best in self.addressed)
+
+    @property
+    def primary(self) -> tuple[Finding, float, str, bool]:
+        """The finding it is ranked for: one it is the best option for, the most valuable first."""
+        return max(self.addressed, key=lambda a: (a[3], a[0].impact * a[1]))
+
+    @property
+    def score(self) -> float:
+        return _score(self.impact, self.primary[1], self.lever.risk)
+
+    @property
+    def impact(self) -> float:
+        return min(1.0, sum(max(finding.impact, 0.0001) for finding, *_ in self.addressed))
+
+
+def _score(impact: float, feasibility: float, risk: str) -> float:
+    return round(impact * feasibility / _RISK_FACTOR[risk], 5)
 
 
 def plan(findings: list[Finding], target: Target, *, limit: int) -> list[Recommendation]:
-    """Ranked recommendations (impact x feasibility / risk): one recommended option per finding, alternatives after."""
-    drafts: list[Recommendation] = []
+    """Ranked recommendations (impact x feasibility / risk), one per lever, manual advice where none fits.
+
+    A lever that addresses several findings (gzip for every uncompressed answer) is one recommendation, its
+    impact the sum of theirs. It is recommended when it is the best option for one of them, at most ``limit``
+    of them, and never beside a better-ranked lever it conflicts with (they touch the same flag, index or
+    command, or the target says so): that one is held back as an alternative. Every other option is listed
+    as an alternative a person may still pick.
+    """
+    drafts: dict[str, _Draft] = {}
+    manual: list[Recommendation] = []
     for finding in findings:
         for position, (lever, feasibility, rationale) in enumerate(_candidates(finding, target)):
-            risk = lever.risk if lever is not None else "medium"
-            impact = max(finding.impact, 0.0001)
-            drafts.append(
-                Recommendation(
-                    id="",
-                    finding_id=finding.id,
-                    endpoint=finding.endpoint,
-                    title=(lever.description or lever.name) if lever else f"Manual: {finding.summary}",
-                    lever=lever,
-                    role=lever.role if lever else Role.PERF_OPTIMIZER,
-                    recommended=position == 0 and lever is not None,
-                    impact=round(impact, 4),
-                    feasibility=feasibility,
-                    risk=risk,
-                    effort="none" if lever is not None else "medium",
-                    predicted_gain_ms=round(finding.estimated_gain_ms * feasibility, 2),
-                    score=round(impact * feasibility / _RISK_FACTOR[risk], 5),
-                    rationale=rationale,
-                    advice="" if lever is not None else _advice(finding),
+            if lever is None:
+                manual.append(_manual(finding, feasibility, rationale))
+            else:
+                drafts.setdefault(lever.name, _Draft(lever)).addressed.append(
+                    (finding, feasibility, rationale, position == 0)
                 )
-            )
-    drafts.sort(key=lambda r: (not r.recommended, -r.score))
-    return [r.model_copy(update={"id": f"R{i + 1}"}) for i, r in enumerate(drafts[:limit])]
+    ranked = sorted(drafts.values(), key=lambda d: (not d.recommended, -d.score, d.lever.name))
+    chosen: list[_Draft] = []
+    for draft in ranked:
+        if not draft.recommended:
+            continue
+        clash = next((c for c in chosen if conflict(c.lever, draft.lever)), None)
+        if clash is not None:
+            draft.held_back = f"held back: it conflicts with {clash.lever.name} ({conflict(clash.lever, draft.lever)})"
+        elif len(chosen) >= limit:
+            draft.held_back = f"held back: the playbook plans at most {limit} change(s) (max_recommendations)"
+        else:
+            chosen.append(draft)
+    ranked.sort(key=lambda d: (not d.recommended, -d.score, d.lever.name))
+    levered = [_recommendation(d) for d in ranked]
+    # What to do first, then what needs a person, then what a person may pick instead.
+    ordered = [r for r in levered if r.recommended] + sorted(manual, key=lambda r: -r.score)
+    ordered += [r for r in levered if not r.recommended]
+    every = [r.model_copy(update={"id": f"R{i + 1}"}) for i, r in enumerate(ordered)]
+    ids = {r.lever.name: r.id for r in every if r.lever is not None}
+    return [
+        r.model_copy(update={"conflicts_with": [ids[o.lever.name] for o in every if o.lever is not None and o is not r
+                                                and conflict(r.lever, o.lever)]})
+        if r.lever is not None else r
+        for r in every
+    ]  # fmt: skip
+
+
+def _recommendation(draft: _Draft) -> Recommendation:
+    finding, feasibility, rationale, _ = draft.primary
+    others = [f for f, *_ in draft.addressed if f is not finding]
+    if others:
+        rationale += "; also addresses " + ", ".join(f"{f.id} ({f.type.value} on {f.endpoint})" for f in others)
+    if draft.held_back:
+        rationale += f"; {draft.held_back}"
+    lever = draft.lever
+    return Recommendation(
+        id="",
+        finding_id=finding.id,
+        endpoint=finding.endpoint,
+        title=lever.description or lever.name,
+        lever=lever,
+        role=lever.role,
+        recommended=draft.recommended,
+        impact=round(draft.impact, 4),
+        feasibility=feasibility,
+        risk=lever.risk,
+        effort="none",
+        predicted_gain_ms=round(finding.estimated_gain_ms * feasibility, 2),
+        score=draft.score,
+        rationale=rationale,
+        finding_ids=[finding.id, *(f.id for f in others)],
+        endpoints=list(dict.fromkeys([finding.endpoint, *(f.endpoint for f in others)])),
+    )
+
+
+def _manual(finding: Finding, feasibility: float, rationale: str) -> Recommendation:
+    impact = max(finding.impact, 0.0001)
+    return Recommendation(
+        id="",
+        finding_id=finding.id,
+        endpoint=finding.endpoint,
+        title=f"Manual: {finding.summary}",
+        lever=None,
+        role=Role.PERF_OPTIMIZER,
+        recommended=False,
+        impact=round(impact, 4),
+        feasibility=feasibility,
+        risk="medium",
+        effort="medium",
+        predicted_gain_ms=round(finding.estimated_gain_ms * feasibility, 2),
+        score=_score(impact, feasibility, "medium"),
+        rationale=rationale,
+        advice=advice(finding),
+        finding_ids=[finding.id],
+        endpoints=[finding.endpoint],
+    )

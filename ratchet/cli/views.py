@@ -75,18 +75,20 @@ def plan_table(status: CampaignStatus) -> Table | None:
     if not status.recommendations:
         return None
     table = Table(title="Plan")
-    for column in ("id", "lever", "role", "endpoint", "gain ms", "score", "", "why"):
+    for column in ("id", "lever", "role", "findings", "endpoint", "gain ms", "score", "", "why"):
         table.add_column(column)
     for r in status.recommendations:
+        why = r.rationale + (f". Never with {', '.join(r.conflicts_with)}" if r.conflicts_with else "")
         table.add_row(
             r.id,
             r.lever.name if r.lever else "manual",
             r.role.value,
-            r.endpoint,
+            ", ".join(r.finding_ids or [r.finding_id]),
+            ", ".join(r.endpoints or [r.endpoint]),
             f"{r.predicted_gain_ms:.1f}",
             f"{r.score:.3f}",
             "recommended" if r.recommended else "alternative",
-            (r.rationale + (f" - {r.advice}" if r.advice else ""))[:100],
+            why + (f". Advice: {r.advice}" if r.advice else ""),
         )
     return table
 

@@ -131,6 +131,11 @@ class _LeverBase(StrictModel):
     addresses: list[Addresses] = Field(min_length=1, description="Findings this lever can fix.")
     risk: Literal["low", "medium", "high"] = "low"
     parameter: LeverParameter | None = None
+    conflicts_with: list[str] = Field(
+        default_factory=list,
+        description="Levers that must never be applied in the same trial as this one (both ways). Levers that "
+        "set the same flag, index or command conflict without saying so.",
+    )
     generated: bool = Field(False, description="True for levers Ratchet wrote from evidence.")
 
 
@@ -272,6 +277,12 @@ class Target(StrictModel):
                         f"lever {lever.name!r} addresses unknown endpoint {address.endpoint!r}; "
                         f"valid: '*', {', '.join(sorted(known))}"
                     )
+            unknown = sorted(set(lever.conflicts_with) - {x.name for x in self.levers})
+            if unknown:
+                raise ValueError(
+                    f"lever {lever.name!r}: conflicts_with names unknown lever(s) {unknown}; "
+                    f"valid: {', '.join(sorted(x.name for x in self.levers if x.name != lever.name))}"
+                )
             if lever.kind == "sql" and self.database is None:
                 raise ValueError(f"lever {lever.name!r} is kind sql but the target has no database")
         if self.load_script is not None:

@@ -1,0 +1,113 @@
+"""What a person should do about a finding no lever addresses: concrete, from the finding's own evidence."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ratchet.config.common import FindingType
+from ratchet.contracts import Finding
+
+
+def _traces(ev: dict[str, Any]) -> str:
+    ids = ev.get("trace_ids") or []
+    return f" Trace {ids[0]} shows it." if ids else ""
+
+
+def _ms(value: Any) -> str:
+    return f"{float(value):.1f} ms" if isinstance(value, int | float) else "?"
+
+
+def _n_plus_one(f: Finding, ev: dict[str, Any]) -> str:
+    return (f"The {ev.get('calls_per_request', 'many')} runs of `{ev.get('statement', 'one statement')}` per request "
+            f"in {f.endpoint} can become one query with IN (...) or a join, loaded before the loop.{_traces(ev)}")  # fmt: skip
+
+
+def _sequential(f: Finding, ev: dict[str, Any]) -> str:
+    targets = ev.get("targets") or []
+    listed = "; ".join(targets) if targets else "its independent steps"
+    return (f"{f.endpoint} runs {listed} one after another though none needs another's result: issue them at "
+            f"once (asyncio.gather, a thread pool, or one batched request), saving about "
+            f"{_ms(ev.get('saved_ms'))} per request.{_traces(ev)}")  # fmt: skip
+
+
+def _n_plus_one_api(f: Finding, ev: dict[str, Any]) -> str:
+    return (f"{f.endpoint} calls {ev.get('destination', 'one resource')} {ev.get('calls_per_request', 'many')} "
+            f"times per request: ask for all items in one batched call, or cache the answers.{_traces(ev)}")  # fmt: skip
+
+
+def _cacheable(f: Finding, ev: dict[str, Any]) -> str:
+    return (f"{f.endpoint} recomputes the same answer ({_ms(ev.get('self_ms'))} of its own work): keep answers "
+            f"per request parameters for about {ev.get('suggested_ttl_s', 60)} s (an in-process or shared cache, "
+            f"or Cache-Control: max-age for clients); the load's repeats suggest a hit ratio of "
+            f"{float(ev.get('estimated_hit_ratio', 0)):.0%}. Make sure writes invalidate what they change.")  # fmt: skip
+
+
+def _uncompressed(f: Finding, ev: dict[str, Any]) -> str:
+    return (
+        f"Compress {f.endpoint}'s {ev.get('content_type', 'text')} answers for clients that send "
+        "Accept-Encoding (gzip or brotli in the service, its framework's middleware or the proxy in front)."
+    )
+
+
+def _large_payload(f: Finding, ev: dict[str, Any]) -> str:
+    return (
+        f"{f.endpoint} sends {ev.get('body_bytes', 'a large number of'):,} bytes per answer: page it, "
+        "let clients pick fields, or serve it compressed and cached; a feed can be a file built once."
+    )
+
+
+def _render_blocking(f: Finding, ev: dict[str, Any]) -> str:
+    assets = ", ".join(a.get("url", "?") if isinstance(a, dict) else str(a) for a in ev.get("assets", [])) or "them"
+    return (
+        f"Load {assets} without blocking the first paint: `defer` or `async` on scripts, critical CSS "
+        "inline and the rest preloaded; minify and compress, and version the URLs to cache them for long."
+    )
+
+
+def _saturation(f: Finding, ev: dict[str, Any]) -> str:
+    return (f"Calls from {f.endpoint} to {ev.get('destination', 'a dependency')} wait {_ms(ev.get('median_wait_ms'))} "
+            f"for a connection or worker ({ev.get('max_called_at_once', '?')} made at once, "
+            f"{ev.get('max_served_at_once', '?')} served): raise the client's pool or the service's workers, "
+            f"then confirm with the stress run.{_traces(ev)}")  # fmt: skip
+
+
+def _missing_index(f: Finding, ev: dict[str, Any]) -> str:
+    return (f"Create an index on {ev.get('table', '?')}({', '.join(ev.get('columns', []))}); the plan shows: "
+            f"{ev.get('plan_line', '?')}")  # fmt: skip
+
+
+def _error_hotspot(f: Finding, ev: dict[str, Any]) -> str:
+    return (f"{f.endpoint} fails more under load ({float(ev.get('error_rate', 0)):.1%} against "
+            f"{float(ev.get('baseline_error_rate', 0)):.1%} at the baseline): look for timeouts, pool exhaustion "
+            "or locks in its errors and raise the limit that is hit.")  # fmt: skip
+
+
+def _slow(f: Finding, ev: dict[str, Any]) -> str:
+    if ev.get("dependency"):
+        return (f"{f.endpoint} mostly waits on {ev['dependency']} ({_ms(ev.get('dependency_ms'))} per request): "
+                "ask its owners for a faster answer, cache it, call it less, or set a target that allows for it.")  # fmt: skip
+    return (
+        f"Profile {f.endpoint}: its p95 is {_ms(ev.get('endpoint_p95_ms'))} and no span or plan explains it; "
+        "have it export spans (db and HTTP client instrumentation) or declare its queries in the target."
+    )
+
+
+_ADVICE: dict[FindingType, Callable[[Finding, dict[str, Any]], str]] = {
+    FindingType.N_PLUS_ONE: _n_plus_one,
+    FindingType.SEQUENTIAL_CALLS: _sequential,
+    FindingType.SEQUENTIAL_QUERIES: _sequential,
+    FindingType.N_PLUS_ONE_API: _n_plus_one_api,
+    FindingType.CACHEABLE: _cacheable,
+    FindingType.UNCOMPRESSED: _uncompressed,
+    FindingType.LARGE_PAYLOAD: _large_payload,
+    FindingType.RENDER_BLOCKING: _render_blocking,
+    FindingType.SATURATION: _saturation,
+    FindingType.MISSING_INDEX: _missing_index,
+    FindingType.ERROR_HOTSPOT: _error_hotspot,
+}
+
+
+def advice(finding: Finding) -> str:
+    """Concrete advice for one finding, quoting its evidence (statement, calls, traces, bytes, waits)."""
+    return _ADVICE.get(finding.type, _slow)(finding, finding.evidence)

@@ -1,0 +1,134 @@
+"""Planning on plain data: one recommendation per lever, the surest fix first, conflicts held back, manual
+advice that quotes its evidence, and a target whose declared conflicts name a lever it does not have refused."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from ratchet.analysis.conflicts import conflict, touches
+from ratchet.analysis.planning import plan
+from ratchet.config.common import FindingType
+from ratchet.config.target import Lever, Target
+from ratchet.contracts import Finding
+
+FLAGS = "http://127.0.0.1:9/admin/flags"
+
+
+def flag_lever(name: str, addresses: list[dict[str, str]], flags: dict[str, Any], **more: Any) -> dict[str, Any]:
+    off = {key: None for key in flags}
+    return {"name": name, "kind": "http", "addresses": addresses, "apply": [{"url": FLAGS, "json": flags}],
+            "rollback": [{"url": FLAGS, "json": off}]} | more  # fmt: skip
+
+
+def target(*levers: dict[str, Any]) -> Target:
+    return Target.model_validate(
+        {
+            "name": "t",
+            "base_url": "http://127.0.0.1:9",
+            "endpoints": [{"name": n, "path": f"/{n}"} for n in ("export", "script", "invoice", "quote", "history")],
+            "levers": list(levers),
+        }
+    )
+
+
+def finding(id_: str, kind: FindingType, endpoint: str, impact: float, **evidence: Any) -> Finding:
+    return Finding(id=id_, type=kind, endpoint=endpoint, severity="high", impact=impact, estimated_gain_ms=10.0,
+                   summary=f"{kind.value} on {endpoint}", evidence=evidence)  # fmt: skip
+
+
+def parsed(lever: dict[str, Any]) -> Lever:
+    return target(lever).levers[0]
+
+
+GZIP = flag_lever("gzip", [{"finding": "uncompressed"}], {"gzip": True})
+ASSETS = flag_lever("asset-pipeline", [{"finding": "uncompressed", "endpoint": "script"}], {"assets": True})
+POOL_8 = flag_lever("pool-8", [{"finding": "saturation", "endpoint": "invoice"}], {"tax_connections": 8})
+POOL_16 = flag_lever("pool-16", [{"finding": "saturation", "endpoint": "quote"}], {"tax_connections": 16})
+
+
+def test_a_lever_for_several_findings_is_one_recommendation_and_a_specific_lever_beats_a_wildcard() -> None:
+    findings = [
+        finding("F1", FindingType.UNCOMPRESSED, "export", 0.3),
+        finding("F2", FindingType.UNCOMPRESSED, "script", 0.2),
+    ]
+    recommendations = plan(findings, target(GZIP, ASSETS), limit=10)
+    by_lever = {r.lever.name: r for r in recommendations if r.lever is not None}
+    assert set(by_lever) == {"gzip", "asset-pipeline"} and len(recommendations) == 2
+    gzip, assets = by_lever["gzip"], by_lever["asset-pipeline"]
+    # gzip is the only fix for the export, and fixes the script too: one change for both findings.
+    assert gzip.recommended and gzip.finding_ids == ["F1", "F2"] and gzip.endpoints == ["export", "script"]
+    assert gzip.impact == pytest.approx(0.5) and "also addresses F2" in gzip.rationale
+    # For the script, the lever written for it is the surer fix, so it is recommended as well.
+    assert assets.recommended and assets.finding_ids == ["F2"] and assets.feasibility > gzip.feasibility - 0.1
+    assert recommendations[0].id == "R1" and recommendations[0].lever.name == "gzip"  # type: ignore[union-attr]
+
+
+def test_levers_that_set_the_same_flag_are_never_recommended_together() -> None:
+    findings = [
+        finding("F1", FindingType.SATURATION, "invoice", 0.4),
+        finding("F2", FindingType.SATURATION, "quote", 0.1),
+    ]
+    first, second = plan(findings, target(POOL_8, POOL_16), limit=10)
+    assert conflict(parsed(POOL_8), parsed(POOL_16)).startswith("both change flag POST")
+    assert (first.lever.name, first.recommended) == ("pool-8", True)  # type: ignore[union-attr]
+    assert (second.lever.name, second.recommended) == ("pool-16", False)  # type: ignore[union-attr]
+    assert "held back: it conflicts with pool-8" in second.rationale
+    assert first.conflicts_with == [second.id] and second.conflicts_with == [first.id]
+
+
+def test_declared_conflicts_and_the_playbook_limit_hold_levers_back_as_alternatives() -> None:
+    cache = flag_lever("history-cache", [{"finding": "n-plus-one", "endpoint": "history"}], {"cache": 600},
+                       conflicts_with=["batch"])  # fmt: skip
+    batch = flag_lever("batch", [{"finding": "n-plus-one", "endpoint": "history"}], {"batch": True})
+    [f1] = [finding("F1", FindingType.N_PLUS_ONE, "history", 0.3)]
+    best, other = plan([f1], target(cache, batch), limit=10)
+    assert best.recommended and not other.recommended and best.conflicts_with == [other.id]
+    assert conflict(*target(cache, batch).levers) == "the target declares they conflict"
+
+    findings = [finding("F1", FindingType.UNCOMPRESSED, "export", 0.3),
+                finding("F2", FindingType.SATURATION, "invoice", 0.4)]  # fmt: skip
+    limited = plan(findings, target(GZIP, POOL_8), limit=1)
+    assert [(r.lever.name, r.recommended) for r in limited] == [("pool-8", True), ("gzip", False)]  # type: ignore[union-attr]
+    assert "at most 1 change" in limited[1].rationale  # still listed: a person may pick it
+
+
+def test_a_finding_without_a_lever_gets_advice_quoting_its_evidence() -> None:
+    n1 = finding("F1", FindingType.N_PLUS_ONE, "history", 0.3, statement="SELECT * FROM items WHERE id = ?",
+                 calls_per_request=48, trace_ids=["4bf92f3577b34da6a3ce929d0e0e4736"])  # fmt: skip
+    sequential = finding("F2", FindingType.SEQUENTIAL_CALLS, "quote", 0.2, saved_ms=61.5,
+                         targets=["GET stock/{id}", "GET prices/{id}"], trace_ids=[])  # fmt: skip
+    advice_for_n1, advice_for_calls = plan([n1, sequential], target(), limit=10)
+    assert not advice_for_n1.recommended and advice_for_n1.lever is None
+    assert advice_for_n1.advice.startswith("The 48 runs of `SELECT * FROM items WHERE id = ?` per request in history")
+    assert "IN (...)" in advice_for_n1.advice and "Trace 4bf92f3577b34da6a3ce929d0e0e4736" in advice_for_n1.advice
+    assert "GET stock/{id}; GET prices/{id}" in advice_for_calls.advice and "61.5 ms" in advice_for_calls.advice
+
+
+def test_what_levers_touch() -> None:
+    sql = Target.model_validate(
+        {
+            "name": "t",
+            "base_url": "http://127.0.0.1:9",
+            "database": {"url": "sqlite:////tmp/x.db"},
+            "endpoints": [{"name": "e", "path": "/"}],
+            "levers": [
+                {
+                    "name": "ix",
+                    "kind": "sql",
+                    "addresses": [{"finding": "missing-index"}],
+                    "apply": ["CREATE INDEX IF NOT EXISTS ix_a ON orders (a)", "PRAGMA cache_size = 10000"],
+                    "rollback": ["DROP INDEX ix_a"],
+                }
+            ],
+        }
+    )
+    assert touches(sql.levers[0]) == {"index ix_a", "setting cache_size"}
+    assert touches(parsed(POOL_8)) == {f"flag POST {FLAGS} tax_connections"}
+
+
+def test_conflicts_with_an_unknown_lever_is_refused_with_the_valid_names() -> None:
+    with pytest.raises(ValidationError, match=r"conflicts_with names unknown lever\(s\) \['bach'\]; valid: gzip"):
+        target(GZIP, flag_lever("cache", [{"finding": "cacheable"}], {"cache": 1}, conflicts_with=["bach"]))
