@@ -11,7 +11,7 @@ import pytest
 
 from ratchet.analysis.traces import analyze_burst, analyze_run
 from ratchet.analysis.traces.critical_path import annotate, path_template
-from ratchet.analysis.traces.detectors import max_concurrency
+from ratchet.analysis.traces.detectors import max_concurrency, repeated_block
 from ratchet.config.playbook import Detection
 from ratchet.traces.columnar import SPAN_SCHEMA
 
@@ -153,3 +153,27 @@ def test_path_templates_and_concurrency() -> None:
     assert path_template("http://127.0.0.1:8/stock/42?x=1") == "127.0.0.1:8/stock/{id}"
     assert path_template("https://api/v1/users/5f0c6a2e-1111-2222-3333-444455556666/cart") == "api/v1/users/{id}/cart"
     assert max_concurrency([(0, 10), (10, 20)]) == 1 and max_concurrency([(0, 10), (5, 20), (6, 7)]) == 3
+
+
+def test_a_group_of_queries_per_item_is_one_repeated_group_not_two_n_plus_ones(con: duckdb.DuckDBPyConnection) -> None:
+    rows: list[dict[str, Any]] = []
+    for n in range(4):
+        t = TraceBuilder(rows, "orders", n * 1000, 120)
+        t.query("SELECT * FROM orders WHERE customer_id = ?", 0, 4)
+        for i in range(10):  # per order: its product, then its shipment
+            t.query(f"SELECT * FROM products WHERE id = {i}", 5 + i * 10, 9 + i * 10)
+            t.query(f"SELECT * FROM shipments WHERE order_id = {i}", 10 + i * 10, 14 + i * 10)
+    con.register("spans", table(rows))
+    [group] = [f for f in analyze_run(con, "spans", RULES).findings if f.type.value == "n-plus-one"]
+    assert group.evidence["statements"] == ["SELECT * FROM products WHERE id = ?",
+                                            "SELECT * FROM shipments WHERE order_id = ?"]  # fmt: skip
+    assert group.evidence["calls_per_request"] == 10 and group.evidence["window_ms"] == pytest.approx(99)
+    assert "a group of 2 queries runs 10 times" in group.summary
+
+
+def test_repeated_block_finds_the_longest_run_of_a_group() -> None:
+    a, b, c = "A", "B", "C"
+    assert repeated_block([c, a, b, a, b, a, b, a, b, a, b, c], 5) == (1, 2, 5)
+    assert repeated_block([a, b, c] * 6, 5) == (0, 3, 6)
+    assert repeated_block([a, a, a, a, a, a], 5) is None  # one statement: the plain N+1's
+    assert repeated_block([a, b, a, b, c, a, b, a, b], 5) is None  # interrupted: no run of 5

@@ -19,6 +19,11 @@ def _ms(value: Any) -> str:
 
 
 def _n_plus_one(f: Finding, ev: dict[str, Any]) -> str:
+    group = ev.get("statements") or []
+    if len(group) > 1:
+        listed = "; ".join(f"`{statement}`" for statement in group)
+        return (f"The group {listed} runs {ev.get('calls_per_request', 'many')} times per request in {f.endpoint}, "
+                f"once per item: load each with one query (IN (...) or a join) before the loop.{_traces(ev)}")  # fmt: skip
     return (f"The {ev.get('calls_per_request', 'many')} runs of `{ev.get('statement', 'one statement')}` per request "
             f"in {f.endpoint} can become one query with IN (...) or a join, loaded before the loop.{_traces(ev)}")  # fmt: skip
 

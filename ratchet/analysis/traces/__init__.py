@@ -15,6 +15,7 @@ from ratchet.analysis.traces.detectors import (
     n_plus_one,
     n_plus_one_api,
     queueing,
+    repeated_query_groups,
     self_time_of_roots,
     sequential_calls,
     slowest_dependency,
@@ -43,7 +44,11 @@ def analyze_run(con: duckdb.DuckDBPyConnection, source: str, rules: Detection) -
     annotate(con, source)
     self_time(con)
     mix = traffic(con)
-    findings = n_plus_one(con, mix, rules) + sequential_calls(con, mix, rules) + n_plus_one_api(con, mix, rules)
+    groups = repeated_query_groups(con, mix, rules)
+    # A statement of a repeated group is that group's N+1, not one of its own.
+    grouped = {(f.endpoint, statement) for f in groups for statement in f.evidence["statements"]}
+    findings = [f for f in n_plus_one(con, mix, rules) if (f.endpoint, f.evidence["statement"]) not in grouped]
+    findings += groups + sequential_calls(con, mix, rules) + n_plus_one_api(con, mix, rules)
     findings += queueing(con, mix, rules)
     server_p95 = dict(
         con.execute("SELECT endpoint, quantile_cont(root_ms, 0.95) FROM req GROUP BY endpoint").fetchall()

@@ -139,6 +139,68 @@ def n_plus_one(con: duckdb.DuckDBPyConnection, mix: Traffic, rules: Detection) -
     return findings
 
 
+_MAX_GROUP = 6  # statements in a repeated group; longer blocks are rare and costly to search for
+
+
+def repeated_block(sequence: list[str], min_repeats: int) -> tuple[int, int, int] | None:
+    """(start, block length, repeats) of the longest run of a block of 2 or more distinct statements repeated
+    back to back at least ``min_repeats`` times (A B A B A B ...), or None."""
+    best: tuple[int, int, int] | None = None
+    for size in range(2, _MAX_GROUP + 1):
+        for start in range(len(sequence) - size * min_repeats + 1):
+            block = sequence[start : start + size]
+            if len(set(block)) != size:
+                continue
+            repeats = 1
+            while sequence[start + repeats * size : start + (repeats + 1) * size] == block:
+                repeats += 1
+            if repeats >= min_repeats and (best is None or repeats * size > best[1] * best[2]):
+                best = (start, size, repeats)
+    return best
+
+
+def repeated_query_groups(con: duckdb.DuckDBPyConnection, mix: Traffic, rules: Detection) -> list[Finding]:
+    """MN+1: a group of statements run once per item, item after item (for each order: its product, then its
+    shipment), under one parent. One batched query per statement of the group, before the loop, would do."""
+    parents = con.execute(
+        """
+        SELECT request_endpoint, trace_id, list(norm ORDER BY start_ns), list(start_ns ORDER BY start_ns),
+               list(end_ns ORDER BY start_ns), any_value(root_ms)
+        FROM sp WHERE norm IS NOT NULL AND on_path
+        GROUP BY request_endpoint, trace_id, parent_span_id HAVING count(*) >= ?
+        ORDER BY request_endpoint, trace_id
+        """,
+        [2 * rules.n_plus_one_min_repeats],
+    ).fetchall()
+    rows: Rows = []
+    for endpoint, trace_id, norms, starts, ends, root_ms in parents:
+        found = repeated_block(norms, rules.n_plus_one_min_repeats)
+        if found is not None:
+            start, size, repeats = found
+            window = (ends[start + size * repeats - 1] - starts[start]) / 1e6
+            rows.append((endpoint, " ; ".join(norms[start : start + size]), trace_id, repeats, window, root_ms))
+    findings = []
+    for endpoint, key, group in _recurring_groups(sorted(rows, key=lambda r: (r[0], r[1], r[2])), mix, rules):
+        repeats = statistics.median(r[3] for r in group)
+        total = statistics.median(r[4] for r in group)
+        share = statistics.median(r[4] / r[5] for r in group if r[5])
+        if total < rules.n_plus_one_min_total_ms and share < rules.n_plus_one_min_share:
+            continue
+        statements = key.split(" ; ")
+        findings.append(
+            _finding(
+                FindingType.N_PLUS_ONE, endpoint, share, total * (1 - 1 / repeats), mix,
+                f"{endpoint}: a group of {len(statements)} queries runs {repeats:g} times one after another per "
+                f"request, once per item ({total:.1f} ms, {share:.0%} of the request); one query per statement "
+                "with IN (...), before the loop, would do",
+                {"key": key, "statement": statements[0], "statements": statements, "calls_per_request": repeats,
+                 "window_ms": round(total, 3), "share_of_request": round(share, 4), "traces": len(group),
+                 "trace_ids": [r[2] for r in group[:_EXAMPLE_TRACES]]},
+            )
+        )  # fmt: skip
+    return findings
+
+
 def _sequential(con: duckdb.DuckDBPyConnection, what: str, key: str, min_calls_sql: str) -> Rows:
     return con.execute(
         f"""
