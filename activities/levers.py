@@ -152,6 +152,14 @@ class LeverActivities:
         lever, target = call.lever, call.target
         context = _context(call)
         want_applied = action == "apply"
+        tunable = lever.parameter is not None and lever.parameter.kind == "range"
+        if tunable:
+            # A tunable lever is "applied" when the target holds ``parameter``: the value asked for, or, when
+            # rolling back, the baseline it had before.
+            assert lever.parameter is not None and lever.parameter.baseline is not None
+            raw = call.parameter if want_applied and call.parameter is not None else lever.parameter.default
+            context["parameter"] = lever.parameter.value(raw if want_applied else lever.parameter.baseline)
+            want_applied = True
         try:
             state = is_applied(lever, context, target)
             if state is None:
@@ -170,6 +178,8 @@ class LeverActivities:
             self._record(call, action, changed, False, detail)
             raise ApplicationError(detail, type="LeverNotVerified")
         detail = f"{lever.name}: {action} {'done' if changed else 'already in effect: nothing to do'}"
+        if tunable:
+            detail += f" ({lever.parameter.kind} value {context['parameter']})"  # type: ignore[union-attr]
         if after is None:
             detail += " (no check declared: not verified on the target)"
         self._record(call, action, changed, after is not None, detail)

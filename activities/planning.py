@@ -10,7 +10,17 @@ from ratchet.analysis import planning
 from ratchet.analysis.decisions import guard_check
 from ratchet.analysis.significance import compare_endpoint, hodges_lehmann, holm_adjusted, one_sided_p_values
 from ratchet.analysis.slo import check_slos
-from ratchet.contracts import CompareRequest, CompareResult, GuardRequest, GuardResult, PlanRequest, PlanResult
+from ratchet.analysis.tuning import suggest
+from ratchet.contracts import (
+    CompareRequest,
+    CompareResult,
+    GuardRequest,
+    GuardResult,
+    PlanRequest,
+    PlanResult,
+    SuggestRequest,
+    SuggestResult,
+)
 from ratchet.settings import Settings
 from ratchet.store.engine import session_for
 from ratchet.store.samples import endpoint_durations
@@ -18,7 +28,7 @@ from ratchet.store.tables import RecommendationRecord
 
 
 class AnalysisActivities:
-    """plan_changes, compare_runs and check_guard."""
+    """plan_changes, compare_runs, check_guard and suggest_value."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -80,6 +90,12 @@ class AnalysisActivities:
             after = endpoint_durations(self.settings.samples_file(request.watch.run_id), now.endpoint)
             slower[now.endpoint] = (one_sided_p_values(before, after)[1], hodges_lehmann(after, before))
         return guard_check(request.validated, request.watch, request.playbook, slower)
+
+    @activity.defn(name="suggest_value")
+    async def suggest_value(self, request: SuggestRequest) -> SuggestResult:
+        """The next value to try for a tunable lever (Bayesian optimization over the trials so far)."""
+        value, why = await asyncio.to_thread(suggest, request.parameter, request.trials)
+        return SuggestResult(value=value, why=why)
 
     @activity.defn(name="check_guard")
     async def check_guard(self, request: GuardRequest) -> GuardResult:

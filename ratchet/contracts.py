@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from ratchet.config.common import FindingType, Phase, Role
 from ratchet.config.playbook import Playbook
-from ratchet.config.target import Lever, Target
+from ratchet.config.target import Lever, LeverParameter, Target
 from ratchet.database.models import InspectionSummary
 
 
@@ -274,6 +274,31 @@ class ChangeState(StrEnum):
     FAILED = "failed"
 
 
+class Trial(Payload):
+    """One trial of a tunable lever: the value it held and what a short load test measured."""
+
+    value: float
+    p95_ms: float | None = Field(None, description="The worst p95 of the lever's endpoints; None when it failed.")
+    error_rate: float = 0.0
+    failed: bool = False
+    note: str = ""
+    run_id: str = ""
+
+
+class SuggestRequest(Payload):
+    """Ask the optimizer for the next value of a tunable lever."""
+
+    campaign_id: str
+    lever: str
+    parameter: LeverParameter
+    trials: list[Trial]
+
+
+class SuggestResult(Payload):
+    value: float
+    why: str
+
+
 class ChangeRecord(Payload):
     """One change of the campaign, from plan to its fate."""
 
@@ -287,6 +312,8 @@ class ChangeRecord(Payload):
         default_factory=list, description="Every endpoint the change addresses (empty: just ``endpoint``)."
     )
     state: ChangeState = ChangeState.PENDING
+    parameter: float | None = Field(None, description="A tunable lever's value in effect (the best trial's).")
+    trials: list[Trial] = Field(default_factory=list, description="A tunable lever's trials, in order.")
     applied_at: datetime | None = None
     rolled_back_at: datetime | None = None
     reason: str = ""

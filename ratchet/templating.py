@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateError
@@ -28,9 +29,17 @@ def evaluate(expression: str, context: dict[str, Any], *, where: str) -> Any:
         raise LeverError(f"{where}: expression error: {exc}") from None
 
 
+_WHOLE_EXPRESSION = re.compile(r"^\{\{(?P<expression>[^{}]*)\}\}$")
+
+
 def render_tree(value: Any, context: dict[str, Any], *, where: str) -> Any:
-    """Render every string inside nested dicts and lists."""
+    """Render every string inside nested dicts and lists. A string that is one ``{{ expression }}`` and
+    nothing else keeps the expression's type, so a JSON body can send ``{"pool": "{{ parameter }}"}`` as a
+    number."""
     if isinstance(value, str):
+        whole = _WHOLE_EXPRESSION.match(value.strip())
+        if whole is not None:
+            return evaluate(whole["expression"], context, where=where)
         return render(value, context, where=where)
     if isinstance(value, dict):
         return {k: render_tree(v, context, where=f"{where}.{k}") for k, v in value.items()}

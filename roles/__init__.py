@@ -38,7 +38,7 @@ def role_activities(role: Role, settings: Settings) -> list[Callable[..., Any]]:
     if role == Role.TEST_ENGINEER:
         return [*measuring, analysis.compare_runs]
     if role == Role.DEVOPS_ENGINEER:
-        return [levers.apply_lever, levers.rollback_lever, *measuring, analysis.check_guard]
+        return [levers.apply_lever, levers.rollback_lever, *measuring, analysis.check_guard, analysis.suggest_value]
     if role == Role.LOAD_GENERATOR:
         return [measure.generate_load]
     # backend-developer and frontend-developer change the target through levers.

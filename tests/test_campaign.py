@@ -131,6 +131,13 @@ async def test_happy_path_index_found_approved_applied_proven_and_reported(
     [change] = [c for c in final.changes if c.lever.startswith("index-orders")]
     assert change.state == ChangeState.KEPT, [(c.lever, c.state.value, c.reason) for c in final.changes]
     assert "orders-status-index" not in recommended and "order-history-cache" not in recommended
+    # The pool size was tuned by trial load tests on its endpoint: the first at the baseline (1 connection),
+    # the best far faster than that.
+    [pool] = [c for c in final.changes if c.lever == "tax-client-pool"]
+    assert pool.trials[0].value == 1 and 2 <= len(pool.trials) <= 4, pool.trials
+    best = min((t for t in pool.trials if not t.failed), key=lambda t: t.p95_ms or 0)
+    assert best.value > 1 and (best.p95_ms or 0) * 2 < (pool.trials[0].p95_ms or float("inf")), pool.trials
+    assert pool.state != ChangeState.KEPT or pool.parameter == best.value
     assert any("ratchet_ix_orders_customer_email" in name for name, _ in shop.indexes())
     assert len(shop.indexes()) == len(indexes_before) + 1
     # Every phase recorded with an outcome; the frontend phase applied the storefront's asset lever.

@@ -189,6 +189,22 @@ def completed_campaign() -> CampaignStatus:
                 "rolled_back_at": "2025-03-01T12:07:05Z",
                 "reason": ROLLBACK_REASON,
             },
+            {
+                "change_id": "C3",
+                "recommendation_id": "R3",
+                "lever": "tax-pool",
+                "kind": "http",
+                "role": "devops-engineer",
+                "endpoint": "orders",
+                "state": "kept",
+                "parameter": 12,
+                "trials": [
+                    {"value": 1, "p95_ms": 412.0, "error_rate": 0.0},
+                    {"value": 16, "p95_ms": 30.5, "error_rate": 0.0},
+                    {"value": 12, "p95_ms": 29.1, "error_rate": 0.0},
+                    {"value": 2, "error_rate": 0.2, "failed": True, "note": "error rate 20.0% over the SLO's 1.0%"},
+                ],
+            },
         ],
         "guard": {"breached": False, "reasons": []},
         "database": {
@@ -296,6 +312,16 @@ def test_database_inspection_shows_tables_indexes_and_dominant_statements(
     assert STATEMENT in database and "3,100" in database and "30.7" in database
     assert "pg_stat_statements was reset before the baseline" in database
     assert "base-1.inspection.json" in database
+
+
+@pytest.mark.parametrize("fixture", ["full_markdown", "full_html"])
+def test_a_tuned_lever_shows_its_value_and_trials(fixture: str, request: pytest.FixtureRequest) -> None:
+    report = request.getfixturevalue(fixture)
+    text = report if fixture == "full_markdown" else _text(report)
+    assert "tax-pool" in text and "= 12" in text
+    tuning = text[text.index("Tuning tax-pool") :]
+    assert "412" in tuning and "29.1" in tuning and "kept" in tuning
+    assert "failed: error rate 20.0% over the SLO's 1.0%" in tuning
 
 
 def test_markdown_puts_plan_in_a_code_block(full_markdown: str) -> None:

@@ -43,7 +43,7 @@ from tests.shop_traces import (
     wait_complete,
 )
 
-PullLever = Callable[[str, str], LeverOutcome]
+PullLever = Callable[..., LeverOutcome]
 
 
 @pytest.fixture(scope="module")
@@ -95,8 +95,10 @@ def pull(target: Target, tmp_path: Path) -> PullLever:
     activities = LeverActivities(Settings(home=tmp_path / "ratchet").resolved_store_url)
     levers = {lever.name: lever for lever in target.levers}
 
-    def act(name: str, action: str) -> LeverOutcome:
-        call = LeverCall(campaign_id="shop-problems", change_id=name, lever=levers[name], target=target)
+    def act(name: str, action: str, parameter: float | None = None) -> LeverOutcome:
+        call = LeverCall(
+            campaign_id="shop-problems", change_id=name, lever=levers[name], target=target, parameter=parameter
+        )
         return activities._act(call, action)
 
     return act
@@ -367,6 +369,14 @@ def test_invoices_queue_for_a_single_tax_connection_until_the_pool_grows(shop: T
 
     pulled_twice(pull, "tax-client-pool", "rollback")
     assert concurrency()[1] == 1
+
+    # A tunable lever: each value is set, checked, and set only once; a rollback restores the baseline.
+    pool = lambda: httpx.get(f"{shop.url}/admin/flags").json()["tax_client_connections"]  # noqa: E731
+    first, again, other = pull("tax-client-pool", "apply", 4), pull("tax-client-pool", "apply", 4), None
+    assert (first.changed, first.verified, again.changed, pool()) == (True, True, False, 4), first.detail
+    other = pull("tax-client-pool", "apply", 6.4)  # whole numbers only: 6
+    assert other.changed and pool() == 6 and "range value 6" in other.detail
+    assert pull("tax-client-pool", "rollback").changed and pool() == 1
 
 
 # --- the trap: a cache that serves stale order histories -------------------------------------------------

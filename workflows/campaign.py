@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from ratchet.analysis.decisions import (
         AfterAssessment,
         after_assessment,
+        best_trial,
         changes_without_effect,
         validation_outcome,
         validation_summary,
@@ -27,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
     from ratchet.analysis.load_shapes import ShapeRun, extra_shapes
     from ratchet.config.common import PHASE_TITLES, Phase, Role
     from ratchet.config.playbook import Gate, TimeoutAction
+    from ratchet.config.target import Target
     from ratchet.contracts import (
         ApprovalInput,
         AssessRequest,
@@ -59,6 +61,9 @@ with workflow.unsafe.imports_passed_through():
         ReportRequest,
         ReportResult,
         SplitLoadTest,
+        SuggestRequest,
+        SuggestResult,
+        Trial,
         ValidationOutcome,
     )
     from workflows import search_attributes as sa
@@ -258,11 +263,16 @@ class CampaignWorkflow:
         self._begin(Phase.OPTIMIZATION)
         await self._gate_or_abort(Phase.OPTIMIZATION)
         mine = [r for r in approved if r.role in (Role.BACKEND_DEVELOPER, Role.DEVOPS_ENGINEER, Role.PERF_OPTIMIZER)]
+        tunable = [r for r in mine if _tunable(r)] if workflow.patched("tune-levers") else []
+        plain = [r for r in mine if r not in tunable]
         if workflow.patched("roles-in-parallel"):  # older campaigns replay with one change at a time
-            await self._apply_by_role(mine)
+            await self._apply_by_role(plain)
         else:
-            for recommendation in mine:
+            for recommendation in plain:
                 await self._apply(recommendation)
+        # Tuned last: its trials measure the target with every other change of the phase in place.
+        for recommendation in tunable:
+            await self._tune(recommendation)
         self._end(Phase.OPTIMIZATION, "applied" if mine else "skipped", self._change_note(mine))
 
     async def _apply_by_role(self, recommendations: list[Recommendation]) -> None:
@@ -383,6 +393,11 @@ class CampaignWorkflow:
     # ------------------------------------------------------------------ changes (saga)
 
     async def _apply(self, recommendation: Recommendation) -> None:
+        await self._apply_change(self._register(recommendation), recommendation)
+
+    def _register(self, recommendation: Recommendation) -> ChangeRecord:
+        """A change for the recommendation, in the saga before anything is applied: a crash mid-apply still gets
+        it undone."""
         assert recommendation.lever is not None
         change = ChangeRecord(
             change_id=f"C{len(self._status.changes) + 1}",
@@ -393,8 +408,11 @@ class CampaignWorkflow:
             endpoint=recommendation.endpoint,
             endpoints=recommendation.endpoints,
         )
-        # The compensation is registered before the apply: a crash mid-apply still gets it undone.
         self._status.changes.append(change)
+        return change
+
+    async def _apply_change(self, change: ChangeRecord, recommendation: Recommendation) -> None:
+        assert recommendation.lever is not None
         outcome: LeverOutcome = await self._activity(
             "apply_lever",
             self._lever_call(change, recommendation),
@@ -417,7 +435,98 @@ class CampaignWorkflow:
             change_id=change.change_id,
             lever=recommendation.lever,
             target=self._input.target,
+            parameter=change.parameter,
         )
+
+    # ------------------------------------------------------------------ tuning (devops-engineer)
+
+    async def _tune(self, recommendation: Recommendation) -> None:
+        """Short trial load tests on the lever's endpoints, each at the value the optimizer suggests from the
+        trials so far, within the playbook's budget; the best value stays, or the lever is undone when the
+        baseline was best. Every trial is a change of the target and stays in the saga."""
+        lever = recommendation.lever
+        assert lever is not None and lever.parameter is not None
+        tuning = self._input.playbook.tuning
+        change = self._register(recommendation)
+        if tuning.trials == 0:
+            change.parameter = lever.parameter.value(lever.parameter.default)
+            await self._apply_change(change, recommendation)
+            return
+        endpoints = recommendation.endpoints or [recommendation.endpoint]
+        target = self._input.target
+        # Only the lever's endpoints, no spans, no levers (they name other endpoints): a trial measures latency
+        # and errors, quickly.
+        trial_target = target.model_copy(
+            update={"endpoints": [e for e in target.endpoints if e.name in endpoints], "traces": None, "levers": []}
+        )
+        failures = 0
+        for number in range(1, tuning.trials + 1):
+            suggestion: SuggestResult = await self._activity(
+                "suggest_value",
+                SuggestRequest(
+                    campaign_id=self._input.campaign_id, lever=lever.name, parameter=lever.parameter,
+                    trials=change.trials,
+                ),
+                Role.DEVOPS_ENGINEER,
+                f"Tune {lever.name}: value for trial {number} of {tuning.trials}",
+                result_type=SuggestResult,
+            )  # fmt: skip
+            trial = await self._trial(change, recommendation, suggestion.value, number, trial_target)
+            change.trials.append(trial)
+            measured = f"p95 {trial.p95_ms:.1f} ms" if trial.p95_ms is not None else "no p95"
+            self._event(
+                f"{lever.name} trial {number}: value {trial.value:g} ({suggestion.why}): {measured}, "
+                f"errors {trial.error_rate:.1%}{' - failed: ' + trial.note if trial.failed else ''}"
+            )
+            failures += trial.failed
+            if failures > tuning.max_failed_trials:
+                self._event(
+                    f"{lever.name}: {failures} failed trials, more than {tuning.max_failed_trials}: tuning stops"
+                )
+                break
+        best = best_trial(change.trials)
+        baseline = lever.parameter.value(lever.parameter.baseline or 0)
+        if best is None or best.value == baseline:
+            why = (
+                "no trial succeeded"
+                if best is None
+                else f"the baseline {baseline:g} was best (p95 {best.p95_ms:.1f} ms)"
+            )
+            await self._undo(change, f"tuning: {why}")
+            return
+        change.parameter = best.value
+        await self._apply_change(change, recommendation)
+        self._event(f"{lever.name} tuned to {best.value:g}: p95 {best.p95_ms:.1f} ms in trial")
+
+    async def _trial(
+        self, change: ChangeRecord, recommendation: Recommendation, value: float, number: int, target: Target
+    ) -> Trial:
+        """Set the lever to ``value``, load its endpoints briefly, and say how they did."""
+        tuning = self._input.playbook.tuning
+        change.parameter = value
+        try:
+            await self._apply_change(change, recommendation)
+        except ActivityError as failure:
+            return Trial(value=value, failed=True, note=f"could not set it: {failure.cause}")
+        label = f"trial-{change.change_id}-{number}"
+        shape = ShapeRun(
+            label, tuning.rate or self._input.playbook.load.rate, tuning.trial_duration.total_seconds(),
+            tuning.trial_warmup.total_seconds(),
+        )  # fmt: skip
+        try:
+            result = await self._load_test(
+                label, Role.DEVOPS_ENGINEER, f"Trial {number} at {value:g}", shape=shape, target=target
+            )
+        except ActivityError as failure:
+            return Trial(value=value, failed=True, note=f"the trial load test failed: {failure.cause}")
+        requests = sum(s.requests for s in result.endpoints)
+        errors = sum(s.errors for s in result.endpoints) / requests if requests else 1.0
+        limit = min(self._input.playbook.slo.for_endpoint(e.name).max_error_rate for e in target.endpoints)
+        p95 = max((s.p95 for s in result.endpoints), default=None)
+        if p95 is None or errors > limit:
+            note = "nothing answered" if p95 is None else f"error rate {errors:.1%} over the SLO's {limit:.1%}"
+            return Trial(value=value, p95_ms=p95, error_rate=errors, failed=True, note=note, run_id=result.run_id)
+        return Trial(value=value, p95_ms=p95, error_rate=errors, run_id=result.run_id)
 
     async def _undo(self, change: ChangeRecord, reason: str) -> None:
         """Roll back one change, once: its state says whether that already happened."""
@@ -600,6 +709,7 @@ class CampaignWorkflow:
         *,
         duration_s: float | None = None,
         shape: ShapeRun | None = None,
+        target: Target | None = None,
     ) -> LoadTestResult:
         load = self._input.playbook.load
         if shape is None:
@@ -608,7 +718,7 @@ class CampaignWorkflow:
         request = LoadTestRequest(
             campaign_id=self._input.campaign_id,
             label=label,
-            target=self._input.target,
+            target=target or self._input.target,
             rate=shape.rate,
             duration_s=shape.duration_s,
             warmup_s=shape.warmup_s,
@@ -769,3 +879,8 @@ class CampaignWorkflow:
             self._event(f"report could not be written: {failure.cause}")
         self._refresh_details()
         await self._record()
+
+
+def _tunable(recommendation: Recommendation) -> bool:
+    lever = recommendation.lever
+    return lever is not None and lever.parameter is not None and lever.parameter.kind == "range"

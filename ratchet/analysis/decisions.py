@@ -14,6 +14,7 @@ from ratchet.contracts import (
     GuardResult,
     LoadTestResult,
     SloCheck,
+    Trial,
     ValidationOutcome,
     Verdict,
 )
@@ -92,3 +93,9 @@ def guard_check(
                 f"typically {shift:+.1f} ms per request, Holm-adjusted p={p_value:.2g}"
             )
     return GuardResult(breached=bool(reasons), reasons=reasons)
+
+
+def best_trial(trials: list[Trial]) -> Trial | None:
+    """The trial of a tunable lever with the lowest p95 among those that did not fail (the earliest of equals)."""
+    measured = [t for t in trials if not t.failed and t.p95_ms is not None]
+    return min(measured, key=lambda t: t.p95_ms or 0.0) if measured else None

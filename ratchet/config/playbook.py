@@ -261,6 +261,31 @@ class Deployment(StrictModel):
     guard: Guard = Field(default_factory=Guard)
 
 
+class Tuning(StrictModel):
+    """How the devops-engineer tunes a lever's number (a pool size, a worker count): short trial load tests on
+    the endpoints the lever addresses, each value chosen by a Bayesian optimizer (a Gaussian process with
+    expected improvement) from the trials so far; the first trial measures the baseline value."""
+
+    trials: int = Field(
+        6, ge=0, le=50, description="Trial budget, the baseline's included; 0 applies the lever's default."
+    )
+    max_failed_trials: int = Field(
+        2,
+        ge=0,
+        le=50,
+        description="Stop tuning after more trials than this failed (errors over the SLO, or no answer).",
+    )
+    trial_duration: Duration = Field(timedelta(seconds=5), description="Measured load per trial (after its warm-up).")
+    trial_warmup: Duration = Field(timedelta(seconds=1), description="Load sent first in each trial, left out.")
+    rate: float | None = Field(
+        None,
+        gt=0,
+        le=10_000,
+        description="Requests per second of a trial (default: the baseline's rate), all of it "
+        "on the lever's endpoints, so that a capacity limit shows.",
+    )
+
+
 class Playbook(StrictModel):
     """A reusable campaign recipe."""
 
@@ -276,6 +301,7 @@ class Playbook(StrictModel):
     detection: Detection = Field(default_factory=Detection)
     validation: Validation = Field(default_factory=Validation)
     deployment: Deployment = Field(default_factory=Deployment)
+    tuning: Tuning = Field(default_factory=Tuning)
     max_recommendations: int = Field(10, ge=1, le=100, description="Plan at most this many changes.")
 
     @model_validator(mode="after")

@@ -110,18 +110,35 @@ class ShellAction(StrictModel):
 
 
 class LeverParameter(StrictModel):
-    """A value a lever takes: a rollout percentage or a tunable number."""
+    """A value a lever takes: a rollout percentage or a tunable number.
+
+    A ``range`` lever's templates see the value as ``parameter``; its check must say whether the target holds
+    that value (e.g. ``response.json.pool == parameter``). Rolling it back sets ``baseline`` again, and a
+    campaign tunes it by short trial load tests, the first of them at ``baseline``.
+    """
 
     kind: Literal["percentage", "range"]
     minimum: float = 0
     maximum: float = 100
-    default: float = 100
+    default: float = Field(100, description="The value an apply without tuning sets.")
+    baseline: float | None = Field(None, description="range: the value in effect before the lever (required).")
+    integer: bool = Field(False, description="range: only whole numbers (pool sizes, worker counts).")
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:
         if not self.minimum <= self.default <= self.maximum:
             raise ValueError("need minimum <= default <= maximum")
+        if self.kind == "range":
+            if self.baseline is None:
+                raise ValueError("a range parameter needs baseline: the value in effect before the lever")
+            if not self.minimum <= self.baseline <= self.maximum:
+                raise ValueError("need minimum <= baseline <= maximum")
         return self
+
+    def value(self, raw: float) -> float | int:
+        """``raw`` as the lever takes it: within the bounds, whole when ``integer``."""
+        bounded = min(max(raw, self.minimum), self.maximum)
+        return round(bounded) if self.integer else bounded
 
 
 class _LeverBase(StrictModel):
