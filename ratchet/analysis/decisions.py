@@ -95,7 +95,15 @@ def guard_check(
     return GuardResult(breached=bool(reasons), reasons=reasons)
 
 
+# Trials within this share of the best p95 are as good: short trials differ by more than that from noise alone.
+TRIAL_TIE = 0.05
+
+
 def best_trial(trials: list[Trial]) -> Trial | None:
-    """The trial of a tunable lever with the lowest p95 among those that did not fail (the earliest of equals)."""
+    """The trial of a tunable lever to keep: of those that did not fail and came within ``TRIAL_TIE`` of the
+    lowest p95, the one with the smallest value (fewer connections, workers or memory for the same latency)."""
     measured = [t for t in trials if not t.failed and t.p95_ms is not None]
-    return min(measured, key=lambda t: t.p95_ms or 0.0) if measured else None
+    if not measured:
+        return None
+    lowest = min(t.p95_ms or 0.0 for t in measured)
+    return min((t for t in measured if (t.p95_ms or 0.0) <= lowest * (1 + TRIAL_TIE)), key=lambda t: t.value)

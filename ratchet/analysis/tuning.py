@@ -54,7 +54,8 @@ def suggest(parameter: LeverParameter, trials: list[Trial]) -> tuple[float, str]
     measured = [t.p95_ms for t in trials if not t.failed and t.p95_ms is not None]
     worst = max(measured) if measured else 1.0
     # A failure is worse than anything measured: twice the worst p95 keeps the model smooth around it.
-    y = np.array([t.p95_ms if not t.failed and t.p95_ms is not None else 2 * worst for t in trials], dtype=float)
+    # On log latency: a queue's p95 spans orders of magnitude (1,000 ms at one connection, 40 at sixteen).
+    y = np.log([t.p95_ms if not t.failed and t.p95_ms is not None else 2 * worst for t in trials])
     x = scale(np.array([t.value for t in trials], dtype=float)).reshape(-1, 1)
     spread = float(np.ptp(scale(np.array([parameter.minimum, parameter.maximum])))) or 1.0
     kernel = ConstantKernel(1.0) * Matern(
@@ -75,5 +76,6 @@ def suggest(parameter: LeverParameter, trials: list[Trial]) -> tuple[float, str]
     expected = improvement * norm.cdf(z) + std * norm.pdf(z)
     pick = int(np.argmax(expected))
     value = float(parameter.value(float(candidates[pick])))
-    return value, (f"expected improvement {expected[pick]:.3g} ms over the best p95 so far ({best_y:.1f} ms); "
-                   f"predicted {mean[pick]:.1f} ± {std[pick]:.1f} ms")  # fmt: skip
+    low, high = np.exp(mean[pick] - std[pick]), np.exp(mean[pick] + std[pick])
+    return value, (f"the most expected improvement on the best p95 so far ({np.exp(best_y):.1f} ms): "
+                   f"predicted {np.exp(mean[pick]):.1f} ms ({low:.0f}-{high:.0f})")  # fmt: skip
