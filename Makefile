@@ -5,13 +5,31 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench schema clean postgresql
+.PHONY: demo test lint bench schema clean postgresql chromium
 
-demo: $(VENV)/.installed  ## Run a whole campaign on the demo shop (ARGS="--auto-approve" to skip the prompts)
+demo: $(VENV)/.installed chromium  ## Run a whole campaign on the demo shop (ARGS="--auto-approve" to skip the prompts)
 	$(BIN)/ratchet demo $(ARGS)
 
-test: $(VENV)/.installed postgresql  ## Run the test suite (real Temporal, k6, SQLite, PostgreSQL, demo shop)
+test: $(VENV)/.installed postgresql chromium  ## Run the test suite (real Temporal, k6, SQLite, PostgreSQL, Chromium, demo shop)
 	$(BIN)/python -m pytest $(ARGS)
+
+# Debian packages, installed only when missing (a machine that has them pays one dpkg-query, prints nothing).
+# $(call apt_install,PACKAGE,WHAT IT IS FOR)
+define apt_install
+	if ! command -v apt-get >/dev/null; then \
+	  echo "the Debian package $(1) is needed ($(2)): install it by hand on this system" >&2; exit 1; fi; \
+	sudo=; if [ "$$(id -u)" != 0 ]; then sudo=sudo; fi; \
+	echo "installing the Debian package $(1) ($(2))"; \
+	$$sudo apt-get update -qq && \
+	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(1) >/dev/null
+endef
+
+# Pages' web vitals are measured in Debian's Chromium, driven by k6's browser module. RATCHET_CHROMIUM (a
+# Chromium elsewhere) skips it.
+chromium:
+	@if [ -n "$$RATCHET_CHROMIUM" ] || dpkg-query -W -f='$${Status}' chromium 2>/dev/null | grep -q 'ok installed'; \
+	then exit 0; fi; \
+	$(call apt_install,chromium,web vitals of pages)
 
 # The tests start throwaway PostgreSQL servers from the Debian package `postgresql` (the server with its
 # contrib modules, pg_stat_statements among them). Installed only when missing, so a machine that has it
@@ -21,13 +39,7 @@ postgresql:
 	@if [ -n "$$RATCHET_PG_BINDIR" ]; then exit 0; fi; \
 	if dpkg-query -W -f='$${Status}' $(PG_PACKAGE) 2>/dev/null | grep -q 'ok installed' \
 	    && ls /usr/lib/postgresql/*/lib/pg_stat_statements.so >/dev/null 2>&1; then exit 0; fi; \
-	if ! command -v apt-get >/dev/null; then \
-	  echo "PostgreSQL server (with contrib) is needed by the tests: install it, or set RATCHET_PG_BINDIR" >&2; \
-	  exit 1; fi; \
-	sudo=; if [ "$$(id -u)" != 0 ]; then sudo=sudo; fi; \
-	echo "installing the Debian package $(PG_PACKAGE) (PostgreSQL server and contrib) for the tests"; \
-	$$sudo apt-get update -qq && \
-	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(PG_PACKAGE) >/dev/null
+	$(call apt_install,$(PG_PACKAGE),PostgreSQL server and contrib for the tests; or set RATCHET_PG_BINDIR)
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

@@ -25,7 +25,13 @@ from ratchet.analysis.detection import (
     unexplained_slow_findings,
 )
 from ratchet.analysis.plans import FullScan, full_scans_postgresql, full_scans_sqlite
-from ratchet.analysis.responses import ProbeReport, cacheable_findings, payload_findings, render_blocking_findings
+from ratchet.analysis.responses import (
+    ProbeReport,
+    cacheable_findings,
+    payload_findings,
+    render_blocking_findings,
+    web_vitals_findings,
+)
 from ratchet.analysis.slo import check_slos
 from ratchet.analysis.sql_columns import filtered_columns, table_aliases
 from ratchet.analysis.traces import TraceAnalysis, analyze_burst, analyze_run
@@ -223,6 +229,7 @@ class AssessmentActivities:
             probe = ProbeReport.model_validate_json(Path(request.probe.file).read_text())
             over = slow_endpoints(request.baseline.endpoints, playbook)
             findings += payload_findings(probe, over, mix, rules) + render_blocking_findings(probe, mix, rules)
+            findings += web_vitals_findings(probe, mix, rules)
             own_work = analysis.own_work if analysis is not None else {}
             findings += cacheable_findings(probe, own_work, repeat_ratios(target, request.baseline), mix, rules)
         findings += error_hotspots(request.baseline, request.load_shapes, rules)

@@ -17,6 +17,8 @@ from temporalio import activity
 from ratchet.analysis.responses import EndpointProbe, PageAsset, ProbeReport, ResponseSample
 from ratchet.config.target import _PLACEHOLDER, Endpoint, Target
 from ratchet.contracts import ProbeRequest, ProbeSummary
+from ratchet.errors import MeasurementError
+from ratchet.k6.browser import find_chromium, measure_page
 from ratchet.settings import Settings
 from ratchet.traces.collect import collect_spans_of_run
 from ratchet.traces.store import ENDPOINT_HEX, RUN_PREFIX_HEX, run_trace_prefix
@@ -25,6 +27,10 @@ ACCEPT_ENCODING = "gzip, deflate"
 _REPEATS = 3
 _EXAMPLES = 3
 _BURST = 8
+
+
+# A page's visits must end well within the probe's heartbeat timeout (60 s): measure_page runs in one go.
+_PAGE_TIMEOUT_S = 40
 
 
 def fill(path: str, example: dict[str, str | int | float]) -> str:
@@ -128,6 +134,35 @@ class ProbeActivities:
             await asyncio.gather(*requests)
             activity.heartbeat({"progress": f"burst of {_BURST} concurrent requests sent to {endpoint.name}"})
 
+    async def _page_vitals(self, request: ProbeRequest, report: ProbeReport) -> None:
+        """Web vitals of every page (a GET endpoint answering HTML) from first visits in Chromium."""
+        pages = [
+            (probe.endpoint, request.target.endpoint(probe.endpoint))
+            for probe in report.endpoints
+            if probe.by_example and probe.by_example[0][0].status == 200
+            and probe.by_example[0][0].content_type == "text/html"
+        ]  # fmt: skip
+        if not pages:
+            return
+        chromium = find_chromium(self.settings.chromium)
+        if chromium is None:
+            report.notes.append(
+                "web vitals not measured: no Chromium found (Debian package chromium, or RATCHET_CHROMIUM)"
+            )
+            return
+        for name, endpoint in pages:
+            url = request.target.base + fill(endpoint.path, (endpoint.examples or [{}])[0])
+            activity.heartbeat({"progress": f"measuring the web vitals of {name} in Chromium"})
+            try:
+                report.pages.append(
+                    await asyncio.to_thread(
+                        measure_page, name, url, chromium, self.settings.probe_dir(request.campaign_id),
+                        visits=request.playbook.detection.page_visits, timeout_s=_PAGE_TIMEOUT_S,
+                    )
+                )  # fmt: skip
+            except MeasurementError as exc:
+                report.notes.append(f"{name}: web vitals not measured: {exc}")
+
     @activity.defn(name="probe_endpoints")
     async def probe_endpoints(self, request: ProbeRequest) -> ProbeSummary:
         """Ask every GET endpoint the same things a few times, read its page's assets, then send a traced burst."""
@@ -144,6 +179,7 @@ class ProbeActivities:
                     report.endpoints.append(await self._probe_endpoint(client, endpoint))
                 except httpx.HTTPError as exc:
                     report.notes.append(f"{endpoint.name}: not probed ({exc.__class__.__name__}: {exc})")
+            await self._page_vitals(request, report)
             spans = 0
             traces = target.traces
             if traces is not None and traces.propagate and target.load_script is None:
@@ -168,6 +204,7 @@ class ProbeActivities:
         return ProbeSummary(
             file=str(out),
             endpoints=len(report.endpoints),
+            pages=[page.model_copy(update={"resources": {}}) for page in report.pages],
             burst_run_id=report.burst_run_id,
             burst_spans=spans,
             notes=report.notes,

@@ -166,6 +166,26 @@ class ProbeRequest(Payload):
     playbook: Playbook
 
 
+class PageVitals(Payload):
+    """A page's web vitals and weight: medians over its visits."""
+
+    endpoint: str
+    url: str
+    visits: int
+    fcp_ms: float | None = None
+    lcp_ms: float | None = None
+    cls: float | None = None
+    inp_ms: float | None = None
+    ttfb_ms: float | None = None
+    requests: float = Field(0, description="Requests per visit (the page and everything it loaded).")
+    bytes: float = Field(0, description="Page weight: bytes of the page and what it loaded, per visit.")
+    failed_requests: float = Field(0, description="Requests per visit that answered 4xx/5xx or failed.")
+    resources: dict[str, int] = Field(default_factory=dict, description="Bytes per resource URL (first visit).")
+
+    def vital(self, name: str) -> float | None:
+        return getattr(self, f"{name}_ms" if name != "cls" else "cls")
+
+
 class ProbeSummary(Payload):
     """What probing the target's answers gave; the whole report is in ``file``."""
 
@@ -173,6 +193,7 @@ class ProbeSummary(Payload):
     endpoints: int
     burst_run_id: str = ""
     burst_spans: int = 0
+    pages: list[PageVitals] = Field(default_factory=list, description="Web vitals of the target's pages.")
     notes: list[str] = Field(default_factory=list)
 
 
@@ -467,6 +488,7 @@ class CampaignStatus(Payload):
         default_factory=list, description="The assessment's peak, stress and soak runs, as the playbook asks."
     )
     database: InspectionSummary | None = Field(None, description="The baseline's database inspection.")
+    pages: list[PageVitals] = Field(default_factory=list, description="Web vitals of the target's pages (the probe).")
     validation: LoadTestResult | None = None
     verdicts: list[EndpointVerdict] = Field(default_factory=list)
     slo_before: list[SloCheck] = Field(default_factory=list)

@@ -25,6 +25,9 @@ class Settings(BaseSettings):
         15.0, description="Seconds a run waits at most for a service's last spans (its exporter batches them)."
     )
     task_queue_prefix: str = Field("ratchet", description="Role task queues are '<prefix>-<role>'.")
+    chromium: str | None = Field(
+        None, description="The Chromium that measures pages' web vitals (default: chromium on PATH)."
+    )
 
     @property
     def resolved_home(self) -> Path:
@@ -77,6 +80,10 @@ class Settings(BaseSettings):
     def probe_file(self, campaign_id: str) -> Path:
         """The JSON file of what probing a campaign's target answered (sizes, encodings, repeats, assets)."""
         return self._data_file("probes", f"{campaign_id}.json")
+
+    def probe_dir(self, campaign_id: str) -> Path:
+        """The folder of a campaign's probe samples (the browser runs' k6 output)."""
+        return self._data_dir(f"probes/{campaign_id}")
 
     @property
     def otlp_url(self) -> str:

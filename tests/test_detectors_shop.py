@@ -17,6 +17,7 @@ from activities.assessment import AssessmentActivities
 from activities.measurement import MeasurementActivities
 from activities.probing import ProbeActivities
 from ratchet.analysis.planning import plan
+from ratchet.analysis.responses import ProbeReport
 from ratchet.config.loading import load_playbook, load_target
 from ratchet.contracts import AssessRequest, AssessResult, LoadTestRequest, ProbeRequest
 from ratchet.settings import Settings
@@ -118,4 +119,12 @@ async def test_every_planted_problem_is_found_and_the_clean_endpoints_yield_noth
             assert lever == expected[key], (key, lever)
         assert lever != "orders-status-index"
     assert {(by_id[f].type.value, by_id[f].endpoint) for f, _ in chosen} >= set(expected)
-    assert Path(settings.probe_file("detect")).is_file()
+    # The storefront was visited in Chromium: its web vitals and weight are measured, and they are part of the
+    # render-blocking finding's evidence.
+    probe = ProbeReport.model_validate_json(Path(settings.probe_file("detect")).read_text())
+    [page] = probe.pages
+    assert page.endpoint == "storefront" and page.visits == 3, probe.notes
+    assert page.fcp_ms and page.lcp_ms and page.ttfb_ms is not None and page.cls is not None
+    assert page.requests >= 3 and page.bytes >= 1_200_000  # the page, its 0.7 MB script and 0.55 MB styles
+    [blocking] = [f for f in result.findings if f.type.value == "render-blocking"]
+    assert blocking.evidence["fcp_ms"] == page.fcp_ms

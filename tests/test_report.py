@@ -207,6 +207,21 @@ def completed_campaign() -> CampaignStatus:
             },
         ],
         "guard": {"breached": False, "reasons": []},
+        "pages": [
+            {
+                "endpoint": "storefront",
+                "url": "http://127.0.0.1:8800/",
+                "visits": 3,
+                "fcp_ms": 256.0,
+                "lcp_ms": 264.0,
+                "cls": 0.0,
+                "inp_ms": 16.0,
+                "ttfb_ms": 21.5,
+                "requests": 4,
+                "bytes": 1241243,
+                "failed_requests": 1,
+            },
+        ],
         "database": {
             "file": "/srv/ratchet/runs/base-1.inspection.json",
             "dialect": "postgresql",
@@ -322,6 +337,15 @@ def test_a_tuned_lever_shows_its_value_and_trials(fixture: str, request: pytest.
     tuning = text[text.index("Tuning tax-pool") :]
     assert "412" in tuning and "29.1" in tuning and "kept" in tuning
     assert "failed: error rate 20.0% over the SLO's 1.0%" in tuning
+
+
+@pytest.mark.parametrize("fixture", ["full_markdown", "full_html"])
+def test_pages_show_their_web_vitals(fixture: str, request: pytest.FixtureRequest) -> None:
+    report = request.getfixturevalue(fixture)
+    text = report if fixture == "full_markdown" else _text(report)
+    pages = text[text.index("Web vitals from first visits") : text.index("Database", text.index("Web vitals"))]
+    for expected in ("storefront", "256", "264", "21.5", "1.2 MiB"):
+        assert expected in pages, expected
 
 
 def test_markdown_puts_plan_in_a_code_block(full_markdown: str) -> None:

@@ -172,6 +172,7 @@ class CampaignWorkflow:
             )
             for note in probe.notes:
                 self._event(f"probe: {note}")
+            self._status.pages = probe.pages
         assessment: AssessResult = await self._activity(
             "find_bottlenecks",
             AssessRequest(

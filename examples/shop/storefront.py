@@ -41,18 +41,29 @@ def script() -> bytes:
     return "".join(parts).encode()
 
 
+_BASE_STYLES = "/* storefront styles */\nbody { font-family: system-ui, sans-serif; margin: 0; }\n"
+_PAGE_THEME = 1  # the theme the storefront page uses
+
+
+def _theme_rules(n: int) -> str:
+    hue = (n * 37) % 360
+    return (
+        f".theme-{n} .card {{ display: flex; flex-direction: column; padding: {4 + n % 12}px;"
+        f" border: 1px solid hsl({hue}, 40%, 80%); color: hsl({hue}, 60%, 20%); }}\n"
+        f".theme-{n} .price {{ font-weight: 600; color: hsl({hue}, 70%, 35%); }}\n"
+    )
+
+
 @functools.cache
 def styles() -> bytes:
     """The storefront's style sheet (about 0.55 MB)."""
-    parts = ["/* storefront styles */\nbody { font-family: system-ui, sans-serif; margin: 0; }\n"]
-    for n in range(_THEMES):
-        hue = (n * 37) % 360
-        parts.append(
-            f".theme-{n} .card {{ display: flex; flex-direction: column; padding: {4 + n % 12}px;"
-            f" border: 1px solid hsl({hue}, 40%, 80%); color: hsl({hue}, 60%, 20%); }}\n"
-            f".theme-{n} .price {{ font-weight: 600; color: hsl({hue}, 70%, 35%); }}\n"
-        )
-    return "".join(parts).encode()
+    return (_BASE_STYLES + "".join(_theme_rules(n) for n in range(_THEMES))).encode()
+
+
+def critical_styles() -> str:
+    """The rules the page's first paint needs (its own theme), inlined by the asset pipeline so that the rest
+    of the sheet can load without blocking and without moving anything when it arrives."""
+    return _BASE_STYLES + _theme_rules(_PAGE_THEME)
 
 
 @functools.cache
@@ -75,6 +86,7 @@ def _page(products: list[dict[str, Any]], pipeline: bool) -> str:
         # cached for a year.
         css, js = f"/static/app.css?v={_version('app.css')}", f"/static/app.js?v={_version('app.js')}"
         head = (
+            f"<style>{critical_styles()}</style>"
             f'<link rel="preload" href="{css}" as="style" onload="this.onload=null;this.rel=\'stylesheet\'">'
             f'<noscript><link rel="stylesheet" href="{css}"></noscript>'
             f'<script defer src="{js}"></script>'
@@ -89,7 +101,7 @@ def _page(products: list[dict[str, Any]], pipeline: bool) -> str:
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Ratchet Shop</title>'
         f'<meta name="viewport" content="width=device-width, initial-scale=1">{head}</head>'
-        f'<body class="theme-1"><h1>Ratchet Shop</h1><ul class="featured">{cards}</ul></body></html>'
+        f'<body class="theme-{_PAGE_THEME}"><h1>Ratchet Shop</h1><ul class="featured">{cards}</ul></body></html>'
     )
 
 

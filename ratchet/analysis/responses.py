@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 from ratchet.analysis.traces.detectors import Traffic, severity
 from ratchet.config.common import FindingType
 from ratchet.config.playbook import Detection
-from ratchet.contracts import Finding
+from ratchet.contracts import Finding, PageVitals
 
 _TEXT_TYPES = ("text/", "application/json", "application/javascript", "application/xml", "image/svg")
 
@@ -62,6 +62,7 @@ class ProbeReport(BaseModel):
     """Everything the probe learned; stored as JSON beside the campaign's runs."""
 
     endpoints: list[EndpointProbe] = Field(default_factory=list)
+    pages: list[PageVitals] = Field(default_factory=list)
     burst_run_id: str = ""
     notes: list[str] = Field(default_factory=list)
 
@@ -130,6 +131,7 @@ def render_blocking_findings(probe: ProbeReport, mix: Traffic, rules: Detection)
                 evidence={
                     "key": "", "fingerprint": f"render-blocking|{endpoint.endpoint}", "blocking_bytes": total,
                     "page_weight_bytes": page_bytes,
+                    **{k: v for k, v in vitals_of(probe, endpoint.endpoint).items() if k != "page_weight_bytes"},
                     "assets": [{"url": a.url, "kind": a.kind, "wire_bytes": a.response.wire_bytes if a.response else 0,
                                 "content_encoding": (a.response.content_encoding if a.response else "") or "none",
                                 "cache_control": (a.response.cache_control if a.response else "") or "none"}
@@ -188,6 +190,49 @@ def cacheable_findings(
                     "suggested_ttl_s": rules.cache_ttl_s, "repeats_per_example": len(endpoint.by_example[0]),
                     "examples": len(endpoint.by_example), "trace_ids": traces,
                 },
+            )
+        )  # fmt: skip
+    return findings
+
+
+# (vital, unit, the playbook's limit for it): what a page's visitors wait for or see move.
+_VITALS = (("lcp", "ms", "vitals_lcp_ms"), ("fcp", "ms", "vitals_fcp_ms"), ("cls", "", "vitals_cls"),
+           ("inp", "ms", "vitals_inp_ms"), ("ttfb", "ms", "vitals_ttfb_ms"))  # fmt: skip
+
+
+def vitals_of(probe: ProbeReport, endpoint: str) -> dict[str, float | int | None]:
+    """The endpoint's page vitals as evidence, or nothing when its page was not measured in a browser."""
+    page = next((p for p in probe.pages if p.endpoint == endpoint), None)
+    return vitals_evidence(page) if page is not None else {}
+
+
+def vitals_evidence(page: PageVitals) -> dict[str, float | int | None]:
+    return {"fcp_ms": page.fcp_ms, "lcp_ms": page.lcp_ms, "cls": page.cls, "inp_ms": page.inp_ms,
+            "ttfb_ms": page.ttfb_ms, "requests_per_visit": page.requests, "page_weight_bytes": int(page.bytes),
+            "visits": page.visits}  # fmt: skip
+
+
+def web_vitals_findings(probe: ProbeReport, mix: Traffic, rules: Detection) -> list[Finding]:
+    """Pages whose web vitals, measured in Chromium, are worse than the playbook's limits (by default the
+    boundaries of Google's "poor" rating)."""
+    findings = []
+    for page in probe.pages:
+        worse = [(name, unit, value, getattr(rules, limit)) for name, unit, limit in _VITALS
+                 if (value := page.vital(name)) is not None and value > getattr(rules, limit)]  # fmt: skip
+        if not worse:
+            continue
+        # The share of the limit exceeded, capped: how bad it is for the visitor.
+        share = min(1.0, max(value / limit - 1 for _, _, value, limit in worse))
+        listed = ", ".join(f"{name.upper()} {value:,.{0 if unit else 3}f}{' ms' if unit else ''} (limit {limit:g})"
+                           for name, unit, value, limit in worse)  # fmt: skip
+        lcp_gain = max(0.0, (page.lcp_ms or 0.0) - rules.vitals_lcp_ms)
+        findings.append(
+            Finding(
+                id="", type=FindingType.WEB_VITALS, endpoint=page.endpoint, severity=severity(share),  # type: ignore[arg-type]
+                impact=round(share * mix.share(page.endpoint), 4), estimated_gain_ms=round(lcp_gain, 2),
+                summary=f"{page.endpoint}: {listed}, in Chromium over {page.visits} first visits",
+                evidence={"key": "", "fingerprint": f"web-vitals|{page.endpoint}", "url": page.url,
+                          "poor": [name for name, *_ in worse], **vitals_evidence(page)},
             )
         )  # fmt: skip
     return findings

@@ -29,6 +29,7 @@ class FindingType(StrEnum):
     N_PLUS_ONE_API = "n-plus-one-api"  # an outbound call per item of a list, to the same resource
     SLOW_STATEMENT = "slow-statement"  # one statement dominates an endpoint's time without a full scan to blame
     ERROR_HOTSPOT = "error-hotspot"  # an endpoint whose errors rise under load
+    WEB_VITALS = "web-vitals"  # a page whose vitals (LCP, FCP, CLS, INP, TTFB) in a real browser are poor
 
 
 class Role(StrEnum):

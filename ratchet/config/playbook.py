@@ -214,6 +214,14 @@ class Detection(StrictModel):
     render_blocking_min_bytes: int = Field(
         100_000, ge=1, description="Render-blocking: a blocking script or style sheet in the head above this."
     )
+    page_visits: int = Field(3, ge=1, le=20, description="Web vitals: first visits per page in Chromium (k6 browser).")
+    vitals_lcp_ms: float = Field(
+        4000, gt=0, description="Web vitals: a page's median LCP above this (ms) is a finding."
+    )
+    vitals_fcp_ms: float = Field(3000, gt=0, description="...FCP above this (ms); defaults: Google's 'poor' bounds.")
+    vitals_cls: float = Field(0.25, gt=0, description="...CLS above this.")
+    vitals_inp_ms: float = Field(500, gt=0, description="...INP above this (ms).")
+    vitals_ttfb_ms: float = Field(1800, gt=0, description="...TTFB above this (ms).")
     error_rate_rise: float = Field(
         0.05, gt=0, le=1, description="Error hotspot: an endpoint's error rate under load this much above baseline."
     )
