@@ -181,7 +181,8 @@ class AssessmentActivities:
         if not spans.is_file():
             return None, []
         with duckdb.connect() as con:
-            analysis = analyze_run(con, f"read_parquet({sql_literal(spans)})", rules)
+            # The steady state: the warm-up's traces are left out, as its samples are.
+            analysis = analyze_run(con, f"(SELECT * FROM read_parquet({sql_literal(spans)}) WHERE NOT warmup)", rules)
             burst: list[Finding] = []
             probe = request.probe
             if probe is not None and probe.burst_run_id:

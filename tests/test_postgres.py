@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import shutil
 import sqlite3
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from ratchet.contracts import Finding, LeverCall
 from ratchet.settings import Settings
 from ratchet.store.engine import session_for
 from ratchet.store.tables import LeverAction
-from tests.conftest import SHOP_ORDERS, SHOP_TARGET, Shop
+from tests.conftest import SHOP_ORDERS, SHOP_TARGET, Shop, copy_durably
 from tests.postgres_server import PostgresServer
 
 EMAILS = ["customer123@example.com", "customer1@example.com", "customer20000@example.com"]
@@ -149,7 +148,7 @@ def test_ratchets_own_store_on_postgres(
     """RATCHET_STORE_URL=postgresql+psycopg://...: the store's tables are created there and the ledger lands there."""
     store_url = postgres.create_database("ratchet_store").replace("postgresql://", "postgresql+psycopg://", 1)
     database = tmp_path / "shop.db"
-    shutil.copyfile(shop_template, database)
+    copy_durably(shop_template, database)
     monkeypatch.setenv("SHOP_DB", str(database))
     monkeypatch.delenv("SHOP_DATABASE_URL", raising=False)
     target = load_target(SHOP_TARGET)

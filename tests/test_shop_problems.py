@@ -7,7 +7,6 @@ Structure only (span counts, overlap, headers, bytes), never milliseconds: timin
 from __future__ import annotations
 
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -30,7 +29,7 @@ from ratchet.config.target import Target
 from ratchet.contracts import LeverCall, LeverOutcome
 from ratchet.settings import Settings
 from ratchet.traces.serve import READY_LINE
-from tests.conftest import ROOT, SHOP_TARGET, StartShop, free_port, wait_for_line
+from tests.conftest import ROOT, SHOP_TARGET, StartShop, copy_durably, free_port, wait_for_line
 from tests.shop_traces import (
     SpanReceiver,
     TracedShop,
@@ -70,7 +69,7 @@ def shop_db(shop_template: Path, tmp_path: Path) -> Path:
     """This test's own copy of the full-size shop (500,000 orders: realistic order histories)."""
     path = tmp_path / "shop" / "shop.db"
     path.parent.mkdir()
-    shutil.copyfile(shop_template, path)
+    copy_durably(shop_template, path)
     return path
 
 

@@ -167,9 +167,10 @@ def collect_run_spans(
 ) -> int:
     """Copy the spans of one run (trace ids starting with ``prefix``) into ``out_file``; return their number.
 
-    Each span gets the run's endpoint name, read from the byte after the prefix (see the k6 script). Traces
-    that began in the run's first ``warmup_s`` seconds are left out, as the run's samples leave out the
-    warm-up's requests: both describe the same requests (a cold cache's misses are not the steady state).
+    Each span gets the run's endpoint name, read from the byte after the prefix (see the k6 script), and
+    ``warmup``: true for traces that began in the run's first ``warmup_s`` seconds. The analyses leave those
+    out, as the run's samples leave out the warm-up's requests (a cold cache's misses are not the steady
+    state); what counts everything the service did, such as its statements, keeps them.
     """
     out_file.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_file.with_suffix(".tmp.parquet")
@@ -191,7 +192,7 @@ def collect_run_spans(
                 SELECT trace_id FROM began
                 WHERE start_ns >= (SELECT min(start_ns) FROM began) + CAST(? * 1e9 AS BIGINT)
               )
-              SELECT s.*, e.endpoint FROM run s SEMI JOIN steady USING (trace_id)
+              SELECT s.*, e.endpoint, s.trace_id NOT IN (SELECT trace_id FROM steady) AS warmup FROM run s
               LEFT JOIN endpoints e ON e.position = TRY_CAST(('0x' || substr(s.trace_id, {RUN_PREFIX_HEX + 1},
                                                                {ENDPOINT_HEX})) AS INTEGER)
               ORDER BY s.trace_id, s.start_ns

@@ -162,15 +162,24 @@ def repeated_block(sequence: list[str], min_repeats: int) -> tuple[int, int, int
 def repeated_query_groups(con: duckdb.DuckDBPyConnection, mix: Traffic, rules: Detection) -> list[Finding]:
     """MN+1: a group of statements run once per item, item after item (for each order: its product, then its
     shipment), under one parent. One batched query per statement of the group, before the loop, would do."""
+    # Only parents under which two statements or more each repeat often enough can hold a group: the plain
+    # N+1s (one statement repeated) never reach the search below.
     parents = con.execute(
         """
+        WITH repeats AS (
+            SELECT trace_id, parent_span_id, norm FROM sp WHERE norm IS NOT NULL AND on_path
+            GROUP BY ALL HAVING count(*) >= $min
+        ), candidates AS (
+            SELECT trace_id, parent_span_id FROM repeats GROUP BY ALL HAVING count(*) >= 2
+        )
         SELECT request_endpoint, trace_id, list(norm ORDER BY start_ns), list(start_ns ORDER BY start_ns),
                list(end_ns ORDER BY start_ns), any_value(root_ms)
-        FROM sp WHERE norm IS NOT NULL AND on_path
-        GROUP BY request_endpoint, trace_id, parent_span_id HAVING count(*) >= ?
+        FROM sp SEMI JOIN candidates USING (trace_id, parent_span_id)
+        WHERE norm IS NOT NULL AND on_path
+        GROUP BY request_endpoint, trace_id, parent_span_id
         ORDER BY request_endpoint, trace_id
         """,
-        [2 * rules.n_plus_one_min_repeats],
+        {"min": rules.n_plus_one_min_repeats},
     ).fetchall()
     rows: Rows = []
     for endpoint, trace_id, norms, starts, ends, root_ms in parents:
