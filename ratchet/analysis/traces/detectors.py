@@ -109,10 +109,10 @@ def n_plus_one(con: duckdb.DuckDBPyConnection, mix: Traffic, rules: Detection) -
     """
     rows = con.execute(
         """
-        SELECT request_endpoint, norm, trace_id, count(*) AS n, (max(end_ns) - min(start_ns)) / 1e6 AS window_ms,
-               any_value(root_ms), sum(duration_ms) AS db_ms
+        SELECT request_endpoint, norm, any_value(trace_id) AS trace_id, count(*) AS n,
+               (max(end_ns) - min(start_ns)) / 1e6 AS window_ms, any_value(root_ms), sum(duration_ms) AS db_ms
         FROM sp WHERE norm IS NOT NULL AND on_path
-        GROUP BY request_endpoint, norm, trace_id, parent_span_id HAVING count(*) >= ?
+        GROUP BY request_endpoint, norm, pid HAVING count(*) >= ?
         ORDER BY request_endpoint, norm, trace_id
         """,
         [rules.n_plus_one_min_repeats],
@@ -167,16 +167,15 @@ def repeated_query_groups(con: duckdb.DuckDBPyConnection, mix: Traffic, rules: D
     parents = con.execute(
         """
         WITH repeats AS (
-            SELECT trace_id, parent_span_id, norm FROM sp WHERE norm IS NOT NULL AND on_path
-            GROUP BY ALL HAVING count(*) >= $min
+            SELECT pid, norm FROM sp WHERE norm IS NOT NULL AND on_path GROUP BY ALL HAVING count(*) >= $min
         ), candidates AS (
-            SELECT trace_id, parent_span_id FROM repeats GROUP BY ALL HAVING count(*) >= 2
+            SELECT pid FROM repeats GROUP BY ALL HAVING count(*) >= 2
         )
-        SELECT request_endpoint, trace_id, list(norm ORDER BY start_ns), list(start_ns ORDER BY start_ns),
-               list(end_ns ORDER BY start_ns), any_value(root_ms)
-        FROM sp SEMI JOIN candidates USING (trace_id, parent_span_id)
+        SELECT request_endpoint, any_value(trace_id) AS trace_id, list(norm ORDER BY start_ns),
+               list(start_ns ORDER BY start_ns), list(end_ns ORDER BY start_ns), any_value(root_ms)
+        FROM sp SEMI JOIN candidates USING (pid)
         WHERE norm IS NOT NULL AND on_path
-        GROUP BY request_endpoint, trace_id, parent_span_id
+        GROUP BY request_endpoint, pid
         ORDER BY request_endpoint, trace_id
         """,
         {"min": rules.n_plus_one_min_repeats},
@@ -213,10 +212,11 @@ def repeated_query_groups(con: duckdb.DuckDBPyConnection, mix: Traffic, rules: D
 def _sequential(con: duckdb.DuckDBPyConnection, what: str, key: str, min_calls_sql: str) -> Rows:
     return con.execute(
         f"""
-        SELECT request_endpoint, string_agg(DISTINCT {key}, ' | ' ORDER BY {key}) AS k, trace_id,
-               count(*) AS n, sum(duration_ms) AS total, max(duration_ms) AS longest, any_value(root_ms)
+        SELECT request_endpoint, string_agg(DISTINCT {key}, ' | ' ORDER BY {key}) AS k,
+               any_value(trace_id) AS trace_id, count(*) AS n, sum(duration_ms) AS total,
+               max(duration_ms) AS longest, any_value(root_ms)
         FROM sp WHERE {what} AND on_path
-        GROUP BY request_endpoint, trace_id, parent_span_id HAVING {min_calls_sql}
+        GROUP BY request_endpoint, pid HAVING {min_calls_sql}
         ORDER BY request_endpoint, k, trace_id
         """
     ).fetchall()
@@ -267,10 +267,10 @@ def n_plus_one_api(con: duckdb.DuckDBPyConnection, mix: Traffic, rules: Detectio
     """Many calls to one resource template under one parent: a batch endpoint would do."""
     rows = con.execute(
         """
-        SELECT request_endpoint, dest, trace_id, count(*) AS n, sum(duration_ms), any_value(root_ms),
-               sum(duration_ms) FILTER (WHERE on_path)
+        SELECT request_endpoint, dest, any_value(trace_id) AS trace_id, count(*) AS n, sum(duration_ms),
+               any_value(root_ms), sum(duration_ms) FILTER (WHERE on_path)
         FROM sp WHERE dest IS NOT NULL
-        GROUP BY request_endpoint, dest, trace_id, parent_span_id HAVING count(*) >= ?
+        GROUP BY request_endpoint, dest, pid HAVING count(*) >= ?
         ORDER BY request_endpoint, dest, trace_id
         """,
         [rules.n_plus_one_api_min_calls],
@@ -301,7 +301,7 @@ def queueing(con: duckdb.DuckDBPyConnection, mix: Traffic, rules: Detection) -> 
         """
         SELECT c.request_endpoint, c.dest, c.trace_id, (d.start_ns - c.start_ns) / 1e6 AS wait_ms,
                c.duration_ms, d.duration_ms, d.service, c.start_ns, c.end_ns, d.start_ns, d.end_ns
-        FROM sp c JOIN sp d ON d.trace_id = c.trace_id AND d.parent_span_id = c.span_id AND d.kind = 'server'
+        FROM sp c JOIN sp d ON d.pid = c.sid AND d.kind = 'server'
         WHERE c.dest IS NOT NULL
         ORDER BY c.request_endpoint, c.dest, c.trace_id
         """
