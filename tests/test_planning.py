@@ -132,3 +132,13 @@ def test_what_levers_touch() -> None:
 def test_conflicts_with_an_unknown_lever_is_refused_with_the_valid_names() -> None:
     with pytest.raises(ValidationError, match=r"conflicts_with names unknown lever\(s\) \['bach'\]; valid: gzip"):
         target(GZIP, flag_lever("cache", [{"finding": "cacheable"}], {"cache": 1}, conflicts_with=["bach"]))
+
+
+@pytest.mark.parametrize("kind", list(FindingType))
+def test_every_finding_type_gets_advice_even_with_thin_evidence(kind: FindingType) -> None:
+    """Advice never fails on a finding whose evidence lacks the usual keys (older or hand-made findings)."""
+    # A missing index is defined by what the plan scanned: that much evidence it always has.
+    scan = {"table": "orders", "columns": ["email"]} if kind == FindingType.MISSING_INDEX else {}
+    [manual] = plan([finding("F1", kind, "history", 0.2, **scan)], target(), limit=10)
+    assert manual.lever is None and manual.advice
+    assert "history" in manual.advice or "orders(email)" in manual.advice

@@ -56,16 +56,18 @@ def _uncompressed(f: Finding, ev: dict[str, Any]) -> str:
 
 
 def _large_payload(f: Finding, ev: dict[str, Any]) -> str:
+    size = ev.get("body_bytes")
+    sent = f"{size:,} bytes" if isinstance(size, int) else "a large body"
     return (
-        f"{f.endpoint} sends {ev.get('body_bytes', 'a large number of'):,} bytes per answer: page it, "
-        "let clients pick fields, or serve it compressed and cached; a feed can be a file built once."
+        f"{f.endpoint} sends {sent} per answer: page it, let clients pick fields, or serve it compressed and "
+        "cached; a feed can be a file built once."
     )
 
 
 def _render_blocking(f: Finding, ev: dict[str, Any]) -> str:
     assets = ", ".join(a.get("url", "?") if isinstance(a, dict) else str(a) for a in ev.get("assets", [])) or "them"
     return (
-        f"Load {assets} without blocking the first paint: `defer` or `async` on scripts, critical CSS "
+        f"On {f.endpoint}, load {assets} without blocking the first paint: `defer` or `async` on scripts, critical CSS "
         "inline and the rest preloaded; minify and compress, and version the URLs to cache them for long."
     )
 
