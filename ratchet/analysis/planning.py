@@ -93,8 +93,10 @@ def _candidates(finding: Finding, target: Target) -> list[tuple[Lever | None, fl
             options.append(
                 (lever, 0.2, f"declared for this finding, but it does not index {what}: the scan would remain")
             )
-    if not options:  # no database to generate an index on, and no lever: a person creates it
-        options.append((None, 0.3, f"no lever indexes {what} and the target declares no database to do it"))
+    if not covering and target.database is None:
+        # Nothing here can create the index (no lever covers it, no database to generate one on): a person
+        # does, and the levers that do not index the column stay mere alternatives.
+        options.insert(0, (None, 0.3, f"no lever indexes {what} and the target declares no database to do it"))
     return options
 
 
