@@ -186,6 +186,25 @@ class PageVitals(Payload):
         return getattr(self, f"{name}_ms" if name != "cls" else "cls")
 
 
+class BehaviourRequest(Payload):
+    """Record (during assessment) or check (after changes) what the target answers."""
+
+    campaign_id: str
+    target: Target
+
+
+class BehaviourSummary(Payload):
+    file: str
+    answers: int
+    scenarios: int
+    notes: list[str] = Field(default_factory=list)
+
+
+class BehaviourCheck(Payload):
+    same: bool
+    differences: list[str] = Field(default_factory=list)
+
+
 class ProbeSummary(Payload):
     """What probing the target's answers gave; the whole report is in ``file``."""
 

@@ -81,6 +81,10 @@ class Settings(BaseSettings):
         """The JSON file of what probing a campaign's target answered (sizes, encodings, repeats, assets)."""
         return self._data_file("probes", f"{campaign_id}.json")
 
+    def behaviour_file(self, campaign_id: str) -> Path:
+        """The JSON file of what the target answered before any change (the test-engineer's reference)."""
+        return self._data_file("behaviour", f"{campaign_id}.json")
+
     def probe_dir(self, campaign_id: str) -> Path:
         """The folder of a campaign's probe samples (the browser runs' k6 output)."""
         return self._data_dir(f"probes/{campaign_id}")

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from activities.assessment import AssessmentActivities
+from activities.behaviour import BehaviourActivities
 from activities.levers import LeverActivities
 from activities.measurement import MeasurementActivities
 from activities.planning import AnalysisActivities
@@ -36,7 +37,8 @@ def role_activities(role: Role, settings: Settings) -> list[Callable[..., Any]]:
             records.record_campaign, reports.write_report,
         ]  # fmt: skip
     if role == Role.TEST_ENGINEER:
-        return [*measuring, analysis.compare_runs]
+        behaviour = BehaviourActivities(settings)
+        return [*measuring, analysis.compare_runs, behaviour.record_behaviour, behaviour.check_behaviour]
     if role == Role.DEVOPS_ENGINEER:
         return [levers.apply_lever, levers.rollback_lever, *measuring, analysis.check_guard, analysis.suggest_value]
     if role == Role.LOAD_GENERATOR:

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import duckdb
+import httpx
 import psutil
 import pytest
 from sqlmodel import select
@@ -264,6 +265,29 @@ async def test_failed_validation_rolls_back_and_leaves_database_as_found(
     assert shop.indexes() == indexes_before
     assert len(effects(settings, campaign_id, "apply")) == 1
     assert len(effects(settings, campaign_id, "rollback")) == 1
+    await assert_replays(client, campaign_id)
+
+
+async def test_the_trap_lever_approved_by_hand_is_caught_changing_the_answers_and_undone(
+    client: Client, settings: Settings, worker: None, shop: Shop
+) -> None:
+    """A person approves the stale history cache (an alternative, never recommended): the test-engineer's
+    replay finds that a new order no longer shows in the history, and the change is undone before validation."""
+    campaign_id = await campaigns.launch(client, settings, playbook_file=TEST_PLAYBOOK, target_file=SHOP_TARGET)
+    status = await wait_for(client, campaign_id, waiting_at("planning"), what="the planning gate")
+    trap = next(r for r in status.recommendations if r.lever is not None and r.lever.name == "order-history-cache")
+    assert not trap.recommended
+    await campaigns.approve(client, campaign_id, ApprovalInput(phase="planning", approver="alice", only=[trap.id]))
+    final = await finish(client, campaign_id)
+
+    assert final.state == CampaignState.ROLLED_BACK and "altered the answers" in final.outcome
+    [change] = final.changes
+    assert change.state == ChangeState.ROLLED_BACK
+    assert "a new order shows at once in its customer's history" in change.reason, change.reason
+    assert httpx.get(f"{shop.url}/admin/flags").json()["order_history_cache_ttl_s"] == 0
+    outcomes = {p.phase.value: p.outcome for p in final.phases}
+    assert outcomes["validation"] == "skipped" and outcomes["deployment"] == "skipped"
+    assert "changed what the service answers" in Path(final.report_html).read_text()
     await assert_replays(client, campaign_id)
 
 

@@ -33,6 +33,9 @@ with workflow.unsafe.imports_passed_through():
         ApprovalInput,
         AssessRequest,
         AssessResult,
+        BehaviourCheck,
+        BehaviourRequest,
+        BehaviourSummary,
         CampaignInput,
         CampaignState,
         CampaignStatus,
@@ -108,6 +111,7 @@ class CampaignWorkflow:
         self._answer: GateDecision | None = None
         self._approved_only: list[str] | None = None
         self._validation_outcome = ValidationOutcome.MET
+        self._behaviour_recorded = False
 
     # ------------------------------------------------------------------ run
 
@@ -141,6 +145,13 @@ class CampaignWorkflow:
         approved = [r for r in recommendations if self._is_approved(r)]
         await self._optimization(approved)
         await self._frontend(approved)
+        if self._behaviour_recorded:
+            await self._keep_behaviour()
+            if not any(c.state == ChangeState.APPLIED for c in self._status.changes):
+                self._skip(Phase.VALIDATION, "every change altered what the service answers and was undone")
+                self._skip(Phase.DEPLOYMENT, "nothing left to deploy")
+                detail = "; ".join(c.reason for c in self._status.changes if c.reason)
+                raise _Stop(CampaignState.ROLLED_BACK, "changes altered the answers: rolled back", detail)
         validation = await self._validation(baseline)
         await self._deployment(validation)
 
@@ -173,6 +184,18 @@ class CampaignWorkflow:
             for note in probe.notes:
                 self._event(f"probe: {note}")
             self._status.pages = probe.pages
+        if workflow.patched("behaviour-checks"):  # older campaigns replay without the functional checks
+            recorded: BehaviourSummary = await self._activity(
+                "record_behaviour",
+                BehaviourRequest(campaign_id=self._input.campaign_id, target=self._input.target),
+                Role.TEST_ENGINEER,
+                "Record what the target answers before any change",
+                result_type=BehaviourSummary,
+            )
+            self._behaviour_recorded = True
+            self._event(f"behaviour recorded: {recorded.answers} answers, {recorded.scenarios} scenario(s)")
+            for note in recorded.notes:
+                self._event(f"behaviour: {note}")
         assessment: AssessResult = await self._activity(
             "find_bottlenecks",
             AssessRequest(
@@ -438,6 +461,42 @@ class CampaignWorkflow:
             target=self._input.target,
             parameter=change.parameter,
         )
+
+    # ------------------------------------------------------------------ functional safety (test-engineer)
+
+    async def _behaves(self) -> BehaviourCheck:
+        return await self._activity(
+            "check_behaviour",
+            BehaviourRequest(campaign_id=self._input.campaign_id, target=self._input.target),
+            Role.TEST_ENGINEER,
+            "Replay the recorded requests and scenarios",
+            result_type=BehaviourCheck,
+        )
+
+    async def _keep_behaviour(self) -> None:
+        """A change that alters what the target answers is rolled back, however much faster it is. With the
+        applied changes in place, replay; on a difference, undo them newest first until the answers are the
+        recorded ones again: the last one undone is the culprit, the ones undone before it are applied again."""
+        check = await self._behaves()
+        if check.same:
+            self._event("behaviour unchanged by the applied changes")
+            return
+        innocent: list[ChangeRecord] = []
+        for change in reversed([c for c in self._status.changes if c.state == ChangeState.APPLIED]):
+            await self._undo(change, "undone while looking for the change that altered the answers")
+            after = await self._behaves()
+            if not after.same:
+                innocent.append(change)
+                continue
+            change.reason = "changed what the service answers: " + "; ".join(check.differences)[:1500]
+            self._event(f"{change.lever} changed the answers and stays undone: {check.differences[0][:300]}")
+            break
+        else:
+            self._event("the answers differ even with every change undone: the target changed by itself")
+        for change in reversed(innocent):
+            recommendation = next(r for r in self._status.recommendations if r.id == change.recommendation_id)
+            change.reason, change.rolled_back_at = "", None
+            await self._apply_change(change, recommendation)
 
     # ------------------------------------------------------------------ tuning (devops-engineer)
 

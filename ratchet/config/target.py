@@ -186,6 +186,45 @@ class ShellLever(_LeverBase):
 Lever = Annotated[SqlLever | HttpLever | ShellLever, Field(discriminator="kind")]
 
 
+class ScenarioStep(StrictModel):
+    """One request of a behaviour scenario, with what its answer must satisfy."""
+
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "GET"
+    path: str = Field(description="Path on the target, with {{ saved.name }} from earlier steps where needed.")
+    json_body: Any = Field(None, alias="json", description="JSON body (strings may use {{ saved.name }}).")
+    expect: str = Field(
+        "response.status < 400",
+        description="Jinja expression over `response` (status, json, text) and `saved` that must be true.",
+    )
+    save: dict[str, str] = Field(
+        default_factory=dict, description="name -> Jinja expression over `response`, kept for later steps."
+    )
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Scenario(StrictModel):
+    """Requests in order whose expectations must keep holding after every change (writes included)."""
+
+    name: str = Field(min_length=1)
+    steps: list[ScenarioStep] = Field(min_length=1)
+
+
+class Behaviour(StrictModel):
+    """What the test-engineer checks after each change: the answers of every GET endpoint (a few examples
+    each) must stay the same, and every scenario's expectations must keep holding. A change that alters
+    either is rolled back, however much faster it is.
+
+    Answers are compared as a client reads them: JSON without the ``volatile`` keys (at any depth), an HTML
+    page by its visible text, anything else byte for byte once decoded. Scenarios that write should use data
+    the compared GET examples do not read (a customer of their own), or those answers change by design.
+    """
+
+    volatile: list[str] = Field(default_factory=list, description="JSON keys whose values may differ (ids, times).")
+    examples_per_endpoint: int = Field(2, ge=0, le=20, description="Examples of each GET endpoint recorded.")
+    scenarios: list[Scenario] = Field(default_factory=list)
+
+
 class Traces(StrictModel):
     """The target's spans: it exports OTLP/HTTP to Ratchet's receiver (`ratchet traces serve`)."""
 
@@ -276,6 +315,7 @@ class Target(StrictModel):
     # At most 255: a trace id Ratchet starts carries the endpoint's position in one byte.
     endpoints: list[Endpoint] = Field(min_length=1, max_length=255)
     levers: list[Lever] = Field(default_factory=list)
+    behaviour: Behaviour = Field(default_factory=Behaviour)
 
     @model_validator(mode="after")
     def _unique_names_and_known_endpoints(self) -> Self:

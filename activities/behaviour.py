@@ -1,0 +1,115 @@
+"""The test-engineer's functional safety: what the target answers before any change, and whether it still
+does after each one (``record_behaviour``, ``check_behaviour``)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import httpx
+from pydantic import BaseModel, Field
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.probing import fill
+from ratchet.analysis.behaviour import Answer, answer, differences
+from ratchet.config.target import Scenario, Target
+from ratchet.contracts import BehaviourCheck, BehaviourRequest, BehaviourSummary
+from ratchet.errors import LeverError
+from ratchet.settings import Settings
+from ratchet.templating import evaluate, render, render_tree
+
+
+class Reference(BaseModel):
+    """What was recorded before any change."""
+
+    answers: list[Answer] = Field(default_factory=list)
+    scenarios: list[str] = Field(default_factory=list, description="Scenarios that held before any change.")
+
+
+def _get_answers(client: httpx.Client, target: Target) -> list[Answer]:
+    volatile = set(target.behaviour.volatile)
+    found = []
+    for endpoint in target.endpoints:
+        if endpoint.method != "GET":
+            continue
+        for example in (endpoint.examples or [{}])[: target.behaviour.examples_per_endpoint or 0]:
+            path = fill(endpoint.path, example)
+            response = client.get(path)
+            found.append(
+                answer(f"GET {path}", response.status_code, response.headers.get("content-type", ""),
+                       response.content, volatile)
+            )  # fmt: skip
+    return found
+
+
+def _run_scenario(client: httpx.Client, scenario: Scenario) -> str:
+    """ "" when every step's expectation held, else which step failed and what it answered."""
+    saved: dict[str, Any] = {}
+    for number, step in enumerate(scenario.steps, start=1):
+        where = f"scenario {scenario.name!r} step {number}"
+        context = {"saved": saved}
+        path = render(step.path, context, where=where)
+        body = render_tree(step.json_body, context, where=where) if step.json_body is not None else None
+        response = client.request(step.method, path, json=body)
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = None
+        context["response"] = {"status": response.status_code, "json": payload, "text": response.text}
+        if not evaluate(step.expect, context, where=where):
+            return f"{where} ({step.method} {path}): expected {step.expect}, got {response.status_code} {response.text[:200]}"
+        for name, expression in step.save.items():
+            saved[name] = evaluate(expression, context, where=f"{where} save {name}")
+    return ""
+
+
+class BehaviourActivities:
+    """record_behaviour and check_behaviour, on the test-engineer's queue."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def _client(self, target: Target) -> httpx.Client:
+        return httpx.Client(base_url=target.base, timeout=60, headers={"accept-encoding": "gzip, deflate"})
+
+    def _record(self, request: BehaviourRequest) -> BehaviourSummary:
+        target = request.target
+        reference, notes = Reference(), []
+        with self._client(target) as client:
+            reference.answers = _get_answers(client, target)
+            for scenario in target.behaviour.scenarios:
+                failed = _run_scenario(client, scenario)
+                if failed:
+                    notes.append(f"{failed} - already before any change: not checked")
+                else:
+                    reference.scenarios.append(scenario.name)
+        out = self.settings.behaviour_file(request.campaign_id)
+        out.write_text(reference.model_dump_json(indent=1))
+        return BehaviourSummary(
+            file=str(out), answers=len(reference.answers), scenarios=len(reference.scenarios), notes=notes
+        )
+
+    def _check(self, request: BehaviourRequest) -> BehaviourCheck:
+        target = request.target
+        reference = Reference.model_validate(json.loads(self.settings.behaviour_file(request.campaign_id).read_text()))
+        with self._client(target) as client:
+            found = differences(reference.answers, _get_answers(client, target))
+            for scenario in target.behaviour.scenarios:
+                if scenario.name in reference.scenarios and (failed := _run_scenario(client, scenario)):
+                    found.append(failed)
+        return BehaviourCheck(same=not found, differences=found)
+
+    @activity.defn(name="record_behaviour")
+    async def record_behaviour(self, request: BehaviourRequest) -> BehaviourSummary:
+        """Record every GET endpoint's answers and run the scenarios, before any change."""
+        try:
+            return await asyncio.to_thread(self._record, request)
+        except LeverError as exc:  # a scenario's template or expression is wrong: the target file's fault
+            raise ApplicationError(f"target behaviour: {exc}", type="TargetError", non_retryable=True) from None
+
+    @activity.defn(name="check_behaviour")
+    async def check_behaviour(self, request: BehaviourRequest) -> BehaviourCheck:
+        """Replay the recorded requests and the scenarios: the same answers, the same expectations held?"""
+        return await asyncio.to_thread(self._check, request)
