@@ -116,13 +116,6 @@ def _validity(valid: np.ndarray | None) -> pa.Buffer | None:
     return None if valid is None else pa.py_buffer(np.packbits(valid, bitorder="little"))
 
 
-def _hex(buf: np.ndarray, at: np.ndarray, width: int, valid: np.ndarray | None = None) -> pa.Array:
-    """Ids as lowercase hex strings (``width`` bytes each)."""
-    digits = wire.hex_ids(buf, at, width)
-    offsets = np.arange(len(at) + 1, dtype=np.int32) * (2 * width)
-    return pa.Array.from_buffers(pa.string(), len(at), [_validity(valid), pa.py_buffer(offsets), pa.py_buffer(digits)])
-
-
 def _string_array(offsets: np.ndarray, data: np.ndarray, valid: np.ndarray | None) -> pa.Array:
     """A string column from the compiled writers' int64 offsets and UTF-8 data (already validated)."""
     if offsets[-1] > np.iinfo(np.int32).max:
@@ -170,46 +163,51 @@ def _decode_batch(exports: Sequence[FramedExport]) -> DecodedSpans:
     resource += np.repeat(np.asarray(service_base, np.int64), counts)
     received = np.repeat(np.array([e.received for e in exports], np.float64), counts)
 
-    fields = wire.scan_spans(buf, starts, ends, _KEYS)
-    rows = np.flatnonzero(~fields.odd)
-    fast = _rows(buf, rows, fields, services, resource)
-    slow, slow_rows, dropped = _decode_one_by_one(raw, np.flatnonzero(fields.odd), starts, ends, services, resource)
+    spans = wire.decode_spans(buf, starts, ends, _KEYS)
+    rows = np.flatnonzero(~spans.odd)
+    fast = _table(spans, services, resource)
+    if len(rows) < len(starts):
+        fast = fast.filter(pa.array(~spans.odd))
+    slow, slow_rows, dropped = _decode_one_by_one(raw, np.flatnonzero(spans.odd), starts, ends, services, resource)
     table = pa.concat_tables([fast, slow]) if slow.num_rows else fast
     return DecodedSpans(table=table, received=np.concatenate([received[rows], received[slow_rows]]), dropped=dropped)
 
 
-def _rows(
-    buf: np.ndarray, rows: np.ndarray, fields: wire.SpanFields, services: list[str], resource: np.ndarray
-) -> pa.Table:
-    """The table of the spans at ``rows`` (all of which the compiled scan handled)."""
-    spans = fields.spans
+def _table(spans: wire.Spans, services: list[str], resource: np.ndarray) -> pa.Table:
+    """The table of every span decode_spans read (the odd ones as empty rows, for the caller to filter out)."""
+    n = len(spans.odd)
 
-    def column(index: int) -> np.ndarray:
-        return spans[rows, index]
+    def text(t: int) -> pa.Array:
+        offsets, valid = spans.offsets[t], spans.valid[t]
+        data = spans.text[spans.region[t] : spans.region[t] + offsets[-1]]
+        return _string_array(offsets, data, None if valid.all() else valid)
 
-    start, end = column(wire.START), column(wire.END)
+    def ids(digits: np.ndarray, valid: np.ndarray | None = None) -> pa.Array:
+        width = len(digits) // n if n else 0
+        offsets = pa.py_buffer(np.arange(n + 1, dtype=np.int32) * width)
+        return pa.Array.from_buffers(pa.string(), n, [_validity(valid), offsets, pa.py_buffer(digits)])
+
+    numbers = spans.numbers
+    start, end = numbers[:, wire.START].copy(), numbers[:, wire.END].copy()
     columns: dict[str, pa.Array] = {
-        "trace_id": _hex(buf, column(wire.TRACE_AT), 16),
-        "span_id": _hex(buf, column(wire.SPAN_AT), 8),
-        "parent_span_id": _hex(buf, column(wire.PARENT_AT), 8, column(wire.HAS_PARENT) != 0),
-        "name": _string_array(*wire.texts(buf, column(wire.NAME_AT), column(wire.NAME_LENGTH)), None),
-        "kind": pa.array(SPAN_KINDS).take(pa.array(column(wire.KIND))),
-        "service": pa.array(services, pa.string()).take(pa.array(resource[rows])),
+        "trace_id": ids(spans.trace_ids),
+        "span_id": ids(spans.span_ids),
+        "parent_span_id": ids(spans.parent_ids, numbers[:, wire.HAS_PARENT] != 0),
+        "name": text(wire.NAME_TEXT),
+        "kind": pa.array(SPAN_KINDS).take(pa.array(numbers[:, wire.KIND])),
+        "service": pa.array(services, pa.string()).take(pa.array(resource)),
         "start_ns": pa.array(start),
         "end_ns": pa.array(end),
         "duration_ms": pa.array((end - start) / 1e6),
-        "status": pa.array(STATUS_CODES).take(pa.array(column(wire.STATUS))),
+        "status": pa.array(STATUS_CODES).take(pa.array(numbers[:, wire.STATUS])),
     }
     for c, name in enumerate(PROMOTED_ATTRIBUTES):
-        chosen = fields.picks[rows, c]
         if name in _INT_COLUMNS:
-            values, valid = wire.attribute_ints(chosen, fields.attributes)
-            columns[name] = pa.Array.from_buffers(pa.int64(), len(rows), [_validity(valid), pa.py_buffer(values)])
-        else:  # an int where a string is expected: span_columns writes str(value), and so does the writer
-            offsets, data, valid = wire.attribute_texts(buf, chosen, fields.attributes)
-            columns[name] = _string_array(offsets, data, valid)
-    offsets, data = wire.attributes_json(buf, rows, fields.first_attribute, fields.attributes)
-    columns["attributes"] = _string_array(offsets, data, np.diff(offsets) > 0)
+            values, valid = spans.integers[:, c].copy(), spans.valid[wire.TEXTS + c]
+            columns[name] = pa.Array.from_buffers(pa.int64(), n, [_validity(valid), pa.py_buffer(values)])
+        else:  # an int where a string is expected: span_columns writes str(value), and so does decode_spans
+            columns[name] = text(wire.TEXTS + c)
+    columns["attributes"] = text(wire.JSON_TEXT)
     return pa.table(columns, schema=SPAN_SCHEMA)
 
 

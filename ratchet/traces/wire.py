@@ -23,21 +23,26 @@ _SPAN_START, _SPAN_END, _SPAN_ATTRIBUTES, _SPAN_STATUS = 7, 8, 9, 15
 _STATUS_CODE = 3
 _SINGULAR = sum(1 << n for n in (_SPAN_TRACE_ID, _SPAN_ID, _SPAN_PARENT, _SPAN_NAME, _SPAN_KIND, _SPAN_START,
                                   _SPAN_END, _SPAN_STATUS))  # fmt: skip
-_KEY, _VALUE = 1, 2
+_KV_KEY, _KV_VALUE = 1, 2
 
 # An attribute value's type: AnyValue's oneof numbers for the three this code handles (4 double, 5 array,
 # 6 map and 7 bytes are not), 0 for no value.
 NONE, STRING, BOOL, INT = 0, 1, 2, 3
 KINDS, STATUSES = 6, 3  # SPAN_KINDS and STATUS_CODES: a value past them reads as the first
 
-# Columns of SpanFields.spans (one row per span).
-TRACE_AT, SPAN_AT, PARENT_AT, HAS_PARENT, NAME_AT, NAME_LENGTH, KIND, START, END, STATUS = range(10)
+# Columns of Spans.numbers.
+START, END, KIND, STATUS, HAS_PARENT = range(5)
+_NUMBERS = 5
+# Text columns of Spans; promoted column c is TEXTS + c.
+NAME_TEXT, JSON_TEXT, TEXTS = 0, 1, 2
+
+# What one span's walk records: its fields (where they lie) …
+_TRACE_AT, _SPAN_AT, _PARENT_AT, _HAS_PARENT, _NAME_AT, _NAME_LENGTH, _KIND, _START, _END, _STATUS = range(10)
 _SPAN_COLUMNS = 10
-# Columns of SpanFields.attributes (one row per attribute of a span that is not odd, grouped by span).
-KEY_AT, KEY_LENGTH, KEY_JSON, TYPE, VALUE_AT, VALUE, VALUE_JSON, CONSUMED, _HASH, _SLOT = range(10)
+# … and per attribute: VALUE is a string's length, an int's value or a bool's 0/1; *_JSON the length of the
+# text json.dumps writes for the key (quoted) and the value; _CONSUMED whether a column took the attribute.
+_KEY_AT, _KEY_LENGTH, _KEY_JSON, _TYPE, _VALUE_AT, _VALUE, _VALUE_JSON, _CONSUMED, _HASH, _SLOT = range(10)
 _ATTRIBUTE_COLUMNS = 10
-"""VALUE is a string's length, an int's value or a bool's 0/1; *_JSON the length of the text json.dumps
-writes for the key (quoted) and the value; CONSUMED whether a column took the attribute out of the JSON."""
 
 # How many more characters json.dumps (ensure_ascii) writes for an ASCII byte than the byte: 1 for \" \\ \b
 # \t \n \f \r, 5 for the other control characters (\u00XX); -1 for a byte of a multi-byte character.
@@ -65,20 +70,30 @@ class Frame(NamedTuple):
     """… and its length in bytes; -1 when it has none (the service is "")."""
 
 
-class SpanFields(NamedTuple):
-    """What ``scan_spans`` read from every span."""
+class Spans(NamedTuple):
+    """What ``decode_spans`` made of every span: a row each, in the order of the spans."""
 
     odd: np.ndarray
-    """Per span: left to the caller (malformed, or a case this code does not handle)."""
-    spans: np.ndarray
-    """Per span, its fields (int64 columns TRACE_AT … STATUS; kind and status already mapped into range)."""
-    picks: np.ndarray
-    """Per span and promoted column, the row in ``attributes`` that fills it, or -1."""
-    first_attribute: np.ndarray
-    """Per span, its first row in ``attributes``; one more entry at the end (the rows of span i are
-    ``first_attribute[i]:first_attribute[i + 1]``)."""
-    attributes: np.ndarray
-    """Per attribute, int64 columns KEY_AT … CONSUMED."""
+    """Per span: left to the caller (malformed, or a case this code does not handle); its row is empty."""
+    trace_ids: np.ndarray
+    """32 hex digits per span (uint8) …"""
+    span_ids: np.ndarray
+    """… 16 …"""
+    parent_ids: np.ndarray
+    """… and 16 (meaningless where the span has no parent: numbers[HAS_PARENT] says)."""
+    numbers: np.ndarray
+    """Per span, int64 columns START, END, KIND, STATUS (both mapped into range), HAS_PARENT."""
+    integers: np.ndarray
+    """Per span and promoted column, its value if the column holds integers (else 0)."""
+    text: np.ndarray
+    """The data of every text column (uint8): column t's in ``text[region[t]:region[t + 1]]``; t is
+    NAME_TEXT, JSON_TEXT (the attributes no column took), or TEXTS + c for promoted column c (empty if it
+    holds integers)."""
+    region: np.ndarray
+    offsets: np.ndarray
+    """Per text column, Arrow's offsets (int64, into its region)."""
+    valid: np.ndarray
+    """Per text column or promoted column (TEXTS + c), per span: whether it has a value."""
 
 
 class PromotedKeys(NamedTuple):
@@ -277,9 +292,9 @@ def _service_name(buf: np.ndarray, p: int, end: int) -> tuple[bool, int, int]:
                 kv_number, kv_wire, kv_at, _, kv_after = _field(buf, q, after)
                 if kv_after < 0:
                     return False, 0, 0
-                if kv_number == _KEY and kv_wire == _LEN:
+                if kv_number == _KV_KEY and kv_wire == _LEN:
                     key_at, key_length = kv_at, kv_after - kv_at
-                elif kv_number == _VALUE and kv_wire == _LEN:
+                elif kv_number == _KV_VALUE and kv_wire == _LEN:
                     value_at, value_end = kv_at, kv_after
                 q = kv_after
             if key_length == len(_SERVICE_NAME) and _same_bytes(buf, key_at, _SERVICE_NAME, 0, key_length):
@@ -368,11 +383,11 @@ def _attribute(buf: np.ndarray, at: int, end: int, table: np.ndarray, r: int, ke
         number, wire, field_at, _, after = _field(buf, p, end)
         if after < 0:
             return False
-        if number == _KEY:
+        if number == _KV_KEY:
             if wire != _LEN or has_key:
                 return False
             has_key, key_at, key_length = True, field_at, after - field_at
-        elif number == _VALUE:
+        elif number == _KV_VALUE:
             if wire != _LEN or has_value:
                 return False
             has_value, value_at, value_end = True, field_at, after
@@ -420,9 +435,9 @@ def _attribute(buf: np.ndarray, at: int, end: int, table: np.ndarray, r: int, ke
         start = keys.offsets[slot]
         if keys.offsets[slot + 1] - start != key_length or not _same_bytes(buf, key_at, keys.data, start, key_length):
             slot = -1
-    table[r, KEY_AT], table[r, KEY_LENGTH], table[r, KEY_JSON], table[r, TYPE] = key_at, key_length, key_json, kind
-    table[r, VALUE_AT], table[r, VALUE], table[r, VALUE_JSON] = scalar_at, scalar, value_json
-    table[r, CONSUMED], table[r, _HASH], table[r, _SLOT] = 0, h, slot
+    table[r, _KEY_AT], table[r, _KEY_LENGTH], table[r, _KEY_JSON], table[r, _TYPE] = key_at, key_length, key_json, kind
+    table[r, _VALUE_AT], table[r, _VALUE], table[r, _VALUE_JSON] = scalar_at, scalar, value_json
+    table[r, _CONSUMED], table[r, _HASH], table[r, _SLOT] = 0, h, slot
     return True
 
 
@@ -463,12 +478,12 @@ def _span(
         if number == _SPAN_ATTRIBUTES:
             if wire != _LEN or not _attribute(buf, at, after, attributes, m, keys):
                 return -1
-            h, length, key_at = attributes[m, _HASH], attributes[m, KEY_LENGTH], attributes[m, KEY_AT]
+            h, length, key_at = attributes[m, _HASH], attributes[m, _KEY_LENGTH], attributes[m, _KEY_AT]
             for j in range(first, m):  # a key twice: span_columns' dict keeps the last value in the first place
                 if (
                     attributes[j, _HASH] == h
-                    and attributes[j, KEY_LENGTH] == length
-                    and _same_bytes(buf, attributes[j, KEY_AT], buf, key_at, length)
+                    and attributes[j, _KEY_LENGTH] == length
+                    and _same_bytes(buf, attributes[j, _KEY_AT], buf, key_at, length)
                 ):
                     return -1
             slot = attributes[m, _SLOT]
@@ -485,64 +500,40 @@ def _span(
                 return -1
             seen |= bit
             if number == _SPAN_TRACE_ID:
-                spans[i, TRACE_AT], trace_length = at, after - at
+                spans[i, _TRACE_AT], trace_length = at, after - at
             elif number == _SPAN_ID:
-                spans[i, SPAN_AT], span_length = at, after - at
+                spans[i, _SPAN_AT], span_length = at, after - at
             elif number == _SPAN_PARENT:
-                spans[i, PARENT_AT], parent_length = at, after - at
+                spans[i, _PARENT_AT], parent_length = at, after - at
             elif number == _SPAN_NAME:
-                spans[i, NAME_AT], spans[i, NAME_LENGTH] = at, after - at
+                spans[i, _NAME_AT], spans[i, _NAME_LENGTH] = at, after - at
             elif number == _SPAN_KIND:
-                spans[i, KIND] = np.int64(value) if value < np.uint64(KINDS) else 0
+                spans[i, _KIND] = np.int64(value) if value < np.uint64(KINDS) else 0
             elif number == _SPAN_START:
-                spans[i, START] = _fixed64(buf, at)
+                spans[i, _START] = _fixed64(buf, at)
             elif number == _SPAN_END:
-                spans[i, END] = _fixed64(buf, at)
+                spans[i, _END] = _fixed64(buf, at)
             else:
                 status_at, status_end = at, after
         p = after
     if trace_length != 16 or span_length != 8 or (parent_length > 0 and parent_length != 8):
         return -1
-    spans[i, HAS_PARENT] = 1 if parent_length == 8 else 0
+    spans[i, _HAS_PARENT] = 1 if parent_length == 8 else 0
     if status_at >= 0:
-        spans[i, STATUS] = _status(buf, status_at, status_end)
-        if spans[i, STATUS] < 0:
+        spans[i, _STATUS] = _status(buf, status_at, status_end)
+        if spans[i, _STATUS] < 0:
             return -1
-    if _json_length(buf, spans[i, NAME_AT], spans[i, NAME_LENGTH])[0] < 0:
+    if _json_length(buf, spans[i, _NAME_AT], spans[i, _NAME_LENGTH])[0] < 0:
         return -1
     for column in range(picks.shape[1]):
         chosen = picks[i, column]
         if chosen < 0:
             continue
-        kind = attributes[chosen, TYPE]
+        kind = attributes[chosen, _TYPE]
         if (kind != NONE and kind != INT) if keys.numeric[column] else kind == BOOL:
             return -1  # span_columns' int() or str() of it: left to that code
-        attributes[chosen, CONSUMED] = 1
+        attributes[chosen, _CONSUMED] = 1
     return m
-
-
-@njit(cache=True)
-def scan_spans(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, keys: PromotedKeys) -> SpanFields:
-    """Read every span at ``starts``:``ends`` of ``buf`` once, fields and attributes."""
-    n = len(starts)
-    odd = np.zeros(n, np.bool_)
-    spans = np.zeros((n, _SPAN_COLUMNS), np.int64)
-    picks = np.full((n, len(keys.numeric)), -1, np.int64)
-    first_attribute = np.zeros(n + 1, np.int64)
-    attributes = np.empty((8 * n + 16, _ATTRIBUTE_COLUMNS), np.int64)
-    m = 0
-    for i in range(n):
-        # An attribute takes 2 bytes at least: room for as many as the span could hold.
-        attributes = _grow(attributes, m + (ends[i] - starts[i]) // 2 + 1)
-        after = _span(buf, starts[i], ends[i], spans, i, attributes, m, picks, keys)
-        if after < 0:
-            odd[i] = True
-            spans[i] = 0
-            picks[i] = -1
-        else:
-            m = after
-        first_attribute[i + 1] = m
-    return SpanFields(odd, spans, picks, first_attribute, attributes[:m])
 
 
 # --- text columns -------------------------------------------------------------------------------------------
@@ -569,76 +560,10 @@ def _write_digits(value: int, out: np.ndarray, o: int) -> int:
     return o + size
 
 
-@njit(cache=True)
-def texts(buf: np.ndarray, at: np.ndarray, length: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A string column of the byte ranges (UTF-8 already checked): Arrow's offsets (int64) and data."""
-    n = len(at)
-    offsets = np.zeros(n + 1, np.int64)
-    for i in range(n):
-        offsets[i + 1] = offsets[i] + length[i]
-    data = np.empty(offsets[n], np.uint8)
-    for i in range(n):
-        _copy(buf, at[i], length[i], data, offsets[i])
-    return offsets, data
-
-
-@njit(cache=True)
-def attribute_texts(
-    buf: np.ndarray, chosen: np.ndarray, attributes: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A string column of attribute values (the rows ``chosen`` of ``attributes``; -1: none): a string as it is,
-    an int as ``str()`` writes it, no value as null. Arrow's offsets (int64), data and validity."""
-    n = len(chosen)
-    offsets = np.zeros(n + 1, np.int64)
-    valid = np.zeros(n, np.bool_)
-    for i in range(n):
-        j = chosen[i]
-        size = 0
-        if j >= 0 and attributes[j, TYPE] == STRING:
-            size, valid[i] = attributes[j, VALUE], True
-        elif j >= 0 and attributes[j, TYPE] == INT:
-            size, valid[i] = _digits(attributes[j, VALUE]), True
-        offsets[i + 1] = offsets[i] + size
-    data = np.empty(offsets[n], np.uint8)
-    for i in range(n):
-        j = chosen[i]
-        if j >= 0 and attributes[j, TYPE] == STRING:
-            _copy(buf, attributes[j, VALUE_AT], attributes[j, VALUE], data, offsets[i])
-        elif j >= 0 and attributes[j, TYPE] == INT:
-            _write_digits(attributes[j, VALUE], data, offsets[i])
-    return offsets, data, valid
-
-
-@njit(cache=True)
-def attribute_ints(chosen: np.ndarray, attributes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """An integer column of attribute values (the rows ``chosen`` of ``attributes``; -1: none): values and
-    validity (an int; the scan left other types to span_columns)."""
-    n = len(chosen)
-    values = np.zeros(n, np.int64)
-    valid = np.zeros(n, np.bool_)
-    for i in range(n):
-        j = chosen[i]
-        if j >= 0 and attributes[j, TYPE] == INT:
-            values[i], valid[i] = attributes[j, VALUE], True
-    return values, valid
-
-
 _HEX = np.frombuffer(b"0123456789abcdef", np.uint8)
 _TRUE = np.frombuffer(b"true", np.uint8)
 _FALSE = np.frombuffer(b"false", np.uint8)
 _NULL = np.frombuffer(b"null", np.uint8)
-
-
-@njit(cache=True)
-def hex_ids(buf: np.ndarray, at: np.ndarray, width: int) -> np.ndarray:
-    """The ``width`` bytes at each of ``at`` in lowercase hex, one after the other."""
-    out = np.empty(2 * width * len(at), np.uint8)
-    o = 0
-    for i in range(len(at)):
-        for k in range(at[i], at[i] + width):
-            out[o], out[o + 1] = _HEX[buf[k] >> 4], _HEX[buf[k] & 0xF]
-            o += 2
-    return out
 
 
 @njit(cache=True, inline="always")
@@ -694,48 +619,119 @@ def _write_json_string(buf: np.ndarray, at: int, length: int, json_length: int, 
     return o + 1
 
 
-@njit(cache=True)
-def attributes_json(
-    buf: np.ndarray, rows: np.ndarray, first_attribute: np.ndarray, attributes: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per span in ``rows``, its attributes that no column consumed, as ``json.dumps`` writes their dict
-    (``{"key": value, ...}``; nothing when there are none: the caller makes that null). Returns Arrow's
-    offsets (int64) and data."""
-    n = len(rows)
-    offsets = np.zeros(n + 1, np.int64)
-    for i in range(n):
-        size = 0
-        for j in range(first_attribute[rows[i]], first_attribute[rows[i] + 1]):
-            if not attributes[j, CONSUMED]:
-                size += attributes[j, KEY_JSON] + attributes[j, VALUE_JSON] + 4  # ": " and ", " or the braces
-        offsets[i + 1] = offsets[i] + size
-    data = np.empty(offsets[n], np.uint8)
-    for i in range(n):
-        o = offsets[i]
-        if offsets[i + 1] == o:
+@njit(cache=True, inline="always")
+def _write_text(buf: np.ndarray, kind: int, at: int, value: int, out: np.ndarray, o: int) -> int:
+    """A column's text for an attribute value: a string as it is, an int as ``str()`` writes it."""
+    return _copy(buf, at, value, out, o) if kind == STRING else _write_digits(value, out, o)
+
+
+@njit(cache=True, inline="always")
+def _write_hex(buf: np.ndarray, at: int, width: int, out: np.ndarray, o: int) -> None:
+    for k in range(at, at + width):
+        out[o], out[o + 1] = _HEX[buf[k] >> 4], _HEX[buf[k] & 0xF]
+        o += 2
+
+
+@njit(cache=True, inline="always")
+def _write_attributes(buf: np.ndarray, attributes: np.ndarray, count: int, out: np.ndarray, o: int) -> int:
+    """The attributes no column consumed, as ``json.dumps`` writes their dict; nothing when there are none."""
+    start = o
+    for j in range(count):
+        if attributes[j, _CONSUMED]:
             continue
-        data[o] = 0x7B  # {
-        o += 1
-        opened = True
-        for j in range(first_attribute[rows[i]], first_attribute[rows[i] + 1]):
-            if attributes[j, CONSUMED]:
-                continue
-            if not opened:
-                data[o], data[o + 1] = 0x2C, 0x20  # ", "
-                o += 2
-            opened = False
-            o = _write_json_string(buf, attributes[j, KEY_AT], attributes[j, KEY_LENGTH], attributes[j, KEY_JSON],
-                                   data, o)  # fmt: skip
-            data[o], data[o + 1] = 0x3A, 0x20  # ": "
+        if o == start:
+            out[o] = 0x7B  # {
+            o += 1
+        else:
+            out[o], out[o + 1] = 0x2C, 0x20  # ", "
             o += 2
-            kind = attributes[j, TYPE]
-            if kind == STRING:
-                o = _write_json_string(buf, attributes[j, VALUE_AT], attributes[j, VALUE], attributes[j, VALUE_JSON],
-                                       data, o)  # fmt: skip
-            elif kind == INT:
-                o = _write_digits(attributes[j, VALUE], data, o)
-            else:
-                word = _NULL if kind == NONE else _TRUE if attributes[j, VALUE] else _FALSE
-                o = _copy(word, 0, len(word), data, o)
-        data[o] = 0x7D  # }
-    return offsets, data
+        o = _write_json_string(
+            buf, attributes[j, _KEY_AT], attributes[j, _KEY_LENGTH], attributes[j, _KEY_JSON], out, o
+        )
+        out[o], out[o + 1] = 0x3A, 0x20  # ": "
+        o += 2
+        kind = attributes[j, _TYPE]
+        if kind == STRING:
+            o = _write_json_string(
+                buf, attributes[j, _VALUE_AT], attributes[j, _VALUE], attributes[j, _VALUE_JSON], out, o
+            )
+        elif kind == INT:
+            o = _write_digits(attributes[j, _VALUE], out, o)
+        else:
+            word = _NULL if kind == NONE else _TRUE if attributes[j, _VALUE] else _FALSE
+            o = _copy(word, 0, len(word), out, o)
+    if o > start:
+        out[o] = 0x7D  # }
+        o += 1
+    return o
+
+
+@njit(cache=True, nogil=True)
+def decode_spans(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, keys: PromotedKeys) -> Spans:
+    """Every span at ``starts``:``ends`` of ``buf``, read once and written into its columns' buffers."""
+    n, columns = len(starts), len(keys.numeric)
+    odd = np.zeros(n, np.bool_)
+    trace_ids = np.empty(32 * n, np.uint8)
+    span_ids = np.empty(16 * n, np.uint8)
+    parent_ids = np.empty(16 * n, np.uint8)
+    numbers = np.zeros((n, _NUMBERS), np.int64)
+    integers = np.zeros((n, columns), np.int64)
+    # Text columns: each in its own region of one buffer, as large as its text could be (pages never written
+    # are never backed by memory): a name or a promoted string is in the span's bytes, an int takes 20
+    # characters at most, and JSON escapes take 6 characters per byte at most.
+    total = 0
+    for i in range(n):
+        total += ends[i] - starts[i]
+    region = np.zeros(TEXTS + columns + 1, np.int64)
+    region[NAME_TEXT + 1] = total
+    region[JSON_TEXT + 1] = region[JSON_TEXT] + 6 * total + 2 * n
+    for c in range(columns):
+        t = TEXTS + c
+        region[t + 1] = region[t] + (0 if keys.numeric[c] else total + 20 * n)
+    text = np.empty(region[-1], np.uint8)
+    cursor = region[:-1].copy()
+    offsets = np.zeros((len(region) - 1, n + 1), np.int64)
+    valid = np.zeros((len(region) - 1, n), np.bool_)
+
+    span = np.zeros((1, _SPAN_COLUMNS), np.int64)
+    picks = np.empty((1, columns), np.int64)
+    attributes = np.empty((64, _ATTRIBUTE_COLUMNS), np.int64)
+    for i in range(n):
+        # An attribute takes 2 bytes at least: room for as many as the span could hold.
+        attributes = _grow(attributes, (ends[i] - starts[i]) // 2 + 1)
+        span[0] = 0
+        picks[0] = -1
+        count = _span(buf, starts[i], ends[i], span, 0, attributes, 0, picks, keys)
+        if count < 0:
+            odd[i] = True
+            trace_ids[32 * i : 32 * i + 32] = 0x30
+            span_ids[16 * i : 16 * i + 16] = 0x30
+            parent_ids[16 * i : 16 * i + 16] = 0x30
+        else:
+            _write_hex(buf, span[0, _TRACE_AT], 16, trace_ids, 32 * i)
+            _write_hex(buf, span[0, _SPAN_AT], 8, span_ids, 16 * i)
+            _write_hex(buf, span[0, _PARENT_AT], 8, parent_ids, 16 * i)
+            numbers[i, START], numbers[i, END] = span[0, _START], span[0, _END]
+            numbers[i, KIND], numbers[i, STATUS], numbers[i, HAS_PARENT] = (
+                span[0, _KIND],
+                span[0, _STATUS],
+                span[0, _HAS_PARENT],
+            )
+            cursor[NAME_TEXT] = _copy(buf, span[0, _NAME_AT], span[0, _NAME_LENGTH], text, cursor[NAME_TEXT])
+            valid[NAME_TEXT, i] = True
+            after = _write_attributes(buf, attributes, count, text, cursor[JSON_TEXT])
+            valid[JSON_TEXT, i] = after > cursor[JSON_TEXT]
+            cursor[JSON_TEXT] = after
+            for c in range(columns):
+                j = picks[0, c]
+                kind = attributes[j, _TYPE] if j >= 0 else NONE
+                if keys.numeric[c]:
+                    integers[i, c] = attributes[j, _VALUE] if kind == INT else 0
+                    valid[TEXTS + c, i] = kind == INT
+                elif kind != NONE:
+                    t = TEXTS + c
+                    cursor[t] = _write_text(buf, kind, attributes[j, _VALUE_AT], attributes[j, _VALUE], text, cursor[t])
+                    valid[t, i] = True
+        for t in range(len(region) - 1):
+            offsets[t, i + 1] = cursor[t] - region[t]
+    return Spans(odd, trace_ids, span_ids, parent_ids, numbers, integers, text, region, offsets, valid)
