@@ -116,6 +116,24 @@ def _validity(valid: np.ndarray | None) -> pa.Buffer | None:
     return None if valid is None else pa.py_buffer(np.packbits(valid, bitorder="little"))
 
 
+# Arrays are made from buffers here, not with pa.array: that imports pandas (a third of a second) to check
+# whether it was handed a pandas object.
+
+
+def from_numpy(values: np.ndarray, valid: np.ndarray | None = None) -> pa.Array:
+    """An int64 or float64 array of ``values`` (null where ``valid`` is False)."""
+    kind, dtype = (pa.float64(), np.float64) if values.dtype.kind == "f" else (pa.int64(), np.int64)
+    values = np.ascontiguousarray(values, dtype)
+    return pa.Array.from_buffers(kind, len(values), [_validity(valid), pa.py_buffer(values)])
+
+
+def strings(values: Sequence[str]) -> pa.Array:
+    """A string array of ``values``."""
+    encoded = [v.encode() for v in values]
+    offsets = np.cumsum([0] + [len(e) for e in encoded], dtype=np.int64)
+    return _string_array(offsets, np.frombuffer(b"".join(encoded), np.uint8), None)
+
+
 def _string_array(offsets: np.ndarray, data: np.ndarray, valid: np.ndarray | None) -> pa.Array:
     """A string column from the compiled writers' int64 offsets and UTF-8 data (already validated)."""
     if offsets[-1] > np.iinfo(np.int32).max:
@@ -137,9 +155,14 @@ def decode_exports(exports: Sequence[FramedExport]) -> DecodedSpans:
             return _halves(exports)
         export = exports[0]  # text past 2 GiB from one export: its spans one by one
         table, kept, dropped = _decode_one_by_one(
-            export.body, np.arange(export.spans), export.starts, export.ends, export.services, export.resource_of
+            [export.body] * export.spans, np.arange(export.spans), export.starts, export.ends, export.services,
+            export.resource_of,
+        )  # fmt: skip
+        return DecodedSpans(
+            table=SPAN_SCHEMA.empty_table() if table is None else table,
+            received=np.full(len(kept), export.received),
+            dropped=dropped,
         )
-        return DecodedSpans(table=table, received=np.full(len(kept), export.received), dropped=dropped)
 
 
 def _halves(exports: Sequence[FramedExport]) -> DecodedSpans:
@@ -149,27 +172,25 @@ def _halves(exports: Sequence[FramedExport]) -> DecodedSpans:
 
 def _decode_batch(exports: Sequence[FramedExport]) -> DecodedSpans:
     counts = np.array([e.spans for e in exports], np.int64)
-    sizes = np.array([len(e.body) for e in exports], np.int64)
-    base = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-    raw = b"".join(e.body for e in exports)
-    buf = np.frombuffer(raw, np.uint8)
+    bodies = np.array([np.frombuffer(e.body, np.uint8).ctypes.data for e in exports], np.int64)
+    body_of = np.repeat(np.arange(len(exports), dtype=np.int64), counts)
     starts = np.concatenate([e.starts for e in exports] + [np.zeros(0, np.int64)])
     ends = np.concatenate([e.ends for e in exports] + [np.zeros(0, np.int64)])
-    starts += np.repeat(base, counts)
-    ends += np.repeat(base, counts)
     services = [s for e in exports for s in e.services]
     service_base = np.cumsum([0] + [len(e.services) for e in exports])[:-1]
     resource = np.concatenate([e.resource_of for e in exports] + [np.zeros(0, np.int64)])
     resource += np.repeat(np.asarray(service_base, np.int64), counts)
     received = np.repeat(np.array([e.received for e in exports], np.float64), counts)
 
-    spans = wire.decode_spans(buf, starts, ends, _KEYS)
+    spans = wire.decode_spans(bodies, body_of, starts, ends, _KEYS)  # reads the bodies in place (kept alive here)
     rows = np.flatnonzero(~spans.odd)
     fast = _table(spans, services, resource)
     if len(rows) < len(starts):
         fast = fast.filter(pa.array(~spans.odd))
-    slow, slow_rows, dropped = _decode_one_by_one(raw, np.flatnonzero(spans.odd), starts, ends, services, resource)
-    table = pa.concat_tables([fast, slow]) if slow.num_rows else fast
+    odd = np.flatnonzero(spans.odd)
+    slow, slow_rows, dropped = _decode_one_by_one([exports[b].body for b in body_of[odd].tolist()], odd, starts, ends,
+                                                  services, resource)  # fmt: skip
+    table = pa.concat_tables([fast, slow]) if slow is not None and slow.num_rows else fast
     return DecodedSpans(table=table, received=np.concatenate([received[rows], received[slow_rows]]), dropped=dropped)
 
 
@@ -188,23 +209,22 @@ def _table(spans: wire.Spans, services: list[str], resource: np.ndarray) -> pa.T
         return pa.Array.from_buffers(pa.string(), n, [_validity(valid), offsets, pa.py_buffer(digits)])
 
     numbers = spans.numbers
-    start, end = numbers[:, wire.START].copy(), numbers[:, wire.END].copy()
+    start, end = numbers[:, wire.START], numbers[:, wire.END]
     columns: dict[str, pa.Array] = {
         "trace_id": ids(spans.trace_ids),
         "span_id": ids(spans.span_ids),
         "parent_span_id": ids(spans.parent_ids, numbers[:, wire.HAS_PARENT] != 0),
         "name": text(wire.NAME_TEXT),
-        "kind": pa.array(SPAN_KINDS).take(pa.array(numbers[:, wire.KIND])),
-        "service": pa.array(services, pa.string()).take(pa.array(resource)),
-        "start_ns": pa.array(start),
-        "end_ns": pa.array(end),
-        "duration_ms": pa.array((end - start) / 1e6),
-        "status": pa.array(STATUS_CODES).take(pa.array(numbers[:, wire.STATUS])),
+        "kind": strings(SPAN_KINDS).take(from_numpy(numbers[:, wire.KIND])),
+        "service": strings(services).take(from_numpy(resource)),
+        "start_ns": from_numpy(start),
+        "end_ns": from_numpy(end),
+        "duration_ms": from_numpy((end - start) / 1e6),
+        "status": strings(STATUS_CODES).take(from_numpy(numbers[:, wire.STATUS])),
     }
     for c, name in enumerate(PROMOTED_ATTRIBUTES):
         if name in _INT_COLUMNS:
-            values, valid = spans.integers[:, c].copy(), spans.valid[wire.TEXTS + c]
-            columns[name] = pa.Array.from_buffers(pa.int64(), n, [_validity(valid), pa.py_buffer(values)])
+            columns[name] = from_numpy(spans.integers[:, c], spans.valid[wire.TEXTS + c])
         else:  # an int where a string is expected: span_columns writes str(value), and so does decode_spans
             columns[name] = text(wire.TEXTS + c)
     columns["attributes"] = text(wire.JSON_TEXT)
@@ -212,17 +232,21 @@ def _table(spans: wire.Spans, services: list[str], resource: np.ndarray) -> pa.T
 
 
 def _decode_one_by_one(
-    raw: bytes, spans: np.ndarray, starts: np.ndarray, ends: np.ndarray, services: list[str], resource: np.ndarray
-) -> tuple[pa.Table, np.ndarray, int]:
-    """The spans this path does not handle, decoded by span_columns' code; those it cannot parse are dropped."""
+    bodies: list[bytes], spans: np.ndarray, starts: np.ndarray, ends: np.ndarray, services: list[str],
+    resource: np.ndarray,
+) -> tuple[pa.Table | None, np.ndarray, int]:  # fmt: skip
+    """The spans this path does not handle (span ``spans[k]`` in ``bodies[k]``), decoded by span_columns' code;
+    those it cannot parse are dropped."""
+    if not len(spans):  # (an empty table is not made: pyarrow imports pandas to make one)
+        return None, np.zeros(0, np.int64), 0
     from google.protobuf.message import DecodeError
     from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
     columns: dict[str, list[Any]] = empty_columns()
     kept: list[int] = []
-    for i in spans.tolist():
+    for body, i in zip(bodies, spans.tolist(), strict=True):
         try:
-            span = Span.FromString(raw[starts[i] : ends[i]])
+            span = Span.FromString(body[starts[i] : ends[i]])
         except (DecodeError, ValueError):
             continue
         append_span(columns, span, services[resource[i]])
