@@ -105,6 +105,22 @@ def frame_export(body: bytes) -> FramedExport:
     )
 
 
+def warm_up() -> float:
+    """Compile the decoder (or load it from numba's cache on disk) by decoding one small export; returns the
+    seconds it took. The first call after an install or a change of ratchet/traces/wire.py compiles (about
+    half a minute on two cores); later ones, in any process, load the cache (about half a second)."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+    from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
+
+    started = time.perf_counter()
+    attributes = [KeyValue(key="http.route", value=AnyValue(string_value="/")), KeyValue(key="n", value=AnyValue())]
+    span = Span(trace_id=bytes(16), span_id=bytes(8), name="warm-up", attributes=attributes)
+    export = ExportTraceServiceRequest(resource_spans=[ResourceSpans(scope_spans=[ScopeSpans(spans=[span])])])
+    decode_exports([frame_export(export.SerializeToString())])
+    return time.perf_counter() - started
+
+
 # --- a batch of exports, decoded by the compiled scan --------------------------------------------------------
 
 

@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ratchet.traces.columnar import warm_up
 from ratchet.traces.otlp import OtlpPayloadError, decode_json, span_columns
 from ratchet.traces.store import SpanSink
 
@@ -113,6 +114,10 @@ def create_receiver_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # Before accepting spans (uvicorn announces the receiver once this returns): the first export would
+        # otherwise wait for the decoder to compile, past an SDK's export timeout on a fresh install.
+        await asyncio.to_thread(warm_up)
+
         async def flush_every_second() -> None:
             while True:
                 await asyncio.sleep(FLUSH_INTERVAL_S)

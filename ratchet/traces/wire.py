@@ -390,7 +390,7 @@ def _service_name(data: int, p: int, end: int, name: int) -> tuple[bool, int, in
     return True, service_at, service_length
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def frame(buf: np.ndarray) -> Frame:
     """Where each span of an ``ExportTraceServiceRequest`` lies, and each ResourceSpans' service."""
     empty = np.zeros(0, np.int64)
