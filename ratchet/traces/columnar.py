@@ -1,18 +1,19 @@
-"""Decode OTLP/protobuf trace exports into Arrow columns, many exports at once, with numpy and Arrow kernels.
+"""Decode OTLP/protobuf trace exports into Arrow columns, many exports at once, with compiled loops (numba).
 
 ``otlp.span_columns`` builds a protobuf object per span and a Python dict per attribute: for a million spans
-that costs about what a plain ``json.loads`` loop over the same exports costs (``make bench``). Here Python reads
-only the headers of each export as it arrives (``frame_export``: its resources and where each span's bytes
-lie). The spans are decoded later, a batch of exports at a time (``decode_exports``): each numpy step reads
-the next field of every span at once ("lockstep", as many steps as the longest span has fields), then the
-attributes' keys and values the same way, and Arrow kernels turn byte ranges into string columns and the
-remaining attributes into JSON text.
+that costs about what a plain ``json.loads`` loop over the same exports costs (``make bench``). Here each
+export is framed as it arrives (``frame_export``: its resources, and where each span's bytes lie), and the
+spans are decoded later, a batch of exports at a time (``decode_exports``): one compiled pass over each span
+(``wire.decode_spans``) reads its fields and attributes and writes straight into the columns' buffers (ids as
+hex, names, the promoted attributes, the rest of the attributes as JSON text), which become Arrow arrays
+without a copy.
 
 The rows are those ``span_columns`` gives (tests compare the two). A span this path does not handle itself —
 an id that is not 16 or 8 bytes, a field sent twice, an attribute value that is a double, an array, a map or
-bytes, a promoted attribute of another type than its column's, a string that is not valid UTF-8 — goes through
-``otlp.append_span`` with opentelemetry-proto, one span at a time; a span that even that cannot parse is
-dropped and counted. What the columns do not keep (scope, events, links) is skipped without being checked.
+bytes, a key twice, a promoted attribute of another type than its column's, a string that is not valid UTF-8 —
+goes through ``otlp.append_span`` with opentelemetry-proto, one span at a time; a span that even that cannot
+parse is dropped and counted. What the columns do not keep (scope, events, links) is skipped without being
+checked.
 """
 
 from __future__ import annotations
@@ -136,14 +137,14 @@ def _validity(valid: np.ndarray | None) -> pa.Buffer | None:
 # whether it was handed a pandas object.
 
 
-def from_numpy(values: np.ndarray, valid: np.ndarray | None = None) -> pa.Array:
+def _from_numpy(values: np.ndarray, valid: np.ndarray | None = None) -> pa.Array:
     """An int64 or float64 array of ``values`` (null where ``valid`` is False)."""
     kind, dtype = (pa.float64(), np.float64) if values.dtype.kind == "f" else (pa.int64(), np.int64)
     values = np.ascontiguousarray(values, dtype)
     return pa.Array.from_buffers(kind, len(values), [_validity(valid), pa.py_buffer(values)])
 
 
-def strings(values: Sequence[str]) -> pa.Array:
+def _strings(values: Sequence[str]) -> pa.Array:
     """A string array of ``values``."""
     encoded = [v.encode() for v in values]
     offsets = np.cumsum([0] + [len(e) for e in encoded], dtype=np.int64)
@@ -231,16 +232,16 @@ def _table(spans: wire.Spans, services: list[str], resource: np.ndarray) -> pa.T
         "span_id": ids(spans.span_ids),
         "parent_span_id": ids(spans.parent_ids, numbers[:, wire.HAS_PARENT] != 0),
         "name": text(wire.NAME_TEXT),
-        "kind": strings(SPAN_KINDS).take(from_numpy(numbers[:, wire.KIND])),
-        "service": strings(services).take(from_numpy(resource)),
-        "start_ns": from_numpy(start),
-        "end_ns": from_numpy(end),
-        "duration_ms": from_numpy((end - start) / 1e6),
-        "status": strings(STATUS_CODES).take(from_numpy(numbers[:, wire.STATUS])),
+        "kind": _strings(SPAN_KINDS).take(_from_numpy(numbers[:, wire.KIND])),
+        "service": _strings(services).take(_from_numpy(resource)),
+        "start_ns": _from_numpy(start),
+        "end_ns": _from_numpy(end),
+        "duration_ms": _from_numpy((end - start) / 1e6),
+        "status": _strings(STATUS_CODES).take(_from_numpy(numbers[:, wire.STATUS])),
     }
     for c, name in enumerate(PROMOTED_ATTRIBUTES):
         if name in _INT_COLUMNS:
-            columns[name] = from_numpy(spans.integers[:, c], spans.valid[wire.TEXTS + c])
+            columns[name] = _from_numpy(spans.integers[:, c], spans.valid[wire.TEXTS + c])
         else:  # an int where a string is expected: span_columns writes str(value), and so does decode_spans
             columns[name] = text(wire.TEXTS + c)
     columns["attributes"] = text(wire.JSON_TEXT)
