@@ -52,6 +52,7 @@ _MAX_DATA = 1 << 30  # a batch's bytes at most (the text columns' Arrow offsets 
 
 _INT_COLUMNS = {"http_status", "body_size"}
 _KEYS = wire.promoted_keys(PROMOTED_ATTRIBUTES, _INT_COLUMNS)
+assert (len(SPAN_KINDS), len(STATUS_CODES)) == (wire.KINDS, wire.STATUSES), "the compiled code maps them"
 
 
 class UnframedExport(Exception):

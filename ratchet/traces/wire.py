@@ -105,7 +105,7 @@ class PromotedKeys(NamedTuple):
     offsets: np.ndarray
     """Key k is ``data[offsets[k]:offsets[k + 1]]``."""
     by_hash: np.ndarray
-    """The key (k) whose FNV-1a hash ends in i's bits is ``by_hash[i]``, -1 none (a power of 2 long, so
+    """The key (k) whose ``_key_hash`` ends in i's bits is ``by_hash[i]``, -1 none (a power of 2 long, so
     that no two keys share a place)."""
     column: np.ndarray
     """Key k fills column ``column[k]`` …"""
@@ -130,6 +130,8 @@ def promoted_keys(columns: dict[str, tuple[str, ...]], numeric: set[str]) -> Pro
     size = 16
     while len({_fnv(k) & (size - 1) for _, _, k in keys}) < len(keys):
         size *= 2
+        if size > 1 << 16:  # two keys with one hash: a lookup by hash alone cannot tell them apart
+            raise ValueError("promoted attribute keys whose hashes collide")
     by_hash = np.full(size, -1, np.int64)
     for k, (_, _, key) in enumerate(keys):
         by_hash[_fnv(key) & (size - 1)] = k
