@@ -48,7 +48,9 @@ SPAN_SCHEMA = pa.schema(
 )  # fmt: skip
 assert tuple(SPAN_SCHEMA.names) == SPAN_COLUMNS, "the Parquet schema and the decoded columns must agree"
 
-_MAX_DATA = 1 << 30  # a batch's bytes at most (the text columns' Arrow offsets are 32-bit)
+# A batch's bytes at most: decode_spans reserves its text columns' buffers at up to ~13 times that (address
+# space, backed by memory only where written), and their Arrow offsets are 32-bit.
+_MAX_DATA = 1 << 27
 
 _INT_COLUMNS = {"http_status", "body_size"}
 _KEYS = wire.promoted_keys(PROMOTED_ATTRIBUTES, _INT_COLUMNS)
