@@ -254,3 +254,13 @@ def test_parts_written_while_spans_arrive_are_all_on_disk_once_flush_returns(tmp
 
 def test_the_decoder_warms_up() -> None:
     assert warm_up() >= 0
+
+
+def test_a_batch_larger_than_the_limit_is_decoded_in_halves(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ratchet.traces import columnar
+
+    bodies = [sdk_export() for _ in range(3)]
+    whole = decode_exports([frame_export(b) for b in bodies]).table
+    monkeypatch.setattr(columnar, "_MAX_DATA", len(bodies[0]))
+    halves = decode_exports([frame_export(b) for b in bodies])
+    assert halves.table.to_pylist() == whole.to_pylist() and len(halves.received) == whole.num_rows == 15
