@@ -7,7 +7,7 @@ the first run after an install or a change of this file pays the compilation (te
 the arrays into Arrow columns (ratchet.traces.columnar). A span this code does not handle itself is only
 marked (``Spans.odd``): what to do with it is the caller's decision.
 
-The helpers called for every field read memory through an address and an index (``_peek``, ``_get`` …)
+The helpers called for every field read memory through an address and an index (ratchet.compiled_memory)
 rather than take arrays: numba counts references to every array handed to a function, with an atomic
 operation each time, and for a walk over millions of fields that counting cost more than the reading.
 The entry points (``frame``, ``decode_spans``) hold the arrays, so the addresses stay valid while they run.
@@ -15,12 +15,16 @@ The entry points (``frame``, ``decode_spans``) hold the arrays, so the addresses
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
-from llvmlite import ir
-from numba import njit, types
-from numba.extending import intrinsic
+from numba import njit
+
+from ratchet.compiled_memory import address as _address
+from ratchet.compiled_memory import get as _get
+from ratchet.compiled_memory import peek as _peek
+from ratchet.compiled_memory import poke as _poke
+from ratchet.compiled_memory import put as _put
 
 # Protobuf wire types.
 _VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
@@ -143,64 +147,6 @@ def promoted_keys(columns: dict[str, tuple[str, ...]], numeric: set[str]) -> Pro
         rank=np.array([r for _, r, _ in keys], np.int64),
         numeric=np.array([name in numeric for name in columns], np.bool_),
     )
-
-
-# --- memory through addresses ------------------------------------------------------------------------------
-
-
-def _address_and_index(builder: Any, args: Any, width: int) -> Any:
-    address, index = args[0], args[1]
-    at = builder.add(address, builder.mul(index, ir.Constant(index.type, width)) if width > 1 else index)
-    return builder.inttoptr(at, ir.IntType(8 * width).as_pointer())
-
-
-@intrinsic
-def _peek(typingctx: Any, address: Any, index: Any) -> Any:
-    """The byte at ``address + index``."""
-
-    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-        return builder.load(_address_and_index(builder, args, 1))
-
-    return types.uint8(address, index), codegen
-
-
-@intrinsic
-def _poke(typingctx: Any, address: Any, index: Any, value: Any) -> Any:
-    """Store ``value`` as the byte at ``address + index``."""
-
-    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-        byte = context.cast(builder, args[2], signature.args[2], types.uint8)
-        builder.store(byte, _address_and_index(builder, args, 1))
-        return context.get_dummy_value()
-
-    return types.none(address, index, value), codegen
-
-
-@intrinsic
-def _get(typingctx: Any, address: Any, index: Any) -> Any:
-    """The int64 at ``address + 8 * index``."""
-
-    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-        return builder.load(_address_and_index(builder, args, 8))
-
-    return types.int64(address, index), codegen
-
-
-@intrinsic
-def _put(typingctx: Any, address: Any, index: Any, value: Any) -> Any:
-    """Store ``value`` as the int64 at ``address + 8 * index``."""
-
-    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-        word = context.cast(builder, args[2], signature.args[2], types.int64)
-        builder.store(word, _address_and_index(builder, args, 8))
-        return context.get_dummy_value()
-
-    return types.none(address, index, value), codegen
-
-
-@njit(cache=True, inline="always")
-def _address(array: np.ndarray) -> int:
-    return np.int64(array.ctypes.data)
 
 
 # --- reading the wire format ----------------------------------------------------------------------------
