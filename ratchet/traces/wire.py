@@ -150,9 +150,8 @@ def promoted_keys(columns: dict[str, tuple[str, ...]], numeric: set[str]) -> Pro
 
 
 # --- reading the wire format ----------------------------------------------------------------------------
-# What runs for every field or attribute is inlined into its caller (numba's inline="always"): a call each
-# would cost more than the work. Inlining everything would be faster still, by ~10%, but would take three
-# times as long to compile (a minute).
+# What runs for every span, field or attribute is inlined into its caller (numba's inline="always"): a call
+# each would cost more than the work. It makes the compilation long (~50 s on two cores, once per install).
 
 
 @njit(cache=True, inline="always")
@@ -492,7 +491,7 @@ def _attribute_cell(row: int, column: int) -> int:
     return row * _ATTRIBUTE_COLUMNS + column
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _span(data: int, p: int, end: int, span: int, attributes: int, picks: int, keys: _Keys) -> int:
     """One span's fields into ``span`` (_SPAN_COLUMNS int64), its attributes into ``attributes`` (rows of
     _ATTRIBUTE_COLUMNS, room for them all) and the attribute each promoted column takes into ``picks``;
@@ -765,7 +764,7 @@ class _Out(NamedTuple):
     rows: int
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _write_row(data: int, i: int, span: int, picks: int, attributes: int, count: int, keys: _Keys, out: _Out) -> bool:
     """Row ``i`` of the columns from the span's walk; False when one of its strings is not UTF-8 (the caller
     undoes what was written)."""
