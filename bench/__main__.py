@@ -109,7 +109,7 @@ def main() -> int:
                 f"{ours.output['parquet_parts']} Parquet parts",
                 f"{mib[0]:.0f} MiB protobuf, {mib[1]:.0f} MiB JSON",
                 f"decoder compiled or loaded from numba's disk cache beforehand in {warm.output['warm_s']} s "
-                "(not in the time; a fresh install compiles once, ~30 s)",
+                "(not in the time; a fresh install compiles once, ~50 s)",
             ],
             _spans_check,
         )

@@ -112,7 +112,8 @@ def frame_export(body: bytes) -> FramedExport:
 def warm_up() -> float:
     """Compile the decoder (or load it from numba's cache on disk) by decoding one small export; returns the
     seconds it took. The first call after an install or a change of ratchet/traces/wire.py compiles (about
-    half a minute on two cores); later ones, in any process, load the cache (about half a second)."""
+    50 s on two cores, and up to ~0.9 GiB of memory meanwhile); later ones, in any process, load the cache
+    (about half a second)."""
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
     from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
     from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span

@@ -3,7 +3,7 @@ span holds, and the text its columns keep, written straight into Arrow-shaped bu
 
 Everything here works on byte arrays (``np.uint8``) and integer arrays, never on Python objects, so numba
 compiles it to machine code; the compiled code is cached on disk beside this module (``cache=True``), so only
-the first run after an install or a change of this file pays the compilation (tens of seconds). Callers turn
+the first run after an install or a change of this file pays the compilation (~50 s). Callers turn
 the arrays into Arrow columns (ratchet.traces.columnar). A span this code does not handle itself is only
 marked (``Spans.odd``): what to do with it is the caller's decision.
 
