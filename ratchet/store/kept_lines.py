@@ -79,6 +79,7 @@ def kept_lines(lines: bytes, start: int = 0, end: int | None = None) -> bytes:
     if end <= start:
         return b""
     out = np.empty(end - start, np.uint8)
+    lines = bytes(lines)  # (a no-op for bytes; a writable buffer would make numba compile the scan a second time)
     size = _keep(np.frombuffer(lines, np.uint8), start, end, out, _PATTERNS, _PATTERN_ENDS)
     return out[:size].tobytes()
 

@@ -97,6 +97,7 @@ class DecodedSpans:
 
 def frame_export(body: bytes) -> FramedExport:
     """Where each span of an ``ExportTraceServiceRequest`` lies, and its service; raises UnframedExport."""
+    body = bytes(body)  # (a no-op for bytes; a writable buffer would make numba compile the scan a second time)
     framed = wire.frame(np.frombuffer(body, np.uint8))
     if not framed.ok:
         raise UnframedExport
