@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from ratchet.traces.columnar import SPAN_SCHEMA, UnframedExport, decode_exports, frame_export
+from ratchet.traces.columnar import SPAN_SCHEMA, UnframedExport, decode_exports, frame_export, warm_up
 from ratchet.traces.otlp import OtlpPayloadError, decode_protobuf, span_columns
 from ratchet.traces.store import SpanSink, run_trace_prefix
 
@@ -194,3 +194,74 @@ def test_mangled_exports_never_crash_and_agree_with_span_columns_when_it_accepts
         assert result.sort_by("span_id").to_pylist() == expected.to_pylist()
         agreed += 1
     assert agreed > 20
+
+
+def test_strings_are_escaped_as_json_dumps_escapes_them() -> None:
+    """Control characters, DEL, characters past the BMP, quotes and backslashes, in keys and values; ints and
+    bools at their limits; an int where a column holds strings."""
+    values = {
+        "ctl\x01": AnyValue(string_value="a\x00b\x1fc\x7fd\te\rf\x08g\x0ch"),
+        "emoji 😀": AnyValue(string_value="ü € 😀 \U0010ffff"),
+        'q"\\': AnyValue(string_value='"\\/'),
+        "min": AnyValue(int_value=-(2**63)),
+        "max": AnyValue(int_value=2**63 - 1),
+        "zero": AnyValue(int_value=0),
+        "yes": AnyValue(bool_value=True),
+        "no": AnyValue(bool_value=False),
+        "none": AnyValue(),
+        "server.address": AnyValue(int_value=-42),
+        "http.status_code": AnyValue(int_value=404),
+        "db.statement": AnyValue(string_value="SELECT 'é'"),
+    }
+    span = hand_made_span(bytes(range(16)), b"\x01" * 8, attributes=[kv(k, v) for k, v in values.items()])
+    body = ExportTraceServiceRequest(
+        resource_spans=[ResourceSpans(scope_spans=[ScopeSpans(spans=[span])])]
+    ).SerializeToString()
+    assert decoded(body).to_pylist() == reference(body).to_pylist()
+
+
+def test_a_span_with_a_string_that_is_not_utf8_is_dropped_and_its_neighbours_kept_whole() -> None:
+    """The compiled pass writes a span's text as it checks it: a string found broken in a promoted column (written
+    last) leaves nothing of that span in the columns, and the spans after it are unaffected."""
+    trace = bytes(range(16))
+    attributes = [kv("user", AnyValue(string_value="ann")), kv("http.route", AnyValue(string_value="/x\xa7"))]
+    spans = [hand_made_span(trace, bytes([i]) * 8, attributes=attributes) for i in (1, 2, 3)]
+    body = ExportTraceServiceRequest(
+        resource_spans=[ResourceSpans(scope_spans=[ScopeSpans(spans=spans)])]
+    ).SerializeToString()
+    second = body.index(b"/x\xc2\xa7", body.index(b"/x\xc2\xa7") + 1)
+    broken = body[:second] + b"/xx\xa7" + body[second + 4 :]  # its route: a lone continuation byte, same length
+    result = decode_exports([frame_export(broken)])
+    assert (result.table.num_rows, result.dropped) == (2, 1)  # opentelemetry-proto refuses the span too
+    good = ExportTraceServiceRequest(
+        resource_spans=[ResourceSpans(scope_spans=[ScopeSpans(spans=[spans[0], spans[2]])])]
+    ).SerializeToString()
+    assert result.table.sort_by("span_id").to_pylist() == reference(good).to_pylist()
+
+
+def test_parts_written_while_spans_arrive_are_all_on_disk_once_flush_returns(tmp_path: Path) -> None:
+    sink = SpanSink(tmp_path, max_rows=4)
+    for first in range(0, 15, 3):  # the buffer full every other export: those parts are written in the background
+        spans = [hand_made_span(bytes(16), bytes([i + 1]) * 8) for i in range(first, first + 3)]
+        body = ExportTraceServiceRequest(resource_spans=[ResourceSpans(scope_spans=[ScopeSpans(spans=spans)])])
+        assert sink.add_protobuf(body.SerializeToString()) == 3
+    assert sink.flush() is not None  # the last export's spans, and it waits for the part before
+    assert sink.flush() is None  # nothing left
+    parts = sorted(tmp_path.glob("*.parquet"))
+    assert len(parts) == 3 and not list(tmp_path.glob("*.tmp"))
+    assert duckdb.sql(f"SELECT count(DISTINCT span_id) FROM read_parquet('{tmp_path}/*.parquet')").fetchall() == [(15,)]
+
+
+def test_the_decoder_warms_up() -> None:
+    assert warm_up() >= 0
+
+
+def test_a_batch_larger_than_the_limit_is_decoded_in_halves(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ratchet.traces import columnar
+
+    bodies = [sdk_export() for _ in range(3)]
+    whole = decode_exports([frame_export(b) for b in bodies]).table
+    monkeypatch.setattr(columnar, "_MAX_DATA", len(bodies[0]))
+    halves = decode_exports([frame_export(b) for b in bodies])
+    assert halves.table.sort_by("span_id").to_pylist() == whole.sort_by("span_id").to_pylist()
+    assert len(halves.received) == whole.num_rows == 15

@@ -2,7 +2,7 @@
 
 k6 writes ``--out json`` into a FIFO that we own. A reader thread cuts the byte stream into chunks of whole
 lines and keeps only the lines of the metrics we store (``http_req_duration``: one line per request, about
-1 in 13 of what k6 writes; ``dropped_iterations``: the load generator running out of VUs). A converter thread
+1 in 13 of what k6 writes; ``dropped_iterations``: the load generator running out of VUs; see kept_lines). A converter thread
 has DuckDB turn each kept chunk into a Parquet part. Neither the whole output nor the samples are ever held
 in Python memory, and nothing but the parts stays on disk, so a soak test of hours stays bounded.
 
@@ -24,10 +24,8 @@ from typing import BinaryIO
 import duckdb
 
 from ratchet.k6.progress import Progress
+from ratchet.store.kept_lines import kept_lines, warm_up
 
-# The Point lines of the metrics we keep. k6 writes every Point line as {"metric":…,"type":"Point",…} (a fixed
-# field order), so one C-level regex scan over a block finds them without splitting the 12 lines in 13 we drop.
-_KEPT_LINE = re.compile(rb'\{"metric":"(?:http_req_duration|dropped_iterations)","type":"Point"[^\n]*\n')
 _READ_BYTES = 4 << 20
 CHUNK_BYTES = 32 << 20
 
@@ -96,11 +94,6 @@ def sql_literal(path: Path | str) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
-def kept_lines(lines: bytes) -> bytes:
-    """The lines that hold a kept metric's Point, joined."""
-    return b"".join(_KEPT_LINE.findall(lines))
-
-
 def convert_chunk(ndjson: Path, part: Path, *, generator: int = 0, endpoint_tag: str = "endpoint") -> None:
     """Turn one chunk of kept k6 lines into a Parquet part (written under a temporary name, then renamed).
 
@@ -154,6 +147,7 @@ class SampleStream:
         self.source.unlink(missing_ok=True)
         for stale in self.parts_dir.glob(f"chunk-{self.generator}-*"):  # left by an attempt that crashed
             stale.unlink()
+        warm_up()  # the line scan compiled or loaded now, not while k6 waits on a full FIFO
         os.mkfifo(self.source, 0o600)
         read_fd = os.open(self.source, os.O_RDONLY | os.O_NONBLOCK)
         # Our own writer end keeps the pipe open until finish(): without it the reader would see end-of-file
@@ -206,7 +200,7 @@ class SampleStream:
                     carry += block
                     continue
                 last = block.rfind(b"\n") + 1
-                new = kept_lines(carry + block[:first]) + b"".join(_KEPT_LINE.findall(block, first, last))
+                new = kept_lines(carry + block[:first]) + kept_lines(block, first, last)
                 if self.live is not None:
                     self.live.observe(new)
                 kept += new

@@ -10,11 +10,13 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -62,14 +64,17 @@ class SpanSink:
     refused at once); its spans are decoded with the other pending exports, many at a time, when the buffer is
     written. A part is written when the buffer holds ``max_rows`` spans or on ``flush()`` (the receiver calls
     it every second and before telling a run's collector what arrived), so memory stays bounded whatever the
-    arrival rate.
+    arrival rate. A part written because the buffer is full is written by a thread of its own while the next
+    spans arrive and decode (one part at a time); ``flush()`` returns once every part is on disk.
     """
 
     def __init__(self, incoming_dir: Path, *, max_rows: int = 50_000) -> None:
         self.incoming_dir = incoming_dir
         self.max_rows = max_rows
         self._lock = threading.Lock()
-        self._flush_lock = threading.Lock()  # one part at a time: a flush returns once what it took is on disk
+        self._flush_lock = threading.Lock()  # one flush at a time
+        self._writer: ThreadPoolExecutor | None = None  # made on first use
+        self._writing: Future[None] | None = None  # the part being written, at most one
         self._buffer: dict[str, list[Any]] = {name: [] for name in SPAN_COLUMNS}
         self._exports: list[FramedExport] = []
         self._rows = 0
@@ -102,7 +107,7 @@ class SpanSink:
             self.received += export.spans
             full = self._rows >= self.max_rows
         if full:
-            self.flush()
+            self._flush(wait=False)
         return export.spans
 
     def add(self, columns: dict[str, list[Any]]) -> int:
@@ -122,44 +127,71 @@ class SpanSink:
                 activity.last_received = now
             full = self._rows >= self.max_rows
         if full:
-            self.flush()
+            self._flush(wait=False)
         return count
 
     def flush(self) -> Path | None:
-        """Write what is buffered as one Parquet part (atomically: temporary name, then rename)."""
+        """Write what is buffered as one Parquet part (atomically: temporary name, then rename); returns once it,
+        and any part written before, is on disk."""
+        return self._flush(wait=True)
+
+    def _flush(self, *, wait: bool) -> Path | None:
         with self._flush_lock:
             with self._lock:
                 if not self._rows:
-                    return None
-                buffered, exports = self._buffer, self._exports
-                self._buffer = {name: [] for name in SPAN_COLUMNS}
-                self._exports = []
-                self._rows = 0
-                self._sequence += 1
-                part = self.incoming_dir / f"spans-{time.time_ns()}-{self._sequence:06d}.parquet"
-            tables = [pa.table(buffered, schema=SPAN_SCHEMA)] if buffered["trace_id"] else []
+                    buffered, exports, part = None, [], None
+                else:
+                    buffered, exports = self._buffer, self._exports
+                    self._buffer = {name: [] for name in SPAN_COLUMNS}
+                    self._exports = []
+                    self._rows = 0
+                    self._sequence += 1
+                    part = self.incoming_dir / f"spans-{time.time_ns()}-{self._sequence:06d}.parquet"
+            tables = [pa.table(buffered, schema=SPAN_SCHEMA)] if buffered and buffered["trace_id"] else []
             if exports:
                 decoded = decode_exports(exports)
                 self._note_arrivals(decoded)
                 tables.append(decoded.table)
-            table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
-            if not table.num_rows:
-                return None
-            tmp = part.with_suffix(".tmp")
-            pq.write_table(table, tmp, **_PART_OPTIONS)
-            tmp.replace(part)
+            table = (pa.concat_tables(tables) if len(tables) > 1 else tables[0]) if tables else None
+            self._wait_for_writing()  # one part in memory at a time, whatever the arrival rate
+            if table is not None and table.num_rows and part is not None:
+                self._writer = self._writer or ThreadPoolExecutor(1, thread_name_prefix="span-parts")
+                self._writing = self._writer.submit(_write_part, table, part)
+            else:
+                part = None
+            if wait:
+                self._wait_for_writing()
             return part
 
+    def _wait_for_writing(self) -> None:
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            writing.result()
+
     def _note_arrivals(self, decoded: DecodedSpans) -> None:
-        prefixes = pc.utf8_slice_codeunits(decoded.table["trace_id"], 0, RUN_PREFIX_HEX)
-        arrivals = pa.table({"prefix": prefixes, "received": decoded.received})
-        per_prefix = arrivals.group_by("prefix").aggregate([("received", "max"), ("received", "count")])
+        # numpy over the prefixes' dictionary codes, not Table.group_by or np.asarray: those import pandas (a
+        # third of a second, once per process)
+        trace_ids = decoded.table["trace_id"].combine_chunks()
+        prefixes = pc.dictionary_encode(pc.utf8_slice_codeunits(trace_ids, 0, RUN_PREFIX_HEX))
+        indices = prefixes.indices  # int32, no nulls (trace ids never are); read from its buffer, as above
+        codes = np.frombuffer(indices.buffers()[1], np.int32)[indices.offset : indices.offset + len(indices)]
+        spans = np.bincount(codes, minlength=len(prefixes.dictionary))
+        last = np.full(len(prefixes.dictionary), -np.inf)
+        np.maximum.at(last, codes, decoded.received)
         with self._lock:
             self.dropped += decoded.dropped
-            for prefix, last, spans in zip(*(per_prefix[c].to_pylist() for c in per_prefix.column_names), strict=True):
-                activity = self.by_prefix.setdefault(prefix, PrefixActivity(spans=0, last_received=last))
-                activity.spans += spans
-                activity.last_received = max(activity.last_received, last)
+            for prefix, count, latest in zip(
+                prefixes.dictionary.to_pylist(), spans.tolist(), last.tolist(), strict=True
+            ):
+                activity = self.by_prefix.setdefault(prefix, PrefixActivity(spans=0, last_received=latest))
+                activity.spans += count
+                activity.last_received = max(activity.last_received, latest)
+
+
+def _write_part(table: pa.Table, part: Path) -> None:
+    tmp = part.with_suffix(".tmp")
+    pq.write_table(table, tmp, **_PART_OPTIONS)
+    tmp.replace(part)
 
 
 def collect_run_spans(
