@@ -402,7 +402,12 @@ def demo(
     """Run a whole campaign on the demo shop: server, worker, shop, campaign, report."""
     from ratchet.cli.demo import run_demo
 
-    raise typer.Exit(run_demo(console, playbook=playbook, auto_approve=auto_approve, shop_port=shop_port))
+    try:
+        code = run_demo(console, playbook=playbook, auto_approve=auto_approve, shop_port=shop_port)
+    except RatchetError as exc:  # e.g. the Temporal port taken by another program: say so, no traceback
+        err.print(f"[red]{exc}[/]", highlight=False)
+        raise typer.Exit(EXIT_UNREACHABLE) from None
+    raise typer.Exit(code)
 
 
 def main(argv: list[str] | None = None) -> None:
