@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from ratchet.analysis.significance import holm_adjusted
 from ratchet.analysis.slo import share_met
 from ratchet.config.playbook import Playbook
 from ratchet.contracts import (
@@ -76,6 +75,10 @@ def guard_check(
     """
     guard = playbook.deployment.guard
     rules = playbook.validation
+    # Imported here: the campaign workflow imports this module, and the statistics libraries behind Holm
+    # (scipy, statsmodels) would add over a second to every worker's start for a check only an activity makes.
+    from ratchet.analysis.significance import holm_adjusted
+
     reasons = []
     adjusted = holm_adjusted({endpoint: p for endpoint, (p, _) in slower.items()})
     for now in watched.endpoints:

@@ -155,9 +155,9 @@ def plan(findings: list[Finding], target: Target, *, limit: int) -> list[Recomme
     for draft in ranked:
         if not draft.recommended:
             continue
-        clash = next((c for c in chosen if conflict(c.lever, draft.lever)), None)
+        clash = next(((c, why) for c in chosen if (why := conflict(c.lever, draft.lever))), None)
         if clash is not None:
-            draft.held_back = f"held back: it conflicts with {clash.lever.name} ({conflict(clash.lever, draft.lever)})"
+            draft.held_back = f"held back: it conflicts with {clash[0].lever.name} ({clash[1]})"
         elif len(chosen) >= limit:
             draft.held_back = f"held back: the playbook plans at most {limit} change(s) (max_recommendations)"
         else:
@@ -168,13 +168,10 @@ def plan(findings: list[Finding], target: Target, *, limit: int) -> list[Recomme
     ordered = [r for r in levered if r.recommended] + sorted(manual, key=lambda r: -r.score)
     ordered += [r for r in levered if not r.recommended]
     every = [r.model_copy(update={"id": f"R{i + 1}"}) for i, r in enumerate(ordered)]
-    ids = {r.lever.name: r.id for r in every if r.lever is not None}
-    return [
-        r.model_copy(update={"conflicts_with": [ids[o.lever.name] for o in every if o.lever is not None and o is not r
-                                                and conflict(r.lever, o.lever)]})
-        if r.lever is not None else r
-        for r in every
-    ]  # fmt: skip
+    for r in every:
+        if r.lever is not None:
+            r.conflicts_with = [o.id for o in every if o.lever is not None and conflict(r.lever, o.lever)]
+    return every
 
 
 def _recommendation(draft: _Draft) -> Recommendation:
