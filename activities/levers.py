@@ -20,6 +20,9 @@ from ratchet.store.engine import session_for
 from ratchet.store.tables import LeverAction
 from ratchet.templating import evaluate, render, render_tree
 
+# Appended to the ledger's detail of an action taken only to measure an arm of the validation.
+MEASUREMENT_NOTE = " (for a validation arm)"
+
 
 def _context(call: LeverCall) -> dict[str, Any]:
     target: Target = call.target
@@ -182,6 +185,8 @@ class LeverActivities:
             detail += f" ({lever.parameter.kind} value {context['parameter']})"  # type: ignore[union-attr]
         if after is None:
             detail += " (no check declared: not verified on the target)"
+        if call.for_measurement:
+            detail += MEASUREMENT_NOTE
         self._record(call, action, changed, after is not None, detail)
         return LeverOutcome(
             change_id=call.change_id, lever=lever.name, action=action,  # type: ignore[arg-type]

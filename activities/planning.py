@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import numpy as np
 from temporalio import activity
 
 from ratchet.analysis import planning
@@ -11,9 +12,13 @@ from ratchet.analysis.decisions import guard_check
 from ratchet.analysis.significance import compare_endpoint, hodges_lehmann, holm_adjusted, one_sided_p_values
 from ratchet.analysis.slo import check_slos
 from ratchet.analysis.tuning import suggest
+from ratchet.config.playbook import Playbook
 from ratchet.contracts import (
+    ArmsRequest,
     CompareRequest,
     CompareResult,
+    EndpointStats,
+    EndpointVerdict,
     GuardRequest,
     GuardResult,
     PlanRequest,
@@ -23,12 +28,12 @@ from ratchet.contracts import (
 )
 from ratchet.settings import Settings
 from ratchet.store.engine import session_for
-from ratchet.store.samples import endpoint_durations
+from ratchet.store.samples import endpoint_durations, endpoint_stats
 from ratchet.store.tables import RecommendationRecord
 
 
 class AnalysisActivities:
-    """plan_changes, compare_runs, check_guard and suggest_value."""
+    """plan_changes, compare_runs, compare_arms, check_guard and suggest_value."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -61,22 +66,34 @@ class AnalysisActivities:
                 pairs[before.endpoint] = (
                     before,
                     after,
-                    endpoint_durations(self.settings.samples_file(request.baseline.run_id), before.endpoint),
-                    endpoint_durations(self.settings.samples_file(request.candidate.run_id), before.endpoint),
+                    [endpoint_durations(self.settings.samples_file(request.baseline.run_id), before.endpoint)],
+                    [endpoint_durations(self.settings.samples_file(request.candidate.run_id), before.endpoint)],
                 )
-        raw = {endpoint: one_sided_p_values(pair[2], pair[3]) for endpoint, pair in pairs.items()}
-        faster = holm_adjusted({endpoint: p[0] for endpoint, p in raw.items()})
-        slower = holm_adjusted({endpoint: p[1] for endpoint, p in raw.items()})
-        verdicts = [
-            compare_endpoint(
-                *pair,
-                request.playbook.validation,
-                request.playbook.slo.for_endpoint(endpoint).max_error_rate,
-                p_values=(faster[endpoint], slower[endpoint]),
-            )
-            for endpoint, pair in pairs.items()
-        ]
+        verdicts = _judge(pairs, request.playbook)
         return CompareResult(verdicts=verdicts, slo=check_slos(request.candidate.endpoints, request.playbook))
+
+    def _compare_arms(self, request: ArmsRequest) -> CompareResult:
+        before_files = [self.settings.samples_file(run_id) for run_id in request.before_run_ids]
+        after_files = [self.settings.samples_file(run_id) for run_id in request.after_run_ids]
+        before_stats = {s.endpoint: s for s in endpoint_stats(before_files)}
+        after_stats = {s.endpoint: s for s in endpoint_stats(after_files)}
+        pairs = {
+            endpoint: (
+                before,
+                after_stats[endpoint],
+                [endpoint_durations(f, endpoint) for f in before_files],
+                [endpoint_durations(f, endpoint) for f in after_files],
+            )
+            for endpoint, before in before_stats.items()
+            if endpoint in after_stats
+        }
+        verdicts = _judge(pairs, request.playbook)
+        return CompareResult(verdicts=verdicts, slo=check_slos(list(after_stats.values()), request.playbook))
+
+    @activity.defn(name="compare_arms")
+    async def compare_arms(self, request: ArmsRequest) -> CompareResult:
+        """Verdict per endpoint from interleaved runs: each arm's runs, a hierarchical bootstrap, margins."""
+        return await asyncio.to_thread(self._compare_arms, request)
 
     @activity.defn(name="compare_runs")
     async def compare_runs(self, request: CompareRequest) -> CompareResult:
@@ -101,3 +118,25 @@ class AnalysisActivities:
     async def check_guard(self, request: GuardRequest) -> GuardResult:
         """Whether the bake run stayed within the guard's limits around the validated numbers."""
         return await asyncio.to_thread(self._guard, request)
+
+
+_Pair = tuple[EndpointStats, EndpointStats, list[np.ndarray], list[np.ndarray]]
+
+
+def _judge(pairs: dict[str, _Pair], playbook: Playbook) -> list[EndpointVerdict]:
+    """A verdict per endpoint, its Mann-Whitney p-values Holm-adjusted across the endpoints compared."""
+    raw = {
+        endpoint: one_sided_p_values(np.concatenate(pair[2]), np.concatenate(pair[3]))
+        for endpoint, pair in pairs.items()
+    }
+    faster = holm_adjusted({endpoint: p[0] for endpoint, p in raw.items()})
+    slower = holm_adjusted({endpoint: p[1] for endpoint, p in raw.items()})
+    return [
+        compare_endpoint(
+            *pair,
+            playbook.validation,
+            playbook.slo.for_endpoint(endpoint).max_error_rate,
+            p_values=(faster[endpoint], slower[endpoint]),
+        )
+        for endpoint, pair in pairs.items()
+    ]

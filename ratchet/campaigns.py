@@ -15,7 +15,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError
 
 from ratchet.config.loading import load_playbook, load_target
-from ratchet.contracts import ApprovalInput, CampaignInput, CampaignStatus, RejectionInput
+from ratchet.contracts import ApprovalInput, CampaignInput, CampaignStatus, EndpointStats, RejectionInput
 from ratchet.errors import NotFoundError, RatchetError
 from ratchet.settings import Settings
 from ratchet.store.engine import session_for
@@ -204,16 +204,25 @@ async def live_progress(client: Client, campaign_id: str) -> list[dict[str, Any]
 
 
 def status_summary(status: CampaignStatus) -> dict[str, Any]:
-    """Machine-readable status: the whole status plus a per-endpoint before/after view."""
+    """Machine-readable status: the whole status plus a per-endpoint before/after view.
+
+    Per endpoint: ``baseline`` (the assessment's run), ``validation`` (the last validation run with the
+    changes in place), and with a verdict ``before``/``after`` (each arm's requests pooled), the ratio of the
+    verdict's metric with its interval, the p-values and the verdict."""
     endpoints: dict[str, dict[str, Any]] = {}
+
+    def numbers(s: EndpointStats) -> dict[str, Any]:
+        return {"p50": s.p50, "p95": s.p95, "p99": s.p99, "requests": s.requests, "error_rate": s.error_rate}
+
     for label, run in (("baseline", status.baseline), ("validation", status.validation)):
         for s in run.endpoints if run else []:
-            endpoints.setdefault(s.endpoint, {})[label] = {
-                "p50": s.p50, "p95": s.p95, "p99": s.p99, "requests": s.requests, "error_rate": s.error_rate,
-            }  # fmt: skip
+            endpoints.setdefault(s.endpoint, {})[label] = numbers(s)
     for v in status.verdicts:
         entry = endpoints.setdefault(v.endpoint, {})
+        entry["before"], entry["after"] = numbers(v.before), numbers(v.after)
         entry["verdict"] = v.verdict.value
+        entry |= {"metric": v.metric, "ratio": v.ratio, "ratio_low": v.ratio_low, "ratio_high": v.ratio_high}
+        entry["runs_per_arm"] = v.runs_after
         entry["p95_ratio"] = v.p95_ratio
         entry["p_value_faster"] = v.p_value_faster
         entry["p_value_slower"] = v.p_value_slower

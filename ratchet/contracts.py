@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from ratchet.config.common import FindingType, Phase, Role
-from ratchet.config.playbook import Playbook
+from ratchet.config.playbook import Playbook, Validation
 from ratchet.config.target import Lever, LeverParameter, Target
 from ratchet.database.models import InspectionSummary
 
@@ -295,6 +295,9 @@ class LeverCall(Payload):
     lever: Lever
     target: Target
     parameter: float | None = None
+    for_measurement: bool = Field(
+        False, description="Undone or re-applied for an arm of the validation, not as a decision of the saga."
+    )
 
 
 class LeverOutcome(Payload):
@@ -364,8 +367,15 @@ class ChangeRecord(Payload):
 
 class Verdict(StrEnum):
     IMPROVED = "improved"
-    UNCHANGED = "unchanged"
+    NOT_WORSE = "not worse"
     REGRESSED = "regressed"
+    INCONCLUSIVE = "inconclusive"
+    UNCHANGED = "unchanged"  # campaigns validated before the margins: no interval, "not worse" in effect
+
+
+def ratio_digits(value: float) -> str:
+    """An after/before ratio: two decimals, or two significant digits below 0.1 (0.012)."""
+    return f"{value:.2f}" if abs(value) >= 0.1 else f"{value:.2g}"
 
 
 class EndpointVerdict(Payload):
@@ -379,8 +389,22 @@ class EndpointVerdict(Payload):
     p_value_faster: float = Field(description="One-sided Mann-Whitney: after is faster than before.")
     p_value_slower: float = Field(description="One-sided Mann-Whitney: after is slower than before.")
     hodges_lehmann_ms: float = Field(description="Median of pairwise differences after - before (ms).")
+    metric: str = Field("p95", description="The percentile the ratio and its interval are about.")
+    ratio: float | None = Field(None, description="After/before of the metric, as the mean of per-run values.")
+    ratio_low: float | None = Field(None, description="Lower end of the ratio's hierarchical bootstrap interval.")
+    ratio_high: float | None = Field(None, description="Upper end of the interval (None: unbounded, no data).")
+    confidence: float | None = Field(None, description="The interval's confidence level.")
+    runs_before: int = 1
+    runs_after: int = 1
     verdict: Verdict
     explanation: str
+
+    def ratio_text(self) -> str:
+        """x0.42 [0.38-0.47]; the p95 ratio alone for verdicts from before the intervals."""
+        if self.ratio is None or self.ratio_low is None:
+            return f"x{ratio_digits(self.p95_ratio)}"
+        high = ratio_digits(self.ratio_high) if self.ratio_high is not None else "?"
+        return f"x{ratio_digits(self.ratio)} [{ratio_digits(self.ratio_low)}-{high}]"
 
 
 class CompareRequest(Payload):
@@ -401,6 +425,22 @@ class ValidationOutcome(StrEnum):
 class CompareResult(Payload):
     verdicts: list[EndpointVerdict]
     slo: list[SloCheck]
+
+
+class ArmRun(Payload):
+    """One interleaved validation run: which arm, and its per-endpoint numbers."""
+
+    arm: Literal["before", "after"]
+    run: LoadTestResult
+
+
+class ArmsRequest(Payload):
+    """Compare two arms of interleaved runs, named by their run ids (the samples are in the store)."""
+
+    campaign_id: str
+    before_run_ids: list[str]
+    after_run_ids: list[str]
+    playbook: Playbook
 
 
 class GuardRequest(Payload):
@@ -438,6 +478,7 @@ class GateState(Payload):
     deadline: datetime
     approvers: list[str]
     escalated: bool = False
+    question: str = Field("", description="What the person is asked to decide, when it is more than the phase.")
 
 
 class ApprovalInput(Payload):
@@ -509,6 +550,10 @@ class CampaignStatus(Payload):
     database: InspectionSummary | None = Field(None, description="The baseline's database inspection.")
     pages: list[PageVitals] = Field(default_factory=list, description="Web vitals of the target's pages (the probe).")
     validation: LoadTestResult | None = None
+    validation_rules: Validation | None = Field(None, description="The playbook's rules the verdicts followed.")
+    validation_runs: list[ArmRun] = Field(
+        default_factory=list, description="The interleaved validation runs, in the order they ran."
+    )
     verdicts: list[EndpointVerdict] = Field(default_factory=list)
     slo_before: list[SloCheck] = Field(default_factory=list)
     slo_after: list[SloCheck] = Field(default_factory=list)

@@ -34,11 +34,14 @@ def role_activities(role: Role, settings: Settings) -> list[Callable[..., Any]]:
         probe = ProbeActivities(settings)
         return [
             *measuring, probe.probe_endpoints, assess.find_bottlenecks, analysis.plan_changes, analysis.compare_runs,
-            records.record_campaign, reports.write_report,
+            analysis.compare_arms, records.record_campaign, reports.write_report,
         ]  # fmt: skip
     if role == Role.TEST_ENGINEER:
         behaviour = BehaviourActivities(settings)
-        return [*measuring, analysis.compare_runs, behaviour.record_behaviour, behaviour.check_behaviour]
+        return [
+            *measuring, analysis.compare_runs, analysis.compare_arms, behaviour.record_behaviour,
+            behaviour.check_behaviour,
+        ]  # fmt: skip
     if role == Role.DEVOPS_ENGINEER:
         return [levers.apply_lever, levers.rollback_lever, *measuring, analysis.check_guard, analysis.suggest_value]
     if role == Role.LOAD_GENERATOR:

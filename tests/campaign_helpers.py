@@ -15,6 +15,7 @@ from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from activities.levers import MEASUREMENT_NOTE
 from ratchet import campaigns
 from ratchet.contracts import CampaignStatus
 from ratchet.settings import Settings
@@ -112,8 +113,13 @@ def ledger(settings: Settings, campaign_id: str) -> list[LeverAction]:
 
 
 def effects(settings: Settings, campaign_id: str, action: str) -> list[LeverAction]:
-    """The lever actions that changed the target (not the no-op repeats)."""
-    return [row for row in ledger(settings, campaign_id) if row.action == action and row.changed]
+    """The saga's lever actions that changed the target: not the no-op repeats, nor the validation's
+    undoing and re-applying of the changes to measure both arms."""
+    return [
+        row
+        for row in ledger(settings, campaign_id)
+        if row.action == action and row.changed and not row.detail.endswith(MEASUREMENT_NOTE)
+    ]
 
 
 async def assert_replays(client: Client, campaign_id: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from ratchet.analysis.bootstrap import arm_statistic, ratio_interval, run_percentile
 from ratchet.analysis.decisions import (
     AfterAssessment,
     after_assessment,
@@ -143,22 +144,63 @@ def test_hodges_lehmann_is_the_median_pairwise_shift() -> None:
     assert hodges_lehmann(before - 4, before) == pytest.approx(-4.0)
 
 
-def test_verdicts_need_significance_margin_and_absolute_effect() -> None:
+def test_verdicts_need_an_interval_past_the_margin_significance_and_absolute_effect() -> None:
     rng = np.random.default_rng(1)
     slow_before = rng.normal(40, 3, 300)
     fast_after = rng.normal(4, 0.5, 300)
     rules = PLAYBOOK.validation
-    improved = compare_endpoint(stats("s", 40, 45), stats("s", 4, 5), slow_before, fast_after, rules, 0.01)
+    improved = compare_endpoint(stats("s", 40, 45), stats("s", 4, 5), [slow_before], [fast_after], rules, 0.01)
     assert improved.verdict == Verdict.IMPROVED
     assert improved.p_value_faster < 1e-10
+    assert improved.ratio_high is not None and improved.ratio_high < 0.2 and improved.ratio_low is not None
     # A 20% slower p95 on a 1 ms endpoint is noise below min_effect_ms, even if "significant".
     tiny_before, tiny_after = rng.normal(1.0, 0.05, 300), rng.normal(1.2, 0.05, 300)
-    noise = compare_endpoint(stats("i", 1.0, 1.1), stats("i", 1.2, 1.32), tiny_before, tiny_after, rules, 0.01)
-    assert noise.verdict == Verdict.UNCHANGED
-    worse = compare_endpoint(stats("s", 4, 5), stats("s", 40, 45), fast_after, slow_before, rules, 0.01)
+    noise = compare_endpoint(stats("i", 1.0, 1.1), stats("i", 1.2, 1.32), [tiny_before], [tiny_after], rules, 0.01)
+    assert noise.verdict == Verdict.NOT_WORSE
+    worse = compare_endpoint(stats("s", 4, 5), stats("s", 40, 45), [fast_after], [slow_before], rules, 0.01)
     assert worse.verdict == Verdict.REGRESSED
-    broken = compare_endpoint(stats("s", 4, 5), stats("s", 4, 5, errors=20), fast_after, fast_after, rules, 0.01)
+    broken = compare_endpoint(stats("s", 4, 5), stats("s", 4, 5, errors=20), [fast_after], [fast_after], rules, 0.01)
     assert broken.verdict == Verdict.REGRESSED and "error rate" in broken.explanation
+
+
+def test_runs_that_disagree_give_an_inconclusive_verdict_and_more_runs_settle_it() -> None:
+    """Three runs per arm whose levels drift by +-30% cannot tell a 10% slowdown from none; the interval
+    says so instead of a verdict. Twelve quiet runs per arm can."""
+    rng = np.random.default_rng(3)
+    rules = PLAYBOOK.validation
+
+    def runs(count: int, level: float, spread: float) -> list[np.ndarray]:
+        return [rng.normal(level * rng.uniform(1 - spread, 1 + spread), level * 0.1, 60) for _ in range(count)]
+
+    drifting = compare_endpoint(
+        stats("e", 80, 100), stats("e", 88, 110), runs(3, 100, 0.3), runs(3, 110, 0.3), rules, 0.01
+    )
+    assert drifting.verdict == Verdict.INCONCLUSIVE, drifting.explanation
+    assert drifting.runs_before == drifting.runs_after == 3
+    quiet = compare_endpoint(
+        stats("e", 80, 100), stats("e", 80, 101), runs(12, 100, 0.02), runs(12, 101, 0.02), rules, 0.01
+    )
+    assert quiet.verdict == Verdict.NOT_WORSE, quiet.explanation
+    assert quiet.ratio_high is not None and quiet.ratio_high < 1 + rules.regression_margin
+
+
+def test_the_hierarchical_bootstrap_matches_resampling_runs_then_requests_by_hand() -> None:
+    """The Beta draw of a resampled run's percentile gives the interval a literal two-stage resampling gives."""
+    rng = np.random.default_rng(4)
+    before = [rng.lognormal(3, 0.4, 50) * rng.uniform(0.9, 1.1) for _ in range(3)]
+    after = [rng.lognormal(3, 0.4, 50) * 1.2 * rng.uniform(0.9, 1.1) for _ in range(3)]
+    interval = ratio_interval(before, after, level=0.9)
+
+    def by_hand(runs: list[np.ndarray]) -> np.ndarray:
+        values = np.empty(3000)
+        for b in range(values.size):
+            chosen = [runs[i] for i in rng.integers(0, len(runs), len(runs))]
+            values[b] = np.mean([run_percentile(rng.choice(run, run.size), 0.95) for run in chosen])
+        return values
+
+    low, high = np.quantile(by_hand(after) / by_hand(before), [0.05, 0.95])
+    assert interval.low == pytest.approx(low, rel=0.03) and interval.high == pytest.approx(high, rel=0.03)
+    assert interval.ratio == pytest.approx(arm_statistic(after, 0.95) / arm_statistic(before, 0.95))
 
 
 def test_decisions_after_assessment() -> None:
@@ -172,8 +214,8 @@ def test_validation_outcomes_and_changes_without_effect() -> None:
     rng = np.random.default_rng(2)
     a, b = rng.normal(40, 3, 200), rng.normal(4, 0.4, 200)
     rules = PLAYBOOK.validation
-    improved = compare_endpoint(stats("s", 40, 45), stats("s", 4, 5), a, b, rules, 0.01)
-    unchanged = compare_endpoint(stats("i", 1, 2), stats("i", 1, 2), b, b, rules, 0.01)
+    improved = compare_endpoint(stats("s", 40, 45), stats("s", 4, 5), [a], [b], rules, 0.01)
+    unchanged = compare_endpoint(stats("i", 1, 2), stats("i", 1, 2), [b], [b], rules, 0.01)
     after_ok = check_slos([stats("s", 4, 5), stats("i", 1, 2)], PLAYBOOK)
     assert validation_outcome([improved, unchanged], after_ok, PLAYBOOK).value == "met"
     after_partial = check_slos([stats("s", 40, 60), stats("i", 1, 2)], PLAYBOOK)

@@ -138,6 +138,7 @@ def completed_campaign() -> CampaignStatus:
         ],
         "baseline": _run("baseline", before_orders, before_search),
         "validation": _run("validation", after_orders, after_search),
+        "validation_rules": {"min_improvement": 0.2, "regression_margin": 0.1, "min_effect_ms": 5},
         "verdicts": [
             {
                 "endpoint": "orders",
@@ -148,6 +149,12 @@ def completed_campaign() -> CampaignStatus:
                 "p_value_faster": 3.1234e-45,
                 "p_value_slower": 1.0,
                 "hodges_lehmann_ms": -171.84,
+                "ratio": 0.0568,
+                "ratio_low": 0.049,
+                "ratio_high": 0.066,
+                "confidence": 0.95,
+                "runs_before": 3,
+                "runs_after": 3,
                 "verdict": "improved",
                 "explanation": "p95 fell 94% (p < 0.001)",
             },
@@ -358,6 +365,9 @@ def test_before_after_numbers(fixture: str, request: pytest.FixtureRequest) -> N
     report = request.getfixturevalue(fixture)
     for number in ("412.3", "23.4", "95.5", "96.2", "3.1e-45", "-171.8", "0.057"):
         assert number in report, number
+    # The verdict's ratio with its interval, and the rules it was judged by.
+    assert "x0.057 [0.049-0.066]" in report
+    assert "below 1 - 0.20" in report and "above 1 + 0.10" in report
     assert "improved" in report
     assert "unchanged" in report
 

@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
         after_assessment,
         best_trial,
         changes_without_effect,
+        undecided_endpoints,
         validation_outcome,
         validation_summary,
     )
@@ -31,6 +32,8 @@ with workflow.unsafe.imports_passed_through():
     from ratchet.config.target import Target
     from ratchet.contracts import (
         ApprovalInput,
+        ArmRun,
+        ArmsRequest,
         AssessRequest,
         AssessResult,
         BehaviourCheck,
@@ -43,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
         ChangeState,
         CompareRequest,
         CompareResult,
+        EndpointVerdict,
         Event,
         GateDecision,
         GateState,
@@ -68,6 +72,7 @@ with workflow.unsafe.imports_passed_through():
         SuggestResult,
         Trial,
         ValidationOutcome,
+        Verdict,
     )
     from workflows import search_attributes as sa
 
@@ -112,6 +117,7 @@ class CampaignWorkflow:
         self._approved_only: list[str] | None = None
         self._validation_outcome = ValidationOutcome.MET
         self._behaviour_recorded = False
+        self._changes_in_place = True
 
     # ------------------------------------------------------------------ run
 
@@ -329,28 +335,34 @@ class CampaignWorkflow:
     async def _validation(self, baseline: LoadTestResult) -> LoadTestResult:
         self._begin(Phase.VALIDATION)
         await self._gate_or_abort(Phase.VALIDATION)
-        candidate = await self._load_test(
-            "validation", Role.TEST_ENGINEER, "Validation load test (same load as baseline)"
-        )
+        applied = [c for c in self._status.changes if c.state == ChangeState.APPLIED]
+        if self._input.playbook.validation.interleave and workflow.patched("interleaved-validation"):
+            comparison, candidate = await self._interleaved(applied)
+        else:  # older campaigns replay with the assessment's baseline against one validation run
+            candidate = await self._load_test(
+                "validation", Role.TEST_ENGINEER, "Validation load test (same load as baseline)"
+            )
+            comparison = await self._activity(
+                "compare_runs",
+                CompareRequest(
+                    campaign_id=self._input.campaign_id,
+                    baseline=baseline,
+                    candidate=candidate,
+                    playbook=self._input.playbook,
+                    target=self._input.target,
+                ),
+                Role.PERF_OPTIMIZER,
+                "Compare before/after per endpoint (Mann-Whitney on raw samples)",
+                result_type=CompareResult,
+            )
         self._status.validation = candidate
-        comparison: CompareResult = await self._activity(
-            "compare_runs",
-            CompareRequest(
-                campaign_id=self._input.campaign_id,
-                baseline=baseline,
-                candidate=candidate,
-                playbook=self._input.playbook,
-                target=self._input.target,
-            ),
-            Role.PERF_OPTIMIZER,
-            "Compare before/after per endpoint (Mann-Whitney on raw samples)",
-            result_type=CompareResult,
-        )
+        self._status.validation_rules = self._input.playbook.validation
         self._status.verdicts = comparison.verdicts
         self._status.slo_after = comparison.slo
         outcome = validation_outcome(comparison.verdicts, comparison.slo, self._input.playbook)
         verdicts = {v.endpoint: v for v in comparison.verdicts}
-        applied = [c for c in self._status.changes if c.state == ChangeState.APPLIED]
+        if outcome != ValidationOutcome.REGRESSED:
+            await self._settle_inconclusive(comparison.verdicts)
         if outcome in (ValidationOutcome.FAILED, ValidationOutcome.REGRESSED):
             summary = validation_summary(comparison.verdicts, comparison.slo)
             self._end(Phase.VALIDATION, outcome.value, summary)
@@ -373,6 +385,95 @@ class CampaignWorkflow:
         self._end(Phase.VALIDATION, outcome.value, note)
         self._validation_outcome = outcome
         return candidate
+
+    async def _interleaved(self, applied: list[ChangeRecord]) -> tuple[CompareResult, LoadTestResult]:
+        """Both arms measured now, alternating A B, B A, A B ... (each round reverses the last, so that drift
+        and warm caches favour neither arm), the changes undone for the before arm and re-applied for the
+        after arm. After ``runs_per_arm`` rounds, one more round at a time while a verdict is still undecided,
+        up to ``max_runs_per_arm``. Ends with every change in place."""
+        rules = self._input.playbook.validation
+        duration = (rules.run_duration or self._input.playbook.load.duration).total_seconds()
+        arms: dict[bool, list[LoadTestResult]] = {False: [], True: []}
+        rounds = 0
+        while True:
+            for in_place in (False, True) if rounds % 2 == 0 else (True, False):
+                await self._put_changes(applied, in_place)
+                arm = "after" if in_place else "before"
+                number = len(arms[in_place]) + 1
+                run = await self._load_test(
+                    f"validation-{arm}-{number}", Role.TEST_ENGINEER,
+                    f"Validation run {number}, {arm} arm (changes {'in place' if in_place else 'undone'})",
+                    duration_s=duration,
+                )  # fmt: skip
+                arms[in_place].append(run)
+                self._status.validation_runs.append(ArmRun(arm=arm, run=run))
+            rounds += 1
+            if rounds < rules.runs_per_arm:
+                continue
+            comparison: CompareResult = await self._activity(
+                "compare_arms",
+                ArmsRequest(
+                    campaign_id=self._input.campaign_id,
+                    before_run_ids=[r.run_id for r in arms[False]],
+                    after_run_ids=[r.run_id for r in arms[True]],
+                    playbook=self._input.playbook,
+                ),
+                Role.PERF_OPTIMIZER,
+                f"Compare the arms after {rounds} runs each (hierarchical bootstrap, Mann-Whitney, Holm)",
+                result_type=CompareResult,
+            )
+            pending = undecided_endpoints(comparison.verdicts, applied, rules)
+            if not pending or rounds >= rules.max_runs_per_arm:
+                break
+            self._event(f"validation: {', '.join(pending)} undecided after {rounds} runs per arm: one more each")
+        await self._put_changes(applied, True)
+        return comparison, arms[True][-1]
+
+    async def _put_changes(self, applied: list[ChangeRecord], in_place: bool) -> None:
+        """Undo (newest first) or re-apply (in order) the applied changes for an arm of the validation. Their
+        saga state stays applied: a failure meanwhile unwinds them, and undoing an undone lever does nothing."""
+        if self._changes_in_place == in_place or not applied:
+            self._changes_in_place = in_place
+            return
+        for change in applied if in_place else list(reversed(applied)):
+            await self._activity(
+                "apply_lever" if in_place else "rollback_lever",
+                self._lever_call(change).model_copy(update={"for_measurement": True}), change.role,
+                f"{'Re-apply' if in_place else 'Undo'} {change.lever} ({change.change_id}) for a validation run",
+                result_type=LeverOutcome, timeout=_LEVER_TIMEOUT, heartbeat=_LEVER_HEARTBEAT,
+                retry=_STEP_RETRY if in_place else _UNDO_RETRY,
+            )  # fmt: skip
+        self._changes_in_place = in_place
+        self._event(f"validation: {len(applied)} change(s) {'re-applied' if in_place else 'undone'} for the next arm")
+
+    async def _settle_inconclusive(self, verdicts: list[EndpointVerdict]) -> None:
+        """Verdicts still inconclusive after the run budget: the playbook accepts them, rolls back, or asks a
+        person at the validation gate (approve: accept them as not worse; reject: roll every change back)."""
+        unsure = [v for v in verdicts if v.verdict == Verdict.INCONCLUSIVE]
+        if not unsure:
+            return
+        rules = self._input.playbook.validation
+        runs = max(v.runs_after for v in unsure)
+        listed = "; ".join(f"{v.endpoint}: {v.explanation}" for v in unsure)
+        question = (
+            f"{len(unsure)} endpoint(s) inconclusive after {runs} runs per arm ({', '.join(v.endpoint for v in unsure)})"
+            ": approve to accept them as not worse, reject to roll every change back"
+        )
+        if rules.on_inconclusive == "accept":
+            self._event(f"validation: accepted as not worse by the playbook: {listed}")
+            return
+        why = "the playbook rolls inconclusive validations back"
+        if rules.on_inconclusive == "ask":
+            gate = self._input.playbook.gates.get(Phase.VALIDATION) or Gate()
+            decision = await self._gate(Phase.VALIDATION, gate=gate, question=question)
+            if decision is not None and decision.decision != "rejected":
+                self._event(f"validation: inconclusive endpoints accepted by {decision.by}: {listed}")
+                return
+            why = f"rejected by {decision.by}: {decision.note}" if decision is not None else "no answer"
+        self._end(Phase.VALIDATION, "inconclusive", listed)
+        await self._unwind(f"validation inconclusive, not accepted ({why})")
+        self._skip(Phase.DEPLOYMENT, "validation did not pass")
+        raise _Stop(CampaignState.ROLLED_BACK, "validation inconclusive: changes rolled back", listed)
 
     async def _deployment(self, validated: LoadTestResult) -> None:
         self._begin(Phase.DEPLOYMENT)
@@ -628,9 +729,9 @@ class CampaignWorkflow:
             await self._unwind(f"{phase.value} rejected: {decision.note}")
             raise _Stop(CampaignState.REJECTED, f"{phase.value} rejected: changes rolled back", decision.note)
 
-    async def _gate(self, phase: Phase) -> GateDecision | None:
-        """Wait for a person if the playbook gates this phase; None when it does not."""
-        gate: Gate | None = self._input.playbook.gates.get(phase)
+    async def _gate(self, phase: Phase, *, gate: Gate | None = None, question: str = "") -> GateDecision | None:
+        """Wait for a person if the playbook gates this phase (or ``gate`` is given); None when it does not."""
+        gate = gate or self._input.playbook.gates.get(phase)
         if gate is None:
             return None
         if self._input.auto_approve_as:
@@ -644,10 +745,14 @@ class CampaignWorkflow:
         now = workflow.now()
         self._answer = None
         self._status.waiting = GateState(
-            phase=phase, since=now, deadline=now + gate.timeout, approvers=list(self._input.playbook.approvers)
-        )
+            phase=phase, since=now, deadline=now + gate.timeout, approvers=list(self._input.playbook.approvers),
+            question=question,
+        )  # fmt: skip
         self._set_state(CampaignState.WAITING)
-        self._event(f"waiting for approval of {phase.value} (until {self._status.waiting.deadline:%Y-%m-%d %H:%M}Z)")
+        asked = f": {question}" if question else ""
+        self._event(
+            f"waiting for approval of {phase.value} (until {self._status.waiting.deadline:%Y-%m-%d %H:%M}Z){asked}"
+        )
         answered = await self._wait_for_answer(gate.timeout)
         if not answered and gate.on_timeout == TimeoutAction.ESCALATE:
             waiting = self._status.waiting

@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 from ratchet.analysis.slo import share_met
-from ratchet.config.playbook import Playbook
+from ratchet.config.playbook import Playbook, Validation
 from ratchet.contracts import (
     AssessResult,
     ChangeRecord,
@@ -44,14 +44,35 @@ def validation_outcome(verdicts: list[EndpointVerdict], slo: list[SloCheck], pla
     return ValidationOutcome.FAILED
 
 
+_STILL = (Verdict.UNCHANGED, Verdict.NOT_WORSE)
+
+
 def validation_summary(verdicts: list[EndpointVerdict], slo: list[SloCheck]) -> str:
     """Why validation decided as it did, per endpoint: verdicts that moved, then targets still missed."""
-    parts = [f"{v.endpoint} {v.verdict.value}: {v.explanation}" for v in verdicts if v.verdict != Verdict.UNCHANGED]
+    parts = [f"{v.endpoint} {v.verdict.value}: {v.explanation}" for v in verdicts if v.verdict not in _STILL]
     parts += [f"{c.endpoint} misses {c.metric} < {c.limit:g} (measured {c.value:g})" for c in slo if not c.met]
-    unchanged = [v.endpoint for v in verdicts if v.verdict == Verdict.UNCHANGED]
-    if unchanged:
-        parts.append(f"unchanged: {', '.join(unchanged)}")
+    still = [v.endpoint for v in verdicts if v.verdict in _STILL]
+    if still:
+        parts.append(f"not worse: {', '.join(still)}")
     return "; ".join(parts) or "no endpoint measured"
+
+
+def undecided_endpoints(verdicts: list[EndpointVerdict], changes: list[ChangeRecord], rules: Validation) -> list[str]:
+    """Endpoints more interleaved runs could still decide: inconclusive ones, and those a change addresses
+    whose interval still reaches past the improvement margin while none of the change's endpoints has
+    improved yet (the change could still prove itself)."""
+    by_endpoint = {v.endpoint: v for v in verdicts}
+    pending = {v.endpoint for v in verdicts if v.verdict == Verdict.INCONCLUSIVE}
+    for change in changes:
+        mine = [by_endpoint[e] for e in change.endpoints or [change.endpoint] if e in by_endpoint]
+        if any(v.verdict == Verdict.IMPROVED for v in mine):
+            continue
+        pending |= {
+            v.endpoint
+            for v in mine
+            if v.verdict != Verdict.REGRESSED and v.ratio_low is not None and v.ratio_low < 1 - rules.min_improvement
+        }
+    return sorted(pending)
 
 
 def changes_without_effect(changes: list[ChangeRecord], verdicts: list[EndpointVerdict]) -> list[ChangeRecord]:

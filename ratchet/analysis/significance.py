@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from scipy.stats import mannwhitneyu
 from statsmodels.stats.multitest import multipletests
 
+from ratchet.analysis.bootstrap import ratio_interval
 from ratchet.config.playbook import Validation
 from ratchet.contracts import EndpointStats, EndpointVerdict, Verdict
 
@@ -45,51 +48,99 @@ def holm_adjusted(p_values: dict[str, float]) -> dict[str, float]:
 def compare_endpoint(
     before_stats: EndpointStats,
     after_stats: EndpointStats,
-    before: np.ndarray,
-    after: np.ndarray,
+    before_runs: list[np.ndarray],
+    after_runs: list[np.ndarray],
     rules: Validation,
     max_error_rate: float,
     p_values: tuple[float, float] | None = None,
 ) -> EndpointVerdict:
-    """Verdict for one endpoint: improved / unchanged / regressed, with the p-values and ratios behind it.
+    """Verdict for one endpoint from its runs in each arm: improved, not worse, regressed or inconclusive.
 
-    A change must be significant (Mann-Whitney, one-sided, p < significance), large relative to the
-    before value (the playbook's margins on p95) and large in absolute terms: the Hodges-Lehmann shift
-    (the typical per-request difference, robust where a p95 of a few dozen samples is not) must reach
-    min_effect_ms, so that noise on a fast endpoint never reads as a regression. ``p_values`` (faster,
-    slower), when given, replace the endpoint's own: the Holm-adjusted ones of a comparison of many endpoints.
+    The ratio after/before of the playbook's percentile (the mean over an arm's runs of each run's value)
+    gets a hierarchical bootstrap interval at the playbook's confidence. Then, with d+ the regression
+    margin and d- the improvement margin:
+
+    - improved: the whole interval below 1 - d-, Mann-Whitney on the pooled requests significant (p <
+      significance) and the typical per-request gain (Hodges-Lehmann) at least ``min_effect_ms``;
+    - regressed: the whole interval above 1 + d+, significant, and slower by at least ``min_effect_ms``
+      (or the error rate rose past the SLO's limit);
+    - not worse: the interval's top below 1 + d+, or the worst slowdown it allows under ``min_effect_ms``;
+    - inconclusive otherwise: the runs cannot tell; more runs, or a person, must decide.
+
+    ``p_values`` (faster, slower), when given, replace the endpoint's own: the Holm-adjusted ones of a
+    comparison of many endpoints.
     """
-    p95_ratio = after_stats.p95 / before_stats.p95 if before_stats.p95 > 0 else 1.0
-    p50_ratio = after_stats.p50 / before_stats.p50 if before_stats.p50 > 0 else 1.0
+    runs_before, runs_after = len(before_runs), len(after_runs)
+    before, after = _pooled(before_runs), _pooled(after_runs)
+    pooled = (
+        len(before_runs) + len(after_runs) > 2 and _median_size(before_runs + after_runs) < rules.min_requests_per_run
+    )
+    if pooled:
+        # The p95 of a dozen requests is their maximum: per-run values that small only add noise.
+        before_runs, after_runs = [before], [after]
     p_faster, p_slower = p_values if p_values is not None else one_sided_p_values(before, after)
     test = "Mann-Whitney" if p_values is None else "Mann-Whitney, Holm-adjusted"
     shift = hodges_lehmann(after, before)
     errors_broke = after_stats.error_rate > max_error_rate >= before_stats.error_rate
+    quantile = _QUANTILES[rules.metric]
+    interval = (
+        ratio_interval(before_runs, after_runs, quantile=quantile, level=rules.confidence)
+        if before.size and after.size
+        else None
+    )
+    ratio, low, high = (interval.ratio, interval.low, interval.high) if interval else (1.0, 0.0, math.inf)
+    worst_excess_ms = (high - 1) * interval.before if interval else math.inf
     numbers = (
-        f"p95 {before_stats.p95:.1f} -> {after_stats.p95:.1f} ms (x{p95_ratio:.2f}), "
-        f"median shift {shift:+.2f} ms, n {before.size}/{after.size}"
+        f"{rules.metric} {interval.before if interval else 0:.1f} -> {interval.after if interval else 0:.1f} ms "
+        f"(x{ratio:.2f}, {rules.confidence:.0%} CI {low:.2f}-{high:.2f}), median shift {shift:+.2f} ms, "
+        f"runs {runs_before}/{runs_after}, requests {before.size}/{after.size}"
+        + (f" (runs pooled: fewer than {rules.min_requests_per_run} requests each)" if pooled else "")
     )
     if errors_broke:
         verdict = Verdict.REGRESSED
         why = f"error rate rose to {after_stats.error_rate:.1%} (limit {max_error_rate:.1%}); {numbers}"
-    elif p_faster < rules.significance and p95_ratio <= 1 - rules.min_improvement and -shift >= rules.min_effect_ms:
+    elif high < 1 - rules.min_improvement and p_faster < rules.significance and -shift >= rules.min_effect_ms:
         verdict = Verdict.IMPROVED
-        why = f"faster ({test} p={p_faster:.2g} < {rules.significance}); {numbers}"
-    elif p_slower < rules.significance and p95_ratio >= 1 + rules.regression_margin and shift >= rules.min_effect_ms:
+        why = f"faster: CI below x{1 - rules.min_improvement:.2f} ({test} p={p_faster:.2g}); {numbers}"
+    elif low > 1 + rules.regression_margin and p_slower < rules.significance and shift >= rules.min_effect_ms:
         verdict = Verdict.REGRESSED
-        why = f"slower ({test} p={p_slower:.2g} < {rules.significance}); {numbers}"
+        why = f"slower: CI above x{1 + rules.regression_margin:.2f} ({test} p={p_slower:.2g}); {numbers}"
+    elif high <= 1 + rules.regression_margin or worst_excess_ms < rules.min_effect_ms:
+        verdict = Verdict.NOT_WORSE
+        why = f"not worse: at most x{high:.2f}, +{max(worst_excess_ms, 0):.1f} ms; {numbers}"
     else:
-        verdict = Verdict.UNCHANGED
-        why = f"no change beyond the margins (p faster {p_faster:.2g}, p slower {p_slower:.2g}); {numbers}"
+        verdict = Verdict.INCONCLUSIVE
+        why = (
+            f"inconclusive: the CI reaches x{high:.2f} past the margin x{1 + rules.regression_margin:.2f} "
+            f"(p faster {p_faster:.2g}, p slower {p_slower:.2g}); {numbers}"
+        )
     return EndpointVerdict(
         endpoint=before_stats.endpoint,
         before=before_stats,
         after=after_stats,
-        p95_ratio=round(p95_ratio, 4),
-        p50_ratio=round(p50_ratio, 4),
+        p95_ratio=round(after_stats.p95 / before_stats.p95 if before_stats.p95 > 0 else 1.0, 4),
+        p50_ratio=round(after_stats.p50 / before_stats.p50 if before_stats.p50 > 0 else 1.0, 4),
         p_value_faster=p_faster,
         p_value_slower=p_slower,
         hodges_lehmann_ms=round(shift, 3),
+        metric=rules.metric,
+        ratio=round(ratio, 4),
+        ratio_low=round(low, 4),
+        ratio_high=round(high, 4) if math.isfinite(high) else None,
+        confidence=rules.confidence,
+        runs_before=runs_before,
+        runs_after=runs_after,
         verdict=verdict,
         explanation=why,
     )
+
+
+_QUANTILES = {"p50": 0.50, "p95": 0.95, "p99": 0.99}
+
+
+def _median_size(runs: list[np.ndarray]) -> float:
+    return float(np.median([run.size for run in runs]))
+
+
+def _pooled(runs: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(runs) if runs else np.empty(0)

@@ -25,6 +25,8 @@ def ask_at_gate(console: Console, approver: str) -> Asker:
         waiting = status.waiting
         assert waiting is not None
         console.print()
+        if waiting.question:
+            console.print(f"[yellow]{waiting.question}[/]")
         if waiting.phase.value == "planning" and (table := plan_table(status)) is not None:
             console.print(table)
         choices = "[bold]y[/]es / [bold]n[/]o" + (

@@ -40,34 +40,29 @@ def phases_table(status: CampaignStatus) -> Table:
 
 
 def endpoints_table(status: CampaignStatus) -> Table | None:
+    """The baseline per endpoint and, once validated, each verdict with the numbers behind it."""
     if status.baseline is None:
         return None
     table = Table(title="Endpoints (ms)")
-    for column in (
-        "endpoint",
-        "base p50",
-        "base p95",
-        "base p99",
-        "after p50",
-        "after p95",
-        "after p99",
-        "verdict",
-        "p",
-    ):
+    for column in ("endpoint", "base p50", "base p95", "base p99", "before", "after", "ratio (CI)", "verdict", "p"):
         table.add_column(column, justify="right" if column not in ("endpoint", "verdict") else "left")
     verdicts = {v.endpoint: v for v in status.verdicts}
-    for before in status.baseline.endpoints:
-        after = status.validation.stats(before.endpoint) if status.validation else None
-        verdict = verdicts.get(before.endpoint)
-        style = {"improved": "green", "regressed": "red"}.get(verdict.verdict.value, "dim") if verdict else ""
+    for base in status.baseline.endpoints:
+        verdict = verdicts.get(base.endpoint)
+        row = [base.endpoint, f"{base.p50:.1f}", f"{base.p95:.1f}", f"{base.p99:.1f}"]
+        if verdict is None:
+            table.add_row(*row)
+            continue
+        metric = verdict.metric
+        style = {"improved": "green", "regressed": "red", "inconclusive": "yellow"}.get(verdict.verdict.value, "dim")
         table.add_row(
-            before.endpoint,
-            f"{before.p50:.1f}", f"{before.p95:.1f}", f"{before.p99:.1f}",
-            f"{after.p50:.1f}" if after else "", f"{after.p95:.1f}" if after else "",
-            f"{after.p99:.1f}" if after else "",
-            Text(verdict.verdict.value, style=style) if verdict else "",
-            f"{min(verdict.p_value_faster, verdict.p_value_slower):.1e}" if verdict else "",
-        )  # fmt: skip
+            *row,
+            f"{metric} {getattr(verdict.before, metric):.1f}",
+            f"{getattr(verdict.after, metric):.1f}",
+            verdict.ratio_text(),
+            Text(verdict.verdict.value, style=style),
+            f"{min(verdict.p_value_faster, verdict.p_value_slower):.1e}",
+        )
     return table
 
 
@@ -136,7 +131,8 @@ def campaign_view(status: CampaignStatus, progress: list[dict[str, Any]] | None 
             Panel(
                 f"Waiting for approval of [bold]{w.phase.value}[/] by one of {', '.join(w.approvers)} "
                 f"until {w.deadline:%Y-%m-%d %H:%M}Z{' (escalated)' if w.escalated else ''}\n"
-                f"ratchet approve {status.campaign_id} --phase {w.phase.value} --as NAME",
+                + (f"{w.question}\n" if w.question else "")
+                + f"ratchet approve {status.campaign_id} --phase {w.phase.value} --as NAME",
                 style="yellow",
             )
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from enum import StrEnum
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import Field, model_validator
 
@@ -227,20 +227,63 @@ class Detection(StrictModel):
     )
 
 
-class Validation(StrictModel):
-    """How a before/after comparison decides."""
+class Attribution(StrEnum):
+    """How a change's own effect is told apart from the others'."""
 
+    BY_ENDPOINT = "by-endpoint"
+    LEAVE_ONE_OUT = "leave-one-out"
+
+
+class Validation(StrictModel):
+    """How a before/after comparison decides (method: interleaved runs, a hierarchical bootstrap, margins)."""
+
+    interleave: bool = Field(
+        True,
+        description="Measure both arms in the validation phase, alternating (A B B A A B ...) by undoing and "
+        "re-applying the changes, so that the machine's drift hits both; false: compare the assessment's "
+        "baseline with one validation run.",
+    )
+    runs_per_arm: int = Field(3, ge=1, le=20, description="Interleaved runs per arm to start with.")
+    max_runs_per_arm: int = Field(
+        6, ge=1, le=40, description="While a verdict is inconclusive, runs are added up to this many per arm."
+    )
+    run_duration: Duration | None = Field(
+        None, description="Length of each interleaved run (warm-up apart); default: the load's duration."
+    )
+    metric: Literal["p50", "p95", "p99"] = Field("p95", description="The percentile the verdicts are about.")
+    min_requests_per_run: int = Field(
+        20,
+        ge=1,
+        description="An endpoint with fewer requests per run than this has no meaningful per-run percentile: "
+        "its runs are pooled and its requests resampled as one sample per arm (the verdict says so).",
+    )
+    confidence: float = Field(
+        0.95, gt=0.5, lt=1, description="Level of the after/before ratio's bootstrap confidence interval."
+    )
     significance: float = Field(0.01, gt=0, lt=0.5, description="Largest p-value that counts as a real change.")
     min_improvement: float = Field(
-        0.20, ge=0, lt=1, description="Margin: p95 must fall by at least this share to count as improved."
+        0.20, ge=0, lt=1, description="Margin: improved when the whole interval is below 1 - this."
     )
     regression_margin: float = Field(
-        0.25, ge=0, lt=10, description="p95 rising by more than this share (and significant) is a regression."
+        0.10,
+        ge=0,
+        lt=10,
+        description="Margin: regressed when the whole interval is above 1 + this; not worse when its top is below.",
     )
     min_effect_ms: float = Field(
         5.0,
         ge=0,
         description="A typical per-request shift (Hodges-Lehmann) smaller than this (ms) is noise, whatever the p-value.",
+    )
+    on_inconclusive: Literal["ask", "accept", "roll-back"] = Field(
+        "ask",
+        description="When verdicts stay inconclusive after max_runs_per_arm: ask a person at the validation gate "
+        "(approve: accept them as not worse; reject: roll back), accept them, or roll every change back.",
+    )
+    attribution: Attribution = Field(
+        Attribution.BY_ENDPOINT,
+        description="by-endpoint: a change is credited with its endpoints' verdicts; leave-one-out: where "
+        "several changes share an endpoint, each is also measured with the others in place and itself undone.",
     )
     acceptance_bar: float = Field(
         0.5,
@@ -248,6 +291,14 @@ class Validation(StrictModel):
         le=1,
         description="Share of SLO targets that must be met to accept a partial result (below: roll back).",
     )
+
+    @model_validator(mode="after")
+    def _budget_covers_the_start(self) -> Self:
+        if self.max_runs_per_arm < self.runs_per_arm:
+            raise ValueError(
+                f"max_runs_per_arm ({self.max_runs_per_arm}) must be at least runs_per_arm ({self.runs_per_arm})"
+            )
+        return self
 
 
 class Guard(StrictModel):

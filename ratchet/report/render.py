@@ -16,7 +16,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from ratchet.analysis.knee import knee_summary
-from ratchet.contracts import CampaignStatus, ChangeRecord, ChangeState, Finding, Verdict
+from ratchet.contracts import CampaignStatus, ChangeRecord, ChangeState, Finding, Verdict, ratio_digits
 
 EMPTY = "—"
 """Shown for a value that does not exist (a phase that never ended, a run that did not happen)."""
@@ -350,9 +350,7 @@ def format_p_value(value: float | None) -> str:
 
 def format_ratio(value: float | None) -> str:
     """An after/before ratio: two decimals, or two significant digits below 0.1 (0.012)."""
-    if value is None:
-        return EMPTY
-    return f"{value:.2f}" if abs(value) >= 0.1 else f"{value:.2g}"
+    return EMPTY if value is None else ratio_digits(value)
 
 
 def format_percent(value: float | None) -> str:

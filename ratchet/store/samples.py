@@ -79,11 +79,13 @@ def _list_literal(paths: list[Path]) -> str:
     return "[" + ", ".join(_literal(p) for p in paths) + "]"
 
 
-def endpoint_stats(parquet: Path) -> list[EndpointStats]:
+def endpoint_stats(parquet: Path | list[Path]) -> list[EndpointStats]:
     """Exact p50/p95/p99 per endpoint (linear interpolation, as numpy's default), errors = status 0 or >= 400.
 
-    Status 0 is k6's "no answer" (refused, reset, timed out), also counted apart as ``unanswered``.
+    Status 0 is k6's "no answer" (refused, reset, timed out), also counted apart as ``unanswered``. Several
+    files (the runs of one arm) are summarised as one pool of requests.
     """
+    files = [str(p) for p in parquet] if isinstance(parquet, list) else str(parquet)
     with duckdb.connect() as con:
         rows = con.execute(
             """
@@ -94,7 +96,7 @@ def endpoint_stats(parquet: Path) -> list[EndpointStats]:
                    quantile_cont(duration_ms, 0.99), avg(duration_ms)
             FROM read_parquet(?) GROUP BY endpoint ORDER BY endpoint
             """,
-            [str(parquet)],
+            [files],
         ).fetchall()
     return [
         EndpointStats(
