@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import asyncio
 
-import numpy as np
 from temporalio import activity
 
 from ratchet.analysis import planning
 from ratchet.analysis.decisions import guard_check
-from ratchet.analysis.significance import compare_endpoint, hodges_lehmann, holm_adjusted, one_sided_p_values
+from ratchet.analysis.significance import hodges_lehmann, judge_endpoints, one_sided_p_values
 from ratchet.analysis.slo import check_slos
 from ratchet.analysis.tuning import suggest
-from ratchet.config.playbook import Playbook
 from ratchet.contracts import (
     ArmsRequest,
     CompareRequest,
     CompareResult,
-    EndpointStats,
-    EndpointVerdict,
     GuardRequest,
     GuardResult,
     PlanRequest,
@@ -69,7 +65,7 @@ class AnalysisActivities:
                     [endpoint_durations(self.settings.samples_file(request.baseline.run_id), before.endpoint)],
                     [endpoint_durations(self.settings.samples_file(request.candidate.run_id), before.endpoint)],
                 )
-        verdicts = _judge(pairs, request.playbook)
+        verdicts = judge_endpoints(pairs, request.playbook)
         return CompareResult(verdicts=verdicts, slo=check_slos(request.candidate.endpoints, request.playbook))
 
     def _compare_arms(self, request: ArmsRequest) -> CompareResult:
@@ -87,7 +83,7 @@ class AnalysisActivities:
             for endpoint, before in before_stats.items()
             if endpoint in after_stats
         }
-        verdicts = _judge(pairs, request.playbook)
+        verdicts = judge_endpoints(pairs, request.playbook)
         return CompareResult(verdicts=verdicts, slo=check_slos(list(after_stats.values()), request.playbook))
 
     @activity.defn(name="compare_arms")
@@ -118,25 +114,3 @@ class AnalysisActivities:
     async def check_guard(self, request: GuardRequest) -> GuardResult:
         """Whether the bake run stayed within the guard's limits around the validated numbers."""
         return await asyncio.to_thread(self._guard, request)
-
-
-_Pair = tuple[EndpointStats, EndpointStats, list[np.ndarray], list[np.ndarray]]
-
-
-def _judge(pairs: dict[str, _Pair], playbook: Playbook) -> list[EndpointVerdict]:
-    """A verdict per endpoint, its Mann-Whitney p-values Holm-adjusted across the endpoints compared."""
-    raw = {
-        endpoint: one_sided_p_values(np.concatenate(pair[2]), np.concatenate(pair[3]))
-        for endpoint, pair in pairs.items()
-    }
-    faster = holm_adjusted({endpoint: p[0] for endpoint, p in raw.items()})
-    slower = holm_adjusted({endpoint: p[1] for endpoint, p in raw.items()})
-    return [
-        compare_endpoint(
-            *pair,
-            playbook.validation,
-            playbook.slo.for_endpoint(endpoint).max_error_rate,
-            p_values=(faster[endpoint], slower[endpoint]),
-        )
-        for endpoint, pair in pairs.items()
-    ]

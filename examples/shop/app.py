@@ -21,6 +21,7 @@ from examples.shop.flags import FlagStore, admin_router
 from examples.shop.orders_api import orders_router
 from examples.shop.outbound import Outbound
 from examples.shop.recommendations import recommendations_router
+from examples.shop.slowdown import InjectedSlowdownMiddleware
 from examples.shop.storefront import storefront_router
 from examples.shop.telemetry import instrument
 
@@ -91,6 +92,7 @@ def create_app(database: Path | str) -> FastAPI:
     flags = FlagStore(query, write)
     app.state.outbound = outbound = Outbound()
     app.add_middleware(SwitchableGZipMiddleware, enabled=lambda: flags.current.gzip_responses)
+    app.add_middleware(InjectedSlowdownMiddleware, shares=lambda: flags.current.injected_slowdown)
     app.include_router(admin_router(flags))
     app.include_router(orders_router(query, write, flags))
     app.include_router(availability_router(query, flags, outbound))

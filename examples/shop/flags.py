@@ -36,6 +36,10 @@ class ShopFlags(BaseModel):
     tax_client_connections: int = Field(1, ge=1, le=256, description="Connections to the tax service.")
     catalog_cache_ttl_s: float = Field(0.0, ge=0, description="Keep the rendered catalogue export this long.")
     order_history_cache_ttl_s: float = Field(0.0, ge=0, description="Keep each customer's order history this long.")
+    injected_slowdown: dict[str, float] = Field(
+        default_factory=dict,
+        description="Benchmarks and tests only: route path -> share by which its answers are made slower.",
+    )
 
 
 class FlagStore:

@@ -9,7 +9,7 @@ from scipy.stats import mannwhitneyu
 from statsmodels.stats.multitest import multipletests
 
 from ratchet.analysis.bootstrap import ratio_interval
-from ratchet.config.playbook import Validation
+from ratchet.config.playbook import Playbook, Validation
 from ratchet.contracts import EndpointStats, EndpointVerdict, Verdict
 
 # Pairwise differences above this many pairs are estimated from a fixed subsample (memory stays bounded).
@@ -144,3 +144,23 @@ def _median_size(runs: list[np.ndarray]) -> float:
 
 def _pooled(runs: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(runs) if runs else np.empty(0)
+
+
+# Per endpoint: its stats in each arm, then its requests' latencies per run in each arm.
+ArmsOfEndpoint = tuple[EndpointStats, EndpointStats, list[np.ndarray], list[np.ndarray]]
+
+
+def judge_endpoints(arms: dict[str, ArmsOfEndpoint], playbook: Playbook) -> list[EndpointVerdict]:
+    """A verdict per endpoint, its Mann-Whitney p-values Holm-adjusted across the endpoints compared."""
+    raw = {endpoint: one_sided_p_values(_pooled(pair[2]), _pooled(pair[3])) for endpoint, pair in arms.items()}
+    faster = holm_adjusted({endpoint: p[0] for endpoint, p in raw.items()})
+    slower = holm_adjusted({endpoint: p[1] for endpoint, p in raw.items()})
+    return [
+        compare_endpoint(
+            *pair,
+            playbook.validation,
+            playbook.slo.for_endpoint(endpoint).max_error_rate,
+            p_values=(faster[endpoint], slower[endpoint]),
+        )
+        for endpoint, pair in arms.items()
+    ]

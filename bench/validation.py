@@ -1,0 +1,157 @@
+"""The quality bars of validation, measured on the demo shop with real k6 runs and Ratchet's own verdicts.
+
+    python -m bench.validation [--repetitions 20] [--runs 3] [--run-seconds 4] [--slowdown 0.2]
+
+Each repetition measures three arms, interleaved (the order rotates every round, so drift favours none):
+``A`` and ``A'`` on the unchanged shop, ``S`` with one endpoint made ``--slowdown`` slower (the shop's
+injected-slowdown flag). ``A`` against ``A'`` is an A/A validation: any endpoint declared improved or
+regressed there is a false verdict (goal: in at most 5% of the repetitions). ``A`` against ``S``
+must declare the slowed endpoint regressed (goal: in at least 90%). The verdicts are those a campaign gives:
+``judge_endpoints`` with the default playbook's validation rules, Holm across the endpoints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+from temporalio.testing import ActivityEnvironment
+
+from activities.measurement import MeasurementActivities
+from ratchet.analysis.significance import ArmsOfEndpoint, judge_endpoints
+from ratchet.cli.demo import SHOP_TARGET, announced_process, prepare_shop_database
+from ratchet.config.loading import load_target
+from ratchet.config.playbook import Playbook
+from ratchet.contracts import LoadTestRequest, LoadTestResult, Verdict
+from ratchet.settings import Settings
+from ratchet.store.samples import endpoint_durations, endpoint_stats
+
+GOAL_FALSE_SHARE = 0.05
+GOAL_CAUGHT_SHARE = 0.90
+# Fast clean endpoints and one with real work in it (~30 ms of CPU per answer): the one that is slowed.
+ENDPOINTS = ("product", "customer", "health", "recommendations")
+SLOWED = "recommendations"
+SLOWED_ROUTE = "/recommendations/{customer_id}"
+
+
+@dataclass
+class Tally:
+    aa_false: int = 0
+    caught: int = 0
+    slowed_inconclusive: int = 0
+    repetitions: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def _arms(settings: Settings, before: list[LoadTestResult], after: list[LoadTestResult]) -> dict[str, ArmsOfEndpoint]:
+    before_files = [settings.samples_file(r.run_id) for r in before]
+    after_files = [settings.samples_file(r.run_id) for r in after]
+    before_stats = {s.endpoint: s for s in endpoint_stats(before_files)}
+    after_stats = {s.endpoint: s for s in endpoint_stats(after_files)}
+    return {
+        name: (
+            before_stats[name],
+            after_stats[name],
+            [endpoint_durations(f, name) for f in before_files],
+            [endpoint_durations(f, name) for f in after_files],
+        )
+        for name in before_stats
+        if name in after_stats
+    }
+
+
+async def _bench(args: argparse.Namespace, console: Console) -> Tally:
+    home = Path(tempfile.mkdtemp(prefix="ratchet-bench-validation-"))
+    settings = Settings(home=home)
+    database = prepare_shop_database(home / "shop")
+    os.environ["SHOP_DB"] = str(database)
+    os.environ["SHOP_URL"] = url = f"http://127.0.0.1:{args.port}"
+    target = load_target(SHOP_TARGET)
+    target = target.model_copy(
+        update={"endpoints": [e for e in target.endpoints if e.name in ENDPOINTS], "traces": None, "levers": []}
+    )
+    playbook = Playbook(name="bench", approvers=["bench"])
+    measure = MeasurementActivities(settings)
+    environment = ActivityEnvironment()
+    tally = Tally()
+    shop_argv = [sys.executable, "-m", "examples.shop", "--db", str(database), "--port", str(args.port)]
+    with announced_process(shop_argv, ready="shop listening", log=home / "shop.log"):
+
+        async def run(label: str, slowed: bool) -> LoadTestResult:
+            shares = {SLOWED_ROUTE: args.slowdown} if slowed else {}
+            httpx.post(f"{url}/admin/flags", json={"injected_slowdown": shares}).raise_for_status()
+            request = LoadTestRequest(
+                campaign_id="bench-validation", label=label, target=target, rate=args.rate,
+                duration_s=args.run_seconds, warmup_s=1.0, max_vus=50, request_timeout_s=10,
+            )  # fmt: skip
+            return await environment.run(measure.run_load_test, request)
+
+        await run("warm-up", False)
+        for repetition in range(args.repetitions):
+            arms: dict[str, list[LoadTestResult]] = {"A": [], "A'": [], "S": []}
+            order = ["A", "A'", "S"]
+            for round_number in range(args.runs):
+                turn = order[round_number % 3 :] + order[: round_number % 3]
+                for arm in turn if (repetition + round_number) % 2 == 0 else reversed(turn):
+                    arms[arm].append(await run(f"r{repetition}-{arm.replace(chr(39), 'b')}-{round_number}", arm == "S"))
+            aa = judge_endpoints(_arms(settings, arms["A"], arms["A'"]), playbook)
+            slow = {v.endpoint: v for v in judge_endpoints(_arms(settings, arms["A"], arms["S"]), playbook)}
+            false = [v for v in aa if v.verdict in (Verdict.IMPROVED, Verdict.REGRESSED)]
+            tally.repetitions += 1
+            tally.aa_false += bool(false)
+            verdict = slow[SLOWED]
+            tally.caught += verdict.verdict == Verdict.REGRESSED
+            tally.slowed_inconclusive += verdict.verdict == Verdict.INCONCLUSIVE
+            for v in false:
+                tally.notes.append(f"repetition {repetition + 1}, A/A: {v.endpoint} {v.verdict.value}: {v.explanation}")
+            if verdict.verdict != Verdict.REGRESSED:
+                tally.notes.append(
+                    f"repetition {repetition + 1}, slowed: {verdict.verdict.value}: {verdict.explanation}"
+                )
+            console.print(
+                f"repetition {repetition + 1}/{args.repetitions}: A/A {'FALSE ' + str(len(false)) if false else 'clean'}; "
+                f"{SLOWED} +{args.slowdown:.0%}: {verdict.verdict.value} ({verdict.ratio_text()})"
+            )
+    return tally
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repetitions", type=int, default=20)
+    parser.add_argument("--runs", type=int, default=3, help="Runs per arm in each repetition.")
+    parser.add_argument("--run-seconds", type=float, default=4.0)
+    parser.add_argument("--rate", type=float, default=60.0, help="Requests per second over the four endpoints.")
+    parser.add_argument("--slowdown", type=float, default=0.2)
+    parser.add_argument("--port", type=int, default=8811)
+    args = parser.parse_args()
+    console = Console()
+    tally = asyncio.run(_bench(args, console))
+    false_share = tally.aa_false / tally.repetitions
+    caught_share = tally.caught / tally.repetitions
+    table = Table(title=f"Validation quality bars ({tally.repetitions} repetitions, {args.runs} runs per arm)")
+    for column in ("bar", "goal", "measured", "met"):
+        table.add_column(column)
+    table.add_row(
+        "A/A: a change declared (any endpoint)", f"<= {GOAL_FALSE_SHARE:.0%}",
+        f"{tally.aa_false}/{tally.repetitions} = {false_share:.0%}", "yes" if false_share <= GOAL_FALSE_SHARE else "NO",
+    )  # fmt: skip
+    table.add_row(
+        f"{SLOWED} {args.slowdown:.0%} slower: regressed", f">= {GOAL_CAUGHT_SHARE:.0%}",
+        f"{tally.caught}/{tally.repetitions} = {caught_share:.0%} ({tally.slowed_inconclusive} inconclusive)",
+        "yes" if caught_share >= GOAL_CAUGHT_SHARE else "NO",
+    )  # fmt: skip
+    console.print(table)
+    for note in tally.notes:
+        console.print(f"  {note}")
+
+
+if __name__ == "__main__":
+    main()
