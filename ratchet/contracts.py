@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from ratchet.config.common import FindingType, Phase, Role
-from ratchet.config.playbook import Playbook, Validation
+from ratchet.config.playbook import AlertKind, Playbook, Validation
 from ratchet.config.target import Lever, LeverParameter, Target
 from ratchet.database.models import InspectionSummary
 
@@ -575,3 +575,31 @@ class ReportRequest(Payload):
 class ReportResult(Payload):
     html_path: str
     markdown_path: str
+
+
+# ---------------------------------------------------------------- alerts
+
+
+class AlertRequest(Payload):
+    """One webhook alert; ``ratchet.alerts.alert_request`` builds it from the playbook's ``alerts``."""
+
+    campaign_id: str
+    kind: AlertKind
+    title: str = Field(description="One line, e.g. 'Regression on orders-by-email'.")
+    text: str = Field(
+        "",
+        description="A few short lines; Slack mrkdwn (*bold*, `code`) works, while <, > and & are escaped "
+        "(shown as written), so a mention goes in `mention`.",
+    )
+    fields: dict[str, str] = Field(
+        default_factory=dict, description="A few facts, name to value: target, phase, p95 before and after..."
+    )
+    mention: str = Field("", description="Put before the text as written (<!here>, <@U0123ABC>).")
+    webhook_url: str
+    timeout_s: float = Field(10.0, gt=0, description="How long one attempt waits for the webhook's answer.")
+
+
+class AlertResult(Payload):
+    delivered: bool
+    status: int | None = Field(None, description="The webhook's HTTP status; None when nothing was sent.")
+    detail: str = Field(description="What happened, for the campaign's events (never the webhook's URL).")

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from activities.alerts import AlertActivities
 from activities.assessment import AssessmentActivities
 from activities.behaviour import BehaviourActivities
 from activities.levers import LeverActivities
@@ -34,7 +35,7 @@ def role_activities(role: Role, settings: Settings) -> list[Callable[..., Any]]:
         probe = ProbeActivities(settings)
         return [
             *measuring, probe.probe_endpoints, assess.find_bottlenecks, analysis.plan_changes, analysis.compare_runs,
-            analysis.compare_arms, records.record_campaign, reports.write_report,
+            analysis.compare_arms, records.record_campaign, reports.write_report, AlertActivities().send_alert,
         ]  # fmt: skip
     if role == Role.TEST_ENGINEER:
         behaviour = BehaviourActivities(settings)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 from enum import StrEnum
 from typing import Literal, Self
+from urllib.parse import urlsplit
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ratchet.config.common import Phase, StrictModel
 from ratchet.config.durations import Duration
@@ -345,6 +346,65 @@ class Tuning(StrictModel):
     )
 
 
+class AlertKind(StrEnum):
+    """The moments of a campaign that can send a webhook alert."""
+
+    REGRESSION = "regression"  # validation found an endpoint slower than before
+    GUARD_BREACHED = "guard-breached"  # the deployment guard tripped while the changes baked
+    VALIDATION_FAILED = "validation-failed"  # the changes did not prove themselves and are rolled back
+    GATE_WAITING = "gate-waiting"  # a gate waits for a person to approve or reject
+
+
+class Alerts(StrictModel):
+    """Webhook alerts (Slack-compatible JSON: ``text`` plus ``blocks``) at the moments a person should know of."""
+
+    webhook_url: str | None = Field(
+        None,
+        description="An incoming-webhook URL (http or https) to post alerts to; unset: no alerts. It is a "
+        "secret: write ${VARIABLE} and set it in the environment.",
+    )
+    on: list[AlertKind] = Field(
+        default_factory=lambda: list(AlertKind),
+        description="The kinds of alert to send; default: all of them. An empty list sends none.",
+    )
+    timeout: Duration = Field(
+        timedelta(seconds=10), description="How long one attempt to post waits for the webhook's answer."
+    )
+    mention: str = Field(
+        "",
+        description="Put before every alert's text as written, e.g. <!here> or <@U0123ABC> on Slack.",
+    )
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        # The message leaves the URL out: a webhook's path is its secret.
+        try:
+            parts = urlsplit(value.strip())
+            parts.port  # noqa: B018 (reading it checks it: a port out of range raises)
+        except ValueError as exc:
+            raise ValueError(f"must be an http:// or https:// URL ({exc})") from None
+        if parts.scheme not in ("http", "https"):
+            got = f"scheme {parts.scheme!r}" if parts.scheme else "no scheme"
+            raise ValueError(f"must be an http:// or https:// URL (got {got})")
+        if not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host name (got none)")
+        return value.strip()
+
+    @field_validator("timeout")
+    @classmethod
+    def _positive_timeout(cls, value: timedelta) -> timedelta:
+        if not timedelta(0) < value <= timedelta(minutes=5):
+            raise ValueError("must be more than 0s and at most 5m")
+        return value
+
+    def wants(self, kind: AlertKind) -> bool:
+        """Whether to send an alert of this kind: a webhook is set and ``on`` lists the kind."""
+        return self.webhook_url is not None and kind in self.on
+
+
 class Playbook(StrictModel):
     """A reusable campaign recipe."""
 
@@ -361,6 +421,7 @@ class Playbook(StrictModel):
     validation: Validation = Field(default_factory=Validation)
     deployment: Deployment = Field(default_factory=Deployment)
     tuning: Tuning = Field(default_factory=Tuning)
+    alerts: Alerts = Field(default_factory=Alerts)
     max_recommendations: int = Field(10, ge=1, le=100, description="Plan at most this many changes.")
 
     @model_validator(mode="after")
