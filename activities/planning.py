@@ -7,12 +7,15 @@ import asyncio
 from temporalio import activity
 
 from ratchet.analysis import planning
+from ratchet.analysis.calibration import endpoint_noise, recommended_margin, recommended_runs_per_arm
 from ratchet.analysis.decisions import guard_check
 from ratchet.analysis.significance import hodges_lehmann, judge_endpoints, one_sided_p_values
 from ratchet.analysis.slo import check_slos
 from ratchet.analysis.tuning import suggest
 from ratchet.contracts import (
     ArmsRequest,
+    CalibrateRequest,
+    CalibrationResult,
     CompareRequest,
     CompareResult,
     GuardRequest,
@@ -90,6 +93,36 @@ class AnalysisActivities:
     async def compare_arms(self, request: ArmsRequest) -> CompareResult:
         """Verdict per endpoint from interleaved runs: each arm's runs, a hierarchical bootstrap, margins."""
         return await asyncio.to_thread(self._compare_arms, request)
+
+    def _calibrate(self, request: CalibrateRequest) -> CalibrationResult:
+        files = [self.settings.samples_file(run_id) for run_id in request.run_ids]
+        rules = request.playbook.validation
+        names = sorted({s.endpoint for s in endpoint_stats(files)})
+        noises = [
+            endpoint_noise(
+                name, [endpoint_durations(f, name) for f in files], rules, detect=request.detect, power=request.power
+            )
+            for name in names
+        ]
+        runs_per_arm = recommended_runs_per_arm(noises)
+        notes = [f"{n.endpoint}: {n.note}" for n in noises if n.note]
+        if runs_per_arm is None and any(n.run_spread is not None for n in noises):
+            notes.append(
+                f"a {request.detect:.0%} slowdown cannot clear the regression margin {rules.regression_margin:.0%}: "
+                "ask to detect more, or lower the margin"
+            )
+        return CalibrationResult(
+            calibration_id=request.calibration_id, target="", playbook=request.playbook.name, runs=len(files),
+            run_seconds=0.0, detect=request.detect, power=request.power, endpoints=noises,
+            runs_per_arm=runs_per_arm,
+            regression_margin=recommended_margin(noises, rules, runs_per_arm or rules.runs_per_arm),
+            notes=notes,
+        )  # fmt: skip
+
+    @activity.defn(name="calibrate_noise")
+    async def calibrate_noise(self, request: CalibrateRequest) -> CalibrationResult:
+        """The run-to-run noise per endpoint of A/A runs, and the runs per arm and margin it calls for."""
+        return await asyncio.to_thread(self._calibrate, request)
 
     @activity.defn(name="compare_runs")
     async def compare_runs(self, request: CompareRequest) -> CompareResult:

@@ -15,7 +15,15 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError
 
 from ratchet.config.loading import load_playbook, load_target
-from ratchet.contracts import ApprovalInput, CampaignInput, CampaignStatus, EndpointStats, RejectionInput
+from ratchet.contracts import (
+    ApprovalInput,
+    CalibrationInput,
+    CalibrationResult,
+    CampaignInput,
+    CampaignStatus,
+    EndpointStats,
+    RejectionInput,
+)
 from ratchet.errors import NotFoundError, RatchetError
 from ratchet.settings import Settings
 from ratchet.store.engine import session_for
@@ -91,6 +99,34 @@ async def launch(
         static_details=f"Target: {target.base}\n\nPlaybook: {playbook_file}\n\nTarget file: {target_file}",
     )
     return campaign_id
+
+
+async def calibrate(
+    client: Client,
+    settings: Settings,
+    *,
+    playbook_file: Path,
+    target_file: Path,
+    runs: int,
+    detect: float,
+    power: float,
+) -> CalibrationResult:
+    """Run A/A load runs of the target (nothing changed) and measure their noise; waits for the result."""
+    playbook = load_playbook(playbook_file)
+    target = load_target(target_file)
+    calibration_id = f"calibrate-{target.name}-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+    request = CalibrationInput(
+        calibration_id=calibration_id, target=target, playbook=playbook, runs=runs, detect=detect, power=power,
+        task_queue_prefix=settings.task_queue_prefix,
+    )  # fmt: skip
+    return await client.execute_workflow(
+        "CalibrationWorkflow",
+        request,
+        id=calibration_id,
+        task_queue=campaign_queue(settings),
+        result_type=CalibrationResult,
+        static_summary=f"Calibration of {target.name}: {runs} A/A runs",
+    )
 
 
 def handle(client: Client, campaign_id: str) -> WorkflowHandle[Any, Any]:

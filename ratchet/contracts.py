@@ -603,3 +603,52 @@ class AlertResult(Payload):
     delivered: bool
     status: int | None = Field(None, description="The webhook's HTTP status; None when nothing was sent.")
     detail: str = Field(description="What happened, for the campaign's events (never the webhook's URL).")
+
+
+class EndpointNoise(Payload):
+    """How much one endpoint's per-run percentile moves between identical runs (``ratchet calibrate``)."""
+
+    endpoint: str
+    runs: int
+    requests_per_run: int
+    metric_ms: float | None = Field(None, description="The mean per-run value of the playbook's metric.")
+    run_spread: float | None = Field(None, description="Standard deviation of the log per-run metric.")
+    noise_floor: float | None = Field(
+        None, description="Half-width of the ratio's interval at the playbook's runs per arm (0.08: +-8%)."
+    )
+    runs_needed: int | None = Field(None, description="Runs per arm to see the asked slowdown as regressed.")
+    aa_low: float | None = Field(None, description="The runs split in two (A/A): the ratio's interval.")
+    aa_high: float | None = None
+    note: str = ""
+
+
+class CalibrationInput(Payload):
+    calibration_id: str
+    target: Target
+    playbook: Playbook
+    runs: int
+    detect: float
+    power: float
+    task_queue_prefix: str
+
+
+class CalibrateRequest(Payload):
+    calibration_id: str
+    run_ids: list[str]
+    playbook: Playbook
+    detect: float
+    power: float
+
+
+class CalibrationResult(Payload):
+    calibration_id: str
+    target: str
+    playbook: str
+    runs: int
+    run_seconds: float
+    detect: float
+    power: float
+    endpoints: list[EndpointNoise] = Field(default_factory=list)
+    runs_per_arm: int | None = Field(None, description="Recommended: enough for every measurable endpoint.")
+    regression_margin: float | None = Field(None, description="Recommended: above every noise floor at those runs.")
+    notes: list[str] = Field(default_factory=list)

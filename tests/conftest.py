@@ -27,6 +27,7 @@ from ratchet.temporal.server import start_server, stop_server
 from ratchet.temporal.worker import build_workers, run_workers
 from ratchet.traces.serve import READY_LINE
 from tests.postgres_server import PostgresServer, running_server
+from tests.webhook_receiver import receiver  # noqa: F401  (a fixture for every test module)
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_PLAYBOOK = ROOT / "tests" / "playbooks" / "fast.yaml"

@@ -38,6 +38,7 @@ from tests.campaign_helpers import (
     waiting_at,
 )
 from tests.conftest import ROOT, SHOP_TARGET, TEST_PLAYBOOK, Shop, free_port
+from tests.webhook_receiver import Receiver
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 # The shop's endpoints that are fast and correct as shipped: no campaign may ever find anything there.
@@ -259,11 +260,20 @@ async def test_rejection_at_planning_applies_nothing(
 
 
 async def test_failed_validation_rolls_back_and_leaves_database_as_found(
-    client: Client, settings: Settings, worker: None, shop: Shop, index_only_target: Path
+    client: Client,
+    settings: Settings,
+    worker: None,
+    shop: Shop,
+    index_only_target: Path,
+    receiver: Receiver,
+    tmp_path: Path,
 ) -> None:
-    """Only the wrong index (on status) is approved: the endpoint does not improve, so it is undone."""
+    """Only the wrong index (on status) is approved: the endpoint does not improve, so it is undone. The
+    playbook's webhook hears of the waiting gate and of the failed validation."""
     indexes_before = shop.indexes()
-    campaign_id = await campaigns.launch(client, settings, playbook_file=TEST_PLAYBOOK, target_file=index_only_target)
+    playbook = tmp_path / "alerting.yaml"
+    playbook.write_text(TEST_PLAYBOOK.read_text() + f"alerts:\n  webhook_url: {receiver.url(200)}\n")
+    campaign_id = await campaigns.launch(client, settings, playbook_file=playbook, target_file=index_only_target)
     status = await wait_for(client, campaign_id, waiting_at("planning"), what="the planning gate")
     wrong = next(r for r in status.recommendations if r.lever is not None and r.lever.name == "orders-status-index")
     await campaigns.approve(client, campaign_id, ApprovalInput(phase="planning", approver="alice", only=[wrong.id]))
@@ -277,6 +287,11 @@ async def test_failed_validation_rolls_back_and_leaves_database_as_found(
     assert shop.indexes() == indexes_before
     assert len(effects(settings, campaign_id, "apply")) == 1
     assert len(effects(settings, campaign_id, "rollback")) == 1
+    # Slack-compatible alerts, in the order they happened, naming the campaign and what to do or what failed.
+    titles = [r.body["blocks"][0]["text"]["text"] for r in receiver.received]
+    assert titles[0] == f"{campaign_id}: planning waits for approval", titles
+    assert any("validation failed" in t or "no change proved itself" in t for t in titles[1:]), titles
+    assert any(e.message.startswith("alert gate-waiting sent") for e in final.events)
     await assert_replays(client, campaign_id)
 
 

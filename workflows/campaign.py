@@ -16,6 +16,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from ratchet.alerts import alert_request
     from ratchet.analysis.decisions import (
         AfterAssessment,
         after_assessment,
@@ -28,9 +29,11 @@ with workflow.unsafe.imports_passed_through():
     from ratchet.analysis.knee import knee_summary
     from ratchet.analysis.load_shapes import ShapeRun, extra_shapes
     from ratchet.config.common import PHASE_TITLES, Phase, Role
-    from ratchet.config.playbook import Gate, TimeoutAction
+    from ratchet.config.playbook import AlertKind, Gate, TimeoutAction
     from ratchet.config.target import Target
     from ratchet.contracts import (
+        AlertRequest,
+        AlertResult,
         ApprovalInput,
         ArmRun,
         ArmsRequest,
@@ -89,6 +92,9 @@ _UNDO_RETRY = RetryPolicy(
 )
 
 
+# An alert is worth a few tries, never a stuck campaign: it is sent beside the campaign, not in its way.
+_ALERT_RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=2))
+
 _CHANGES_TARGET = frozenset({"apply_lever", "rollback_lever"})
 
 
@@ -118,6 +124,7 @@ class CampaignWorkflow:
         self._validation_outcome = ValidationOutcome.MET
         self._behaviour_recorded = False
         self._changes_in_place = True
+        self._alerts: list[asyncio.Task[None]] = []
 
     # ------------------------------------------------------------------ run
 
@@ -365,6 +372,13 @@ class CampaignWorkflow:
             await self._settle_inconclusive(comparison.verdicts)
         if outcome in (ValidationOutcome.FAILED, ValidationOutcome.REGRESSED):
             summary = validation_summary(comparison.verdicts, comparison.slo)
+            regressed = outcome == ValidationOutcome.REGRESSED
+            self._alert(
+                AlertKind.REGRESSION if regressed else AlertKind.VALIDATION_FAILED,
+                f"{self._input.campaign_id}: validation {outcome.value}, changes rolled back",
+                summary[:2500],
+                changes=", ".join(c.lever for c in self._status.changes if c.state == ChangeState.APPLIED),
+            )
             self._end(Phase.VALIDATION, outcome.value, summary)
             await self._unwind(f"validation {outcome.value}: {summary}")
             self._skip(Phase.DEPLOYMENT, "validation did not pass")
@@ -377,6 +391,10 @@ class CampaignWorkflow:
         kept = [c for c in self._status.changes if c.state == ChangeState.APPLIED]
         if not kept:
             self._end(Phase.VALIDATION, "no change proved itself", "every change was rolled back")
+            self._alert(
+                AlertKind.VALIDATION_FAILED, f"{self._input.campaign_id}: no change proved itself, rolled back",
+                "; ".join(f"{c.lever}: {c.reason}" for c in self._status.changes if c.reason)[:2500],
+            )  # fmt: skip
             self._skip(Phase.DEPLOYMENT, "nothing left to deploy")
             raise _Stop(CampaignState.ROLLED_BACK, "no change proved itself: rolled back")
         note = f"{outcome.value}: " + "; ".join(f"{v.endpoint} {v.verdict.value}" for v in comparison.verdicts)
@@ -471,6 +489,10 @@ class CampaignWorkflow:
                 return
             why = f"rejected by {decision.by}: {decision.note}" if decision is not None else "no answer"
         self._end(Phase.VALIDATION, "inconclusive", listed)
+        self._alert(
+            AlertKind.VALIDATION_FAILED, f"{self._input.campaign_id}: validation inconclusive, changes rolled back",
+            f"{why}: {listed}"[:2500],
+        )  # fmt: skip
         await self._unwind(f"validation inconclusive, not accepted ({why})")
         self._skip(Phase.DEPLOYMENT, "validation did not pass")
         raise _Stop(CampaignState.ROLLED_BACK, "validation inconclusive: changes rolled back", listed)
@@ -502,6 +524,10 @@ class CampaignWorkflow:
         self._status.guard = guard
         if guard.breached:
             reasons = "; ".join(guard.reasons)
+            self._alert(
+                AlertKind.GUARD_BREACHED, f"{self._input.campaign_id}: guard breached while baking, rolled back",
+                reasons[:2500],
+            )  # fmt: skip
             self._end(Phase.DEPLOYMENT, "guard breached", reasons)
             await self._unwind(f"guard breached: {reasons}")
             raise _Stop(CampaignState.ROLLED_BACK, "guard breached during bake: changes rolled back", reasons)
@@ -752,6 +778,14 @@ class CampaignWorkflow:
         asked = f": {question}" if question else ""
         self._event(
             f"waiting for approval of {phase.value} (until {self._status.waiting.deadline:%Y-%m-%d %H:%M}Z){asked}"
+        )
+        self._alert(
+            AlertKind.GATE_WAITING,
+            f"{self._input.campaign_id}: {phase.value} waits for approval",
+            question or f"ratchet approve {self._input.campaign_id} --phase {phase.value} --as NAME",
+            phase=phase.value,
+            deadline=f"{self._status.waiting.deadline:%Y-%m-%d %H:%M}Z",
+            approvers=", ".join(self._status.waiting.approvers),
         )
         answered = await self._wait_for_answer(gate.timeout)
         if not answered and gate.on_timeout == TimeoutAction.ESCALATE:
@@ -1015,6 +1049,29 @@ class CampaignWorkflow:
             lines.append(f"Outcome: **{s.outcome}**")
         workflow.set_current_details("\n".join(lines))
 
+    def _alert(self, kind: AlertKind, title: str, text: str, **facts: str) -> None:
+        """Tell the playbook's webhook, when it wants this kind, beside the campaign: a slow or failing webhook
+        never holds a phase up nor fails the campaign (the outcome is an event either way)."""
+        if not workflow.patched("alerts"):  # older campaigns replay without alerts
+            return
+        fields = {"target": self._input.target.name, "playbook": self._input.playbook.name, **facts}
+        request = alert_request(
+            self._input.playbook.alerts, campaign_id=self._input.campaign_id, kind=kind, title=title, text=text,
+            fields=fields,
+        )  # fmt: skip
+        if request is not None:
+            self._alerts.append(asyncio.ensure_future(self._send_alert(request)))
+
+    async def _send_alert(self, request: AlertRequest) -> None:
+        try:
+            result: AlertResult = await self._activity(
+                "send_alert", request, Role.PERF_OPTIMIZER, f"Alert ({request.kind.value}): {request.title}"[:200],
+                result_type=AlertResult, timeout=timedelta(seconds=request.timeout_s + 5), retry=_ALERT_RETRY,
+            )  # fmt: skip
+            self._event(f"alert {request.kind.value} sent ({result.detail or result.status})")
+        except ActivityError as failure:
+            self._event(f"alert {request.kind.value} not delivered: {failure.cause}")
+
     async def _record(self) -> None:
         await self._activity(
             "record_campaign",
@@ -1031,6 +1088,8 @@ class CampaignWorkflow:
             self._skip(record.phase, "not reached")
         self._status.outcome = outcome
         self._status.outcome_detail = detail
+        if self._alerts:
+            await asyncio.gather(*self._alerts, return_exceptions=True)  # each reports its failure as an event
         self._set_state(state)
         self._event(f"campaign {state.value}: {outcome}")
         try:

@@ -301,6 +301,38 @@ def status(
     raise typer.Exit(_client_command(go)())
 
 
+@app.command()
+def calibrate(
+    target: Annotated[Path, typer.Argument(help="Target YAML file.")],
+    playbook: Annotated[Path, typer.Option("--playbook", "-p", help="Playbook YAML (load and validation rules).")],
+    runs: Annotated[int, typer.Option(min=4, max=60, help="A/A runs, back to back.")] = 8,
+    detect: Annotated[float, typer.Option(min=0.01, max=5.0, help="Slowdown to catch (0.2: 20%).")] = 0.2,
+    power: Annotated[float, typer.Option(min=0.5, max=0.999, help="Share of such slowdowns to catch.")] = 0.9,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """A/A runs of the unchanged target: its run-to-run noise per endpoint, and the runs per arm and
+    regression margin its validations need to catch a --detect slowdown with --power."""
+    book = _load_or_exit(load_playbook, playbook)
+    _load_or_exit(load_target, target)
+
+    async def go(client: Any) -> int:
+        if not as_json:
+            seconds = (book.validation.run_duration or book.load.duration).total_seconds()
+            console.print(f"{runs} A/A runs of {seconds:g} s (+{book.load.warmup.total_seconds():g} s warm-up) ...")
+        result = await campaigns.calibrate(
+            client, get_settings(), playbook_file=playbook, target_file=target, runs=runs, detect=detect, power=power
+        )
+        if as_json:
+            print(result.model_dump_json(indent=2))
+        else:
+            from ratchet.cli.views import calibration_view
+
+            console.print(calibration_view(result, book.validation))
+        return EXIT_OK
+
+    raise typer.Exit(_client_command(go)())
+
+
 @app.command("list")
 def list_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,

@@ -9,7 +9,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from ratchet.contracts import CampaignStatus
+from ratchet.config.playbook import Validation
+from ratchet.contracts import CalibrationResult, CampaignStatus
 
 _STATE_STYLE = {
     "running": "cyan",
@@ -144,3 +145,34 @@ def campaign_view(status: CampaignStatus, progress: list[dict[str, Any]] | None 
             )
         )
     return Group(*parts)
+
+
+def calibration_view(result: CalibrationResult, rules: Validation) -> Group:
+    """Per endpoint its run-to-run noise; then what the playbook should say."""
+    table = Table(
+        title=f"Noise of {result.target}: {result.runs} A/A runs of {result.run_seconds:g} s ({rules.metric})"
+    )
+    for column in ("endpoint", "req/run", rules.metric, "run spread", "noise floor", "runs needed", "A/A interval"):
+        table.add_column(column, justify="left" if column == "endpoint" else "right")
+    for n in result.endpoints:
+        if n.run_spread is None:
+            table.add_row(n.endpoint, str(n.requests_per_run), Text(n.note, style="dim"))
+            continue
+        table.add_row(
+            n.endpoint, str(n.requests_per_run), f"{n.metric_ms:.1f} ms", f"{n.run_spread:.1%}",
+            f"+-{n.noise_floor:.1%} at {rules.runs_per_arm}", str(n.runs_needed or "-"),
+            f"{n.aa_low:.2f}-{n.aa_high:.2f}",
+        )  # fmt: skip
+    lines = [
+        f"To catch a {result.detect:.0%} slowdown in {result.power:.0%} of validations past a "
+        f"{rules.regression_margin:.0%} margin:"
+    ]
+    if result.runs_per_arm is not None:
+        lines.append(f"  validation.runs_per_arm: {result.runs_per_arm}   (the playbook says {rules.runs_per_arm})")
+    if result.regression_margin is not None:
+        lines.append(
+            f"  validation.regression_margin: at least {result.regression_margin:.2f} at those runs "
+            f"(the playbook says {rules.regression_margin:.2f}); below it unchanged endpoints read inconclusive"
+        )
+    lines += [f"  note: {note}" for note in result.notes]
+    return Group(table, Text("\n".join(lines)))

@@ -14,6 +14,7 @@ from ratchet.config.common import Role
 from ratchet.settings import Settings
 from ratchet.temporal.client import campaign_queue
 from roles import role_activities
+from workflows.calibration import CalibrationWorkflow
 from workflows.campaign import CampaignWorkflow
 
 
@@ -23,7 +24,9 @@ def build_workers(
     """One Worker per task queue: the campaigns queue (workflows) and one per role (activities)."""
     workers = []
     if with_workflows:
-        workers.append(Worker(client, task_queue=campaign_queue(settings), workflows=[CampaignWorkflow]))
+        workers.append(
+            Worker(client, task_queue=campaign_queue(settings), workflows=[CampaignWorkflow, CalibrationWorkflow])
+        )
     for role in roles:
         workers.append(
             Worker(
