@@ -1,8 +1,8 @@
 """The `ratchet` command line (typer + rich).
 
 Exit codes: 0 success; 1 the campaign ended without keeping a proven gain (rolled back, rejected,
-aborted, failed, cancelled); 2 bad input (file, flag, answer); 3 no such campaign; 4 Temporal
-unreachable; 5 the campaign refused an answer.
+aborted, failed, cancelled); 2 bad input (file, flag, answer); 3 no such campaign (for `history`: no such
+target or endpoint); 4 Temporal unreachable; 5 the campaign refused an answer.
 """
 
 from __future__ import annotations
@@ -380,6 +380,42 @@ def report(campaign_id: Annotated[str, typer.Argument(help="Campaign id.")]) -> 
         console.print(f"HTML: {written.html_path}\nMarkdown: {written.markdown_path}")
 
     _client_command(go)()
+
+
+@app.command()
+def history(
+    target: Annotated[str | None, typer.Argument(help="Target name (default: every target in the store).")] = None,
+    endpoint: Annotated[str | None, typer.Option(help="Only this endpoint.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    latest: Annotated[
+        int, typer.Option(min=1, help="Drift: a change point among this many of the latest campaigns.")
+    ] = 10,  # changepoints.DEFAULT_LATEST, written out: importing it would load numpy for every command
+) -> None:
+    """Campaigns over time per endpoint: baselines, validated results, change points of the baseline p95
+    (E-divisive, p <= 0.001) and whether it drifts. Reads the store only (no Temporal needed)."""
+    from ratchet.cli.history_view import history_json, history_view
+    from ratchet.history import store_history
+    from ratchet.store.engine import session_for
+
+    url = get_settings().resolved_store_url
+    try:
+        with session_for(url) as session:
+            found = store_history(session=session, target=target, endpoint=endpoint, latest=latest)
+    except NotFoundError as exc:
+        err.print(f"[red]{exc}[/]", highlight=False)
+        raise typer.Exit(EXIT_NOT_FOUND) from None
+    if not found:
+        empty = f"no campaigns in the store yet ({url}); `ratchet launch` runs one"
+        if as_json:
+            print(json.dumps(history_json([]), indent=2))
+            err.print(empty, highlight=False)
+        else:
+            console.print(empty, highlight=False)
+        return
+    if as_json:
+        print(json.dumps(history_json(found), indent=2))
+        return
+    console.print(history_view(found))
 
 
 # ---------------------------------------------------------------- files
