@@ -357,6 +357,9 @@ class ChangeRecord(Payload):
     state: ChangeState = ChangeState.PENDING
     parameter: float | None = Field(None, description="A tunable lever's value in effect (the best trial's).")
     trials: list[Trial] = Field(default_factory=list, description="A tunable lever's trials, in order.")
+    attribution: list[EndpointVerdict] = Field(
+        default_factory=list, description="Leave-one-out: its endpoints with it against without it (others in place)."
+    )
     applied_at: datetime | None = None
     rolled_back_at: datetime | None = None
     reason: str = ""

@@ -295,6 +295,39 @@ async def test_failed_validation_rolls_back_and_leaves_database_as_found(
     await assert_replays(client, campaign_id)
 
 
+async def test_leave_one_out_undoes_a_change_that_rode_on_another_ones_gain(
+    client: Client, settings: Settings, worker: None, shop: Shop, index_only_target: Path, tmp_path: Path
+) -> None:
+    """The right index and the useless status index are both approved for the slow search. Together the
+    endpoint improves, so by endpoint both would be credited; measured each without the other's help, the
+    status index gives nothing and is undone, the email index proves its own gain and stays."""
+    playbook = tmp_path / "attributing.yaml"
+    playbook.write_text(
+        TEST_PLAYBOOK.read_text().replace(
+            "  on_inconclusive: accept\n", "  on_inconclusive: accept\n  attribution: leave-one-out\n"
+        )
+    )
+    campaign_id = await campaigns.launch(client, settings, playbook_file=playbook, target_file=index_only_target)
+    status = await wait_for(client, campaign_id, waiting_at("planning"), what="the planning gate")
+    both = [r.id for r in status.recommendations if r.lever is not None and r.endpoint == "orders-by-email"]
+    assert len(both) == 2, [(r.id, r.lever and r.lever.name) for r in status.recommendations]
+    await campaigns.approve(client, campaign_id, ApprovalInput(phase="planning", approver="alice", only=both))
+    await wait_for(client, campaign_id, waiting_at("deployment"), what="the deployment gate", timeout_s=420)
+    await campaigns.approve(client, campaign_id, ApprovalInput(phase="deployment", approver="alice"))
+    final = await finish(client, campaign_id)
+
+    changes = {c.lever: c for c in final.changes}
+    status_index = changes["orders-status-index"]
+    email_index = next(c for name, c in changes.items() if name != "orders-status-index")
+    assert status_index.state == ChangeState.ROLLED_BACK and "leave-one-out" in status_index.reason, status_index
+    assert email_index.state == ChangeState.KEPT, email_index
+    assert [v.verdict.value for v in email_index.attribution] == ["improved"]
+    assert [v.verdict.value for v in status_index.attribution] != ["improved"]
+    assert not any("ix_orders_status" in name for name, _ in shop.indexes())
+    assert "Attribution of orders-status-index" in Path(final.report_html).read_text()
+    await assert_replays(client, campaign_id)
+
+
 async def test_the_trap_lever_approved_by_hand_is_caught_changing_the_answers_and_undone(
     client: Client, settings: Settings, worker: None, shop: Shop
 ) -> None:

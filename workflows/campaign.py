@@ -29,7 +29,7 @@ with workflow.unsafe.imports_passed_through():
     from ratchet.analysis.knee import knee_summary
     from ratchet.analysis.load_shapes import ShapeRun, extra_shapes
     from ratchet.config.common import PHASE_TITLES, Phase, Role
-    from ratchet.config.playbook import AlertKind, Gate, TimeoutAction
+    from ratchet.config.playbook import AlertKind, Attribution, Gate, TimeoutAction
     from ratchet.config.target import Target
     from ratchet.contracts import (
         AlertRequest,
@@ -123,7 +123,7 @@ class CampaignWorkflow:
         self._approved_only: list[str] | None = None
         self._validation_outcome = ValidationOutcome.MET
         self._behaviour_recorded = False
-        self._changes_in_place = True
+        self._measured_without: set[str] = set()  # changes undone for a measurement, to re-apply after
         self._alerts: list[asyncio.Task[None]] = []
 
     # ------------------------------------------------------------------ run
@@ -388,6 +388,12 @@ class CampaignWorkflow:
             endpoints = change.endpoints or [change.endpoint]
             why = "; ".join(verdicts[e].explanation if e in verdicts else f"{e} was not measured" for e in endpoints)
             await self._undo(change, f"did not improve {', '.join(endpoints)}: {why}")
+        if (
+            self._input.playbook.validation.attribution == Attribution.LEAVE_ONE_OUT
+            and self._input.playbook.validation.interleave
+            and workflow.patched("leave-one-out")
+        ):
+            await self._leave_one_out(comparison.verdicts)
         kept = [c for c in self._status.changes if c.state == ChangeState.APPLIED]
         if not kept:
             self._end(Phase.VALIDATION, "no change proved itself", "every change was rolled back")
@@ -447,13 +453,53 @@ class CampaignWorkflow:
         await self._put_changes(applied, True)
         return comparison, arms[True][-1]
 
-    async def _put_changes(self, applied: list[ChangeRecord], in_place: bool) -> None:
-        """Undo (newest first) or re-apply (in order) the applied changes for an arm of the validation. Their
-        saga state stays applied: a failure meanwhile unwinds them, and undoing an undone lever does nothing."""
-        if self._changes_in_place == in_place or not applied:
-            self._changes_in_place = in_place
-            return
-        for change in applied if in_place else list(reversed(applied)):
+    async def _leave_one_out(self, verdicts: list[EndpointVerdict]) -> None:
+        """Where several kept changes share an improved endpoint, the whole's gain says nothing of each one's:
+        each of them is measured once more, interleaved, with the others in place and itself undone. A change
+        without which its endpoints are no slower gave nothing and is undone."""
+        rules = self._input.playbook.validation
+        improved = {v.endpoint for v in verdicts if v.verdict == Verdict.IMPROVED}
+        kept = [c for c in self._status.changes if c.state == ChangeState.APPLIED]
+        for change in kept:
+            mine = set(change.endpoints or [change.endpoint]) & improved
+            shared = any(mine & set(other.endpoints or [other.endpoint]) for other in kept if other is not change)
+            if not shared or change.state != ChangeState.APPLIED:
+                continue
+            arms: dict[bool, list[str]] = {False: [], True: []}
+            for number in range(rules.runs_per_arm):
+                for in_place in (False, True) if number % 2 == 0 else (True, False):
+                    await self._put_changes([change], in_place)
+                    run = await self._load_test(
+                        f"attribution-{change.change_id}-{'with' if in_place else 'without'}-{number + 1}",
+                        Role.TEST_ENGINEER,
+                        f"Attribution of {change.lever}: run {number + 1} {'with' if in_place else 'without'} it",
+                        duration_s=(rules.run_duration or self._input.playbook.load.duration).total_seconds(),
+                    )
+                    arms[in_place].append(run.run_id)
+            await self._put_changes([change], True)
+            comparison: CompareResult = await self._activity(
+                "compare_arms",
+                ArmsRequest(
+                    campaign_id=self._input.campaign_id, before_run_ids=arms[False], after_run_ids=arms[True],
+                    playbook=self._input.playbook,
+                ),
+                Role.PERF_OPTIMIZER,
+                f"Attribution of {change.lever}: with it against without it",
+                result_type=CompareResult,
+            )  # fmt: skip
+            own = [v for v in comparison.verdicts if v.endpoint in mine]
+            change.attribution = own
+            if any(v.verdict == Verdict.IMPROVED for v in own):
+                self._event(f"attribution: {change.lever} proved its own gain on {', '.join(sorted(mine))}")
+                continue
+            why = "; ".join(f"{v.endpoint}: {v.explanation}" for v in own) or "its endpoints were not measured"
+            await self._undo(change, f"leave-one-out: without it the others give the same ({why})")
+
+    async def _put_changes(self, changes: list[ChangeRecord], in_place: bool) -> None:
+        """Undo (newest first) or re-apply (in order) changes for an arm of a measurement. Their saga state
+        stays applied: a failure meanwhile unwinds them, and undoing an undone lever does nothing."""
+        todo = [c for c in changes if (c.change_id in self._measured_without) == in_place]
+        for change in todo if in_place else list(reversed(todo)):
             await self._activity(
                 "apply_lever" if in_place else "rollback_lever",
                 self._lever_call(change).model_copy(update={"for_measurement": True}), change.role,
@@ -461,8 +507,12 @@ class CampaignWorkflow:
                 result_type=LeverOutcome, timeout=_LEVER_TIMEOUT, heartbeat=_LEVER_HEARTBEAT,
                 retry=_STEP_RETRY if in_place else _UNDO_RETRY,
             )  # fmt: skip
-        self._changes_in_place = in_place
-        self._event(f"validation: {len(applied)} change(s) {'re-applied' if in_place else 'undone'} for the next arm")
+            if in_place:
+                self._measured_without.discard(change.change_id)
+            else:
+                self._measured_without.add(change.change_id)
+        if todo:
+            self._event(f"validation: {len(todo)} change(s) {'re-applied' if in_place else 'undone'} for the next arm")
 
     async def _settle_inconclusive(self, verdicts: list[EndpointVerdict]) -> None:
         """Verdicts still inconclusive after the run budget: the playbook accepts them, rolls back, or asks a
