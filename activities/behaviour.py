@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.api_contract import contract_failures
 from activities.probing import fill
 from ratchet.analysis.behaviour import Answer, answer, differences
 from ratchet.config.target import Scenario, Target
@@ -26,6 +27,9 @@ class Reference(BaseModel):
 
     answers: list[Answer] = Field(default_factory=list)
     scenarios: list[str] = Field(default_factory=list, description="Scenarios that held before any change.")
+    contract_failures: list[str] | None = Field(
+        None, description="schemathesis's failures before any change (None: no OpenAPI contract checked)."
+    )
 
 
 def _get_answers(client: httpx.Client, target: Target) -> list[Answer]:
@@ -85,6 +89,10 @@ class BehaviourActivities:
                     notes.append(f"{failed} - already before any change: not checked")
                 else:
                     reference.scenarios.append(scenario.name)
+        if target.behaviour.api is not None:
+            reference.contract_failures, summary = contract_failures(target, target.behaviour.api)
+            already = f"; already before any change (the baseline): {'; '.join(reference.contract_failures)}"
+            notes.append(summary + (already if reference.contract_failures else ""))
         out = self.settings.behaviour_file(request.campaign_id)
         out.write_text(reference.model_dump_json(indent=1))
         return BehaviourSummary(
@@ -99,11 +107,16 @@ class BehaviourActivities:
             for scenario in target.behaviour.scenarios:
                 if scenario.name in reference.scenarios and (failed := _run_scenario(client, scenario)):
                     found.append(failed)
+        if target.behaviour.api is not None and reference.contract_failures is not None:
+            now, _ = contract_failures(target, target.behaviour.api)
+            found += [
+                f"API contract (schemathesis), new: {line}" for line in now if line not in reference.contract_failures
+            ]
         return BehaviourCheck(same=not found, differences=found)
 
     @activity.defn(name="record_behaviour")
     async def record_behaviour(self, request: BehaviourRequest) -> BehaviourSummary:
-        """Record every GET endpoint's answers and run the scenarios, before any change."""
+        """Record every GET endpoint's answers, run the scenarios and the OpenAPI contract, before any change."""
         try:
             return await asyncio.to_thread(self._record, request)
         except LeverError as exc:  # a scenario's template or expression is wrong: the target file's fault

@@ -210,6 +210,38 @@ class Scenario(StrictModel):
     steps: list[ScenarioStep] = Field(min_length=1)
 
 
+_CONTRACT_CHECKS = (
+    "not_a_server_error",
+    "status_code_conformance",
+    "content_type_conformance",
+    "response_schema_conformance",
+)
+
+
+_CONTRACT_CHECKS = (
+    "not_a_server_error",
+    "status_code_conformance",
+    "content_type_conformance",
+    "response_schema_conformance",
+)
+
+
+class ApiContract(StrictModel):
+    """The target's OpenAPI document, exercised with schemathesis before any change and after the changes:
+    a contract failure the changes add (an undocumented status, a body off its schema, a server error) is a
+    change of behaviour. Failures already there before any change are the baseline, not held against them."""
+
+    openapi: str = Field(description="The OpenAPI document: a path on the base URL (/openapi.json) or a URL.")
+    methods: list[Literal["GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"]] = Field(
+        default_factory=lambda: ["GET"],
+        description="Operations exercised; writes only when listed (schemathesis sends generated data).",
+    )
+    exclude_paths: list[str] = Field(default_factory=list, description="Path templates left out (admin APIs).")
+    max_examples: int = Field(10, ge=1, le=1000, description="Generated cases per operation.")
+    checks: list[str] = Field(default_factory=lambda: list(_CONTRACT_CHECKS), description="schemathesis checks.")
+    timeout: Duration = Field(default="3m", validate_default=True, description="Longest a run may take.")
+
+
 class Behaviour(StrictModel):
     """What the test-engineer checks after each change: the answers of every GET endpoint (a few examples
     each) must stay the same, and every scenario's expectations must keep holding. A change that alters
@@ -223,6 +255,7 @@ class Behaviour(StrictModel):
     volatile: list[str] = Field(default_factory=list, description="JSON keys whose values may differ (ids, times).")
     examples_per_endpoint: int = Field(2, ge=0, le=20, description="Examples of each GET endpoint recorded.")
     scenarios: list[Scenario] = Field(default_factory=list)
+    api: ApiContract | None = Field(None, description="Check the target's OpenAPI contract with schemathesis.")
 
 
 class Traces(StrictModel):
