@@ -24,7 +24,7 @@ from ratchet.templating import evaluate, render, render_tree
 MEASUREMENT_NOTE = " (for a validation arm)"
 
 
-def _context(call: LeverCall) -> dict[str, Any]:
+def _context(call: LeverCall, action: str) -> dict[str, Any]:
     target: Target = call.target
     return {
         "target": {
@@ -36,6 +36,9 @@ def _context(call: LeverCall) -> dict[str, Any]:
         },
         "lever": {"name": call.lever.name},
         "parameter": call.parameter,
+        # A rollout lever's share of requests; outside a rollout (trying and validating it) all of them. Rolling
+        # back, None: its check then says whether it is in effect at any share.
+        "percent": call.percent if call.percent is not None else (100.0 if action == "apply" else None),
         "campaign_id": call.campaign_id,
     }
 
@@ -153,7 +156,7 @@ class LeverActivities:
 
     def _act(self, call: LeverCall, action: str) -> LeverOutcome:
         lever, target = call.lever, call.target
-        context = _context(call)
+        context = _context(call, action)
         want_applied = action == "apply"
         tunable = lever.parameter is not None and lever.parameter.kind == "range"
         if tunable:

@@ -298,6 +298,7 @@ class LeverCall(Payload):
     for_measurement: bool = Field(
         False, description="Undone or re-applied for an arm of the validation, not as a decision of the saga."
     )
+    percent: float | None = Field(None, description="A rollout lever's share of requests (0-100); None: all.")
 
 
 class LeverOutcome(Payload):
@@ -554,6 +555,7 @@ class CampaignStatus(Payload):
     pages: list[PageVitals] = Field(default_factory=list, description="Web vitals of the target's pages (the probe).")
     validation: LoadTestResult | None = None
     validation_rules: Validation | None = Field(None, description="The playbook's rules the verdicts followed.")
+    rollout: RolloutResult | None = Field(None, description="The gradual rollout to production, when there was one.")
     validation_runs: list[ArmRun] = Field(
         default_factory=list, description="The interleaved validation runs, in the order they ran."
     )
@@ -655,3 +657,41 @@ class CalibrationResult(Payload):
     runs_per_arm: int | None = Field(None, description="Recommended: enough for every measurable endpoint.")
     regression_margin: float | None = Field(None, description="Recommended: above every noise floor at those runs.")
     notes: list[str] = Field(default_factory=list)
+
+
+class RolloutChange(Payload):
+    """A kept change to roll out to production."""
+
+    change_id: str
+    lever: Lever
+    role: Role
+    parameter: float | None = None
+
+
+class RolloutInput(Payload):
+    campaign_id: str
+    changes: list[RolloutChange]
+    production: Target = Field(description="The target at its production address.")
+    playbook: Playbook
+    validated: LoadTestResult = Field(description="The guard's reference: the validation's after-arm run.")
+    task_queue_prefix: str
+
+
+class RolloutStep(Payload):
+    percent: float
+    run_id: str | None = None
+    guard: GuardResult | None = None
+    decided_by: str = Field("", description="Who promoted or aborted at this step (empty: the guard decided).")
+
+
+class RolloutResult(Payload):
+    outcome: Literal["completed", "rolled-back", "aborted"]
+    steps: list[RolloutStep] = Field(default_factory=list)
+    reason: str = ""
+
+
+class RolloutDecision(Payload):
+    """A person's promote or abort of a running rollout (an update on the rollout workflow)."""
+
+    by: str = Field(min_length=1)
+    reason: str = ""

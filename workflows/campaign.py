@@ -70,6 +70,9 @@ with workflow.unsafe.imports_passed_through():
         RejectionInput,
         ReportRequest,
         ReportResult,
+        RolloutChange,
+        RolloutInput,
+        RolloutResult,
         SplitLoadTest,
         SuggestRequest,
         SuggestResult,
@@ -78,6 +81,7 @@ with workflow.unsafe.imports_passed_through():
         Verdict,
     )
     from workflows import search_attributes as sa
+    from workflows.rollout import rollout_id
 
 _QUICK = timedelta(minutes=2)
 _PROBE_TIMEOUT = timedelta(minutes=5)
@@ -554,6 +558,8 @@ class CampaignWorkflow:
             self._end(Phase.DEPLOYMENT, "rejected", decision.note)
             await self._unwind(f"deployment rejected: {decision.note}")
             raise _Stop(CampaignState.ROLLED_BACK, "deployment rejected: changes rolled back", decision.note)
+        if self._input.target.production is not None and workflow.patched("rollout"):
+            await self._roll_out(validated)  # ends the campaign
         bake = self._input.playbook.deployment.bake.total_seconds()
         watched = await self._load_test(
             # The same warm-up as the other runs: cold connections would read as a regression.
@@ -590,6 +596,53 @@ class CampaignWorkflow:
             "targets met" if self._validation_outcome == ValidationOutcome.MET else "partial: accepted and monitored"
         )
         raise _Stop(CampaignState.COMPLETED, f"{label}; {len(kept)} change(s) kept", "guard held during the bake")
+
+    async def _roll_out(self, validated: LoadTestResult) -> None:
+        """The kept changes go to production in the playbook's steps (a child workflow, promote/abort by update);
+        a breach rolls production back, and the changes here too."""
+        kept = [c for c in self._status.changes if c.state == ChangeState.APPLIED]
+        changes = []
+        for change in kept:
+            lever = next(r.lever for r in self._status.recommendations if r.id == change.recommendation_id)
+            assert lever is not None
+            changes.append(
+                RolloutChange(change_id=change.change_id, lever=lever, role=change.role, parameter=change.parameter)
+            )
+        steps = ", ".join(f"{s:g}%" for s in self._input.playbook.deployment.rollout.steps)
+        self._event(
+            f"rolling {len(changes)} change(s) out to production in steps of {steps} ({rollout_id(self._input.campaign_id)})"
+        )
+        result: RolloutResult = await workflow.execute_child_workflow(
+            "RolloutWorkflow",
+            RolloutInput(
+                campaign_id=self._input.campaign_id, changes=changes, production=self._input.target.in_production(),
+                playbook=self._input.playbook, validated=validated, task_queue_prefix=self._input.task_queue_prefix,
+            ),
+            id=rollout_id(self._input.campaign_id),
+            result_type=RolloutResult,
+            static_summary=f"Rollout of {self._input.campaign_id} to production ({steps})",
+        )  # fmt: skip
+        self._status.rollout = result
+        guards = [step.guard for step in result.steps if step.guard is not None]
+        if guards:
+            self._status.guard = guards[-1]
+        if result.outcome != "completed":
+            self._end(Phase.DEPLOYMENT, f"rollout {result.outcome}", result.reason)
+            if result.outcome == "rolled-back":
+                self._alert(
+                    AlertKind.GUARD_BREACHED, f"{self._input.campaign_id}: rollout rolled back", result.reason[:2500]
+                )
+            await self._unwind(f"rollout {result.outcome}: {result.reason}")
+            raise _Stop(CampaignState.ROLLED_BACK, f"rollout {result.outcome}: changes rolled back", result.reason)
+        for change in kept:
+            change.state = ChangeState.KEPT
+        names = ", ".join(c.lever for c in kept)
+        self._end(Phase.DEPLOYMENT, "rolled out", f"in production at {steps}, the guard held; kept: {names}")
+        raise _Stop(
+            CampaignState.COMPLETED,
+            f"rolled out to production; {len(kept)} change(s) kept",
+            "the guard held at every step",
+        )
 
     # ------------------------------------------------------------------ changes (saga)
 

@@ -17,7 +17,7 @@ from examples.shop.billing import billing_router
 from examples.shop.catalog import catalog_router
 from examples.shop.compression import SwitchableGZipMiddleware
 from examples.shop.db import db_seconds, query, write
-from examples.shop.flags import FlagStore, admin_router
+from examples.shop.flags import FlagStore, FlagViewMiddleware, admin_router
 from examples.shop.orders_api import orders_router
 from examples.shop.outbound import Outbound
 from examples.shop.recommendations import recommendations_router
@@ -93,6 +93,7 @@ def create_app(database: Path | str) -> FastAPI:
     app.state.outbound = outbound = Outbound()
     app.add_middleware(SwitchableGZipMiddleware, enabled=lambda: flags.current.gzip_responses)
     app.add_middleware(InjectedSlowdownMiddleware, shares=lambda: flags.current.injected_slowdown)
+    app.add_middleware(FlagViewMiddleware, store=flags)  # added last: outermost, so the others see the view
     app.include_router(admin_router(flags))
     app.include_router(orders_router(query, write, flags))
     app.include_router(availability_router(query, flags, outbound))

@@ -6,12 +6,15 @@ from the defaults; requests read the in-memory copy, so checking a flag costs no
 
 from __future__ import annotations
 
+import contextvars
 import json
+import random
 import threading
 from typing import Any
 
 from fastapi import APIRouter, Body, HTTPException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from examples.shop.datasource import Query
 
@@ -40,6 +43,15 @@ class ShopFlags(BaseModel):
         default_factory=dict,
         description="Benchmarks and tests only: route path -> share by which its answers are made slower.",
     )
+    rollout_percent: dict[str, float] = Field(
+        default_factory=dict,
+        description="Gradual rollout: flag -> share of requests (0-100) that see its set value; the others see "
+        "its default. A flag not named here applies to every request.",
+    )
+
+
+# The flags one request sees (set per request by FlagViewMiddleware; a partly rolled-out flag differs by request).
+_REQUEST_FLAGS: contextvars.ContextVar[ShopFlags | None] = contextvars.ContextVar("shop_request_flags", default=None)
 
 
 class FlagStore:
@@ -51,17 +63,49 @@ class FlagStore:
         saved = {row["name"]: json.loads(row["value"]) for row in query(_ALL_FLAGS)}
         known = {name: value for name, value in saved.items() if name in ShopFlags.model_fields}
         # A flag an older shop saved but this one no longer has is ignored rather than refusing to start.
-        self.current = ShopFlags.model_validate(known)
+        self.saved = ShopFlags.model_validate(known)
+
+    @property
+    def current(self) -> ShopFlags:
+        """The flags the current request sees; outside a request, the saved ones."""
+        return _REQUEST_FLAGS.get() or self.saved
+
+    def for_request(self) -> ShopFlags:
+        """A request's view: each partly rolled-out flag is its set value for its share of requests, its default
+        for the others (drawn per request, so the share holds over many requests)."""
+        saved = self.saved
+        if not saved.rollout_percent:
+            return saved
+        held_back = {
+            name: ShopFlags.model_fields[name].get_default(call_default_factory=True)
+            for name, percent in saved.rollout_percent.items()
+            if name in ShopFlags.model_fields and random.random() * 100 >= percent
+        }
+        return saved.model_copy(update=held_back) if held_back else saved
 
     def update(self, changes: dict[str, Any]) -> ShopFlags:
         """Apply ``changes`` (flag name → value) and save them; ValidationError names what is wrong."""
         with self._lock:
-            updated = ShopFlags.model_validate(self.current.model_dump() | changes)
+            updated = ShopFlags.model_validate(self.saved.model_dump() | changes)
             for name in changes:
                 self._write(_SAVE_FLAG, name, json.dumps(getattr(updated, name)))
             # One reference swap: a request sees either the old flags or the new ones, never a mix.
-            self.current = updated
+            self.saved = updated
             return updated
+
+
+class FlagViewMiddleware:
+    """Gives every HTTP request its view of the flags (the outermost middleware: the others read it too)."""
+
+    def __init__(self, app: ASGIApp, store: FlagStore) -> None:
+        self.app, self.store = app, store
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        token = _REQUEST_FLAGS.set(self.store.for_request() if scope["type"] == "http" else None)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            _REQUEST_FLAGS.reset(token)
 
 
 def admin_router(store: FlagStore) -> APIRouter:
@@ -70,8 +114,8 @@ def admin_router(store: FlagStore) -> APIRouter:
 
     @router.get("/flags")
     def read_flags() -> dict[str, Any]:
-        """Every flag and its value."""
-        return store.current.model_dump()
+        """Every flag and its saved value (a partly rolled-out flag shows its set value and its share)."""
+        return store.saved.model_dump()
 
     @router.post("/flags")
     def change_flags(changes: dict[str, Any] = Body(...)) -> dict[str, Any]:

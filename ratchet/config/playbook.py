@@ -314,11 +314,39 @@ class Guard(StrictModel):
     )
 
 
+class Rollout(StrictModel):
+    """A gradual rollout to the target's production environment (when it has one)."""
+
+    steps: list[float] = Field(
+        default_factory=lambda: [10.0, 50.0, 100.0],
+        min_length=1,
+        description="Shares of requests (percent, rising, ending at 100) that see a percentage-capable lever.",
+    )
+    bake: Duration = Field(timedelta(seconds=10), description="How long each step is watched by the guard.")
+    failure_limit: int = Field(
+        0, ge=0, le=10, description="Guard breaches tolerated over the rollout; one more rolls it back."
+    )
+    pause: Duration = Field(
+        timedelta(0),
+        description="After a step holds, how long to wait for a person to promote (go on at once) or abort; "
+        "0: go on at once.",
+    )
+
+    @model_validator(mode="after")
+    def _rising_to_all(self) -> Self:
+        if any(not 0 < step <= 100 for step in self.steps):
+            raise ValueError(f"steps: each is a percent in (0, 100], got {self.steps}")
+        if any(b <= a for a, b in zip(self.steps, self.steps[1:], strict=False)) or self.steps[-1] != 100:
+            raise ValueError(f"steps: must rise and end at 100, got {self.steps}")
+        return self
+
+
 class Deployment(StrictModel):
     """Deployment & monitoring: how long to bake and what to watch."""
 
     bake: Duration = Field(timedelta(seconds=15), description="How long to watch the kept changes.")
     guard: Guard = Field(default_factory=Guard)
+    rollout: Rollout = Field(default_factory=Rollout)
 
 
 class Tuning(StrictModel):

@@ -154,6 +154,12 @@ class _LeverBase(StrictModel):
         "set the same flag, index or command conflict without saying so.",
     )
     generated: bool = Field(False, description="True for levers Ratchet wrote from evidence.")
+    rollout: bool = Field(
+        False,
+        description="Percentage-capable: its apply takes {{ percent }} (0-100), the share of requests that see it, "
+        "so the deployment can roll it out to production in steps. Its check sees the same percent, and none when "
+        "rolling back: then it must say whether the lever is in effect at any share.",
+    )
 
 
 class SqlLever(_LeverBase):
@@ -329,6 +335,17 @@ class LoadScript(StrictModel):
         return self.tag_values.get(tag_value, tag_value)
 
 
+class Production(StrictModel):
+    """The production environment kept changes are rolled out to (the target itself is where they are tried)."""
+
+    base_url: HttpUrl
+    database: Database | None = None
+
+    @property
+    def base(self) -> str:
+        return str(self.base_url).rstrip("/")
+
+
 class Target(StrictModel):
     """A running system Ratchet may measure and change."""
 
@@ -349,6 +366,17 @@ class Target(StrictModel):
     endpoints: list[Endpoint] = Field(min_length=1, max_length=255)
     levers: list[Lever] = Field(default_factory=list)
     behaviour: Behaviour = Field(default_factory=Behaviour)
+    production: Production | None = Field(
+        None, description="Where validated changes are rolled out, in the playbook's steps; unset: they bake here."
+    )
+
+    def in_production(self) -> Target:
+        """The same target at its production address (its levers then act on production)."""
+        assert self.production is not None
+        return self.model_copy(
+            update={"base_url": self.production.base_url, "database": self.production.database, "production": None,
+                    "processes": None, "traces": None}
+        )  # fmt: skip
 
     @model_validator(mode="after")
     def _unique_names_and_known_endpoints(self) -> Self:

@@ -16,6 +16,7 @@ from ratchet.temporal.client import campaign_queue
 from roles import role_activities
 from workflows.calibration import CalibrationWorkflow
 from workflows.campaign import CampaignWorkflow
+from workflows.rollout import RolloutWorkflow
 
 
 def build_workers(
@@ -25,7 +26,11 @@ def build_workers(
     workers = []
     if with_workflows:
         workers.append(
-            Worker(client, task_queue=campaign_queue(settings), workflows=[CampaignWorkflow, CalibrationWorkflow])
+            Worker(
+                client,
+                task_queue=campaign_queue(settings),
+                workflows=[CampaignWorkflow, CalibrationWorkflow, RolloutWorkflow],
+            )
         )
     for role in roles:
         workers.append(

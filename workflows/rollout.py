@@ -1,0 +1,199 @@
+"""The gradual rollout of a campaign's kept changes to production: a child workflow of the campaign.
+
+Changes that cannot be split go to production at the first step; percentage-capable levers (``rollout:
+true``) follow the playbook's steps (10%, 50%, 100% ...). Each step bakes under load and the guard compares
+it with the validated numbers; more breaches than the failure limit roll the whole rollout back. Between
+steps a person can promote (go on at once) or abort (roll back) through an update.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from ratchet.config.common import Role
+    from ratchet.contracts import (
+        GuardRequest,
+        GuardResult,
+        LeverCall,
+        LeverOutcome,
+        LoadTestRequest,
+        LoadTestResult,
+        RolloutChange,
+        RolloutDecision,
+        RolloutInput,
+        RolloutResult,
+        RolloutStep,
+    )
+
+_RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=1))
+_UNDO_RETRY = RetryPolicy(
+    maximum_attempts=10, initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
+)
+_LEVER_TIMEOUT = timedelta(minutes=15)
+
+
+def rollout_id(campaign_id: str) -> str:
+    """The rollout's workflow id: found from the campaign's id (``ratchet rollout promote CAMPAIGN``)."""
+    return f"{campaign_id}-rollout"
+
+
+@workflow.defn(name="RolloutWorkflow")
+class RolloutWorkflow:
+    @workflow.init
+    def __init__(self, request: RolloutInput) -> None:
+        self._input = request
+        self._steps: list[RolloutStep] = []
+        self._promoted: RolloutDecision | None = None
+        self._aborted: RolloutDecision | None = None
+        self._applied: list[RolloutChange] = []
+
+    @workflow.run
+    async def run(self, request: RolloutInput) -> RolloutResult:
+        try:
+            return await self._roll_out(request)
+        except ActivityError as failure:
+            # A step could not be taken (a lever, a load test): production goes back to how it was found.
+            await self._undo_all()
+            return RolloutResult(
+                outcome="rolled-back", steps=self._steps, reason=f"{failure.activity_type}: {failure.cause}"
+            )
+        except asyncio.CancelledError:
+            # The campaign was cancelled: production goes back to how it was found, then the cancellation goes on.
+            await asyncio.shield(asyncio.ensure_future(self._undo_all()))
+            raise
+
+    async def _roll_out(self, request: RolloutInput) -> RolloutResult:
+        rollout = request.playbook.deployment.rollout
+        whole = [c for c in request.changes if not c.lever.rollout]
+        gradual = [c for c in request.changes if c.lever.rollout]
+        breaches = 0
+        for number, percent in enumerate(rollout.steps):
+            step = RolloutStep(percent=percent)
+            self._steps.append(step)
+            if self._aborted is not None:
+                return await self._abort(step)
+            if number == 0:
+                for change in whole:
+                    await self._lever("apply_lever", change, None)
+            for change in gradual:
+                await self._lever("apply_lever", change, percent)
+            run = await self._bake(percent)
+            step.run_id = run.run_id
+            guard: GuardResult = await workflow.execute_activity(
+                "check_guard",
+                GuardRequest(
+                    campaign_id=request.campaign_id, validated=request.validated, watch=run, playbook=request.playbook
+                ),
+                task_queue=self._queue(Role.DEVOPS_ENGINEER),
+                start_to_close_timeout=timedelta(minutes=2),
+                retry_policy=_RETRY,
+                result_type=GuardResult,
+                summary=f"Guard at {percent:g}%: error rate and p95 against the validated values",
+            )
+            step.guard = guard
+            if guard.breached:
+                breaches += 1
+                if breaches > rollout.failure_limit:
+                    await self._undo_all()
+                    return RolloutResult(
+                        outcome="rolled-back",
+                        steps=self._steps,
+                        reason=f"guard breached at {percent:g}%: " + "; ".join(guard.reasons),
+                    )
+            if percent < 100 and rollout.pause.total_seconds() > 0:
+                await self._wait_for_a_person(rollout.pause)
+                if self._promoted is not None:
+                    step.decided_by = f"promoted by {self._promoted.by}"
+                    self._promoted = None
+            if self._aborted is not None:
+                return await self._abort(step)
+        return RolloutResult(outcome="completed", steps=self._steps)
+
+    @workflow.update
+    async def promote(self, decision: RolloutDecision) -> str:
+        """Go on to the next step now, without waiting out the pause."""
+        self._promoted = decision
+        return f"promoted by {decision.by}"
+
+    @workflow.update
+    async def abort(self, decision: RolloutDecision) -> str:
+        """Stop and roll the rollout back (after the step in progress)."""
+        self._aborted = decision
+        return f"abort requested by {decision.by}"
+
+    @workflow.query
+    def steps(self) -> list[RolloutStep]:
+        return self._steps
+
+    async def _abort(self, step: RolloutStep) -> RolloutResult:
+        assert self._aborted is not None
+        step.decided_by = f"aborted by {self._aborted.by}"
+        await self._undo_all()
+        reason = f"aborted by {self._aborted.by}" + (f": {self._aborted.reason}" if self._aborted.reason else "")
+        return RolloutResult(outcome="aborted", steps=self._steps, reason=reason)
+
+    async def _wait_for_a_person(self, pause: timedelta) -> None:
+        # No answer within the pause: the step held, so the rollout goes on.
+        with contextlib.suppress(TimeoutError):
+            await workflow.wait_condition(
+                lambda: self._promoted is not None or self._aborted is not None, timeout=pause
+            )
+
+    async def _bake(self, percent: float) -> LoadTestResult:
+        request = self._input
+        load, bake = request.playbook.load, request.playbook.deployment.rollout.bake.total_seconds()
+        return await workflow.execute_activity(
+            "run_load_test",
+            LoadTestRequest(
+                campaign_id=request.campaign_id, label=f"rollout-{percent:g}", target=request.production,
+                rate=load.rate, duration_s=bake, warmup_s=load.warmup.total_seconds(), max_vus=load.max_vus,
+                request_timeout_s=load.request_timeout.total_seconds(),
+            ),
+            task_queue=self._queue(Role.DEVOPS_ENGINEER),
+            start_to_close_timeout=timedelta(seconds=bake + load.warmup.total_seconds() + 120),
+            heartbeat_timeout=timedelta(seconds=20),
+            retry_policy=_RETRY,
+            result_type=LoadTestResult,
+            summary=f"Bake at {percent:g}% in production for {bake:g}s",
+        )  # fmt: skip
+
+    async def _lever(self, action: str, change: RolloutChange, percent: float | None) -> None:
+        call = LeverCall(
+            campaign_id=self._input.campaign_id, change_id=f"{change.change_id}-production", lever=change.lever,
+            target=self._input.production, parameter=change.parameter, percent=percent,
+        )  # fmt: skip
+        if action == "apply_lever" and change not in self._applied:
+            self._applied.append(change)  # before it runs: a failure halfway is undone too
+        where = f" at {percent:g}%" if percent is not None else ""
+        await workflow.execute_activity(
+            action,
+            call,
+            task_queue=self._queue(change.role),
+            start_to_close_timeout=_LEVER_TIMEOUT,
+            heartbeat_timeout=timedelta(seconds=20),
+            retry_policy=_RETRY if action == "apply_lever" else _UNDO_RETRY,
+            result_type=LeverOutcome,
+            summary=f"{'Roll out' if action == 'apply_lever' else 'Roll back'} {change.lever.name} in production{where}",
+        )
+
+    async def _undo_all(self) -> None:
+        """Undo in production every change this rollout touched, newest first; one that cannot be undone is
+        reported and the others are still tried."""
+        failures = []
+        for change in reversed(self._applied):
+            try:
+                await self._lever("rollback_lever", change, None)
+            except ActivityError as failure:
+                failures.append(f"{change.lever.name}: {failure.cause}")
+        if failures:
+            raise ApplicationError("could not undo in production: " + "; ".join(failures), non_retryable=True)
+
+    def _queue(self, role: Role) -> str:
+        return f"{self._input.task_queue_prefix}-{role.value}"
