@@ -49,7 +49,7 @@ SLOW_PRODUCTS = {
         {
             "method": "POST",
             "url": "{{ target.base_url }}/admin/flags",
-            "json": {"injected_slowdown": {}, "rollout_percent": {}},
+            "json": {"injected_slowdown": {}, "rollout_percent": {"injected_slowdown": 100}},
         }
     ],
     "check": {

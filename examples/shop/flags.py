@@ -46,7 +46,8 @@ class ShopFlags(BaseModel):
     rollout_percent: dict[str, float] = Field(
         default_factory=dict,
         description="Gradual rollout: flag -> share of requests (0-100) that see its set value; the others see "
-        "its default. A flag not named here applies to every request.",
+        "its default. A flag not named here applies to every request. A change merges into it; a share of 100 "
+        "removes the flag from it.",
     )
 
 
@@ -86,7 +87,12 @@ class FlagStore:
     def update(self, changes: dict[str, Any]) -> ShopFlags:
         """Apply ``changes`` (flag name → value) and save them; ValidationError names what is wrong."""
         with self._lock:
-            updated = ShopFlags.model_validate(self.saved.model_dump() | changes)
+            current = self.saved.model_dump()
+            if isinstance(changes.get("rollout_percent"), dict):
+                # Merged, so that two levers rolling out two flags do not undo each other's share.
+                shares = current["rollout_percent"] | changes["rollout_percent"]
+                changes = changes | {"rollout_percent": {k: v for k, v in shares.items() if v != 100}}
+            updated = ShopFlags.model_validate(current | changes)
             for name in changes:
                 self._write(_SAVE_FLAG, name, json.dumps(getattr(updated, name)))
             # One reference swap: a request sees either the old flags or the new ones, never a mix.

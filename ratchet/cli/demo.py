@@ -27,10 +27,10 @@ DEMO_APPROVER = "ratchet-demo"
 SHOP_TARGET = Path(__file__).resolve().parents[2] / "examples" / "shop" / "target.yaml"
 
 
-def prepare_shop_database(folder: Path) -> Path:
+def prepare_shop_database(folder: Path, name: str = "shop.db") -> Path:
     """A fresh copy of the seeded shop database, so every demo starts from the same slow shop."""
     folder.mkdir(parents=True, exist_ok=True)
-    pristine, live = folder / "pristine.db", folder / "shop.db"
+    pristine, live = folder / "pristine.db", folder / name
     subprocess.run([sys.executable, "-m", "examples.shop", "--db", str(pristine), "--seed-only"], check=True)
     for suffix in ("", "-wal", "-shm"):
         Path(f"{live}{suffix}").unlink(missing_ok=True)
@@ -81,25 +81,36 @@ def run_demo(console: Console, *, playbook: Path, auto_approve: bool, shop_port:
     console.print(f"Temporal server on {server.address}, UI {server.ui_url} (data in {home})")
     console.print("Seeding the demo shop (500,000 orders; once) ...")
     database = prepare_shop_database(home / "shop")
+    # A second instance of the shop plays production: the kept changes are rolled out to it in steps.
+    production_database = prepare_shop_database(home / "shop", "production.db")
+    production_url = f"http://127.0.0.1:{shop_port + 1}"
+    target_file = demo_target(home / "shop", production_url, production_database)
     logs = home / "logs"
     logs.mkdir(exist_ok=True)
     receiver_argv = [sys.executable, "-m", "ratchet.cli", "traces", "serve"]
     shop_url = f"http://127.0.0.1:{shop_port}"
     shop_argv = [sys.executable, "-m", "examples.shop", "--db", str(database), "--port", str(shop_port)]
     shop_env = os.environ | {"OTEL_EXPORTER_OTLP_ENDPOINT": settings.otlp_url}
+    production_argv = [
+        sys.executable, "-m", "examples.shop", "--db", str(production_database), "--port", str(shop_port + 1),
+    ]  # fmt: skip
     with (
         announced_process(receiver_argv, ready=READY_LINE, log=logs / "traces.log"),
         announced_process(shop_argv, ready="shop listening", log=logs / "shop.log", env=shop_env),
+        announced_process(production_argv, ready="shop listening", log=logs / "production.log"),
         worker_process(logs / "worker.log"),
     ):
         os.environ["SHOP_URL"], os.environ["SHOP_DB"] = shop_url, str(database)
         os.environ.pop("SHOP_DATABASE_URL", None)  # the demo's shop runs on this SQLite file, whatever is set
-        console.print(f"Demo shop on {shop_url}, its spans to {settings.otlp_url}; worker started (logs in {logs})")
+        console.print(
+            f"Demo shop on {shop_url}, its spans to {settings.otlp_url}; production on {production_url}; "
+            f"worker started (logs in {logs})"
+        )
         if not interactive:
             console.print(
                 f"[yellow]Gates are approved automatically as {DEMO_APPROVER!r} (--auto-approve or no terminal).[/]"
             )
-        status = asyncio.run(_campaign(console, settings, playbook, auto=not interactive))
+        status = asyncio.run(_campaign(console, settings, playbook, target_file, auto=not interactive))
     console.print()
     console.rule("Outcome")
     console.print(
@@ -107,8 +118,14 @@ def run_demo(console: Console, *, playbook: Path, auto_approve: bool, shop_port:
         + (f" - {status.outcome_detail}" if status.outcome_detail else "")
     )
     for verdict in status.verdicts:
-        if verdict.verdict.value != "unchanged":
+        if verdict.verdict.value not in ("unchanged", "not worse"):
             console.print(f"  {verdict.endpoint}: {verdict.explanation}")
+    if status.rollout is not None:
+        steps = ", ".join(
+            f"{step.percent:g}% ({'breached' if step.guard and step.guard.breached else 'held'})"
+            for step in status.rollout.steps
+        )
+        console.print(f"Rollout to production: {status.rollout.outcome} - {steps}")
     console.print(
         f"Temporal UI: {settings.ui_url}/namespaces/{settings.temporal_namespace}/workflows/{status.campaign_id}"
     )
@@ -117,10 +134,21 @@ def run_demo(console: Console, *, playbook: Path, auto_approve: bool, shop_port:
     return 0 if status.state == CampaignState.COMPLETED else 1
 
 
-async def _campaign(console: Console, settings: Settings, playbook: Path, *, auto: bool):  # type: ignore[no-untyped-def]
+def demo_target(folder: Path, production_url: str, production_database: Path) -> Path:
+    """The shop's target with a production environment: the demo's second shop instance."""
+    path = folder / "target.yaml"
+    path.write_text(
+        SHOP_TARGET.read_text()
+        + f"\n# Added by `ratchet demo`: the second shop instance, where kept changes are rolled out.\n"
+        f"production:\n  base_url: {production_url}\n  database: {{url: 'sqlite:///{production_database}'}}\n"
+    )
+    return path
+
+
+async def _campaign(console: Console, settings: Settings, playbook: Path, target_file: Path, *, auto: bool):  # type: ignore[no-untyped-def]
     client = await connect(settings)
     campaign_id = await campaigns.launch(
-        client, settings, playbook_file=playbook, target_file=SHOP_TARGET,
+        client, settings, playbook_file=playbook, target_file=target_file,
         auto_approve_as=DEMO_APPROVER if auto else None,
     )  # fmt: skip
     console.print(f"Campaign {campaign_id} launched")
