@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench schema clean postgresql chromium
+.PHONY: demo test lint bench bench-validation schema clean postgresql chromium
 
 demo: $(VENV)/.installed chromium  ## Run a whole campaign on the demo shop (ARGS="--auto-approve" to skip the prompts)
 	$(BIN)/ratchet demo $(ARGS)
@@ -48,6 +48,9 @@ lint: $(VENV)/.installed
 
 bench: $(VENV)/.installed  ## Benchmarks: Ratchet's ingest beside a naive baseline, ratios from one run
 	$(BIN)/python -m bench $(ARGS)
+
+bench-validation: $(VENV)/.installed  ## Validation's quality bars on the demo shop: A/A and a 20% slowdown, 20 repetitions
+	$(BIN)/python -m bench.validation $(ARGS)
 
 schema: $(VENV)/.installed  ## Regenerate the JSON Schemas of playbooks and targets
 	$(BIN)/ratchet playbook schema --out playbooks/schema

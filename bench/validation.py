@@ -7,7 +7,9 @@ Each repetition measures three arms, interleaved (the order rotates every round,
 injected-slowdown flag). ``A`` against ``A'`` is an A/A validation: any endpoint declared improved or
 regressed there is a false verdict (goal: in at most 5% of the repetitions). ``A`` against ``S``
 must declare the slowed endpoint regressed (goal: in at least 90%). The verdicts are those a campaign gives:
-``judge_endpoints`` with the default playbook's validation rules, Holm across the endpoints.
+``judge_endpoints`` with the default playbook's validation rules, Holm across the endpoints, and the same
+procedure: ``--runs`` per arm, then one more round at a time while a verdict is inconclusive, up to
+``--max-runs``.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class Tally:
     caught: int = 0
     slowed_inconclusive: int = 0
     repetitions: int = 0
+    rounds: list[int] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
 
@@ -75,9 +78,10 @@ async def _bench(args: argparse.Namespace, console: Console) -> Tally:
     os.environ["SHOP_DB"] = str(database)
     os.environ["SHOP_URL"] = url = f"http://127.0.0.1:{args.port}"
     target = load_target(SHOP_TARGET)
-    target = target.model_copy(
-        update={"endpoints": [e for e in target.endpoints if e.name in ENDPOINTS], "traces": None, "levers": []}
-    )
+    # Equal weights: every endpoint, the slowed one included, gets a quarter of the rate (the shop's own weights
+    # would leave it a handful of requests per run).
+    endpoints = [e.model_copy(update={"weight": 1}) for e in target.endpoints if e.name in ENDPOINTS]
+    target = target.model_copy(update={"endpoints": endpoints, "traces": None, "levers": []})
     playbook = Playbook(name="bench", approvers=["bench"])
     measure = MeasurementActivities(settings)
     environment = ActivityEnvironment()
@@ -98,12 +102,21 @@ async def _bench(args: argparse.Namespace, console: Console) -> Tally:
         for repetition in range(args.repetitions):
             arms: dict[str, list[LoadTestResult]] = {"A": [], "A'": [], "S": []}
             order = ["A", "A'", "S"]
-            for round_number in range(args.runs):
+            round_number = 0
+            # As a campaign does: the playbook's runs per arm, then one more round at a time while a verdict is
+            # inconclusive, up to its budget.
+            while True:
                 turn = order[round_number % 3 :] + order[: round_number % 3]
                 for arm in turn if (repetition + round_number) % 2 == 0 else reversed(turn):
                     arms[arm].append(await run(f"r{repetition}-{arm.replace(chr(39), 'b')}-{round_number}", arm == "S"))
-            aa = judge_endpoints(_arms(settings, arms["A"], arms["A'"]), playbook)
-            slow = {v.endpoint: v for v in judge_endpoints(_arms(settings, arms["A"], arms["S"]), playbook)}
+                round_number += 1
+                if round_number < args.runs:
+                    continue
+                aa = judge_endpoints(_arms(settings, arms["A"], arms["A'"]), playbook)
+                slow = {v.endpoint: v for v in judge_endpoints(_arms(settings, arms["A"], arms["S"]), playbook)}
+                undecided = [v for v in [*aa, *slow.values()] if v.verdict == Verdict.INCONCLUSIVE]
+                if not undecided or round_number >= args.max_runs:
+                    break
             false = [v for v in aa if v.verdict in (Verdict.IMPROVED, Verdict.REGRESSED)]
             tally.repetitions += 1
             tally.aa_false += bool(false)
@@ -116,8 +129,9 @@ async def _bench(args: argparse.Namespace, console: Console) -> Tally:
                 tally.notes.append(
                     f"repetition {repetition + 1}, slowed: {verdict.verdict.value}: {verdict.explanation}"
                 )
+            tally.rounds.append(round_number)
             console.print(
-                f"repetition {repetition + 1}/{args.repetitions}: A/A {'FALSE ' + str(len(false)) if false else 'clean'}; "
+                f"repetition {repetition + 1}/{args.repetitions} ({round_number} runs per arm): A/A {'FALSE ' + str(len(false)) if false else 'clean'}; "
                 f"{SLOWED} +{args.slowdown:.0%}: {verdict.verdict.value} ({verdict.ratio_text()})"
             )
     return tally
@@ -126,7 +140,8 @@ async def _bench(args: argparse.Namespace, console: Console) -> Tally:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repetitions", type=int, default=20)
-    parser.add_argument("--runs", type=int, default=3, help="Runs per arm in each repetition.")
+    parser.add_argument("--runs", type=int, default=3, help="Runs per arm to start with (the playbook's default).")
+    parser.add_argument("--max-runs", type=int, default=6, help="Runs per arm at most, while undecided.")
     parser.add_argument("--run-seconds", type=float, default=4.0)
     parser.add_argument("--rate", type=float, default=60.0, help="Requests per second over the four endpoints.")
     parser.add_argument("--slowdown", type=float, default=0.2)
@@ -136,7 +151,11 @@ def main() -> None:
     tally = asyncio.run(_bench(args, console))
     false_share = tally.aa_false / tally.repetitions
     caught_share = tally.caught / tally.repetitions
-    table = Table(title=f"Validation quality bars ({tally.repetitions} repetitions, {args.runs} runs per arm)")
+    mean_rounds = sum(tally.rounds) / len(tally.rounds)
+    table = Table(
+        title=f"Validation quality bars ({tally.repetitions} repetitions, {args.runs}-{args.max_runs} runs per arm, "
+        f"{mean_rounds:.1f} on average, {args.run_seconds:g} s each)"
+    )
     for column in ("bar", "goal", "measured", "met"):
         table.add_column(column)
     table.add_row(
