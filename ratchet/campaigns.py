@@ -23,6 +23,7 @@ from ratchet.contracts import (
     CampaignStatus,
     EndpointStats,
     RejectionInput,
+    RolloutDecision,
 )
 from ratchet.errors import NotFoundError, RatchetError
 from ratchet.settings import Settings
@@ -30,6 +31,7 @@ from ratchet.store.engine import session_for
 from ratchet.store.tables import Campaign
 from ratchet.temporal.client import campaign_queue
 from workflows import search_attributes as sa
+from workflows.rollout import rollout_id
 
 
 class RefusedError(RatchetError):
@@ -159,16 +161,22 @@ def stored_status(store_url: str, campaign_id: str) -> CampaignStatus | None:
     return CampaignStatus.model_validate_json(row.status_json) if row is not None else None
 
 
-async def _update(client: Client, campaign_id: str, name: str, answer: Any) -> str:
+async def _update(client: Client, campaign_id: str, name: str, answer: Any, *, workflow_id: str = "") -> str:
     try:
-        return str(await handle(client, campaign_id).execute_update(name, answer, result_type=str))
+        return str(await handle(client, workflow_id or campaign_id).execute_update(name, answer, result_type=str))
     except WorkflowUpdateFailedError as exc:
         cause = getattr(exc.cause, "message", None) or str(exc.cause)
         raise RefusedError(f"refused: {cause}") from None
     except RPCError as exc:
         if "not found" in str(exc).lower():
-            raise NotFoundError(f"no running campaign with id {campaign_id!r}") from None
+            what = "rollout" if workflow_id else "campaign"
+            raise NotFoundError(f"no running {what} for campaign {campaign_id!r}") from None
         raise
+
+
+async def decide_rollout(client: Client, campaign_id: str, action: str, decision: RolloutDecision) -> str:
+    """Promote (go on at once) or abort (roll back) the campaign's running rollout to production."""
+    return await _update(client, campaign_id, action, decision, workflow_id=rollout_id(campaign_id))
 
 
 async def approve(client: Client, campaign_id: str, answer: ApprovalInput) -> str:

@@ -20,13 +20,14 @@ from ratchet.contracts import (
     LoadTestRequest,
     LoadTestResult,
     RolloutChange,
-    RolloutDecision,
     RolloutInput,
     RolloutResult,
 )
 from ratchet.settings import Settings
 from ratchet.temporal.client import campaign_queue
+from tests.campaign_helpers import ratchet_cli
 from tests.conftest import StartShop, copy_durably
+from workflows.rollout import rollout_id
 
 # Answers of the product endpoint made 20x slower, for the request share the rollout step gives it.
 SLOW_PRODUCTS = {
@@ -143,7 +144,7 @@ async def test_a_person_aborts_a_rollout_between_steps_and_it_is_undone(
     validated = await validated_run(settings, target, playbook)
     request = rollout_input(settings, target, playbook, validated)
     handle = await client.start_workflow(
-        "RolloutWorkflow", request, id=f"{request.campaign_id}-rollout", task_queue=campaign_queue(settings),
+        "RolloutWorkflow", request, id=rollout_id(request.campaign_id), task_queue=campaign_queue(settings),
         result_type=RolloutResult,
     )  # fmt: skip
     # Poll (with a deadline) until the first step has held and the rollout waits in its pause.
@@ -155,8 +156,13 @@ async def test_a_person_aborts_a_rollout_between_steps_and_it_is_undone(
         assert time.monotonic() < deadline, "the first step never finished"
         await handle.describe()  # one round trip per poll, not a fixed sleep
     assert flags(production)["rollout_percent"] == {"injected_slowdown": 1.0}
-    answer = await handle.execute_update("abort", RolloutDecision(by="alice", reason="the dashboards look odd"))
-    assert answer == "abort requested by alice"
+    # Only the playbook's approvers decide; then the CLI a person uses.
+    refused = await ratchet_cli(settings, "rollout", "abort", request.campaign_id, "--as", "mallory")
+    assert refused.returncode != 0 and "'mallory' is not an approver" in refused.stderr, refused.stderr
+    shown = await ratchet_cli(
+        settings, "rollout", "abort", request.campaign_id, "--as", "alice", "--reason", "the dashboards look odd"
+    )
+    assert shown.returncode == 0 and "abort requested by alice" in shown.stdout, shown.stdout + shown.stderr
     result = await handle.result()
     assert result.outcome == "aborted" and result.reason == "aborted by alice: the dashboards look odd"
     assert [s.percent for s in result.steps] == [1]

@@ -372,7 +372,7 @@ class CampaignWorkflow:
         self._status.slo_after = comparison.slo
         outcome = validation_outcome(comparison.verdicts, comparison.slo, self._input.playbook)
         verdicts = {v.endpoint: v for v in comparison.verdicts}
-        if outcome != ValidationOutcome.REGRESSED:
+        if outcome in (ValidationOutcome.MET, ValidationOutcome.PARTIAL):  # a failed one fails whatever they say
             await self._settle_inconclusive(comparison.verdicts)
         if outcome in (ValidationOutcome.FAILED, ValidationOutcome.REGRESSED):
             summary = validation_summary(comparison.verdicts, comparison.slo)

@@ -122,11 +122,26 @@ class RolloutWorkflow:
         self._promoted = decision
         return f"promoted by {decision.by}"
 
+    @promote.validator
+    def _validate_promote(self, decision: RolloutDecision) -> None:
+        self._refuse(decision)
+
     @workflow.update
     async def abort(self, decision: RolloutDecision) -> str:
         """Stop and roll the rollout back (after the step in progress)."""
         self._aborted = decision
         return f"abort requested by {decision.by}"
+
+    @abort.validator
+    def _validate_abort(self, decision: RolloutDecision) -> None:
+        self._refuse(decision)
+
+    def _refuse(self, decision: RolloutDecision) -> None:
+        approvers = self._input.playbook.approvers
+        if decision.by not in approvers:
+            raise ValueError(f"{decision.by!r} is not an approver of this campaign; approvers: {', '.join(approvers)}")
+        if self._aborted is not None:
+            raise ValueError(f"the rollout is already being aborted (by {self._aborted.by})")
 
     @workflow.query
     def steps(self) -> list[RolloutStep]:

@@ -23,7 +23,7 @@ from rich.table import Table
 from ratchet import campaigns
 from ratchet.config.common import Phase, Role
 from ratchet.config.loading import load_playbook, load_target
-from ratchet.contracts import ApprovalInput, CampaignState, RejectionInput
+from ratchet.contracts import ApprovalInput, CampaignState, RejectionInput, RolloutDecision
 from ratchet.errors import ConfigError, NotFoundError, RatchetError
 from ratchet.settings import get_settings
 
@@ -34,10 +34,12 @@ server_app = typer.Typer(help="The embedded Temporal server (dev server with UI,
 playbook_app = typer.Typer(help="Playbook files.")
 target_app = typer.Typer(help="Target files.")
 traces_app = typer.Typer(help="The OTLP trace receiver that instrumented targets send their spans to.")
+rollout_app = typer.Typer(help="A campaign's gradual rollout to production: promote or abort it.")
 app.add_typer(server_app, name="server")
 app.add_typer(playbook_app, name="playbook")
 app.add_typer(target_app, name="target")
 app.add_typer(traces_app, name="traces")
+app.add_typer(rollout_app, name="rollout")
 
 # Piped output (logs, CI) gets wide tables instead of rich's 80-column default.
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -223,6 +225,34 @@ def launch(
         return exit_code_for(status.state)
 
     raise typer.Exit(_client_command(go)())
+
+
+@rollout_app.command("promote")
+def rollout_promote(
+    campaign_id: Annotated[str, typer.Argument(help="Campaign id.")],
+    approver: Annotated[str, typer.Option("--as", help="Your name, as listed in the playbook's approvers.")],
+) -> None:
+    """Go on to the rollout's next step now, without waiting out the pause."""
+
+    async def go(client: Any) -> None:
+        console.print(await campaigns.decide_rollout(client, campaign_id, "promote", RolloutDecision(by=approver)))
+
+    _client_command(go)()
+
+
+@rollout_app.command("abort")
+def rollout_abort(
+    campaign_id: Annotated[str, typer.Argument(help="Campaign id.")],
+    approver: Annotated[str, typer.Option("--as", help="Your name, as listed in the playbook's approvers.")],
+    reason: Annotated[str, typer.Option(help="Why, kept with the decision.")] = "",
+) -> None:
+    """Stop the rollout and undo it in production (the campaign then rolls back)."""
+
+    async def go(client: Any) -> None:
+        decision = RolloutDecision(by=approver, reason=reason)
+        console.print(await campaigns.decide_rollout(client, campaign_id, "abort", decision))
+
+    _client_command(go)()
 
 
 @app.command()
