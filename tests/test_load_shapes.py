@@ -135,7 +135,7 @@ async def test_a_load_test_split_over_two_generators_agrees_with_a_single_one(
     assert abs(counts[0] - counts[1]) <= 0.1 * sum(counts), counts
     assert two.start_skew_s < 1.0
     # The merged run is the same load as the single one: the same requests per endpoint, and latencies
-    # that the playbook's own validation rules call unchanged.
+    # in which the playbook's own validation rules find no change.
     rules = load_playbook(tmp_path / "split.yaml").validation
     for endpoint in [e.name for e in load_target(target).endpoints]:
         a, b = one.stats(endpoint), two.stats(endpoint)
@@ -144,12 +144,13 @@ async def test_a_load_test_split_over_two_generators_agrees_with_a_single_one(
         verdict = compare_endpoint(
             a,
             b,
-            endpoint_durations(settings.samples_file(one.run_id), endpoint),
-            endpoint_durations(settings.samples_file(two.run_id), endpoint),
+            [endpoint_durations(settings.samples_file(one.run_id), endpoint)],
+            [endpoint_durations(settings.samples_file(two.run_id), endpoint)],
             rules,
             max_error_rate=0.01,
         )
-        assert verdict.verdict.value == "unchanged", verdict.explanation
+        # No significant difference: neither faster nor slower (a single run each may leave it inconclusive).
+        assert verdict.verdict.value not in ("improved", "regressed"), verdict.explanation
     # Resources were sampled once for the split run, by the first generator.
     assert two.resources is not None and two.resources.samples > 0
 
