@@ -58,8 +58,11 @@ class ReportActivities:
 
     def _write(self, status: CampaignStatus) -> ReportResult:
         # Render both before writing either, so a template error cannot leave one new file beside an old one.
+        # matplotlib takes a second to import: paid when a report is written, not at every worker start.
+        from ratchet.report.chart_data import report_charts
+
         history = self.history_url(status.campaign_id)
-        html = render_html(status, history_url=history)
+        html = render_html(status, history_url=history, charts=report_charts(status, self.settings))
         markdown = render_markdown(status, history_url=history)
         stem = self.settings.reports_dir / report_stem(status.campaign_id)
         html_path = write_atomically(stem.with_name(stem.name + ".html"), html)

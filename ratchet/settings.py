@@ -65,9 +65,13 @@ class Settings(BaseSettings):
         """``name`` in ``folder`` of the data folder, the folder created when missing."""
         return self._data_dir(folder) / name
 
+    @property
+    def resources_dir(self) -> Path:
+        return self._data_dir("resources")
+
     def resources_file(self, run_id: str) -> Path:
         """The Parquet file that holds the 1 Hz resource samples of the target during one load run."""
-        return self._data_file("resources", f"{run_id}.parquet")
+        return self.resources_dir / f"{run_id}.parquet"
 
     def statements_file(self, run_id: str) -> Path:
         """The JSON file of what the target's database ran during one load run (from pg_stat_statements)."""

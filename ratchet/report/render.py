@@ -11,12 +11,15 @@ import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from ratchet.analysis.knee import knee_summary
 from ratchet.contracts import CampaignStatus, ChangeRecord, ChangeState, Finding, Verdict, ratio_digits
+
+if TYPE_CHECKING:  # the figures are drawn with matplotlib, slow to import: only its callers pay for it
+    from ratchet.report.charts import ReportCharts
 
 EMPTY = "—"
 """Shown for a value that does not exist (a phase that never ended, a run that did not happen)."""
@@ -48,13 +51,20 @@ _MAX_LABEL_WIDTH = 260
 
 
 def render_markdown(status: CampaignStatus, *, history_url: str = "") -> str:
-    """The campaign report as Markdown (GitHub-flavoured tables); ``history_url`` links the workflow history."""
+    """The campaign report as Markdown (GitHub-flavoured tables); ``history_url`` links the workflow history.
+
+    Figures are not drawn in Markdown: a line points to the HTML report beside it.
+    """
     return _environment().get_template("report.md.j2").render(_context(status, history_url))
 
 
-def render_html(status: CampaignStatus, *, history_url: str = "") -> str:
-    """The campaign report as one self-contained HTML page (inline CSS and SVG, nothing fetched)."""
-    return _environment().get_template("report.html.j2").render(_context(status, history_url))
+def render_html(status: CampaignStatus, *, history_url: str = "", charts: ReportCharts | None = None) -> str:
+    """The campaign report as one self-contained HTML page (inline CSS and SVG, nothing fetched).
+
+    ``charts`` are the figures drawn from the run files (``chart_data.report_charts``); without them the page
+    has only the p95 bars, which need nothing but the status.
+    """
+    return _environment().get_template("report.html.j2").render(_context(status, history_url, charts))
 
 
 def p95_bars(status: CampaignStatus) -> list[dict[str, Any]]:
@@ -137,11 +147,12 @@ def _environment() -> Environment:
     return environment
 
 
-def _context(status: CampaignStatus, history_url: str) -> dict[str, Any]:
+def _context(status: CampaignStatus, history_url: str, charts: ReportCharts | None = None) -> dict[str, Any]:
     """Everything both templates need: the status itself plus what was derived from it."""
     return {
         "status": status,
         "history_url": history_url,
+        "charts": charts,
         "summary": _summary(status),
         "findings": [_finding_view(finding) for finding in status.findings],
         "change_groups": _change_groups(status.changes),

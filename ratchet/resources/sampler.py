@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -106,6 +107,20 @@ class ResourceSampler:
 def read_resources(in_file: Path) -> dict[str, list[Any]]:
     """The samples a sampler stored (columns as lists), e.g. by another load generator's activity."""
     return pq.read_table(in_file, schema=RESOURCE_SCHEMA).to_pydict()
+
+
+def resource_totals(in_file: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per sample instant: seconds since the first, CPU summed over the processes (% of one core) and resident
+    memory summed (bytes). Reads only those three columns."""
+    table = pq.read_table(in_file, columns=["ts", "cpu_percent", "rss_bytes"])
+    if not table.num_rows:
+        return np.empty(0), np.empty(0), np.empty(0)
+    totals = table.group_by("ts").aggregate([("cpu_percent", "sum"), ("rss_bytes", "sum")]).sort_by("ts")
+    instants = totals.column("ts").cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_numpy()
+    seconds = (instants - instants[0]) / 1e6
+    cpu = totals.column("cpu_percent_sum").to_numpy().astype(float)
+    memory = totals.column("rss_bytes_sum").to_numpy().astype(float)
+    return seconds, cpu, memory
 
 
 def summarize_resources(rows: dict[str, list[Any]]) -> ResourceSummary:

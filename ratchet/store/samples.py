@@ -123,6 +123,39 @@ def endpoint_durations(parquet: Path, endpoint: str) -> np.ndarray:
     return np.asarray(result["duration_ms"], dtype=float)
 
 
+def sampled_durations(parquet: list[Path], *, per_endpoint: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """At most ``per_endpoint`` latencies (ms) of each endpoint, drawn at random from the requests of ``parquet``
+    pooled (a drawing, not a summary: the exact figures come from ``endpoint_stats``).
+
+    Each endpoint keeps each request with probability ``per_endpoint / its requests``, decided by a hash of the
+    request and ``seed`` so the drawing repeats; DuckDB streams the files, so memory holds only what is kept.
+    """
+    if not parquet:
+        return {}
+    files = [str(p) for p in parquet]
+    with duckdb.connect() as con:
+        result = con.execute(
+            """
+            WITH counts AS (SELECT endpoint, count(*) AS n FROM read_parquet($files) GROUP BY endpoint)
+            SELECT s.endpoint, s.duration_ms
+            FROM read_parquet($files) s JOIN counts c ON s.endpoint = c.endpoint
+            WHERE hash(s.ts, s.duration_ms, s.generator, $seed) % 1000000 < 1e6 * $keep::DOUBLE / c.n
+            ORDER BY s.endpoint, s.ts, s.duration_ms
+            """,
+            {"files": files, "seed": seed, "keep": per_endpoint},
+        ).fetchnumpy()
+    endpoints, durations = np.asarray(result["endpoint"], dtype=object), np.asarray(result["duration_ms"], dtype=float)
+    names, starts = np.unique(endpoints, return_index=True)
+    bounds = [*starts.tolist(), len(endpoints)]
+    rng = np.random.default_rng(seed)
+    drawn: dict[str, np.ndarray] = {}
+    for name, start, stop in zip(names.tolist(), bounds[:-1], bounds[1:], strict=True):
+        values = durations[start:stop]
+        # The hash keeps about per_endpoint; "at most" is a promise, so trim the few above it at random.
+        drawn[str(name)] = values if len(values) <= per_endpoint else rng.choice(values, per_endpoint, replace=False)
+    return drawn
+
+
 # A step's first second is left out: k6 moves every endpoint's rate at once, but requests already in
 # flight from the previous step still land there.
 _STEP_SETTLE_S = 1.0
