@@ -466,7 +466,11 @@ class CampaignWorkflow:
         kept = [c for c in self._status.changes if c.state == ChangeState.APPLIED]
         for change in kept:
             mine = set(change.endpoints or [change.endpoint]) & improved
-            shared = any(mine & set(other.endpoints or [other.endpoint]) for other in kept if other is not change)
+            shared = any(
+                mine & set(other.endpoints or [other.endpoint])
+                for other in kept
+                if other is not change and other.state == ChangeState.APPLIED  # not one undone meanwhile
+            )
             if not shared or change.state != ChangeState.APPLIED:
                 continue
             arms: dict[bool, list[str]] = {False: [], True: []}
