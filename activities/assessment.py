@@ -15,6 +15,7 @@ from temporalio import activity
 from activities.database_catalog import explain, read_tables
 from activities.database_inspection import inspect_run_summary
 from activities.target_database import target_engine
+from ratchet.analysis.anomaly import BaselineSample, baseline_anomalies
 from ratchet.analysis.detection import (
     SlowEndpoint,
     StatementEvidence,
@@ -37,11 +38,12 @@ from ratchet.analysis.sql_columns import filtered_columns, table_aliases
 from ratchet.analysis.traces import TraceAnalysis, analyze_burst, analyze_run
 from ratchet.analysis.traces.detectors import StatementCandidate, Traffic
 from ratchet.config.target import Endpoint, Target
-from ratchet.contracts import AssessRequest, AssessResult, Finding, LoadTestResult
+from ratchet.contracts import AssessRequest, AssessResult, BaselineAnomaly, Finding, LoadTestResult
 from ratchet.database.models import InspectionSummary, TableInfo
 from ratchet.database.statements import normalize_statement
 from ratchet.settings import Settings
 from ratchet.store.engine import session_for
+from ratchet.store.history import baseline_history, measured_at
 from ratchet.store.sample_stream import sql_literal
 from ratchet.store.tables import FindingRecord
 
@@ -174,6 +176,24 @@ class AssessmentActivities:
             activity.logger.exception("database inspection of %s failed", request.baseline.run_id)
             return None, [f"database inspection failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"]
 
+    def _anomalies(self, request: AssessRequest) -> tuple[list[BaselineAnomaly], list[str]]:
+        """Per endpoint, whether the baseline is unlike the target's earlier baselines; a failure is a note."""
+        try:
+            with session_for(self.store_url) as session:
+                before = measured_at(session=session, run_id=request.baseline.run_id)
+                points = baseline_history(
+                    session=session, target=request.target.name, exclude=request.campaign_id, before=before
+                )
+            history = {
+                endpoint: [BaselineSample(p.p50, p.p95, p.p99, p.requests, p.errors) for p in earlier]
+                for endpoint, earlier in points.items()
+            }
+            return baseline_anomalies(request.baseline.endpoints, history), []
+        except Exception as exc:
+            activity.logger.exception("baseline anomaly check of %s failed", request.baseline.run_id)
+            why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            return [], [f"baseline anomaly check failed: {why}"]
+
     def _traces(self, request: AssessRequest) -> tuple[TraceAnalysis | None, list[Finding]]:
         """Span detectors over the baseline's traces, and queueing over the probe's burst."""
         rules = request.playbook.detection
@@ -244,11 +264,13 @@ class AssessmentActivities:
         notes += contention
         self._store(request.campaign_id, findings)
         database, inspection_notes = self._inspect(request)
+        anomalies, anomaly_notes = self._anomalies(request)
         return AssessResult(
             findings=findings,
             slo=check_slos(request.baseline.endpoints, playbook),
             database=database,
-            notes=notes + inspection_notes,
+            notes=notes + inspection_notes + anomaly_notes,
+            anomalies=anomalies,
         )
 
     def _store(self, campaign_id: str, findings: list[Finding]) -> None:

@@ -6,7 +6,7 @@ import asyncio
 
 from temporalio import activity
 
-from ratchet.analysis import planning
+from ratchet.analysis import learning, planning
 from ratchet.analysis.calibration import endpoint_noise, recommended_margin, recommended_runs_per_arm
 from ratchet.analysis.decisions import guard_check
 from ratchet.analysis.significance import hodges_lehmann, judge_endpoints, one_sided_p_values
@@ -27,6 +27,7 @@ from ratchet.contracts import (
 )
 from ratchet.settings import Settings
 from ratchet.store.engine import session_for
+from ratchet.store.outcomes import campaign_baseline, change_outcomes
 from ratchet.store.samples import endpoint_durations, endpoint_stats
 from ratchet.store.tables import RecommendationRecord
 
@@ -37,8 +38,28 @@ class AnalysisActivities:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
+    def _learned_gains(self, request: PlanRequest) -> tuple[learning.LearnedGains | None, str]:
+        """A gain model of the target's earlier outcomes, bound to this campaign's baseline, when there are
+        enough outcomes and it predicted them better than the rules; and the sentence that says which."""
+        try:
+            with session_for(self.settings.resolved_store_url) as session:
+                outcomes = change_outcomes(session=session, target=request.target.name, exclude=request.campaign_id)
+                baselines = campaign_baseline(session=session, campaign_id=request.campaign_id)
+            model = learning.train(outcomes)
+        except Exception as exc:  # learning is a refinement: the rules still plan without it
+            activity.logger.exception("learning gains for %s failed", request.campaign_id)
+            why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            return None, f"rule-based: learning from earlier outcomes failed ({why})"
+        sentence = learning.describe(model, len(outcomes))
+        if model is None or not model.beats_rules:
+            return None, sentence
+        return learning.LearnedGains(model, baselines), sentence
+
     def _plan(self, request: PlanRequest) -> PlanResult:
-        recommendations = planning.plan(request.findings, request.target, limit=request.playbook.max_recommendations)
+        learned, gain_model = self._learned_gains(request)
+        recommendations = planning.plan(
+            request.findings, request.target, limit=request.playbook.max_recommendations, learned=learned
+        )
         with session_for(self.settings.resolved_store_url) as session:
             for r in recommendations:
                 session.merge(
@@ -50,11 +71,12 @@ class AnalysisActivities:
                     )
                 )  # fmt: skip
             session.commit()
-        return PlanResult(recommendations=recommendations)
+        return PlanResult(recommendations=recommendations, gain_model=gain_model)
 
     @activity.defn(name="plan_changes")
     async def plan_changes(self, request: PlanRequest) -> PlanResult:
-        """Rank the levers (declared and generated) that address the findings."""
+        """Rank the levers (declared and generated) that address the findings, by gains learned from the target's
+        earlier outcomes when there are enough of them, else by the rules."""
         return await asyncio.to_thread(self._plan, request)
 
     def _compare(self, request: CompareRequest) -> CompareResult:

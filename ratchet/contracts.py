@@ -233,6 +233,22 @@ class SloCheck(Payload):
     met: bool
 
 
+class BaselineAnomaly(Payload):
+    """Whether one endpoint's baseline is unlike the endpoint's earlier baselines (an isolation forest over them)."""
+
+    endpoint: str
+    history: int = Field(description="Earlier baselines of the endpoint it was compared with.")
+    checked: bool = Field(description="False: too little history to judge; `sentence` says how much there is.")
+    anomalous: bool = False
+    score: float | None = Field(
+        None, description="Isolation score of this baseline (lower: more isolated; the forest's outliers: below -0.5)."
+    )
+    threshold: float | None = Field(
+        None, description="Anomalous below this: the least usual earlier baseline's score minus a margin."
+    )
+    sentence: str = Field(description="The judgement in a sentence, with the numbers that stand out.")
+
+
 class AssessResult(Payload):
     findings: list[Finding]
     slo: list[SloCheck]
@@ -240,10 +256,19 @@ class AssessResult(Payload):
         None, description="The baseline run's database inspection (the whole of it is in database.file)."
     )
     notes: list[str] = Field(default_factory=list, description="What the assessment could not look at, and why.")
+    anomalies: list[BaselineAnomaly] = Field(
+        default_factory=list,
+        description="Per endpoint of the baseline, whether it is unlike the endpoint's earlier baselines.",
+    )
 
     @property
     def targets_met(self) -> bool:
         return all(check.met for check in self.slo)
+
+    @property
+    def anomalous_baselines(self) -> list[BaselineAnomaly]:
+        """The endpoints whose baseline is unlike their history: worth a look before the baseline is trusted."""
+        return [a for a in self.anomalies if a.anomalous]
 
 
 class Recommendation(Payload):
@@ -261,6 +286,11 @@ class Recommendation(Payload):
     risk: Literal["low", "medium", "high"]
     effort: Literal["none", "low", "medium", "high"]
     predicted_gain_ms: float
+    gain_source: Literal["rules", "learned"] = Field(
+        "rules",
+        description="rules: the finding's estimate x feasibility, ranked by impact x feasibility / risk; learned: "
+        "predicted from earlier campaigns' outcomes, ranked by predicted gain x traffic share / risk.",
+    )
     score: float
     rationale: str
     advice: str = ""
@@ -282,6 +312,11 @@ class PlanRequest(Payload):
 
 class PlanResult(Payload):
     recommendations: list[Recommendation]
+    gain_model: str = Field(
+        "rule-based",
+        description="How the predicted gains were made, in a sentence: 'learned from 34 outcomes (cross-validated "
+        "MAE 12 ms; the rules' 31 ms)' or 'rule-based: 3 outcomes stored, 20 needed'.",
+    )
 
 
 # ---------------------------------------------------------------- changes

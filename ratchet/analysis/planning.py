@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from ratchet.analysis.advice import advice
 from ratchet.analysis.conflicts import conflict
@@ -13,6 +15,23 @@ from ratchet.contracts import Finding, Recommendation
 
 _CREATE_INDEX = re.compile(r"CREATE\s+(?:UNIQUE\s+)?INDEX\s+.*?\bON\s+\"?(\w+)\"?\s*\(([^)]*)\)", re.I | re.S)
 _RISK_FACTOR = {"low": 1.0, "medium": 2.0, "high": 4.0}
+
+
+class GainEstimator(Protocol):
+    """Gains learned from earlier campaigns' outcomes (``ratchet.analysis.learning.LearnedGains``)."""
+
+    @property
+    def description(self) -> str:
+        """Where the gains come from, e.g. 'learned from 34 earlier outcomes'."""
+        ...
+
+    def gains(self, pairs: Sequence[tuple[Finding, Lever, float]]) -> list[float]:
+        """The predicted gain (ms) of each (finding, lever, feasibility)."""
+        ...
+
+    def traffic_share(self, endpoint: str) -> float:
+        """The endpoint's share of the baseline's requests."""
+        ...
 
 
 def index_columns(lever: SqlLever) -> list[tuple[str, list[str]]]:
@@ -108,6 +127,9 @@ class _Draft:
     addressed: list[tuple[Finding, float, str, bool]] = field(default_factory=list)
     """(finding, feasibility, rationale, whether the lever is that finding's best option)."""
     held_back: str = ""
+    gains: dict[str, float] = field(default_factory=dict)
+    """Learned: the predicted gain (ms) per finding id; empty: the rules'."""
+    learned_score: float | None = None
 
     @property
     def recommended(self) -> bool:
@@ -120,6 +142,8 @@ class _Draft:
 
     @property
     def score(self) -> float:
+        if self.learned_score is not None:
+            return self.learned_score
         return _score(self.impact, self.primary[1], self.lever.risk)
 
     @property
@@ -131,7 +155,24 @@ def _score(impact: float, feasibility: float, risk: str) -> float:
     return round(impact * feasibility / _RISK_FACTOR[risk], 5)
 
 
-def plan(findings: list[Finding], target: Target, *, limit: int) -> list[Recommendation]:
+def _learn(drafts: list[_Draft], learned: GainEstimator) -> None:
+    """Each draft's predicted gain per finding, and its score: the gain per request over the traffic mix, i.e.
+    per endpoint the best gain x the endpoint's traffic share, summed over its endpoints, / the risk factor."""
+    pairs = [(finding, draft.lever, feasibility) for draft in drafts for finding, feasibility, *_ in draft.addressed]
+    predicted = iter(learned.gains(pairs))
+    for draft in drafts:
+        draft.gains = {finding.id: round(next(predicted), 2) for finding, *_ in draft.addressed}
+        per_endpoint: dict[str, float] = {}
+        for finding, *_ in draft.addressed:
+            gain = draft.gains[finding.id]
+            per_endpoint[finding.endpoint] = max(per_endpoint.get(finding.endpoint, gain), gain)
+        expected = sum(gain * learned.traffic_share(endpoint) for endpoint, gain in per_endpoint.items())
+        draft.learned_score = round(expected / _RISK_FACTOR[draft.lever.risk], 4)
+
+
+def plan(
+    findings: list[Finding], target: Target, *, limit: int, learned: GainEstimator | None = None
+) -> list[Recommendation]:
     """Ranked recommendations (impact x feasibility / risk), one per lever, manual advice where none fits.
 
     A lever that addresses several findings (gzip for every uncompressed answer) is one recommendation, its
@@ -139,6 +180,10 @@ def plan(findings: list[Finding], target: Target, *, limit: int) -> list[Recomme
     of them, and never beside a better-ranked lever it conflicts with (they touch the same flag, index or
     command, or the target says so): that one is held back as an alternative. Every other option is listed
     as an alternative a person may still pick.
+
+    With ``learned`` gains (a model of earlier outcomes), a lever's predicted gain is the model's and levers are
+    ranked by predicted gain x traffic share / risk instead; which option is the best for a finding, and manual
+    advice, stay the rules'.
     """
     drafts: dict[str, _Draft] = {}
     manual: list[Recommendation] = []
@@ -150,6 +195,8 @@ def plan(findings: list[Finding], target: Target, *, limit: int) -> list[Recomme
                 drafts.setdefault(lever.name, _Draft(lever)).addressed.append(
                     (finding, feasibility, rationale, position == 0)
                 )
+    if learned is not None and drafts:
+        _learn(list(drafts.values()), learned)
     ranked = sorted(drafts.values(), key=lambda d: (not d.recommended, -d.score, d.lever.name))
     chosen: list[_Draft] = []
     for draft in ranked:
@@ -163,7 +210,7 @@ def plan(findings: list[Finding], target: Target, *, limit: int) -> list[Recomme
         else:
             chosen.append(draft)
     ranked.sort(key=lambda d: (not d.recommended, -d.score, d.lever.name))
-    levered = [_recommendation(d) for d in ranked]
+    levered = [_recommendation(d, learned) for d in ranked]
     # What to do first, then what needs a person, then what a person may pick instead.
     ordered = [r for r in levered if r.recommended] + sorted(manual, key=lambda r: -r.score)
     ordered += [r for r in levered if not r.recommended]
@@ -174,11 +221,18 @@ def plan(findings: list[Finding], target: Target, *, limit: int) -> list[Recomme
     return every
 
 
-def _recommendation(draft: _Draft) -> Recommendation:
+def _recommendation(draft: _Draft, learned: GainEstimator | None = None) -> Recommendation:
     finding, feasibility, rationale, _ = draft.primary
     others = [f for f, *_ in draft.addressed if f is not finding]
     if others:
         rationale += "; also addresses " + ", ".join(f"{f.id} ({f.type.value} on {f.endpoint})" for f in others)
+    gain = round(finding.estimated_gain_ms * feasibility, 2)
+    if learned is not None and finding.id in draft.gains:
+        gain = draft.gains[finding.id]
+        rationale += (
+            f"; predicted gain {gain:.1f} ms {learned.description} (the rules: "
+            f"{finding.estimated_gain_ms * feasibility:.1f} ms), ranked by gain x traffic share / risk"
+        )
     if draft.held_back:
         rationale += f"; {draft.held_back}"
     lever = draft.lever
@@ -194,7 +248,8 @@ def _recommendation(draft: _Draft) -> Recommendation:
         feasibility=feasibility,
         risk=lever.risk,
         effort="none",
-        predicted_gain_ms=round(finding.estimated_gain_ms * feasibility, 2),
+        predicted_gain_ms=gain,
+        gain_source="learned" if draft.gains else "rules",
         score=draft.score,
         rationale=rationale,
         finding_ids=[finding.id, *(f.id for f in others)],

@@ -80,6 +80,26 @@ def baseline_points(*, session: Session, target: str, endpoint: str | None = Non
     return sorted(points, key=lambda p: p.measured_at)
 
 
+def baseline_history(
+    *, session: Session, target: str, exclude: str, before: datetime | None = None
+) -> dict[str, list[BaselinePoint]]:
+    """Per endpoint, ``target``'s baselines of every campaign but ``exclude`` (the current one), oldest first;
+    with ``before``, only those measured earlier."""
+    history: dict[str, list[BaselinePoint]] = {}
+    for point in baseline_points(session=session, target=target):
+        if point.campaign_id != exclude and (before is None or point.measured_at < before):
+            history.setdefault(point.endpoint, []).append(point)
+    return history
+
+
+def measured_at(*, session: Session, run_id: str) -> datetime | None:
+    """When a load run's numbers were stored (the earliest of its rows), or None when it has none."""
+    statement = (
+        select(Measurement.measured_at).where(Measurement.run_id == run_id).order_by(col(Measurement.measured_at))
+    )
+    return session.exec(statement).first()
+
+
 def optimization_results(*, session: Session, target: str, endpoint: str | None = None) -> list[ResultPoint]:
     """The validated before/after numbers of ``target``'s campaigns (or of one endpoint), oldest first."""
     statement = (
