@@ -590,6 +590,10 @@ class CampaignStatus(Payload):
     pages: list[PageVitals] = Field(default_factory=list, description="Web vitals of the target's pages (the probe).")
     validation: LoadTestResult | None = None
     validation_rules: Validation | None = Field(None, description="The playbook's rules the verdicts followed.")
+    gain_model: str = Field("", description="Where planning's predicted gains came from (rules or a learned model).")
+    anomalies: list[BaselineAnomaly] = Field(
+        default_factory=list, description="The baseline per endpoint against its history (IsolationForest)."
+    )
     rollout: RolloutResult | None = Field(None, description="The gradual rollout to production, when there was one.")
     validation_runs: list[ArmRun] = Field(
         default_factory=list, description="The interleaved validation runs, in the order they ran."

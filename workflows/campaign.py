@@ -229,6 +229,10 @@ class CampaignWorkflow:
         )
         self._status.findings = assessment.findings
         self._status.database = assessment.database
+        self._status.anomalies = assessment.anomalies
+        for anomaly in assessment.anomalous_baselines:
+            # Said before anything is planned on it: a person at the planning gate sees it in the events.
+            self._event(f"baseline unlike its history: {anomaly.sentence}")
         self._status.slo_before = assessment.slo
         decision = after_assessment(assessment)
         met = sum(c.met for c in assessment.slo)
@@ -261,6 +265,8 @@ class CampaignWorkflow:
             result_type=PlanResult,
         )
         self._status.recommendations = plan.recommendations
+        self._status.gain_model = plan.gain_model
+        self._event(f"planning: predicted gains {plan.gain_model}")
         if not any(r.lever is not None for r in plan.recommendations):
             self._end(Phase.PLANNING, "manual advice only", "no lever can address the findings")
             raise _Stop(CampaignState.COMPLETED, "manual advice only", "the findings need a person; see the plan")
