@@ -232,14 +232,21 @@ _CONTRACT_CHECKS = (
 )
 
 
+_ContractMethod = Literal["GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"]
+
+
+def _reads_only() -> list[_ContractMethod]:
+    return ["GET"]
+
+
 class ApiContract(StrictModel):
     """The target's OpenAPI document, exercised with schemathesis before any change and after the changes:
     a contract failure the changes add (an undocumented status, a body off its schema, a server error) is a
     change of behaviour. Failures already there before any change are the baseline, not held against them."""
 
     openapi: str = Field(description="The OpenAPI document: a path on the base URL (/openapi.json) or a URL.")
-    methods: list[Literal["GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"]] = Field(
-        default_factory=lambda: ["GET"],
+    methods: list[_ContractMethod] = Field(
+        default_factory=_reads_only,
         description="Operations exercised; writes only when listed (schemathesis sends generated data).",
     )
     exclude_paths: list[str] = Field(default_factory=list, description="Path templates left out (admin APIs).")
