@@ -167,7 +167,8 @@ async def test_happy_path_index_found_approved_applied_proven_and_reported(
     assert entry["verdict"] == "improved" and entry["p_value_faster"] < 0.01
     # Proved on interleaved runs: the whole interval of the ratio is past the improvement margin.
     assert entry["runs_per_arm"] >= 2 and entry["ratio_high"] < 0.7, entry
-    assert [c["lever"] for c in data["applied"]] == [change.lever]
+    kept = [c.lever for c in final.changes if c.state == ChangeState.KEPT]
+    assert [c["lever"] for c in data["applied"]] == kept and change.lever in kept
 
     listed = await ratchet_cli(settings, "list", "--json")
     assert listed.returncode == 0 and campaign_id in listed.stdout, listed.stdout + listed.stderr
