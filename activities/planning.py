@@ -28,7 +28,7 @@ from ratchet.contracts import (
 from ratchet.settings import Settings
 from ratchet.store.engine import session_for
 from ratchet.store.outcomes import campaign_baseline, change_outcomes
-from ratchet.store.samples import endpoint_durations, endpoint_stats
+from ratchet.store.samples import endpoint_arms, endpoint_durations, endpoint_stats
 from ratchet.store.tables import RecommendationRecord
 
 
@@ -94,22 +94,11 @@ class AnalysisActivities:
         return CompareResult(verdicts=verdicts, slo=check_slos(request.candidate.endpoints, request.playbook))
 
     def _compare_arms(self, request: ArmsRequest) -> CompareResult:
-        before_files = [self.settings.samples_file(run_id) for run_id in request.before_run_ids]
         after_files = [self.settings.samples_file(run_id) for run_id in request.after_run_ids]
-        before_stats = {s.endpoint: s for s in endpoint_stats(before_files)}
-        after_stats = {s.endpoint: s for s in endpoint_stats(after_files)}
-        pairs = {
-            endpoint: (
-                before,
-                after_stats[endpoint],
-                [endpoint_durations(f, endpoint) for f in before_files],
-                [endpoint_durations(f, endpoint) for f in after_files],
-            )
-            for endpoint, before in before_stats.items()
-            if endpoint in after_stats
-        }
-        verdicts = judge_endpoints(pairs, request.playbook)
-        return CompareResult(verdicts=verdicts, slo=check_slos(list(after_stats.values()), request.playbook))
+        arms = endpoint_arms([self.settings.samples_file(run_id) for run_id in request.before_run_ids], after_files)
+        verdicts = judge_endpoints(arms, request.playbook)
+        # Every endpoint the after arm measured is held to its targets, even one the before arm missed.
+        return CompareResult(verdicts=verdicts, slo=check_slos(endpoint_stats(after_files), request.playbook))
 
     @activity.defn(name="compare_arms")
     async def compare_arms(self, request: ArmsRequest) -> CompareResult:

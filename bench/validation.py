@@ -34,7 +34,7 @@ from ratchet.config.loading import load_target
 from ratchet.config.playbook import Playbook
 from ratchet.contracts import LoadTestRequest, LoadTestResult, Verdict
 from ratchet.settings import Settings
-from ratchet.store.samples import endpoint_durations, endpoint_stats
+from ratchet.store.samples import endpoint_arms
 
 GOAL_FALSE_SHARE = 0.05
 GOAL_CAUGHT_SHARE = 0.90
@@ -55,20 +55,9 @@ class Tally:
 
 
 def _arms(settings: Settings, before: list[LoadTestResult], after: list[LoadTestResult]) -> dict[str, ArmsOfEndpoint]:
-    before_files = [settings.samples_file(r.run_id) for r in before]
-    after_files = [settings.samples_file(r.run_id) for r in after]
-    before_stats = {s.endpoint: s for s in endpoint_stats(before_files)}
-    after_stats = {s.endpoint: s for s in endpoint_stats(after_files)}
-    return {
-        name: (
-            before_stats[name],
-            after_stats[name],
-            [endpoint_durations(f, name) for f in before_files],
-            [endpoint_durations(f, name) for f in after_files],
-        )
-        for name in before_stats
-        if name in after_stats
-    }
+    return endpoint_arms(
+        [settings.samples_file(r.run_id) for r in before], [settings.samples_file(r.run_id) for r in after]
+    )
 
 
 async def _bench(args: argparse.Namespace, console: Console) -> Tally:

@@ -444,17 +444,10 @@ class CampaignWorkflow:
             rounds += 1
             if rounds < rules.runs_per_arm:
                 continue
-            comparison: CompareResult = await self._activity(
-                "compare_arms",
-                ArmsRequest(
-                    campaign_id=self._input.campaign_id,
-                    before_run_ids=[r.run_id for r in arms[False]],
-                    after_run_ids=[r.run_id for r in arms[True]],
-                    playbook=self._input.playbook,
-                ),
-                Role.PERF_OPTIMIZER,
+            comparison = await self._compare_arms(
+                [r.run_id for r in arms[False]],
+                [r.run_id for r in arms[True]],
                 f"Compare the arms after {rounds} runs each (hierarchical bootstrap, Mann-Whitney, Holm)",
-                result_type=CompareResult,
             )
             pending = undecided_endpoints(comparison.verdicts, applied, rules)
             if not pending or rounds >= rules.max_runs_per_arm:
@@ -462,6 +455,13 @@ class CampaignWorkflow:
             self._event(f"validation: {', '.join(pending)} undecided after {rounds} runs per arm: one more each")
         await self._put_changes(applied, True)
         return comparison, arms[True][-1]
+
+    async def _compare_arms(self, before_run_ids: list[str], after_run_ids: list[str], summary: str) -> CompareResult:
+        request = ArmsRequest(
+            campaign_id=self._input.campaign_id, before_run_ids=before_run_ids, after_run_ids=after_run_ids,
+            playbook=self._input.playbook,
+        )  # fmt: skip
+        return await self._activity("compare_arms", request, Role.PERF_OPTIMIZER, summary, result_type=CompareResult)
 
     async def _leave_one_out(self, verdicts: list[EndpointVerdict]) -> None:
         """Where several kept changes share an improved endpoint, the whole's gain says nothing of each one's:
@@ -491,16 +491,9 @@ class CampaignWorkflow:
                     )
                     arms[in_place].append(run.run_id)
             await self._put_changes([change], True)
-            comparison: CompareResult = await self._activity(
-                "compare_arms",
-                ArmsRequest(
-                    campaign_id=self._input.campaign_id, before_run_ids=arms[False], after_run_ids=arms[True],
-                    playbook=self._input.playbook,
-                ),
-                Role.PERF_OPTIMIZER,
-                f"Attribution of {change.lever}: with it against without it",
-                result_type=CompareResult,
-            )  # fmt: skip
+            comparison = await self._compare_arms(
+                arms[False], arms[True], f"Attribution of {change.lever}: with it against without it"
+            )
             own = [v for v in comparison.verdicts if v.endpoint in mine]
             change.attribution = own
             if any(v.verdict == Verdict.IMPROVED for v in own):

@@ -156,6 +156,24 @@ def sampled_durations(parquet: list[Path], *, per_endpoint: int, seed: int = 0) 
     return drawn
 
 
+def endpoint_arms(
+    before_files: list[Path], after_files: list[Path]
+) -> dict[str, tuple[EndpointStats, EndpointStats, list[np.ndarray], list[np.ndarray]]]:
+    """Per endpoint measured in both arms: each arm's stats (its runs pooled) and its latencies run by run."""
+    before_stats = {s.endpoint: s for s in endpoint_stats(before_files)}
+    after_stats = {s.endpoint: s for s in endpoint_stats(after_files)}
+    return {
+        endpoint: (
+            before,
+            after_stats[endpoint],
+            [endpoint_durations(f, endpoint) for f in before_files],
+            [endpoint_durations(f, endpoint) for f in after_files],
+        )
+        for endpoint, before in before_stats.items()
+        if endpoint in after_stats
+    }
+
+
 # A step's first second is left out: k6 moves every endpoint's rate at once, but requests already in
 # flight from the previous step still land there.
 _STEP_SETTLE_S = 1.0
