@@ -27,6 +27,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from ratchet.report.render import format_seconds
+
 # One colour per group of runs, the same in every figure: a reader who learnt "blue is before" keeps it.
 BEFORE = "#4c72b0"
 AFTER = "#dd8452"
@@ -328,14 +330,8 @@ def _label(axes: Axes, at: tuple[float, float], text: str, offset_pt: float, **s
 
 
 def _duration_days(days: float) -> str:
-    seconds = days * 86_400
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m {secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m"
+    """A span on matplotlib's date axis (in days) as the report's tables write lengths of time."""
+    return format_seconds(days * 86_400)
 
 
 def _utc(value: datetime) -> datetime:

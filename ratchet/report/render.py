@@ -410,8 +410,11 @@ def format_duration(start: datetime | None, end: datetime | None) -> str:
         # Mixed naive/aware timestamps cannot be subtracted; treat naive as UTC like format_when does.
         start, end = (t if t.tzinfo else t.replace(tzinfo=UTC) for t in (start, end))
     seconds = (end - start).total_seconds()
-    if seconds < 0:
-        return EMPTY
+    return EMPTY if seconds < 0 else format_seconds(seconds)
+
+
+def format_seconds(seconds: float) -> str:
+    """A length of time as people read it: 4.2 s, 3m 05s, 1h 02m."""
     if seconds < 60:
         return f"{seconds:.1f} s"
     minutes, secs = divmod(round(seconds), 60)
