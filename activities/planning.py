@@ -9,7 +9,7 @@ from temporalio import activity
 from ratchet.analysis import learning, planning
 from ratchet.analysis.calibration import endpoint_noise, recommended_margin, recommended_runs_per_arm
 from ratchet.analysis.decisions import guard_check
-from ratchet.analysis.significance import hodges_lehmann, judge_endpoints, one_sided_p_values
+from ratchet.analysis.significance import judge_endpoints, tail_excess
 from ratchet.analysis.slo import check_slos
 from ratchet.analysis.tuning import suggest
 from ratchet.contracts import (
@@ -141,12 +141,15 @@ class AnalysisActivities:
         return await asyncio.to_thread(self._compare, request)
 
     def _guard(self, request: GuardRequest) -> GuardResult:
-        slower = {}
+        tails = {}
         for now in request.watch.endpoints:
+            reference = request.validated.stats(now.endpoint)
+            if reference is None:
+                continue
             before = endpoint_durations(self.settings.samples_file(request.validated.run_id), now.endpoint)
             after = endpoint_durations(self.settings.samples_file(request.watch.run_id), now.endpoint)
-            slower[now.endpoint] = (one_sided_p_values(before, after)[1], hodges_lehmann(after, before))
-        return guard_check(request.validated, request.watch, request.playbook, slower)
+            tails[now.endpoint] = tail_excess(before, after, reference.p95)
+        return guard_check(request.validated, request.watch, request.playbook, tails)
 
     @activity.defn(name="suggest_value")
     async def suggest_value(self, request: SuggestRequest) -> SuggestResult:

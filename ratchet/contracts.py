@@ -712,7 +712,10 @@ class RolloutInput(Payload):
     changes: list[RolloutChange]
     production: Target = Field(description="The target at its production address.")
     playbook: Playbook
-    validated: LoadTestResult = Field(description="The guard's reference: the validation's after-arm run.")
+    validated: LoadTestResult = Field(
+        description="The validation's after-arm run: the guard's reference for rollouts started before the "
+        "rollout measured production's own baseline."
+    )
     task_queue_prefix: str
 
 
@@ -727,6 +730,7 @@ class RolloutResult(Payload):
     outcome: Literal["completed", "rolled-back", "aborted"]
     steps: list[RolloutStep] = Field(default_factory=list)
     reason: str = ""
+    baseline_run_id: str | None = Field(None, description="Production measured before the first step.")
 
 
 class RolloutDecision(Payload):

@@ -8,6 +8,7 @@ import pytest
 from ratchet.analysis.bootstrap import arm_statistic, ratio_interval, run_percentile
 from ratchet.analysis.decisions import (
     AfterAssessment,
+    TailExcess,
     after_assessment,
     changes_without_effect,
     guard_check,
@@ -16,7 +17,7 @@ from ratchet.analysis.decisions import (
 from ratchet.analysis.detection import StatementEvidence, endpoints_to_inspect, missing_index_findings
 from ratchet.analysis.planning import covers, plan
 from ratchet.analysis.plans import FullScan, full_scans_postgresql, full_scans_sqlite
-from ratchet.analysis.significance import compare_endpoint, hodges_lehmann, holm_adjusted
+from ratchet.analysis.significance import compare_endpoint, hodges_lehmann, holm_adjusted, tail_excess
 from ratchet.analysis.slo import check_slos
 from ratchet.analysis.sql_columns import filtered_columns, table_aliases
 from ratchet.config.common import Role
@@ -227,17 +228,31 @@ def test_validation_outcomes_and_changes_without_effect() -> None:
     assert changes_without_effect([change], [improved, unchanged]) == [change]
 
 
-def test_guard_breach_needs_significance_margin_and_typical_slowdown() -> None:
+def test_guard_breach_needs_significance_margin_and_a_real_excess() -> None:
     validated = LoadTestResult(run_id="v", label="validation", requests=1, duration_s=1, endpoints=[stats("s", 4, 5)])
     noisy = LoadTestResult(run_id="b", label="bake", requests=1, duration_s=1, endpoints=[stats("s", 5, 8)])
-    assert not guard_check(validated, noisy, PLAYBOOK, {"s": (1e-6, 1.0)}).breached  # within the tolerance
+    assert not guard_check(validated, noisy, PLAYBOOK, {"s": TailExcess(1e-6, 0.5, 0.05)}).breached  # tolerated
     bad = LoadTestResult(run_id="b", label="bake", requests=1, duration_s=1, endpoints=[stats("s", 30, 40)])
-    assert not guard_check(validated, bad, PLAYBOOK, {"s": (0.2, 25.0)}).breached  # few samples: not significant
-    assert not guard_check(validated, bad, PLAYBOOK, {"s": (1e-6, 2.0)}).breached  # only the tail moved
-    result = guard_check(validated, bad, PLAYBOOK, {"s": (1e-6, 25.0)})
-    assert result.breached and "p95 40.0 ms" in result.reasons[0]
+    assert not guard_check(validated, bad, PLAYBOOK, {"s": TailExcess(0.2, 0.1, 0.05)}).breached  # chance
+    result = guard_check(validated, bad, PLAYBOOK, {"s": TailExcess(1e-6, 0.5, 0.05)})
+    assert result.breached and "p95 40.0 ms" in result.reasons[0] and "50% of requests" in result.reasons[0]
     failing = LoadTestResult(run_id="b", label="bake", requests=1, duration_s=1, endpoints=[stats("s", 4, 5, errors=5)])
     assert "error rate" in guard_check(validated, failing, PLAYBOOK, {}).reasons[0]
+
+
+def test_the_tail_test_sees_a_slowdown_of_half_the_requests_that_the_median_shift_misses() -> None:
+    """A rollout step at 50% makes half the requests 20x slower: the Hodges-Lehmann shift sits on the border
+    between the fast and the slow half (a few ms), the share above the reference p95 is ten times the 5%."""
+    rng = np.random.default_rng(7)
+    before = rng.lognormal(np.log(3), 0.2, 240)
+    fast, slow = rng.lognormal(np.log(3), 0.2, 124), rng.lognormal(np.log(60), 0.2, 116)
+    after = np.concatenate([fast, slow])
+    assert hodges_lehmann(after, before) < 3.0  # a few ms, of a 57 ms slowdown of half the requests
+    tail = tail_excess(before, after, float(np.percentile(before, 95)))
+    assert tail.share_after > 0.45 and tail.share_before == pytest.approx(0.05, abs=0.01) and tail.p_value < 1e-20
+    # The same share at 1% of the traffic: no evidence, no breach.
+    one_percent = np.concatenate([rng.lognormal(np.log(3), 0.2, 238), rng.lognormal(np.log(60), 0.2, 2)])
+    assert tail_excess(before, one_percent, float(np.percentile(before, 95))).p_value > PLAYBOOK.validation.significance
 
 
 def test_dominant_endpoint_is_inspected_even_within_its_slo() -> None:
@@ -261,9 +276,9 @@ def test_a_guard_watching_many_endpoints_corrects_for_chance() -> None:
     bake = LoadTestResult(
         run_id="b", label="bake", requests=1, duration_s=1, endpoints=[stats(n, 30, 40) for n in names]
     )
-    chance = {n: (0.5, 25.0) for n in names} | {"e3": (0.004, 25.0)}
+    chance = {n: TailExcess(0.5, 0.06, 0.05) for n in names} | {"e3": TailExcess(0.004, 0.1, 0.05)}
     assert not guard_check(validated, bake, PLAYBOOK, chance).breached
-    real = chance | {"e3": (1e-6, 25.0)}
+    real = chance | {"e3": TailExcess(1e-6, 0.3, 0.05)}
     result = guard_check(validated, bake, PLAYBOOK, real)
     assert result.breached and result.reasons[0].startswith("e3:") and "Holm-adjusted p=1.2e-05" in result.reasons[0]
 

@@ -214,6 +214,20 @@ def completed_campaign() -> CampaignStatus:
             },
         ],
         "guard": {"breached": False, "reasons": []},
+        "rollout": {
+            "outcome": "completed",
+            "baseline_run_id": "run-prod-baseline",
+            "steps": [
+                {"percent": 10, "run_id": "run-prod-10", "guard": {"breached": False, "reasons": []}},
+                {
+                    "percent": 50,
+                    "run_id": "run-prod-50",
+                    "guard": {"breached": False, "reasons": []},
+                    "decided_by": "promoted by alice",
+                },
+                {"percent": 100, "run_id": "run-prod-100", "guard": {"breached": False, "reasons": []}},
+            ],
+        },
         "pages": [
             {
                 "endpoint": "storefront",
@@ -388,6 +402,16 @@ def test_gates_and_changes(fixture: str, request: pytest.FixtureRequest) -> None
     assert "search_cache" in text
     assert "p95 of search rose 12%" in text
     assert "2025-03-01 12:07:05 UTC" in text  # when it was rolled back
+
+
+@pytest.mark.parametrize("fixture", ["full_markdown", "full_html"])
+def test_the_rollout_shows_each_step_and_its_reference(fixture: str, request: pytest.FixtureRequest) -> None:
+    report = request.getfixturevalue(fixture)
+    text = " ".join((report if fixture == "full_markdown" else _text(report)).split())
+    assert "Rollout to production" in text and "run-prod-baseline" in text
+    for share in ("10%", "50%", "100%"):
+        assert share in text
+    assert "promoted by alice" in text and "run-prod-50" in text
 
 
 def test_html_escapes_user_text(full_html: str) -> None:

@@ -127,10 +127,12 @@ async def test_a_rollout_breached_at_the_50_percent_step_ends_fully_undone(
     )  # fmt: skip
 
     assert result.outcome == "rolled-back", result
+    assert result.baseline_run_id is not None  # the guard's reference: production before the first step
     assert [step.percent for step in result.steps] == [1, 50]
     first, second = result.steps
     assert first.guard is not None and not first.guard.breached, first.guard
     assert second.guard is not None and second.guard.breached and "product" in second.guard.reasons[0]
+    assert "of requests above the reference p95" in second.guard.reasons[0]
     assert result.reason.startswith("guard breached at 50%")
     # Fully undone in production: no slowdown and no partial rollout left.
     assert flags(production)["injected_slowdown"] == {} and flags(production)["rollout_percent"] == {}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import timedelta
+from typing import Literal
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -53,6 +54,7 @@ class RolloutWorkflow:
         self._promoted: RolloutDecision | None = None
         self._aborted: RolloutDecision | None = None
         self._applied: list[RolloutChange] = []
+        self._baseline_run_id: str | None = None
 
     @workflow.run
     async def run(self, request: RolloutInput) -> RolloutResult:
@@ -61,9 +63,7 @@ class RolloutWorkflow:
         except ActivityError as failure:
             # A step could not be taken (a lever, a load test): production goes back to how it was found.
             await self._undo_all()
-            return RolloutResult(
-                outcome="rolled-back", steps=self._steps, reason=f"{failure.activity_type}: {failure.cause}"
-            )
+            return self._result("rolled-back", f"{failure.activity_type}: {failure.cause}")
         except asyncio.CancelledError:
             # The campaign was cancelled: production goes back to how it was found, then the cancellation goes on.
             await asyncio.shield(asyncio.ensure_future(self._undo_all()))
@@ -74,6 +74,13 @@ class RolloutWorkflow:
         whole = [c for c in request.changes if not c.lever.rollout]
         gradual = [c for c in request.changes if c.lever.rollout]
         breaches = 0
+        reference = request.validated
+        if workflow.patched("production-baseline"):
+            # Production as found, measured just before the first step: the guard compares each step with
+            # production itself, not with the test environment (other machine, data, load), whose numbers
+            # would read every difference between the two as the rollout's doing.
+            reference = await self._bake(None)
+            self._baseline_run_id = reference.run_id
         for number, percent in enumerate(rollout.steps):
             step = RolloutStep(percent=percent)
             self._steps.append(step)
@@ -89,24 +96,20 @@ class RolloutWorkflow:
             guard: GuardResult = await workflow.execute_activity(
                 "check_guard",
                 GuardRequest(
-                    campaign_id=request.campaign_id, validated=request.validated, watch=run, playbook=request.playbook
+                    campaign_id=request.campaign_id, validated=reference, watch=run, playbook=request.playbook
                 ),
                 task_queue=self._queue(Role.DEVOPS_ENGINEER),
                 start_to_close_timeout=timedelta(minutes=2),
                 retry_policy=_RETRY,
                 result_type=GuardResult,
-                summary=f"Guard at {percent:g}%: error rate and p95 against the validated values",
+                summary=f"Guard at {percent:g}%: error rate and p95 against production before the rollout",
             )
             step.guard = guard
             if guard.breached:
                 breaches += 1
                 if breaches > rollout.failure_limit:
                     await self._undo_all()
-                    return RolloutResult(
-                        outcome="rolled-back",
-                        steps=self._steps,
-                        reason=f"guard breached at {percent:g}%: " + "; ".join(guard.reasons),
-                    )
+                    return self._result("rolled-back", f"guard breached at {percent:g}%: " + "; ".join(guard.reasons))
             if percent < 100 and rollout.pause.total_seconds() > 0:
                 await self._wait_for_a_person(rollout.pause)
                 if self._promoted is not None:
@@ -114,7 +117,7 @@ class RolloutWorkflow:
                     self._promoted = None
             if self._aborted is not None:
                 return await self._abort(step)
-        return RolloutResult(outcome="completed", steps=self._steps)
+        return self._result("completed")
 
     @workflow.update
     async def promote(self, decision: RolloutDecision) -> str:
@@ -152,7 +155,7 @@ class RolloutWorkflow:
         step.decided_by = f"aborted by {self._aborted.by}"
         await self._undo_all()
         reason = f"aborted by {self._aborted.by}" + (f": {self._aborted.reason}" if self._aborted.reason else "")
-        return RolloutResult(outcome="aborted", steps=self._steps, reason=reason)
+        return self._result("aborted", reason)
 
     async def _wait_for_a_person(self, pause: timedelta) -> None:
         # No answer within the pause: the step held, so the rollout goes on.
@@ -161,13 +164,20 @@ class RolloutWorkflow:
                 lambda: self._promoted is not None or self._aborted is not None, timeout=pause
             )
 
-    async def _bake(self, percent: float) -> LoadTestResult:
+    async def _bake(self, percent: float | None) -> LoadTestResult:
+        """A bake at a step's share; ``None``: production before the rollout, the guard's reference."""
         request = self._input
         load, bake = request.playbook.load, request.playbook.deployment.rollout.bake.total_seconds()
+        label = "rollout-baseline" if percent is None else f"rollout-{percent:g}"
+        summary = (
+            f"Baseline: production before the rollout for {bake:g}s"
+            if percent is None
+            else f"Bake at {percent:g}% in production for {bake:g}s"
+        )
         return await workflow.execute_activity(
             "run_load_test",
             LoadTestRequest(
-                campaign_id=request.campaign_id, label=f"rollout-{percent:g}", target=request.production,
+                campaign_id=request.campaign_id, label=label, target=request.production,
                 rate=load.rate, duration_s=bake, warmup_s=load.warmup.total_seconds(), max_vus=load.max_vus,
                 request_timeout_s=load.request_timeout.total_seconds(),
             ),
@@ -176,7 +186,7 @@ class RolloutWorkflow:
             heartbeat_timeout=timedelta(seconds=20),
             retry_policy=_RETRY,
             result_type=LoadTestResult,
-            summary=f"Bake at {percent:g}% in production for {bake:g}s",
+            summary=summary,
         )  # fmt: skip
 
     async def _lever(self, action: str, change: RolloutChange, percent: float | None) -> None:
@@ -209,6 +219,9 @@ class RolloutWorkflow:
                 failures.append(f"{change.lever.name}: {failure.cause}")
         if failures:
             raise ApplicationError("could not undo in production: " + "; ".join(failures), non_retryable=True)
+
+    def _result(self, outcome: Literal["completed", "rolled-back", "aborted"], reason: str = "") -> RolloutResult:
+        return RolloutResult(outcome=outcome, steps=self._steps, reason=reason, baseline_run_id=self._baseline_run_id)
 
     def _queue(self, role: Role) -> str:
         return f"{self._input.task_queue_prefix}-{role.value}"

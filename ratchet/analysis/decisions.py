@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import NamedTuple
 
 from ratchet.analysis.slo import share_met
 from ratchet.config.playbook import Playbook, Validation
@@ -81,18 +82,28 @@ def changes_without_effect(changes: list[ChangeRecord], verdicts: list[EndpointV
     return [c for c in changes if not improved & set(c.endpoints or [c.endpoint])]
 
 
+class TailExcess(NamedTuple):
+    """The share of a bake's requests above the reference p95 against the reference's own share (about 5%),
+    and the one-sided p-value that the bake's share is larger."""
+
+    p_value: float
+    share_after: float
+    share_before: float
+
+
 def guard_check(
     validated: LoadTestResult,
     watched: LoadTestResult,
     playbook: Playbook,
-    slower: dict[str, tuple[float, float]],
+    tails: dict[str, TailExcess],
 ) -> GuardResult:
-    """Breached when an endpoint fails too often, or is slower than validated as validation would judge it.
+    """Breached when an endpoint fails too often, or its p95 is beyond the guard's limit and that is no chance.
 
-    ``slower`` holds, per endpoint, (one-sided Mann-Whitney p-value that the bake is slower, Hodges-Lehmann
-    shift in ms); the p-values are Holm-adjusted across the endpoints here, since a bake watches them all. A breach needs all three: significance, p95 beyond the guard's tolerance, and a typical
-    per-request slowdown of at least ``min_effect_ms``; a short bake's p95 alone is noise, and so is a
-    machine-wide blip of a few ms.
+    ``tails`` holds, per endpoint, how often the bake's requests exceed the reference p95 (``TailExcess``); the
+    p-values are Holm-adjusted across the endpoints here, since a bake watches them all. A breach needs all
+    three: p95 beyond the guard's tolerance, significance of the tail test, and a p95 excess of at least
+    ``min_effect_ms``; a short bake's p95 alone is noise. The tail test, not a shift of the median, because a
+    rollout step slows only its share of the requests: at 10% the median does not move, the p95 does.
     """
     guard = playbook.deployment.guard
     rules = playbook.validation
@@ -101,20 +112,21 @@ def guard_check(
     from ratchet.analysis.significance import holm_adjusted
 
     reasons = []
-    adjusted = holm_adjusted({endpoint: p for endpoint, (p, _) in slower.items()})
+    adjusted = holm_adjusted({endpoint: tail.p_value for endpoint, tail in tails.items()})
     for now in watched.endpoints:
         # Two failures at least: one failed request out of five is not yet a rate.
         if now.error_rate > guard.max_error_rate and now.errors >= 2:
             reasons.append(f"{now.endpoint}: error rate {now.error_rate:.1%} > {guard.max_error_rate:.1%}")
-        before = validated.stats(now.endpoint)
-        if before is None:
+        before, tail = validated.stats(now.endpoint), tails.get(now.endpoint)
+        if before is None or tail is None:
             continue
         limit = max(before.p95 * (1 + guard.p95_tolerance), before.p95 + guard.p95_min_excess_ms)
-        p_value, shift = adjusted.get(now.endpoint, 1.0), slower.get(now.endpoint, (1.0, 0.0))[1]
-        if now.p95 > limit and p_value < rules.significance and shift >= rules.min_effect_ms:
+        p_value = adjusted[now.endpoint]
+        if now.p95 > limit and p_value < rules.significance and now.p95 - before.p95 >= rules.min_effect_ms:
             reasons.append(
-                f"{now.endpoint}: p95 {now.p95:.1f} ms > {limit:.1f} ms (validated {before.p95:.1f} ms), "
-                f"typically {shift:+.1f} ms per request, Holm-adjusted p={p_value:.2g}"
+                f"{now.endpoint}: p95 {now.p95:.1f} ms > {limit:.1f} ms (reference {before.p95:.1f} ms); "
+                f"{tail.share_after:.0%} of requests above the reference p95 against {tail.share_before:.0%}, "
+                f"Holm-adjusted p={p_value:.2g}"
             )
     return GuardResult(breached=bool(reasons), reasons=reasons)
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.stats import mannwhitneyu
+from scipy.stats import fisher_exact, mannwhitneyu
 from statsmodels.stats.multitest import multipletests
 
 from ratchet.analysis.bootstrap import ratio_interval
+from ratchet.analysis.decisions import TailExcess
 from ratchet.config.playbook import Playbook, Validation
 from ratchet.contracts import EndpointStats, EndpointVerdict, Verdict
 
@@ -34,6 +35,21 @@ def one_sided_p_values(before: np.ndarray, after: np.ndarray) -> tuple[float, fl
     faster = float(mannwhitneyu(after, before, alternative="less").pvalue)
     slower = float(mannwhitneyu(after, before, alternative="greater").pvalue)
     return faster, slower
+
+
+def tail_excess(before: np.ndarray, after: np.ndarray, threshold: float) -> TailExcess:
+    """How much more often ``after`` exceeds ``threshold`` (the reference's p95) than ``before`` does, with the
+    one-sided Fisher exact p-value of that difference.
+
+    A test of the tail itself: a change that slows a share of the requests (a rollout step, one code path)
+    moves the p95 while the median, and so Mann-Whitney's shift, barely moves.
+    """
+    if before.size < 2 or after.size < 2:
+        return TailExcess(p_value=1.0, share_after=0.0, share_before=0.0)
+    above_after, above_before = int((after > threshold).sum()), int((before > threshold).sum())
+    table = [[above_after, after.size - above_after], [above_before, before.size - above_before]]
+    p_value = float(fisher_exact(table, alternative="greater").pvalue)
+    return TailExcess(p_value=p_value, share_after=above_after / after.size, share_before=above_before / before.size)
 
 
 def holm_adjusted(p_values: dict[str, float]) -> dict[str, float]:
