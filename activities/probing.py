@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
+import statistics
 import time
 from html.parser import HTMLParser
 from urllib.parse import quote, urljoin
@@ -16,7 +17,7 @@ from temporalio import activity
 
 from ratchet.analysis.responses import EndpointProbe, PageAsset, ProbeReport, ResponseSample
 from ratchet.config.target import _PLACEHOLDER, Endpoint, Target
-from ratchet.contracts import ProbeRequest, ProbeSummary
+from ratchet.contracts import ProbeRequest, ProbeSummary, WireBytesRequest, WireBytesResult
 from ratchet.errors import MeasurementError
 from ratchet.k6.browser import find_chromium, measure_page
 from ratchet.settings import Settings
@@ -99,7 +100,7 @@ def burst_trace_id(prefix: str, endpoint_index: int) -> str:
 
 
 class ProbeActivities:
-    """probe_endpoints, served by the perf-optimizer role."""
+    """probe_endpoints and measure_wire_bytes, served by the perf-optimizer role."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -162,6 +163,25 @@ class ProbeActivities:
                 )  # fmt: skip
             except MeasurementError as exc:
                 report.notes.append(f"{name}: web vitals not measured: {exc}")
+
+    @activity.defn(name="measure_wire_bytes")
+    async def measure_wire_bytes(self, request: WireBytesRequest) -> WireBytesResult:
+        """The bytes on the wire of each named endpoint's answers to a client that accepts gzip: the median over
+        its examples (three at most), each asked once. What a payload change (compression, a smaller answer)
+        claims to save, measured directly."""
+        target = request.target
+        headers = {"accept-encoding": ACCEPT_ENCODING, "user-agent": "ratchet-probe"}
+        measured: dict[str, float] = {}
+        async with httpx.AsyncClient(base_url=target.base, headers=headers, timeout=60) as client:
+            for name in request.endpoints:
+                endpoint = target.endpoint(name)
+                activity.heartbeat({"progress": f"measuring the wire bytes of {name}"})
+                samples = [await _get(client, fill(endpoint.path, e)) for e in endpoint.examples[:_EXAMPLES] or [{}]]
+                failed = [s.status for s in samples if s.status >= 400]
+                if failed:
+                    raise MeasurementError(f"{name} answered {failed[0]} while its wire bytes were measured")
+                measured[name] = float(statistics.median(s.wire_bytes for s in samples))
+        return WireBytesResult(bytes=measured)
 
     @activity.defn(name="probe_endpoints")
     async def probe_endpoints(self, request: ProbeRequest) -> ProbeSummary:

@@ -6,7 +6,8 @@ Each repetition measures three arms, interleaved (the order rotates every round,
 ``A`` and ``A'`` on the unchanged shop, ``S`` with one endpoint made ``--slowdown`` slower (the shop's
 injected-slowdown flag). ``A`` against ``A'`` is an A/A validation: any endpoint declared improved or
 regressed there is a false verdict (goal: in at most 5% of the repetitions). ``A`` against ``S``
-must declare the slowed endpoint regressed (goal: in at least 90%). The verdicts are those a campaign gives:
+must declare the slowed endpoint regressed (goal: in at least 90%), and the campaign's decision on those
+verdicts (``validation_outcome``) must be the rollback of the change. The verdicts are those a campaign gives:
 ``judge_endpoints`` with the default playbook's validation rules, Holm across the endpoints, and the same
 procedure: ``--runs`` per arm, then one more round at a time while a verdict is inconclusive, up to
 ``--max-runs``.
@@ -28,11 +29,12 @@ from rich.table import Table
 from temporalio.testing import ActivityEnvironment
 
 from activities.measurement import MeasurementActivities
+from ratchet.analysis.decisions import validation_outcome
 from ratchet.analysis.significance import ArmsOfEndpoint, judge_endpoints
 from ratchet.cli.demo import SHOP_TARGET, announced_process, prepare_shop_database
 from ratchet.config.loading import load_target
 from ratchet.config.playbook import Playbook
-from ratchet.contracts import LoadTestRequest, LoadTestResult, Verdict
+from ratchet.contracts import LoadTestRequest, LoadTestResult, ValidationOutcome, Verdict
 from ratchet.settings import Settings
 from ratchet.store.samples import endpoint_arms
 
@@ -48,6 +50,7 @@ SLOWED_ROUTE = "/recommendations/{customer_id}"
 class Tally:
     aa_false: int = 0
     caught: int = 0
+    rolled_back: int = 0
     slowed_inconclusive: int = 0
     repetitions: int = 0
     rounds: list[int] = field(default_factory=list)
@@ -111,6 +114,8 @@ async def _bench(args: argparse.Namespace, console: Console) -> Tally:
             tally.aa_false += bool(false)
             verdict = slow[SLOWED]
             tally.caught += verdict.verdict == Verdict.REGRESSED
+            # The campaign's own decision on these verdicts (no SLO in play): regressed rolls every change back.
+            tally.rolled_back += validation_outcome(list(slow.values()), [], playbook) == ValidationOutcome.REGRESSED
             tally.slowed_inconclusive += verdict.verdict == Verdict.INCONCLUSIVE
             for v in false:
                 tally.notes.append(f"repetition {repetition + 1}, A/A: {v.endpoint} {v.verdict.value}: {v.explanation}")
@@ -156,6 +161,11 @@ def main() -> None:
         f"{SLOWED} {args.slowdown:.0%} slower: regressed", f">= {GOAL_CAUGHT_SHARE:.0%}",
         f"{tally.caught}/{tally.repetitions} = {caught_share:.0%} ({tally.slowed_inconclusive} inconclusive)",
         "yes" if caught_share >= GOAL_CAUGHT_SHARE else "NO",
+    )  # fmt: skip
+    table.add_row(
+        "... and the campaign rolls back", f">= {GOAL_CAUGHT_SHARE:.0%}",
+        f"{tally.rolled_back}/{tally.repetitions} = {tally.rolled_back / tally.repetitions:.0%}",
+        "yes" if tally.rolled_back / tally.repetitions >= GOAL_CAUGHT_SHARE else "NO",
     )  # fmt: skip
     console.print(table)
     for note in tally.notes:

@@ -378,6 +378,31 @@ class SuggestResult(Payload):
     why: str
 
 
+class BytesVerdict(Payload):
+    """A change judged on what it claims to save: the bytes one of its endpoints sends, with it against without
+    it (the other changes in place). Compression gains little latency on a fast link, and much on a slow one."""
+
+    endpoint: str
+    without_bytes: float = Field(description="Median wire bytes of the endpoint's answers without the change.")
+    with_bytes: float = Field(description="...and with it.")
+    verdict: Verdict
+    explanation: str
+
+    @property
+    def ratio(self) -> float:
+        return self.with_bytes / self.without_bytes if self.without_bytes else 1.0
+
+
+class WireBytesRequest(Payload):
+    campaign_id: str
+    target: Target
+    endpoints: list[str]
+
+
+class WireBytesResult(Payload):
+    bytes: dict[str, float] = Field(description="Median wire bytes of each endpoint's answers (its examples).")
+
+
 class ChangeRecord(Payload):
     """One change of the campaign, from plan to its fate."""
 
@@ -395,6 +420,10 @@ class ChangeRecord(Payload):
     trials: list[Trial] = Field(default_factory=list, description="A tunable lever's trials, in order.")
     attribution: list[EndpointVerdict] = Field(
         default_factory=list, description="Leave-one-out: its endpoints with it against without it (others in place)."
+    )
+    bytes_attribution: list[BytesVerdict] = Field(
+        default_factory=list,
+        description="For a change that addresses payload findings: those endpoints' wire bytes with it and without.",
     )
     applied_at: datetime | None = None
     rolled_back_at: datetime | None = None

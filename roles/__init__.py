@@ -34,7 +34,7 @@ def role_activities(role: Role, settings: Settings) -> list[Callable[..., Any]]:
         reports = ReportActivities(settings)
         probe = ProbeActivities(settings)
         return [
-            *measuring, probe.probe_endpoints, assess.find_bottlenecks, analysis.plan_changes, analysis.compare_runs,
+            *measuring, probe.probe_endpoints, probe.measure_wire_bytes, assess.find_bottlenecks, analysis.plan_changes, analysis.compare_runs,
             analysis.compare_arms, analysis.calibrate_noise, records.record_campaign, reports.write_report, AlertActivities().send_alert,
         ]  # fmt: skip
     if role == Role.TEST_ENGINEER:

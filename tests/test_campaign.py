@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
@@ -21,7 +22,16 @@ from ratchet import campaigns
 from ratchet.analysis.decisions import best_trial
 from ratchet.config.loading import load_target
 from ratchet.config.target import SqlLever
-from ratchet.contracts import ApprovalInput, CampaignState, ChangeState, Finding, LeverCall, RejectionInput
+from ratchet.contracts import (
+    ApprovalInput,
+    CampaignState,
+    CampaignStatus,
+    ChangeState,
+    Finding,
+    LeverCall,
+    Recommendation,
+    RejectionInput,
+)
 from ratchet.settings import Settings
 from ratchet.store.engine import session_for
 from ratchet.store.tables import Measurement
@@ -296,26 +306,76 @@ async def test_failed_validation_rolls_back_and_leaves_database_as_found(
     await assert_replays(client, campaign_id)
 
 
-async def test_leave_one_out_undoes_a_change_that_rode_on_another_ones_gain(
+# A lever that claims to fix the slow e-mail search but makes it twice as slow (the shop's injected slowdown).
+SLOWING_LEVER = """
+  - name: search-rewrite
+    kind: http
+    description: A rewrite of the e-mail search that is in fact twice as slow.
+    addresses: [{finding: missing-index, endpoint: orders-by-email}]
+    apply: [{method: POST, url: "{{ target.base_url }}/admin/flags", json: {injected_slowdown: {"/orders": 1.0}}}]
+    rollback: [{method: POST, url: "{{ target.base_url }}/admin/flags", json: {injected_slowdown: {}}}]
+    check:
+      method: GET
+      url: "{{ target.base_url }}/admin/flags"
+      applied_when: "response.json.injected_slowdown != {}"
+"""
+
+
+async def test_a_change_that_makes_an_endpoint_slower_is_declared_regressed_and_everything_is_undone(
     client: Client, settings: Settings, worker: None, shop: Shop, index_only_target: Path, tmp_path: Path
 ) -> None:
-    """The right index and the useless status index are both approved for the slow search. Together the
-    endpoint improves, so by endpoint both would be credited; measured each without the other's help, the
-    status index gives nothing and is undone, the email index proves its own gain and stays."""
+    """Approved by hand, the slowing lever passes its checks; the interleaved validation finds the search
+    slower than before and the campaign rolls back, leaving the shop as it was."""
+    target = tmp_path / "slowing.yaml"
+    target.write_text(index_only_target.read_text() + SLOWING_LEVER)
+    campaign_id = await campaigns.launch(client, settings, playbook_file=TEST_PLAYBOOK, target_file=target)
+    status = await wait_for(client, campaign_id, waiting_at("planning"), what="the planning gate")
+    rewrite = next(r for r in status.recommendations if r.lever is not None and r.lever.name == "search-rewrite")
+    await campaigns.approve(client, campaign_id, ApprovalInput(phase="planning", approver="alice", only=[rewrite.id]))
+    final = await finish(client, campaign_id)
+
+    assert final.state == CampaignState.ROLLED_BACK and "validation regressed" in final.outcome, final.outcome
+    search = next(v for v in final.verdicts if v.endpoint == "orders-by-email")
+    assert search.verdict.value == "regressed" and search.ratio is not None and search.ratio > 1.3, search
+    [change] = final.changes
+    assert change.state == ChangeState.ROLLED_BACK
+    assert httpx.get(f"{shop.url}/admin/flags").json()["injected_slowdown"] == {}
+    outcomes = {p.phase.value: p.outcome for p in final.phases}
+    assert outcomes["validation"] == "regressed" and outcomes["deployment"] == "skipped"
+    assert "regressed" in Path(final.report_html).read_text()
+    await assert_replays(client, campaign_id)
+
+
+async def attributed_campaign(
+    client: Client, settings: Settings, target: Path, tmp_path: Path, chosen: Callable[[Recommendation], bool]
+) -> tuple[str, CampaignStatus]:
+    """A campaign with leave-one-out attribution, two levered recommendations picked by ``chosen`` approved
+    at planning, then deployment; its final status."""
     playbook = tmp_path / "attributing.yaml"
     playbook.write_text(
         TEST_PLAYBOOK.read_text().replace(
             "  on_inconclusive: accept\n", "  on_inconclusive: accept\n  attribution: leave-one-out\n"
         )
     )
-    campaign_id = await campaigns.launch(client, settings, playbook_file=playbook, target_file=index_only_target)
+    campaign_id = await campaigns.launch(client, settings, playbook_file=playbook, target_file=target)
     status = await wait_for(client, campaign_id, waiting_at("planning"), what="the planning gate")
-    both = [r.id for r in status.recommendations if r.lever is not None and r.endpoint == "orders-by-email"]
-    assert len(both) == 2, [(r.id, r.lever and r.lever.name) for r in status.recommendations]
-    await campaigns.approve(client, campaign_id, ApprovalInput(phase="planning", approver="alice", only=both))
+    picked = [r.id for r in status.recommendations if r.lever is not None and chosen(r)]
+    assert len(picked) == 2, [(r.id, r.lever and r.lever.name) for r in status.recommendations]
+    await campaigns.approve(client, campaign_id, ApprovalInput(phase="planning", approver="alice", only=picked))
     await wait_for(client, campaign_id, waiting_at("deployment"), what="the deployment gate", timeout_s=420)
     await campaigns.approve(client, campaign_id, ApprovalInput(phase="deployment", approver="alice"))
-    final = await finish(client, campaign_id)
+    return campaign_id, await finish(client, campaign_id)
+
+
+async def test_leave_one_out_undoes_a_change_that_rode_on_another_ones_gain(
+    client: Client, settings: Settings, worker: None, shop: Shop, index_only_target: Path, tmp_path: Path
+) -> None:
+    """The right index and the useless status index are both approved for the slow search. Together the
+    endpoint improves, so by endpoint both would be credited; measured each without the other's help, the
+    status index gives nothing and is undone, the email index proves its own gain and stays."""
+    campaign_id, final = await attributed_campaign(
+        client, settings, index_only_target, tmp_path, lambda r: r.endpoint == "orders-by-email"
+    )
 
     changes = {c.lever: c for c in final.changes}
     status_index = changes["orders-status-index"]
@@ -326,6 +386,33 @@ async def test_leave_one_out_undoes_a_change_that_rode_on_another_ones_gain(
     assert [v.verdict.value for v in status_index.attribution] != ["improved"]
     assert not any("ix_orders_status" in name for name, _ in shop.indexes())
     assert "Attribution of orders-status-index" in Path(final.report_html).read_text()
+    await assert_replays(client, campaign_id)
+
+
+async def test_compression_is_kept_for_the_bytes_it_saves_where_the_export_cache_gives_the_speed(
+    client: Client, settings: Settings, worker: None, shop: Shop, tmp_path: Path
+) -> None:
+    """gzip and the export cache are approved for the catalogue export (and gzip for the storefront's assets).
+    On this link gzip makes no answer faster, so judged on latency it would be undone, alone or measured
+    without the cache; judged on what it claims, the bytes on the wire, it proves itself and stays. The
+    cache is judged on latency as before."""
+    names = ("gzip-responses", "cache-catalog-export")
+    campaign_id, final = await attributed_campaign(
+        client, settings, SHOP_TARGET, tmp_path, lambda r: r.lever is not None and r.lever.name in names
+    )
+
+    changes = {c.lever: c for c in final.changes}
+    gzip, cache = changes["gzip-responses"], changes["cache-catalog-export"]
+    assert gzip.state == ChangeState.KEPT, gzip
+    export = next(b for b in gzip.bytes_attribution if b.endpoint == "catalog-export")
+    assert export.verdict.value == "improved" and export.ratio < 0.25, export
+    assert gzip.attribution == []  # proven in bytes: no latency leave-one-out for it
+    assert not cache.bytes_attribution  # a cache claims speed: judged on latency
+    assert (
+        httpx.get(f"{shop.url}/catalog/export", headers={"Accept-Encoding": "gzip"}).headers["content-encoding"]
+        == "gzip"
+    )
+    assert "Wire bytes saved by gzip-responses" in Path(final.report_html).read_text()
     await assert_replays(client, campaign_id)
 
 

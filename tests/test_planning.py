@@ -1,5 +1,5 @@
 """Planning on plain data: one recommendation per lever, the surest fix first, conflicts held back, manual
-advice that quotes its evidence, and a target whose declared conflicts name a lever it does not have refused."""
+advice that quotes its evidence, payload changes judged on bytes, and a target whose declared conflicts name a lever it does not have refused."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ import pytest
 from pydantic import ValidationError
 
 from ratchet.analysis.conflicts import conflict, touches
+from ratchet.analysis.decisions import bytes_verdict, changes_without_effect, payload_endpoints
 from ratchet.analysis.planning import plan
-from ratchet.config.common import FindingType
+from ratchet.config.common import FindingType, Role
+from ratchet.config.playbook import Validation
 from ratchet.config.target import Lever, Target
-from ratchet.contracts import Finding
+from ratchet.contracts import ChangeRecord, EndpointStats, EndpointVerdict, Finding, Verdict
 
 FLAGS = "http://127.0.0.1:9/admin/flags"
 
@@ -64,6 +66,49 @@ def test_a_lever_for_several_findings_is_one_recommendation_and_a_specific_lever
     # For the script, the lever written for it is the surer fix, so it is recommended as well.
     assert assets.recommended and assets.finding_ids == ["F2"] and assets.feasibility > gzip.feasibility - 0.1
     assert recommendations[0].id == "R1" and recommendations[0].lever.name == "gzip"  # type: ignore[union-attr]
+
+
+def test_a_change_for_payload_findings_is_judged_on_the_bytes_it_saves_there() -> None:
+    """gzip addresses the export's and the script's size, and a slow quote: bytes on the first two, latency on
+    the quote. Proven by bytes, it stays though no endpoint got faster; shrinking nothing, it goes, whatever
+    another change did for the export's latency."""
+    findings = [
+        finding("F1", FindingType.UNCOMPRESSED, "export", 0.3),
+        finding("F2", FindingType.LARGE_PAYLOAD, "script", 0.2),
+        finding("F3", FindingType.SATURATION, "quote", 0.1),
+    ]
+    wide_gzip = flag_lever("gzip", [{"finding": "uncompressed"}, {"finding": "large-payload"},
+                                    {"finding": "saturation"}], {"gzip": True})  # fmt: skip
+    [recommendation] = plan(findings, target(wide_gzip), limit=10)
+    change = ChangeRecord(
+        change_id="C1", recommendation_id=recommendation.id, lever="gzip", kind="http", role=Role.BACKEND_DEVELOPER,
+        endpoint="export", endpoints=recommendation.endpoints,
+    )  # fmt: skip
+    assert payload_endpoints(change, [recommendation], findings) == ["export", "script"]
+    rules = Validation()
+    smaller = bytes_verdict("export", 1_328_519, 96_101, rules)
+    assert smaller.verdict == Verdict.IMPROVED and "smaller by 93%" in smaller.explanation
+    same = bytes_verdict("script", 680_820, 680_820, rules)
+    assert same.verdict == Verdict.NOT_WORSE and bytes_verdict("x", 100, 200, rules).verdict == Verdict.REGRESSED
+
+    export_faster = [_latency_verdict("export", Verdict.IMPROVED), _latency_verdict("quote", Verdict.NOT_WORSE)]
+    shrank = change.model_copy(update={"bytes_attribution": [smaller, same]})
+    assert changes_without_effect([shrank], [_latency_verdict("export", Verdict.NOT_WORSE)]) == []
+    shrank_nothing = change.model_copy(
+        update={"bytes_attribution": [same.model_copy(update={"endpoint": "export"}), same]}
+    )
+    assert changes_without_effect([shrank_nothing], export_faster) == [shrank_nothing]
+    # Its latency endpoint still counts.
+    quote_faster = [_latency_verdict("quote", Verdict.IMPROVED)]
+    assert changes_without_effect([shrank_nothing], quote_faster) == []
+
+
+def _latency_verdict(endpoint: str, verdict: Verdict) -> EndpointVerdict:
+    numbers = EndpointStats(endpoint=endpoint, requests=100, errors=0, error_rate=0, p50=5, p95=9, p99=11, mean=5)
+    return EndpointVerdict(
+        endpoint=endpoint, before=numbers, after=numbers, p95_ratio=1, p50_ratio=1, p_value_faster=0.5,
+        p_value_slower=0.5, hodges_lehmann_ms=0, verdict=verdict, explanation=f"{endpoint} {verdict.value}",
+    )  # fmt: skip
 
 
 def test_levers_that_set_the_same_flag_are_never_recommended_together() -> None:

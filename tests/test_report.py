@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 
 from activities.reporting import ReportActivities, report_stem
+from ratchet.analysis.decisions import bytes_verdict
+from ratchet.config.playbook import Validation
 from ratchet.contracts import CampaignStatus, ReportRequest
 from ratchet.report import p95_bars, render_html, render_markdown
 from ratchet.report.render import evidence_items, format_p_value
@@ -212,6 +214,18 @@ def completed_campaign() -> CampaignStatus:
                     {"value": 2, "error_rate": 0.2, "failed": True, "note": "error rate 20.0% over the SLO's 1.0%"},
                 ],
             },
+            {
+                "change_id": "C4",
+                "recommendation_id": "R4",
+                "lever": "gzip-responses",
+                "kind": "http",
+                "role": "backend-developer",
+                "endpoint": "catalog-export",
+                "state": "kept",
+                "bytes_attribution": [
+                    bytes_verdict("catalog-export", 1_328_519, 96_101, Validation()).model_dump(mode="json")
+                ],
+            },
         ],
         "guard": {"breached": False, "reasons": []},
         "rollout": {
@@ -402,6 +416,14 @@ def test_gates_and_changes(fixture: str, request: pytest.FixtureRequest) -> None
     assert "search_cache" in text
     assert "p95 of search rose 12%" in text
     assert "2025-03-01 12:07:05 UTC" in text  # when it was rolled back
+
+
+@pytest.mark.parametrize("fixture", ["full_markdown", "full_html"])
+def test_a_payload_change_shows_the_bytes_it_saved(fixture: str, request: pytest.FixtureRequest) -> None:
+    report = request.getfixturevalue(fixture)
+    text = " ".join((report if fixture == "full_markdown" else _text(report)).split())
+    assert "Wire bytes saved by gzip-responses" in text
+    assert "catalog-export improved (1,328,519 -> 96,101 bytes on the wire (x0.072): smaller by 93%)" in text
 
 
 @pytest.mark.parametrize("fixture", ["full_markdown", "full_html"])

@@ -19,14 +19,18 @@ from urllib.parse import urlsplit
 import httpx
 import psutil
 import pytest
+from temporalio.testing import ActivityEnvironment
 
 from activities.levers import LeverActivities
+from activities.probing import ProbeActivities
 from examples.shop.catalog import CATALOG
 from examples.shop.orders_api import ORDER_HISTORY, ORDER_PRODUCT, order_products_sql
 from examples.shop.recommendations import PURCHASED_PRODUCTS
+from ratchet.analysis.decisions import bytes_verdict
 from ratchet.config.loading import load_target
+from ratchet.config.playbook import Validation
 from ratchet.config.target import Target
-from ratchet.contracts import LeverCall, LeverOutcome
+from ratchet.contracts import LeverCall, LeverOutcome, Verdict, WireBytesRequest
 from ratchet.settings import Settings
 from ratchet.traces.serve import READY_LINE
 from tests.conftest import ROOT, SHOP_TARGET, StartShop, copy_durably, free_port, wait_for_line
@@ -233,6 +237,25 @@ def test_catalog_export_is_over_a_megabyte_uncompressed_until_gzip(shop: TracedS
         pulled_twice(pull, "gzip-responses", "rollback")
         restored = client.get("/catalog/export", headers=gzip_ok)
         assert "content-encoding" not in restored.headers and restored.content == plain.content
+
+
+async def test_the_campaign_measures_the_bytes_gzip_saves_on_the_export(
+    target: Target, pull: PullLever, tmp_path: Path
+) -> None:
+    """What validation judges a payload change on: the wire bytes of the export, without and with gzip."""
+    measure = ProbeActivities(Settings(home=tmp_path / "ratchet")).measure_wire_bytes
+    request = WireBytesRequest(campaign_id="bytes", target=target, endpoints=["catalog-export", "health"])
+    without = await ActivityEnvironment().run(measure, request)
+    pulled_twice(pull, "gzip-responses", "apply")
+    with_gzip = await ActivityEnvironment().run(measure, request)
+    pulled_twice(pull, "gzip-responses", "rollback")
+
+    assert without.bytes["catalog-export"] >= 1_000_000
+    saved = bytes_verdict("catalog-export", without.bytes["catalog-export"], with_gzip.bytes["catalog-export"],
+                          Validation())  # fmt: skip
+    assert saved.verdict == Verdict.IMPROVED and saved.ratio < 0.25, saved.explanation
+    # A tiny answer is below gzip's 1 KiB threshold: the same bytes either way.
+    assert with_gzip.bytes["health"] == without.bytes["health"]
 
 
 def test_catalog_export_is_rebuilt_on_every_request_until_cached(shop: TracedShop, pull: PullLever) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -21,7 +22,9 @@ with workflow.unsafe.imports_passed_through():
         AfterAssessment,
         after_assessment,
         best_trial,
+        bytes_verdict,
         changes_without_effect,
+        payload_endpoints,
         undecided_endpoints,
         validation_outcome,
         validation_summary,
@@ -79,6 +82,8 @@ with workflow.unsafe.imports_passed_through():
         Trial,
         ValidationOutcome,
         Verdict,
+        WireBytesRequest,
+        WireBytesResult,
     )
     from workflows import search_attributes as sa
     from workflows.rollout import rollout_id
@@ -376,7 +381,12 @@ class CampaignWorkflow:
         self._status.validation_rules = self._input.playbook.validation
         self._status.verdicts = comparison.verdicts
         self._status.slo_after = comparison.slo
-        outcome = validation_outcome(comparison.verdicts, comparison.slo, self._input.playbook)
+        if workflow.patched("payload-attribution"):
+            await self._payload_attribution(applied)
+        payload_gain = any(b.verdict == Verdict.IMPROVED for c in applied for b in c.bytes_attribution)
+        outcome = validation_outcome(
+            comparison.verdicts, comparison.slo, self._input.playbook, payload_gain=payload_gain
+        )
         verdicts = {v.endpoint: v for v in comparison.verdicts}
         if outcome in (ValidationOutcome.MET, ValidationOutcome.PARTIAL):  # a failed one fails whatever they say
             await self._settle_inconclusive(comparison.verdicts)
@@ -396,7 +406,11 @@ class CampaignWorkflow:
         # A change whose endpoint did not improve did not prove itself, whatever the whole did.
         for change in reversed(changes_without_effect(applied, comparison.verdicts)):
             endpoints = change.endpoints or [change.endpoint]
-            why = "; ".join(verdicts[e].explanation if e in verdicts else f"{e} was not measured" for e in endpoints)
+            in_bytes = {b.endpoint: f"{b.endpoint}: {b.explanation}" for b in change.bytes_attribution}
+            why = "; ".join(
+                in_bytes.get(e) or (verdicts[e].explanation if e in verdicts else f"{e} was not measured")
+                for e in endpoints
+            )
             await self._undo(change, f"did not improve {', '.join(endpoints)}: {why}")
         if (
             self._input.playbook.validation.attribution == Attribution.LEAVE_ONE_OUT
@@ -421,40 +435,98 @@ class CampaignWorkflow:
         return candidate
 
     async def _interleaved(self, applied: list[ChangeRecord]) -> tuple[CompareResult, LoadTestResult]:
-        """Both arms measured now, alternating A B, B A, A B ... (each round reverses the last, so that drift
-        and warm caches favour neither arm), the changes undone for the before arm and re-applied for the
-        after arm. After ``runs_per_arm`` rounds, one more round at a time while a verdict is still undecided,
-        up to ``max_runs_per_arm``. Ends with every change in place."""
+        """Both arms measured now, the changes undone for the before arm and re-applied for the after arm
+        (``_arms``), while any verdict is still undecided. Ends with every change in place."""
+
+        def run(in_place: bool, number: int) -> tuple[str, str]:
+            arm = "after" if in_place else "before"
+            state = "in place" if in_place else "undone"
+            return f"validation-{arm}-{number}", f"Validation run {number}, {arm} arm (changes {state})"
+
+        comparison, arms = await self._arms(
+            applied, run, "validation",
+            lambda rounds: f"Compare the arms after {rounds} runs each (hierarchical bootstrap, Mann-Whitney, Holm)",
+            lambda verdicts: undecided_endpoints(verdicts, applied, self._input.playbook.validation),
+            record=True,
+        )  # fmt: skip
+        return comparison, arms[True][-1]
+
+    async def _arms(
+        self,
+        changes: list[ChangeRecord],
+        run: Callable[[bool, int], tuple[str, str]],
+        what: str,
+        compare: Callable[[int], str],
+        undecided: Callable[[list[EndpointVerdict]], list[str]] | None,
+        *,
+        record: bool = False,
+    ) -> tuple[CompareResult, dict[bool, list[LoadTestResult]]]:
+        """Interleaved arms without and with ``changes``, alternating A B, B A, A B ... (each round reverses the
+        last, so that drift and warm caches favour neither arm). After ``runs_per_arm`` rounds, one more round at
+        a time while ``undecided`` names endpoints, up to ``max_runs_per_arm``. ``run(in_place, number)`` names
+        a run and says what it is. Ends with the changes in place."""
         rules = self._input.playbook.validation
         duration = (rules.run_duration or self._input.playbook.load.duration).total_seconds()
         arms: dict[bool, list[LoadTestResult]] = {False: [], True: []}
         rounds = 0
         while True:
             for in_place in (False, True) if rounds % 2 == 0 else (True, False):
-                await self._put_changes(applied, in_place)
-                arm = "after" if in_place else "before"
-                number = len(arms[in_place]) + 1
-                run = await self._load_test(
-                    f"validation-{arm}-{number}", Role.TEST_ENGINEER,
-                    f"Validation run {number}, {arm} arm (changes {'in place' if in_place else 'undone'})",
-                    duration_s=duration,
-                )  # fmt: skip
-                arms[in_place].append(run)
-                self._status.validation_runs.append(ArmRun(arm=arm, run=run))
+                await self._put_changes(changes, in_place)
+                label, summary = run(in_place, len(arms[in_place]) + 1)
+                measured = await self._load_test(label, Role.TEST_ENGINEER, summary, duration_s=duration)
+                arms[in_place].append(measured)
+                if record:
+                    self._status.validation_runs.append(ArmRun(arm="after" if in_place else "before", run=measured))
             rounds += 1
             if rounds < rules.runs_per_arm:
                 continue
             comparison = await self._compare_arms(
-                [r.run_id for r in arms[False]],
-                [r.run_id for r in arms[True]],
-                f"Compare the arms after {rounds} runs each (hierarchical bootstrap, Mann-Whitney, Holm)",
+                [r.run_id for r in arms[False]], [r.run_id for r in arms[True]], compare(rounds)
             )
-            pending = undecided_endpoints(comparison.verdicts, applied, rules)
+            pending = undecided(comparison.verdicts) if undecided is not None else []
             if not pending or rounds >= rules.max_runs_per_arm:
                 break
-            self._event(f"validation: {', '.join(pending)} undecided after {rounds} runs per arm: one more each")
-        await self._put_changes(applied, True)
-        return comparison, arms[True][-1]
+            self._event(f"{what}: {', '.join(pending)} undecided after {rounds} runs per arm: one more each")
+        await self._put_changes(changes, True)
+        return comparison, arms
+
+    async def _payload_attribution(self, applied: list[ChangeRecord]) -> None:
+        """A change that addresses payload findings (compression, a smaller answer) is judged on the bytes it
+        saves there; its latency on a fast test link says little. As the playbook attributes: by endpoint,
+        the answers with every change undone against all in place, credited to each change for its endpoints;
+        leave-one-out, each change's endpoints without it and with it, the others in place."""
+        rules = self._input.playbook.validation
+        mine = {c.change_id: payload_endpoints(c, self._status.recommendations, self._status.findings) for c in applied}
+        judged = [c for c in applied if mine[c.change_id]]
+        if not judged:
+            return
+        # (changes toggled, endpoints measured, changes credited, who) per measurement
+        if rules.attribution == Attribution.LEAVE_ONE_OUT:
+            measurements = [([c], mine[c.change_id], [c], c.lever) for c in judged]
+        else:
+            every = sorted({e for c in judged for e in mine[c.change_id]})
+            measurements = [(applied, every, judged, "the changes")]
+        for toggled, endpoints, credited, who in measurements:
+            measured = {}
+            for in_place in (False, True):
+                await self._put_changes(toggled, in_place)
+                request = WireBytesRequest(
+                    campaign_id=self._input.campaign_id, target=self._input.target, endpoints=endpoints
+                )
+                result: WireBytesResult = await self._activity(
+                    "measure_wire_bytes", request, Role.PERF_OPTIMIZER,
+                    f"Wire bytes of {', '.join(endpoints)} {'with' if in_place else 'without'} {who}",
+                    result_type=WireBytesResult,
+                )  # fmt: skip
+                measured[in_place] = result.bytes
+            for change in credited:
+                change.bytes_attribution = [
+                    bytes_verdict(e, measured[False][e], measured[True][e], rules) for e in mine[change.change_id]
+                ]
+                self._event(
+                    f"payload: {change.lever}: "
+                    + "; ".join(f"{b.endpoint} {b.verdict.value} ({b.explanation})" for b in change.bytes_attribution)
+                )
 
     async def _compare_arms(self, before_run_ids: list[str], after_run_ids: list[str], summary: str) -> CompareResult:
         request = ArmsRequest(
@@ -465,9 +537,9 @@ class CampaignWorkflow:
 
     async def _leave_one_out(self, verdicts: list[EndpointVerdict]) -> None:
         """Where several kept changes share an improved endpoint, the whole's gain says nothing of each one's:
-        each of them is measured once more, interleaved, with the others in place and itself undone. A change
-        without which its endpoints are no slower gave nothing and is undone."""
-        rules = self._input.playbook.validation
+        each of them is measured once more, interleaved, with the others in place and itself undone (more
+        rounds while its gain there is still undecided). A change without which its endpoints are not faster
+        by the improvement margin gave nothing and is undone."""
         improved = {v.endpoint for v in verdicts if v.verdict == Verdict.IMPROVED}
         kept = [c for c in self._status.changes if c.state == ChangeState.APPLIED]
         for change in kept:
@@ -479,21 +551,9 @@ class CampaignWorkflow:
             )
             if not shared or change.state != ChangeState.APPLIED:
                 continue
-            arms: dict[bool, list[str]] = {False: [], True: []}
-            for number in range(rules.runs_per_arm):
-                for in_place in (False, True) if number % 2 == 0 else (True, False):
-                    await self._put_changes([change], in_place)
-                    run = await self._load_test(
-                        f"attribution-{change.change_id}-{'with' if in_place else 'without'}-{number + 1}",
-                        Role.TEST_ENGINEER,
-                        f"Attribution of {change.lever}: run {number + 1} {'with' if in_place else 'without'} it",
-                        duration_s=(rules.run_duration or self._input.playbook.load.duration).total_seconds(),
-                    )
-                    arms[in_place].append(run.run_id)
-            await self._put_changes([change], True)
-            comparison = await self._compare_arms(
-                arms[False], arms[True], f"Attribution of {change.lever}: with it against without it"
-            )
+            if any(b.verdict == Verdict.IMPROVED for b in change.bytes_attribution):
+                continue  # proved itself in the bytes it saves; its latency there is the others' doing
+            comparison = await self._without_one(change, mine)
             own = [v for v in comparison.verdicts if v.endpoint in mine]
             change.attribution = own
             if any(v.verdict == Verdict.IMPROVED for v in own):
@@ -501,6 +561,30 @@ class CampaignWorkflow:
                 continue
             why = "; ".join(f"{v.endpoint}: {v.explanation}" for v in own) or "its endpoints were not measured"
             await self._undo(change, f"leave-one-out: without it the others give the same ({why})")
+
+    async def _without_one(self, change: ChangeRecord, mine: set[str]) -> CompareResult:
+        """Interleaved arms without and with one change, the others in place; more rounds while more runs
+        could still show its gain on ``mine`` (its improved endpoints)."""
+        rules = self._input.playbook.validation
+
+        def run(in_place: bool, number: int) -> tuple[str, str]:
+            side = "with" if in_place else "without"
+            return (
+                f"attribution-{change.change_id}-{side}-{number}",
+                f"Attribution of {change.lever}: run {number} {side} it",
+            )
+
+        def still_open(verdicts: list[EndpointVerdict]) -> list[str]:
+            own = change.model_copy(update={"endpoints": sorted(mine)})
+            return [e for e in undecided_endpoints(verdicts, [own], rules) if e in mine]
+
+        comparison, _ = await self._arms(
+            [change], run, f"attribution of {change.lever}",
+            lambda _: f"Attribution of {change.lever}: with it against without it",
+            # Campaigns started before the extra rounds replay with the playbook's runs per arm only.
+            still_open if workflow.patched("adaptive-attribution") else None,
+        )  # fmt: skip
+        return comparison
 
     async def _put_changes(self, changes: list[ChangeRecord], in_place: bool) -> None:
         """Undo (newest first) or re-apply (in order) changes for an arm of a measurement. Their saga state

@@ -6,17 +6,22 @@ from enum import StrEnum
 from typing import NamedTuple
 
 from ratchet.analysis.slo import share_met
+from ratchet.config.common import FindingType
 from ratchet.config.playbook import Playbook, Validation
 from ratchet.contracts import (
     AssessResult,
+    BytesVerdict,
     ChangeRecord,
     EndpointVerdict,
+    Finding,
     GuardResult,
     LoadTestResult,
+    Recommendation,
     SloCheck,
     Trial,
     ValidationOutcome,
     Verdict,
+    ratio_digits,
 )
 
 
@@ -33,13 +38,19 @@ def after_assessment(result: AssessResult) -> AfterAssessment:
     return AfterAssessment.TARGETS_MET if result.targets_met else AfterAssessment.NOTHING_ACTIONABLE
 
 
-def validation_outcome(verdicts: list[EndpointVerdict], slo: list[SloCheck], playbook: Playbook) -> ValidationOutcome:
-    """Met, partial (at or above the acceptance bar), failed, or regressed (any endpoint got worse)."""
+def validation_outcome(
+    verdicts: list[EndpointVerdict], slo: list[SloCheck], playbook: Playbook, *, payload_gain: bool = False
+) -> ValidationOutcome:
+    """Met, partial (at or above the acceptance bar), failed, or regressed (any endpoint got worse).
+
+    ``payload_gain``: a change proved itself in wire bytes (``bytes_verdict``), an improvement as real as one
+    in latency for the partial outcome.
+    """
     if any(v.verdict == Verdict.REGRESSED for v in verdicts):
         return ValidationOutcome.REGRESSED
     if all(check.met for check in slo):
         return ValidationOutcome.MET
-    improved = any(v.verdict == Verdict.IMPROVED for v in verdicts)
+    improved = payload_gain or any(v.verdict == Verdict.IMPROVED for v in verdicts)
     if improved and share_met(slo) >= playbook.validation.acceptance_bar:
         return ValidationOutcome.PARTIAL
     return ValidationOutcome.FAILED
@@ -77,9 +88,47 @@ def undecided_endpoints(verdicts: list[EndpointVerdict], changes: list[ChangeRec
 
 
 def changes_without_effect(changes: list[ChangeRecord], verdicts: list[EndpointVerdict]) -> list[ChangeRecord]:
-    """Changes none of whose endpoints improved: they did not prove themselves and are undone."""
+    """Changes that did not prove themselves and are undone: none of their endpoints improved in latency and,
+    for one judged on wire bytes on some endpoints (``bytes_attribution``), none of those shrank. Its
+    bytes-judged endpoints do not count in latency: the whole's gain there is another change's doing."""
     improved = {v.endpoint for v in verdicts if v.verdict == Verdict.IMPROVED}
-    return [c for c in changes if not improved & set(c.endpoints or [c.endpoint])]
+
+    def proven(change: ChangeRecord) -> bool:
+        if any(b.verdict == Verdict.IMPROVED for b in change.bytes_attribution):
+            return True
+        judged_on_bytes = {b.endpoint for b in change.bytes_attribution}
+        return bool(improved & (set(change.endpoints or [change.endpoint]) - judged_on_bytes))
+
+    return [c for c in changes if not proven(c)]
+
+
+# Findings about what an answer weighs: the changes addressing them are judged on the bytes they save.
+PAYLOAD_FINDINGS = frozenset({FindingType.UNCOMPRESSED, FindingType.LARGE_PAYLOAD})
+
+
+def payload_endpoints(
+    change: ChangeRecord, recommendations: list[Recommendation], findings: list[Finding]
+) -> list[str]:
+    """The endpoints on which ``change`` addresses a payload finding (compression, a smaller answer)."""
+    recommendation = next((r for r in recommendations if r.id == change.recommendation_id), None)
+    if recommendation is None:
+        return []
+    addressed = set(recommendation.finding_ids or [recommendation.finding_id])
+    return sorted({f.endpoint for f in findings if f.id in addressed and f.type in PAYLOAD_FINDINGS})
+
+
+def bytes_verdict(endpoint: str, without: float, with_it: float, rules: Validation) -> BytesVerdict:
+    """Improved when the answers shrank by ``min_improvement`` at least; regressed when they grew by the
+    ``regression_margin``. Wire bytes of the same requests hardly vary, so one measurement each way tells."""
+    ratio = with_it / without if without else 1.0
+    numbers = f"{without:,.0f} -> {with_it:,.0f} bytes on the wire (x{ratio_digits(ratio)})"
+    if ratio <= 1 - rules.min_improvement:
+        verdict, why = Verdict.IMPROVED, f"{numbers}: smaller by {1 - ratio:.0%}"
+    elif ratio >= 1 + rules.regression_margin:
+        verdict, why = Verdict.REGRESSED, f"{numbers}: larger by {ratio - 1:.0%}"
+    else:
+        verdict, why = Verdict.NOT_WORSE, f"{numbers}: less than the {rules.min_improvement:.0%} asked for"
+    return BytesVerdict(endpoint=endpoint, without_bytes=without, with_bytes=with_it, verdict=verdict, explanation=why)
 
 
 class TailExcess(NamedTuple):

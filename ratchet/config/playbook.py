@@ -284,7 +284,9 @@ class Validation(StrictModel):
     attribution: Attribution = Field(
         Attribution.BY_ENDPOINT,
         description="by-endpoint: a change is credited with its endpoints' verdicts; leave-one-out: where "
-        "several changes share an endpoint, each is also measured with the others in place and itself undone.",
+        "several changes share an endpoint, each is also measured with the others in place and itself undone. "
+        "A change for payload findings (uncompressed, large-payload) is judged there on the wire bytes of the "
+        "answers instead of latency, the same way: all changes undone against all in place, or it alone.",
     )
     acceptance_bar: float = Field(
         0.5,

@@ -81,14 +81,28 @@ def start_server(
     process = subprocess.Popen(argv, stdout=log_file, stderr=log_file, start_new_session=True)
     _pid_file(home).write_text(str(process.pid))
     deadline = time.monotonic() + wait_s
-    while not _port_open(host, int(port)):
+    # Listening is not serving: the frontend answers "not healthy yet" for a moment after it opens its port.
+    while not (_port_open(host, int(port)) and _serving(address)):
         if process.poll() is not None:
             raise RatchetError(f"the Temporal server exited with {process.returncode}; see {home / 'temporal.log'}")
         if time.monotonic() > deadline:
             process.terminate()
-            raise RatchetError(f"the Temporal server did not listen on {address} within {wait_s:g}s")
+            raise RatchetError(f"the Temporal server did not serve on {address} within {wait_s:g}s")
         time.sleep(0.05)
     return ServerHandle(address, ui_url, process.pid)
+
+
+def _serving(address: str) -> bool:
+    """Whether the server's frontend reports itself healthy (``temporal operator cluster health``)."""
+    try:
+        checked = subprocess.run(
+            [temporal_binary(), "operator", "cluster", "health", "--address", address],
+            capture_output=True,
+            timeout=10,
+        )
+    except subprocess.TimeoutExpired:
+        return False
+    return checked.returncode == 0
 
 
 def stop_server(home: Path, *, wait_s: float = 15.0) -> bool:
