@@ -306,13 +306,13 @@ async def test_failed_validation_rolls_back_and_leaves_database_as_found(
     await assert_replays(client, campaign_id)
 
 
-# A lever that claims to fix the slow e-mail search but makes it twice as slow (the shop's injected slowdown).
+# A lever that claims to fix the slow e-mail search but makes it three times as slow (the shop's injected slowdown).
 SLOWING_LEVER = """
   - name: search-rewrite
     kind: http
-    description: A rewrite of the e-mail search that is in fact twice as slow.
+    description: A rewrite of the e-mail search that is in fact three times as slow.
     addresses: [{finding: missing-index, endpoint: orders-by-email}]
-    apply: [{method: POST, url: "{{ target.base_url }}/admin/flags", json: {injected_slowdown: {"/orders": 1.0}}}]
+    apply: [{method: POST, url: "{{ target.base_url }}/admin/flags", json: {injected_slowdown: {"/orders": 2.0}}}]
     rollback: [{method: POST, url: "{{ target.base_url }}/admin/flags", json: {injected_slowdown: {}}}]
     check:
       method: GET
@@ -328,7 +328,12 @@ async def test_a_change_that_makes_an_endpoint_slower_is_declared_regressed_and_
     slower than before and the campaign rolls back, leaving the shop as it was."""
     target = tmp_path / "slowing.yaml"
     target.write_text(index_only_target.read_text() + SLOWING_LEVER)
-    campaign_id = await campaigns.launch(client, settings, playbook_file=TEST_PLAYBOOK, target_file=target)
+    # The search gets ~20 requests per short run: the run budget of a real playbook, not the fast tests' 3, so
+    # that the interval can settle past the regression margin (fewer runs leave it inconclusive, and the
+    # campaign then rolls back as failed, not as regressed).
+    playbook = tmp_path / "patient.yaml"
+    playbook.write_text(TEST_PLAYBOOK.read_text().replace("  max_runs_per_arm: 3\n", "  max_runs_per_arm: 5\n"))
+    campaign_id = await campaigns.launch(client, settings, playbook_file=playbook, target_file=target)
     status = await wait_for(client, campaign_id, waiting_at("planning"), what="the planning gate")
     rewrite = next(r for r in status.recommendations if r.lever is not None and r.lever.name == "search-rewrite")
     await campaigns.approve(client, campaign_id, ApprovalInput(phase="planning", approver="alice", only=[rewrite.id]))
