@@ -41,6 +41,7 @@ from ratchet.config.target import Endpoint, Target
 from ratchet.contracts import AssessRequest, AssessResult, BaselineAnomaly, Finding, LoadTestResult
 from ratchet.database.models import InspectionSummary, TableInfo
 from ratchet.database.statements import normalize_statement
+from ratchet.errors import first_line
 from ratchet.settings import Settings
 from ratchet.store.engine import session_for
 from ratchet.store.history import baseline_history, measured_at
@@ -174,7 +175,7 @@ class AssessmentActivities:
             return inspect_run_summary(self.settings, request.target, request.baseline.run_id), []
         except Exception as exc:
             activity.logger.exception("database inspection of %s failed", request.baseline.run_id)
-            return None, [f"database inspection failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"]
+            return None, [f"database inspection failed: {first_line(exc)}"]
 
     def _anomalies(self, request: AssessRequest) -> tuple[list[BaselineAnomaly], list[str]]:
         """Per endpoint, whether the baseline is unlike the target's earlier baselines; a failure is a note."""
@@ -191,8 +192,7 @@ class AssessmentActivities:
             return baseline_anomalies(request.baseline.endpoints, history), []
         except Exception as exc:
             activity.logger.exception("baseline anomaly check of %s failed", request.baseline.run_id)
-            why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            return [], [f"baseline anomaly check failed: {why}"]
+            return [], [f"baseline anomaly check failed: {first_line(exc)}"]
 
     def _traces(self, request: AssessRequest) -> tuple[TraceAnalysis | None, list[Finding]]:
         """Span detectors over the baseline's traces, and queueing over the probe's burst."""

@@ -25,6 +25,7 @@ from ratchet.contracts import (
     SuggestRequest,
     SuggestResult,
 )
+from ratchet.errors import first_line
 from ratchet.settings import Settings
 from ratchet.store.engine import session_for
 from ratchet.store.outcomes import campaign_baseline, change_outcomes
@@ -48,8 +49,7 @@ class AnalysisActivities:
             model = learning.train(outcomes)
         except Exception as exc:  # learning is a refinement: the rules still plan without it
             activity.logger.exception("learning gains for %s failed", request.campaign_id)
-            why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            return None, f"rule-based: learning from earlier outcomes failed ({why})"
+            return None, f"rule-based: learning from earlier outcomes failed ({first_line(exc)})"
         sentence = learning.describe(model, len(outcomes))
         if model is None or not model.beats_rules:
             return None, sentence

@@ -25,6 +25,7 @@ from ratchet.traces.collect import collect_spans_of_run
 from ratchet.traces.store import ENDPOINT_HEX, RUN_PREFIX_HEX, run_trace_prefix
 
 ACCEPT_ENCODING = "gzip, deflate"
+_PROBE_HEADERS = {"accept-encoding": ACCEPT_ENCODING, "user-agent": "ratchet-probe"}
 _REPEATS = 3
 _EXAMPLES = 3
 _BURST = 8
@@ -170,9 +171,8 @@ class ProbeActivities:
         its examples (three at most), each asked once. What a payload change (compression, a smaller answer)
         claims to save, measured directly."""
         target = request.target
-        headers = {"accept-encoding": ACCEPT_ENCODING, "user-agent": "ratchet-probe"}
         measured: dict[str, float] = {}
-        async with httpx.AsyncClient(base_url=target.base, headers=headers, timeout=60) as client:
+        async with httpx.AsyncClient(base_url=target.base, headers=_PROBE_HEADERS, timeout=60) as client:
             for name in request.endpoints:
                 endpoint = target.endpoint(name)
                 activity.heartbeat({"progress": f"measuring the wire bytes of {name}"})
@@ -189,8 +189,7 @@ class ProbeActivities:
         target = request.target
         report = ProbeReport()
         limits = httpx.Limits(max_connections=_BURST * 2)
-        headers = {"accept-encoding": ACCEPT_ENCODING, "user-agent": "ratchet-probe"}
-        async with httpx.AsyncClient(base_url=target.base, headers=headers, timeout=60, limits=limits) as client:
+        async with httpx.AsyncClient(base_url=target.base, headers=_PROBE_HEADERS, timeout=60, limits=limits) as client:
             for endpoint in target.endpoints:
                 if endpoint.method != "GET":
                     continue

@@ -390,7 +390,12 @@ class BytesVerdict(Payload):
 
     @property
     def ratio(self) -> float:
-        return self.with_bytes / self.without_bytes if self.without_bytes else 1.0
+        return bytes_ratio(self.without_bytes, self.with_bytes)
+
+
+def bytes_ratio(without: float, with_it: float) -> float:
+    """With/without of an answer's wire bytes; 1 when there was nothing to shrink."""
+    return with_it / without if without else 1.0
 
 
 class WireBytesRequest(Payload):

@@ -16,6 +16,12 @@ class RatchetError(Exception):
     """Base of every error Ratchet reports to a user without a traceback."""
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception in one line for a note or an event: its message's first line, or its type without one."""
+    text = str(exc)
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 @dataclass
 class ConfigProblem:
     """One thing wrong in a configuration file."""

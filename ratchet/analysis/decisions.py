@@ -21,6 +21,7 @@ from ratchet.contracts import (
     Trial,
     ValidationOutcome,
     Verdict,
+    bytes_ratio,
     ratio_digits,
 )
 
@@ -120,7 +121,7 @@ def payload_endpoints(
 def bytes_verdict(endpoint: str, without: float, with_it: float, rules: Validation) -> BytesVerdict:
     """Improved when the answers shrank by ``min_improvement`` at least; regressed when they grew by the
     ``regression_margin``. Wire bytes of the same requests hardly vary, so one measurement each way tells."""
-    ratio = with_it / without if without else 1.0
+    ratio = bytes_ratio(without, with_it)
     numbers = f"{without:,.0f} -> {with_it:,.0f} bytes on the wire (x{ratio_digits(ratio)})"
     if ratio <= 1 - rules.min_improvement:
         verdict, why = Verdict.IMPROVED, f"{numbers}: smaller by {1 - ratio:.0%}"
