@@ -73,14 +73,15 @@ def _keep(lines: np.ndarray, start: int, end: int, out: np.ndarray, patterns: np
     return o
 
 
-def kept_lines(lines: bytes, start: int = 0, end: int | None = None) -> bytes:
-    """The lines in ``lines[start:end]`` that hold a kept metric's Point, joined."""
-    end = len(lines) if end is None else end
+def kept_lines(lines: bytes | bytearray | memoryview, start: int = 0, end: int | None = None) -> bytes:
+    """The lines in ``lines[start:end]`` that hold a kept metric's Point, joined (any buffer, read in place)."""
+    view = memoryview(lines).cast("B")
+    end = len(view) if end is None else end
     if end <= start:
         return b""
     out = np.empty(end - start, np.uint8)
-    lines = bytes(lines)  # (a no-op for bytes; a writable buffer would make numba compile the scan a second time)
-    size = _keep(np.frombuffer(lines, np.uint8), start, end, out, _PATTERNS, _PATTERN_ENDS)
+    # Read-only whatever the buffer: a writable array would make numba compile the scan a second time.
+    size = _keep(np.frombuffer(view.toreadonly(), np.uint8), start, end, out, _PATTERNS, _PATTERN_ENDS)
     return out[:size].tobytes()
 
 

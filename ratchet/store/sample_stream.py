@@ -190,24 +190,31 @@ class SampleStream:
             self._errors.append(exc)
 
     def _read(self, stream: BinaryIO) -> None:
-        carry = b""  # an incomplete last line, completed by the next block
+        # k6's output is read into one reused buffer: a fresh 4 MiB bytes object per read cost about a third of
+        # the scan again in page faults. Whole lines are scanned in place; the incomplete last line moves to the
+        # buffer's front, and the next read completes it.
+        buffer = bytearray(_READ_BYTES)
+        held = 0  # bytes at the buffer's front that are the start of a line not yet complete
         kept = bytearray()
         try:
-            while block := stream.read(_READ_BYTES):
-                # Scan the block in place (no copy): only the line split across two blocks is joined.
-                first = block.find(b"\n") + 1
-                if not first:
-                    carry += block
-                    continue
-                last = block.rfind(b"\n") + 1
-                new = kept_lines(carry + block[:first]) + kept_lines(block, first, last)
+            while True:
+                if held == len(buffer):  # a line longer than the buffer: make room for the rest of it
+                    buffer.extend(bytes(len(buffer)))
+                with memoryview(buffer)[held:] as free:  # (released at once: a bytearray in view cannot grow)
+                    read = stream.readinto(free)
+                if not read:
+                    break
+                end = held + read
+                lines_end = buffer.rfind(b"\n", 0, end) + 1
+                new = kept_lines(buffer, 0, lines_end)
                 if self.live is not None:
                     self.live.observe(new)
                 kept += new
-                carry = block[last:]
+                buffer[: end - lines_end] = buffer[lines_end:end]
+                held = end - lines_end
                 if len(kept) >= self.chunk_bytes:
                     self._hand_over(kept)
-            kept += kept_lines(carry + b"\n")
+            kept += kept_lines(bytes(buffer[:held]) + b"\n")  # a last line without its newline
             if kept:
                 self._hand_over(kept)
         finally:
