@@ -205,7 +205,7 @@ class SampleStream:
                 if not read:
                     break
                 end = held + read
-                lines_end = buffer.rfind(b"\n", 0, end) + 1
+                lines_end = buffer.rfind(b"\n", held, end) + 1  # (what is held has no newline: 0 when none)
                 new = kept_lines(buffer, 0, lines_end)
                 if self.live is not None:
                     self.live.observe(new)
