@@ -84,6 +84,7 @@ def render_script(request: LoadTestRequest, run_id: str) -> str:
         trace_prefix=run_trace_prefix(run_id) if traces is not None and traces.propagate else "",
         step_rates=stress.rates if stress else None,
         abort_when=AbortConditions(stress.abort_error_rate, stress.abort_p95_ms) if stress else None,
+        focus=request.focus,
     )
 
 

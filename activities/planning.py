@@ -9,6 +9,7 @@ from temporalio import activity
 from ratchet.analysis import learning, planning
 from ratchet.analysis.calibration import endpoint_noise, recommended_margin, recommended_runs_per_arm
 from ratchet.analysis.decisions import guard_check
+from ratchet.analysis.power import FOCUS_SHARE_CAP, focus_rates, requests_per_run
 from ratchet.analysis.significance import judge_endpoints, tail_excess
 from ratchet.analysis.slo import check_slos
 from ratchet.analysis.tuning import suggest
@@ -24,6 +25,8 @@ from ratchet.contracts import (
     PlanResult,
     SuggestRequest,
     SuggestResult,
+    ValidationLoad,
+    ValidationLoadRequest,
 )
 from ratchet.errors import first_line
 from ratchet.settings import Settings
@@ -34,7 +37,7 @@ from ratchet.store.tables import RecommendationRecord
 
 
 class AnalysisActivities:
-    """plan_changes, compare_runs, compare_arms, check_guard and suggest_value."""
+    """plan_changes, compare_runs, compare_arms, size_validation_load, check_guard and suggest_value."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -129,6 +132,32 @@ class AnalysisActivities:
             regression_margin=recommended_margin(noises, rules, runs_per_arm or rules.runs_per_arm),
             notes=notes,
         )  # fmt: skip
+
+    def _size_validation(self, request: ValidationLoadRequest) -> ValidationLoad:
+        rules = request.playbook.validation
+        baseline = self.settings.samples_file(request.baseline_run_id)
+        needed = {
+            endpoint: rules.min_requests_per_run or requests_per_run(endpoint_durations(baseline, endpoint), rules)
+            for endpoint in request.endpoints
+        }
+        run_s = (rules.run_duration or request.playbook.load.duration).total_seconds()
+        plan = focus_rates(
+            needed, {e.name: e.weight for e in request.target.endpoints}, rate=request.playbook.load.rate, run_s=run_s
+        )
+        listed = ", ".join(f"{e} {plan.rates[e]:.1f}/s ({needed[e]} per run needed)" for e in sorted(needed))
+        note = f"validation load focused on the endpoints under test: {listed}"
+        if plan.capped:
+            note += (
+                f"; the load's {request.playbook.load.rate:g} req/s cannot give each what it needs within "
+                f"{FOCUS_SHARE_CAP:.0%} of it: the verdicts say what they could detect"
+            )
+        return ValidationLoad(focus=plan.rates, needed_per_run=needed, capped=plan.capped, note=note)
+
+    @activity.defn(name="size_validation_load")
+    async def size_validation_load(self, request: ValidationLoadRequest) -> ValidationLoad:
+        """Requests per run each endpoint under test needs to decide (from its baseline spread, or the playbook's
+        min_requests_per_run), as rates of a focused validation load."""
+        return await asyncio.to_thread(self._size_validation, request)
 
     @activity.defn(name="calibrate_noise")
     async def calibrate_noise(self, request: CalibrateRequest) -> CalibrationResult:

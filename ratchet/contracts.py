@@ -63,6 +63,30 @@ class LoadTestRequest(Payload):
     bounded_memory: bool = Field(
         False, description="Soak: k6 keeps no summary and no thresholds; progress comes from the sample stream."
     )
+    focus: dict[str, float] = Field(
+        default_factory=dict,
+        description="Endpoint -> requests per second: these endpoints get their own rate (a validation's "
+        "endpoints under test); the rest of `rate` goes to the others by weight.",
+    )
+
+
+class ValidationLoadRequest(Payload):
+    """Size a validation's load: the requests per run each endpoint under test needs to decide."""
+
+    campaign_id: str
+    baseline_run_id: str
+    endpoints: list[str]
+    target: Target
+    playbook: Playbook
+
+
+class ValidationLoad(Payload):
+    """The focused load of a validation: a rate per endpoint under test, what it needed, and what it can detect."""
+
+    focus: dict[str, float] = Field(description="Endpoint -> requests per second.")
+    needed_per_run: dict[str, int] = Field(description="Requests per run each endpoint needs to decide.")
+    capped: bool = Field(False, description="The load's rate could not give every endpoint what it needs.")
+    note: str = ""
 
 
 class GeneratorRequest(Payload):
@@ -469,6 +493,11 @@ class EndpointVerdict(Payload):
     confidence: float | None = Field(None, description="The interval's confidence level.")
     runs_before: int = 1
     runs_after: int = 1
+    detectable_change: float | None = Field(
+        None,
+        description="The smallest improvement (a share) these runs detect with power 0.9: larger than the bar, "
+        "the sample was too small to decide.",
+    )
     verdict: Verdict
     explanation: str
 
@@ -631,6 +660,12 @@ class CampaignStatus(Payload):
     rollout: RolloutResult | None = Field(None, description="The gradual rollout to production, when there was one.")
     validation_runs: list[ArmRun] = Field(
         default_factory=list, description="The interleaved validation runs, in the order they ran."
+    )
+    validation_load: ValidationLoad | None = Field(
+        None, description="The rates the validation gave the endpoints under test, and what they needed."
+    )
+    guard_reference: LoadTestResult | None = Field(
+        None, description="The bake guard's reference: the kept changes, measured after every undo."
     )
     verdicts: list[EndpointVerdict] = Field(default_factory=list)
     slo_before: list[SloCheck] = Field(default_factory=list)

@@ -35,7 +35,7 @@ def role_activities(role: Role, settings: Settings) -> list[Callable[..., Any]]:
         probe = ProbeActivities(settings)
         return [
             *measuring, probe.probe_endpoints, probe.measure_wire_bytes, assess.find_bottlenecks, analysis.plan_changes, analysis.compare_runs,
-            analysis.compare_arms, analysis.calibrate_noise, records.record_campaign, reports.write_report, AlertActivities().send_alert,
+            analysis.compare_arms, analysis.size_validation_load, analysis.calibrate_noise, records.record_campaign, reports.write_report, AlertActivities().send_alert,
         ]  # fmt: skip
     if role == Role.TEST_ENGINEER:
         behaviour = BehaviourActivities(settings)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from ratchet.analysis.bootstrap import arm_statistic, ratio_interval, run_percentile
 from ratchet.analysis.decisions import (
@@ -17,11 +18,18 @@ from ratchet.analysis.decisions import (
 from ratchet.analysis.detection import StatementEvidence, endpoints_to_inspect, missing_index_findings
 from ratchet.analysis.planning import covers, plan
 from ratchet.analysis.plans import FullScan, full_scans_postgresql, full_scans_sqlite
-from ratchet.analysis.significance import compare_endpoint, hodges_lehmann, holm_adjusted, tail_excess
+from ratchet.analysis.power import FOCUS_SHARE_CAP, focus_rates, requests_per_run, run_log_spread
+from ratchet.analysis.significance import (
+    compare_endpoint,
+    detectable_change,
+    hodges_lehmann,
+    holm_adjusted,
+    tail_excess,
+)
 from ratchet.analysis.slo import check_slos
 from ratchet.analysis.sql_columns import filtered_columns, table_aliases
 from ratchet.config.common import Role
-from ratchet.config.playbook import Playbook
+from ratchet.config.playbook import Playbook, Validation
 from ratchet.config.target import Target
 from ratchet.contracts import (
     AssessResult,
@@ -30,6 +38,7 @@ from ratchet.contracts import (
     LoadTestResult,
     Verdict,
 )
+from ratchet.k6.script import plan_scenarios
 
 PLAYBOOK = Playbook(name="p", approvers=["a"], slo={"default": {"p95_ms": 50}})
 TARGET = Target.model_validate(
@@ -154,10 +163,14 @@ def test_verdicts_need_an_interval_past_the_margin_significance_and_absolute_eff
     assert improved.verdict == Verdict.IMPROVED
     assert improved.p_value_faster < 1e-10
     assert improved.ratio_high is not None and improved.ratio_high < 0.2 and improved.ratio_low is not None
-    # A 20% slower p95 on a 1 ms endpoint is noise below min_effect_ms, even if "significant".
+    # A 20% slower p95 on a 1 ms endpoint is noise below an absolute min_effect, even if "significant"...
     tiny_before, tiny_after = rng.normal(1.0, 0.05, 300), rng.normal(1.2, 0.05, 300)
-    noise = compare_endpoint(stats("i", 1.0, 1.1), stats("i", 1.2, 1.32), [tiny_before], [tiny_after], rules, 0.01)
-    assert noise.verdict == Verdict.NOT_WORSE
+    absolute = rules.model_copy(update={"min_effect": "5ms"})
+    noise = compare_endpoint(stats("i", 1.0, 1.1), stats("i", 1.2, 1.32), [tiny_before], [tiny_after], absolute, 0.01)
+    assert noise.verdict == Verdict.NOT_WORSE and "minimum effect 5.0 ms" in noise.explanation
+    # ...and a regression past a relative one.
+    relative = compare_endpoint(stats("i", 1.0, 1.1), stats("i", 1.2, 1.32), [tiny_before], [tiny_after], rules, 0.01)
+    assert relative.verdict == Verdict.REGRESSED
     worse = compare_endpoint(stats("s", 4, 5), stats("s", 40, 45), [fast_after], [slow_before], rules, 0.01)
     assert worse.verdict == Verdict.REGRESSED
     broken = compare_endpoint(stats("s", 4, 5), stats("s", 4, 5, errors=20), [fast_after], [fast_after], rules, 0.01)
@@ -288,3 +301,80 @@ def test_holm_keeps_a_real_change_among_unchanged_endpoints() -> None:
     assert adjusted["a"] == pytest.approx(4e-8)  # smallest of four: times four
     assert adjusted["c"] == pytest.approx(0.06)  # second: times three
     assert adjusted["b"] == pytest.approx(0.6) and adjusted["d"] == pytest.approx(0.9)  # never below an earlier one
+
+
+def test_a_clear_gain_with_a_wide_interval_is_improved_and_says_which_rule_decided() -> None:
+    """x0.30 with an interval reaching 0.89 (the demo's batch-order-products): beyond chance and past the bar.
+    Asking the interval's top to clear the bar asked for confidence that the gain is at least 20%."""
+    rng = np.random.default_rng(5)
+    rules = PLAYBOOK.validation
+    before = [rng.lognormal(np.log(18), 0.6, 12) for _ in range(3)]
+    after = [rng.lognormal(np.log(5.4), 0.6, 12) for _ in range(3)]
+    verdict = compare_endpoint(stats("c", 12, 18), stats("c", 4, 5.4), before, after, rules, 0.01)
+    assert verdict.verdict == Verdict.IMPROVED, verdict.explanation
+    assert verdict.explanation.startswith("improved: the CI lies below x1")
+    assert "past the bar x0.80" in verdict.explanation
+    assert verdict.detectable_change is not None and 0 < verdict.detectable_change < 1
+
+
+def test_a_verdict_on_too_few_requests_says_so() -> None:
+    """Six requests an arm cannot reach p < 0.01 whatever the gain: the verdict names the small sample and the
+    smallest change it could have detected."""
+    rng = np.random.default_rng(6)
+    rules = PLAYBOOK.validation
+    before, after = rng.lognormal(np.log(160), 0.5, 6), rng.lognormal(np.log(67), 0.5, 6)
+    verdict = compare_endpoint(stats("a", 150, 160), stats("a", 60, 67), [before], [after], rules, 0.01)
+    assert verdict.verdict != Verdict.IMPROVED
+    assert "too few requests to decide: 6/6" in verdict.explanation, verdict.explanation
+    assert verdict.detectable_change is not None and verdict.detectable_change > rules.min_improvement
+
+
+def test_a_real_gain_short_of_the_bar_is_not_worse_and_says_it_missed_the_bar() -> None:
+    rng = np.random.default_rng(7)
+    rules = PLAYBOOK.validation
+    before = [rng.normal(100, 3, 400) for _ in range(3)]
+    after = [rng.normal(90, 3, 400) for _ in range(3)]
+    verdict = compare_endpoint(stats("m", 100, 105), stats("m", 90, 95), before, after, rules, 0.01)
+    assert verdict.verdict == Verdict.NOT_WORSE
+    assert "faster beyond chance, but the estimate x0.9" in verdict.explanation
+
+
+def test_min_effect_is_a_share_or_a_time_and_the_old_field_keeps_its_meaning() -> None:
+    assert Validation(min_effect="10%").effect_floor_ms(200) == pytest.approx(20)
+    assert Validation(min_effect="5 ms").effect_floor_ms(200) == pytest.approx(5)
+    assert Validation(min_effect_ms=7).min_effect == "7ms"
+    with pytest.raises(ValidationError, match="write a share such as '10%' or a time such as '5ms'"):
+        Validation(min_effect="10")
+
+
+def test_requests_per_run_grow_with_the_spread_and_focus_stays_within_the_load() -> None:
+    rng = np.random.default_rng(8)
+    rules = Validation()
+    tight, wide = rng.lognormal(3, 0.1, 2000), rng.lognormal(3, 0.5, 2000)
+    assert requests_per_run(tight, rules) < requests_per_run(wide, rules)
+    # The need is met: a run of that many requests from the wide law detects the bar with power 0.9.
+    needed = requests_per_run(wide, rules)
+    spread = run_log_spread(wide, 0.95, needed) * np.sqrt(2 / rules.runs_per_arm)
+    assert detectable_change(spread, rules.confidence) <= rules.min_improvement + 0.01
+    weights = {"hot": 2.0, "rare": 0.05, "slow": 0.1, "other": 1.0}
+    fits = focus_rates({"rare": 80, "slow": 40}, weights, rate=40, run_s=8)
+    assert fits.rates == {"rare": 10.0, "slow": 5.0} and not fits.capped
+    plan = focus_rates({"rare": 240, "slow": 40}, weights, rate=40, run_s=8)
+    assert plan.capped and sum(plan.rates.values()) == pytest.approx(40 * FOCUS_SHARE_CAP, abs=0.01)
+    assert 40 * 0.1 / 3.15 < plan.rates["slow"] < 5.0  # scaled down, never below its production share
+    script_plans = {
+        p.name: p for p in plan_scenarios(_target(weights), rate=40, duration_s=8, max_vus=100, focus=plan.rates)
+    }
+    assert sum(p.rate_per_minute for p in script_plans.values()) == pytest.approx(40 * 60, abs=3)
+    assert script_plans["slow"].rate_per_minute == round(plan.rates["slow"] * 60)
+    assert script_plans["hot"].rate_per_minute > 2 * script_plans["other"].rate_per_minute - 2
+
+
+def _target(weights: dict[str, float]) -> Target:
+    return Target.model_validate(
+        {
+            "name": "w",
+            "base_url": "http://127.0.0.1:1",
+            "endpoints": [{"name": n, "path": f"/{n}", "weight": w} for n, w in weights.items()],
+        }
+    )

@@ -80,6 +80,8 @@ with workflow.unsafe.imports_passed_through():
         SuggestRequest,
         SuggestResult,
         Trial,
+        ValidationLoad,
+        ValidationLoadRequest,
         ValidationOutcome,
         Verdict,
         WireBytesRequest,
@@ -133,6 +135,7 @@ class CampaignWorkflow:
         self._validation_outcome = ValidationOutcome.MET
         self._behaviour_recorded = False
         self._measured_without: set[str] = set()  # changes undone for a measurement, to re-apply after
+        self._focus: dict[str, float] = {}  # endpoint -> req/s of the validation's endpoints under test
         self._alerts: list[asyncio.Task[None]] = []
 
     # ------------------------------------------------------------------ run
@@ -358,7 +361,10 @@ class CampaignWorkflow:
         self._begin(Phase.VALIDATION)
         await self._gate_or_abort(Phase.VALIDATION)
         applied = [c for c in self._status.changes if c.state == ChangeState.APPLIED]
-        if self._input.playbook.validation.interleave and workflow.patched("interleaved-validation"):
+        interleave = self._input.playbook.validation.interleave
+        if interleave and workflow.patched("focused-validation"):
+            await self._size_validation_load(baseline, applied)
+        if interleave and workflow.patched("interleaved-validation"):
             comparison, candidate = await self._interleaved(applied)
         else:  # older campaigns replay with the assessment's baseline against one validation run
             candidate = await self._load_test(
@@ -413,7 +419,7 @@ class CampaignWorkflow:
             )
             await self._undo(change, f"did not improve {', '.join(endpoints)}: {why}")
         if (
-            self._input.playbook.validation.attribution == Attribution.LEAVE_ONE_OUT
+            self._input.playbook.validation.attribution in (Attribution.LEAVE_ONE_OUT, Attribution.AUTO)
             and self._input.playbook.validation.interleave
             and workflow.patched("leave-one-out")
         ):
@@ -433,6 +439,33 @@ class CampaignWorkflow:
         self._end(Phase.VALIDATION, outcome.value, note)
         self._validation_outcome = outcome
         return candidate
+
+    async def _size_validation_load(self, baseline: LoadTestResult, applied: list[ChangeRecord]) -> None:
+        """The endpoints the changes address in latency get a rate of their own in the validation's runs, enough
+        requests per run to decide (the rest of the mix stays as background); payload endpoints are judged on
+        their bytes and need no requests for it."""
+        measured = {e.name for e in self._input.target.endpoints}
+        endpoints = sorted(
+            {
+                e
+                for c in applied
+                for e in c.endpoints or [c.endpoint]
+                if e in measured and e not in payload_endpoints(c, self._status.recommendations, self._status.findings)
+            }
+        )
+        if not endpoints:
+            return
+        request = ValidationLoadRequest(
+            campaign_id=self._input.campaign_id, baseline_run_id=baseline.run_id, endpoints=endpoints,
+            target=self._input.target, playbook=self._input.playbook,
+        )  # fmt: skip
+        load: ValidationLoad = await self._activity(
+            "size_validation_load", request, Role.PERF_OPTIMIZER,
+            f"Size the validation load: requests per run for {', '.join(endpoints)}", result_type=ValidationLoad,
+        )  # fmt: skip
+        self._status.validation_load = load
+        self._focus = load.focus
+        self._event(load.note)
 
     async def _interleaved(self, applied: list[ChangeRecord]) -> tuple[CompareResult, LoadTestResult]:
         """Both arms measured now, the changes undone for the before arm and re-applied for the after arm
@@ -473,7 +506,9 @@ class CampaignWorkflow:
             for in_place in (False, True) if rounds % 2 == 0 else (True, False):
                 await self._put_changes(changes, in_place)
                 label, summary = run(in_place, len(arms[in_place]) + 1)
-                measured = await self._load_test(label, Role.TEST_ENGINEER, summary, duration_s=duration)
+                measured = await self._load_test(
+                    label, Role.TEST_ENGINEER, summary, duration_s=duration, focus=self._focus
+                )
                 arms[in_place].append(measured)
                 if record:
                     self._status.validation_runs.append(ArmRun(arm="after" if in_place else "before", run=measured))
@@ -501,7 +536,9 @@ class CampaignWorkflow:
         if not judged:
             return
         # (changes toggled, endpoints measured, changes credited, who) per measurement
-        if rules.attribution == Attribution.LEAVE_ONE_OUT:
+        if rules.attribution == Attribution.LEAVE_ONE_OUT or (
+            rules.attribution == Attribution.AUTO and _share_an_endpoint([mine[c.change_id] for c in judged])
+        ):
             measurements = [([c], mine[c.change_id], [c], c.lever) for c in judged]
         else:
             every = sorted({e for c in judged for e in mine[c.change_id]})
@@ -647,6 +684,8 @@ class CampaignWorkflow:
             raise _Stop(CampaignState.ROLLED_BACK, "deployment rejected: changes rolled back", decision.note)
         if self._input.target.production is not None and workflow.patched("rollout"):
             await self._roll_out(validated)  # ends the campaign
+        if workflow.patched("kept-reference"):
+            validated = await self._guard_reference()
         bake = self._input.playbook.deployment.bake.total_seconds()
         watched = await self._load_test(
             # The same warm-up as the other runs: cold connections would read as a regression.
@@ -683,6 +722,18 @@ class CampaignWorkflow:
             "targets met" if self._validation_outcome == ValidationOutcome.MET else "partial: accepted and monitored"
         )
         raise _Stop(CampaignState.COMPLETED, f"{label}; {len(kept)} change(s) kept", "guard held during the bake")
+
+    async def _guard_reference(self) -> LoadTestResult:
+        """The bake's reference: exactly the kept changes (validation may have undone some after its last run,
+        and its runs were focused on the endpoints under test), under the same mix of load as the bake."""
+        rules = self._input.playbook.validation
+        duration = (rules.run_duration or self._input.playbook.load.duration).total_seconds()
+        reference = await self._load_test(
+            "guard-reference", Role.DEVOPS_ENGINEER, "Guard reference: the kept changes, the production mix of load",
+            duration_s=duration,
+        )  # fmt: skip
+        self._status.guard_reference = reference
+        return reference
 
     async def _roll_out(self, validated: LoadTestResult) -> None:
         """The kept changes go to production in the playbook's steps (a child workflow, promote/abort by update);
@@ -836,6 +887,33 @@ class CampaignWorkflow:
         trial_target = target.model_copy(
             update={"endpoints": [e for e in target.endpoints if e.name in endpoints], "traces": None, "levers": []}
         )
+        # Other changes on the lever's endpoints are held back during the trials: with them in place the trials
+        # would measure their gain too, and the chosen value would be credited with it.
+        proves_itself = workflow.patched("tuning-proves-itself")
+        held_back = []
+        if proves_itself:
+            held_back = [
+                c
+                for c in self._status.changes
+                if c.state == ChangeState.APPLIED
+                and c is not change
+                and set(c.endpoints or [c.endpoint]) & set(endpoints)
+            ]
+        if held_back:
+            await self._put_changes(held_back, False)
+            self._event(
+                f"{lever.name}: trials run with {', '.join(c.lever for c in held_back)} held back (same endpoints)"
+            )
+        await self._run_trials(change, recommendation, trial_target)
+        await self._keep_best_trial(change, recommendation, proven=proves_itself)
+        if held_back:
+            await self._put_changes(held_back, True)
+
+    async def _run_trials(self, change: ChangeRecord, recommendation: Recommendation, trial_target: Target) -> None:
+        """Trials at the values the optimizer suggests from the trials so far, within the playbook's budget."""
+        lever = recommendation.lever
+        assert lever is not None and lever.parameter is not None
+        tuning = self._input.playbook.tuning
         failures = 0
         for number in range(1, tuning.trials + 1):
             suggestion: SuggestResult = await self._activity(
@@ -861,6 +939,12 @@ class CampaignWorkflow:
                     f"{lever.name}: {failures} failed trials, more than {tuning.max_failed_trials}: tuning stops"
                 )
                 break
+
+    async def _keep_best_trial(self, change: ChangeRecord, recommendation: Recommendation, *, proven: bool) -> None:
+        """The best trial's value stays when it is not the baseline's and (``proven``) beat the baseline's trial
+        beyond chance; otherwise the lever is undone."""
+        lever = recommendation.lever
+        assert lever is not None and lever.parameter is not None
         best = best_trial(change.trials)
         baseline = lever.parameter.value(lever.parameter.baseline or 0)
         if best is None or best.value == baseline:
@@ -871,9 +955,41 @@ class CampaignWorkflow:
             )
             await self._undo(change, f"tuning: {why}")
             return
+        if proven:
+            doubt = await self._beats_baseline_trial(change, best, baseline)
+            if doubt:
+                await self._undo(change, f"tuning: {doubt}")
+                return
         change.parameter = best.value
         await self._apply_change(change, recommendation)
         self._event(f"{lever.name} tuned to {best.value:g}: p95 {best.p95_ms:.1f} ms in trial")
+
+    async def _beats_baseline_trial(self, change: ChangeRecord, best: Trial, baseline: float) -> str:
+        """Empty when the best trial was faster than the baseline value's trial beyond chance (the interval of its
+        p95 ratio below 1 and Mann-Whitney significant on some endpoint of the lever), else why not. A baseline
+        whose trial failed (errors, no answer) is beaten by any value that did not fail."""
+        reference = next((t for t in change.trials if t.value == baseline and not t.failed and t.run_id), None)
+        if reference is None or best.run_id is None:
+            return ""
+        comparison = await self._compare_arms(
+            [reference.run_id],
+            [best.run_id],
+            f"Tune {change.lever}: the value {best.value:g} against the baseline {baseline:g}",
+        )
+        rules = self._input.playbook.validation
+        if any(
+            v.p_value_faster < rules.significance and v.ratio_high is not None and v.ratio_high < 1
+            for v in comparison.verdicts
+        ):
+            self._event(f"{change.lever}: {best.value:g} beat the baseline {baseline:g} beyond chance in the trials")
+            return ""
+        found = "; ".join(
+            f"{v.endpoint} {v.ratio_text()}, p faster {v.p_value_faster:.2g}" for v in comparison.verdicts
+        )
+        return (
+            f"{best.value:g} did not beat the baseline {baseline:g} beyond chance in the trials "
+            f"(p < {rules.significance:g} and the p95 interval below 1 asked; {found or 'nothing measured'})"
+        )
 
     async def _trial(
         self, change: ChangeRecord, recommendation: Recommendation, value: float, number: int, target: Target
@@ -1099,6 +1215,7 @@ class CampaignWorkflow:
         duration_s: float | None = None,
         shape: ShapeRun | None = None,
         target: Target | None = None,
+        focus: dict[str, float] | None = None,
     ) -> LoadTestResult:
         load = self._input.playbook.load
         if shape is None:
@@ -1115,6 +1232,7 @@ class CampaignWorkflow:
             request_timeout_s=load.request_timeout.total_seconds(),
             stress=shape.stress,
             bounded_memory=shape.bounded_memory,
+            focus=focus or {},
         )
         length = timedelta(seconds=shape.duration_s + shape.warmup_s + 120)
         if load.generators == 1:
@@ -1293,6 +1411,11 @@ class CampaignWorkflow:
             self._event(f"report could not be written: {failure.cause}")
         self._refresh_details()
         await self._record()
+
+
+def _share_an_endpoint(endpoint_lists: list[list[str]]) -> bool:
+    every = [e for endpoints in endpoint_lists for e in set(endpoints)]
+    return len(every) != len(set(every))
 
 
 def _tunable(recommendation: Recommendation) -> bool:

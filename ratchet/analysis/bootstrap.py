@@ -19,6 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 
 DEFAULT_ITERATIONS = 4000
+# Below this many requests a run has no meaningful percentile of its own (the p95 of a dozen is their maximum):
+# such runs are pooled per arm, and calibration leaves them out.
+PER_RUN_MIN_REQUESTS = 20
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,7 @@ class RatioInterval:
     level: float
     before: float
     after: float
+    log_sd: float  # the bootstrap standard deviation of log(after / before): how precisely the runs tell
 
 
 def run_percentile(durations: np.ndarray, quantile: float) -> float:
@@ -77,6 +81,7 @@ def ratio_interval(
         level=level,
         before=before_stat,
         after=after_stat,
+        log_sd=float(np.std(np.log(np.maximum(ratios, 1e-12)))),
     )
 
 

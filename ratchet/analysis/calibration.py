@@ -19,7 +19,7 @@ import math
 import numpy as np
 from scipy.stats import norm
 
-from ratchet.analysis.bootstrap import ratio_interval, run_percentile
+from ratchet.analysis.bootstrap import PER_RUN_MIN_REQUESTS, ratio_interval, run_percentile
 from ratchet.config.playbook import Validation
 from ratchet.contracts import EndpointNoise
 
@@ -34,12 +34,12 @@ def endpoint_noise(
     """The endpoint's run-to-run spread, its noise floor at the playbook's runs per arm, and the runs per arm
     it needs to see a ``detect`` slowdown as regressed with ``power``."""
     quantile = _QUANTILES[rules.metric]
-    usable = [run for run in runs if run.size >= rules.min_requests_per_run]
+    usable = [run for run in runs if run.size >= PER_RUN_MIN_REQUESTS]
     requests = int(np.median([run.size for run in runs])) if runs else 0
     if len(usable) < 2:
         return EndpointNoise(
             endpoint=endpoint, runs=len(runs), requests_per_run=requests,
-            note=f"fewer than {rules.min_requests_per_run} requests per run: no per-run {rules.metric} to measure",
+            note=f"fewer than {PER_RUN_MIN_REQUESTS} requests per run: no per-run {rules.metric} to measure",
         )  # fmt: skip
     values = np.array([run_percentile(run, quantile) for run in usable])
     spread = float(np.std(np.log(values), ddof=1))

@@ -152,7 +152,7 @@ def guard_check(
     ``tails`` holds, per endpoint, how often the bake's requests exceed the reference p95 (``TailExcess``); the
     p-values are Holm-adjusted across the endpoints here, since a bake watches them all. A breach needs all
     three: p95 beyond the guard's tolerance, significance of the tail test, and a p95 excess of at least
-    ``min_effect_ms``; a short bake's p95 alone is noise. The tail test, not a shift of the median, because a
+    ``min_effect``; a short bake's p95 alone is noise. The tail test, not a shift of the median, because a
     rollout step slows only its share of the requests: at 10% the median does not move, the p95 does.
     """
     guard = playbook.deployment.guard
@@ -172,7 +172,11 @@ def guard_check(
             continue
         limit = max(before.p95 * (1 + guard.p95_tolerance), before.p95 + guard.p95_min_excess_ms)
         p_value = adjusted[now.endpoint]
-        if now.p95 > limit and p_value < rules.significance and now.p95 - before.p95 >= rules.min_effect_ms:
+        if (
+            now.p95 > limit
+            and p_value < rules.significance
+            and now.p95 - before.p95 >= rules.effect_floor_ms(before.p95)
+        ):
             reasons.append(
                 f"{now.endpoint}: p95 {now.p95:.1f} ms > {limit:.1f} ms (reference {before.p95:.1f} ms); "
                 f"{tail.share_after:.0%} of requests above the reference p95 against {tail.share_before:.0%}, "

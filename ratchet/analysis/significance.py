@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 
 import numpy as np
 from scipy.stats import fisher_exact, mannwhitneyu
 from statsmodels.stats.multitest import multipletests
 
-from ratchet.analysis.bootstrap import ratio_interval
+from ratchet.analysis.bootstrap import PER_RUN_MIN_REQUESTS, ratio_interval
 from ratchet.analysis.decisions import TailExcess
 from ratchet.config.playbook import Playbook, Validation
-from ratchet.contracts import EndpointStats, EndpointVerdict, Verdict
+from ratchet.contracts import EndpointStats, EndpointVerdict, Verdict, ratio_digits
 
+# The power at which a validation's smallest detectable change is stated.
+DETECTION_POWER = 0.9
 # Pairwise differences above this many pairs are estimated from a fixed subsample (memory stays bounded).
 _MAX_PAIRS = 4_000_000
 
@@ -73,24 +76,28 @@ def compare_endpoint(
     """Verdict for one endpoint from its runs in each arm: improved, not worse, regressed or inconclusive.
 
     The ratio after/before of the playbook's percentile (the mean over an arm's runs of each run's value)
-    gets a hierarchical bootstrap interval at the playbook's confidence. Then, with d+ the regression
-    margin and d- the improvement margin:
+    gets a hierarchical bootstrap interval at the playbook's confidence. With d- the improvement bar and d+
+    the regression margin:
 
-    - improved: the whole interval below 1 - d-, Mann-Whitney on the pooled requests significant (p <
-      significance) and the typical per-request gain (Hodges-Lehmann) at least ``min_effect_ms``;
-    - regressed: the whole interval above 1 + d+, significant, and slower by at least ``min_effect_ms``
-      (or the error rate rose past the SLO's limit);
-    - not worse: the interval's top below 1 + d+, or the worst slowdown it allows under ``min_effect_ms``;
+    - improved: faster beyond chance (the whole interval below 1 and Mann-Whitney on the pooled requests
+      significant), by at least the bar (the estimate at or below 1 - d-) and by at least ``min_effect``;
+    - regressed: slower beyond chance (the whole interval above 1, significant), by at least the margin (the
+      estimate at or above 1 + d+) and by at least ``min_effect``; or the error rate rose past the SLO's limit;
+    - not worse: the interval's top below 1 + d+, or the worst slowdown it allows under ``min_effect``;
     - inconclusive otherwise: the runs cannot tell; more runs, or a person, must decide.
 
+    Why the bar is on the estimate, not on the interval's end: asking the interval to clear 1 - d- asks for
+    confidence that the gain is at least d-, which a gain just past the bar gets only with thousands of
+    requests per endpoint; chance is ruled out by the interval and the test, the bar rules out gains too small
+    to keep. The regression side stays strict where it protects: "not worse" needs the whole interval under
+    the margin.
+
     ``p_values`` (faster, slower), when given, replace the endpoint's own: the Holm-adjusted ones of a
-    comparison of many endpoints.
+    comparison of many endpoints. The explanation names the rule that decided and its numbers.
     """
     runs_before, runs_after = len(before_runs), len(after_runs)
     before, after = _pooled(before_runs), _pooled(after_runs)
-    pooled = (
-        len(before_runs) + len(after_runs) > 2 and _median_size(before_runs + after_runs) < rules.min_requests_per_run
-    )
+    pooled = len(before_runs) + len(after_runs) > 2 and _median_size(before_runs + after_runs) < PER_RUN_MIN_REQUESTS
     if pooled:
         # The p95 of a dozen requests is their maximum: per-run values that small only add noise.
         before_runs, after_runs = [before], [after]
@@ -105,30 +112,48 @@ def compare_endpoint(
         else None
     )
     ratio, low, high = (interval.ratio, interval.low, interval.high) if interval else (1.0, 0.0, math.inf)
-    worst_excess_ms = (high - 1) * interval.before if interval else math.inf
+    before_ms, after_ms = (interval.before, interval.after) if interval else (0.0, 0.0)
+    detectable = detectable_change(interval.log_sd, rules.confidence) if interval else None
+    floor = rules.effect_floor_ms(before_ms)
+    effect_ms = after_ms - before_ms
+    worst_excess_ms = (high - 1) * before_ms if interval else math.inf
     numbers = (
-        f"{rules.metric} {interval.before if interval else 0:.1f} -> {interval.after if interval else 0:.1f} ms "
-        f"(x{ratio:.2f}, {rules.confidence:.0%} CI {low:.2f}-{high:.2f}), median shift {shift:+.2f} ms, "
-        f"runs {runs_before}/{runs_after}, requests {before.size}/{after.size}"
-        + (f" (runs pooled: fewer than {rules.min_requests_per_run} requests each)" if pooled else "")
+        f"{rules.metric} {before_ms:.1f} -> {after_ms:.1f} ms "
+        f"(x{ratio_digits(ratio)}, {rules.confidence:.0%} CI {ratio_digits(low)}-{_top(high)}), "
+        f"median shift {shift:+.2f} ms, runs {runs_before}/{runs_after}, requests {before.size}/{after.size}"
+        + (f" (runs pooled: fewer than {PER_RUN_MIN_REQUESTS} requests each)" if pooled else "")
+        + (f"; smallest change detectable {detectable:.0%}" if detectable is not None else "")
     )
+    bar, margin = 1 - rules.min_improvement, 1 + rules.regression_margin
+    faster_by_chance = high >= 1 or p_faster >= rules.significance
+    slower_by_chance = low <= 1 or p_slower >= rules.significance
     if errors_broke:
         verdict = Verdict.REGRESSED
-        why = f"error rate rose to {after_stats.error_rate:.1%} (limit {max_error_rate:.1%}); {numbers}"
-    elif high < 1 - rules.min_improvement and p_faster < rules.significance and -shift >= rules.min_effect_ms:
+        why = f"regressed: the error rate rose to {after_stats.error_rate:.1%} (limit {max_error_rate:.1%}); {numbers}"
+    elif not faster_by_chance and ratio <= bar and -effect_ms >= floor:
         verdict = Verdict.IMPROVED
-        why = f"faster: CI below x{1 - rules.min_improvement:.2f} ({test} p={p_faster:.2g}); {numbers}"
-    elif low > 1 + rules.regression_margin and p_slower < rules.significance and shift >= rules.min_effect_ms:
+        why = (
+            f"improved: the CI lies below x1 ({test} p={p_faster:.2g} < {rules.significance:g}) and the estimate "
+            f"x{ratio_digits(ratio)} is past the bar x{ratio_digits(bar)}; {numbers}"
+        )
+    elif not slower_by_chance and ratio >= margin and effect_ms >= floor:
         verdict = Verdict.REGRESSED
-        why = f"slower: CI above x{1 + rules.regression_margin:.2f} ({test} p={p_slower:.2g}); {numbers}"
-    elif high <= 1 + rules.regression_margin or worst_excess_ms < rules.min_effect_ms:
+        why = (
+            f"regressed: the CI lies above x1 ({test} p={p_slower:.2g} < {rules.significance:g}) and the estimate "
+            f"x{ratio_digits(ratio)} is past the margin x{ratio_digits(margin)}; {numbers}"
+        )
+    elif high <= margin or worst_excess_ms < floor:
         verdict = Verdict.NOT_WORSE
-        why = f"not worse: at most x{high:.2f}, +{max(worst_excess_ms, 0):.1f} ms; {numbers}"
+        why = "not worse: " + _not_worse_rule(high, margin, worst_excess_ms, floor) + "; "
+        why += _why_not_improved(ratio, bar, effect_ms, floor, faster_by_chance, p_faster, high, rules, test)
+        why += _too_few(detectable, rules, before.size, after.size) + f"; {numbers}"
     else:
         verdict = Verdict.INCONCLUSIVE
         why = (
-            f"inconclusive: the CI reaches x{high:.2f} past the margin x{1 + rules.regression_margin:.2f} "
-            f"(p faster {p_faster:.2g}, p slower {p_slower:.2g}); {numbers}"
+            f"inconclusive: the CI reaches x{_top(high)}, past the margin x{ratio_digits(margin)}, "
+            + _why_not_regressed(ratio, margin, effect_ms, floor, slower_by_chance, p_slower, low, test)
+            + _too_few(detectable, rules, before.size, after.size)
+            + f"; {numbers}"
         )
     return EndpointVerdict(
         endpoint=before_stats.endpoint,
@@ -146,8 +171,68 @@ def compare_endpoint(
         confidence=rules.confidence,
         runs_before=runs_before,
         runs_after=runs_after,
+        detectable_change=round(detectable, 4) if detectable is not None else None,
         verdict=verdict,
         explanation=why,
+    )
+
+
+def detectable_change(log_sd: float, confidence: float, power: float = DETECTION_POWER) -> float:
+    """The smallest improvement (a share: 0.2 is 20% faster) that a comparison whose log-ratio has the bootstrap
+    spread ``log_sd`` detects with ``power``: its interval then lies below 1 that often."""
+    return 1 - math.exp(-z_sum(confidence, power) * log_sd)
+
+
+def z_sum(confidence: float, power: float = DETECTION_POWER) -> float:
+    """z of the two-sided interval plus z of the power: how many standard errors a detectable effect spans."""
+    return NormalDist().inv_cdf(1 - (1 - confidence) / 2) + NormalDist().inv_cdf(power)
+
+
+def _top(high: float) -> str:
+    return ratio_digits(high) if math.isfinite(high) else "?"
+
+
+def _not_worse_rule(high: float, margin: float, worst_excess_ms: float, floor: float) -> str:
+    if high <= margin:
+        return f"the CI's top x{_top(high)} is within the margin x{ratio_digits(margin)}"
+    return f"the worst slowdown the CI allows, +{max(worst_excess_ms, 0):.1f} ms, is under the minimum effect {floor:.1f} ms"
+
+
+def _why_not_improved(
+    ratio: float, bar: float, effect_ms: float, floor: float, by_chance: bool, p_faster: float, high: float,
+    rules: Validation, test: str,
+) -> str:  # fmt: skip
+    """Which rule an endpoint that is not worse missed on the way to improved."""
+    if ratio > bar and not by_chance:
+        return f"faster beyond chance, but the estimate x{ratio_digits(ratio)} misses the bar x{ratio_digits(bar)}"
+    if ratio > bar:
+        return f"not improved: the estimate x{ratio_digits(ratio)} misses the bar x{ratio_digits(bar)}"
+    if by_chance:
+        reason = f"{test} p={p_faster:.2g} >= {rules.significance:g}" if high < 1 else f"the CI reaches x{_top(high)}"
+        return f"the estimate x{ratio_digits(ratio)} is past the bar, but not beyond chance ({reason})"
+    return f"faster by {-effect_ms:.1f} ms, under the minimum effect {floor:.1f} ms ({rules.min_effect})"
+
+
+def _why_not_regressed(
+    ratio: float, margin: float, effect_ms: float, floor: float, by_chance: bool, p_slower: float, low: float,
+    test: str,
+) -> str:  # fmt: skip
+    """Which rule an endpoint whose interval reaches past the margin missed on the way to regressed."""
+    if by_chance:
+        reason = f"{test} p={p_slower:.2g}" if low > 1 else f"the CI reaches down to x{ratio_digits(low)}"
+        return f"yet no slowdown beyond chance ({reason})"
+    if ratio < margin:
+        return f"slower beyond chance, but the estimate x{ratio_digits(ratio)} is under the margin"
+    return f"slower beyond chance by {effect_ms:.1f} ms, under the minimum effect {floor:.1f} ms"
+
+
+def _too_few(detectable: float | None, rules: Validation, before: int, after: int) -> str:
+    """Says so when the sample could not have detected the bar's improvement: too few requests."""
+    if detectable is None or detectable <= rules.min_improvement:
+        return ""
+    return (
+        f"; too few requests to decide: {before}/{after} can detect only a change of {detectable:.0%} or more, "
+        f"not the {rules.min_improvement:.0%} asked for"
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from enum import StrEnum
 from typing import Literal, Self
@@ -231,8 +232,13 @@ class Detection(StrictModel):
 class Attribution(StrEnum):
     """How a change's own effect is told apart from the others'."""
 
+    AUTO = "auto"
     BY_ENDPOINT = "by-endpoint"
     LEAVE_ONE_OUT = "leave-one-out"
+
+
+# "10%" (of the before value) or "5ms" / "5 ms" (absolute).
+_EFFECT = re.compile(r"^\s*(?P<value>\d+(?:\.\d+)?)\s*(?P<unit>%|ms)\s*$")
 
 
 class Validation(StrictModel):
@@ -252,11 +258,14 @@ class Validation(StrictModel):
         None, description="Length of each interleaved run (warm-up apart); default: the load's duration."
     )
     metric: Literal["p50", "p95", "p99"] = Field("p95", description="The percentile the verdicts are about.")
-    min_requests_per_run: int = Field(
-        20,
+    min_requests_per_run: int | None = Field(
+        None,
         ge=1,
-        description="An endpoint with fewer requests per run than this has no meaningful per-run percentile: "
-        "its runs are pooled and its requests resampled as one sample per arm (the verdict says so).",
+        le=100_000,
+        description="Requests per run that each endpoint a change addresses gets, in a k6 scenario of its own (the "
+        "rest of the mix runs at its production weights beside it, within the load's rate). Default: derived per "
+        "endpoint from the spread of its baseline requests, so that a min_improvement change is detected with "
+        "power 0.9 at runs_per_arm runs; `ratchet calibrate` measures the spread from run to run.",
     )
     confidence: float = Field(
         0.95, gt=0.5, lt=1, description="Level of the after/before ratio's bootstrap confidence interval."
@@ -271,10 +280,16 @@ class Validation(StrictModel):
         lt=10,
         description="Margin: regressed when the whole interval is above 1 + this; not worse when its top is below.",
     )
-    min_effect_ms: float = Field(
-        5.0,
+    min_effect: str = Field(
+        "5%",
+        description="The smallest change of the metric that counts, whatever the p-value: '10%' (of the before "
+        "value) or '5ms' (absolute). Applies to improvements, regressions and the deployment guard.",
+        json_schema_extra={"pattern": _EFFECT.pattern},
+    )
+    min_effect_ms: float | None = Field(
+        None,
         ge=0,
-        description="A typical per-request shift (Hodges-Lehmann) smaller than this (ms) is noise, whatever the p-value.",
+        description="Deprecated: write min_effect: '5ms'. Kept so that older playbooks keep their meaning.",
     )
     on_inconclusive: Literal["ask", "accept", "roll-back"] = Field(
         "ask",
@@ -282,8 +297,9 @@ class Validation(StrictModel):
         "(approve: accept them as not worse; reject: roll back), accept them, or roll every change back.",
     )
     attribution: Attribution = Field(
-        Attribution.BY_ENDPOINT,
-        description="by-endpoint: a change is credited with its endpoints' verdicts; leave-one-out: where "
+        Attribution.AUTO,
+        description="auto: leave-one-out where kept changes share an endpoint, by endpoint elsewhere; "
+        "by-endpoint: a change is credited with its endpoints' verdicts; leave-one-out: where "
         "several changes share an endpoint, each is also measured with the others in place and itself undone. "
         "A change for payload findings (uncompressed, large-payload) is judged there on the wire bytes of the "
         "answers instead of latency, the same way: all changes undone against all in place, or it alone.",
@@ -294,6 +310,26 @@ class Validation(StrictModel):
         le=1,
         description="Share of SLO targets that must be met to accept a partial result (below: roll back).",
     )
+
+    @field_validator("min_effect")
+    @classmethod
+    def _effect_has_a_unit(cls, value: str) -> str:
+        if _EFFECT.match(value) is None:
+            raise ValueError(f"{value!r} is no effect: write a share such as '10%' or a time such as '5ms'")
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _effect_from_the_old_field(self) -> Self:
+        if self.min_effect_ms is not None and "min_effect" not in self.model_fields_set:
+            self.min_effect = f"{self.min_effect_ms:g}ms"
+        return self
+
+    def effect_floor_ms(self, before_ms: float) -> float:
+        """The smallest shift (ms) of the metric that counts, for an endpoint whose before value is ``before_ms``."""
+        match = _EFFECT.match(self.min_effect)
+        assert match is not None  # checked on load
+        value = float(match["value"])
+        return before_ms * value / 100 if match["unit"] == "%" else value
 
     @model_validator(mode="after")
     def _budget_covers_the_start(self) -> Self:

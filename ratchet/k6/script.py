@@ -51,29 +51,47 @@ def _stepped_stages(step_rates: list[float], share: float, step_s: int) -> tuple
     return tuple(stages)
 
 
+def _shares(target: Target, rate: float, focus: dict[str, float]) -> dict[str, float]:
+    """Each endpoint's share of ``rate``: a focused one its own rate, the others the rest by weight."""
+    focused = {e.name: min(focus[e.name], rate) / rate for e in target.endpoints if e.name in focus and rate > 0}
+    rest = [e for e in target.endpoints if e.name not in focused]
+    left = max(0.0, 1 - sum(focused.values()))
+    rest_weight = sum(e.weight for e in rest) or 1.0
+    return focused | {e.name: left * e.weight / rest_weight for e in rest}
+
+
 def plan_scenarios(
-    target: Target, *, rate: float, duration_s: float, max_vus: int, step_rates: list[float] | None = None
+    target: Target,
+    *,
+    rate: float,
+    duration_s: float,
+    max_vus: int,
+    step_rates: list[float] | None = None,
+    focus: dict[str, float] | None = None,
 ) -> list[ScenarioPlan]:
     """Split a total request rate over the endpoints by weight.
 
     With ``step_rates`` each endpoint's scenario instead holds its share of every step's rate for
-    ``duration_s`` seconds, jumping from one step to the next.
+    ``duration_s`` seconds, jumping from one step to the next. ``focus`` gives some endpoints a rate of their own
+    (requests per second, within ``rate``); the others share what is left by weight.
     """
-    total_weight = sum(e.weight for e in target.endpoints)
+    shares = _shares(target, rate, focus or {})
     per_vu_cap = max(1, max_vus // len(target.endpoints))
     step_s = max(1, math.ceil(duration_s))
     plans = []
     for endpoint in target.endpoints:
-        share = endpoint.weight / total_weight
+        share = shares[endpoint.name]
         stages = _stepped_stages(step_rates, share, step_s) if step_rates else ()
         first = step_rates[0] if step_rates else rate
+        # A focused endpoint carries more than an equal part of the load: its VUs follow its share.
+        vu_cap = max(per_vu_cap, math.ceil(max_vus * share)) if endpoint.name in (focus or {}) else per_vu_cap
         plans.append(
             ScenarioPlan(
                 name=endpoint.name,
                 rate_per_minute=_per_minute(first, share),
                 duration_s=step_s * (len(step_rates) if step_rates else 1),
-                pre_allocated=min(per_vu_cap, max(2, math.ceil(first * share / 10))),
-                max_vus=per_vu_cap,
+                pre_allocated=min(vu_cap, max(2, math.ceil(first * share / 10))),
+                max_vus=vu_cap,
                 stages=stages,
             )
         )
@@ -91,6 +109,7 @@ def render_arrival_rate_script(
     trace_prefix: str = "",
     step_rates: list[float] | None = None,
     abort_when: AbortConditions | None = None,
+    focus: dict[str, float] | None = None,
 ) -> str:
     """The k6 script that sends ``rate`` requests per second for ``duration_s`` seconds.
 
@@ -108,7 +127,9 @@ def render_arrival_rate_script(
         label=label,
         base_url=target.base,
         endpoints=endpoints,
-        scenarios=plan_scenarios(target, rate=rate, duration_s=duration_s, max_vus=max_vus, step_rates=step_rates),
+        scenarios=plan_scenarios(
+            target, rate=rate, duration_s=duration_s, max_vus=max_vus, step_rates=step_rates, focus=focus
+        ),
         request_timeout_s=request_timeout_s,
         trace_prefix=trace_prefix,
         abort_when=abort_when,

@@ -1,0 +1,90 @@
+"""How many requests a validation needs: the load designed for a decision.
+
+A validation compares the mean over ``k`` runs per arm of each run's percentile. With ``n`` requests per run,
+the log of a run's percentile spreads by ``s(n)`` (the within-run noise; it falls as ``1/sqrt(n)``), so the
+log of the after/before ratio has a standard error of about ``s(n) * sqrt(2 / k)``. An improvement ``d`` is
+detected with power ``P`` (the interval clears 1 that often) when that standard error is at most
+``ln(1 / (1 - d)) / (z + z_P)``: the smallest ``n`` that gets there is the endpoint's requests per run.
+
+``s(n)`` comes from the endpoint's baseline requests: the spread of the percentile of ``n`` requests drawn from
+them (order statistics: the r-th smallest of ``n`` uniform draws is Beta(r, n - r + 1)), or, for a baseline too
+small to stand for its distribution, from a log-normal law of the same spread. Run-to-run drift is not in
+``s(n)``: more requests cannot remove it, more runs do (the adaptive rounds), and ``ratchet calibrate`` measures it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from statistics import NormalDist
+
+import numpy as np
+
+from ratchet.analysis.significance import DETECTION_POWER, z_sum
+from ratchet.config.playbook import Validation
+
+# Below this many baseline requests the empirical law is too coarse for its tail: a log-normal stands in.
+_EMPIRICAL_FROM = 50
+_DRAWS = 2000
+# Requests per run tried, from a percentile that means something up to what one endpoint of a load ever gets.
+_SMALLEST, _LARGEST = 20, 5000
+# The focused endpoints take at most this share of the load's rate: the rest of the mix stays as background.
+FOCUS_SHARE_CAP = 0.75
+QUANTILES = {"p50": 0.50, "p95": 0.95, "p99": 0.99}
+
+
+def run_log_spread(baseline: np.ndarray, quantile: float, requests: int, *, seed: int = 0) -> float:
+    """The standard deviation of the log of a run's percentile when a run has ``requests`` requests from the
+    baseline's distribution."""
+    values = np.sort(baseline[baseline > 0])
+    if values.size < _EMPIRICAL_FROM:
+        sigma = max(float(np.std(np.log(values))) if values.size > 1 else 0.0, 0.05)
+        density = math.exp(-(NormalDist().inv_cdf(quantile) ** 2) / 2) / math.sqrt(2 * math.pi)
+        return sigma * math.sqrt(quantile * (1 - quantile) / requests) / density
+    rng = np.random.default_rng(seed)
+    rank = min(requests, max(1, math.ceil(quantile * requests)))
+    positions = np.minimum(
+        np.floor(values.size * rng.beta(rank, requests - rank + 1, _DRAWS)).astype(np.int64), values.size - 1
+    )
+    return float(np.std(np.log(values[positions])))
+
+
+def requests_per_run(baseline: np.ndarray, rules: Validation, *, power: float = DETECTION_POWER) -> int:
+    """The smallest requests per run at which ``rules.runs_per_arm`` runs per arm detect a ``min_improvement``
+    change with ``power`` (at most ``_LARGEST``: beyond it only more runs help)."""
+    if baseline.size == 0:
+        return _SMALLEST
+    quantile = QUANTILES[rules.metric]
+    allowed = math.log(1 / (1 - max(rules.min_improvement, 0.01))) / z_sum(rules.confidence, power)
+    per_run = allowed / math.sqrt(2 / rules.runs_per_arm)
+    requests = _SMALLEST
+    while requests < _LARGEST and run_log_spread(baseline, quantile, requests) > per_run:
+        requests = math.ceil(requests * 1.25)
+    return min(requests, _LARGEST)
+
+
+@dataclass(frozen=True)
+class FocusPlan:
+    """Requests per second of each focused endpoint, and what each would have needed."""
+
+    rates: dict[str, float]
+    needed_per_run: dict[str, int]
+    capped: bool
+
+
+def focus_rates(needed_per_run: dict[str, int], weights: dict[str, float], *, rate: float, run_s: float) -> FocusPlan:
+    """Rates for the focused endpoints: each at least its production share of ``rate`` and at most what its
+    requests per run need; together no more than ``FOCUS_SHARE_CAP`` of ``rate`` when other endpoints remain
+    for the background (the extra above their production shares is scaled down to fit, and ``capped`` says so).
+    """
+    total_weight = sum(weights.values()) or 1.0
+    share = {e: rate * weights.get(e, 0.0) / total_weight for e in needed_per_run}
+    wanted = {e: max(share[e], needed_per_run[e] / run_s) for e in needed_per_run}
+    background = set(weights) - set(needed_per_run)
+    budget = rate * (FOCUS_SHARE_CAP if background else 1.0)
+    extra = {e: wanted[e] - share[e] for e in wanted}
+    room = budget - sum(share.values())
+    capped = sum(extra.values()) > room + 1e-9
+    scale = max(room, 0.0) / sum(extra.values()) if capped else 1.0
+    rates = {e: round(share[e] + extra[e] * scale, 3) for e in wanted}
+    return FocusPlan(rates=rates, needed_per_run=dict(needed_per_run), capped=capped)
