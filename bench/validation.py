@@ -2,15 +2,23 @@
 
     python -m bench.validation [--repetitions 20] [--runs 3] [--run-seconds 4] [--slowdown 0.2]
 
-Each repetition measures three arms, interleaved (the order rotates every round, so drift favours none):
-``A`` and ``A'`` on the unchanged shop, ``S`` with one endpoint made ``--slowdown`` slower (the shop's
-injected-slowdown flag). ``A`` against ``A'`` is an A/A validation: any endpoint declared improved or
-regressed there is a false verdict (goal: in at most 5% of the repetitions). ``A`` against ``S``
-must declare the slowed endpoint regressed (goal: in at least 90%), and the campaign's decision on those
-verdicts (``validation_outcome``) must be the rollback of the change. The verdicts are those a campaign gives:
-``judge_endpoints`` with the default playbook's validation rules, Holm across the endpoints, and the same
-procedure: ``--runs`` per arm, then one more round at a time while a verdict is inconclusive, up to
-``--max-runs``.
+The shop's endpoints run at their production weights, and the endpoints under test get the focused rates a
+campaign's validation gives them (sized from a baseline run, within the same total rate). Each repetition
+measures three arms, interleaved (the order rotates every round, so drift favours none): ``A`` and ``A'`` on
+the unchanged shop, and ``X`` with recommendations (weight 0.1) made ``--slowdown`` slower and
+product-availability (weight 0.1) and catalog-export (weight 0.05) made slower by 1/0.7 (the shop's
+injected-slowdown flag, proportional to each request's own time). Then:
+
+- ``A`` against ``A'`` is an A/A validation: any endpoint declared improved or regressed there is a false
+  verdict (goal: in at most 5% of the repetitions);
+- ``A`` against ``X`` must declare recommendations regressed (goal: at least 90%), and the campaign's decision
+  on those verdicts (``validation_outcome``) must be the rollback;
+- ``X`` against ``A`` is a true 30% improvement of product-availability and of catalog-export: each must be
+  declared improved (goal: at least 90% each).
+
+The verdicts are those a campaign gives: ``judge_endpoints`` with the default playbook's validation rules,
+Holm across the endpoints, and the same procedure: ``--runs`` per arm, then one more round at a time while a
+verdict is inconclusive, up to ``--max-runs``.
 """
 
 from __future__ import annotations
@@ -30,26 +38,31 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.measurement import MeasurementActivities
 from ratchet.analysis.decisions import validation_outcome
+from ratchet.analysis.power import focus_rates, requests_per_run
 from ratchet.analysis.significance import ArmsOfEndpoint, judge_endpoints
 from ratchet.cli.demo import SHOP_TARGET, announced_process, prepare_shop_database
 from ratchet.config.loading import load_target
 from ratchet.config.playbook import Playbook
 from ratchet.contracts import LoadTestRequest, LoadTestResult, ValidationOutcome, Verdict
 from ratchet.settings import Settings
-from ratchet.store.samples import endpoint_arms
+from ratchet.store.samples import endpoint_arms, endpoint_durations
 
 GOAL_FALSE_SHARE = 0.05
 GOAL_CAUGHT_SHARE = 0.90
-# Fast clean endpoints and one with real work in it (~30 ms of CPU per answer): the one that is slowed.
-ENDPOINTS = ("product", "customer", "health", "recommendations")
+# Fast clean endpoints as background, at their production weights, and the three under test.
+ENDPOINTS = ("product", "customer", "health", "recommendations", "product-availability", "catalog-export")
 SLOWED = "recommendations"
 SLOWED_ROUTE = "/recommendations/{customer_id}"
+# A true 30% improvement: their before arm is slower by 1/0.7 - 1, the after arm is the plain shop.
+IMPROVED = {"product-availability": "/products/{product_id}/availability", "catalog-export": "/catalog/export"}
+IMPROVEMENT = 0.30
 
 
 @dataclass
 class Tally:
     aa_false: int = 0
     caught: int = 0
+    improved: dict[str, int] = field(default_factory=lambda: dict.fromkeys(IMPROVED, 0))
     rolled_back: int = 0
     slowed_inconclusive: int = 0
     repetitions: int = 0
@@ -70,43 +83,58 @@ async def _bench(args: argparse.Namespace, console: Console) -> Tally:
     os.environ["SHOP_DB"] = str(database)
     os.environ["SHOP_URL"] = url = f"http://127.0.0.1:{args.port}"
     target = load_target(SHOP_TARGET)
-    # Equal weights: every endpoint, the slowed one included, gets a quarter of the rate (the shop's own weights
-    # would leave it a handful of requests per run).
-    endpoints = [e.model_copy(update={"weight": 1}) for e in target.endpoints if e.name in ENDPOINTS]
+    endpoints = [e for e in target.endpoints if e.name in ENDPOINTS]
     target = target.model_copy(update={"endpoints": endpoints, "traces": None, "levers": []})
     playbook = Playbook(name="bench", approvers=["bench"])
+    rules = playbook.validation
     measure = MeasurementActivities(settings)
     environment = ActivityEnvironment()
     tally = Tally()
     shop_argv = [sys.executable, "-m", "examples.shop", "--db", str(database), "--port", str(args.port)]
     with announced_process(shop_argv, ready="shop listening", log=home / "shop.log"):
 
-        async def run(label: str, slowed: bool) -> LoadTestResult:
-            shares = {SLOWED_ROUTE: args.slowdown} if slowed else {}
-            httpx.post(f"{url}/admin/flags", json={"injected_slowdown": shares}).raise_for_status()
+        async def run(label: str, slowed: bool, focus: dict[str, float]) -> LoadTestResult:
+            shares = {SLOWED_ROUTE: args.slowdown} | dict.fromkeys(IMPROVED.values(), 1 / (1 - IMPROVEMENT) - 1)
+            httpx.post(f"{url}/admin/flags", json={"injected_slowdown": shares if slowed else {}}).raise_for_status()
             request = LoadTestRequest(
                 campaign_id="bench-validation", label=label, target=target, rate=args.rate,
-                duration_s=args.run_seconds, warmup_s=1.0, max_vus=50, request_timeout_s=10,
+                duration_s=args.run_seconds, warmup_s=1.0, max_vus=50, request_timeout_s=10, focus=focus,
             )  # fmt: skip
             return await environment.run(measure.run_load_test, request)
 
-        await run("warm-up", False)
+        # As a campaign does: a baseline run sizes the validation's focused load on the endpoints under test.
+        baseline = await run("baseline", False, {})
+        under_test = [SLOWED, *IMPROVED]
+        needed = {
+            e: requests_per_run(endpoint_durations(settings.samples_file(baseline.run_id), e), rules)
+            for e in under_test
+        }
+        plan = focus_rates(needed, {e.name: e.weight for e in endpoints}, rate=args.rate, run_s=args.run_seconds)
+        focus = plan.rates
+        console.print(
+            "focused load: "
+            + ", ".join(f"{e} {focus[e]:.1f}/s ({needed[e]} per run needed)" for e in under_test)
+            + (" - capped by the total rate" if plan.capped else "")
+        )
         for repetition in range(args.repetitions):
-            arms: dict[str, list[LoadTestResult]] = {"A": [], "A'": [], "S": []}
-            order = ["A", "A'", "S"]
+            arms: dict[str, list[LoadTestResult]] = {"A": [], "A'": [], "X": []}
+            order = ["A", "A'", "X"]
             round_number = 0
             # As a campaign does: the playbook's runs per arm, then one more round at a time while a verdict is
             # inconclusive, up to its budget.
             while True:
                 turn = order[round_number % 3 :] + order[: round_number % 3]
                 for arm in turn if (repetition + round_number) % 2 == 0 else reversed(turn):
-                    arms[arm].append(await run(f"r{repetition}-{arm.replace(chr(39), 'b')}-{round_number}", arm == "S"))
+                    label = f"r{repetition}-{arm.replace(chr(39), 'b')}-{round_number}"
+                    arms[arm].append(await run(label, arm == "X", focus))
                 round_number += 1
                 if round_number < args.runs:
                     continue
                 aa = judge_endpoints(_arms(settings, arms["A"], arms["A'"]), playbook)
-                slow = {v.endpoint: v for v in judge_endpoints(_arms(settings, arms["A"], arms["S"]), playbook)}
-                undecided = [v for v in [*aa, *slow.values()] if v.verdict == Verdict.INCONCLUSIVE]
+                slow = {v.endpoint: v for v in judge_endpoints(_arms(settings, arms["A"], arms["X"]), playbook)}
+                fast = {v.endpoint: v for v in judge_endpoints(_arms(settings, arms["X"], arms["A"]), playbook)}
+                watched = [*aa, slow[SLOWED], *(fast[e] for e in IMPROVED)]
+                undecided = [v for v in watched if v.verdict == Verdict.INCONCLUSIVE]
                 if not undecided or round_number >= args.max_runs:
                     break
             false = [v for v in aa if v.verdict in (Verdict.IMPROVED, Verdict.REGRESSED)]
@@ -117,6 +145,13 @@ async def _bench(args: argparse.Namespace, console: Console) -> Tally:
             # The campaign's own decision on these verdicts (no SLO in play): regressed rolls every change back.
             tally.rolled_back += validation_outcome(list(slow.values()), [], playbook) == ValidationOutcome.REGRESSED
             tally.slowed_inconclusive += verdict.verdict == Verdict.INCONCLUSIVE
+            for endpoint in IMPROVED:
+                tally.improved[endpoint] += fast[endpoint].verdict == Verdict.IMPROVED
+                if fast[endpoint].verdict != Verdict.IMPROVED:
+                    tally.notes.append(
+                        f"repetition {repetition + 1}, {endpoint} 30% faster: {fast[endpoint].verdict.value}: "
+                        f"{fast[endpoint].explanation}"
+                    )
             for v in false:
                 tally.notes.append(f"repetition {repetition + 1}, A/A: {v.endpoint} {v.verdict.value}: {v.explanation}")
             if verdict.verdict != Verdict.REGRESSED:
@@ -124,9 +159,11 @@ async def _bench(args: argparse.Namespace, console: Console) -> Tally:
                     f"repetition {repetition + 1}, slowed: {verdict.verdict.value}: {verdict.explanation}"
                 )
             tally.rounds.append(round_number)
+            gains = ", ".join(f"{e} {fast[e].verdict.value} ({fast[e].ratio_text()})" for e in IMPROVED)
             console.print(
-                f"repetition {repetition + 1}/{args.repetitions} ({round_number} runs per arm): A/A {'FALSE ' + str(len(false)) if false else 'clean'}; "
-                f"{SLOWED} +{args.slowdown:.0%}: {verdict.verdict.value} ({verdict.ratio_text()})"
+                f"repetition {repetition + 1}/{args.repetitions} ({round_number} runs per arm): A/A "
+                f"{'FALSE ' + str(len(false)) if false else 'clean'}; {SLOWED} +{args.slowdown:.0%}: "
+                f"{verdict.verdict.value} ({verdict.ratio_text()}); 30% faster: {gains}"
             )
     return tally
 
@@ -136,7 +173,7 @@ def main() -> None:
     parser.add_argument("--repetitions", type=int, default=20)
     parser.add_argument("--runs", type=int, default=3, help="Runs per arm to start with (the playbook's default).")
     parser.add_argument("--max-runs", type=int, default=6, help="Runs per arm at most, while undecided.")
-    parser.add_argument("--run-seconds", type=float, default=4.0)
+    parser.add_argument("--run-seconds", type=float, default=8.0, help="As the web-api playbook's runs.")
     # 60 req/s saturates a 2-core machine running the shop and k6 together: latencies then multiply, not add.
     parser.add_argument("--rate", type=float, default=40.0, help="Requests per second over the four endpoints.")
     parser.add_argument("--slowdown", type=float, default=0.2)
@@ -162,6 +199,12 @@ def main() -> None:
         f"{tally.caught}/{tally.repetitions} = {caught_share:.0%} ({tally.slowed_inconclusive} inconclusive)",
         "yes" if caught_share >= GOAL_CAUGHT_SHARE else "NO",
     )  # fmt: skip
+    for endpoint, count in tally.improved.items():
+        table.add_row(
+            f"{endpoint} {IMPROVEMENT:.0%} faster: improved", f">= {GOAL_CAUGHT_SHARE:.0%}",
+            f"{count}/{tally.repetitions} = {count / tally.repetitions:.0%}",
+            "yes" if count / tally.repetitions >= GOAL_CAUGHT_SHARE else "NO",
+        )  # fmt: skip
     table.add_row(
         "... and the campaign rolls back", f">= {GOAL_CAUGHT_SHARE:.0%}",
         f"{tally.rolled_back}/{tally.repetitions} = {tally.rolled_back / tally.repetitions:.0%}",

@@ -267,6 +267,11 @@ def status_summary(status: CampaignStatus) -> dict[str, Any]:
         entry["verdict"] = v.verdict.value
         entry |= {"metric": v.metric, "ratio": v.ratio, "ratio_low": v.ratio_low, "ratio_high": v.ratio_high}
         entry["runs_per_arm"] = v.runs_after
+        entry["requests"] = {"before": v.before.requests, "after": v.after.requests}
+        entry["detectable_change"] = v.detectable_change
+        if status.validation_load is not None and v.endpoint in status.validation_load.focus:
+            entry["validation_rate"] = status.validation_load.focus[v.endpoint]
+            entry["needed_per_run"] = status.validation_load.needed_per_run.get(v.endpoint)
         entry["p95_ratio"] = v.p95_ratio
         entry["p_value_faster"] = v.p_value_faster
         entry["p_value_slower"] = v.p_value_slower

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -493,27 +493,34 @@ class CampaignWorkflow:
         undecided: Callable[[list[EndpointVerdict]], list[str]] | None,
         *,
         record: bool = False,
+        measure: Callable[[str, str], Awaitable[LoadTestResult]] | None = None,
+        rounds_first: int | None = None,
     ) -> tuple[CompareResult, dict[bool, list[LoadTestResult]]]:
         """Interleaved arms without and with ``changes``, alternating A B, B A, A B ... (each round reverses the
         last, so that drift and warm caches favour neither arm). After ``runs_per_arm`` rounds, one more round at
         a time while ``undecided`` names endpoints, up to ``max_runs_per_arm``. ``run(in_place, number)`` names
-        a run and says what it is. Ends with the changes in place."""
+        a run and says what it is; ``measure(label, summary)`` runs it (default: the validation's load), and
+        ``rounds_first`` replaces ``runs_per_arm``. Ends with the changes in place."""
         rules = self._input.playbook.validation
         duration = (rules.run_duration or self._input.playbook.load.duration).total_seconds()
+
+        async def validation_run(label: str, summary: str) -> LoadTestResult:
+            return await self._load_test(label, Role.TEST_ENGINEER, summary, duration_s=duration, focus=self._focus)
+
+        measure = measure or validation_run
+        first_rounds = rounds_first or rules.runs_per_arm
         arms: dict[bool, list[LoadTestResult]] = {False: [], True: []}
         rounds = 0
         while True:
             for in_place in (False, True) if rounds % 2 == 0 else (True, False):
                 await self._put_changes(changes, in_place)
                 label, summary = run(in_place, len(arms[in_place]) + 1)
-                measured = await self._load_test(
-                    label, Role.TEST_ENGINEER, summary, duration_s=duration, focus=self._focus
-                )
+                measured = await measure(label, summary)
                 arms[in_place].append(measured)
                 if record:
                     self._status.validation_runs.append(ArmRun(arm="after" if in_place else "before", run=measured))
             rounds += 1
-            if rounds < rules.runs_per_arm:
+            if rounds < first_rounds:
                 continue
             comparison = await self._compare_arms(
                 [r.run_id for r in arms[False]], [r.run_id for r in arms[True]], compare(rounds)
@@ -640,7 +647,7 @@ class CampaignWorkflow:
             else:
                 self._measured_without.add(change.change_id)
         if todo:
-            self._event(f"validation: {len(todo)} change(s) {'re-applied' if in_place else 'undone'} for the next arm")
+            self._event(f"{len(todo)} change(s) {'re-applied' if in_place else 'undone'} for the next measurement")
 
     async def _settle_inconclusive(self, verdicts: list[EndpointVerdict]) -> None:
         """Verdicts still inconclusive after the run budget: the playbook accepts them, rolls back, or asks a
@@ -905,7 +912,7 @@ class CampaignWorkflow:
                 f"{lever.name}: trials run with {', '.join(c.lever for c in held_back)} held back (same endpoints)"
             )
         await self._run_trials(change, recommendation, trial_target)
-        await self._keep_best_trial(change, recommendation, proven=proves_itself)
+        await self._keep_best_trial(change, recommendation, trial_target, proven=proves_itself)
         if held_back:
             await self._put_changes(held_back, True)
 
@@ -940,9 +947,11 @@ class CampaignWorkflow:
                 )
                 break
 
-    async def _keep_best_trial(self, change: ChangeRecord, recommendation: Recommendation, *, proven: bool) -> None:
-        """The best trial's value stays when it is not the baseline's and (``proven``) beat the baseline's trial
-        beyond chance; otherwise the lever is undone."""
+    async def _keep_best_trial(
+        self, change: ChangeRecord, recommendation: Recommendation, trial_target: Target, *, proven: bool
+    ) -> None:
+        """The best trial's value stays when it is not the baseline's and (``proven``) beats the baseline value
+        beyond chance when both are measured again; otherwise the lever is undone."""
         lever = recommendation.lever
         assert lever is not None and lever.parameter is not None
         best = best_trial(change.trials)
@@ -955,40 +964,61 @@ class CampaignWorkflow:
             )
             await self._undo(change, f"tuning: {why}")
             return
+        change.parameter = best.value
+        await self._apply_change(change, recommendation)
         if proven:
-            doubt = await self._beats_baseline_trial(change, best, baseline)
+            doubt = await self._beats_baseline(change, best, baseline, trial_target)
             if doubt:
                 await self._undo(change, f"tuning: {doubt}")
                 return
-        change.parameter = best.value
-        await self._apply_change(change, recommendation)
         self._event(f"{lever.name} tuned to {best.value:g}: p95 {best.p95_ms:.1f} ms in trial")
 
-    async def _beats_baseline_trial(self, change: ChangeRecord, best: Trial, baseline: float) -> str:
-        """Empty when the best trial was faster than the baseline value's trial beyond chance (the interval of its
-        p95 ratio below 1 and Mann-Whitney significant on some endpoint of the lever), else why not. A baseline
-        whose trial failed (errors, no answer) is beaten by any value that did not fail."""
-        reference = next((t for t in change.trials if t.value == baseline and not t.failed and t.run_id), None)
-        if reference is None or best.run_id is None:
+    async def _beats_baseline(self, change: ChangeRecord, best: Trial, baseline: float, trial_target: Target) -> str:
+        """Empty when the chosen value beats the baseline value beyond chance, else why not. The best of a few
+        noisy trials looks better than it is (it was chosen for looking best), so both values are measured
+        afresh, interleaved (baseline, chosen, chosen, baseline), and compared as validation compares: some
+        endpoint of the lever with its p95 interval below 1, Mann-Whitney significant and a gain of at least
+        ``min_effect``. A baseline whose trial failed (errors, no answer) is beaten by any value that did not."""
+        if not any(t.value == baseline and not t.failed for t in change.trials):
+            self._event(f"{change.lever}: the baseline {baseline:g} failed its trial; {best.value:g} did not")
             return ""
-        comparison = await self._compare_arms(
-            [reference.run_id],
-            [best.run_id],
-            f"Tune {change.lever}: the value {best.value:g} against the baseline {baseline:g}",
-        )
+        tuning = self._input.playbook.tuning
+        rate = tuning.rate or self._input.playbook.load.rate
+        duration, warmup = tuning.trial_duration.total_seconds(), tuning.trial_warmup.total_seconds()
+
+        async def measure(label: str, summary: str) -> LoadTestResult:
+            shape = ShapeRun(label, rate, duration, warmup)
+            return await self._load_test(label, Role.DEVOPS_ENGINEER, summary, shape=shape, target=trial_target)
+
+        def run(in_place: bool, number: int) -> tuple[str, str]:
+            value = best.value if in_place else baseline
+            return (
+                f"confirm-{change.change_id}-{value:g}-{number}",
+                f"Confirm {change.lever} at {value:g}, run {number}",
+            )
+
+        comparison, _ = await self._arms(
+            [change], run, f"tuning of {change.lever}",
+            lambda _: f"Tune {change.lever}: {best.value:g} against the baseline {baseline:g}",
+            None, measure=measure, rounds_first=2,
+        )  # fmt: skip
         rules = self._input.playbook.validation
-        if any(
-            v.p_value_faster < rules.significance and v.ratio_high is not None and v.ratio_high < 1
-            for v in comparison.verdicts
-        ):
-            self._event(f"{change.lever}: {best.value:g} beat the baseline {baseline:g} beyond chance in the trials")
-            return ""
+        # Beyond chance, and by the playbook's minimum effect: a few percent is what back-to-back runs differ by.
+        beaten = [
+            v for v in comparison.verdicts
+            if v.p_value_faster < rules.significance and v.ratio_high is not None and v.ratio_high < 1
+            and (1 - (v.ratio or 1)) * v.before.p95 >= rules.effect_floor_ms(v.before.p95)
+        ]  # fmt: skip
         found = "; ".join(
             f"{v.endpoint} {v.ratio_text()}, p faster {v.p_value_faster:.2g}" for v in comparison.verdicts
         )
+        if beaten:
+            self._event(f"{change.lever}: {best.value:g} beat the baseline {baseline:g} beyond chance ({found})")
+            return ""
         return (
-            f"{best.value:g} did not beat the baseline {baseline:g} beyond chance in the trials "
-            f"(p < {rules.significance:g} and the p95 interval below 1 asked; {found or 'nothing measured'})"
+            f"{best.value:g} did not beat the baseline {baseline:g} beyond chance, measured again interleaved "
+            f"(p < {rules.significance:g}, the p95 interval below 1 and a gain of {rules.min_effect} asked; "
+            f"{found or 'nothing measured'})"
         )
 
     async def _trial(

@@ -75,16 +75,28 @@ class FocusPlan:
 def focus_rates(needed_per_run: dict[str, int], weights: dict[str, float], *, rate: float, run_s: float) -> FocusPlan:
     """Rates for the focused endpoints: each at least its production share of ``rate`` and at most what its
     requests per run need; together no more than ``FOCUS_SHARE_CAP`` of ``rate`` when other endpoints remain
-    for the background (the extra above their production shares is scaled down to fit, and ``capped`` says so).
+    for the background. When that is too little for all, it is shared out max-min fair (water-filling): every
+    endpoint gets what it needs up to a common level, so one endpoint with a huge need cannot starve the
+    others; ``capped`` says that some got less than they need.
     """
     total_weight = sum(weights.values()) or 1.0
     share = {e: rate * weights.get(e, 0.0) / total_weight for e in needed_per_run}
     wanted = {e: max(share[e], needed_per_run[e] / run_s) for e in needed_per_run}
     background = set(weights) - set(needed_per_run)
     budget = rate * (FOCUS_SHARE_CAP if background else 1.0)
-    extra = {e: wanted[e] - share[e] for e in wanted}
-    room = budget - sum(share.values())
-    capped = sum(extra.values()) > room + 1e-9
-    scale = max(room, 0.0) / sum(extra.values()) if capped else 1.0
-    rates = {e: round(share[e] + extra[e] * scale, 3) for e in wanted}
-    return FocusPlan(rates=rates, needed_per_run=dict(needed_per_run), capped=capped)
+    capped = sum(wanted.values()) > budget + 1e-9
+
+    def given(level: float) -> dict[str, float]:
+        return {e: max(share[e], min(wanted[e], level)) for e in wanted}
+
+    if not capped:
+        rates = wanted
+    else:
+        low, high = 0.0, max(wanted.values())
+        for _ in range(60):  # bisection on the common level: the total given grows with it
+            middle = (low + high) / 2
+            low, high = (middle, high) if sum(given(middle).values()) <= budget else (low, middle)
+        rates = given(low)
+    return FocusPlan(
+        rates={e: round(r, 3) for e, r in rates.items()}, needed_per_run=dict(needed_per_run), capped=capped
+    )

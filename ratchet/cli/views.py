@@ -45,7 +45,19 @@ def endpoints_table(status: CampaignStatus) -> Table | None:
     if status.baseline is None:
         return None
     table = Table(title="Endpoints (ms)")
-    for column in ("endpoint", "base p50", "base p95", "base p99", "before", "after", "ratio (CI)", "verdict", "p"):
+    columns = (
+        "endpoint",
+        "base p50",
+        "base p95",
+        "base p99",
+        "before",
+        "after",
+        "ratio (CI)",
+        "detects",
+        "verdict",
+        "p",
+    )
+    for column in columns:
         table.add_column(column, justify="right" if column not in ("endpoint", "verdict") else "left")
     verdicts = {v.endpoint: v for v in status.verdicts}
     for base in status.baseline.endpoints:
@@ -61,6 +73,8 @@ def endpoints_table(status: CampaignStatus) -> Table | None:
             f"{metric} {getattr(verdict.before, metric):.1f}",
             f"{getattr(verdict.after, metric):.1f}",
             verdict.ratio_text(),
+            # The smallest change these runs could detect: above the bar, the sample was too small to decide.
+            f">={verdict.detectable_change:.0%}" if verdict.detectable_change is not None else "",
             Text(verdict.verdict.value, style=style),
             f"{min(verdict.p_value_faster, verdict.p_value_slower):.1e}",
         )
