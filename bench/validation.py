@@ -37,13 +37,14 @@ from rich.table import Table
 from temporalio.testing import ActivityEnvironment
 
 from activities.measurement import MeasurementActivities
-from ratchet.analysis.decisions import validation_outcome
+from ratchet.analysis.decisions import undecided_endpoints, validation_outcome
 from ratchet.analysis.power import focus_rates, requests_per_run
 from ratchet.analysis.significance import ArmsOfEndpoint, judge_endpoints
 from ratchet.cli.demo import SHOP_TARGET, announced_process, prepare_shop_database
+from ratchet.config.common import Role
 from ratchet.config.loading import load_target
 from ratchet.config.playbook import Playbook
-from ratchet.contracts import LoadTestRequest, LoadTestResult, ValidationOutcome, Verdict
+from ratchet.contracts import ChangeRecord, LoadTestRequest, LoadTestResult, ValidationOutcome, Verdict
 from ratchet.settings import Settings
 from ratchet.store.samples import endpoint_arms, endpoint_durations
 
@@ -56,6 +57,18 @@ SLOWED_ROUTE = "/recommendations/{customer_id}"
 # A true 30% improvement: their before arm is slower by 1/0.7 - 1, the after arm is the plain shop.
 IMPROVED = {"product-availability": "/products/{product_id}/availability", "catalog-export": "/catalog/export"}
 IMPROVEMENT = 0.30
+# The changes the improvements stand for, as validation sees them: one per improved endpoint.
+GAINS = [
+    ChangeRecord(
+        change_id=f"C{n}",
+        recommendation_id=f"R{n}",
+        lever=f"speed-up-{endpoint}",
+        kind="http",
+        role=Role.BACKEND_DEVELOPER,
+        endpoint=endpoint,
+    )
+    for n, endpoint in enumerate(IMPROVED, start=1)
+]
 
 
 @dataclass
@@ -87,6 +100,7 @@ async def _bench(args: argparse.Namespace, console: Console) -> Tally:
     target = target.model_copy(update={"endpoints": endpoints, "traces": None, "levers": []})
     playbook = Playbook(name="bench", approvers=["bench"])
     rules = playbook.validation
+    budget = rules.model_copy(update={"runs_per_arm": args.runs, "max_runs_per_arm": args.max_runs})
     measure = MeasurementActivities(settings)
     environment = ActivityEnvironment()
     tally = Tally()
@@ -133,8 +147,13 @@ async def _bench(args: argparse.Namespace, console: Console) -> Tally:
                 aa = judge_endpoints(_arms(settings, arms["A"], arms["A'"]), playbook)
                 slow = {v.endpoint: v for v in judge_endpoints(_arms(settings, arms["A"], arms["X"]), playbook)}
                 fast = {v.endpoint: v for v in judge_endpoints(_arms(settings, arms["X"], arms["A"]), playbook)}
-                watched = [*aa, slow[SLOWED], *(fast[e] for e in IMPROVED)]
-                undecided = [v for v in watched if v.verdict == Verdict.INCONCLUSIVE]
+                # Extra rounds as a campaign adds them: where the budget could still decide an inconclusive
+                # endpoint, or prove the gain of a change's endpoint.
+                undecided = [
+                    *undecided_endpoints(aa, [], budget, decidable_only=True),
+                    *undecided_endpoints([slow[SLOWED]], [], budget, decidable_only=True),
+                    *undecided_endpoints([fast[e] for e in IMPROVED], GAINS, budget, decidable_only=True),
+                ]
                 if not undecided or round_number >= args.max_runs:
                     break
             false = [v for v in aa if v.verdict in (Verdict.IMPROVED, Verdict.REGRESSED)]

@@ -12,7 +12,10 @@ from ratchet.analysis.decisions import (
     TailExcess,
     after_assessment,
     changes_without_effect,
+    could_prove,
+    could_settle,
     guard_check,
+    undecided_endpoints,
     validation_outcome,
 )
 from ratchet.analysis.detection import StatementEvidence, endpoints_to_inspect, missing_index_findings
@@ -35,6 +38,7 @@ from ratchet.contracts import (
     AssessResult,
     ChangeRecord,
     EndpointStats,
+    EndpointVerdict,
     LoadTestResult,
     Verdict,
 )
@@ -382,3 +386,32 @@ def _target(weights: dict[str, float]) -> Target:
             "endpoints": [{"name": n, "path": f"/{n}", "weight": w} for n, w in weights.items()],
         }
     )
+
+
+def test_extra_rounds_go_only_where_the_budget_could_decide() -> None:
+    """An endpoint with a few requests a run and an interval from x0.5 to x3 stays undecided whatever rounds are
+    left; one whose interval just reaches past the margin can be settled; a change's endpoint whose gain is
+    still undecided gets rounds while the budget could prove it."""
+    rules = PLAYBOOK.validation.model_copy(update={"runs_per_arm": 3, "max_runs_per_arm": 6})
+
+    def verdict(name: str, ratio: float, low: float, high: float, kind: Verdict) -> EndpointVerdict:
+        base = stats(name, 10, 20)
+        return EndpointVerdict(
+            endpoint=name, before=base, after=base, p95_ratio=ratio, p50_ratio=ratio, p_value_faster=0.5,
+            p_value_slower=0.5, hodges_lehmann_ms=0.0, ratio=ratio, ratio_low=low, ratio_high=high,
+            runs_before=3, runs_after=3, verdict=kind, explanation="",
+        )  # fmt: skip
+
+    sparse = verdict("sparse", 1.5, 0.6, 3.0, Verdict.INCONCLUSIVE)
+    close = verdict("close", 1.0, 0.9, 1.15, Verdict.INCONCLUSIVE)
+    gaining = verdict("gaining", 0.78, 0.6, 1.02, Verdict.NOT_WORSE)
+    change = ChangeRecord(
+        change_id="C1", recommendation_id="R1", lever="x", kind="sql", role=Role.BACKEND_DEVELOPER,
+        endpoint="gaining",
+    )  # fmt: skip
+    everything = [sparse, close, gaining]
+    assert undecided_endpoints(everything, [change], rules) == ["close", "gaining", "sparse"]
+    assert undecided_endpoints(everything, [change], rules, decidable_only=True) == ["close", "gaining"]
+    assert not could_settle(sparse, rules) and could_settle(close, rules) and could_prove(gaining, rules)
+    spent = close.model_copy(update={"runs_after": 6})
+    assert not could_settle(spent, rules)

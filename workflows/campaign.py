@@ -476,10 +476,15 @@ class CampaignWorkflow:
             state = "in place" if in_place else "undone"
             return f"validation-{arm}-{number}", f"Validation run {number}, {arm} arm (changes {state})"
 
+        # Campaigns started before replay with extra rounds for any undecided endpoint, decidable or not.
+        decidable_only = workflow.patched("decidable-rounds")
+
         comparison, arms = await self._arms(
             applied, run, "validation",
             lambda rounds: f"Compare the arms after {rounds} runs each (hierarchical bootstrap, Mann-Whitney, Holm)",
-            lambda verdicts: undecided_endpoints(verdicts, applied, self._input.playbook.validation),
+            lambda verdicts: undecided_endpoints(
+                verdicts, applied, self._input.playbook.validation, decidable_only=decidable_only
+            ),
             record=True,
         )  # fmt: skip
         return comparison, arms[True][-1]
@@ -618,15 +623,21 @@ class CampaignWorkflow:
                 f"Attribution of {change.lever}: run {number} {side} it",
             )
 
+        # Campaigns started before replay with the playbook's first rounds and extra rounds for any undecided
+        # endpoint; since, two rounds first (the question is one change's gain, and the budget adds more while
+        # it is undecided) and extra rounds only where the budget could decide.
+        shorter = workflow.patched("decidable-rounds")
+
         def still_open(verdicts: list[EndpointVerdict]) -> list[str]:
             own = change.model_copy(update={"endpoints": sorted(mine)})
-            return [e for e in undecided_endpoints(verdicts, [own], rules) if e in mine]
+            return [e for e in undecided_endpoints(verdicts, [own], rules, decidable_only=shorter) if e in mine]
 
         comparison, _ = await self._arms(
             [change], run, f"attribution of {change.lever}",
             lambda _: f"Attribution of {change.lever}: with it against without it",
             # Campaigns started before the extra rounds replay with the playbook's runs per arm only.
             still_open if workflow.patched("adaptive-attribution") else None,
+            rounds_first=min(2, rules.runs_per_arm) if shorter else None,
         )  # fmt: skip
         return comparison
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from enum import StrEnum
 from typing import NamedTuple
 
@@ -70,22 +71,64 @@ def validation_summary(verdicts: list[EndpointVerdict], slo: list[SloCheck]) -> 
     return "; ".join(parts) or "no endpoint measured"
 
 
-def undecided_endpoints(verdicts: list[EndpointVerdict], changes: list[ChangeRecord], rules: Validation) -> list[str]:
+def undecided_endpoints(
+    verdicts: list[EndpointVerdict], changes: list[ChangeRecord], rules: Validation, *, decidable_only: bool = False
+) -> list[str]:
     """Endpoints more interleaved runs could still decide: inconclusive ones, and those a change addresses
     whose interval still reaches past the improvement margin while none of the change's endpoints has
-    improved yet (the change could still prove itself)."""
+    improved yet (the change could still prove itself).
+
+    ``decidable_only``: only those that the runs left in the budget (``max_runs_per_arm``) could decide at all
+    (``could_settle``, ``could_prove``): an endpoint with a request or two per run stays undecided however many
+    rounds run, and would only spend them."""
     by_endpoint = {v.endpoint: v for v in verdicts}
-    pending = {v.endpoint for v in verdicts if v.verdict == Verdict.INCONCLUSIVE}
+    settle = {v.endpoint for v in verdicts if v.verdict == Verdict.INCONCLUSIVE}
+    prove: set[str] = set()
     for change in changes:
         mine = [by_endpoint[e] for e in change.endpoints or [change.endpoint] if e in by_endpoint]
         if any(v.verdict == Verdict.IMPROVED for v in mine):
             continue
-        pending |= {
+        prove |= {
             v.endpoint
             for v in mine
             if v.verdict != Verdict.REGRESSED and v.ratio_low is not None and v.ratio_low < 1 - rules.min_improvement
         }
-    return sorted(pending)
+    if decidable_only:
+        settle = {e for e in settle if could_settle(by_endpoint[e], rules)}
+        prove = {e for e in prove if could_prove(by_endpoint[e], rules)}
+    return sorted(settle | prove)
+
+
+def _shrunk_half_width(verdict: EndpointVerdict, rules: Validation) -> float | None:
+    """The interval's half-width on a log scale at ``max_runs_per_arm`` runs: it shrinks with the square root of
+    the runs (each run adds as many requests). None: no interval, or no runs left in the budget."""
+    if verdict.ratio is None or verdict.ratio_low is None or verdict.ratio_high is None or verdict.ratio <= 0:
+        return None
+    if verdict.runs_after >= rules.max_runs_per_arm:
+        return None
+    half = (math.log(verdict.ratio_high) - math.log(max(verdict.ratio_low, 1e-9))) / 2
+    return half * math.sqrt(verdict.runs_after / rules.max_runs_per_arm)
+
+
+def could_settle(verdict: EndpointVerdict, rules: Validation) -> bool:
+    """Whether the runs left could settle an inconclusive endpoint, were its estimate to stay where it is: the
+    interval under the regression margin (not worse), or clear of 1 with the estimate past it (regressed)."""
+    shrunk = _shrunk_half_width(verdict, rules)
+    if shrunk is None or verdict.ratio is None:
+        return False
+    margin = 1 + rules.regression_margin
+    return verdict.ratio * math.exp(shrunk) <= margin or (
+        verdict.ratio >= margin and verdict.ratio * math.exp(-shrunk) > 1
+    )
+
+
+def could_prove(verdict: EndpointVerdict, rules: Validation) -> bool:
+    """Whether the runs left could prove a gain on this endpoint: an interval of the shrunk width around an
+    estimate at the improvement bar (or past it) clear of 1."""
+    shrunk = _shrunk_half_width(verdict, rules)
+    if shrunk is None or verdict.ratio is None:
+        return False
+    return min(verdict.ratio, 1 - rules.min_improvement) * math.exp(shrunk) < 1
 
 
 def changes_without_effect(changes: list[ChangeRecord], verdicts: list[EndpointVerdict]) -> list[ChangeRecord]:
