@@ -57,6 +57,8 @@ def script_env(request: LoadTestRequest) -> dict[str, str]:
         "RATCHET_MAX_VUS": str(request.max_vus),
         "RATCHET_LABEL": request.label,
         "RATCHET_STAGES": json.dumps(stages),
+        # Endpoint -> requests per second of a validation's endpoints under test (the rest of the rate by weight).
+        "RATCHET_FOCUS": json.dumps(request.focus),
     }
 
 

@@ -151,6 +151,8 @@ class AnalysisActivities:
                 f"; the load's {request.playbook.load.rate:g} req/s cannot give each what it needs within "
                 f"{FOCUS_SHARE_CAP:.0%} of it: the verdicts say what they could detect"
             )
+        if request.target.load_script is not None:
+            note += "; the target's own k6 script decides its load: it finds these rates in RATCHET_FOCUS"
         return ValidationLoad(focus=plan.rates, needed_per_run=needed, capped=plan.capped, note=note)
 
     @activity.defn(name="size_validation_load")

@@ -63,15 +63,6 @@ async def approve_through(
     return campaign_id, await finish(client, campaign_id)
 
 
-def patient_playbook(tmp_path: Path) -> Path:
-    """The fast tests' playbook with the web-api playbook's run budget (5 per arm), so attribution can settle."""
-    text = TEST_PLAYBOOK.read_text()
-    assert "  max_runs_per_arm: 3\n" in text
-    playbook = tmp_path / "patient.yaml"
-    playbook.write_text(text.replace("  max_runs_per_arm: 3\n", "  max_runs_per_arm: 5\n"))
-    return playbook
-
-
 async def test_the_bake_after_a_partial_undo_measures_what_is_deployed_and_holds(
     client: Client, settings: Settings, worker: None, shop: Shop, index_only_target: Path, tmp_path: Path
 ) -> None:
@@ -82,9 +73,7 @@ async def test_the_bake_after_a_partial_undo_measures_what_is_deployed_and_holds
     httpx.post(f"{shop.url}/admin/flags", json={"injected_slowdown": PRODUCT_SLOWDOWN}).raise_for_status()
     target = tmp_path / "fastpath.yaml"
     target.write_text(index_only_target.read_text() + PRODUCT_FASTPATH)
-    campaign_id, final = await approve_through(
-        client, settings, patient_playbook(tmp_path), target, {"product-fastpath"}
-    )
+    campaign_id, final = await approve_through(client, settings, TEST_PLAYBOOK, target, {"product-fastpath"})
 
     assert final.state == CampaignState.COMPLETED, (final.outcome, final.outcome_detail)
     changes = {c.lever: c for c in final.changes}
@@ -112,7 +101,7 @@ async def test_a_tuned_number_beside_an_index_on_the_same_endpoint_is_tried_with
     credited to it, and it is undone, while the index stays."""
     target = tmp_path / "pool.yaml"
     target.write_text(index_only_target.read_text() + SEARCH_POOL)
-    campaign_id, final = await approve_through(client, settings, patient_playbook(tmp_path), target, {"search-pool"})
+    campaign_id, final = await approve_through(client, settings, TEST_PLAYBOOK, target, {"search-pool"})
 
     assert final.state == CampaignState.COMPLETED, (final.outcome, final.outcome_detail)
     changes = {c.lever: c for c in final.changes}

@@ -35,7 +35,7 @@ def phases_table(status: CampaignStatus) -> Table:
             Text(p.outcome, style=_OUTCOME_STYLE.get(p.outcome, "green")),
             f"{p.started_at:%H:%M:%S}" if p.started_at else "",
             f"{p.ended_at:%H:%M:%S}" if p.ended_at else "",
-            p.note[:90],
+            p.note,  # whole, wrapped by the table: a note cut mid-word hides what decided
         )
     return table
 
@@ -121,7 +121,8 @@ def changes_table(status: CampaignStatus) -> Table | None:
     for column in ("id", "lever", "kind", "role", "state", "reason"):
         table.add_column(column)
     for c in status.changes:
-        table.add_row(c.change_id, c.lever, c.kind, c.role.value, c.state.value, c.reason[:100])
+        # The reason whole, wrapped: it quotes the verdict that decided, numbers and all.
+        table.add_row(c.change_id, c.lever, c.kind, c.role.value, c.state.value, c.reason)
     return table
 
 
