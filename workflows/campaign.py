@@ -476,15 +476,23 @@ class CampaignWorkflow:
             state = "in place" if in_place else "undone"
             return f"validation-{arm}-{number}", f"Validation run {number}, {arm} arm (changes {state})"
 
-        # Campaigns started before replay with extra rounds for any undecided endpoint, decidable or not.
+        # Campaigns started before replay with extra rounds for any undecided endpoint, decidable or not, and on
+        # the endpoints judged on their wire bytes: there latency on a fast test link says little (the server's
+        # compression shows, the saved transfer does not), so more rounds would only spend the budget.
         decidable_only = workflow.patched("decidable-rounds")
+        bytes_only = {
+            e for c in applied for e in payload_endpoints(c, self._status.recommendations, self._status.findings)
+        } - set(self._focus)
+
+        def undecided(verdicts: list[EndpointVerdict]) -> list[str]:
+            rules = self._input.playbook.validation
+            pending = undecided_endpoints(verdicts, applied, rules, decidable_only=decidable_only)
+            return [e for e in pending if not (decidable_only and e in bytes_only)]
 
         comparison, arms = await self._arms(
             applied, run, "validation",
             lambda rounds: f"Compare the arms after {rounds} runs each (hierarchical bootstrap, Mann-Whitney, Holm)",
-            lambda verdicts: undecided_endpoints(
-                verdicts, applied, self._input.playbook.validation, decidable_only=decidable_only
-            ),
+            undecided,
             record=True,
         )  # fmt: skip
         return comparison, arms[True][-1]
@@ -548,13 +556,19 @@ class CampaignWorkflow:
         if not judged:
             return
         # (changes toggled, endpoints measured, changes credited, who) per measurement
-        if rules.attribution == Attribution.LEAVE_ONE_OUT or (
+        one_by_one = rules.attribution == Attribution.LEAVE_ONE_OUT or (
             rules.attribution == Attribution.AUTO and _share_an_endpoint([mine[c.change_id] for c in judged])
-        ):
+        )
+        if one_by_one:
             measurements = [([c], mine[c.change_id], [c], c.lever) for c in judged]
         else:
             every = sorted({e for c in judged for e in mine[c.change_id]})
             measurements = [(applied, every, judged, "the changes")]
+        # Two changes that save the same bytes (gzip, and an asset pipeline that compresses too) each look useless
+        # with the other in place. One that saved nothing is held back while the next ones are measured, so that
+        # one of them proves the saving; campaigns started before replay without it.
+        redundancy = one_by_one and workflow.patched("payload-redundancy")
+        held: list[ChangeRecord] = []
         for toggled, endpoints, credited, who in measurements:
             measured = {}
             for in_place in (False, True):
@@ -576,6 +590,12 @@ class CampaignWorkflow:
                     f"payload: {change.lever}: "
                     + "; ".join(f"{b.endpoint} {b.verdict.value} ({b.explanation})" for b in change.bytes_attribution)
                 )
+            saved_nothing = [c for c in credited if not any(b.verdict == Verdict.IMPROVED for b in c.bytes_attribution)]
+            if redundancy and saved_nothing:
+                await self._put_changes(saved_nothing, False)
+                held += saved_nothing
+        if held:
+            await self._put_changes(held, True)
 
     async def _compare_arms(self, before_run_ids: list[str], after_run_ids: list[str], summary: str) -> CompareResult:
         request = ArmsRequest(
