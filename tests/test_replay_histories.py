@@ -19,7 +19,6 @@ from temporalio.worker import Replayer
 from workflows.campaign import CampaignWorkflow
 from workflows.rollout import RolloutWorkflow
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json.gz"))
 
 
@@ -27,6 +26,7 @@ def test_there_are_recorded_histories_to_replay() -> None:
     assert HISTORIES, "tests/histories/ holds no recorded history"
 
 
+@pytest.mark.asyncio(loop_scope="session")
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.name.removesuffix(".json.gz"))
 async def test_a_history_recorded_by_an_earlier_version_replays(path: Path) -> None:
     history = WorkflowHistory.from_json(path.name, gzip.decompress(path.read_bytes()).decode())
