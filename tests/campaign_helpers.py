@@ -17,7 +17,7 @@ from temporalio.worker import Replayer
 
 from activities.levers import MEASUREMENT_NOTE
 from ratchet import campaigns
-from ratchet.contracts import CampaignStatus
+from ratchet.contracts import ApprovalInput, CampaignStatus, Recommendation
 from ratchet.settings import Settings
 from ratchet.store.engine import session_for
 from ratchet.store.tables import LeverAction
@@ -81,6 +81,26 @@ async def wait_for_progress(
         if time.monotonic() > deadline:
             raise AssertionError("timed out waiting for activity progress")
         await asyncio.sleep(0.2)
+
+
+async def approved_campaign(
+    client: Client,
+    settings: Settings,
+    playbook: Path,
+    target: Path,
+    chosen: Callable[[Recommendation], bool],
+    count: int,
+) -> tuple[str, CampaignStatus]:
+    """A campaign whose ``count`` levered recommendations picked by ``chosen`` are approved at planning, then
+    its deployment; its id and final status."""
+    campaign_id = await campaigns.launch(client, settings, playbook_file=playbook, target_file=target)
+    status = await wait_for(client, campaign_id, waiting_at("planning"), what="the planning gate")
+    picked = [r.id for r in status.recommendations if r.lever is not None and chosen(r)]
+    assert len(picked) == count, [(r.id, r.lever and r.lever.name) for r in status.recommendations]
+    await campaigns.approve(client, campaign_id, ApprovalInput(phase="planning", approver="alice", only=picked))
+    await wait_for(client, campaign_id, waiting_at("deployment"), what="the deployment gate", timeout_s=600)
+    await campaigns.approve(client, campaign_id, ApprovalInput(phase="deployment", approver="alice"))
+    return campaign_id, await finish(client, campaign_id)
 
 
 def waiting_at(phase: str) -> Callable[[CampaignStatus], bool]:

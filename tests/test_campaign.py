@@ -37,6 +37,7 @@ from ratchet.store.engine import session_for
 from ratchet.store.tables import Measurement
 from ratchet.temporal.server import temporal_binary
 from tests.campaign_helpers import (
+    approved_campaign,
     assert_replays,
     effects,
     finish,
@@ -367,14 +368,7 @@ async def attributed_campaign(
             "  on_inconclusive: accept\n", "  on_inconclusive: accept\n  attribution: leave-one-out\n"
         ).replace("  max_runs_per_arm: 3\n", "  max_runs_per_arm: 5\n")
     )
-    campaign_id = await campaigns.launch(client, settings, playbook_file=playbook, target_file=target)
-    status = await wait_for(client, campaign_id, waiting_at("planning"), what="the planning gate")
-    picked = [r.id for r in status.recommendations if r.lever is not None and chosen(r)]
-    assert len(picked) == 2, [(r.id, r.lever and r.lever.name) for r in status.recommendations]
-    await campaigns.approve(client, campaign_id, ApprovalInput(phase="planning", approver="alice", only=picked))
-    await wait_for(client, campaign_id, waiting_at("deployment"), what="the deployment gate", timeout_s=600)
-    await campaigns.approve(client, campaign_id, ApprovalInput(phase="deployment", approver="alice"))
-    return campaign_id, await finish(client, campaign_id)
+    return await approved_campaign(client, settings, playbook, target, chosen, 2)
 
 
 async def test_leave_one_out_undoes_a_change_that_rode_on_another_ones_gain(

@@ -12,7 +12,7 @@ from temporalio.client import Client
 from ratchet import campaigns
 from ratchet.contracts import ApprovalInput, CampaignState, CampaignStatus, ChangeState, Recommendation
 from ratchet.settings import Settings
-from tests.campaign_helpers import assert_replays, finish, ratchet_cli, wait_for, waiting_at
+from tests.campaign_helpers import approved_campaign, assert_replays, finish, ratchet_cli, wait_for, waiting_at
 from tests.conftest import ROOT, SHOP_TARGET, TEST_PLAYBOOK, Shop
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -53,14 +53,10 @@ async def approve_through(
     client: Client, settings: Settings, playbook: Path, target: Path, picked: set[str]
 ) -> tuple[str, CampaignStatus]:
     """A campaign with the index and the levers named in ``picked`` approved at planning, then deployment."""
-    campaign_id = await campaigns.launch(client, settings, playbook_file=playbook, target_file=target)
-    status = await wait_for(client, campaign_id, waiting_at("planning"), what="the planning gate")
-    chosen = [r.id for r in status.recommendations if r.lever and (is_email_index(r) or r.lever.name in picked)]
-    assert len(chosen) == 1 + len(picked), [(r.id, r.lever and r.lever.name) for r in status.recommendations]
-    await campaigns.approve(client, campaign_id, ApprovalInput(phase="planning", approver="alice", only=chosen))
-    await wait_for(client, campaign_id, waiting_at("deployment"), what="the deployment gate", timeout_s=600)
-    await campaigns.approve(client, campaign_id, ApprovalInput(phase="deployment", approver="alice"))
-    return campaign_id, await finish(client, campaign_id)
+    return await approved_campaign(
+        client, settings, playbook, target,
+        lambda r: r.lever is not None and (is_email_index(r) or r.lever.name in picked), 1 + len(picked),
+    )  # fmt: skip
 
 
 async def test_the_bake_after_a_partial_undo_measures_what_is_deployed_and_holds(

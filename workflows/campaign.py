@@ -446,12 +446,7 @@ class CampaignWorkflow:
         their bytes and need no requests for it."""
         measured = {e.name for e in self._input.target.endpoints}
         endpoints = sorted(
-            {
-                e
-                for c in applied
-                for e in c.endpoints or [c.endpoint]
-                if e in measured and e not in payload_endpoints(c, self._status.recommendations, self._status.findings)
-            }
+            {e for c in applied for e in c.endpoints or [c.endpoint] if e in measured and e not in self._payload_of(c)}
         )
         if not endpoints:
             return
@@ -480,9 +475,7 @@ class CampaignWorkflow:
         # the endpoints judged on their wire bytes: there latency on a fast test link says little (the server's
         # compression shows, the saved transfer does not), so more rounds would only spend the budget.
         decidable_only = workflow.patched("decidable-rounds")
-        bytes_only = {
-            e for c in applied for e in payload_endpoints(c, self._status.recommendations, self._status.findings)
-        } - set(self._focus)
+        bytes_only = {e for c in applied for e in self._payload_of(c)} - set(self._focus)
 
         def undecided(verdicts: list[EndpointVerdict]) -> list[str]:
             rules = self._input.playbook.validation
@@ -551,7 +544,7 @@ class CampaignWorkflow:
         the answers with every change undone against all in place, credited to each change for its endpoints;
         leave-one-out, each change's endpoints without it and with it, the others in place."""
         rules = self._input.playbook.validation
-        mine = {c.change_id: payload_endpoints(c, self._status.recommendations, self._status.findings) for c in applied}
+        mine = {c.change_id: self._payload_of(c) for c in applied}
         judged = [c for c in applied if mine[c.change_id]]
         if not judged:
             return
@@ -596,6 +589,10 @@ class CampaignWorkflow:
                 held += saved_nothing
         if held:
             await self._put_changes(held, True)
+
+    def _payload_of(self, change: ChangeRecord) -> list[str]:
+        """The endpoints where ``change`` addresses a payload finding: judged there on its wire bytes."""
+        return payload_endpoints(change, self._status.recommendations, self._status.findings)
 
     async def _compare_arms(self, before_run_ids: list[str], after_run_ids: list[str], summary: str) -> CompareResult:
         request = ArmsRequest(
