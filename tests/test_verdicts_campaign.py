@@ -84,7 +84,8 @@ async def test_the_bake_after_a_partial_undo_measures_what_is_deployed_and_holds
     assert reference is not None and final.validation is not None
     product_reference, product_validated = reference.stats("product"), final.validation.stats("product")
     assert product_reference is not None and product_validated is not None
-    assert product_reference.p50 > 2 * product_validated.p50, (product_reference, product_validated)
+    # The handler three times slower reads as 1.7-1.9x at the client (the request's fixed costs are not slowed).
+    assert product_reference.p50 > 1.3 * product_validated.p50, (product_reference, product_validated)
     assert final.guard is not None and not final.guard.breached, final.guard.reasons
     await assert_replays(client, campaign_id)
 
