@@ -22,6 +22,8 @@ DEFAULT_ITERATIONS = 4000
 # Below this many requests a run has no meaningful percentile of its own (the p95 of a dozen is their maximum):
 # such runs are pooled per arm, and calibration leaves them out.
 PER_RUN_MIN_REQUESTS = 20
+# The percentile a playbook's ``metric`` names.
+QUANTILES = {"p50": 0.50, "p95": 0.95, "p99": 0.99}
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,7 @@ class RatioInterval:
 def run_percentile(durations: np.ndarray, quantile: float) -> float:
     """The percentile of one run as the bootstrap resamples it: the ceil(q n)-th smallest value."""
     ordered = np.sort(durations)
-    return float(ordered[_rank(ordered.size, quantile) - 1])
+    return float(ordered[percentile_rank(ordered.size, quantile) - 1])
 
 
 def arm_statistic(runs: list[np.ndarray], quantile: float) -> float:
@@ -89,7 +91,7 @@ def _arm_draws(runs: list[np.ndarray], quantile: float, iterations: int, rng: np
     """``iterations`` bootstrap replicates of the arm statistic: runs resampled, then requests within them."""
     count = len(runs)
     sizes = np.array([run.size for run in runs])
-    ranks = np.array([_rank(int(n), quantile) for n in sizes])
+    ranks = np.array([percentile_rank(int(n), quantile) for n in sizes])
     chosen = rng.integers(0, count, size=(iterations, count))
     n, r = sizes[chosen], ranks[chosen]
     positions = np.minimum(np.floor(n * rng.beta(r, n - r + 1)).astype(np.int64), n - 1)
@@ -100,5 +102,6 @@ def _arm_draws(runs: list[np.ndarray], quantile: float, iterations: int, rng: np
     return values.mean(axis=1)
 
 
-def _rank(size: int, quantile: float) -> int:
+def percentile_rank(size: int, quantile: float) -> int:
+    """The rank (1-based) of a run's percentile among its ``size`` requests: the ceil(q n)-th smallest."""
     return min(size, max(1, math.ceil(quantile * size)))

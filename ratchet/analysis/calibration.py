@@ -19,11 +19,10 @@ import math
 import numpy as np
 from scipy.stats import norm
 
-from ratchet.analysis.bootstrap import PER_RUN_MIN_REQUESTS, ratio_interval, run_percentile
+from ratchet.analysis.bootstrap import PER_RUN_MIN_REQUESTS, QUANTILES, ratio_interval, run_percentile
 from ratchet.config.playbook import Validation
 from ratchet.contracts import EndpointNoise
 
-_QUANTILES = {"p50": 0.50, "p95": 0.95, "p99": 0.99}
 # More runs per arm than this is not a recommendation but a sign that the runs are too short or too noisy.
 MAX_RUNS_PER_ARM = 40
 
@@ -33,7 +32,7 @@ def endpoint_noise(
 ) -> EndpointNoise:
     """The endpoint's run-to-run spread, its noise floor at the playbook's runs per arm, and the runs per arm
     it needs to see a ``detect`` slowdown as regressed with ``power``."""
-    quantile = _QUANTILES[rules.metric]
+    quantile = QUANTILES[rules.metric]
     usable = [run for run in runs if run.size >= PER_RUN_MIN_REQUESTS]
     requests = int(np.median([run.size for run in runs])) if runs else 0
     if len(usable) < 2:

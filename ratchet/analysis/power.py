@@ -20,6 +20,7 @@ from statistics import NormalDist
 
 import numpy as np
 
+from ratchet.analysis.bootstrap import QUANTILES, percentile_rank
 from ratchet.analysis.significance import DETECTION_POWER, z_sum
 from ratchet.config.playbook import Validation
 
@@ -30,7 +31,6 @@ _DRAWS = 2000
 _SMALLEST, _LARGEST = 20, 5000
 # The focused endpoints take at most this share of the load's rate: the rest of the mix stays as background.
 FOCUS_SHARE_CAP = 0.75
-QUANTILES = {"p50": 0.50, "p95": 0.95, "p99": 0.99}
 
 
 def run_log_spread(baseline: np.ndarray, quantile: float, requests: int, *, seed: int = 0) -> float:
@@ -42,7 +42,7 @@ def run_log_spread(baseline: np.ndarray, quantile: float, requests: int, *, seed
         density = math.exp(-(NormalDist().inv_cdf(quantile) ** 2) / 2) / math.sqrt(2 * math.pi)
         return sigma * math.sqrt(quantile * (1 - quantile) / requests) / density
     rng = np.random.default_rng(seed)
-    rank = min(requests, max(1, math.ceil(quantile * requests)))
+    rank = percentile_rank(requests, quantile)
     positions = np.minimum(
         np.floor(values.size * rng.beta(rank, requests - rank + 1, _DRAWS)).astype(np.int64), values.size - 1
     )

@@ -9,7 +9,7 @@ import numpy as np
 from scipy.stats import fisher_exact, mannwhitneyu
 from statsmodels.stats.multitest import multipletests
 
-from ratchet.analysis.bootstrap import PER_RUN_MIN_REQUESTS, ratio_interval
+from ratchet.analysis.bootstrap import PER_RUN_MIN_REQUESTS, QUANTILES, ratio_interval
 from ratchet.analysis.decisions import TailExcess
 from ratchet.config.playbook import Playbook, Validation
 from ratchet.contracts import EndpointStats, EndpointVerdict, Verdict, ratio_digits
@@ -105,7 +105,7 @@ def compare_endpoint(
     test = "Mann-Whitney" if p_values is None else "Mann-Whitney, Holm-adjusted"
     shift = hodges_lehmann(after, before)
     errors_broke = after_stats.error_rate > max_error_rate >= before_stats.error_rate
-    quantile = _QUANTILES[rules.metric]
+    quantile = QUANTILES[rules.metric]
     interval = (
         ratio_interval(before_runs, after_runs, quantile=quantile, level=rules.confidence)
         if before.size and after.size
@@ -234,9 +234,6 @@ def _too_few(detectable: float | None, rules: Validation, before: int, after: in
         f"; too few requests to decide: {before}/{after} can detect only a change of {detectable:.0%} or more, "
         f"not the {rules.min_improvement:.0%} asked for"
     )
-
-
-_QUANTILES = {"p50": 0.50, "p95": 0.95, "p99": 0.99}
 
 
 def _median_size(runs: list[np.ndarray]) -> float:
