@@ -46,6 +46,7 @@ from ratchet.settings import Settings
 from ratchet.store.engine import session_for
 from ratchet.store.history import baseline_history, measured_at
 from ratchet.store.sample_stream import sql_literal
+from ratchet.store.samples import endpoint_durations
 from ratchet.store.tables import FindingRecord
 
 _TIMING_RUNS = 5
@@ -258,8 +259,9 @@ class AssessmentActivities:
         server_p95 = analysis.server_p95_ms if analysis is not None else None
         dependencies = analysis.dependencies if analysis is not None else None
         unexplained, contention = unexplained_slow_findings(
-            slow, explained, 1, server_p95, rules.min_inspect_p50_ms, dependencies
-        )
+            slow, explained, 1, server_p95, rules.min_inspect_p50_ms, dependencies,
+            over=self._slower_than_threshold(request.baseline, slow), significance=playbook.validation.significance,
+        )  # fmt: skip
         findings = numbered(findings + unexplained)
         notes += contention
         self._store(request.campaign_id, findings)
@@ -272,6 +274,17 @@ class AssessmentActivities:
             notes=notes + inspection_notes + anomaly_notes,
             anomalies=anomalies,
         )
+
+    def _slower_than_threshold(self, baseline: LoadTestResult, slow: list[SlowEndpoint]) -> dict[str, int]:
+        """Per endpoint over its threshold, how many of the baseline's requests were slower than it."""
+        samples = self.settings.samples_file(baseline.run_id)
+        if not samples.is_file():
+            return {}
+        return {
+            s.stats.endpoint: int((endpoint_durations(samples, s.stats.endpoint) > s.threshold_ms).sum())
+            for s in slow
+            if s.over_threshold
+        }
 
     def _store(self, campaign_id: str, findings: list[Finding]) -> None:
         with session_for(self.store_url) as session:

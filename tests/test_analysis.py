@@ -18,7 +18,12 @@ from ratchet.analysis.decisions import (
     undecided_endpoints,
     validation_outcome,
 )
-from ratchet.analysis.detection import StatementEvidence, endpoints_to_inspect, missing_index_findings
+from ratchet.analysis.detection import (
+    StatementEvidence,
+    endpoints_to_inspect,
+    missing_index_findings,
+    unexplained_slow_findings,
+)
 from ratchet.analysis.planning import covers, plan
 from ratchet.analysis.plans import FullScan, full_scans_postgresql, full_scans_sqlite
 from ratchet.analysis.power import FOCUS_SHARE_CAP, focus_rates, requests_per_run, run_log_spread
@@ -127,6 +132,16 @@ def test_slow_endpoint_with_full_scan_becomes_missing_index_finding() -> None:
     assert finding.evidence["plan_line"] == "SCAN orders"
     assert finding.severity == "high"  # 120 ms is 2.4x the 50 ms target
     assert 0 < finding.impact <= 1
+
+
+def test_a_p95_over_the_line_on_one_slow_request_of_nine_is_a_note_not_a_finding() -> None:
+    """A p95 above the target means more than 5% of requests above it: 1 of 9 cannot show that (p=0.37),
+    3 of 9 can (p=0.008); 9 of 9 is a finding whatever the count."""
+    slow = endpoints_to_inspect([stats("availability", 60, 108, requests=9)], PLAYBOOK)
+    findings, notes = unexplained_slow_findings(slow, set(), 1, over={"availability": 1})
+    assert findings == [] and "only 1 of 9 requests" in notes[0] and "needs 3 of 9" in notes[0], notes
+    findings, notes = unexplained_slow_findings(slow, set(), 1, over={"availability": 3})
+    assert [f.endpoint for f in findings] == ["availability"] and notes == []
 
 
 def test_small_tables_and_fast_endpoints_yield_no_finding() -> None:

@@ -12,6 +12,7 @@ from temporalio.client import Client
 from ratchet import campaigns
 from ratchet.contracts import ApprovalInput, CampaignState, CampaignStatus, ChangeState, Recommendation
 from ratchet.settings import Settings
+from ratchet.traces.store import run_trace_prefix
 from tests.campaign_helpers import approved_campaign, assert_replays, finish, ratchet_cli, wait_for, waiting_at
 from tests.conftest import ROOT, SHOP_TARGET, TEST_PLAYBOOK, Shop
 
@@ -76,7 +77,8 @@ async def test_the_bake_after_a_partial_undo_measures_what_is_deployed_and_holds
     fastpath = changes.pop("product-fastpath")
     [index] = changes.values()
     assert index.state == ChangeState.KEPT, index
-    assert fastpath.state == ChangeState.ROLLED_BACK and "leave-one-out" in fastpath.reason, fastpath
+    attribution = [e.message for e in final.events if "attribution" in e.message or "validation" in e.message]
+    assert fastpath.state == ChangeState.ROLLED_BACK and "leave-one-out" in fastpath.reason, (fastpath, attribution)
     # The shop is left as found where the change was undone: the product pages slowed again.
     assert httpx.get(f"{shop.url}/admin/flags").json()["injected_slowdown"] == PRODUCT_SLOWDOWN
     # The guard's reference shows the product pages as deployed: slower than in validation's after arm.
@@ -149,4 +151,47 @@ async def test_a_verdict_on_too_few_requests_says_so_and_the_change_is_undone(
     assert final.validation_load is not None and "recommendations" in final.validation_load.focus
     shown = await ratchet_cli(settings, "status", campaign_id, "--json")
     assert shown.returncode == 0 and '"detectable_change"' in shown.stdout, shown.stderr
+    await assert_replays(client, campaign_id)
+
+
+@pytest.mark.parametrize("lasting", [False, True], ids=["passing", "lasting"])
+async def test_a_bake_breach_is_measured_again_and_only_one_that_lasts_rolls_back(
+    client: Client, settings: Settings, worker: None, shop: Shop, index_only_target: Path, lasting: bool
+) -> None:
+    """The product pages answer five times slower in the first bake window (the index is kept: validation proved
+    it). A breach in one window is a disturbance or a regression that lasts; a second window against the same
+    reference tells which. Slow in the first window only, the campaign keeps the index; slow in both, it rolls
+    the index back. The shop slows exactly the requests of the chosen runs (by their trace ids), not a time span."""
+    indexes_before = shop.indexes()
+    campaign_id = await campaigns.launch(client, settings, playbook_file=TEST_PLAYBOOK, target_file=index_only_target)
+    slowed = ["bake", "bake-2"] if lasting else ["bake"]
+    httpx.post(
+        f"{shop.url}/admin/flags",
+        json={
+            "injected_slowdown": {"/products/{product_id}": 4.0},
+            "injected_slowdown_traces": [run_trace_prefix(f"{campaign_id}-{label}") for label in slowed],
+        },
+    ).raise_for_status()
+    status = await wait_for(client, campaign_id, waiting_at("planning"), what="the planning gate")
+    picked = [r.id for r in status.recommendations if is_email_index(r)]
+    await campaigns.approve(client, campaign_id, ApprovalInput(phase="planning", approver="alice", only=picked))
+    await wait_for(client, campaign_id, waiting_at("deployment"), what="the deployment gate", timeout_s=600)
+    await campaigns.approve(client, campaign_id, ApprovalInput(phase="deployment", approver="alice"))
+    final = await finish(client, campaign_id)
+
+    events = [e.message for e in final.events]
+    first = next((e for e in events if "second window" in e), None)
+    assert first is not None and "product:" in first, events
+    [index] = final.changes
+    assert final.guard is not None
+    if lasting:
+        assert final.state == CampaignState.ROLLED_BACK, (final.outcome, final.outcome_detail)
+        assert final.guard.breached and "first window" in final.guard.reasons[-1], final.guard.reasons
+        assert index.state == ChangeState.ROLLED_BACK and "guard breached" in index.reason, index
+        assert shop.indexes() == indexes_before
+    else:
+        assert final.state == CampaignState.COMPLETED, (final.outcome, final.outcome_detail, events[-6:])
+        assert not final.guard.breached, final.guard.reasons
+        assert index.state == ChangeState.KEPT, index
+        assert any("did not last" in e for e in events), events
     await assert_replays(client, campaign_id)

@@ -92,7 +92,11 @@ def create_app(database: Path | str) -> FastAPI:
     flags = FlagStore(query, write)
     app.state.outbound = outbound = Outbound()
     app.add_middleware(SwitchableGZipMiddleware, enabled=lambda: flags.current.gzip_responses)
-    app.add_middleware(InjectedSlowdownMiddleware, shares=lambda: flags.current.injected_slowdown)
+    app.add_middleware(
+        InjectedSlowdownMiddleware,
+        shares=lambda: flags.current.injected_slowdown,
+        traces=lambda: flags.current.injected_slowdown_traces,
+    )
     app.add_middleware(FlagViewMiddleware, store=flags)  # added last: outermost, so the others see the view
     app.include_router(admin_router(flags))
     app.include_router(orders_router(query, write, flags))

@@ -43,6 +43,11 @@ class ShopFlags(BaseModel):
         default_factory=dict,
         description="Benchmarks and tests only: route path -> share by which its answers are made slower.",
     )
+    injected_slowdown_traces: list[str] = Field(
+        default_factory=list,
+        description="Tests only: the injected slowdown holds only for requests whose W3C trace id starts with one "
+        "of these hex prefixes (one load run's requests); empty: for every request.",
+    )
     rollout_percent: dict[str, float] = Field(
         default_factory=dict,
         description="Gradual rollout: flag -> share of requests (0-100) that see its set value; the others see "

@@ -135,6 +135,24 @@ def missing_index_findings(
     return list(findings.values())
 
 
+# A p95 above a threshold: more than this share of the requests above it.
+TAIL_SHARE = 0.05
+
+
+def share_exceeds(count: int, requests: int, share: float, significance: float) -> bool:
+    """Whether ``count`` of ``requests`` above a line shows that more than ``share`` of all requests are
+    (one-sided exact binomial test)."""
+    from scipy.stats import binomtest  # imported here: scipy adds a second to every importer's start
+
+    return requests > 0 and binomtest(count, requests, share, alternative="greater").pvalue < significance
+
+
+def requests_to_show(requests: int, share: float, significance: float) -> str:
+    """How many of ``requests`` must be above a line to show more than ``share`` are, as words."""
+    needed = next((k for k in range(requests + 1) if share_exceeds(k, requests, share, significance)), None)
+    return f"{needed} of {requests}" if needed is not None else f"more than {requests} requests"
+
+
 def unexplained_slow_findings(
     slow: list[SlowEndpoint],
     explained: set[str],
@@ -142,6 +160,8 @@ def unexplained_slow_findings(
     server_p95_ms: dict[str, float] | None = None,
     min_p50_ms: float = 0.0,
     dependencies: dict[str, Dependency] | None = None,
+    over: dict[str, int] | None = None,
+    significance: float = 0.01,
 ) -> tuple[list[Finding], list[str]]:
     """Endpoints over their threshold that nothing more precise explains: findings for a person to look at.
 
@@ -149,7 +169,9 @@ def unexplained_slow_findings(
     slow itself: its requests waited outside the handler (a busy CPU, a full worker pool). That is a note
     about the service's capacity (the stress run measures it), not a finding on the endpoint. So is a slow
     tail over a fast median (under ``min_p50_ms``): the typical request does little work. Where the traces
-    show that most of a request waits on one outbound dependency, the finding says so.
+    show that most of a request waits on one outbound dependency, the finding says so. ``over`` counts, per
+    endpoint, its requests slower than the threshold: a p95 above it means more than 5% of requests above it,
+    which a handful of requests cannot show (one slow request of nine reads as a p95 over the line).
     """
     notes = []
     findings: list[Finding] = []
@@ -162,6 +184,15 @@ def unexplained_slow_findings(
             notes.append(
                 f"{stats.endpoint}: p95 {stats.p95:.1f} ms at the client but {inside:.1f} ms inside the service: "
                 "its requests waited outside the handler (CPU or worker contention), not in its own work"
+            )
+            continue
+        slower = (over or {}).get(stats.endpoint)
+        if slower is not None and not share_exceeds(slower, stats.requests, TAIL_SHARE, significance):
+            notes.append(
+                f"{stats.endpoint}: p95 {stats.p95:.1f} ms over {endpoint.threshold_ms:g} ms, but only {slower} of "
+                f"{stats.requests} requests were slower than that: too few to say more than {TAIL_SHARE:.0%} are "
+                f"(p < {significance:g} needs {requests_to_show(stats.requests, TAIL_SHARE, significance)}); "
+                "a longer baseline would decide"
             )
             continue
         if stats.p50 < min_p50_ms:
