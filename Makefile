@@ -5,13 +5,16 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench bench-validation schema clean postgresql chromium
+.PHONY: demo test test-fast lint bench bench-validation schema clean postgresql chromium
 
 demo: $(VENV)/.installed chromium  ## Run a whole campaign on the demo shop (ARGS="--auto-approve" to skip the prompts)
 	$(BIN)/ratchet demo $(ARGS)
 
 test: $(VENV)/.installed postgresql chromium  ## Run the test suite (real Temporal, k6, SQLite, PostgreSQL, Chromium, demo shop)
 	$(BIN)/python -m pytest $(ARGS)
+
+test-fast: $(VENV)/.installed chromium  ## The fast tier, about a minute: every test that starts no Temporal, worker, shop or PostgreSQL
+	$(BIN)/python -m pytest -m "not real" $(ARGS)
 
 # Debian packages, installed only when missing (a machine that has them pays one dpkg-query, prints nothing).
 # $(call apt_install,PACKAGE,WHAT IT IS FOR)

@@ -35,6 +35,20 @@ SHOP_TARGET = ROOT / "examples" / "shop" / "target.yaml"
 SHOP_ORDERS = 500_000
 SMALL_ORDERS = 20_000
 
+# The fast tier (`make test-fast`) leaves out every test that starts a real part: Temporal, a worker, the trace
+# receiver, the demo shop, PostgreSQL. Marked here by the fixtures they ask for, so a new test lands in the right
+# tier by what it uses; a test that starts a real part by itself is marked `real` by hand.
+REAL_PARTS = {
+    "temporal_home", "client", "worker", "trace_receiver", "shop", "shop_template", "postgres", "pg_shop",
+    "pg_database", "pg_shop_template", "start_shop", "small_db", "db_copy",
+}  # fmt: skip
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if REAL_PARTS & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.real)
+
 
 def free_port() -> int:
     with socket.socket() as sock:
