@@ -657,6 +657,10 @@ class CampaignStatus(Payload):
     anomalies: list[BaselineAnomaly] = Field(
         default_factory=list, description="The baseline per endpoint against its history (IsolationForest)."
     )
+    assessment_notes: list[str] = Field(
+        default_factory=list,
+        description="What the assessment could not see or decide, and why (no spans, too few requests, contention).",
+    )
     rollout: RolloutResult | None = Field(None, description="The gradual rollout to production, when there was one.")
     validation_runs: list[ArmRun] = Field(
         default_factory=list, description="The interleaved validation runs, in the order they ran."

@@ -84,6 +84,9 @@ def completed_campaign() -> CampaignStatus:
             },
             {"phase": "deployment", "decision": "approved", "by": "bob", "at": "2025-03-01T12:07:09Z"},
         ],
+        "assessment_notes": [
+            "checkout: p95 61.0 ms over 50 ms, but only 1 of 9 requests were slower than that: too few to say"
+        ],
         "findings": [
             {
                 "id": "F1",
@@ -347,6 +350,14 @@ def test_finding_shows_its_evidence(fixture: str, request: pytest.FixtureRequest
     assert "USE TEMP B-TREE FOR ORDER BY" in text
     assert "200,000" in text  # table_rows, with a thousands separator
     assert "critical" in text
+
+
+@pytest.mark.parametrize("fixture", ["full_markdown", "full_html"])
+def test_what_the_assessment_could_not_decide_is_said(fixture: str, request: pytest.FixtureRequest) -> None:
+    report = request.getfixturevalue(fixture)
+    text = report if fixture == "full_markdown" else _text(report)
+    assert "What the assessment could not see or decide" in text
+    assert "only 1 of 9 requests were slower than that" in text
 
 
 @pytest.mark.parametrize("fixture", ["full_markdown", "full_html"])

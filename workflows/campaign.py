@@ -238,6 +238,10 @@ class CampaignWorkflow:
         self._status.findings = assessment.findings
         self._status.database = assessment.database
         self._status.anomalies = assessment.anomalies
+        # What the assessment could not see is said where a person reads, not only in the activity's result.
+        self._status.assessment_notes = assessment.notes
+        for note in assessment.notes:
+            self._event(f"assessment: {note}")
         for anomaly in assessment.anomalous_baselines:
             # Said before anything is planned on it: a person at the planning gate sees it in the events.
             self._event(f"baseline unlike its history: {anomaly.sentence}")

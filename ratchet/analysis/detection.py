@@ -202,6 +202,8 @@ def unexplained_slow_findings(
             )
             continue
         why, evidence = "and nothing in its traces or plans explains it", {}
+        if server_p95_ms is None:  # no spans: Ratchet is blind inside the service and must not sound sure
+            why = "and no spans of it arrived, so where its time goes is not seen (only its plans were read)"
         dependency = (dependencies or {}).get(stats.endpoint)
         if dependency is not None and dependency.share >= 0.5:
             why = (f"and {dependency.share:.0%} of a request (median {dependency.median_ms:.1f} ms) waits on "
