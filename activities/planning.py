@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 
+from sqlmodel import select
 from temporalio import activity
 
 from ratchet.analysis import learning, planning
 from ratchet.analysis.calibration import endpoint_noise, recommended_margin, recommended_runs_per_arm
 from ratchet.analysis.decisions import guard_check
 from ratchet.analysis.power import FOCUS_SHARE_CAP, focus_rates, requests_per_run
+from ratchet.analysis.server_side import server_side_arms
 from ratchet.analysis.significance import judge_endpoints, tail_excess
 from ratchet.analysis.slo import check_slos
 from ratchet.analysis.tuning import suggest
+from ratchet.config.common import FindingType
 from ratchet.contracts import (
     ArmsRequest,
     CalibrateRequest,
@@ -33,7 +36,8 @@ from ratchet.settings import Settings
 from ratchet.store.engine import session_for
 from ratchet.store.outcomes import campaign_baseline, change_outcomes
 from ratchet.store.samples import endpoint_arms, endpoint_durations, endpoint_stats
-from ratchet.store.tables import RecommendationRecord
+from ratchet.store.server_time import server_durations
+from ratchet.store.tables import FindingRecord, RecommendationRecord
 
 
 class AnalysisActivities:
@@ -98,10 +102,28 @@ class AnalysisActivities:
 
     def _compare_arms(self, request: ArmsRequest) -> CompareResult:
         after_files = [self.settings.samples_file(run_id) for run_id in request.after_run_ids]
-        arms = endpoint_arms([self.settings.samples_file(run_id) for run_id in request.before_run_ids], after_files)
-        verdicts = judge_endpoints(arms, request.playbook)
+        client = endpoint_arms([self.settings.samples_file(run_id) for run_id in request.before_run_ids], after_files)
+        # The service's own time where its traces cover the requests: gains are measured on the server side.
+        arms, measured_at = server_side_arms(
+            client,
+            [server_durations(self.settings.spans_file(run_id)) for run_id in request.before_run_ids],
+            [server_durations(self.settings.spans_file(run_id)) for run_id in request.after_run_ids],
+            client_side=self._capacity_endpoints(request.campaign_id),
+        )
+        verdicts = judge_endpoints(arms, request.playbook, measured_at)
         # Every endpoint the after arm measured is held to its targets, even one the before arm missed.
         return CompareResult(verdicts=verdicts, slo=check_slos(endpoint_stats(after_files), request.playbook))
+
+    def _capacity_endpoints(self, campaign_id: str) -> set[str]:
+        """Endpoints the campaign found saturated: a fix there shortens the wait before the handler starts,
+        which only the client's clock sees, so they are judged on it."""
+        with session_for(self.settings.resolved_store_url) as session:
+            found = session.exec(
+                select(FindingRecord.endpoint).where(
+                    FindingRecord.campaign_id == campaign_id, FindingRecord.type == FindingType.SATURATION.value
+                )
+            ).all()
+        return set(found)
 
     @activity.defn(name="compare_arms")
     async def compare_arms(self, request: ArmsRequest) -> CompareResult:

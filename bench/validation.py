@@ -18,7 +18,10 @@ injected-slowdown flag, proportional to each request's own time). Then:
 
 The verdicts are those a campaign gives: ``judge_endpoints`` with the default playbook's validation rules,
 Holm across the endpoints, and the same procedure: ``--runs`` per arm, then one more round at a time while a
-verdict is inconclusive, up to ``--max-runs``.
+verdict is inconclusive, up to ``--max-runs``. The shop sends its spans to a trace receiver, and every
+repetition is judged twice on the same runs, side by side: on the server's clock (each request's root span,
+as a campaign judges an endpoint its traces cover) and on the load generator's. The extra rounds follow the
+server's verdicts, as a campaign's would.
 """
 
 from __future__ import annotations
@@ -39,14 +42,24 @@ from temporalio.testing import ActivityEnvironment
 from activities.measurement import MeasurementActivities
 from ratchet.analysis.decisions import undecided_endpoints, validation_outcome
 from ratchet.analysis.power import focus_rates, requests_per_run
+from ratchet.analysis.server_side import server_side_arms
 from ratchet.analysis.significance import ArmsOfEndpoint, judge_endpoints
 from ratchet.cli.demo import SHOP_TARGET, announced_process, prepare_shop_database
 from ratchet.config.common import Role
 from ratchet.config.loading import load_target
 from ratchet.config.playbook import Playbook
-from ratchet.contracts import ChangeRecord, LoadTestRequest, LoadTestResult, ValidationOutcome, Verdict
+from ratchet.contracts import (
+    ChangeRecord,
+    EndpointVerdict,
+    LoadTestRequest,
+    LoadTestResult,
+    ValidationOutcome,
+    Verdict,
+)
 from ratchet.settings import Settings
 from ratchet.store.samples import endpoint_arms, endpoint_durations
+from ratchet.store.server_time import server_durations
+from ratchet.traces.serve import READY_LINE
 
 GOAL_FALSE_SHARE = 0.05
 GOAL_CAUGHT_SHARE = 0.90
@@ -83,29 +96,56 @@ class Tally:
     notes: list[str] = field(default_factory=list)
 
 
-def _arms(settings: Settings, before: list[LoadTestResult], after: list[LoadTestResult]) -> dict[str, ArmsOfEndpoint]:
-    return endpoint_arms(
+CLOCKS = ("server", "client")
+
+
+def _arms(
+    settings: Settings, before: list[LoadTestResult], after: list[LoadTestResult], clock: str
+) -> tuple[dict[str, ArmsOfEndpoint], dict[str, str]]:
+    """The arms as a campaign judges them (``server``: root spans where the traces cover the requests), or on
+    the load generator's samples alone (``client``)."""
+    client = endpoint_arms(
         [settings.samples_file(r.run_id) for r in before], [settings.samples_file(r.run_id) for r in after]
+    )
+    if clock == "client":
+        return client, {}
+    return server_side_arms(
+        client,
+        [server_durations(settings.spans_file(r.run_id)) for r in before],
+        [server_durations(settings.spans_file(r.run_id)) for r in after],
     )
 
 
-async def _bench(args: argparse.Namespace, console: Console) -> Tally:
+def _judged(
+    settings: Settings, before: list[LoadTestResult], after: list[LoadTestResult], clock: str, playbook: Playbook
+) -> list[EndpointVerdict]:
+    arms, measured_at = _arms(settings, before, after, clock)
+    return judge_endpoints(arms, playbook, measured_at)
+
+
+async def _bench(args: argparse.Namespace, console: Console) -> dict[str, Tally]:
     home = Path(tempfile.mkdtemp(prefix="ratchet-bench-validation-"))
-    settings = Settings(home=home)
+    settings = Settings(home=home, otlp_port=args.port + 1)
     database = prepare_shop_database(home / "shop")
     os.environ["SHOP_DB"] = str(database)
     os.environ["SHOP_URL"] = url = f"http://127.0.0.1:{args.port}"
     target = load_target(SHOP_TARGET)
     endpoints = [e for e in target.endpoints if e.name in ENDPOINTS]
-    target = target.model_copy(update={"endpoints": endpoints, "traces": None, "levers": []})
+    target = target.model_copy(update={"endpoints": endpoints, "levers": []})
     playbook = Playbook(name="bench", approvers=["bench"])
     rules = playbook.validation
     budget = rules.model_copy(update={"runs_per_arm": args.runs, "max_runs_per_arm": args.max_runs})
     measure = MeasurementActivities(settings)
     environment = ActivityEnvironment()
-    tally = Tally()
+    tallies = {clock: Tally() for clock in CLOCKS}
     shop_argv = [sys.executable, "-m", "examples.shop", "--db", str(database), "--port", str(args.port)]
-    with announced_process(shop_argv, ready="shop listening", log=home / "shop.log"):
+    receiver_argv = [sys.executable, "-m", "ratchet.cli", "traces", "serve"]
+    receiver_env = os.environ | {"RATCHET_HOME": str(home), "RATCHET_OTLP_PORT": str(settings.otlp_port)}
+    shop_env = os.environ | {"OTEL_EXPORTER_OTLP_ENDPOINT": settings.otlp_url}
+    with (
+        announced_process(receiver_argv, ready=READY_LINE, log=home / "traces.log", env=receiver_env),
+        announced_process(shop_argv, ready="shop listening", log=home / "shop.log", env=shop_env),
+    ):
 
         async def run(label: str, slowed: bool, focus: dict[str, float]) -> LoadTestResult:
             shares = {SLOWED_ROUTE: args.slowdown} | dict.fromkeys(IMPROVED.values(), 1 / (1 - IMPROVEMENT) - 1)
@@ -144,9 +184,15 @@ async def _bench(args: argparse.Namespace, console: Console) -> Tally:
                 round_number += 1
                 if round_number < args.runs:
                     continue
-                aa = judge_endpoints(_arms(settings, arms["A"], arms["A'"]), playbook)
-                slow = {v.endpoint: v for v in judge_endpoints(_arms(settings, arms["A"], arms["X"]), playbook)}
-                fast = {v.endpoint: v for v in judge_endpoints(_arms(settings, arms["X"], arms["A"]), playbook)}
+                judged = {
+                    clock: (
+                        _judged(settings, arms["A"], arms["A'"], clock, playbook),
+                        {v.endpoint: v for v in _judged(settings, arms["A"], arms["X"], clock, playbook)},
+                        {v.endpoint: v for v in _judged(settings, arms["X"], arms["A"], clock, playbook)},
+                    )
+                    for clock in CLOCKS
+                }
+                aa, slow, fast = judged["server"]
                 # Extra rounds as a campaign adds them: where the budget could still decide an inconclusive
                 # endpoint, or prove the gain of a change's endpoint.
                 undecided = [
@@ -156,34 +202,48 @@ async def _bench(args: argparse.Namespace, console: Console) -> Tally:
                 ]
                 if not undecided or round_number >= args.max_runs:
                     break
-            false = [v for v in aa if v.verdict in (Verdict.IMPROVED, Verdict.REGRESSED)]
-            tally.repetitions += 1
-            tally.aa_false += bool(false)
-            verdict = slow[SLOWED]
-            tally.caught += verdict.verdict == Verdict.REGRESSED
-            # The campaign's own decision on these verdicts (no SLO in play): regressed rolls every change back.
-            tally.rolled_back += validation_outcome(list(slow.values()), [], playbook) == ValidationOutcome.REGRESSED
-            tally.slowed_inconclusive += verdict.verdict == Verdict.INCONCLUSIVE
-            for endpoint in IMPROVED:
-                tally.improved[endpoint] += fast[endpoint].verdict == Verdict.IMPROVED
-                if fast[endpoint].verdict != Verdict.IMPROVED:
-                    tally.notes.append(
-                        f"repetition {repetition + 1}, {endpoint} 30% faster: {fast[endpoint].verdict.value}: "
-                        f"{fast[endpoint].explanation}"
-                    )
-            for v in false:
-                tally.notes.append(f"repetition {repetition + 1}, A/A: {v.endpoint} {v.verdict.value}: {v.explanation}")
-            if verdict.verdict != Verdict.REGRESSED:
-                tally.notes.append(
-                    f"repetition {repetition + 1}, slowed: {verdict.verdict.value}: {verdict.explanation}"
+            line = []
+            for clock in CLOCKS:
+                aa, slow, fast = judged[clock]
+                line.append(
+                    f"{clock}: " + _tally(tallies[clock], repetition, round_number, aa, slow, fast, args, playbook)
                 )
-            tally.rounds.append(round_number)
-            gains = ", ".join(f"{e} {fast[e].verdict.value} ({fast[e].ratio_text()})" for e in IMPROVED)
             console.print(
-                f"repetition {repetition + 1}/{args.repetitions} ({round_number} runs per arm): A/A "
-                f"{'FALSE ' + str(len(false)) if false else 'clean'}; {SLOWED} +{args.slowdown:.0%}: "
-                f"{verdict.verdict.value} ({verdict.ratio_text()}); 30% faster: {gains}"
+                f"repetition {repetition + 1}/{args.repetitions} ({round_number} runs per arm): " + "; ".join(line)
             )
+    return tallies
+
+
+def _tally(
+    tally: Tally, repetition: int, rounds: int, aa: list[EndpointVerdict], slow: dict[str, EndpointVerdict],
+    fast: dict[str, EndpointVerdict], args: argparse.Namespace, playbook: Playbook,
+) -> str:  # fmt: skip
+    """Counts one repetition's verdicts on one clock; what it found, as a few words."""
+    false = [v for v in aa if v.verdict in (Verdict.IMPROVED, Verdict.REGRESSED)]
+    tally.repetitions += 1
+    tally.aa_false += bool(false)
+    verdict = slow[SLOWED]
+    tally.caught += verdict.verdict == Verdict.REGRESSED
+    # The campaign's own decision on these verdicts (no SLO in play): regressed rolls every change back.
+    tally.rolled_back += validation_outcome(list(slow.values()), [], playbook) == ValidationOutcome.REGRESSED
+    tally.slowed_inconclusive += verdict.verdict == Verdict.INCONCLUSIVE
+    for endpoint in IMPROVED:
+        tally.improved[endpoint] += fast[endpoint].verdict == Verdict.IMPROVED
+        if fast[endpoint].verdict != Verdict.IMPROVED:
+            tally.notes.append(
+                f"repetition {repetition + 1}, {endpoint} 30% faster: {fast[endpoint].verdict.value}: "
+                f"{fast[endpoint].explanation}"
+            )
+    for v in false:
+        tally.notes.append(f"repetition {repetition + 1}, A/A: {v.endpoint} {v.verdict.value}: {v.explanation}")
+    if verdict.verdict != Verdict.REGRESSED:
+        tally.notes.append(f"repetition {repetition + 1}, slowed: {verdict.verdict.value}: {verdict.explanation}")
+    tally.rounds.append(rounds)
+    gains = ", ".join(f"{e} {fast[e].verdict.value} ({fast[e].ratio_text()})" for e in IMPROVED)
+    return (
+        f"A/A {'FALSE ' + str(len(false)) if false else 'clean'}, {SLOWED} +{args.slowdown:.0%} "
+        f"{verdict.verdict.value} ({verdict.ratio_text()}), 30% faster: {gains}"
+    )
     return tally
 
 
@@ -199,13 +259,18 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8811)
     args = parser.parse_args()
     console = Console()
-    tally = asyncio.run(_bench(args, console))
+    tallies = asyncio.run(_bench(args, console))
+    for clock, tally in tallies.items():
+        _print_bars(console, clock, tally, args)
+
+
+def _print_bars(console: Console, clock: str, tally: Tally, args: argparse.Namespace) -> None:
     false_share = tally.aa_false / tally.repetitions
     caught_share = tally.caught / tally.repetitions
     mean_rounds = sum(tally.rounds) / len(tally.rounds)
     table = Table(
-        title=f"Validation quality bars ({tally.repetitions} repetitions, {args.runs}-{args.max_runs} runs per arm, "
-        f"{mean_rounds:.1f} on average, {args.run_seconds:g} s each)"
+        title=f"Validation quality bars on the {clock}'s clock ({tally.repetitions} repetitions, "
+        f"{args.runs}-{args.max_runs} runs per arm, {mean_rounds:.1f} on average, {args.run_seconds:g} s each)"
     )
     for column in ("bar", "goal", "measured", "met"):
         table.add_column(column)
@@ -231,7 +296,7 @@ def main() -> None:
     )  # fmt: skip
     console.print(table)
     for note in tally.notes:
-        console.print(f"  {note}")
+        console.print(f"  {clock}: {note}")
 
 
 if __name__ == "__main__":

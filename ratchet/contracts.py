@@ -498,6 +498,11 @@ class EndpointVerdict(Payload):
         description="The smallest improvement (a share) these runs detect with power 0.9: larger than the bar, "
         "the sample was too small to decide.",
     )
+    measured_at: Literal["client", "server"] = Field(
+        "client",
+        description="Whose clock the numbers are: the load generator's (client), or the service's own root spans "
+        "(server: the handler's time, without what the host and the load generator add around it).",
+    )
     verdict: Verdict
     explanation: str
 

@@ -27,11 +27,13 @@ from ratchet.analysis.detection import (
 from ratchet.analysis.planning import covers, plan
 from ratchet.analysis.plans import FullScan, full_scans_postgresql, full_scans_sqlite
 from ratchet.analysis.power import FOCUS_SHARE_CAP, focus_rates, requests_per_run, run_log_spread
+from ratchet.analysis.server_side import server_side_arms
 from ratchet.analysis.significance import (
     compare_endpoint,
     detectable_change,
     hodges_lehmann,
     holm_adjusted,
+    judge_endpoints,
     tail_excess,
 )
 from ratchet.analysis.slo import check_slos
@@ -430,3 +432,37 @@ def test_extra_rounds_go_only_where_the_budget_could_decide() -> None:
     assert not could_settle(sparse, rules) and could_settle(close, rules) and could_prove(gaining, rules)
     spent = close.model_copy(update={"runs_after": 6})
     assert not could_settle(spent, rules)
+
+
+def _runs(rng: np.random.Generator, sizes: list[int], scale: float) -> list[np.ndarray]:
+    return [rng.lognormal(np.log(scale), 0.3, size) for size in sizes]
+
+
+def test_an_endpoint_whose_traces_cover_its_requests_is_judged_on_the_servers_time() -> None:
+    """Covered in every run: the verdict's numbers are the root spans'; one run with half its requests traced,
+    or an endpoint found saturated (its gain is the wait before the handler), stays on the client's numbers."""
+    rng = np.random.default_rng(7)
+    client_before, client_after = _runs(rng, [80, 80], 12.0), _runs(rng, [80, 80], 6.0)
+    server_before, server_after = _runs(rng, [80, 79], 10.0), _runs(rng, [80, 80], 4.0)
+    client = {
+        "search": (stats("search", 12, 20, requests=160), stats("search", 6, 10, requests=160), client_before,
+                   client_after),
+    }  # fmt: skip
+    arms, measured_at = server_side_arms(
+        client, [{"search": run} for run in server_before], [{"search": run} for run in server_after]
+    )
+    assert measured_at == {"search": "server"}
+    before, after, before_runs, _ = arms["search"]
+    assert before.requests == 159 and before_runs is not client_before and after.p50 < 5
+    [verdict] = judge_endpoints(arms, PLAYBOOK, measured_at)
+    assert verdict.measured_at == "server" and "inside the service" in verdict.explanation
+
+    half = [{"search": server_before[0]}, {"search": server_before[1][:40]}]
+    _, measured_at = server_side_arms(client, half, [{"search": run} for run in server_after])
+    assert measured_at == {"search": "client"}
+    _, measured_at = server_side_arms(
+        client, [{"search": run} for run in server_before], [{"search": run} for run in server_after], {"search"}
+    )
+    assert measured_at == {"search": "client"}
+    [verdict] = judge_endpoints(client, PLAYBOOK)
+    assert verdict.measured_at == "client" and "inside the service" not in verdict.explanation

@@ -248,17 +248,28 @@ def _pooled(runs: list[np.ndarray]) -> np.ndarray:
 ArmsOfEndpoint = tuple[EndpointStats, EndpointStats, list[np.ndarray], list[np.ndarray]]
 
 
-def judge_endpoints(arms: dict[str, ArmsOfEndpoint], playbook: Playbook) -> list[EndpointVerdict]:
-    """A verdict per endpoint, its Mann-Whitney p-values Holm-adjusted across the endpoints compared."""
+def judge_endpoints(
+    arms: dict[str, ArmsOfEndpoint], playbook: Playbook, measured_at: dict[str, str] | None = None
+) -> list[EndpointVerdict]:
+    """A verdict per endpoint, its Mann-Whitney p-values Holm-adjusted across the endpoints compared.
+    ``measured_at`` says, per endpoint, whether its arms are the client's times or the server's (root spans)."""
     raw = {endpoint: one_sided_p_values(_pooled(pair[2]), _pooled(pair[3])) for endpoint, pair in arms.items()}
     faster = holm_adjusted({endpoint: p[0] for endpoint, p in raw.items()})
     slower = holm_adjusted({endpoint: p[1] for endpoint, p in raw.items()})
-    return [
-        compare_endpoint(
+    verdicts = []
+    for endpoint, pair in arms.items():
+        verdict = compare_endpoint(
             *pair,
             playbook.validation,
             playbook.slo.for_endpoint(endpoint).max_error_rate,
             p_values=(faster[endpoint], slower[endpoint]),
         )
-        for endpoint, pair in arms.items()
-    ]
+        if (measured_at or {}).get(endpoint) == "server":
+            verdict = verdict.model_copy(
+                update={
+                    "measured_at": "server",
+                    "explanation": verdict.explanation + "; measured inside the service (its root spans)",
+                }
+            )
+        verdicts.append(verdict)
+    return verdicts

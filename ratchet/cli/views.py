@@ -67,6 +67,8 @@ def endpoints_table(status: CampaignStatus) -> Table | None:
             table.add_row(*row)
             continue
         metric = verdict.metric
+        if verdict.measured_at == "server":
+            row[0] += " (server)"  # the verdict's numbers are the service's own time, not the client's
         style = {"improved": "green", "regressed": "red", "inconclusive": "yellow"}.get(verdict.verdict.value, "dim")
         table.add_row(
             *row,
