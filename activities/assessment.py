@@ -22,6 +22,7 @@ from ratchet.analysis.detection import (
     endpoints_to_inspect,
     error_hotspots,
     missing_index_findings,
+    overload_note,
     slow_endpoints,
     unexplained_slow_findings,
 )
@@ -263,7 +264,8 @@ class AssessmentActivities:
             over=self._slower_than_threshold(request.baseline, slow), significance=playbook.validation.significance,
         )  # fmt: skip
         findings = numbered(findings + unexplained)
-        notes += contention
+        overloaded = overload_note(request.baseline.endpoints, playbook, server_p95)
+        notes = ([overloaded] if overloaded else []) + notes + contention
         self._store(request.campaign_id, findings)
         database, inspection_notes = self._inspect(request)
         anomalies, anomaly_notes = self._anomalies(request)

@@ -22,6 +22,7 @@ from ratchet.analysis.detection import (
     StatementEvidence,
     endpoints_to_inspect,
     missing_index_findings,
+    overload_note,
     unexplained_slow_findings,
 )
 from ratchet.analysis.planning import covers, plan
@@ -466,3 +467,13 @@ def test_an_endpoint_whose_traces_cover_its_requests_is_judged_on_the_servers_ti
     assert measured_at == {"search": "client"}
     [verdict] = judge_endpoints(client, PLAYBOOK)
     assert verdict.measured_at == "client" and "inside the service" not in verdict.explanation
+
+
+def test_every_endpoint_over_its_target_the_lightest_too_says_the_load_is_too_much() -> None:
+    """A single event loop under more load than it serves: even the health check waits. The note says that the
+    load, not the endpoints, is the problem; one endpoint under its target is no such sign."""
+    overloaded = [stats("health", 900, 1300), stats("search", 1500, 2600), stats("item", 1200, 5900)]
+    note = overload_note(overloaded, PLAYBOOK, {"health": 0.8})
+    assert "even health" in note and "p95 is 0.8 ms" in note and "lower load.rate" in note
+    assert overload_note([*overloaded[1:], stats("health", 2, 4)], PLAYBOOK, None) == ""
+    assert overload_note(overloaded[:2], PLAYBOOK, None) == ""  # two endpoints say little about a whole service

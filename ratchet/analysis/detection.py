@@ -69,6 +69,27 @@ def endpoints_to_inspect(stats: list[EndpointStats], playbook: Playbook) -> list
     return sorted(chosen, key=lambda s: s.latency_share, reverse=True)
 
 
+def overload_note(stats: list[EndpointStats], playbook: Playbook, server_p95_ms: dict[str, float] | None) -> str:
+    """Said when every endpoint with a target is over it, the one doing least work too: then the load is more
+    than the service serves here, and its latencies describe the queue, not the endpoints ("" otherwise)."""
+    measured = [s for s in stats if s.requests and slow_threshold_ms(s.endpoint, playbook) != float("inf")]
+    if len(measured) < 3 or any(s.p95 <= slow_threshold_ms(s.endpoint, playbook) for s in measured):
+        return ""
+    lightest = min(measured, key=lambda s: s.p50)
+    inside = (server_p95_ms or {}).get(lightest.endpoint)
+    where = (
+        f"; inside the service its p95 is {inside:.1f} ms, the rest is the wait to be served"
+        if inside is not None
+        else ""
+    )
+    return (
+        f"every endpoint is over its p95 target at {playbook.load.rate:g} req/s, even {lightest.endpoint}, the one "
+        f"doing least (median {lightest.p50:.1f} ms, p95 {lightest.p95:.1f} ms){where}: the load is more than the "
+        "service serves on this machine, so the findings describe an overloaded service; lower load.rate to "
+        "what it serves (the stress run's knee, when the playbook asks for one) and assess again"
+    )
+
+
 def _severity(p95: float, threshold: float) -> str:
     if threshold == float("inf"):
         return "medium"
