@@ -186,6 +186,8 @@ class CampaignWorkflow:
         self._begin(Phase.ASSESSMENT)
         baseline = await self._load_test("baseline", Role.PERF_OPTIMIZER, "Baseline load test (k6)")
         self._status.baseline = baseline
+        for note in baseline.notes:  # what the baseline could not measure (no spans, no resources): said at once
+            self._event(f"baseline: {note}")
         for shape in extra_shapes(self._input.playbook):
             result = await self._load_test(
                 shape.label, Role.PERF_OPTIMIZER, f"{shape.label.capitalize()} load test (k6)", shape=shape
