@@ -237,7 +237,10 @@ class AssessmentActivities:
         rules = playbook.detection
         slow = endpoints_to_inspect(request.baseline.endpoints, playbook)
         analysis, burst = self._traces(request)
-        findings = missing_index_findings(slow, self._statement_evidence(request, slow, analysis), playbook)
+        findings = missing_index_findings(
+            slow, self._statement_evidence(request, slow, analysis), playbook,
+            analysis.server_mean_ms if analysis is not None else None,
+        )  # fmt: skip
         notes: list[str] = []
         if analysis is not None:
             findings += analysis.findings + burst

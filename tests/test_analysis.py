@@ -147,6 +147,18 @@ def test_a_p95_over_the_line_on_one_slow_request_of_nine_is_a_note_not_a_finding
     assert [f.endpoint for f in findings] == ["availability"] and notes == []
 
 
+def test_a_scan_that_is_the_handlers_work_is_found_though_the_client_mostly_waits_in_a_queue() -> None:
+    """At a load the service cannot keep up with, the client's 400 ms are mostly the wait to be served; the
+    scan's 17 ms are nearly all of the 17.5 ms inside the service. Its share is taken of the server's time."""
+    queued = [stats("search", 380, 410), stats("item", 1, 2, requests=300)]
+    slow = endpoints_to_inspect(queued, PLAYBOOK)
+    scan = _evidence()
+    scan = StatementEvidence(**{**scan.__dict__, "median_ms": 17.0})
+    assert missing_index_findings(slow, [scan], PLAYBOOK) == []  # 17 of ~420 ms at the client: under 25%
+    [finding] = missing_index_findings(slow, [scan], PLAYBOOK, server_mean_ms={"search": 17.5})
+    assert finding.evidence["statement_share_of_endpoint"] > 0.9
+
+
 def test_small_tables_and_fast_endpoints_yield_no_finding() -> None:
     slow = endpoints_to_inspect([stats("search", 40, 120)], PLAYBOOK)
     assert missing_index_findings(slow, [_evidence(rows=500)], PLAYBOOK) == []

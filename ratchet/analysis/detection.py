@@ -102,9 +102,16 @@ def _severity(p95: float, threshold: float) -> str:
 
 
 def missing_index_findings(
-    slow: list[SlowEndpoint], evidence: list[StatementEvidence], playbook: Playbook
+    slow: list[SlowEndpoint],
+    evidence: list[StatementEvidence],
+    playbook: Playbook,
+    server_mean_ms: dict[str, float] | None = None,
 ) -> list[Finding]:
-    """A finding per (table, columns) scanned in full under a slow endpoint, on a large enough table."""
+    """A finding per (table, columns) scanned in full under a slow endpoint, on a large enough table.
+
+    The statement's share is of the request's time inside the service when the traces measured it
+    (``server_mean_ms``): under a load that queues requests, the client's time is mostly the wait, and a scan
+    that is nearly all of the handler's work would read as a small part of it."""
     by_endpoint = {s.stats.endpoint: s for s in slow}
     findings: dict[tuple[str, str, tuple[str, ...]], Finding] = {}
     for item in evidence:
@@ -115,7 +122,8 @@ def missing_index_findings(
             rows = item.table_rows.get(scan.table, 0)
             columns = item.filtered_columns.get(scan.table, [])
             stats = endpoint.stats
-            statement_share = min(1.0, item.median_ms / stats.mean) if stats.mean else 0.0
+            request_ms = (server_mean_ms or {}).get(item.endpoint) or stats.mean
+            statement_share = min(1.0, item.median_ms / request_ms) if request_ms else 0.0
             if rows < playbook.detection.min_table_rows or not columns:
                 continue
             if statement_share < playbook.detection.min_statement_share:

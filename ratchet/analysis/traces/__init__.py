@@ -37,6 +37,8 @@ class TraceAnalysis:
     """Per endpoint, the p95 of its server spans: the time spent inside the service."""
     dependencies: dict[str, Dependency] = field(default_factory=dict)
     """Per endpoint, the outbound calls its requests wait on most."""
+    server_mean_ms: dict[str, float] = field(default_factory=dict)
+    """Per endpoint, the mean of its server spans: what a statement's share of the request is taken of."""
 
 
 def analyze_run(con: duckdb.DuckDBPyConnection, source: str, rules: Detection) -> TraceAnalysis:
@@ -50,12 +52,12 @@ def analyze_run(con: duckdb.DuckDBPyConnection, source: str, rules: Detection) -
     findings = [f for f in n_plus_one(con, mix, rules) if (f.endpoint, f.evidence["statement"]) not in grouped]
     findings += groups + sequential_calls(con, mix, rules) + n_plus_one_api(con, mix, rules)
     findings += queueing(con, mix, rules)
-    server_p95 = dict(
-        con.execute("SELECT endpoint, quantile_cont(root_ms, 0.95) FROM req GROUP BY endpoint").fetchall()
-    )
+    inside = con.execute("SELECT endpoint, quantile_cont(root_ms, 0.95), avg(root_ms) FROM req GROUP BY endpoint")
+    server = inside.fetchall()
     return TraceAnalysis(
-        findings, dominant_statements(con, mix, rules), self_time_of_roots(con), mix, server_p95,
-        slowest_dependency(con),
+        findings, dominant_statements(con, mix, rules), self_time_of_roots(con), mix,
+        {endpoint: p95 for endpoint, p95, _ in server}, slowest_dependency(con),
+        {endpoint: mean for endpoint, _, mean in server},
     )  # fmt: skip
 
 
