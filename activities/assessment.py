@@ -200,11 +200,16 @@ class AssessmentActivities:
         """Span detectors over the baseline's traces, and queueing over the probe's burst."""
         rules = request.playbook.detection
         spans = self.settings.spans_file(request.baseline.run_id)
-        if not spans.is_file():
-            return None, []
+        if not spans.is_file() or not request.baseline.spans:
+            return None, []  # no span arrived: nothing to analyse, and nothing must read as "traces show nothing"
         with duckdb.connect() as con:
             # The steady state: the warm-up's traces are left out, as its samples are.
             analysis = analyze_run(con, f"(SELECT * FROM read_parquet({sql_literal(spans)}) WHERE NOT warmup)", rules)
+            statements = con.execute(
+                "SELECT count(*) FROM read_parquet(?) WHERE statement IS NOT NULL OR db_system IS NOT NULL",
+                [str(spans)],
+            ).fetchone()
+            analysis.database_spans = int(statements[0]) if statements else 0
             burst: list[Finding] = []
             probe = request.probe
             if probe is not None and probe.burst_run_id:
@@ -244,6 +249,13 @@ class AssessmentActivities:
         notes: list[str] = []
         if analysis is not None:
             findings += analysis.findings + burst
+            if target.database is not None and not analysis.database_spans:
+                notes.append(
+                    "the service's traces hold no database span: its statements are not seen per request, so N+1 "
+                    "and statement detectors could not run and only the target's declared queries were planned "
+                    "(is the driver instrumented? sqlite3's Connection.execute, for one, is not traced by "
+                    "opentelemetry-instrumentation-sqlite3; a thread pool needs the context carried into it)"
+                )
         else:
             notes.append("no spans of the baseline: only latency and plans were analysed (trace detectors need spans)")
         mix = (
