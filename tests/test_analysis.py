@@ -363,6 +363,21 @@ def test_a_verdict_on_too_few_requests_says_so() -> None:
     assert verdict.detectable_change is not None and verdict.detectable_change > rules.min_improvement
 
 
+def test_runs_that_disagree_say_more_runs_would_decide_not_more_requests() -> None:
+    """Two hundred requests a run, but one run of each arm twice as slow as the other (a host busy during it):
+    pooled, the requests would decide; it is the runs that differ, and the verdict says so."""
+    rng = np.random.default_rng(8)
+    rules = PLAYBOOK.validation
+
+    def arm() -> list[np.ndarray]:
+        return [rng.lognormal(np.log(10), 0.05, 200), rng.lognormal(np.log(20), 0.05, 200)]
+
+    verdict = compare_endpoint(stats("a", 15, 20), stats("a", 15, 20), arm(), arm(), rules, 0.01)
+    assert verdict.verdict not in (Verdict.IMPROVED, Verdict.REGRESSED), verdict.explanation
+    assert "the runs disagree too much to decide: 400/400 requests in 2/2 runs" in verdict.explanation
+    assert "more runs per arm would decide" in verdict.explanation
+
+
 def test_a_real_gain_short_of_the_bar_is_not_worse_and_says_it_missed_the_bar() -> None:
     rng = np.random.default_rng(7)
     rules = PLAYBOOK.validation

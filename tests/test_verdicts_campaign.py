@@ -195,3 +195,49 @@ async def test_a_bake_breach_is_measured_again_and_only_one_that_lasts_rolls_bac
         assert index.state == ChangeState.KEPT, index
         assert any("did not last" in e for e in events), events
     await assert_replays(client, campaign_id)
+
+
+async def test_two_changes_that_save_the_same_bytes_keep_the_saving(
+    client: Client, settings: Settings, worker: None, shop: Shop, index_only_target: Path, tmp_path: Path
+) -> None:
+    """gzip for every response and an asset pipeline that gzips the storefront's script and styles too: with the
+    other in place, each saves nothing there. The one measured first and found to save nothing is held back
+    while the next is measured, so one of them proves the saving, and the shop keeps serving them compressed."""
+    import yaml
+
+    data = yaml.safe_load(index_only_target.read_text())
+    shop_levers = yaml.safe_load(SHOP_TARGET.read_text())["levers"]
+    data["levers"] += [
+        lever for lever in shop_levers if lever["name"] in ("gzip-responses", "storefront-asset-pipeline")
+    ]
+    target = tmp_path / "compression.yaml"
+    target.write_text(yaml.safe_dump(data, sort_keys=False))
+    compressors = {"gzip-responses", "storefront-asset-pipeline"}
+    campaign_id = await campaigns.launch(client, settings, playbook_file=TEST_PLAYBOOK, target_file=target)
+    status = await wait_for(client, campaign_id, waiting_at("planning"), what="the planning gate")
+    picked = [r.id for r in status.recommendations if r.lever is not None and r.lever.name in compressors]
+    assert {r.lever.name for r in status.recommendations if r.id in picked and r.lever} == compressors, [
+        (r.id, r.lever and r.lever.name, r.finding_id) for r in status.recommendations
+    ]
+    await campaigns.approve(client, campaign_id, ApprovalInput(phase="planning", approver="alice", only=picked))
+    await wait_for(client, campaign_id, waiting_at("deployment"), what="the deployment gate", timeout_s=600)
+    await campaigns.approve(client, campaign_id, ApprovalInput(phase="deployment", approver="alice"))
+    final = await finish(client, campaign_id)
+
+    assert final.state == CampaignState.COMPLETED, (final.outcome, final.outcome_detail)
+    changes = {c.lever: c for c in final.changes}
+    savers = [
+        lever
+        for lever in ("gzip-responses", "storefront-asset-pipeline")
+        if any(
+            b.endpoint == "storefront-script" and b.verdict.value == "improved"
+            for b in changes[lever].bytes_attribution
+        )
+    ]
+    described = [(c.lever, c.state.value, c.reason, [(b.endpoint, b.verdict.value) for b in c.bytes_attribution])
+                 for c in final.changes]  # fmt: skip
+    assert savers, described
+    assert all(changes[lever].state == ChangeState.KEPT for lever in savers), described
+    script = httpx.get(f"{shop.url}/static/app.js", headers={"Accept-Encoding": "gzip"})
+    assert script.headers.get("content-encoding") == "gzip", (script.headers, described)
+    await assert_replays(client, campaign_id)

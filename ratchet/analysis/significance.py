@@ -146,13 +146,13 @@ def compare_endpoint(
         verdict = Verdict.NOT_WORSE
         why = "not worse: " + _not_worse_rule(high, margin, worst_excess_ms, floor) + "; "
         why += _why_not_improved(ratio, bar, effect_ms, floor, faster_by_chance, p_faster, high, rules, test)
-        why += _too_few(detectable, rules, before.size, after.size) + f"; {numbers}"
+        why += _too_few(detectable, rules, before_runs, after_runs) + f"; {numbers}"
     else:
         verdict = Verdict.INCONCLUSIVE
         why = (
             f"inconclusive: the CI reaches x{_top(high)}, past the margin x{ratio_digits(margin)}, "
             + _why_not_regressed(ratio, margin, effect_ms, floor, slower_by_chance, p_slower, low, test)
-            + _too_few(detectable, rules, before.size, after.size)
+            + _too_few(detectable, rules, before_runs, after_runs)
             + f"; {numbers}"
         )
     return EndpointVerdict(
@@ -226,12 +226,27 @@ def _why_not_regressed(
     return f"slower beyond chance by {effect_ms:.1f} ms, under the minimum effect {floor:.1f} ms"
 
 
-def _too_few(detectable: float | None, rules: Validation, before: int, after: int) -> str:
-    """Says so when the sample could not have detected the bar's improvement: too few requests."""
+def _too_few(
+    detectable: float | None, rules: Validation, before_runs: list[np.ndarray], after_runs: list[np.ndarray]
+) -> str:
+    """Says so when the sample could not have detected the bar's improvement, and what was short: requests (the
+    requests pooled as one run each would not detect it either), or agreement between the runs (pooled, they
+    would: the runs differ from each other more than their requests do, and more runs, not more requests,
+    would decide)."""
     if detectable is None or detectable <= rules.min_improvement:
         return ""
+    before, after = _pooled(before_runs), _pooled(after_runs)
+    sizes = f"{before.size}/{after.size} requests in {len(before_runs)}/{len(after_runs)} runs"
+    if len(before_runs) + len(after_runs) > 2:
+        within = ratio_interval([before], [after], quantile=QUANTILES[rules.metric], level=rules.confidence)
+        if detectable_change(within.log_sd, rules.confidence) <= rules.min_improvement:
+            return (
+                f"; the runs disagree too much to decide: {sizes} can detect only a change of {detectable:.0%} or "
+                f"more, not the {rules.min_improvement:.0%} asked for, because the runs differ from each other "
+                "(more runs per arm would decide, not more requests)"
+            )
     return (
-        f"; too few requests to decide: {before}/{after} can detect only a change of {detectable:.0%} or more, "
+        f"; too few requests to decide: {sizes} can detect only a change of {detectable:.0%} or more, "
         f"not the {rules.min_improvement:.0%} asked for"
     )
 
