@@ -265,6 +265,7 @@ def status_summary(status: CampaignStatus) -> dict[str, Any]:
         entry = endpoints.setdefault(v.endpoint, {})
         entry["before"], entry["after"] = numbers(v.before), numbers(v.after)
         entry["verdict"] = v.verdict.value
+        entry["measured_at"] = v.measured_at  # whose clock before/after are: the client's, or the server's spans
         entry |= {"metric": v.metric, "ratio": v.ratio, "ratio_low": v.ratio_low, "ratio_high": v.ratio_high}
         entry["runs_per_arm"] = v.runs_after
         entry["requests"] = {"before": v.before.requests, "after": v.after.requests}
