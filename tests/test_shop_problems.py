@@ -435,7 +435,7 @@ def test_order_history_cache_hides_an_order_just_placed(shop: TracedShop, shop_d
 # --- levers: durable, idempotent, and the defaults come back ---------------------------------------------
 
 
-NOT_LEVERS = {"injected_slowdown", "rollout_percent"}
+NOT_LEVERS = {"injected_slowdown", "injected_slowdown_traces", "rollout_percent"}
 
 
 def test_flag_levers_survive_a_restart_and_rollback_restores_the_defaults(
