@@ -568,7 +568,7 @@ class CampaignWorkflow:
         # one of them proves the saving; campaigns started before replay without it.
         redundancy = one_by_one and workflow.patched("payload-redundancy")
         held: list[ChangeRecord] = []
-        for toggled, endpoints, credited, who in measurements:
+        for number, (toggled, endpoints, credited, who) in enumerate(measurements):
             measured = {}
             for in_place in (False, True):
                 await self._put_changes(toggled, in_place)
@@ -590,6 +590,14 @@ class CampaignWorkflow:
                     + "; ".join(f"{b.endpoint} {b.verdict.value} ({b.explanation})" for b in change.bytes_attribution)
                 )
             saved_nothing = [c for c in credited if not any(b.verdict == Verdict.IMPROVED for b in c.bytes_attribution)]
+            if redundancy and workflow.patched("redundancy-by-endpoint"):
+                # Per endpoint: gzip saves the export's bytes but nothing on the script an asset pipeline also
+                # compresses; held back there, the pipeline is measured without it and proves that saving.
+                later = {e for _, measured_next, _, _ in measurements[number + 1 :] for e in measured_next}
+                saved_nothing = [
+                    c for c in credited
+                    if any(b.verdict != Verdict.IMPROVED and b.endpoint in later for b in c.bytes_attribution)
+                ]  # fmt: skip
             if redundancy and saved_nothing:
                 await self._put_changes(saved_nothing, False)
                 held += saved_nothing
