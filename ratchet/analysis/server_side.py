@@ -38,13 +38,8 @@ def server_side_arms(
     for endpoint, (before_stats, after_stats, before_runs, after_runs) in client.items():
         server_before = [run.get(endpoint, np.empty(0)) for run in before]
         server_after = [run.get(endpoint, np.empty(0)) for run in after]
-        if (
-            endpoint in client_side
-            or not _covers(server_before, before_runs)
-            or not _covers(server_after, after_runs)
-            or not any(run.size for run in server_before)
-            or not any(run.size for run in server_after)
-        ):
+        # Each arm has requests (``client`` holds only endpoints both arms measured), so coverage means spans.
+        if endpoint in client_side or not _covers(server_before, before_runs) or not _covers(server_after, after_runs):
             arms[endpoint], measured_at[endpoint] = client[endpoint], CLIENT
             continue
         arms[endpoint] = (
