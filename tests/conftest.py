@@ -67,6 +67,17 @@ def temporal_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     stop_server(home)
 
 
+@pytest.fixture(scope="session")
+def fake_tier_temporal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Temporal dev server for the fast tier's workflows on fake activities (it starts in about a second); its
+    address. Separate from `temporal_home`, which marks a test as one of the real tier."""
+    home = tmp_path_factory.mktemp("temporal-fast")
+    address = f"127.0.0.1:{free_port()}"
+    start_server(home, address=address, ui_port=free_port())
+    yield address
+    stop_server(home)
+
+
 @pytest.fixture
 def settings(temporal_home: Path, tmp_path: Path) -> Settings:
     """Settings of one test: its own data folder and task queues on the shared server."""

@@ -30,7 +30,6 @@ from ratchet.contracts import (
     Finding,
     LeverCall,
     Recommendation,
-    RejectionInput,
 )
 from ratchet.settings import Settings
 from ratchet.store.engine import session_for
@@ -256,22 +255,6 @@ async def test_campaign_on_postgres_finds_the_seq_scan_and_proves_the_index(
     assert change.state == ChangeState.KEPT
     added = sorted(set(pg_shop.indexes()) - set(indexes_before))
     assert [name for name, _ in added] == ["ratchet_ix_orders_customer_email"]
-    await assert_replays(client, campaign_id)
-
-
-async def test_rejection_at_planning_applies_nothing(
-    client: Client, settings: Settings, worker: None, shop: Shop, index_only_target: Path
-) -> None:
-    indexes_before = shop.indexes()
-    campaign_id = await campaigns.launch(client, settings, playbook_file=TEST_PLAYBOOK, target_file=index_only_target)
-    await wait_for(client, campaign_id, waiting_at("planning"), what="the planning gate")
-    await campaigns.reject(client, campaign_id, RejectionInput(approver="bob", reason="change freeze this week"))
-    final = await finish(client, campaign_id)
-
-    assert final.state == CampaignState.REJECTED
-    assert "nothing applied" in final.outcome and final.outcome_detail == "change freeze this week"
-    assert final.changes == [] and ledger(settings, campaign_id) == []
-    assert shop.indexes() == indexes_before
     await assert_replays(client, campaign_id)
 
 

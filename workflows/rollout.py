@@ -197,7 +197,11 @@ class RolloutWorkflow:
         if action == "apply_lever" and change not in self._applied:
             self._applied.append(change)  # before it runs: a failure halfway is undone too
         where = f" at {percent:g}%" if percent is not None else ""
-        await workflow.execute_activity(
+        # A lever is never cut off halfway: cancelled meanwhile, the rollout waits for the apply to end, then
+        # undoes it. Cancelling it at once would let the undo run first and find nothing, and the apply then
+        # leave production changed. Rollouts started before replay with the apply cancelled at once.
+        finish_first = action == "apply_lever" and workflow.patched("rollout-apply-finishes")
+        handle = workflow.start_activity(
             action,
             call,
             task_queue=self._queue(change.role),
@@ -206,7 +210,21 @@ class RolloutWorkflow:
             retry_policy=_RETRY if action == "apply_lever" else _UNDO_RETRY,
             result_type=LeverOutcome,
             summary=f"{'Roll out' if action == 'apply_lever' else 'Roll back'} {change.lever.name} in production{where}",
+            cancellation_type=(
+                workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
+                if finish_first
+                else workflow.ActivityCancellationType.TRY_CANCEL
+            ),
         )
+        if not finish_first:
+            await handle
+            return
+        try:
+            await asyncio.shield(handle)
+        except asyncio.CancelledError:
+            with contextlib.suppress(ActivityError, asyncio.CancelledError):
+                await handle
+            raise
 
     async def _undo_all(self) -> None:
         """Undo in production every change this rollout touched, newest first; one that cannot be undone is

@@ -1,0 +1,328 @@
+"""The campaign workflow on fake activities: the fast tier's way to drive gates, the saga, cancellation and the
+guard through a real Temporal server in a second or two, where a campaign on the real shop takes minutes.
+
+The fakes stand for the I/O only. `FakeService` is what they pretend the target is: which levers are in place,
+how much faster each makes its endpoint, what every run measured (from the levers in place while it ran), and
+the answers a test scripts (a guard that breaches, a lever that changes the answers, an apply that hangs until
+released). Verdicts follow the playbook's margins on those numbers, so the workflow decides on data as it does
+on a real target; the statistics behind real verdicts have tests of their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from ratchet.config.common import FindingType, Role
+from ratchet.contracts import (
+    AlertRequest,
+    AlertResult,
+    ArmsRequest,
+    AssessRequest,
+    AssessResult,
+    BehaviourCheck,
+    BehaviourRequest,
+    BehaviourSummary,
+    CampaignStatus,
+    CompareResult,
+    EndpointStats,
+    EndpointVerdict,
+    Finding,
+    GuardRequest,
+    GuardResult,
+    LeverCall,
+    LeverOutcome,
+    LoadTestRequest,
+    LoadTestResult,
+    PlanRequest,
+    PlanResult,
+    ProbeRequest,
+    ProbeSummary,
+    Recommendation,
+    ReportRequest,
+    ReportResult,
+    SloCheck,
+    ValidationLoad,
+    ValidationLoadRequest,
+    Verdict,
+    WireBytesRequest,
+    WireBytesResult,
+)
+from ratchet.settings import Settings
+from ratchet.temporal.client import campaign_queue
+from workflows.campaign import CampaignWorkflow
+from workflows.rollout import RolloutWorkflow
+
+SLO_MS = 50.0
+
+# A target for the fakes: its levers are never run (the fakes apply them), so their commands only need to be valid.
+FAKE_TARGET = """\
+name: fake-service
+base_url: http://127.0.0.1:9
+endpoints:
+  - {name: search, path: /search}
+  - {name: history, path: /history}
+  - {name: home, path: /}
+levers:
+  - name: search-index
+    kind: shell
+    addresses: [{finding: missing-index, endpoint: search}]
+    apply: [{argv: ["true"]}]
+    rollback: [{argv: ["true"]}]
+  - name: batch-history
+    kind: shell
+    role: devops-engineer
+    addresses: [{finding: n-plus-one, endpoint: history}]
+    apply: [{argv: ["true"]}]
+    rollback: [{argv: ["true"]}]
+"""
+
+
+@dataclass
+class FakeService:
+    """The target as the fake activities see it, and what a test scripts of it."""
+
+    # endpoint -> its p95 (ms) with no lever in place
+    base_p95: dict[str, float] = field(default_factory=lambda: {"search": 200.0, "history": 120.0, "home": 10.0})
+    # lever -> (its endpoint, the factor it gives that endpoint's p95)
+    gains: dict[str, tuple[str, float]] = field(
+        default_factory=lambda: {"search-index": ("search", 0.1), "batch-history": ("history", 0.3)}
+    )
+    breaks_answers: set[str] = field(default_factory=set)  # levers that change what the target answers
+    guard_breaches: list[bool] = field(default_factory=list)  # the guard's answers, one per check, then "held"
+    hold_apply: set[str] = field(default_factory=set)  # levers whose apply waits until `release` is set
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    applying: asyncio.Event = field(default_factory=asyncio.Event)  # set once a held apply has started
+    in_place: set[str] = field(default_factory=set)
+    runs: dict[str, dict[str, float]] = field(default_factory=dict)  # run id -> endpoint -> p95 measured
+    calls: list[str] = field(default_factory=list)  # "apply search-index" ... "applied search-index", ...
+
+    def p95(self, endpoint: str) -> float:
+        factor = 1.0
+        for lever in self.in_place:
+            where, gain = self.gains.get(lever, ("", 1.0))
+            if where == endpoint:
+                factor *= gain
+        return self.base_p95[endpoint] * factor
+
+
+def _stats(endpoint: str, p95: float, requests: int = 100) -> EndpointStats:
+    return EndpointStats(
+        endpoint=endpoint,
+        requests=requests,
+        errors=0,
+        error_rate=0.0,
+        p50=p95 / 2,
+        p95=p95,
+        p99=p95 * 1.2,
+        mean=p95 / 2,
+    )
+
+
+def _verdict(endpoint: str, before: float, after: float, request: ArmsRequest) -> EndpointVerdict:
+    rules = request.playbook.validation
+    ratio = after / before
+    if ratio <= 1 - rules.min_improvement:
+        verdict = Verdict.IMPROVED
+    elif ratio >= 1 + rules.regression_margin:
+        verdict = Verdict.REGRESSED
+    else:
+        verdict = Verdict.NOT_WORSE
+    runs = len(request.after_run_ids)
+    return EndpointVerdict(
+        endpoint=endpoint, before=_stats(endpoint, before), after=_stats(endpoint, after), p95_ratio=ratio,
+        p50_ratio=ratio, p_value_faster=1e-9 if ratio < 1 else 0.5, p_value_slower=1e-9 if ratio > 1 else 0.5,
+        hodges_lehmann_ms=after - before, ratio=ratio, ratio_low=ratio * 0.9, ratio_high=ratio * 1.1,
+        confidence=0.95, runs_before=len(request.before_run_ids), runs_after=runs, verdict=verdict,
+        explanation=f"{verdict.value}: p95 {before:.1f} -> {after:.1f} ms (fake)",
+    )  # fmt: skip
+
+
+class FakeActivities:
+    """Every activity the campaign calls, by the names it calls them, on a `FakeService`."""
+
+    def __init__(self, service: FakeService, folder: Path) -> None:
+        self.service = service
+        self.folder = folder
+
+    def _note(self, call: str) -> None:
+        self.service.calls.append(call)
+
+    @activity.defn(name="record_campaign")
+    async def record_campaign(self, status: CampaignStatus) -> None:
+        return None
+
+    @activity.defn(name="run_load_test")
+    async def run_load_test(self, request: LoadTestRequest) -> LoadTestResult:
+        run_id = f"{request.label}-{len(self.service.runs) + 1}"
+        measured = {e.name: self.service.p95(e.name) for e in request.target.endpoints}
+        self.service.runs[run_id] = measured
+        self._note(f"load {request.label}")
+        endpoints = [_stats(name, p95) for name, p95 in measured.items()]
+        return LoadTestResult(
+            run_id=run_id, label=request.label, requests=100 * len(endpoints), duration_s=request.duration_s,
+            endpoints=endpoints,
+        )  # fmt: skip
+
+    @activity.defn(name="probe_endpoints")
+    async def probe_endpoints(self, request: ProbeRequest) -> ProbeSummary:
+        return ProbeSummary(file="", endpoints=len(request.target.endpoints))
+
+    @activity.defn(name="record_behaviour")
+    async def record_behaviour(self, request: BehaviourRequest) -> BehaviourSummary:
+        return BehaviourSummary(file="", answers=len(request.target.endpoints), scenarios=0)
+
+    @activity.defn(name="check_behaviour")
+    async def check_behaviour(self, request: BehaviourRequest) -> BehaviourCheck:
+        changed = sorted(self.service.in_place & self.service.breaks_answers)
+        return BehaviourCheck(same=not changed, differences=[f"{lever}: the answer differs" for lever in changed])
+
+    @activity.defn(name="find_bottlenecks")
+    async def find_bottlenecks(self, request: AssessRequest) -> AssessResult:
+        baseline = request.baseline
+        findings: list[Finding] = []
+        for lever in request.target.levers:
+            endpoint = lever.addresses[0].endpoint
+            stats = baseline.stats(endpoint)
+            if stats is None or stats.p95 <= SLO_MS:
+                continue
+            findings.append(
+                Finding(
+                    id=f"F{len(findings) + 1}",
+                    type=FindingType(lever.addresses[0].finding),
+                    endpoint=endpoint,
+                    severity="high",
+                    impact=0.5,
+                    estimated_gain_ms=stats.p95 / 2,
+                    summary=f"{endpoint} is slow (fake)",
+                )
+            )
+        slo = [
+            SloCheck(endpoint=s.endpoint, metric="p95", limit=SLO_MS, value=s.p95, met=s.p95 <= SLO_MS)
+            for s in baseline.endpoints
+        ]
+        return AssessResult(findings=findings, slo=slo)
+
+    @activity.defn(name="plan_changes")
+    async def plan_changes(self, request: PlanRequest) -> PlanResult:
+        recommendations: list[Recommendation] = []
+        for finding in request.findings:
+            lever = next(le for le in request.target.levers if le.addresses[0].endpoint == finding.endpoint)
+            recommendations.append(
+                Recommendation(
+                    id=f"R{len(recommendations) + 1}",
+                    finding_id=finding.id,
+                    endpoint=finding.endpoint,
+                    title=f"apply {lever.name}",
+                    lever=lever,
+                    role=lever.role,
+                    impact=finding.impact,
+                    feasibility=0.9,
+                    risk="low",
+                    effort="none",
+                    predicted_gain_ms=finding.estimated_gain_ms,
+                    score=1.0,
+                    rationale="fake",
+                    finding_ids=[finding.id],
+                    endpoints=[finding.endpoint],
+                )
+            )
+        return PlanResult(recommendations=recommendations)
+
+    @activity.defn(name="apply_lever")
+    async def apply_lever(self, call: LeverCall) -> LeverOutcome:
+        name = call.lever.name
+        self._note(f"apply {name}")
+        if name in self.service.hold_apply:
+            self.service.applying.set()
+            await self.service.release.wait()
+        changed = name not in self.service.in_place
+        self.service.in_place.add(name)
+        self._note(f"applied {name}")
+        return LeverOutcome(
+            change_id=call.change_id, lever=name, action="apply", changed=changed, verified=True,
+            detail=f"{name}: apply done",
+        )  # fmt: skip
+
+    @activity.defn(name="rollback_lever")
+    async def rollback_lever(self, call: LeverCall) -> LeverOutcome:
+        name = call.lever.name
+        self._note(f"rollback {name}")
+        changed = name in self.service.in_place
+        self.service.in_place.discard(name)
+        return LeverOutcome(
+            change_id=call.change_id, lever=name, action="rollback", changed=changed, verified=True,
+            detail=f"{name}: rollback done",
+        )  # fmt: skip
+
+    @activity.defn(name="size_validation_load")
+    async def size_validation_load(self, request: ValidationLoadRequest) -> ValidationLoad:
+        return ValidationLoad(
+            focus={e: 5.0 for e in request.endpoints}, needed_per_run={e: 20 for e in request.endpoints},
+            note=f"validation load focused on {', '.join(request.endpoints)} (fake)",
+        )  # fmt: skip
+
+    @activity.defn(name="compare_arms")
+    async def compare_arms(self, request: ArmsRequest) -> CompareResult:
+        def mean_p95(run_ids: list[str], endpoint: str) -> float:
+            return sum(self.service.runs[r][endpoint] for r in run_ids) / len(run_ids)
+
+        endpoints = list(self.service.runs[request.after_run_ids[0]])
+        verdicts = [
+            _verdict(e, mean_p95(request.before_run_ids, e), mean_p95(request.after_run_ids, e), request)
+            for e in endpoints
+        ]
+        slo = [
+            SloCheck(endpoint=v.endpoint, metric="p95", limit=SLO_MS, value=v.after.p95, met=v.after.p95 <= SLO_MS)
+            for v in verdicts
+        ]
+        return CompareResult(verdicts=verdicts, slo=slo)
+
+    @activity.defn(name="measure_wire_bytes")
+    async def measure_wire_bytes(self, request: WireBytesRequest) -> WireBytesResult:
+        return WireBytesResult(bytes={e: 1000.0 for e in request.endpoints})
+
+    @activity.defn(name="check_guard")
+    async def check_guard(self, request: GuardRequest) -> GuardResult:
+        breached = self.service.guard_breaches.pop(0) if self.service.guard_breaches else False
+        self._note(f"guard {request.watch.label} {'breached' if breached else 'held'}")
+        return GuardResult(
+            breached=breached, reasons=["search p95 x3.0 over the validated value (fake)"] if breached else []
+        )
+
+    @activity.defn(name="send_alert")
+    async def send_alert(self, request: AlertRequest) -> AlertResult:
+        self._note(f"alert {request.kind.value}")
+        return AlertResult(delivered=False, detail="no webhook (fake)")
+
+    @activity.defn(name="write_report")
+    async def write_report(self, request: ReportRequest) -> ReportResult:
+        html, markdown = self.folder / "report.html", self.folder / "report.md"
+        html.write_text(f"<p>{request.status.outcome}</p>")
+        markdown.write_text(request.status.outcome)
+        return ReportResult(html_path=str(html), markdown_path=str(markdown))
+
+    def all(self) -> list[Callable[..., Any]]:
+        return [
+            getattr(self, name) for name in dir(self) if hasattr(getattr(self, name), "__temporal_activity_definition")
+        ]
+
+
+@contextlib.asynccontextmanager
+async def fake_workers(client: Client, settings: Settings, service: FakeService, folder: Path) -> AsyncIterator[None]:
+    """The real campaign and rollout workflows, and the fake activities on every role's queue."""
+    activities = FakeActivities(service, folder).all()
+    workers = [Worker(client, task_queue=campaign_queue(settings), workflows=[CampaignWorkflow, RolloutWorkflow])]
+    workers += [Worker(client, task_queue=settings.task_queue(role.value), activities=activities) for role in Role]
+    async with contextlib.AsyncExitStack() as stack:
+        for worker in workers:
+            await stack.enter_async_context(worker)
+        yield

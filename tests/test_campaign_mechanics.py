@@ -1,0 +1,253 @@
+"""The campaign's mechanics on fake activities (fast tier): gates, escalation and timeouts, rejection, the
+guard's second window, cancellation mid-apply. The real workflow on a real Temporal server; only the target and
+its measurements are fakes (tests/fake_campaign.py), so every path runs in seconds. What the real parts do
+(an index really created and dropped, a real slowdown caught by a real bake) is tested on the shop."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+
+from ratchet import campaigns
+from ratchet.config.common import Role
+from ratchet.config.loading import load_playbook, load_target
+from ratchet.contracts import (
+    ApprovalInput,
+    CampaignState,
+    CampaignStatus,
+    ChangeState,
+    LoadTestResult,
+    RejectionInput,
+    RolloutChange,
+    RolloutInput,
+)
+from ratchet.settings import Settings
+from ratchet.temporal.client import campaign_queue, connect
+from tests.campaign_helpers import assert_replays, finish, wait_for, waiting_at
+from tests.conftest import TEST_PLAYBOOK, free_port
+from tests.fake_campaign import FAKE_TARGET, FakeService, fake_workers
+from workflows.rollout import RolloutWorkflow
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+@dataclass
+class Fake:
+    client: Client
+    settings: Settings
+    service: FakeService
+    folder: Path
+
+    async def launch(self, playbook: Path = TEST_PLAYBOOK, auto_approve_as: str | None = None) -> str:
+        target = self.folder / "target.yaml"
+        target.write_text(FAKE_TARGET)
+        return await campaigns.launch(
+            self.client, self.settings, playbook_file=playbook, target_file=target, auto_approve_as=auto_approve_as
+        )
+
+    async def through_validation(self, campaign_id: str) -> CampaignStatus:
+        """Approve the plan and wait at the deployment gate."""
+        await wait_for(self.client, campaign_id, waiting_at("planning"), what="the planning gate")
+        await campaigns.approve(self.client, campaign_id, ApprovalInput(phase="planning", approver="alice"))
+        return await wait_for(self.client, campaign_id, waiting_at("deployment"), what="the deployment gate")
+
+
+@pytest_asyncio.fixture
+async def fake(fake_tier_temporal: str, tmp_path: Path) -> AsyncIterator[Fake]:
+    settings = Settings(
+        home=tmp_path / "ratchet",
+        temporal_address=fake_tier_temporal,
+        task_queue_prefix=f"f{uuid.uuid4().hex[:8]}",
+        otlp_port=free_port(),
+    )
+    client = await connect(settings)
+    service = FakeService()
+    async with fake_workers(client, settings, service, tmp_path):
+        yield Fake(client, settings, service, tmp_path)
+
+
+def playbook_with(folder: Path, gates: str) -> Path:
+    """The test playbook with other gates."""
+    text = TEST_PLAYBOOK.read_text()
+    path = folder / "gates.yaml"
+    path.write_text(text[: text.index("gates:")] + gates.lstrip() + text[text.index("slo:") :])
+    return path
+
+
+async def test_two_proven_changes_are_kept_and_the_target_keeps_them(fake: Fake) -> None:
+    campaign_id = await fake.launch(auto_approve_as="alice")
+    final = await finish(fake.client, campaign_id)
+
+    assert final.state == CampaignState.COMPLETED, (final.outcome, final.outcome_detail)
+    assert sorted((c.lever, c.state) for c in final.changes) == [
+        ("batch-history", ChangeState.KEPT),
+        ("search-index", ChangeState.KEPT),
+    ]
+    assert fake.service.in_place == {"search-index", "batch-history"}
+    assert {v.endpoint: v.verdict.value for v in final.verdicts} == {
+        "search": "improved",
+        "history": "improved",
+        "home": "not worse",
+    }
+    await assert_replays(fake.client, campaign_id)
+
+
+async def test_escalation_then_timeout_at_deployment_aborts_and_rolls_back(fake: Fake) -> None:
+    playbook = playbook_with(
+        fake.folder,
+        """
+gates:
+  planning: {timeout: 2s, on_timeout: escalate, escalate_to: [carol], escalation_timeout: 10m}
+  deployment: {timeout: 1s, on_timeout: abort}
+""",
+    )
+    campaign_id = await fake.launch(playbook)
+    await wait_for(fake.client, campaign_id, waiting_at("planning"), what="the planning gate")
+    # carol may answer only once the gate has escalated to her.
+    with pytest.raises(campaigns.RefusedError, match="not an approver"):
+        await campaigns.approve(fake.client, campaign_id, ApprovalInput(phase="planning", approver="carol"))
+    escalated = await wait_for(
+        fake.client, campaign_id, lambda s: s.waiting is not None and s.waiting.escalated, what="the escalation"
+    )
+    assert escalated.waiting is not None and "carol" in escalated.waiting.approvers
+
+    # Fire-and-forget: a refused signal is logged, an accepted one moves the campaign on.
+    handle = campaigns.handle(fake.client, campaign_id)
+    await handle.signal("approve_signal", ApprovalInput(phase="planning", approver="mallory"))
+    await handle.signal("approve_signal", ApprovalInput(phase="planning", approver="carol"))
+    final = await finish(fake.client, campaign_id)
+
+    messages = [e.message for e in final.events]
+    assert any("ignored approval signal from mallory" in m for m in messages)
+    assert any("escalated to carol" in m for m in messages)
+    assert [(g.phase.value, g.decision, g.by) for g in final.gates] == [
+        ("planning", "approved", "carol"),
+        ("deployment", "timed-out", ""),
+    ]
+    assert final.state == CampaignState.ABORTED and "deployment gate timed out" in final.outcome
+    assert [c.state for c in final.changes] == [ChangeState.ROLLED_BACK, ChangeState.ROLLED_BACK]
+    assert fake.service.in_place == set()
+    await assert_replays(fake.client, campaign_id)
+
+
+async def test_rejection_at_deployment_rolls_back(fake: Fake) -> None:
+    campaign_id = await fake.launch()
+    before_deploy = await fake.through_validation(campaign_id)
+    assert [c.state for c in before_deploy.changes] == [ChangeState.APPLIED, ChangeState.APPLIED]
+    assert fake.service.in_place == {"search-index", "batch-history"}
+    await campaigns.reject(fake.client, campaign_id, RejectionInput(approver="bob", reason="release freeze"))
+    final = await finish(fake.client, campaign_id)
+
+    assert final.state == CampaignState.ROLLED_BACK
+    assert final.outcome == "deployment rejected: changes rolled back"
+    assert all(c.state == ChangeState.ROLLED_BACK and "release freeze" in c.reason for c in final.changes)
+    assert fake.service.in_place == set()
+    await assert_replays(fake.client, campaign_id)
+
+
+async def test_rejection_at_planning_applies_nothing(fake: Fake) -> None:
+    campaign_id = await fake.launch()
+    await wait_for(fake.client, campaign_id, waiting_at("planning"), what="the planning gate")
+    await campaigns.reject(fake.client, campaign_id, RejectionInput(approver="bob", reason="change freeze this week"))
+    final = await finish(fake.client, campaign_id)
+
+    assert final.state == CampaignState.REJECTED
+    assert "nothing applied" in final.outcome and final.outcome_detail == "change freeze this week"
+    assert final.changes == []
+    assert not [call for call in fake.service.calls if call.startswith("apply")]
+    await assert_replays(fake.client, campaign_id)
+
+
+@pytest.mark.parametrize("lasting", [False, True], ids=["passing", "lasting"])
+async def test_a_bake_breach_is_measured_again_and_only_one_that_lasts_rolls_back(fake: Fake, lasting: bool) -> None:
+    fake.service.guard_breaches = [True, lasting]
+    campaign_id = await fake.launch()
+    await fake.through_validation(campaign_id)
+    await campaigns.approve(fake.client, campaign_id, ApprovalInput(phase="deployment", approver="alice"))
+    final = await finish(fake.client, campaign_id)
+
+    events = [e.message for e in final.events]
+    assert any("measuring a second window" in e for e in events), events
+    assert [c for c in fake.service.calls if c.startswith("guard")] == [
+        "guard bake breached",
+        f"guard bake-2 {'breached' if lasting else 'held'}",
+    ]
+    assert final.guard is not None
+    if lasting:
+        assert final.state == CampaignState.ROLLED_BACK
+        assert final.guard.breached and "first window" in final.guard.reasons[-1], final.guard.reasons
+        assert all(c.state == ChangeState.ROLLED_BACK and "guard breached" in c.reason for c in final.changes)
+        assert fake.service.in_place == set()
+    else:
+        assert final.state == CampaignState.COMPLETED, (final.outcome, final.outcome_detail)
+        assert not final.guard.breached
+        assert all(c.state == ChangeState.KEPT for c in final.changes)
+        assert any("did not last" in e for e in events), events
+        assert fake.service.in_place == {"search-index", "batch-history"}
+    await assert_replays(fake.client, campaign_id)
+
+
+async def test_a_cancel_while_a_lever_applies_lets_it_finish_and_undoes_everything(fake: Fake) -> None:
+    # batch-history (devops) hangs in its apply; search-index (backend) applies beside it.
+    fake.service.hold_apply = {"batch-history"}
+    campaign_id = await fake.launch(auto_approve_as="alice")
+    await asyncio.wait_for(fake.service.applying.wait(), timeout=60)
+    await campaigns.cancel(fake.client, campaign_id)
+    fake.service.release.set()  # the apply finishes after the cancellation: it must be undone too
+    final = await finish(fake.client, campaign_id)
+
+    assert final.state == CampaignState.CANCELLED
+    assert [c.state for c in final.changes] == [ChangeState.ROLLED_BACK, ChangeState.ROLLED_BACK]
+    assert fake.service.in_place == set()
+    # Newest first, each once: the apply that was running was awaited, never cut off, then undone.
+    rollbacks = [c for c in fake.service.calls if c.startswith("rollback")]
+    assert sorted(rollbacks) == ["rollback batch-history", "rollback search-index"]
+    await assert_replays(fake.client, campaign_id)
+
+
+async def cancellation_seen(handle: WorkflowHandle[Any, Any]) -> None:
+    """Returns once a workflow task has run after the cancellation request: the workflow has reacted to it."""
+    while True:
+        kinds = [event.event_type async for event in handle.fetch_history_events()]
+        requested = kinds.index(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED)
+        if EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED in kinds[requested:]:
+            return
+        await asyncio.sleep(0.1)  # polling the history: each poll is a fresh read, not a wait for time to pass
+
+
+async def test_a_cancelled_rollout_lets_the_apply_in_flight_finish_then_undoes_it(fake: Fake) -> None:
+    # Production is changed by the rollout's own apply; cancelled while it runs, the rollout must not undo the
+    # lever before the apply is over (the undo would find nothing, and the apply would then leave it in place).
+    fake.service.hold_apply = {"search-index"}
+    target_file = fake.folder / "production.yaml"
+    target_file.write_text(FAKE_TARGET)
+    production = load_target(target_file)
+    request = RolloutInput(
+        campaign_id=f"rollout-{uuid.uuid4().hex[:6]}",
+        changes=[RolloutChange(change_id="C1", lever=production.levers[0], role=Role.BACKEND_DEVELOPER)],
+        production=production, playbook=load_playbook(TEST_PLAYBOOK),
+        validated=LoadTestResult(run_id="validated", label="validation", requests=0, duration_s=4, endpoints=[]),
+        task_queue_prefix=fake.settings.task_queue_prefix,
+    )  # fmt: skip
+    handle = await fake.client.start_workflow(
+        RolloutWorkflow.run, request, id=request.campaign_id, task_queue=campaign_queue(fake.settings)
+    )
+    await asyncio.wait_for(fake.service.applying.wait(), timeout=60)
+    await handle.cancel()
+    await asyncio.wait_for(cancellation_seen(handle), timeout=60)
+    fake.service.release.set()
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+
+    levers = [c for c in fake.service.calls if c.endswith("search-index")]
+    assert levers == ["apply search-index", "applied search-index", "rollback search-index"], fake.service.calls
+    assert fake.service.in_place == set()
