@@ -37,7 +37,7 @@ from ratchet.store.engine import session_for
 from ratchet.store.sample_stream import LiveCounts, SampleStream
 from ratchet.store.samples import endpoint_stats, finalize_run_samples, step_samples
 from ratchet.store.tables import Measurement
-from ratchet.traces.collect import collect_spans_of_run
+from ratchet.traces.collect import collect_spans_of_run, wait_for_receiver
 from ratchet.traces.store import run_trace_prefix
 
 
@@ -180,6 +180,7 @@ class MeasurementActivities:
                                 "error_rate": progress.error_rate, "elapsed_s": round(progress.elapsed_s, 1),
                                 "generator": index})  # fmt: skip
 
+        await self._receiver_ready(request, run_id)
         activity.heartbeat({"run_id": run_id, "label": request.label, "progress": "starting k6", "generator": index})
         script = request.target.load_script
         tag = script.endpoint_tag if script is not None else "endpoint"
@@ -252,6 +253,20 @@ class MeasurementActivities:
             return None
         sampler.write(self.settings.resources_file(run_id))
         return summary
+
+    async def _receiver_ready(self, request: LoadTestRequest, run_id: str) -> None:
+        """A target that sends spans is measured only once the receiver answers: a run without it would keep no
+        span, and the assessment would judge the target blind. Waits a while (the receiver may be starting)."""
+        traces = request.target.traces
+        if traces is None or not traces.propagate or request.target.load_script is not None:
+            return
+        failure = await wait_for_receiver(
+            self.settings.otlp_url,
+            max_wait_s=self.settings.trace_receiver_wait,
+            on_wait=lambda text: activity.heartbeat({"run_id": run_id, "label": request.label, "progress": text}),
+        )
+        if failure:
+            raise ApplicationError(failure, type="TraceReceiverDown", non_retryable=True)
 
     async def _collect_spans(self, request: LoadTestRequest, run_id: str) -> tuple[int, list[str]]:
         traces = request.target.traces

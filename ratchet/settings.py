@@ -24,6 +24,11 @@ class Settings(BaseSettings):
     trace_settle_max: float = Field(
         15.0, description="Seconds a run waits at most for a service's last spans (its exporter batches them)."
     )
+    trace_receiver_wait: float = Field(
+        90.0,
+        description="Seconds a load test of a target with traces waits for the trace receiver to answer before it "
+        "refuses to run (its first start after an install takes about a minute).",
+    )
     task_queue_prefix: str = Field("ratchet", description="Role task queues are '<prefix>-<role>'.")
     chromium: str | None = Field(
         None, description="The Chromium that measures pages' web vitals (default: chromium on PATH)."

@@ -20,6 +20,31 @@ class RunSpans:
     note: str = ""
 
 
+async def wait_for_receiver(receiver_url: str, *, max_wait_s: float, on_wait: Callable[[str], None]) -> str:
+    """Poll the receiver's health until it answers (or ``max_wait_s`` passed). Returns "" when it answers,
+    otherwise what to do: a run measured without it keeps no span, and its findings would be blind.
+
+    Its first start after an install takes tens of seconds (it compiles its decoders), so a campaign launched
+    beside it waits rather than fails."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + max_wait_s
+    async with httpx.AsyncClient(base_url=receiver_url, timeout=2.0) as client:
+        while True:
+            try:
+                (await client.get("/health")).raise_for_status()
+                return ""
+            except httpx.HTTPError as exc:
+                failure = exc.__class__.__name__
+            if loop.time() >= deadline:
+                return (
+                    f"the trace receiver at {receiver_url} did not answer within {max_wait_s:g}s ({failure}), and the "
+                    "target declares traces: start it with `ratchet traces serve` (the same RATCHET_HOME and "
+                    "RATCHET_OTLP_PORT as the workers), or remove `traces:` from the target to measure without spans"
+                )
+            on_wait(f"waiting for the trace receiver at {receiver_url} ({failure})")
+            await asyncio.sleep(1.0)
+
+
 async def wait_for_run_spans(
     receiver_url: str, prefix: str, *, settle_s: float, max_wait_s: float, on_wait: Callable[[str], None]
 ) -> str:
