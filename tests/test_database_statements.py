@@ -37,11 +37,13 @@ def test_the_same_statement_normalizes_alike_from_spans_and_from_pg_stat_stateme
     assert normalize_statement("not sql at all (((", "sqlite").text == "not sql at all ((("
 
 
-def test_statements_group_by_normalized_text_most_time_first() -> None:
+def test_statements_group_by_normalized_text_most_time_first_without_the_catalog() -> None:
     raw = [
         RawStatement("SELECT * FROM products WHERE id = 7", 3, 3.0),
         RawStatement("SELECT * FROM products WHERE id = 9", 1, 1.0),
         RawStatement(ORDERS_BY_EMAIL, 2, 200.0),
+        # The ORM asking about the schema: the database's own business, never ranked for a plan or a finding.
+        RawStatement("SELECT name FROM sqlite_master WHERE type = 'table'", 50, 500.0),
     ]
     stats = group_statements(raw, "sqlite", "spans")
     assert [(s.statement, s.calls, s.total_ms, s.mean_ms) for s in stats] == [

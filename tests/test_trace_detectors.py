@@ -13,6 +13,7 @@ from ratchet.analysis.traces import analyze_burst, analyze_run
 from ratchet.analysis.traces.critical_path import annotate, path_template
 from ratchet.analysis.traces.detectors import max_concurrency, repeated_block
 from ratchet.config.playbook import Detection
+from ratchet.database.statements import reads_the_catalog
 from ratchet.traces.columnar import SPAN_SCHEMA
 
 MS = 1_000_000
@@ -177,3 +178,35 @@ def test_repeated_block_finds_the_longest_run_of_a_group() -> None:
     assert repeated_block([a, b, c] * 6, 5) == (0, 3, 6)
     assert repeated_block([a, a, a, a, a, a], 5) is None  # one statement: the plain N+1's
     assert repeated_block([a, b, a, b, c, a, b, a, b], 5) is None  # interrupted: no run of 5
+
+
+@pytest.mark.parametrize(
+    "catalog",
+    [
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'orders'",
+        "PRAGMA table_info(orders)",
+        "SELECT c.relname FROM pg_catalog.pg_class c WHERE c.relname = 'orders'",
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'orders'",
+    ],
+)
+def test_the_databases_own_catalog_never_makes_a_finding(con: duckdb.DuckDBPyConnection, catalog: str) -> None:
+    # An ORM asking about the schema ten times a request looks like an N+1, and costs the service like one: still
+    # not the service's data access, and no batching lever of the service fixes it.
+    rows: list[dict[str, Any]] = []
+    for n in range(4):
+        t = TraceBuilder(rows, "history", n * 1000, 100)
+        for i in range(10):
+            t.query(catalog, 5 + i * 5, 9 + i * 5)
+    con.register("spans", table(rows))
+    assert analyze_run(con, "spans", RULES).findings == []
+    assert reads_the_catalog(catalog)
+
+
+def test_the_services_own_statements_are_not_the_catalog() -> None:
+    for statement in (
+        "SELECT * FROM orders WHERE customer_email = ?",
+        "SELECT pg_sleep(0.1)",
+        "SELECT * FROM pages JOIN page_views ON pages.id = page_views.page_id",
+        "UPDATE settings SET value = 'information' WHERE key = 'schema'",
+    ):
+        assert not reads_the_catalog(statement), statement

@@ -3,6 +3,7 @@ spans or from pg_stat_statements, and ranked by the time they took."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -32,6 +33,22 @@ def _driver_placeholders(sql: str, dialect: Dialect) -> str:
     if dialect == "postgresql" and "%s" in sql:
         return sql.replace("%s", "?").replace("%%", "%")
     return sql
+
+
+# The database's own catalog: what drivers, ORMs and migrations ask about the schema (SQLAlchemy's reflection,
+# Django's introspection). The service's work is elsewhere; these never make findings of their own.
+_CATALOG = re.compile(
+    r"^\s*pragma\b"
+    r"|\b(?:pg_catalog|information_schema)\s*\."
+    r"|\b(?:from|join)\s+(?:sqlite_(?:master|schema|temp_master|temp_schema|sequence|stat\d)|pg_[a-z_]+)\b",
+    re.IGNORECASE,
+)
+
+
+def reads_the_catalog(sql: str) -> bool:
+    """True for a statement about the database itself (sqlite_master, pg_catalog, information_schema, PRAGMA),
+    not about the service's data."""
+    return _CATALOG.search(sql) is not None
 
 
 @lru_cache(maxsize=4096)
@@ -83,7 +100,7 @@ def group_statements(
     """Merge texts that normalize alike; most total time first."""
     merged: dict[str, list[RawStatement]] = {}
     for item in raw:
-        if item.calls <= 0:
+        if item.calls <= 0 or reads_the_catalog(item.text):
             continue
         merged.setdefault(normalize_statement(item.text, dialect).text, []).append(item)
     stats = []

@@ -20,7 +20,7 @@ from functools import lru_cache
 
 import duckdb
 
-from ratchet.database.statements import normalize_statement
+from ratchet.database.statements import normalize_statement, reads_the_catalog
 
 _MAX_DEPTH = 32
 # Path segments that are values, not names: numbers, uuids, long hex ids.
@@ -36,7 +36,10 @@ def path_template(url: str) -> str:
     return host + "/" + "/".join(segments)
 
 
-def _normalize(statement: str, db_system: str | None) -> str:
+def _normalize(statement: str, db_system: str | None) -> str | None:
+    """The statement as detectors group it; None for the database's own catalog (never a finding)."""
+    if reads_the_catalog(statement):
+        return None
     dialect = "postgresql" if db_system in ("postgresql", "postgres") else "sqlite"
     return normalize_statement(statement, dialect).text  # type: ignore[arg-type]
 
