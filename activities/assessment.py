@@ -34,7 +34,7 @@ from ratchet.analysis.responses import (
     render_blocking_findings,
     web_vitals_findings,
 )
-from ratchet.analysis.slo import check_slos
+from ratchet.analysis.slo import check_slos, judged_by_slo
 from ratchet.analysis.sql_columns import filtered_columns, table_aliases
 from ratchet.analysis.traces import TraceAnalysis, analyze_burst, analyze_run
 from ratchet.analysis.traces.detectors import StatementCandidate, Traffic
@@ -278,7 +278,7 @@ class AssessmentActivities:
             slow, explained, 1, server_p95, rules.min_inspect_p50_ms, dependencies,
             over=self._slower_than_threshold(request.baseline, slow), significance=playbook.validation.significance,
         )  # fmt: skip
-        findings = numbered(findings + unexplained)
+        findings = numbered(judged_by_slo(findings + unexplained, request.baseline.endpoints, playbook))
         overloaded = overload_note(request.baseline.endpoints, playbook, server_p95)
         notes = ([overloaded] if overloaded else []) + notes + contention
         self._store(request.campaign_id, findings)

@@ -37,9 +37,9 @@ from ratchet.analysis.significance import (
     judge_endpoints,
     tail_excess,
 )
-from ratchet.analysis.slo import check_slos
+from ratchet.analysis.slo import check_slos, judged_by_slo
 from ratchet.analysis.sql_columns import filtered_columns, table_aliases
-from ratchet.config.common import Role
+from ratchet.config.common import FindingType, Role
 from ratchet.config.playbook import Playbook, Validation
 from ratchet.config.target import Target
 from ratchet.contracts import (
@@ -47,6 +47,7 @@ from ratchet.contracts import (
     ChangeRecord,
     EndpointStats,
     EndpointVerdict,
+    Finding,
     LoadTestResult,
     Verdict,
 )
@@ -504,3 +505,22 @@ def test_every_endpoint_over_its_target_the_lightest_too_says_the_load_is_too_mu
     assert "even health" in note and "p95 is 0.8 ms" in note and "lower load.rate" in note
     assert overload_note([*overloaded[1:], stats("health", 2, 4)], PLAYBOOK, None) == ""
     assert overload_note(overloaded[:2], PLAYBOOK, None) == ""  # two endpoints say little about a whole service
+
+
+def test_latency_findings_on_an_endpoint_meeting_its_target_with_margin_are_low() -> None:
+    def finding(kind: FindingType, endpoint: str) -> Finding:
+        return Finding(
+            id="", type=kind, endpoint=endpoint, severity="critical", impact=0.5, estimated_gain_ms=20, summary="s"
+        )
+
+    found = [
+        finding(FindingType.CACHEABLE, "home"),  # p95 30 of 50 ms: meets with margin
+        finding(FindingType.CACHEABLE, "close"),  # 45 of 50 ms: meets, but only just
+        finding(FindingType.N_PLUS_ONE, "slow"),  # 200 of 50 ms: misses
+        finding(FindingType.UNCOMPRESSED, "home"),  # bytes on the wire: not in the load test's latency
+    ]
+    baseline = [stats("home", 10, 30), stats("close", 20, 45), stats("slow", 100, 200)]
+    judged = judged_by_slo(found, baseline, PLAYBOOK)
+
+    assert [f.severity for f in judged] == ["low", "critical", "critical", "critical"]
+    assert "meets its p95 target, 30.0 ms against 50 ms" in judged[0].summary and "was critical" in judged[0].summary

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from ratchet.config.common import FindingType
 from ratchet.config.playbook import Playbook
-from ratchet.contracts import EndpointStats, SloCheck
+from ratchet.contracts import EndpointStats, Finding, SloCheck
 
 
 def check_slos(stats: list[EndpointStats], playbook: Playbook) -> list[SloCheck]:
@@ -27,3 +28,42 @@ def _check(endpoint: str, metric: str, limit: float, value: float) -> SloCheck:
 def share_met(checks: list[SloCheck]) -> float:
     """The share of checks that are met (1.0 when there is nothing to check)."""
     return sum(c.met for c in checks) / len(checks) if checks else 1.0
+
+
+# Latency patterns: what they cost shows in the endpoint's own latency, which the SLO judges. Payload, page and
+# error findings are not in that number (transfer on a slow link, a browser's paint, failures), nor is
+# saturation (it is about more load than this run's).
+_LATENCY_FINDINGS = frozenset(
+    {
+        FindingType.MISSING_INDEX, FindingType.N_PLUS_ONE, FindingType.SEQUENTIAL_CALLS, FindingType.CACHEABLE,
+        FindingType.SEQUENTIAL_QUERIES, FindingType.N_PLUS_ONE_API, FindingType.SLOW_STATEMENT,
+    }
+)  # fmt: skip
+# "Meets with margin": the p95 at most this share of its target.
+SLO_MARGIN = 0.8
+
+
+def judged_by_slo(findings: list[Finding], stats: list[EndpointStats], playbook: Playbook) -> list[Finding]:
+    """Latency findings on endpoints that meet their p95 target with margin are at most ``low``: real, worth a
+    look, never "critical" on an endpoint nobody waits for. The summary says why."""
+    p95 = {s.endpoint: s.p95 for s in stats}
+    judged = []
+    for finding in findings:
+        limit = playbook.slo.for_endpoint(finding.endpoint).p95_ms
+        measured = p95.get(finding.endpoint)
+        if (
+            finding.type in _LATENCY_FINDINGS
+            and finding.severity != "low"
+            and limit is not None
+            and measured is not None
+            and measured <= SLO_MARGIN * limit
+        ):
+            finding = finding.model_copy(
+                update={
+                    "severity": "low",
+                    "summary": f"{finding.summary} (low: the endpoint meets its p95 target, {measured:.1f} ms "
+                    f"against {limit:g} ms, with margin; was {finding.severity})",
+                }
+            )
+        judged.append(finding)
+    return judged
