@@ -10,6 +10,7 @@ from temporalio import activity
 from ratchet.analysis import learning, planning
 from ratchet.analysis.calibration import endpoint_noise, recommended_margin, recommended_runs_per_arm
 from ratchet.analysis.decisions import guard_check
+from ratchet.analysis.disproved import disproofs, hold_back_disproved
 from ratchet.analysis.power import FOCUS_SHARE_CAP, focus_rates, requests_per_run
 from ratchet.analysis.server_side import server_side_arms
 from ratchet.analysis.significance import judge_endpoints, tail_excess
@@ -34,7 +35,7 @@ from ratchet.contracts import (
 from ratchet.errors import first_line
 from ratchet.settings import Settings
 from ratchet.store.engine import session_for
-from ratchet.store.outcomes import campaign_baseline, change_outcomes
+from ratchet.store.outcomes import campaign_baseline, change_outcomes, finished_statuses
 from ratchet.store.samples import endpoint_arms, endpoint_durations, endpoint_stats
 from ratchet.store.server_time import server_durations
 from ratchet.store.tables import FindingRecord, RecommendationRecord
@@ -67,6 +68,11 @@ class AnalysisActivities:
         recommendations = planning.plan(
             request.findings, request.target, limit=request.playbook.max_recommendations, learned=learned
         )
+        notes: list[str] = []
+        if not request.retry_disproved:
+            with session_for(self.settings.resolved_store_url) as session:
+                earlier = finished_statuses(session=session, target=request.target.name, exclude=request.campaign_id)
+            recommendations, notes = hold_back_disproved(recommendations, request.findings, disproofs(earlier))
         with session_for(self.settings.resolved_store_url) as session:
             for r in recommendations:
                 session.merge(
@@ -78,7 +84,7 @@ class AnalysisActivities:
                     )
                 )  # fmt: skip
             session.commit()
-        return PlanResult(recommendations=recommendations, gain_model=gain_model)
+        return PlanResult(recommendations=recommendations, gain_model=gain_model, notes=notes)
 
     @activity.defn(name="plan_changes")
     async def plan_changes(self, request: PlanRequest) -> PlanResult:

@@ -65,6 +65,7 @@ async def launch(
     target_file: Path,
     auto_approve_as: str | None = None,
     campaign_id: str | None = None,
+    retry_disproved: bool = False,
 ) -> str:
     """Validate both files, then start the campaign workflow; returns its id. Nothing starts on bad input."""
     playbook = load_playbook(playbook_file)
@@ -83,6 +84,7 @@ async def launch(
         target_file=str(target_file),
         task_queue_prefix=settings.task_queue_prefix,
         auto_approve_as=auto_approve_as,
+        retry_disproved=retry_disproved,
     )
     await client.start_workflow(
         "CampaignWorkflow",

@@ -332,10 +332,14 @@ class PlanRequest(Payload):
     findings: list[Finding]
     target: Target
     playbook: Playbook
+    retry_disproved: bool = Field(
+        False, description="Recommend levers again that earlier campaigns undid for no effect on the same finding."
+    )
 
 
 class PlanResult(Payload):
     recommendations: list[Recommendation]
+    notes: list[str] = Field(default_factory=list, description="What planning held back, and why.")
     gain_model: str = Field(
         "rule-based",
         description="How the predicted gains were made, in a sentence: 'learned from 34 outcomes (cross-validated "
@@ -633,6 +637,9 @@ class CampaignInput(Payload):
     target_file: str = ""
     task_queue_prefix: str = "ratchet"
     auto_approve_as: str | None = Field(None, description="Approve every gate as this name (demo, CI).")
+    retry_disproved: bool = Field(
+        False, description="Recommend levers again that earlier campaigns undid for no effect on the same finding."
+    )
 
 
 class CampaignStatus(Payload):

@@ -1,7 +1,7 @@
 """The campaign workflow on fake activities: the fast tier's way to drive gates, the saga, cancellation and the
 guard through a real Temporal server in a second or two, where a campaign on the real shop takes minutes.
 
-The fakes stand for the I/O only. `FakeService` is what they pretend the target is: which levers are in place,
+The fakes stand for the target's I/O only (planning and the store are the real ones). `FakeService` is what they pretend the target is: which levers are in place,
 how much faster each makes its endpoint, what every run measured (from the levers in place while it ran), and
 the answers a test scripts (a guard that breaches, a lever that changes the answers, an apply that hangs until
 released). Verdicts follow the playbook's margins on those numbers, so the workflow decides on data as it does
@@ -21,6 +21,9 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.planning import AnalysisActivities
+from activities.records import RecordActivities
+from ratchet.analysis.slo import check_slos, judged_by_slo
 from ratchet.config.common import FindingType, Role
 from ratchet.contracts import (
     AlertRequest,
@@ -31,7 +34,6 @@ from ratchet.contracts import (
     BehaviourCheck,
     BehaviourRequest,
     BehaviourSummary,
-    CampaignStatus,
     CompareResult,
     EndpointStats,
     EndpointVerdict,
@@ -42,11 +44,8 @@ from ratchet.contracts import (
     LeverOutcome,
     LoadTestRequest,
     LoadTestResult,
-    PlanRequest,
-    PlanResult,
     ProbeRequest,
     ProbeSummary,
-    Recommendation,
     ReportRequest,
     ReportResult,
     SloCheck,
@@ -63,7 +62,8 @@ from workflows.rollout import RolloutWorkflow
 
 SLO_MS = 50.0
 
-# A target for the fakes: its levers are never run (the fakes apply them), so their commands only need to be valid.
+# A target for the fakes: its levers are never run (the fakes apply them); their commands differ, as levers that
+# run the same command conflict.
 FAKE_TARGET = """\
 name: fake-service
 base_url: http://127.0.0.1:9
@@ -72,17 +72,17 @@ endpoints:
   - {name: history, path: /history}
   - {name: home, path: /}
 levers:
-  - name: search-index
+  - name: search-cache
     kind: shell
-    addresses: [{finding: missing-index, endpoint: search}]
-    apply: [{argv: ["true"]}]
-    rollback: [{argv: ["true"]}]
+    addresses: [{finding: cacheable, endpoint: search}]
+    apply: [{argv: [echo, cache on]}]
+    rollback: [{argv: [echo, cache off]}]
   - name: batch-history
     kind: shell
     role: devops-engineer
     addresses: [{finding: n-plus-one, endpoint: history}]
-    apply: [{argv: ["true"]}]
-    rollback: [{argv: ["true"]}]
+    apply: [{argv: [echo, batching on]}]
+    rollback: [{argv: [echo, batching off]}]
 """
 
 
@@ -94,7 +94,7 @@ class FakeService:
     base_p95: dict[str, float] = field(default_factory=lambda: {"search": 200.0, "history": 120.0, "home": 10.0})
     # lever -> (its endpoint, the factor it gives that endpoint's p95)
     gains: dict[str, tuple[str, float]] = field(
-        default_factory=lambda: {"search-index": ("search", 0.1), "batch-history": ("history", 0.3)}
+        default_factory=lambda: {"search-cache": ("search", 0.1), "batch-history": ("history", 0.3)}
     )
     breaks_answers: set[str] = field(default_factory=set)  # levers that change what the target answers
     guard_breaches: list[bool] = field(default_factory=list)  # the guard's answers, one per check, then "held"
@@ -103,7 +103,7 @@ class FakeService:
     applying: asyncio.Event = field(default_factory=asyncio.Event)  # set once a held apply has started
     in_place: set[str] = field(default_factory=set)
     runs: dict[str, dict[str, float]] = field(default_factory=dict)  # run id -> endpoint -> p95 measured
-    calls: list[str] = field(default_factory=list)  # "apply search-index" ... "applied search-index", ...
+    calls: list[str] = field(default_factory=list)  # "apply search-cache" ... "applied search-cache", ...
 
     def p95(self, endpoint: str) -> float:
         factor = 1.0
@@ -156,10 +156,6 @@ class FakeActivities:
     def _note(self, call: str) -> None:
         self.service.calls.append(call)
 
-    @activity.defn(name="record_campaign")
-    async def record_campaign(self, status: CampaignStatus) -> None:
-        return None
-
     @activity.defn(name="run_load_test")
     async def run_load_test(self, request: LoadTestRequest) -> LoadTestResult:
         run_id = f"{request.label}-{len(self.service.runs) + 1}"
@@ -187,12 +183,14 @@ class FakeActivities:
 
     @activity.defn(name="find_bottlenecks")
     async def find_bottlenecks(self, request: AssessRequest) -> AssessResult:
+        """A finding per lever not in place (its pattern is still there), judged against the SLO as the real
+        assessment judges them."""
         baseline = request.baseline
         findings: list[Finding] = []
         for lever in request.target.levers:
             endpoint = lever.addresses[0].endpoint
             stats = baseline.stats(endpoint)
-            if stats is None or stats.p95 <= SLO_MS:
+            if stats is None or lever.name in self.service.in_place:
                 continue
             findings.append(
                 Finding(
@@ -202,40 +200,11 @@ class FakeActivities:
                     severity="high",
                     impact=0.5,
                     estimated_gain_ms=stats.p95 / 2,
-                    summary=f"{endpoint} is slow (fake)",
+                    summary=f"{endpoint}: {lever.addresses[0].finding} (fake)",
                 )
             )
-        slo = [
-            SloCheck(endpoint=s.endpoint, metric="p95", limit=SLO_MS, value=s.p95, met=s.p95 <= SLO_MS)
-            for s in baseline.endpoints
-        ]
-        return AssessResult(findings=findings, slo=slo)
-
-    @activity.defn(name="plan_changes")
-    async def plan_changes(self, request: PlanRequest) -> PlanResult:
-        recommendations: list[Recommendation] = []
-        for finding in request.findings:
-            lever = next(le for le in request.target.levers if le.addresses[0].endpoint == finding.endpoint)
-            recommendations.append(
-                Recommendation(
-                    id=f"R{len(recommendations) + 1}",
-                    finding_id=finding.id,
-                    endpoint=finding.endpoint,
-                    title=f"apply {lever.name}",
-                    lever=lever,
-                    role=lever.role,
-                    impact=finding.impact,
-                    feasibility=0.9,
-                    risk="low",
-                    effort="none",
-                    predicted_gain_ms=finding.estimated_gain_ms,
-                    score=1.0,
-                    rationale="fake",
-                    finding_ids=[finding.id],
-                    endpoints=[finding.endpoint],
-                )
-            )
-        return PlanResult(recommendations=recommendations)
+        findings = judged_by_slo(findings, baseline.endpoints, request.playbook)
+        return AssessResult(findings=findings, slo=check_slos(baseline.endpoints, request.playbook))
 
     @activity.defn(name="apply_lever")
     async def apply_lever(self, call: LeverCall) -> LeverOutcome:
@@ -319,7 +288,10 @@ class FakeActivities:
 @contextlib.asynccontextmanager
 async def fake_workers(client: Client, settings: Settings, service: FakeService, folder: Path) -> AsyncIterator[None]:
     """The real campaign and rollout workflows, and the fake activities on every role's queue."""
-    activities = FakeActivities(service, folder).all()
+    # Planning and the campaign's record are the real ones: pure logic and the store, both local and quick, and
+    # what lets campaigns learn from earlier ones here too.
+    real = [AnalysisActivities(settings).plan_changes, RecordActivities(settings.resolved_store_url).record_campaign]
+    activities = [*FakeActivities(service, folder).all(), *real]
     workers = [Worker(client, task_queue=campaign_queue(settings), workflows=[CampaignWorkflow, RolloutWorkflow])]
     workers += [Worker(client, task_queue=settings.task_queue(role.value), activities=activities) for role in Role]
     async with contextlib.AsyncExitStack() as stack:

@@ -257,6 +257,14 @@ def test_decisions_after_assessment() -> None:
     missed = check_slos([stats("item", 100, 200)], PLAYBOOK)
     assert after_assessment(AssessResult(findings=[], slo=met)) == AfterAssessment.TARGETS_MET
     assert after_assessment(AssessResult(findings=[], slo=missed)) == AfterAssessment.NOTHING_ACTIONABLE
+    # Every target met and only low findings: nothing for a campaign to do (the findings stay in the report).
+    low = Finding(id="F1", type=FindingType.CACHEABLE, endpoint="item", severity="low", impact=0.1,
+                  estimated_gain_ms=1, summary="s")  # fmt: skip
+    high = low.model_copy(update={"severity": "high"})
+    assert after_assessment(AssessResult(findings=[low], slo=met), low_findings_met=True) == AfterAssessment.TARGETS_MET
+    assert after_assessment(AssessResult(findings=[high], slo=met), low_findings_met=True) == AfterAssessment.CONTINUE
+    assert after_assessment(AssessResult(findings=[low], slo=missed), low_findings_met=True) == AfterAssessment.CONTINUE
+    assert after_assessment(AssessResult(findings=[low], slo=met)) == AfterAssessment.CONTINUE  # before the rule
 
 
 def test_validation_outcomes_and_changes_without_effect() -> None:

@@ -90,9 +90,9 @@ async def test_two_proven_changes_are_kept_and_the_target_keeps_them(fake: Fake)
     assert final.state == CampaignState.COMPLETED, (final.outcome, final.outcome_detail)
     assert sorted((c.lever, c.state) for c in final.changes) == [
         ("batch-history", ChangeState.KEPT),
-        ("search-index", ChangeState.KEPT),
+        ("search-cache", ChangeState.KEPT),
     ]
-    assert fake.service.in_place == {"search-index", "batch-history"}
+    assert fake.service.in_place == {"search-cache", "batch-history"}
     assert {v.endpoint: v.verdict.value for v in final.verdicts} == {
         "search": "improved",
         "history": "improved",
@@ -143,7 +143,7 @@ async def test_rejection_at_deployment_rolls_back(fake: Fake) -> None:
     campaign_id = await fake.launch()
     before_deploy = await fake.through_validation(campaign_id)
     assert [c.state for c in before_deploy.changes] == [ChangeState.APPLIED, ChangeState.APPLIED]
-    assert fake.service.in_place == {"search-index", "batch-history"}
+    assert fake.service.in_place == {"search-cache", "batch-history"}
     await campaigns.reject(fake.client, campaign_id, RejectionInput(approver="bob", reason="release freeze"))
     final = await finish(fake.client, campaign_id)
 
@@ -192,12 +192,12 @@ async def test_a_bake_breach_is_measured_again_and_only_one_that_lasts_rolls_bac
         assert not final.guard.breached
         assert all(c.state == ChangeState.KEPT for c in final.changes)
         assert any("did not last" in e for e in events), events
-        assert fake.service.in_place == {"search-index", "batch-history"}
+        assert fake.service.in_place == {"search-cache", "batch-history"}
     await assert_replays(fake.client, campaign_id)
 
 
 async def test_a_cancel_while_a_lever_applies_lets_it_finish_and_undoes_everything(fake: Fake) -> None:
-    # batch-history (devops) hangs in its apply; search-index (backend) applies beside it.
+    # batch-history (devops) hangs in its apply; search-cache (backend) applies beside it.
     fake.service.hold_apply = {"batch-history"}
     campaign_id = await fake.launch(auto_approve_as="alice")
     await asyncio.wait_for(fake.service.applying.wait(), timeout=60)
@@ -210,7 +210,7 @@ async def test_a_cancel_while_a_lever_applies_lets_it_finish_and_undoes_everythi
     assert fake.service.in_place == set()
     # Newest first, each once: the apply that was running was awaited, never cut off, then undone.
     rollbacks = [c for c in fake.service.calls if c.startswith("rollback")]
-    assert sorted(rollbacks) == ["rollback batch-history", "rollback search-index"]
+    assert sorted(rollbacks) == ["rollback batch-history", "rollback search-cache"]
     await assert_replays(fake.client, campaign_id)
 
 
@@ -227,7 +227,7 @@ async def cancellation_seen(handle: WorkflowHandle[Any, Any]) -> None:
 async def test_a_cancelled_rollout_lets_the_apply_in_flight_finish_then_undoes_it(fake: Fake) -> None:
     # Production is changed by the rollout's own apply; cancelled while it runs, the rollout must not undo the
     # lever before the apply is over (the undo would find nothing, and the apply would then leave it in place).
-    fake.service.hold_apply = {"search-index"}
+    fake.service.hold_apply = {"search-cache"}
     target_file = fake.folder / "production.yaml"
     target_file.write_text(FAKE_TARGET)
     production = load_target(target_file)
@@ -248,6 +248,58 @@ async def test_a_cancelled_rollout_lets_the_apply_in_flight_finish_then_undoes_i
     with pytest.raises(WorkflowFailureError):
         await handle.result()
 
-    levers = [c for c in fake.service.calls if c.endswith("search-index")]
-    assert levers == ["apply search-index", "applied search-index", "rollback search-index"], fake.service.calls
+    levers = [c for c in fake.service.calls if c.endswith("search-cache")]
+    assert levers == ["apply search-cache", "applied search-cache", "rollback search-cache"], fake.service.calls
     assert fake.service.in_place == set()
+
+
+async def test_a_lever_undone_for_no_effect_is_not_recommended_again_on_the_same_evidence(fake: Fake) -> None:
+    # batch-history gives the history endpoint nothing: the first campaign undoes it, the second does not try it
+    # again (and says why), a third told to retry it tries it again.
+    fake.service.gains["batch-history"] = ("history", 1.0)
+    first = await finish(fake.client, await fake.launch(auto_approve_as="alice"))
+    assert {c.lever: c.state for c in first.changes} == {
+        "search-cache": ChangeState.KEPT,
+        "batch-history": ChangeState.ROLLED_BACK,
+    }
+    undone = next(c for c in first.changes if c.lever == "batch-history")
+    assert undone.reason.startswith("did not improve"), undone.reason
+
+    fake.service.in_place.clear()  # the same deployment as before the first campaign
+    second = await finish(fake.client, await fake.launch(auto_approve_as="alice"))
+    assert [c.lever for c in second.changes] == ["search-cache"], [(c.lever, c.state) for c in second.changes]
+    held = next(r for r in second.recommendations if r.lever is not None and r.lever.name == "batch-history")
+    assert not held.recommended and first.campaign_id in held.rationale
+    assert any("batch-history not recommended for n-plus-one on history" in e.message for e in second.events)
+
+    fake.service.in_place.clear()
+    target = fake.folder / "target.yaml"
+    retried = await campaigns.launch(
+        fake.client, fake.settings, playbook_file=TEST_PLAYBOOK, target_file=target, auto_approve_as="alice",
+        retry_disproved=True,
+    )  # fmt: skip
+    third = await finish(fake.client, retried)
+    assert sorted(c.lever for c in third.changes) == ["batch-history", "search-cache"]
+
+
+async def test_a_second_campaign_on_a_fixed_target_ends_at_targets_met_without_trying_the_disproved_lever(
+    fake: Fake,
+) -> None:
+    # The history endpoint meets its target with margin (30 of 50 ms) though its N+1 is real: batching it gives
+    # nothing measurable, and the first campaign undoes it. The second finds only that low finding, every target
+    # met: it ends there, changing nothing.
+    fake.service.base_p95["history"] = 30.0
+    fake.service.gains["batch-history"] = ("history", 1.0)
+    first = await finish(fake.client, await fake.launch(auto_approve_as="alice"))
+    assert {c.lever: c.state for c in first.changes} == {
+        "search-cache": ChangeState.KEPT,
+        "batch-history": ChangeState.ROLLED_BACK,
+    }
+    applied_before = len([c for c in fake.service.calls if c.startswith("apply ")])
+
+    second = await finish(fake.client, await fake.launch(auto_approve_as="alice"))
+    assert second.state == CampaignState.COMPLETED and second.outcome == "targets already met", second.outcome
+    assert "1 low finding(s) left for a person" in second.outcome_detail
+    [left] = second.findings
+    assert left.endpoint == "history" and left.severity == "low" and "meets its p95 target" in left.summary
+    assert second.changes == [] and len([c for c in fake.service.calls if c.startswith("apply ")]) == applied_before

@@ -10,11 +10,20 @@ from pydantic import ValidationError
 
 from ratchet.analysis.conflicts import conflict, touches
 from ratchet.analysis.decisions import bytes_verdict, changes_without_effect, payload_endpoints
+from ratchet.analysis.disproved import disproofs, hold_back_disproved
 from ratchet.analysis.planning import plan
 from ratchet.config.common import FindingType, Role
 from ratchet.config.playbook import Validation
 from ratchet.config.target import Lever, Target
-from ratchet.contracts import ChangeRecord, EndpointStats, EndpointVerdict, Finding, Verdict
+from ratchet.contracts import (
+    CampaignStatus,
+    ChangeRecord,
+    ChangeState,
+    EndpointStats,
+    EndpointVerdict,
+    Finding,
+    Verdict,
+)
 
 FLAGS = "http://127.0.0.1:9/admin/flags"
 
@@ -187,3 +196,45 @@ def test_every_finding_type_gets_advice_even_with_thin_evidence(kind: FindingTyp
     [manual] = plan([finding("F1", kind, "history", 0.2, **scan)], target(), limit=10)
     assert manual.lever is None and manual.advice
     assert "history" in manual.advice or "orders(email)" in manual.advice
+
+
+def _campaign(campaign_id: str, state: ChangeState, reason: str, gain_ms: float) -> CampaignStatus:
+    """A finished campaign that tried the pool lever for the invoice's saturation."""
+    lever_target = target(POOL_8)
+    found = finding("F1", FindingType.SATURATION, "invoice", 0.5).model_copy(update={"estimated_gain_ms": gain_ms})
+    [recommendation] = plan([found], lever_target, limit=5)
+    change = ChangeRecord(
+        change_id="C1", recommendation_id=recommendation.id, lever="pool-8", kind="http", role=Role.BACKEND_DEVELOPER,
+        endpoint="invoice", state=state, reason=reason,
+    )  # fmt: skip
+    return CampaignStatus(
+        campaign_id=campaign_id, target="t", playbook="p", findings=[found], recommendations=[recommendation],
+        changes=[change],
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("earlier", "gain_now", "held"),
+    [
+        ([("c1", ChangeState.ROLLED_BACK, "did not improve invoice: x0.98")], 10.0, True),
+        ([("c1", ChangeState.ROLLED_BACK, "leave-one-out: without it the others give the same")], 10.0, True),
+        # The evidence changed materially: twice the gain the lever was disproved on.
+        ([("c1", ChangeState.ROLLED_BACK, "did not improve invoice: x0.98")], 20.0, False),
+        # Undone for another reason: says nothing of the lever's effect.
+        ([("c1", ChangeState.ROLLED_BACK, "deployment rejected: release freeze")], 10.0, False),
+        ([("c1", ChangeState.ROLLED_BACK, "guard breached: invoice p95 x3")], 10.0, False),
+        # Disproved, then kept by a later campaign: the later one counts.
+        ([("c1", ChangeState.ROLLED_BACK, "did not improve invoice"), ("c2", ChangeState.KEPT, "")], 10.0, False),
+    ],
+)
+def test_a_lever_disproved_on_a_finding_is_held_back_until_the_evidence_changes(
+    earlier: list[tuple[str, ChangeState, str]], gain_now: float, held: bool
+) -> None:
+    known = disproofs([_campaign(c, state, reason, 10.0) for c, state, reason in earlier])
+    now = finding("F1", FindingType.SATURATION, "invoice", 0.5).model_copy(update={"estimated_gain_ms": gain_now})
+    planned, notes = hold_back_disproved(plan([now], target(POOL_8), limit=5), [now], known)
+
+    assert planned[0].recommended is not held
+    assert bool(notes) is held
+    if held:
+        assert "c1" in planned[0].rationale and "--retry-disproved" in notes[0]

@@ -248,12 +248,15 @@ class CampaignWorkflow:
             # Said before anything is planned on it: a person at the planning gate sees it in the events.
             self._event(f"baseline unlike its history: {anomaly.sentence}")
         self._status.slo_before = assessment.slo
-        decision = after_assessment(assessment)
+        decision = after_assessment(assessment, low_findings_met=workflow.patched("low-findings-met"))
         met = sum(c.met for c in assessment.slo)
         note = f"{len(assessment.findings)} finding(s); {met}/{len(assessment.slo)} SLO checks met"
         if decision == AfterAssessment.TARGETS_MET:
             self._end(Phase.ASSESSMENT, "targets already met", note)
-            raise _Stop(CampaignState.COMPLETED, "targets already met", "no bottleneck found and every SLO met")
+            detail = "no bottleneck found and every SLO met"
+            if assessment.findings:
+                detail = f"every SLO met; {len(assessment.findings)} low finding(s) left for a person (see the report)"
+            raise _Stop(CampaignState.COMPLETED, "targets already met", detail)
         if decision == AfterAssessment.NOTHING_ACTIONABLE:
             self._end(Phase.ASSESSMENT, "nothing actionable", note)
             raise _Stop(
@@ -273,6 +276,7 @@ class CampaignWorkflow:
                 findings=assessment.findings,
                 target=self._input.target,
                 playbook=self._input.playbook,
+                retry_disproved=self._input.retry_disproved,
             ),
             Role.PERF_OPTIMIZER,
             "Rank levers for the findings",
@@ -281,6 +285,8 @@ class CampaignWorkflow:
         self._status.recommendations = plan.recommendations
         self._status.gain_model = plan.gain_model
         self._event(f"planning: predicted gains {plan.gain_model}")
+        for note in plan.notes:
+            self._event(f"planning: {note}")
         if not any(r.lever is not None for r in plan.recommendations):
             self._end(Phase.PLANNING, "manual advice only", "no lever can address the findings")
             raise _Stop(CampaignState.COMPLETED, "manual advice only", "the findings need a person; see the plan")

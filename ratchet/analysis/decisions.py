@@ -33,9 +33,13 @@ class AfterAssessment(StrEnum):
     CONTINUE = "continue"
 
 
-def after_assessment(result: AssessResult) -> AfterAssessment:
-    """No finding and targets met: done. Findings: go on. No finding but targets missed: nothing to do."""
-    if result.findings:
+def after_assessment(result: AssessResult, *, low_findings_met: bool = False) -> AfterAssessment:
+    """No finding and targets met: done. Findings: go on. No finding but targets missed: nothing to do.
+
+    ``low_findings_met``: targets met and only low findings left is done too: a campaign changes nothing there
+    (campaigns started before this rule replay without it)."""
+    only_low = all(f.severity == "low" for f in result.findings)
+    if result.findings and not (low_findings_met and only_low and result.targets_met):
         return AfterAssessment.CONTINUE
     return AfterAssessment.TARGETS_MET if result.targets_met else AfterAssessment.NOTHING_ACTIONABLE
 

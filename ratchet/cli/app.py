@@ -199,6 +199,12 @@ def launch(
     approver: Annotated[
         str | None, typer.Option("--as", help="Your approver name (for --auto-approve/prompts).")
     ] = None,
+    retry_disproved: Annotated[
+        bool,
+        typer.Option(
+            help="Recommend again the levers earlier campaigns on this target undid for no effect on the same finding."
+        ),
+    ] = False,
 ) -> None:
     """Validate the files and start a campaign; with --wait, follow it (asking at gates in a terminal)."""
     # Bad files are reported before anything is contacted or started.
@@ -209,7 +215,7 @@ def launch(
     async def go(client: Any) -> int:
         campaign_id = await campaigns.launch(
             client, get_settings(), playbook_file=playbook, target_file=target,
-            auto_approve_as=name if auto_approve else None,
+            auto_approve_as=name if auto_approve else None, retry_disproved=retry_disproved,
         )  # fmt: skip
         console.print(f"launched {campaign_id}")
         console.print(
