@@ -23,6 +23,7 @@ from ratchet.analysis.detection import (
     error_hotspots,
     missing_index_findings,
     overload_note,
+    served_endpoints,
     slow_endpoints,
     unexplained_slow_findings,
 )
@@ -221,7 +222,7 @@ class AssessmentActivities:
     def _statement_evidence(
         self, request: AssessRequest, slow: list[SlowEndpoint], analysis: TraceAnalysis | None
     ) -> list[StatementEvidence]:
-        """Plans of the statements behind slow endpoints: read from the spans, else the target's declared ones."""
+        """Plans of the statements behind ``slow`` endpoints: read from the spans, else the target's declared ones."""
         target = request.target
         if target.database is None:
             return []
@@ -241,9 +242,11 @@ class AssessmentActivities:
         playbook, target = request.playbook, request.target
         rules = playbook.detection
         slow = endpoints_to_inspect(request.baseline.endpoints, playbook)
+        # Plans are read behind every endpoint, not only the slow ones: a large scan is found before it hurts.
+        served = served_endpoints(request.baseline.endpoints, playbook)
         analysis, burst = self._traces(request)
         findings = missing_index_findings(
-            slow, self._statement_evidence(request, slow, analysis), playbook,
+            served, self._statement_evidence(request, served, analysis), playbook,
             analysis.server_mean_ms if analysis is not None else None,
         )  # fmt: skip
         notes: list[str] = []

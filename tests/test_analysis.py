@@ -23,6 +23,7 @@ from ratchet.analysis.detection import (
     endpoints_to_inspect,
     missing_index_findings,
     overload_note,
+    served_endpoints,
     unexplained_slow_findings,
 )
 from ratchet.analysis.planning import covers, plan
@@ -532,3 +533,16 @@ def test_latency_findings_on_an_endpoint_meeting_its_target_with_margin_are_low(
 
     assert [f.severity for f in judged] == ["low", "critical", "critical", "critical"]
     assert "meets its p95 target, 30.0 ms against 50 ms" in judged[0].summary and "was critical" in judged[0].summary
+
+
+def test_a_large_scan_behind_an_endpoint_within_its_target_is_found_and_low() -> None:
+    """At a light load the search meets its 50 ms target, but its handler's time is nearly all a full scan of
+    300,000 rows on a filtered column: found (it grows with the table), and low while the target holds."""
+    light = [stats("search", 15, 20), stats("item", 10, 12, requests=3000)]
+    assert "search" not in [s.stats.endpoint for s in endpoints_to_inspect(light, PLAYBOOK)]  # not slow, not dominant
+    scan = StatementEvidence(**{**_evidence().__dict__, "median_ms": 14.0})
+    [finding] = judged_by_slo(
+        missing_index_findings(served_endpoints(light, PLAYBOOK), [scan], PLAYBOOK), light, PLAYBOOK
+    )
+    assert finding.type.value == "missing-index" and finding.severity == "low"
+    assert "within its target today" in finding.summary and finding.evidence["columns"] == ["customer_email"]

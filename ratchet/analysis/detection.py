@@ -69,6 +69,23 @@ def endpoints_to_inspect(stats: list[EndpointStats], playbook: Playbook) -> list
     return sorted(chosen, key=lambda s: s.latency_share, reverse=True)
 
 
+def served_endpoints(stats: list[EndpointStats], playbook: Playbook) -> list[SlowEndpoint]:
+    """Every endpoint the run measured, as a candidate for plans: a full scan of a large table on a filtered
+    column is worth a finding whatever the endpoint's p95 today (it grows with the table, and a lighter load
+    hides it), judged by its share of the endpoint's time."""
+    total_time = sum(s.mean * s.requests for s in stats) or 1.0
+    total_requests = sum(s.requests for s in stats) or 1
+    served = []
+    for endpoint in stats:
+        if not endpoint.requests:
+            continue
+        threshold = slow_threshold_ms(endpoint.endpoint, playbook)
+        latency_share = endpoint.mean * endpoint.requests / total_time
+        traffic_share = endpoint.requests / total_requests
+        served.append(SlowEndpoint(endpoint, threshold, latency_share, traffic_share, endpoint.p95 > threshold))
+    return served
+
+
 def overload_note(stats: list[EndpointStats], playbook: Playbook, server_p95_ms: dict[str, float] | None) -> str:
     """Said when every endpoint with a target is over it, the one doing least work too: then the load is more
     than the service serves here, and its latencies describe the queue, not the endpoints ("" otherwise)."""
@@ -107,11 +124,12 @@ def missing_index_findings(
     playbook: Playbook,
     server_mean_ms: dict[str, float] | None = None,
 ) -> list[Finding]:
-    """A finding per (table, columns) scanned in full under a slow endpoint, on a large enough table.
+    """A finding per (table, columns) scanned in full under an endpoint of ``slow`` (``served_endpoints``: any
+    endpoint), on a large enough table, where the statement is a large enough share of the endpoint's time.
 
-    The statement's share is of the request's time inside the service when the traces measured it
-    (``server_mean_ms``): under a load that queues requests, the client's time is mostly the wait, and a scan
-    that is nearly all of the handler's work would read as a small part of it."""
+        The statement's share is of the request's time inside the service when the traces measured it
+        (``server_mean_ms``): under a load that queues requests, the client's time is mostly the wait, and a scan
+        that is nearly all of the handler's work would read as a small part of it."""
     by_endpoint = {s.stats.endpoint: s for s in slow}
     findings: dict[tuple[str, str, tuple[str, ...]], Finding] = {}
     for item in evidence:
@@ -140,9 +158,10 @@ def missing_index_findings(
                 impact=round(statement_share * endpoint.traffic_share, 4),
                 estimated_gain_ms=round(gain, 2),
                 summary=(
-                    f"{item.endpoint}: p95 {stats.p95:.1f} ms, {endpoint.latency_share:.0%} of all serving time; "
-                    f"its query scans all {rows:,} rows of {scan.table} filtering on {', '.join(columns)} "
-                    f"({item.median_ms:.1f} ms per run)"
+                    f"{item.endpoint}: p95 {stats.p95:.1f} ms"
+                    + ("" if endpoint.over_threshold else " (within its target today)")
+                    + f", {endpoint.latency_share:.0%} of all serving time; its query scans all {rows:,} rows of "
+                    f"{scan.table} filtering on {', '.join(columns)} ({item.median_ms:.1f} ms per run)"
                 ),
                 evidence={
                     "table": scan.table,
