@@ -8,8 +8,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.enums.v1 import IndexedValueType, TaskQueueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError
@@ -199,6 +201,17 @@ async def cancel(client: Client, campaign_id: str) -> None:
         if "not found" in str(exc).lower():
             raise NotFoundError(f"no running campaign with id {campaign_id!r}") from None
         raise
+
+
+async def campaign_workers(client: Client, settings: Settings) -> int:
+    """How many workers poll the campaigns' queue now: none, and a cancelled campaign's changes wait for one."""
+    request = DescribeTaskQueueRequest(
+        namespace=client.namespace,
+        task_queue=TaskQueue(name=campaign_queue(settings)),
+        task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+    )
+    described = await client.workflow_service.describe_task_queue(request)
+    return len(described.pollers)
 
 
 @dataclass

@@ -6,6 +6,7 @@ its measurements are fakes (tests/fake_campaign.py), so every path runs in secon
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from ratchet.contracts import (
 )
 from ratchet.settings import Settings
 from ratchet.temporal.client import campaign_queue, connect
-from tests.campaign_helpers import assert_replays, finish, wait_for, waiting_at
+from tests.campaign_helpers import assert_replays, finish, ratchet_cli, wait_for, waiting_at
 from tests.conftest import TEST_PLAYBOOK, free_port
 from tests.fake_campaign import FAKE_TARGET, FakeService, fake_workers
 from workflows.rollout import RolloutWorkflow
@@ -303,3 +304,37 @@ async def test_a_second_campaign_on_a_fixed_target_ends_at_targets_met_without_t
     [left] = second.findings
     assert left.endpoint == "history" and left.severity == "low" and "meets its p95 target" in left.summary
     assert second.changes == [] and len([c for c in fake.service.calls if c.startswith("apply ")]) == applied_before
+
+
+async def test_a_finished_campaign_is_shown_and_reported_without_temporal(fake: Fake) -> None:
+    campaign_id = await fake.launch(auto_approve_as="alice")
+    await finish(fake.client, campaign_id)
+    offline = fake.settings.model_copy(update={"temporal_address": f"127.0.0.1:{free_port()}"})  # nothing listens
+
+    shown = await ratchet_cli(offline, "status", campaign_id, "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["state"] == "completed"
+    reported = await ratchet_cli(offline, "report", campaign_id)
+    assert reported.returncode == 0, reported.stderr
+    html = Path(reported.stdout.split("HTML: ", 1)[1].split()[0])
+    assert html.is_file() and campaign_id in html.read_text()
+    # A campaign the store does not hold still needs Temporal, and says so.
+    unknown = await ratchet_cli(offline, "status", "no-such-campaign", "--json")
+    assert unknown.returncode == 4 and "cannot reach Temporal" in unknown.stderr
+
+
+async def test_cancel_says_when_no_worker_is_there_to_undo_the_changes(fake: Fake) -> None:
+    # A campaign on queues no worker serves (another prefix): cancelling it undoes nothing until one runs.
+    unserved = fake.settings.model_copy(update={"task_queue_prefix": f"none{uuid.uuid4().hex[:6]}"})
+    target = fake.folder / "target.yaml"
+    target.write_text(FAKE_TARGET)
+    campaign_id = await campaigns.launch(fake.client, unserved, playbook_file=TEST_PLAYBOOK, target_file=target)
+
+    said = await ratchet_cli(unserved, "cancel", campaign_id)
+    assert said.returncode == 0, said.stderr
+    words = " ".join(said.stdout.split())  # the console wraps long lines
+    assert "no worker serves campaigns now" in words and "`ratchet worker`" in words
+    served = await fake.launch()
+    said = await ratchet_cli(fake.settings, "cancel", served)
+    assert "applied changes are being undone" in " ".join(said.stdout.split())
+    assert (await finish(fake.client, served)).state == CampaignState.CANCELLED

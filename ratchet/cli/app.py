@@ -317,6 +317,16 @@ def status(
 ) -> None:
     """Show a campaign: phases, findings, plan, changes, per-endpoint numbers and verdicts."""
 
+    finished = _finished_in_store(campaign_id)
+    if finished is not None:  # all there is to show is in the store: no Temporal needed
+        if as_json:
+            print(json.dumps(campaigns.status_summary(finished), indent=2, default=str))
+        else:
+            from ratchet.cli.views import campaign_view
+
+            console.print(campaign_view(finished, []))
+        raise typer.Exit(EXIT_OK)
+
     async def go(client: Any) -> int:
         if as_json:
             current = await campaigns.get_status(client, campaign_id, get_settings().resolved_store_url)
@@ -398,7 +408,14 @@ def cancel(campaign_id: Annotated[str, typer.Argument(help="Campaign id.")]) -> 
 
     async def go(client: Any) -> None:
         await campaigns.cancel(client, campaign_id)
-        console.print(f"cancellation requested for {campaign_id}: applied changes are being undone")
+        if await campaigns.campaign_workers(client, get_settings()):
+            console.print(f"cancellation requested for {campaign_id}: applied changes are being undone")
+        else:
+            # Said plainly: nothing is undone until a worker runs the campaign again.
+            console.print(
+                f"cancellation requested for {campaign_id}, but no worker serves campaigns now: its applied changes "
+                "are undone once one runs (`ratchet worker`, the same RATCHET_HOME and task queue prefix)"
+            )
 
     _client_command(go)()
 
@@ -407,15 +424,29 @@ def cancel(campaign_id: Annotated[str, typer.Argument(help="Campaign id.")]) -> 
 def report(campaign_id: Annotated[str, typer.Argument(help="Campaign id.")]) -> None:
     """Write (or rewrite) the campaign's HTML and Markdown report and print where they are."""
 
-    async def go(client: Any) -> None:
-        from activities.reporting import ReportActivities
-        from ratchet.contracts import ReportRequest
+    from activities.reporting import ReportActivities
+    from ratchet.contracts import ReportRequest
 
-        current = await campaigns.get_status(client, campaign_id, get_settings().resolved_store_url)
+    async def write(current: Any) -> None:
         written = await ReportActivities(get_settings()).write_report(ReportRequest(status=current))
         console.print(f"HTML: {written.html_path}\nMarkdown: {written.markdown_path}")
 
+    finished = _finished_in_store(campaign_id)
+    if finished is not None:  # a finished campaign's report needs the store only
+        _run(write(finished))
+        return
+
+    async def go(client: Any) -> None:
+        await write(await campaigns.get_status(client, campaign_id, get_settings().resolved_store_url))
+
     _client_command(go)()
+
+
+def _finished_in_store(campaign_id: str) -> Any:
+    """The final status of a finished campaign as its workflow recorded it in the store, else None (running, or
+    not in this store: then Temporal is asked)."""
+    recorded = campaigns.stored_status(get_settings().resolved_store_url, campaign_id)
+    return recorded if recorded is not None and recorded.finished else None
 
 
 @app.command()
