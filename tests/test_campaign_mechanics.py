@@ -6,6 +6,7 @@ its measurements are fakes (tests/fake_campaign.py), so every path runs in secon
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -15,10 +16,12 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from rich.console import Console
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 
 from ratchet import campaigns
+from ratchet.cli.views import campaign_view
 from ratchet.config.common import Role
 from ratchet.config.loading import load_playbook, load_target
 from ratchet.contracts import (
@@ -338,3 +341,40 @@ async def test_cancel_says_when_no_worker_is_there_to_undo_the_changes(fake: Fak
     said = await ratchet_cli(fake.settings, "cancel", served)
     assert "applied changes are being undone" in " ".join(said.stdout.split())
     assert (await finish(fake.client, served)).state == CampaignState.CANCELLED
+
+
+async def test_the_live_view_shows_what_a_person_must_do_first(fake: Fake) -> None:
+    campaign_id = await fake.launch()
+    status = await wait_for(fake.client, campaign_id, waiting_at("planning"), what="the planning gate")
+    console = Console(width=100, record=True, file=io.StringIO())
+    console.print(campaign_view(status))
+    lines = console.export_text().splitlines()
+
+    ask = next(i for i, line in enumerate(lines) if "Waiting for approval of planning" in line)
+    assert ask < next(i for i, line in enumerate(lines) if "Phases" in line) and ask < 5, lines[:8]
+    assert any(f"ratchet approve {campaign_id} --phase planning --as NAME" in line for line in lines[ask : ask + 4])
+    assert any("Planning" in line and "waiting for approval" in line for line in lines), lines
+    await campaigns.reject(fake.client, campaign_id, RejectionInput(approver="bob", reason="not now"))
+    await finish(fake.client, campaign_id)
+
+
+async def test_following_a_campaign_without_a_terminal_prints_its_events_then_the_outcome(fake: Fake) -> None:
+    target = fake.folder / "target.yaml"
+    target.write_text(FAKE_TARGET)
+    followed = await ratchet_cli(
+        fake.settings,
+        "launch",
+        str(TEST_PLAYBOOK),
+        "--target",
+        str(target),
+        "--wait",
+        "--auto-approve",
+        "--as",
+        "alice",
+    )
+    assert followed.returncode == 0, followed.stderr
+    out = followed.stdout
+    assert "Assessment started" in out and "planning gate auto-approved as alice" in out  # the events, as lines
+    outcome = next(line for line in out.splitlines() if line.startswith("Outcome: "))
+    assert "change(s) kept" in outcome and "report:" not in outcome  # the report's line is a line of its own
+    assert any(line.startswith("report: ") for line in out.splitlines())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from typing import Any
 
 from rich.console import Console
 from rich.live import Live
@@ -57,6 +58,8 @@ async def follow(
     """Show the campaign live until it ends; at a gate, ask (if an asker is given) and send the answer."""
     handle = campaigns.handle(client, campaign_id)
     result_task = asyncio.ensure_future(handle.result())
+    if not console.is_terminal:
+        return await _follow_in_lines(client, campaign_id, console, result_task, interval_s)
     asked_for: set[str] = set()
     try:
         with Live(console=console, refresh_per_second=4, transient=False) as live:
@@ -98,3 +101,26 @@ async def _send(client: Client, campaign_id: str, answer: ApprovalInput | Reject
         console.print(f"[red]{exc}[/]")
         return False
     return True
+
+
+async def _follow_in_lines(
+    client: Client, campaign_id: str, console: Console, result_task: asyncio.Future[Any], interval_s: float
+) -> CampaignStatus:
+    """Without a terminal (a pipe, a CI log) a live view cannot redraw: each event is one line as it happens,
+    then the whole campaign once, at the end."""
+    shown = 0
+    try:
+        while True:
+            status = await campaigns.get_status(client, campaign_id)
+            for event in status.events[shown:]:
+                console.print(f"{event.at:%H:%M:%S} {event.message}", highlight=False, markup=False)
+            shown = len(status.events)
+            if status.finished:
+                with contextlib.suppress(Exception):
+                    await result_task
+                status = await campaigns.get_status(client, campaign_id)
+                console.print(campaign_view(status))
+                return status
+            await asyncio.wait({result_task}, timeout=interval_s)
+    finally:
+        result_task.cancel()

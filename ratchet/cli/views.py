@@ -29,10 +29,13 @@ def phases_table(status: CampaignStatus) -> Table:
     table = Table(title="Phases", expand=False)
     for column in ("phase", "outcome", "started", "ended", "note"):
         table.add_column(column)
+    waiting = status.waiting.phase if status.waiting is not None else None
     for p in status.phases:
+        # A phase at its gate is not "running": it waits for a person.
+        outcome = "waiting for approval" if p.phase == waiting else p.outcome
         table.add_row(
             p.title,
-            Text(p.outcome, style=_OUTCOME_STYLE.get(p.outcome, "green")),
+            Text(outcome, style="bold yellow" if p.phase == waiting else _OUTCOME_STYLE.get(p.outcome, "green")),
             f"{p.started_at:%H:%M:%S}" if p.started_at else "",
             f"{p.ended_at:%H:%M:%S}" if p.ended_at else "",
             p.note,  # whole, wrapped by the table: a note cut mid-word hides what decided
@@ -136,14 +139,10 @@ def campaign_view(status: CampaignStatus, progress: list[dict[str, Any]] | None 
         f"  phase: {status.phase.value if status.phase else '-'}",
         f"  target: {status.target}  playbook: {status.playbook}",
     )  # fmt: skip
-    parts: list[RenderableType] = [header, phases_table(status)]
-    for item in progress or []:
-        if item.get("progress"):
-            parts.append(Text(f"  {item.get('label', item['activity'])}: {item['progress']}", style="cyan"))
-    for table in (findings_table(status), plan_table(status), changes_table(status), endpoints_table(status)):
-        if table is not None:
-            parts.append(table)
+    parts: list[RenderableType] = [header]
     if status.waiting:
+        # First, right under the header: what a person must do stays on screen however tall the rest is (a live
+        # view cuts what does not fit at the bottom).
         w = status.waiting
         parts.append(
             Panel(
@@ -154,6 +153,13 @@ def campaign_view(status: CampaignStatus, progress: list[dict[str, Any]] | None 
                 style="yellow",
             )
         )
+    parts.append(phases_table(status))
+    for item in progress or []:
+        if item.get("progress"):
+            parts.append(Text(f"  {item.get('label', item['activity'])}: {item['progress']}", style="cyan"))
+    for table in (findings_table(status), plan_table(status), changes_table(status), endpoints_table(status)):
+        if table is not None:
+            parts.append(table)
     if status.outcome:
         parts.append(
             Text(
