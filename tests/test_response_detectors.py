@@ -43,3 +43,14 @@ def test_own_work_under_load_is_capped_by_the_request_asked_alone() -> None:
     assert cacheable_findings(_probe_of(4.0), own_work, {"picks": 0.6}, mix, rules) == []
     [finding] = cacheable_findings(_probe_of(90.0), own_work, {"picks": 0.6}, mix, rules)
     assert finding.type == FindingType.CACHEABLE and finding.evidence["self_ms"] == 25.0
+
+
+def test_a_cache_that_would_serve_none_of_the_load_is_not_severe() -> None:
+    """The whole request is the service's own work and its answer repeats, but no request of the load repeats
+    another: a cache would have served 0% of it. Real, and low; with most requests repeating, critical."""
+    own_work = {"picks": (25.0, 1.0, ["t1"])}
+    mix, rules = Traffic({"picks": 10}), Detection()
+    [unrepeated] = cacheable_findings(_probe_of(90.0), own_work, {"picks": 0.0}, mix, rules)
+    assert unrepeated.severity == "low" and "served 0% of the load" in unrepeated.summary
+    [repeated] = cacheable_findings(_probe_of(90.0), own_work, {"picks": 0.9}, mix, rules)
+    assert repeated.severity == "critical"

@@ -184,9 +184,11 @@ def cacheable_findings(
         if endpoint.samples and all(_kept_by_http_caches(s.cache_control) for s in endpoint.samples):
             continue  # already cacheable by browsers and proxies: what is left is sending the bytes
         hits = repeat_ratio.get(endpoint.endpoint, 0.0)
+        # As severe as what a cache would take off: the work's share of the request times the share of the load
+        # it would serve (a cache no request repeats for removes nothing, however costly the work).
         findings.append(
             Finding(
-                id="", type=FindingType.CACHEABLE, endpoint=endpoint.endpoint, severity=severity(share),  # type: ignore[arg-type]
+                id="", type=FindingType.CACHEABLE, endpoint=endpoint.endpoint, severity=severity(share * hits),  # type: ignore[arg-type]
                 impact=round(share * hits * mix.share(endpoint.endpoint), 4),
                 estimated_gain_ms=round(self_ms * hits, 2),
                 summary=(f"{endpoint.endpoint}: {self_ms:.1f} ms of its own work per request ({share:.0%}), and "
