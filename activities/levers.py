@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from typing import Any
 
 import httpx
@@ -16,6 +15,7 @@ from activities.target_database import target_engine
 from ratchet.config.target import HttpAction, HttpLever, Lever, ShellAction, ShellLever, SqlLever, Target
 from ratchet.contracts import LeverCall, LeverOutcome
 from ratchet.errors import LeverError
+from ratchet.shell import CommandTimeout, one_at_a_time, run_command
 from ratchet.store.engine import session_for
 from ratchet.store.tables import LeverAction
 from ratchet.templating import evaluate, render, render_tree
@@ -33,6 +33,8 @@ def _context(call: LeverCall, action: str) -> dict[str, Any]:
             "database_url": target.database.url if target.database else None,
             # sqlite or postgresql: lets one template hold a statement per dialect (catalog queries differ).
             "dialect": target.database.dialect if target.database else None,
+            # Shell levers run here, as the target file's relative paths mean.
+            "folder": target.folder or None,
         },
         "lever": {"name": call.lever.name},
         "parameter": call.parameter,
@@ -88,14 +90,24 @@ def _http_applied(lever: HttpLever, context: dict[str, Any]) -> bool | None:
 def _shell(action: ShellAction, context: dict[str, Any], where: str, *, check: bool = True) -> int:
     argv = [render(part, context, where=f"{where}.argv") for part in action.argv]
     try:
-        result = subprocess.run(argv, capture_output=True, text=True, timeout=action.timeout.total_seconds())
+        returncode, output = run_command(
+            argv, cwd=context["target"]["folder"], timeout_s=action.timeout.total_seconds()
+        )
     except FileNotFoundError:
         raise LeverError(f"{where}: command not found: {argv[0]}") from None
-    except subprocess.TimeoutExpired:
+    except CommandTimeout:
         raise LeverError(f"{where}: {argv[0]} did not finish in {action.timeout}") from None
-    if check and result.returncode != 0:
-        raise LeverError(f"{where}: {' '.join(argv)} exited {result.returncode}: {result.stderr.strip()[-500:]}")
-    return result.returncode
+    if check and returncode != 0:
+        raise LeverError(f"{where}: {' '.join(argv)} exited {returncode}: {output.strip()[-500:]}")
+    return returncode
+
+
+def _programs(lever: Lever) -> list[str]:
+    """The programs a shell lever runs (their first argument as written): one lever at a time per program."""
+    if not isinstance(lever, ShellLever):
+        return []
+    actions = [*lever.apply, *lever.rollback, *([lever.check] if lever.check is not None else [])]
+    return [action.argv[0] for action in actions]
 
 
 def is_applied(lever: Lever, context: dict[str, Any], target: Target) -> bool | None:
@@ -167,13 +179,14 @@ class LeverActivities:
             context["parameter"] = lever.parameter.value(raw if want_applied else lever.parameter.baseline)
             want_applied = True
         try:
-            state = is_applied(lever, context, target)
-            if state is None:
-                state = self._ledger_says_applied(call.campaign_id, call.change_id)
-            changed = state != want_applied
-            if changed:
-                perform(lever, action, context, target)
-            after = is_applied(lever, context, target)
+            with one_at_a_time(_programs(lever)):
+                state = is_applied(lever, context, target)
+                if state is None:
+                    state = self._ledger_says_applied(call.campaign_id, call.change_id)
+                changed = state != want_applied
+                if changed:
+                    perform(lever, action, context, target)
+                after = is_applied(lever, context, target)
         except LeverError as exc:
             self._record(call, action, False, False, str(exc))
             template_problem = "template error" in str(exc) or "expression error" in str(exc)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from temporalio.exceptions import ApplicationError
 
 from activities.levers import LeverActivities
+from ratchet.config.loading import load_target
 from ratchet.config.target import Target
 from ratchet.contracts import LeverCall
 from ratchet.settings import Settings
@@ -109,3 +111,66 @@ def test_template_sees_target_and_parameter(database: Path, tmp_path: Path) -> N
     call = LeverCall(campaign_id="c4", change_id="C1", lever=target.levers[0], target=target, parameter=50)
     assert LeverActivities(settings.resolved_store_url)._act(call, "apply").changed
     assert indexes(database) == ["ix_email"]
+
+
+def _shell_target(folder: Path, levers: str) -> Target:
+    """A target loaded from a file in ``folder``, as a user's: shell levers run from there."""
+    path = folder / "target.yaml"
+    path.write_text(
+        f"name: t\nbase_url: http://127.0.0.1:9\nendpoints:\n  - {{name: home, path: /}}\nlevers:\n{levers}"
+    )
+    return load_target(path)
+
+
+def test_a_shell_lever_runs_in_the_target_files_folder_and_may_start_a_daemon(tmp_path: Path) -> None:
+    """Relative paths mean the target file's folder, as in an operator's script; a command that starts a daemon
+    (which keeps the command's output open) is done when the command exits."""
+    folder = tmp_path / "service"
+    folder.mkdir()
+    target = _shell_target(
+        folder,
+        """  - name: restart
+    kind: shell
+    addresses: [{finding: slow-endpoint}]
+    apply: [{argv: [sh, -c, "echo on > state.txt; sleep 60 & echo $! > daemon.pid"], timeout: 10s}]
+    rollback: [{argv: [sh, -c, "kill $(cat daemon.pid); rm state.txt"]}]
+    check: {argv: [test, -f, state.txt]}
+""",
+    )
+    call = LeverCall(campaign_id="c5", change_id="C1", lever=target.levers[0], target=target)
+    levers = LeverActivities(Settings(home=tmp_path / "home").resolved_store_url)
+    try:
+        applied = levers._act(call, "apply")  # the daemon runs on: the old pipe-capture waited 60 s for it
+        assert applied.changed and applied.verified
+        assert (folder / "state.txt").read_text() == "on\n"
+    finally:
+        assert levers._act(call, "rollback").changed
+    assert not (folder / "state.txt").exists()
+
+
+def test_two_levers_on_one_control_script_never_run_at_the_same_time(tmp_path: Path) -> None:
+    """Roles apply their levers at the same time; two levers that drive the same program (here a control script
+    restarting one service) run one after the other, whichever thread or worker runs them."""
+    control = tmp_path / "ctl"
+    control.write_text('#!/bin/sh\necho "start $1" >> ctl.log\nsleep 0.3\necho "end $1" >> ctl.log\n')
+    control.chmod(0o755)
+    levers_yaml = "".join(
+        f"""  - name: {name}
+    kind: shell
+    addresses: [{{finding: slow-endpoint}}]
+    apply: [{{argv: [./ctl, {name}]}}]
+    rollback: [{{argv: [./ctl, undo-{name}]}}]
+"""
+        for name in ("gzip", "cache")
+    )
+    target = _shell_target(tmp_path, levers_yaml)
+    store = Settings(home=tmp_path / "home").resolved_store_url
+
+    def apply(lever: int) -> None:
+        call = LeverCall(campaign_id="c6", change_id=f"C{lever}", lever=target.levers[lever], target=target)
+        LeverActivities(store)._act(call, "apply")
+
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(apply, [0, 1]))
+    log = (tmp_path / "ctl.log").read_text().split("\n")[:4]
+    assert [line.split()[0] for line in log] == ["start", "end", "start", "end"], log  # never interleaved

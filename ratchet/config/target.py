@@ -376,6 +376,16 @@ class Target(StrictModel):
     production: Production | None = Field(
         None, description="Where validated changes are rolled out, in the playbook's steps; unset: they bake here."
     )
+    folder: SkipJsonSchema[str] = Field(
+        "", description="The target file's folder, set when it is loaded: shell levers run there."
+    )
+
+    @model_validator(mode="after")
+    def _remember_folder(self, info: ValidationInfo) -> Self:
+        base = (info.context or {}).get("base_dir")
+        if not self.folder and base is not None:
+            self.folder = str(Path(base).resolve())
+        return self
 
     def in_production(self) -> Target:
         """The same target at its production address (its levers then act on production)."""
