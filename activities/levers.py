@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -89,10 +90,11 @@ def _http_applied(lever: HttpLever, context: dict[str, Any]) -> bool | None:
 
 def _shell(action: ShellAction, context: dict[str, Any], where: str, *, check: bool = True) -> int:
     argv = [render(part, context, where=f"{where}.argv") for part in action.argv]
+    folder = context["target"]["folder"]
+    cwd = str(Path(folder or ".") / render(action.cwd, context, where=f"{where}.cwd")) if action.cwd else folder
+    env = {name: render(value, context, where=f"{where}.env.{name}") for name, value in action.env.items()}
     try:
-        returncode, output = run_command(
-            argv, cwd=context["target"]["folder"], timeout_s=action.timeout.total_seconds()
-        )
+        returncode, output = run_command(argv, cwd=cwd, env=env, timeout_s=action.timeout.total_seconds())
     except FileNotFoundError:
         raise LeverError(f"{where}: command not found: {argv[0]}") from None
     except CommandTimeout:

@@ -24,13 +24,15 @@ class CommandTimeout(Exception):
     """The command did not exit in time; it and what it started were stopped."""
 
 
-def run_command(argv: list[str], *, cwd: str | None, timeout_s: float) -> tuple[int, str]:
-    """Run ``argv`` in ``cwd``; its exit status and the last 4,000 characters of its output (stdout and
+def run_command(
+    argv: list[str], *, cwd: str | None, timeout_s: float, env: dict[str, str] | None = None
+) -> tuple[int, str]:
+    """Run ``argv`` in ``cwd``, ``env`` added to this process's environment; its exit status and the last 4,000 characters of its output (stdout and
     stderr, interleaved). Raises FileNotFoundError for a missing program, CommandTimeout after ``timeout_s``."""
     with tempfile.TemporaryFile(mode="w+b") as output:
         process = subprocess.Popen(
-            argv, cwd=cwd or None, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
-            start_new_session=True,
+            argv, cwd=cwd or None, env=os.environ | env if env else None, stdin=subprocess.DEVNULL, stdout=output,
+            stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         try:
             returncode = process.wait(timeout=timeout_s)

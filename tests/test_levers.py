@@ -174,3 +174,19 @@ def test_two_levers_on_one_control_script_never_run_at_the_same_time(tmp_path: P
         list(pool.map(apply, [0, 1]))
     log = (tmp_path / "ctl.log").read_text().split("\n")[:4]
     assert [line.split()[0] for line in log] == ["start", "end", "start", "end"], log  # never interleaved
+
+
+def test_a_shell_command_has_its_own_folder_and_variables(tmp_path: Path) -> None:
+    (tmp_path / "conf").mkdir()
+    target = _shell_target(
+        tmp_path,
+        """  - name: mode
+    kind: shell
+    addresses: [{finding: slow-endpoint}]
+    apply: [{argv: [sh, -c, "echo $MODE > mode.txt"], cwd: conf, env: {MODE: "{{ target.name }}-fast"}}]
+    rollback: [{argv: [rm, mode.txt], cwd: conf}]
+""",
+    )
+    call = LeverCall(campaign_id="c7", change_id="C1", lever=target.levers[0], target=target)
+    LeverActivities(Settings(home=tmp_path / "home").resolved_store_url)._act(call, "apply")
+    assert (tmp_path / "conf" / "mode.txt").read_text() == "t-fast\n"

@@ -107,6 +107,12 @@ class ShellAction(StrictModel):
 
     argv: list[str] = Field(min_length=1)
     timeout: Duration = Field(default="60s", validate_default=True)
+    cwd: str | None = Field(
+        None, description="Folder the command runs in, relative to the target file's (default: the target file's)."
+    )
+    env: dict[str, str] = Field(
+        default_factory=dict, description="Variables added to the worker's environment for this command (templates)."
+    )
 
 
 class LeverParameter(StrictModel):
