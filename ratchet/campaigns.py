@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sqlmodel import col, select
 from temporalio.api.enums.v1 import IndexedValueType, TaskQueueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.api.taskqueue.v1 import TaskQueue
@@ -245,6 +246,28 @@ async def list_campaigns(client: Client, *, limit: int = 50) -> list[CampaignLis
             )
         )
     return sorted(found, key=lambda c: c.started or datetime.min.replace(tzinfo=UTC), reverse=True)
+
+
+def stored_campaigns(store_url: str, *, limit: int = 50) -> list[CampaignListing]:
+    """Campaigns as this machine's store last recorded them, newest first (when Temporal cannot be asked)."""
+    with session_for(store_url) as session:
+        rows = session.exec(select(Campaign).order_by(col(Campaign.created_at).desc()).limit(limit)).all()
+    found = []
+    for row in rows:
+        status = CampaignStatus.model_validate_json(row.status_json)
+        found.append(
+            CampaignListing(
+                campaign_id=row.id,
+                workflow_status="(store)",
+                started=row.created_at,
+                closed=row.updated_at if status.finished else None,
+                target=row.target,
+                playbook=row.playbook,
+                state=row.state,
+                phase=status.phase.value if status.phase else "",
+            )
+        )
+    return found
 
 
 async def live_progress(client: Client, campaign_id: str) -> list[dict[str, Any]]:

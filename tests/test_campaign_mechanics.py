@@ -316,7 +316,13 @@ async def test_a_finished_campaign_is_shown_and_reported_without_temporal(fake: 
 
     shown = await ratchet_cli(offline, "status", campaign_id, "--json")
     assert shown.returncode == 0, shown.stderr
-    assert json.loads(shown.stdout)["state"] == "completed"
+    assert json.loads(shown.stdout)["state"] == "completed" and json.loads(shown.stdout)["source"] == "store"
+    listed = await ratchet_cli(offline, "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert [(c["campaign_id"], c["state"], c["source"]) for c in json.loads(listed.stdout)] == [
+        (campaign_id, "completed", "store")
+    ]
+    assert "not reachable" in listed.stderr
     reported = await ratchet_cli(offline, "report", campaign_id)
     assert reported.returncode == 0, reported.stderr
     html = Path(reported.stdout.split("HTML: ", 1)[1].split()[0])

@@ -69,11 +69,16 @@ def _run(coroutine: Awaitable[T]) -> T:
         err.print(f"[red]{exc}[/]", highlight=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None
     except RuntimeError as exc:
-        if "connect" in str(exc).lower() or "transport" in str(exc).lower():
+        if _unreachable(exc):
             address = get_settings().temporal_address
             err.print(f"[red]cannot reach Temporal at {address}: start it with `ratchet server start`[/]")
             raise typer.Exit(EXIT_UNREACHABLE) from None
         raise
+
+
+def _unreachable(exc: RuntimeError) -> bool:
+    """Whether a client error means Temporal could not be reached at all."""
+    return "connect" in str(exc).lower() or "transport" in str(exc).lower()
 
 
 def _client_command(function: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
@@ -320,11 +325,12 @@ def status(
     finished = _finished_in_store(campaign_id)
     if finished is not None:  # all there is to show is in the store: no Temporal needed
         if as_json:
-            print(json.dumps(campaigns.status_summary(finished), indent=2, default=str))
+            print(json.dumps(campaigns.status_summary(finished) | {"source": "store"}, indent=2, default=str))
         else:
             from ratchet.cli.views import campaign_view
 
             console.print(campaign_view(finished, []))
+            console.print("[dim](finished: as the campaign recorded it in this machine's store)[/]")
         raise typer.Exit(EXIT_OK)
 
     async def go(client: Any) -> int:
@@ -384,22 +390,32 @@ def list_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
 ) -> None:
-    """Campaigns, newest first."""
+    """Campaigns, newest first: from Temporal, or from this machine's store when Temporal is down (said so)."""
 
-    async def go(client: Any) -> None:
-        found = await campaigns.list_campaigns(client, limit=limit)
-        if as_json:
-            print(json.dumps([vars(c) for c in found], indent=2, default=str))
-            return
-        table = Table(title="Campaigns")
-        for column in ("id", "state", "phase", "target", "playbook", "started", "workflow"):
-            table.add_column(column)
-        for c in found:
-            started = f"{c.started:%Y-%m-%d %H:%M:%S}" if c.started else ""
-            table.add_row(c.campaign_id, c.state, c.phase, c.target, c.playbook, started, c.workflow_status)
-        console.print(table)
+    async def from_temporal() -> list[Any]:
+        return await campaigns.list_campaigns(await campaigns_client(), limit=limit)
 
-    _client_command(go)()
+    source = "temporal"
+    try:
+        found = asyncio.run(from_temporal())
+    except RuntimeError as exc:
+        if not _unreachable(exc):
+            raise
+        found, source = campaigns.stored_campaigns(get_settings().resolved_store_url, limit=limit), "store"
+        err.print(
+            f"[yellow]Temporal at {get_settings().temporal_address} is not reachable: campaigns as this machine's "
+            "store last recorded them[/]"
+        )
+    if as_json:
+        print(json.dumps([vars(c) | {"source": source} for c in found], indent=2, default=str))
+        return
+    table = Table(title="Campaigns" + (" (from the store)" if source == "store" else ""))
+    for column in ("id", "state", "phase", "target", "playbook", "started", "workflow"):
+        table.add_column(column)
+    for c in found:
+        started = f"{c.started:%Y-%m-%d %H:%M:%S}" if c.started else ""
+        table.add_row(c.campaign_id, c.state, c.phase, c.target, c.playbook, started, c.workflow_status)
+    console.print(table)
 
 
 @app.command()
