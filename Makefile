@@ -5,15 +5,15 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-fast lint bench bench-validation schema clean postgresql chromium
+.PHONY: demo test test-fast lint bench bench-validation schema clean postgresql chromium tmux
 
 demo: $(VENV)/.installed chromium  ## Run a whole campaign on the demo shop (ARGS="--auto-approve" to skip the prompts)
 	$(BIN)/ratchet demo $(ARGS)
 
-test: $(VENV)/.installed postgresql chromium  ## Run the test suite (real Temporal, k6, SQLite, PostgreSQL, Chromium, demo shop)
+test: $(VENV)/.installed postgresql chromium tmux  ## Run the test suite (real Temporal, k6, SQLite, PostgreSQL, Chromium, demo shop)
 	$(BIN)/python -m pytest $(ARGS)
 
-test-fast: $(VENV)/.installed chromium  ## The fast tier, about a minute: every test that starts no Temporal, worker, shop or PostgreSQL
+test-fast: $(VENV)/.installed chromium tmux  ## The fast tier, about a minute: every test that starts no Temporal, worker, shop or PostgreSQL
 	$(BIN)/python -m pytest -m "not real" $(ARGS)
 
 # Debian packages, installed only when missing (a machine that has them pays one dpkg-query, prints nothing).
@@ -33,6 +33,11 @@ chromium:
 	@if [ -n "$$RATCHET_CHROMIUM" ] || dpkg-query -W -f='$${Status}' chromium 2>/dev/null | grep -q 'ok installed'; \
 	then exit 0; fi; \
 	$(call apt_install,chromium,web vitals of pages)
+
+# The live view is tested in a real terminal: tmux, installed only when missing.
+tmux:
+	@if command -v tmux >/dev/null; then exit 0; fi; \
+	$(call apt_install,tmux,a real terminal for the live view's tests)
 
 # The tests start throwaway PostgreSQL servers from the Debian package `postgresql` (the server with its
 # contrib modules, pg_stat_statements among them). Installed only when missing, so a machine that has it

@@ -8,6 +8,11 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import shlex
+import shutil
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -36,8 +41,8 @@ from ratchet.contracts import (
 )
 from ratchet.settings import Settings
 from ratchet.temporal.client import campaign_queue, connect
-from tests.campaign_helpers import assert_replays, finish, ratchet_cli, wait_for, waiting_at
-from tests.conftest import TEST_PLAYBOOK, free_port
+from tests.campaign_helpers import assert_replays, finish, ratchet_cli, ratchet_env, wait_for, waiting_at
+from tests.conftest import ROOT, TEST_PLAYBOOK, free_port
 from tests.fake_campaign import FAKE_TARGET, FakeService, fake_workers
 from workflows.rollout import RolloutWorkflow
 
@@ -384,3 +389,45 @@ async def test_following_a_campaign_without_a_terminal_prints_its_events_then_th
     outcome = next(line for line in out.splitlines() if line.startswith("Outcome: "))
     assert "change(s) kept" in outcome and "report:" not in outcome  # the report's line is a line of its own
     assert any(line.startswith("report: ") for line in out.splitlines())
+
+
+@pytest.mark.parametrize("size", [(100, 30), (160, 60)], ids=["100x30", "160x60"])
+async def test_in_a_real_terminal_the_approve_command_is_on_screen_at_a_gate(fake: Fake, size: tuple[int, int]) -> None:
+    if shutil.which("tmux") is None:
+        pytest.fail("tmux is needed for a real terminal: `make tmux` (Debian package tmux)")
+    campaign_id = await fake.launch()
+    await wait_for(fake.client, campaign_id, waiting_at("planning"), what="the planning gate")
+    session = f"ratchet-{uuid.uuid4().hex[:8]}"
+    variables = [f"{name}={value}" for name, value in ratchet_env(fake.settings).items() if name.startswith("RATCHET_")]
+    # The terminal says its size; the test run's COLUMNS and LINES would override it.
+    command = [
+        "env",
+        "-u",
+        "COLUMNS",
+        "-u",
+        "LINES",
+        *variables,
+        sys.executable,
+        "-m",
+        "ratchet.cli",
+        "status",
+        campaign_id,
+    ]
+    width, height = size
+    tmux = ["tmux", "-L", session]  # a server of its own: nothing of a user's tmux is touched
+    subprocess.run([*tmux, "new-session", "-d", "-s", session, "-x", str(width), "-y", str(height),
+                    shlex.join(command)], check=True, cwd=ROOT)  # fmt: skip
+    wanted = f"ratchet approve {campaign_id} --phase planning --as NAME"
+    screen = ""
+    try:
+        deadline = time.monotonic() + 60
+        while wanted not in screen and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)  # polling what the terminal shows, until the deadline
+            shown = subprocess.run([*tmux, "capture-pane", "-p", "-t", session], capture_output=True, text=True)
+            screen = shown.stdout
+    finally:
+        subprocess.run([*tmux, "kill-server"], capture_output=True)
+    assert wanted in screen, screen
+    assert "waiting for approval" in screen, screen
+    await campaigns.reject(fake.client, campaign_id, RejectionInput(approver="bob", reason="not now"))
+    await finish(fake.client, campaign_id)
