@@ -31,6 +31,7 @@ from ratchet.contracts import (
     LeverCall,
     Recommendation,
 )
+from ratchet.k6.browser import find_chromium
 from ratchet.settings import Settings
 from ratchet.store.engine import session_for
 from ratchet.store.tables import Measurement
@@ -48,6 +49,7 @@ from tests.campaign_helpers import (
     waiting_at,
 )
 from tests.conftest import ROOT, SHOP_TARGET, TEST_PLAYBOOK, Shop, free_port
+from tests.report_layout import assert_fits, measure_layout
 from tests.webhook_receiver import Receiver
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -169,6 +171,11 @@ async def test_happy_path_index_found_approved_applied_proven_and_reported(
     report = Path(final.report_html)
     assert report.exists() and Path(final.report_markdown).exists()
     assert "customer_email" in report.read_text()
+    # The real campaign's report reads well where people open it: nothing overflows at 1024 or 1400 px.
+    chromium = find_chromium(settings.chromium)
+    assert chromium is not None, "Chromium is needed: `make chromium`"
+    for width in (1024, 1400):
+        assert_fits(measure_layout(chromium, report, width, settings.home))
 
     shown = await ratchet_cli(settings, "status", campaign_id, "--json")
     assert shown.returncode == 0, shown.stderr

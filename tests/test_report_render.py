@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import html
-import json
 import os
 import re
 import subprocess
@@ -45,6 +43,7 @@ from ratchet.report.charts import (
 from ratchet.resources.sampler import RESOURCE_SCHEMA, resource_totals
 from ratchet.settings import Settings
 from ratchet.store.samples import endpoint_stats, sampled_durations
+from tests.report_layout import assert_fits, measure_layout
 from tests.test_report import _run, _stats, completed_campaign, minimal_campaign
 
 ENDPOINTS = [
@@ -380,22 +379,6 @@ def test_report_renders_in_chromium(settings: Settings, tmp_path: Path) -> None:
     assert len(before[before > resources.min()]) > 20 and len(after[after > resources.min()]) > 20
 
 
-# Measures the page where it is drawn: whether the page scrolls sideways, which tables stick out of it, and the
-# tallest row of the before/after table. Written into the DOM, which --dump-dom prints.
-_LAYOUT_PROBE = """<script>
-(() => {
-  const page = document.documentElement, width = page.clientWidth;
-  const outside = [...document.querySelectorAll("table, figure, pre, dl, p, ul")]
-    .filter((el) => el.getBoundingClientRect().right > width + 1)
-    .map((el) => el.tagName + ":" + (el.textContent || "").trim().slice(0, 40));
-  const verdicts = [...document.querySelectorAll("h2")].find((h) => h.textContent.trim() === "Before and after");
-  let table = verdicts; while (table && table.tagName !== "TABLE") table = table.nextElementSibling;
-  const rows = table ? [...table.querySelectorAll("tr")].map((r) => r.getBoundingClientRect().height) : [];
-  const layout = {width, scrollWidth: page.scrollWidth, outside, tallestRow: Math.max(0, ...rows)};
-  document.body.setAttribute("data-layout", JSON.stringify(layout));
-})();
-</script>"""
-
 REAL_EXPLANATION = (
     "improved: the CI lies below x1 (Mann-Whitney, Holm-adjusted p=6.7e-36 < 0.01) and the estimate x0.32 is past "
     "the bar x0.80; mean run p95 24.8 -> 7.9 ms (x0.32, 95% CI 0.19-0.59), median shift -4.15 ms, runs 3/3, "
@@ -415,20 +398,6 @@ def test_the_report_fits_the_page_from_1024_to_1920_pixels(tmp_path: Path, width
     )
     write_run_files(status, settings)
     result = asyncio.run(ReportActivities(settings).write_report(ReportRequest(status=status)))
-    probed = tmp_path / "probed.html"
-    probed.write_text(Path(result.html_path).read_text(encoding="utf-8").replace("</body>", _LAYOUT_PROBE + "</body>"))
-    command = [
-        chromium, "--headless", "--disable-gpu", "--force-device-scale-factor=1", f"--window-size={width},900",
-        "--dump-dom", probed.as_uri(),
-    ]  # fmt: skip
-    if os.geteuid() == 0:
-        command.insert(1, "--no-sandbox")
-    finished = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
-    found = re.search(r'data-layout="([^"]+)"', finished.stdout)
-    assert finished.returncode == 0 and found, finished.stderr[-2000:]
-    layout = json.loads(html.unescape(found.group(1)))
+    layout = measure_layout(chromium, Path(result.html_path), width, tmp_path)
 
-    assert layout["scrollWidth"] <= layout["width"], layout  # the page never scrolls sideways
-    assert layout["outside"] == [], layout  # nothing sticks out of it (a wide table scrolls in its own box)
-    # Numbers on one line each and the explanation below them: no row squeezed into a tall narrow column.
-    assert 0 < layout["tallestRow"] <= 90, layout
+    assert_fits(layout)
