@@ -67,10 +67,7 @@ async def follow(
                 status = await campaigns.get_status(client, campaign_id)
                 progress = [] if status.finished else await campaigns.live_progress(client, campaign_id)
                 if status.finished:
-                    # The final state is visible before the report is written: wait for the workflow to close.
-                    with contextlib.suppress(Exception):
-                        await result_task
-                    status = await campaigns.get_status(client, campaign_id)
+                    status = await _closed(client, campaign_id, result_task)
                     live.update(campaign_view(status))
                     return status
                 live.update(campaign_view(status, progress))
@@ -116,11 +113,16 @@ async def _follow_in_lines(
                 console.print(f"{event.at:%H:%M:%S} {event.message}", highlight=False, markup=False)
             shown = len(status.events)
             if status.finished:
-                with contextlib.suppress(Exception):
-                    await result_task
-                status = await campaigns.get_status(client, campaign_id)
+                status = await _closed(client, campaign_id, result_task)
                 console.print(campaign_view(status))
                 return status
             await asyncio.wait({result_task}, timeout=interval_s)
     finally:
         result_task.cancel()
+
+
+async def _closed(client: Client, campaign_id: str, result_task: asyncio.Future[Any]) -> CampaignStatus:
+    """The final status once the workflow has closed: its final state shows before the report is written."""
+    with contextlib.suppress(Exception):
+        await result_task
+    return await campaigns.get_status(client, campaign_id)
