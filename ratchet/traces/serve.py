@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import sys
 from pathlib import Path
 
 import uvicorn
@@ -24,6 +25,14 @@ class _AnnouncingServer(uvicorn.Server):
 
 def serve_receiver(spans_dir: Path, *, host: str = "127.0.0.1", port: int = 4318) -> None:
     """Receive spans until SIGINT/SIGTERM; what is buffered is written out on the way down."""
+    # Said before the wait, on stderr (stdout's first line is the ready line others wait for): a fresh install
+    # compiles the decoder first, about a minute without a word otherwise.
+    print(
+        f"ratchet traces: preparing the span decoder for {host}:{port} (compiled on the first start after an install:"
+        " about a minute; then half a second)",
+        file=sys.stderr,
+        flush=True,
+    )
     app = create_receiver_app(spans_dir)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
     _AnnouncingServer(config).run()
