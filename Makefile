@@ -52,7 +52,7 @@ postgresql:
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy ratchet/analysis ratchet/config ratchet/database
+	$(BIN)/mypy ratchet workflows activities roles worker.py
 
 bench: $(VENV)/.installed  ## Benchmarks: Ratchet's ingest beside a naive baseline, ratios from one run
 	$(BIN)/python -m bench $(ARGS)

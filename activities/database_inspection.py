@@ -24,7 +24,7 @@ def run_statements(target: Target, statements_file: Path, spans_file: Path) -> t
     """The run's statement statistics: pg_stat_statements' when recorded, else the spans', with notes."""
     assert target.database is not None
     dialect = target.database.dialect
-    notes = []
+    notes: list[str] = []
     if statements_file.exists():
         return group_statements(recorded_statements(statements_file), dialect, "pg_stat_statements"), notes
     if dialect == "postgresql":

@@ -132,8 +132,8 @@ def perform(lever: Lever, action: str, context: dict[str, Any], target: Target) 
         for i, step in enumerate(lever.apply if action == "apply" else lever.rollback):
             _http(step, context, f"{where}[{i}]")
     else:
-        for i, step in enumerate(lever.apply if action == "apply" else lever.rollback):
-            _shell(step, context, f"{where}[{i}]")
+        for i, command in enumerate(lever.apply if action == "apply" else lever.rollback):
+            _shell(command, context, f"{where}[{i}]")
 
 
 class LeverActivities:

@@ -222,7 +222,7 @@ class MeasurementActivities:
         stats = endpoint_stats(parquet)
         with session_for(self.settings.resolved_store_url) as session:
             # A retried attempt replaces the rows of the attempt a crash cut short.
-            session.exec(delete(Measurement).where(Measurement.run_id == run_id))  # type: ignore[call-overload]
+            session.exec(delete(Measurement).where(Measurement.run_id == run_id))  # type: ignore[call-overload,arg-type]
             for s in stats:
                 session.add(
                     Measurement(

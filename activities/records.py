@@ -30,7 +30,7 @@ class RecordActivities:
             row.status_json = status.model_dump_json()
             session.add(row)
             if status.finished and status.verdicts:
-                session.exec(delete(OptimizationResult).where(OptimizationResult.campaign_id == status.campaign_id))  # type: ignore[call-overload]
+                session.exec(delete(OptimizationResult).where(OptimizationResult.campaign_id == status.campaign_id))  # type: ignore[call-overload,arg-type]
                 for v in status.verdicts:
                     session.add(
                         OptimizationResult(

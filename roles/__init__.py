@@ -27,7 +27,7 @@ def role_activities(role: Role, settings: Settings) -> list[Callable[..., Any]]:
     measure = MeasurementActivities(settings)
     levers = LeverActivities(store)
     analysis = AnalysisActivities(settings)
-    measuring = [measure.run_load_test, measure.summarize_load_test]
+    measuring: list[Callable[..., Any]] = [measure.run_load_test, measure.summarize_load_test]
     if role == Role.PERF_OPTIMIZER:
         assess = AssessmentActivities(settings)
         records = RecordActivities(store)

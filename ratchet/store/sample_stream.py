@@ -201,7 +201,7 @@ class SampleStream:
                 if held == len(buffer):  # a line longer than the buffer: make room for the rest of it
                     buffer.extend(bytes(len(buffer)))
                 with memoryview(buffer)[held:] as free:  # (released at once: a bytearray in view cannot grow)
-                    read = stream.readinto(free)
+                    read = stream.readinto(free)  # type: ignore[attr-defined]  # files and pipes have it
                 if not read:
                     break
                 end = held + read
