@@ -26,6 +26,7 @@ from ratchet.analysis.detection import (
     served_endpoints,
     unexplained_slow_findings,
 )
+from ratchet.analysis.multiple_testing import holm_adjusted
 from ratchet.analysis.planning import covers, plan
 from ratchet.analysis.plans import FullScan, full_scans_postgresql, full_scans_sqlite
 from ratchet.analysis.power import FOCUS_SHARE_CAP, focus_rates, requests_per_run, run_log_spread
@@ -34,7 +35,6 @@ from ratchet.analysis.significance import (
     compare_endpoint,
     detectable_change,
     hodges_lehmann,
-    holm_adjusted,
     judge_endpoints,
     tail_excess,
 )

@@ -315,7 +315,7 @@ def test_markdown_points_to_the_html_charts() -> None:
 
 # ---------------------------------------------------------------- what a reader sees in a browser
 
-WINDOW = (1400, 6000)
+WINDOW = (1400, 7000)
 
 
 def _near(pixels: np.ndarray, colour: str, tolerance: int = 8) -> np.ndarray:

@@ -6,6 +6,7 @@ import math
 from enum import StrEnum
 from typing import NamedTuple
 
+from ratchet.analysis.multiple_testing import holm_adjusted
 from ratchet.analysis.slo import share_met
 from ratchet.config.common import FindingType
 from ratchet.config.playbook import Playbook, Validation
@@ -206,7 +207,6 @@ def guard_check(
     rules = playbook.validation
     # Imported here: the campaign workflow imports this module, and the statistics libraries behind Holm
     # (scipy, statsmodels) would add over a second to every worker's start for a check only an activity makes.
-    from ratchet.analysis.significance import holm_adjusted
 
     reasons = []
     adjusted = holm_adjusted({endpoint: tail.p_value for endpoint, tail in tails.items()})

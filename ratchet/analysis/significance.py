@@ -7,10 +7,10 @@ from statistics import NormalDist
 
 import numpy as np
 from scipy.stats import fisher_exact, mannwhitneyu
-from statsmodels.stats.multitest import multipletests
 
 from ratchet.analysis.bootstrap import PER_RUN_MIN_REQUESTS, QUANTILES, ratio_interval
 from ratchet.analysis.decisions import TailExcess
+from ratchet.analysis.multiple_testing import holm_adjusted
 from ratchet.config.playbook import Playbook, Validation
 from ratchet.contracts import EndpointStats, EndpointVerdict, Verdict, ratio_digits
 
@@ -53,15 +53,6 @@ def tail_excess(before: np.ndarray, after: np.ndarray, threshold: float) -> Tail
     table = [[above_after, after.size - above_after], [above_before, before.size - above_before]]
     p_value = float(fisher_exact(table, alternative="greater").pvalue)
     return TailExcess(p_value=p_value, share_after=above_after / after.size, share_before=above_before / before.size)
-
-
-def holm_adjusted(p_values: dict[str, float]) -> dict[str, float]:
-    """Holm-adjusted p-values of a family of tests (one per endpoint): comparing a dozen endpoints at once
-    would otherwise declare one of them changed by chance far more often than the significance level says."""
-    if not p_values:
-        return {}
-    adjusted = multipletests(list(p_values.values()), method="holm")[1]
-    return {key: float(p) for key, p in zip(p_values, adjusted, strict=True)}
 
 
 def compare_endpoint(

@@ -27,7 +27,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from ratchet.report.render import format_seconds
+from ratchet.report.durations import format_seconds
 
 # One colour per group of runs, the same in every figure: a reader who learnt "blue is before" keeps it.
 BEFORE = "#4c72b0"

@@ -17,6 +17,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 
 from ratchet.analysis.knee import knee_summary
 from ratchet.contracts import CampaignStatus, ChangeRecord, ChangeState, Finding, Verdict, ratio_digits
+from ratchet.report.durations import format_seconds
 
 if TYPE_CHECKING:  # the figures are drawn with matplotlib, slow to import: only its callers pay for it
     from ratchet.report.charts import ReportCharts
@@ -411,17 +412,6 @@ def format_duration(start: datetime | None, end: datetime | None) -> str:
         start, end = (t if t.tzinfo else t.replace(tzinfo=UTC) for t in (start, end))
     seconds = (end - start).total_seconds()
     return EMPTY if seconds < 0 else format_seconds(seconds)
-
-
-def format_seconds(seconds: float) -> str:
-    """A length of time as people read it: 4.2 s, 3m 05s, 1h 02m."""
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m {secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m"
 
 
 def markdown_cell(value: object) -> str:
