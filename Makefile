@@ -13,7 +13,7 @@ demo: $(VENV)/.installed chromium  ## Run a whole campaign on the demo shop (ARG
 test: $(VENV)/.installed postgresql chromium tmux  ## Run the test suite (real Temporal, k6, SQLite, PostgreSQL, Chromium, demo shop)
 	$(BIN)/python -m pytest $(ARGS)
 
-test-fast: $(VENV)/.installed chromium tmux  ## The fast tier, about a minute: every test that starts no Temporal, worker, shop or PostgreSQL
+test-fast: $(VENV)/.installed chromium tmux  ## The fast tier, about two minutes: pure logic, the workflows on fake activities (a Temporal dev server), replays; no worker, shop or PostgreSQL
 	$(BIN)/python -m pytest -m "not real" $(ARGS)
 
 # Debian packages, installed only when missing (a machine that has them pays one dpkg-query, prints nothing).
