@@ -32,6 +32,8 @@ def ratchet_env(settings: Settings) -> dict[str, str]:
         "RATCHET_HOME": str(settings.home),
         "RATCHET_TEMPORAL_ADDRESS": settings.temporal_address,
         "RATCHET_TASK_QUEUE_PREFIX": settings.task_queue_prefix,
+        # The test's own trace receiver: a worker elsewhere would wait for one on the default port, and refuse.
+        "RATCHET_OTLP_PORT": str(settings.otlp_port),
     }
 
 

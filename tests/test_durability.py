@@ -56,12 +56,13 @@ async def test_worker_killed_mid_campaign_is_finished_by_a_new_worker(
     finally:
         second.terminate()
         second.wait(timeout=30)
+    events = "\n".join(f"  {e.at:%H:%M:%S} {e.message}" for e in final.events)
+    assert final.state == CampaignState.COMPLETED, f"{final.outcome}: {final.outcome_detail}\n{events}"
     # No worker runs now: `ratchet status --json` answers from the store.
     shown = await ratchet_cli(settings, "status", campaign_id, "--json")
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["state"] == "completed"
 
-    assert final.state == CampaignState.COMPLETED, f"{final.outcome}: {final.outcome_detail}"
     [change] = final.changes
     assert change.state == ChangeState.KEPT
     assert len(effects(settings, campaign_id, "apply")) == 1  # applied exactly once
@@ -70,12 +71,17 @@ async def test_worker_killed_mid_campaign_is_finished_by_a_new_worker(
     await assert_replays(client, campaign_id)
 
 
-async def test_server_restart_mid_campaign_resumes(tmp_path: Path, shop: Shop, index_only_target: Path) -> None:
+async def test_server_restart_mid_campaign_resumes(
+    tmp_path: Path, settings: Settings, shop: Shop, index_only_target: Path
+) -> None:
     home = tmp_path / "own-temporal"
     address = f"127.0.0.1:{free_port()}"
     ui_port = free_port()
     start_server(home, address=address, ui_port=ui_port)
-    settings = Settings(home=tmp_path / "ratchet", temporal_address=address, task_queue_prefix="restart")
+    # Its own server; the shop's spans go to the test's trace receiver (the shop fixture's).
+    settings = Settings(
+        home=tmp_path / "ratchet", temporal_address=address, task_queue_prefix="restart", otlp_port=settings.otlp_port
+    )
     try:
         client = await connect(settings)
         async with running_workers(client, settings):
