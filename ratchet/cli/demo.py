@@ -147,9 +147,11 @@ def demo_target(folder: Path, production_url: str, production_database: Path) ->
 
 async def _campaign(console: Console, settings: Settings, playbook: Path, target_file: Path, *, auto: bool):  # type: ignore[no-untyped-def]
     client = await connect(settings)
+    # Every demo starts from a fresh copy of the shop, as a first campaign: what an earlier demo disproved is
+    # tried again (on a real target the memory holds; see `ratchet launch --retry-disproved`).
     campaign_id = await campaigns.launch(
         client, settings, playbook_file=playbook, target_file=target_file,
-        auto_approve_as=DEMO_APPROVER if auto else None,
+        auto_approve_as=DEMO_APPROVER if auto else None, retry_disproved=True,
     )  # fmt: skip
     console.print(f"Campaign {campaign_id} launched")
     asker = None if auto else ask_at_gate(console, DEMO_APPROVER)
