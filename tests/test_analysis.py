@@ -546,3 +546,15 @@ def test_a_large_scan_behind_an_endpoint_within_its_target_is_found_and_low() ->
     )
     assert finding.type.value == "missing-index" and finding.severity == "low"
     assert "within its target today" in finding.summary and finding.evidence["columns"] == ["customer_email"]
+
+
+def test_where_the_service_spends_its_time_a_finding_is_not_played_down() -> None:
+    """The search meets its 50 ms target (p95 30 ms) but is most of all serving time: its scan is at least
+    medium, and a latency finding there stays as severe as it is (it costs capacity whatever its latency)."""
+    dominant = [stats("search", 25, 30), stats("item", 1, 2, requests=300)]
+    scan = StatementEvidence(**{**_evidence().__dict__, "median_ms": 20.0})
+    [finding] = missing_index_findings(served_endpoints(dominant, PLAYBOOK), [scan], PLAYBOOK)
+    assert finding.severity == "medium"
+    cached = Finding(id="", type=FindingType.CACHEABLE, endpoint="search", severity="high", impact=0.5,
+                     estimated_gain_ms=20, summary="s")  # fmt: skip
+    assert judged_by_slo([cached], dominant, PLAYBOOK)[0].severity == "high"

@@ -118,6 +118,14 @@ def _severity(p95: float, threshold: float) -> str:
     return "medium" if ratio >= 1 else "low"
 
 
+def _scan_severity(p95: float, endpoint: SlowEndpoint, playbook: Playbook) -> str:
+    """As far over its threshold as the endpoint is; at least medium where the service spends a dominant share
+    of its time (a scan there costs capacity even within the target)."""
+    severity = _severity(p95, endpoint.threshold_ms)
+    dominant = endpoint.latency_share >= playbook.detection.dominant_latency_share
+    return "medium" if dominant and severity == "low" else severity
+
+
 def missing_index_findings(
     slow: list[SlowEndpoint],
     evidence: list[StatementEvidence],
@@ -154,7 +162,7 @@ def missing_index_findings(
                 id=f"F{len(findings) + 1}",
                 type=FindingType.MISSING_INDEX,
                 endpoint=item.endpoint,
-                severity=_severity(stats.p95, endpoint.threshold_ms),  # type: ignore[arg-type]
+                severity=_scan_severity(stats.p95, endpoint, playbook),  # type: ignore[arg-type]
                 impact=round(statement_share * endpoint.traffic_share, 4),
                 estimated_gain_ms=round(gain, 2),
                 summary=(

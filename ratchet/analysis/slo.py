@@ -45,8 +45,12 @@ SLO_MARGIN = 0.8
 
 def judged_by_slo(findings: list[Finding], stats: list[EndpointStats], playbook: Playbook) -> list[Finding]:
     """Latency findings on endpoints that meet their p95 target with margin are at most ``low``: real, worth a
-    look, never "critical" on an endpoint nobody waits for. The summary says why."""
+    look, never "critical" on an endpoint nobody waits for. The summary says why. Not on an endpoint where the
+    service spends a dominant share of its time (``dominant_latency_share``): that costs capacity whatever its
+    latency."""
     p95 = {s.endpoint: s.p95 for s in stats}
+    total_time = sum(s.mean * s.requests for s in stats) or 1.0
+    time_share = {s.endpoint: s.mean * s.requests / total_time for s in stats}
     judged = []
     for finding in findings:
         limit = playbook.slo.for_endpoint(finding.endpoint).p95_ms
@@ -57,6 +61,7 @@ def judged_by_slo(findings: list[Finding], stats: list[EndpointStats], playbook:
             and limit is not None
             and measured is not None
             and measured <= SLO_MARGIN * limit
+            and time_share.get(finding.endpoint, 0.0) < playbook.detection.dominant_latency_share
         ):
             finding = finding.model_copy(
                 update={
