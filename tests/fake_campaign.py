@@ -96,6 +96,7 @@ class FakeService:
     gains: dict[str, tuple[str, float]] = field(
         default_factory=lambda: {"search-cache": ("search", 0.1), "batch-history": ("history", 0.3)}
     )
+    requests: dict[str, int] = field(default_factory=dict)  # endpoint -> requests per run (default 100)
     breaks_answers: set[str] = field(default_factory=set)  # levers that change what the target answers
     guard_breaches: list[bool] = field(default_factory=list)  # the guard's answers, one per check, then "held"
     hold_apply: set[str] = field(default_factory=set)  # levers whose apply waits until `release` is set
@@ -162,9 +163,9 @@ class FakeActivities:
         measured = {e.name: self.service.p95(e.name) for e in request.target.endpoints}
         self.service.runs[run_id] = measured
         self._note(f"load {request.label}")
-        endpoints = [_stats(name, p95) for name, p95 in measured.items()]
+        endpoints = [_stats(name, p95, self.service.requests.get(name, 100)) for name, p95 in measured.items()]
         return LoadTestResult(
-            run_id=run_id, label=request.label, requests=100 * len(endpoints), duration_s=request.duration_s,
+            run_id=run_id, label=request.label, requests=sum(e.requests for e in endpoints), duration_s=request.duration_s,
             endpoints=endpoints,
         )  # fmt: skip
 

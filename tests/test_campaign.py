@@ -513,6 +513,7 @@ async def test_campaign_against_a_target_that_is_down_fails_clearly(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
     index_only_target: Path,
+    trace_receiver: str,  # up: only the target is down here (without it the run refuses first, for that)
 ) -> None:
     monkeypatch.setenv("SHOP_URL", f"http://127.0.0.1:{free_port()}")  # nothing listens there
     monkeypatch.setenv("SHOP_DB", str(tmp_path / "absent.db"))
