@@ -53,19 +53,15 @@ def endpoints_to_inspect(stats: list[EndpointStats], playbook: Playbook) -> list
     at least ``min_inspect_p50_ms``: the place a performance engineer looks first even when the SLO holds.
     """
     rules = playbook.detection
-    total_time = sum(s.mean * s.requests for s in stats) or 1.0
-    total_requests = sum(s.requests for s in stats) or 1
-    chosen = []
-    for endpoint in stats:
-        if endpoint.requests == 0:
-            continue
-        threshold = slow_threshold_ms(endpoint.endpoint, playbook)
-        share = endpoint.mean * endpoint.requests / total_time
-        over = endpoint.p95 > threshold
-        dominant = share >= rules.dominant_latency_share and endpoint.p50 >= rules.min_inspect_p50_ms
-        if share < rules.min_latency_share or not (over or dominant):
-            continue
-        chosen.append(SlowEndpoint(endpoint, threshold, share, endpoint.requests / total_requests, over))
+    chosen = [
+        s
+        for s in served_endpoints(stats, playbook)
+        if s.latency_share >= rules.min_latency_share
+        and (
+            s.over_threshold
+            or (s.latency_share >= rules.dominant_latency_share and s.stats.p50 >= rules.min_inspect_p50_ms)
+        )
+    ]
     return sorted(chosen, key=lambda s: s.latency_share, reverse=True)
 
 
