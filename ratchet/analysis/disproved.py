@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from ratchet.contracts import CampaignStatus, ChangeState, Finding, Recommendation
 
-# Reasons validation writes when it undoes a change for want of effect (workflows/campaign.py).
+# Reasons validation writes when it undoes a change for want of effect (workflows/campaign/validation.py).
 _NO_EFFECT = ("did not improve", "leave-one-out:")
 MATERIAL_CHANGE = 2.0
 """The evidence changed materially when the finding's estimated gain is at least this many times the one the

@@ -1,0 +1,152 @@
+"""Deployment: the gate, the bake against a reference of exactly the kept changes, or a staged rollout."""
+
+from __future__ import annotations
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from ratchet.config.common import Phase, Role
+    from ratchet.config.playbook import AlertKind
+    from ratchet.contracts import (
+        CampaignState,
+        ChangeState,
+        GuardRequest,
+        GuardResult,
+        LoadTestResult,
+        RolloutChange,
+        RolloutInput,
+        RolloutResult,
+        ValidationOutcome,
+    )
+    from workflows.rollout import rollout_id
+
+from workflows.campaign.context import Campaign, Stop
+from workflows.campaign.gates import ask_gate
+from workflows.campaign.saga import unwind
+
+
+async def deployment_phase(campaign: Campaign, validated: LoadTestResult) -> None:
+    campaign.begin(Phase.DEPLOYMENT)
+    decision = await ask_gate(campaign, Phase.DEPLOYMENT)
+    if decision is not None and decision.decision == "rejected":
+        campaign.end(Phase.DEPLOYMENT, "rejected", decision.note)
+        await unwind(campaign, f"deployment rejected: {decision.note}")
+        raise Stop(CampaignState.ROLLED_BACK, "deployment rejected: changes rolled back", decision.note)
+    if campaign.input.target.production is not None and workflow.patched("rollout"):
+        await roll_out(campaign, validated)  # ends the campaign
+    if workflow.patched("kept-reference"):
+        validated = await guard_reference(campaign)
+    guard = await bake_window(campaign, validated, "bake")
+    if guard.breached and workflow.patched("guard-confirms"):
+        # The reference and the bake measure the same changes minutes apart: a breach is either a regression
+        # that lasts (a leak, a cache that stops serving) or a disturbance of the host for a few seconds. A
+        # second window against the same reference tells them apart: a lasting one breaches it too.
+        first = "; ".join(guard.reasons)
+        campaign.event(f"guard: breached in the first bake window ({first}); measuring a second window to confirm")
+        confirmed = await bake_window(campaign, validated, "bake-2")
+        if confirmed.breached:
+            guard = GuardResult(breached=True, reasons=[*confirmed.reasons, f"(first window: {first})"])
+        else:
+            campaign.event(f"guard: held in the second window; the first window's breach did not last ({first})")
+            guard = confirmed
+    campaign.status.guard = guard
+    if guard.breached:
+        reasons = "; ".join(guard.reasons)
+        campaign.alert(
+            AlertKind.GUARD_BREACHED, f"{campaign.input.campaign_id}: guard breached while baking, rolled back",
+            reasons[:2500],
+        )  # fmt: skip
+        campaign.end(Phase.DEPLOYMENT, "guard breached", reasons)
+        await unwind(campaign, f"guard breached: {reasons}")
+        raise Stop(CampaignState.ROLLED_BACK, "guard breached during bake: changes rolled back", reasons)
+    for change in campaign.status.changes:
+        if change.state == ChangeState.APPLIED:
+            change.state = ChangeState.KEPT
+    kept = [c.lever for c in campaign.status.changes if c.state == ChangeState.KEPT]
+    bake = campaign.input.playbook.deployment.bake.total_seconds()
+    campaign.end(Phase.DEPLOYMENT, "baked", f"guard held for {bake:g}s; kept: {', '.join(kept)}")
+    label = "targets met" if campaign.validation_outcome == ValidationOutcome.MET else "partial: accepted and monitored"
+    raise Stop(CampaignState.COMPLETED, f"{label}; {len(kept)} change(s) kept", "guard held during the bake")
+
+
+async def bake_window(campaign: Campaign, validated: LoadTestResult, label: str) -> GuardResult:
+    """One bake window: the kept changes watched under the production mix, judged against ``validated``."""
+    bake = campaign.input.playbook.deployment.bake.total_seconds()
+    watched = await campaign.load_test(
+        # The same warm-up as the other runs: cold connections would read as a regression.
+        label,
+        Role.DEVOPS_ENGINEER,
+        f"Bake: watch the kept changes for {bake:g}s",
+        duration_s=bake,
+    )
+    guard: GuardResult = await campaign.activity(
+        "check_guard",
+        GuardRequest(
+            campaign_id=campaign.input.campaign_id, validated=validated, watch=watched, playbook=campaign.input.playbook
+        ),
+        Role.DEVOPS_ENGINEER,
+        "Guard: error rate and p95 against the validated values",
+        result_type=GuardResult,
+    )
+    return guard
+
+
+async def guard_reference(campaign: Campaign) -> LoadTestResult:
+    """The bake's reference: exactly the kept changes (validation may have undone some after its last run,
+    and its runs were focused on the endpoints under test), under the same mix of load as the bake."""
+    rules = campaign.input.playbook.validation
+    duration = (rules.run_duration or campaign.input.playbook.load.duration).total_seconds()
+    reference = await campaign.load_test(
+        "guard-reference", Role.DEVOPS_ENGINEER, "Guard reference: the kept changes, the production mix of load",
+        duration_s=duration,
+    )  # fmt: skip
+    campaign.status.guard_reference = reference
+    return reference
+
+
+async def roll_out(campaign: Campaign, validated: LoadTestResult) -> None:
+    """The kept changes go to production in the playbook's steps (a child workflow, promote/abort by update);
+    a breach rolls production back, and the changes here too."""
+    kept = [c for c in campaign.status.changes if c.state == ChangeState.APPLIED]
+    changes = []
+    for change in kept:
+        lever = next(r.lever for r in campaign.status.recommendations if r.id == change.recommendation_id)
+        assert lever is not None
+        changes.append(
+            RolloutChange(change_id=change.change_id, lever=lever, role=change.role, parameter=change.parameter)
+        )
+    steps = ", ".join(f"{s:g}%" for s in campaign.input.playbook.deployment.rollout.steps)
+    campaign.event(
+        f"rolling {len(changes)} change(s) out to production in steps of {steps} ({rollout_id(campaign.input.campaign_id)})"
+    )
+    result: RolloutResult = await workflow.execute_child_workflow(
+        "RolloutWorkflow",
+        RolloutInput(
+            campaign_id=campaign.input.campaign_id, changes=changes, production=campaign.input.target.in_production(),
+            playbook=campaign.input.playbook, validated=validated, task_queue_prefix=campaign.input.task_queue_prefix,
+        ),
+        id=rollout_id(campaign.input.campaign_id),
+        result_type=RolloutResult,
+        static_summary=f"Rollout of {campaign.input.campaign_id} to production ({steps})",
+    )  # fmt: skip
+    campaign.status.rollout = result
+    guards = [step.guard for step in result.steps if step.guard is not None]
+    if guards:
+        campaign.status.guard = guards[-1]
+    if result.outcome != "completed":
+        campaign.end(Phase.DEPLOYMENT, f"rollout {result.outcome}", result.reason)
+        if result.outcome == "rolled-back":
+            campaign.alert(
+                AlertKind.GUARD_BREACHED, f"{campaign.input.campaign_id}: rollout rolled back", result.reason[:2500]
+            )
+        await unwind(campaign, f"rollout {result.outcome}: {result.reason}")
+        raise Stop(CampaignState.ROLLED_BACK, f"rollout {result.outcome}: changes rolled back", result.reason)
+    for change in kept:
+        change.state = ChangeState.KEPT
+    names = ", ".join(c.lever for c in kept)
+    campaign.end(Phase.DEPLOYMENT, "rolled out", f"in production at {steps}, the guard held; kept: {names}")
+    raise Stop(
+        CampaignState.COMPLETED,
+        f"rolled out to production; {len(kept)} change(s) kept",
+        "the guard held at every step",
+    )
