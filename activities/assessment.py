@@ -12,9 +12,6 @@ import duckdb
 from sqlalchemy import text
 from temporalio import activity
 
-from activities.database_catalog import explain, read_tables
-from activities.database_inspection import inspect_run_summary
-from activities.target_database import target_engine
 from ratchet.analysis.anomaly import BaselineSample, baseline_anomalies
 from ratchet.analysis.detection import (
     SlowEndpoint,
@@ -41,8 +38,11 @@ from ratchet.analysis.traces import TraceAnalysis, analyze_burst, analyze_run
 from ratchet.analysis.traces.detectors import StatementCandidate, Traffic
 from ratchet.config.target import Endpoint, Target
 from ratchet.contracts import AssessRequest, AssessResult, BaselineAnomaly, Finding, LoadTestResult
+from ratchet.database.catalog import explain, read_tables
+from ratchet.database.inspection import inspect_run_summary
 from ratchet.database.models import InspectionSummary, TableInfo
 from ratchet.database.statements import normalize_statement
+from ratchet.database.target import target_engine
 from ratchet.errors import first_line
 from ratchet.settings import Settings
 from ratchet.store.engine import session_for

@@ -12,9 +12,9 @@ from pydantic import BaseModel, Field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.api_contract import contract_failures
 from activities.probing import fill
 from ratchet.analysis.behaviour import Answer, answer, differences
+from ratchet.api_contract import contract_failures
 from ratchet.config.target import Scenario, Target
 from ratchet.contracts import BehaviourCheck, BehaviourRequest, BehaviourSummary
 from ratchet.errors import LeverError

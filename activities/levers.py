@@ -12,9 +12,9 @@ from sqlmodel import select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.target_database import target_engine
 from ratchet.config.target import HttpAction, HttpLever, Lever, ShellAction, ShellLever, SqlLever, Target
 from ratchet.contracts import LeverCall, LeverOutcome
+from ratchet.database.target import target_engine
 from ratchet.errors import LeverError
 from ratchet.shell import CommandTimeout, one_at_a_time, run_command
 from ratchet.store.engine import session_for

@@ -15,7 +15,6 @@ from sqlmodel import delete
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.statement_stats import StatementRecorder
 from ratchet.analysis.knee import stress_report
 from ratchet.config.target import Target
 from ratchet.contracts import (
@@ -26,6 +25,7 @@ from ratchet.contracts import (
     ResourceSummary,
     SplitLoadTest,
 )
+from ratchet.database.statement_stats import StatementRecorder
 from ratchet.errors import MeasurementError
 from ratchet.k6.progress import Progress
 from ratchet.k6.runner import K6Run, Segment, run_k6

@@ -10,11 +10,11 @@ import duckdb
 import pytest
 from temporalio.testing import ActivityEnvironment
 
-from activities.database_inspection import inspect_run, inspect_run_summary
 from activities.measurement import MeasurementActivities
 from examples.shop.app import ORDERS_BY_EMAIL
 from ratchet.config.loading import load_target
 from ratchet.contracts import LoadTestRequest, LoadTestResult
+from ratchet.database.inspection import inspect_run, inspect_run_summary
 from ratchet.database.models import DatabaseInspection
 from ratchet.database.statements import normalize_statement
 from ratchet.settings import Settings

@@ -477,8 +477,8 @@ def history(
     """Campaigns over time per endpoint: baselines, validated results, change points of the baseline p95
     (E-divisive, p <= 0.001) and whether it drifts. Reads the store only (no Temporal needed)."""
     from ratchet.cli.history_view import history_json, history_view
-    from ratchet.history import store_history
     from ratchet.store.engine import session_for
+    from ratchet.target_history import store_history
 
     url = get_settings().resolved_store_url
     try:

@@ -9,7 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ratchet.analysis.changepoints import ChangePoint
-from ratchet.history import EndpointHistory, TargetHistory
+from ratchet.target_history import EndpointHistory, TargetHistory
 
 _VERDICT_STYLE = {"improved": "green", "regressed": "red", "inconclusive": "yellow"}
 _COLUMNS = ("date (UTC)", "campaign", "requests", "p50", "p95", "p99", "after p95", "ratio", "verdict", "change")

@@ -10,9 +10,9 @@ from pathlib import Path
 import duckdb
 from sqlalchemy import text
 
-from activities.target_database import target_engine
 from ratchet.config.target import Target
 from ratchet.database.statements import PgStatementRow, RawStatement, pg_statement_delta
+from ratchet.database.target import target_engine
 
 # Counters of this database only; Ratchet's own reads of the view are left out.
 _PG_SNAPSHOT = """

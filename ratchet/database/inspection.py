@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from activities.database_catalog import explain, read_tables
-from activities.statement_stats import recorded_statements, span_statements
-from activities.target_database import target_engine
 from ratchet.config.target import Target
+from ratchet.database.catalog import explain, read_tables
 from ratchet.database.models import DatabaseInspection, InspectionSummary, StatementPlan, StatementStats
+from ratchet.database.statement_stats import recorded_statements, span_statements
 from ratchet.database.statements import dominant_statements, group_statements, normalize_statement
 from ratchet.database.summary import summarize
+from ratchet.database.target import target_engine
 from ratchet.settings import Settings
 
 DOMINANT_STATEMENTS = 5
