@@ -13,6 +13,7 @@ from sqlalchemy import text
 from temporalio import activity
 
 from ratchet.analysis.anomaly import BaselineSample, baseline_anomalies
+from ratchet.analysis.blind_spots import blind_spots
 from ratchet.analysis.detection import (
     SlowEndpoint,
     StatementEvidence,
@@ -35,6 +36,7 @@ from ratchet.analysis.responses import (
 from ratchet.analysis.slo import check_slos, judged_by_slo
 from ratchet.analysis.sql_columns import filtered_columns, table_aliases
 from ratchet.analysis.traces import TraceAnalysis, analyze_burst, analyze_run
+from ratchet.analysis.traces.coverage import SpanCoverage, span_coverage
 from ratchet.analysis.traces.detectors import StatementCandidate, Traffic
 from ratchet.config.target import Endpoint, Target
 from ratchet.contracts import AssessRequest, AssessResult, BaselineAnomaly, Finding, LoadTestResult
@@ -197,27 +199,23 @@ class AssessmentActivities:
             activity.logger.exception("baseline anomaly check of %s failed", request.baseline.run_id)
             return [], [f"baseline anomaly check failed: {first_line(exc)}"]
 
-    def _traces(self, request: AssessRequest) -> tuple[TraceAnalysis | None, list[Finding]]:
-        """Span detectors over the baseline's traces, and queueing over the probe's burst."""
+    def _traces(self, request: AssessRequest) -> tuple[TraceAnalysis | None, list[Finding], SpanCoverage | None]:
+        """Span detectors over the baseline's traces, queueing over the probe's burst, and what the spans cover."""
         rules = request.playbook.detection
         spans = self.settings.spans_file(request.baseline.run_id)
         if not spans.is_file() or not request.baseline.spans:
-            return None, []  # no span arrived: nothing to analyse, and nothing must read as "traces show nothing"
+            return None, [], None  # no span arrived: nothing to analyse, and nothing must read as "traces show nothing"
         with duckdb.connect() as con:
             # The steady state: the warm-up's traces are left out, as its samples are.
             analysis = analyze_run(con, f"(SELECT * FROM read_parquet({sql_literal(spans)}) WHERE NOT warmup)", rules)
-            statements = con.execute(
-                "SELECT count(*) FROM read_parquet(?) WHERE statement IS NOT NULL OR db_system IS NOT NULL",
-                [str(spans)],
-            ).fetchone()
-            analysis.database_spans = int(statements[0]) if statements else 0
+            coverage = span_coverage(con, str(spans))
             burst: list[Finding] = []
             probe = request.probe
             if probe is not None and probe.burst_run_id:
                 burst_file = self.settings.spans_file(probe.burst_run_id)
                 if burst_file.is_file():
                     burst = analyze_burst(con, f"read_parquet({sql_literal(burst_file)})", rules, analysis.mix)
-        return analysis, burst
+        return analysis, burst, coverage
 
     def _statement_evidence(
         self, request: AssessRequest, slow: list[SlowEndpoint], analysis: TraceAnalysis | None
@@ -244,7 +242,7 @@ class AssessmentActivities:
         slow = endpoints_to_inspect(request.baseline.endpoints, playbook)
         # Plans are read behind every endpoint, not only the slow ones: a large scan is found before it hurts.
         served = served_endpoints(request.baseline.endpoints, playbook)
-        analysis, burst = self._traces(request)
+        analysis, burst, coverage = self._traces(request)
         findings = missing_index_findings(
             served, self._statement_evidence(request, served, analysis), playbook,
             analysis.server_mean_ms if analysis is not None else None,
@@ -252,15 +250,9 @@ class AssessmentActivities:
         notes: list[str] = []
         if analysis is not None:
             findings += analysis.findings + burst
-            if target.database is not None and not analysis.database_spans:
-                notes.append(
-                    "the service's traces hold no database span: its statements are not seen per request, so N+1 "
-                    "and statement detectors could not run and only the target's declared queries were planned "
-                    "(is the driver instrumented? sqlite3's Connection.execute, for one, is not traced by "
-                    "opentelemetry-instrumentation-sqlite3; a thread pool needs the context carried into it)"
-                )
         else:
             notes.append("no spans of the baseline: only latency and plans were analysed (trace detectors need spans)")
+        gaps = blind_spots(target, request.baseline.endpoints, coverage, spans_expected=target.traces is not None)
         mix = (
             analysis.mix
             if analysis is not None
@@ -292,6 +284,7 @@ class AssessmentActivities:
             slo=check_slos(request.baseline.endpoints, playbook),
             database=database,
             notes=notes + inspection_notes + anomaly_notes,
+            blind_spots=gaps,
             anomalies=anomalies,
         )
 

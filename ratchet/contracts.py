@@ -273,6 +273,22 @@ class BaselineAnomaly(Payload):
     sentence: str = Field(description="The judgement in a sentence, with the numbers that stand out.")
 
 
+class BlindSpot(Payload):
+    """Something of the target Ratchet cannot see (an observability gap): what it hides and how to open it."""
+
+    type: Literal["observability-gap"] = "observability-gap"
+    kind: Literal["untraced", "no-spans", "no-database-spans", "orphan-spans", "sampled"]
+    endpoints: list[str] = Field(default_factory=list, description="The endpoints concerned; empty: all of them.")
+    blind_to: list[str] = Field(description="The detectors and figures this gap hides.")
+    summary: str
+    advice: str
+    evidence: dict[str, Any] = Field(default_factory=dict)
+
+    def sentence(self) -> str:
+        where = f" ({', '.join(self.endpoints)})" if self.endpoints else ""
+        return f"{self.summary}{where}: blind to {', '.join(self.blind_to)}. {self.advice}"
+
+
 class AssessResult(Payload):
     findings: list[Finding]
     slo: list[SloCheck]
@@ -280,6 +296,9 @@ class AssessResult(Payload):
         None, description="The baseline run's database inspection (the whole of it is in database.file)."
     )
     notes: list[str] = Field(default_factory=list, description="What the assessment could not look at, and why.")
+    blind_spots: list[BlindSpot] = Field(
+        default_factory=list, description="Observability gaps: what of the target the detectors could not see."
+    )
     anomalies: list[BaselineAnomaly] = Field(
         default_factory=list,
         description="Per endpoint of the baseline, whether it is unlike the endpoint's earlier baselines.",
@@ -672,6 +691,10 @@ class CampaignStatus(Payload):
     assessment_notes: list[str] = Field(
         default_factory=list,
         description="What the assessment could not see or decide, and why (no spans, too few requests, contention).",
+    )
+    blind_spots: list[BlindSpot] = Field(
+        default_factory=list,
+        description="Observability gaps of the target: what Ratchet could not see, and how to fix it.",
     )
     rollout: RolloutResult | None = Field(None, description="The gradual rollout to production, when there was one.")
     validation_runs: list[ArmRun] = Field(

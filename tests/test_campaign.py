@@ -139,7 +139,7 @@ async def test_happy_path_index_found_approved_applied_proven_and_reported(
     # Its traces covered every request: the gain is measured inside the service, and the assessment saw its
     # statements (no note of a blind spot).
     assert orders.measured_at == "server", orders.explanation
-    assert not any("no database span" in note for note in final.assessment_notes), final.assessment_notes
+    assert final.blind_spots == [], [g.sentence() for g in final.blind_spots]
     # Several times faster for the typical request (the tail shares two cores with every other endpoint).
     assert orders.before.p50 / orders.after.p50 >= 4, orders.explanation
     assert orders.after.p95 < orders.before.p95, orders.explanation

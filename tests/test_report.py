@@ -87,6 +87,14 @@ def completed_campaign() -> CampaignStatus:
         "assessment_notes": [
             "checkout: p95 61.0 ms over 50 ms, but only 1 of 9 requests were slower than that: too few to say"
         ],
+        "blind_spots": [
+            {
+                "kind": "no-database-spans",
+                "blind_to": ["N+1 queries", "statement shares"],
+                "summary": "the traces hold no database span although the target has a database",
+                "advice": "Instrument the database driver (opentelemetry-instrumentation-sqlite3)",
+            }
+        ],
         "findings": [
             {
                 "id": "F1",
@@ -358,6 +366,15 @@ def test_what_the_assessment_could_not_decide_is_said(fixture: str, request: pyt
     text = report if fixture == "full_markdown" else _text(report)
     assert "What the assessment could not see or decide" in text
     assert "only 1 of 9 requests were slower than that" in text
+
+
+@pytest.mark.parametrize("fixture", ["full_markdown", "full_html"])
+def test_what_ratchet_cannot_see_comes_before_the_phases(fixture: str, request: pytest.FixtureRequest) -> None:
+    report = request.getfixturevalue(fixture)
+    text = report if fixture == "full_markdown" else _text(report)
+    assert "What Ratchet cannot see" in text
+    assert "no-database-spans" in text and "opentelemetry-instrumentation-sqlite3" in text
+    assert text.index("What Ratchet cannot see") < text.index("Phases")
 
 
 @pytest.mark.parametrize("fixture", ["full_markdown", "full_html"])

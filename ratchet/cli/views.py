@@ -119,6 +119,19 @@ def findings_table(status: CampaignStatus) -> Table | None:
     return table
 
 
+def blind_spots_panel(status: CampaignStatus) -> Panel | None:
+    """What Ratchet could not see, above the findings: a silent detector is not an all-clear."""
+    if not status.blind_spots:
+        return None
+    lines = []
+    for gap in status.blind_spots:
+        where = f" ({', '.join(gap.endpoints)})" if gap.endpoints else ""
+        lines.append(
+            f"[bold]{gap.kind}[/]{where}: {gap.summary}; blind to {', '.join(gap.blind_to)}\n  [dim]{gap.advice}[/]"
+        )
+    return Panel("\n".join(lines), title="What Ratchet cannot see", style="magenta")
+
+
 def changes_table(status: CampaignStatus) -> Table | None:
     if not status.changes:
         return None
@@ -153,6 +166,9 @@ def campaign_view(status: CampaignStatus, progress: list[dict[str, Any]] | None 
                 style="yellow",
             )
         )
+    gaps = blind_spots_panel(status)
+    if gaps is not None:
+        parts.append(gaps)
     parts.append(phases_table(status))
     for item in progress or []:
         if item.get("progress"):

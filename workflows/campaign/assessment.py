@@ -86,6 +86,10 @@ async def assessment_phase(campaign: Campaign) -> tuple[LoadTestResult, AssessRe
     campaign.status.anomalies = assessment.anomalies
     # What the assessment could not see is said where a person reads, not only in the activity's result.
     campaign.status.assessment_notes = assessment.notes
+    # What the detectors could not see comes first: silence from a blind detector must not read as "all clear".
+    campaign.status.blind_spots = assessment.blind_spots
+    for gap in assessment.blind_spots:
+        campaign.event(f"blind spot: {gap.sentence()}")
     for note in assessment.notes:
         campaign.event(f"assessment: {note}")
     for anomaly in assessment.anomalous_baselines:

@@ -39,8 +39,6 @@ class TraceAnalysis:
     """Per endpoint, the outbound calls its requests wait on most."""
     server_mean_ms: dict[str, float] = field(default_factory=dict)
     """Per endpoint, the mean of its server spans: what a statement's share of the request is taken of."""
-    database_spans: int = 0
-    """Spans of database statements in the run (none, with a database declared: the driver is not traced)."""
 
 
 def analyze_run(con: duckdb.DuckDBPyConnection, source: str, rules: Detection) -> TraceAnalysis:
