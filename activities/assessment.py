@@ -25,6 +25,7 @@ from ratchet.analysis.detection import (
     slow_endpoints,
     unexplained_slow_findings,
 )
+from ratchet.analysis.ignored import fingerprint, split_ignored
 from ratchet.analysis.plans import FullScan, full_scans_postgresql, full_scans_sqlite
 from ratchet.analysis.responses import (
     ProbeReport,
@@ -159,8 +160,7 @@ def numbered(findings: list[Finding]) -> list[Finding]:
     """One finding per fingerprint (the first), numbered F1, F2, ... in order of impact."""
     unique: dict[str, Finding] = {}
     for finding in findings:
-        key = str(finding.evidence.get("fingerprint") or f"{finding.type.value}|{finding.endpoint}|{finding.summary}")
-        unique.setdefault(key, finding)
+        unique.setdefault(fingerprint(finding), finding)
     ranked = sorted(unique.values(), key=lambda f: f.impact, reverse=True)
     return [f.model_copy(update={"id": f"F{i + 1}"}) for i, f in enumerate(ranked)]
 
@@ -273,9 +273,10 @@ class AssessmentActivities:
             slow, explained, 1, server_p95, rules.min_inspect_p50_ms, dependencies,
             over=self._slower_than_threshold(request.baseline, slow), significance=playbook.validation.significance,
         )  # fmt: skip
-        findings = numbered(judged_by_slo(findings + unexplained, request.baseline.endpoints, playbook))
+        findings, ignored = split_ignored(findings + unexplained, target.ignore)
+        findings = numbered(judged_by_slo(findings, request.baseline.endpoints, playbook))
         overloaded = overload_note(request.baseline.endpoints, playbook, server_p95)
-        notes = ([overloaded] if overloaded else []) + notes + contention
+        notes = ([overloaded] if overloaded else []) + notes + contention + list(dict.fromkeys(ignored))
         self._store(request.campaign_id, findings)
         database, inspection_notes = self._inspect(request)
         anomalies, anomaly_notes = self._anomalies(request)

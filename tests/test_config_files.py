@@ -117,6 +117,12 @@ MALFORMED = [
         GOOD_TARGET + "load_script: {file: x.yaml, tag_values: {a: basket}}\n",
         ["unknown endpoint 'basket'", "orders"],
     ),
+    ("target", GOOD_TARGET + "ignore: {endpoints: [basket]}\n", ["ignore.endpoints", "'basket'", "valid: orders"]),
+    (
+        "target",
+        GOOD_TARGET + "ignore:\n  statements: ['FROM (orders']\n",
+        ["ignore.statements", "'FROM (orders' is not a regular expression"],
+    ),
 ]
 
 

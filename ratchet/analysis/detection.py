@@ -168,6 +168,8 @@ def missing_index_findings(
                     f"{scan.table} filtering on {', '.join(columns)} ({item.median_ms:.1f} ms per run)"
                 ),
                 evidence={
+                    # One index serves every statement of the endpoint that scans these columns: one finding.
+                    "fingerprint": f"missing-index|{item.endpoint}|{scan.table}({','.join(columns)})",
                     "table": scan.table,
                     "columns": columns,
                     "table_rows": rows,
@@ -272,6 +274,7 @@ def unexplained_slow_findings(
                 estimated_gain_ms=round(max(0.0, stats.p95 - endpoint.threshold_ms), 2),
                 summary=f"{stats.endpoint}: p95 {stats.p95:.1f} ms above {endpoint.threshold_ms:g} ms, {why}",
                 evidence={
+                    "fingerprint": f"slow-endpoint|{stats.endpoint}",
                     "endpoint_p50_ms": stats.p50,
                     "endpoint_p95_ms": stats.p95,
                     "endpoint_p99_ms": stats.p99,

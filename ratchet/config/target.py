@@ -359,6 +359,34 @@ class Production(StrictModel):
         return str(self.base_url).rstrip("/")
 
 
+class Ignore(StrictModel):
+    """What the target's owners know and accept: it never makes a finding of its own (the assessment still says
+    how many findings it left out, and which)."""
+
+    endpoints: list[str] = Field(
+        default_factory=list, description="Endpoints whose findings are left out (e.g. an export slow by design)."
+    )
+    findings: list[str] = Field(
+        default_factory=list,
+        description="Fingerprints of findings to leave out, as the report and `status --json` show them "
+        "(type|endpoint|key, e.g. 'n-plus-one|orders|SELECT * FROM items WHERE order_id = ?').",
+    )
+    statements: list[str] = Field(
+        default_factory=list,
+        description="Regular expressions (Python's re, searched, case-insensitive) over a finding's statements.",
+    )
+
+    @field_validator("statements")
+    @classmethod
+    def _compiles(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"statement pattern {pattern!r} is not a regular expression: {exc}") from None
+        return patterns
+
+
 class Target(StrictModel):
     """A running system Ratchet may measure and change."""
 
@@ -382,6 +410,7 @@ class Target(StrictModel):
     production: Production | None = Field(
         None, description="Where validated changes are rolled out, in the playbook's steps; unset: they bake here."
     )
+    ignore: Ignore = Field(default_factory=Ignore, description="Findings the target's owners accept.")
     folder: SkipJsonSchema[str] = Field(
         "", description="The target file's folder, set when it is loaded: shell levers run there."
     )
@@ -411,6 +440,9 @@ class Target(StrictModel):
             if dupes:
                 raise ValueError(f"{label}: names must be unique, repeated: {dupes}")
         known = {e.name for e in self.endpoints}
+        unknown = sorted(set(self.ignore.endpoints) - known)
+        if unknown:
+            raise ValueError(f"ignore.endpoints: unknown endpoint(s) {unknown}; valid: {', '.join(sorted(known))}")
         for lever in self.levers:
             for address in lever.addresses:
                 if address.endpoint != "*" and address.endpoint not in known:
