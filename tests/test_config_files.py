@@ -177,3 +177,15 @@ def test_launch_with_a_bad_file_exits_2_before_contacting_anything(tmp_path: Pat
     )
     assert result.returncode == 2
     assert "book.yaml:4: gates.planning.timeout" in result.stderr
+
+
+def test_the_readme_walkthrough_target_is_valid(tmp_path: Path) -> None:
+    """The bring-your-own-service walkthrough's target loads as written (docs that a user copies must work)."""
+    readme = (ROOT / "README.md").read_text()
+    walkthrough = readme[readme.index("### Bring your own service") :]
+    block = walkthrough[walkthrough.index("```yaml\n") + len("```yaml\n") : walkthrough.index("   ```\n")]
+    path = tmp_path / "myapi.yaml"
+    path.write_text("\n".join(line[3:] for line in block.splitlines()) + "\n")
+    target = load_target(path)
+    assert [e.name for e in target.endpoints] == ["search", "book", "health"]
+    assert target.ignore.endpoints == ["health"] and target.traces is not None
