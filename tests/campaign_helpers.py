@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import os
+import re
 import subprocess
 import sys
 import time
@@ -145,7 +147,16 @@ def effects(settings: Settings, campaign_id: str, action: str) -> list[LeverActi
 
 
 async def assert_replays(client: Client, campaign_id: str) -> None:
-    """The recorded history replays against the current workflow code (determinism)."""
+    """The recorded history replays against the current workflow code (determinism).
+
+    With ``RATCHET_RECORD_HISTORIES=DIR`` the history is also kept there, gzipped and named by the test, for
+    ``tests/histories/`` (what later versions must still replay)."""
     history: WorkflowHistory = await campaigns.handle(client, campaign_id).fetch_history()
     replayer = Replayer(workflows=[CampaignWorkflow], data_converter=pydantic_data_converter)
     await replayer.replay_workflow(history)
+    folder = os.environ.get("RATCHET_RECORD_HISTORIES")
+    if folder:
+        test = os.environ.get("PYTEST_CURRENT_TEST", campaign_id).split(" ")[0].split("::")[-1]
+        name = re.sub(r"[^A-Za-z0-9]+", "-", test.removeprefix("test_")).strip("-")
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        (Path(folder) / f"{name}.json.gz").write_bytes(gzip.compress(history.to_json().encode()))

@@ -289,6 +289,7 @@ async def test_a_lever_undone_for_no_effect_is_not_recommended_again_on_the_same
     )  # fmt: skip
     third = await finish(fake.client, retried)
     assert sorted(c.lever for c in third.changes) == ["batch-history", "search-cache"]
+    await assert_replays(fake.client, second.campaign_id)
 
 
 async def test_a_second_campaign_on_a_fixed_target_ends_at_targets_met_without_trying_the_disproved_lever(
@@ -313,6 +314,7 @@ async def test_a_second_campaign_on_a_fixed_target_ends_at_targets_met_without_t
     [left] = second.findings
     assert left.endpoint == "history" and left.severity == "low" and "meets its p95 target" in left.summary
     assert second.changes == [] and len([c for c in fake.service.calls if c.startswith("apply ")]) == applied_before
+    await assert_replays(fake.client, second.campaign_id)
 
 
 async def test_a_finished_campaign_is_shown_and_reported_without_temporal(fake: Fake) -> None:

@@ -1,8 +1,11 @@
 """Histories that earlier versions of the campaign recorded replay against today's code: a campaign that started
 before a change of the workflow (each behind its ``workflow.patched`` marker) must finish on a new worker.
 
-``tests/histories/`` holds them, gzipped, named by the commit that recorded them and what ran (a test of that
-commit, with its real server, workers, k6 and shop). Add one whenever a patch marker guards a change of the
+``tests/histories/`` holds them, gzipped, named by the commit that recorded them and what ran: a test of that
+commit with its real server, workers, k6 and shop, or (``-fake-``) a fast-tier test on fake activities, whose
+paths (gates, escalation, rejection, the guard's second window, cancel, memory) cover most patch markers.
+Record them with ``RATCHET_RECORD_HISTORIES=DIR pytest tests/test_campaign_mechanics.py`` (every test that
+calls ``assert_replays`` keeps its history there) and add them whenever a patch marker guards a change of the
 workflow's commands.
 """
 
