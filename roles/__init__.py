@@ -1,6 +1,8 @@
 """The roles of a campaign. Each role is a Temporal task queue and the activities served on it.
 
-A role can run on its own worker fleet: ``python worker.py --roles backend-developer``.
+Which role serves which activity is said once, in the activity catalogue (``workflows.catalogue``): a role's
+worker registers every activity the catalogue gives it. A role can run on its own worker fleet:
+``python worker.py --roles backend-developer``.
 """
 
 from __future__ import annotations
@@ -19,33 +21,26 @@ from activities.records import RecordActivities
 from activities.reporting import ReportActivities
 from ratchet.config.common import Role
 from ratchet.settings import Settings
+from workflows.catalogue import CATALOGUE
+
+
+def implementations(settings: Settings) -> dict[str, Callable[..., Any]]:
+    """Every catalogued activity's implementation, with its dependencies injected (each method is named as
+    its activity)."""
+    store = settings.resolved_store_url
+    owners: list[object] = [
+        MeasurementActivities(settings), LeverActivities(store), AnalysisActivities(settings),
+        AssessmentActivities(settings), RecordActivities(store), ReportActivities(settings),
+        ProbeActivities(settings), BehaviourActivities(settings), AlertActivities(),
+    ]  # fmt: skip
+    found = {name: getattr(owner, name) for owner in owners for name in CATALOGUE if hasattr(owner, name)}
+    missing = sorted(set(CATALOGUE) - set(found))
+    if missing:
+        raise RuntimeError(f"catalogued activities without an implementation: {', '.join(missing)}")
+    return found
 
 
 def role_activities(role: Role, settings: Settings) -> list[Callable[..., Any]]:
-    """The activities a role's worker serves, with their dependencies injected."""
-    store = settings.resolved_store_url
-    measure = MeasurementActivities(settings)
-    levers = LeverActivities(store)
-    analysis = AnalysisActivities(settings)
-    measuring: list[Callable[..., Any]] = [measure.run_load_test, measure.summarize_load_test]
-    if role == Role.PERF_OPTIMIZER:
-        assess = AssessmentActivities(settings)
-        records = RecordActivities(store)
-        reports = ReportActivities(settings)
-        probe = ProbeActivities(settings)
-        return [
-            *measuring, probe.probe_endpoints, probe.measure_wire_bytes, assess.find_bottlenecks, analysis.plan_changes, analysis.compare_runs,
-            analysis.compare_arms, analysis.size_validation_load, analysis.calibrate_noise, records.record_campaign, reports.write_report, AlertActivities().send_alert,
-        ]  # fmt: skip
-    if role == Role.TEST_ENGINEER:
-        behaviour = BehaviourActivities(settings)
-        return [
-            *measuring, analysis.compare_runs, analysis.compare_arms, behaviour.record_behaviour,
-            behaviour.check_behaviour,
-        ]  # fmt: skip
-    if role == Role.DEVOPS_ENGINEER:
-        return [levers.apply_lever, levers.rollback_lever, *measuring, analysis.check_guard, analysis.suggest_value]
-    if role == Role.LOAD_GENERATOR:
-        return [measure.generate_load]
-    # backend-developer and frontend-developer change the target through levers.
-    return [levers.apply_lever, levers.rollback_lever]
+    """The activities a role's worker serves."""
+    served = implementations(settings)
+    return [served[spec.name] for spec in CATALOGUE.values() if role in spec.roles]

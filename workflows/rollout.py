@@ -14,7 +14,6 @@ from datetime import timedelta
 from typing import Literal
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -23,7 +22,6 @@ with workflow.unsafe.imports_passed_through():
         GuardRequest,
         GuardResult,
         LeverCall,
-        LeverOutcome,
         LoadTestRequest,
         LoadTestResult,
         RolloutChange,
@@ -33,11 +31,8 @@ with workflow.unsafe.imports_passed_through():
         RolloutStep,
     )
 
-_RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=1))
-_UNDO_RETRY = RetryPolicy(
-    maximum_attempts=10, initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
-)
-_LEVER_TIMEOUT = timedelta(minutes=15)
+
+from workflows.catalogue import APPLY_LEVER, CHECK_GUARD, ROLLBACK_LEVER, RUN_LOAD_TEST, call
 
 
 def rollout_id(campaign_id: str) -> str:
@@ -93,17 +88,15 @@ class RolloutWorkflow:
                 await self._lever("apply_lever", change, percent)
             run = await self._bake(percent)
             step.run_id = run.run_id
-            guard: GuardResult = await workflow.execute_activity(
-                "check_guard",
+            guard: GuardResult = await call(
+                CHECK_GUARD,
                 GuardRequest(
                     campaign_id=request.campaign_id, validated=reference, watch=run, playbook=request.playbook
                 ),
-                task_queue=self._queue(Role.DEVOPS_ENGINEER),
-                start_to_close_timeout=timedelta(minutes=2),
-                retry_policy=_RETRY,
-                result_type=GuardResult,
+                prefix=request.task_queue_prefix, role=Role.DEVOPS_ENGINEER,
                 summary=f"Guard at {percent:g}%: error rate and p95 against production before the rollout",
-            )
+                shielded=False,
+            )  # fmt: skip
             step.guard = guard
             if guard.breached:
                 breaches += 1
@@ -174,23 +167,19 @@ class RolloutWorkflow:
             if percent is None
             else f"Bake at {percent:g}% in production for {bake:g}s"
         )
-        return await workflow.execute_activity(
-            "run_load_test",
+        return await call(
+            RUN_LOAD_TEST,
             LoadTestRequest(
                 campaign_id=request.campaign_id, label=label, target=request.production,
                 rate=load.rate, duration_s=bake, warmup_s=load.warmup.total_seconds(), max_vus=load.max_vus,
                 request_timeout_s=load.request_timeout.total_seconds(),
             ),
-            task_queue=self._queue(Role.DEVOPS_ENGINEER),
-            start_to_close_timeout=timedelta(seconds=bake + load.warmup.total_seconds() + 120),
-            heartbeat_timeout=timedelta(seconds=20),
-            retry_policy=_RETRY,
-            result_type=LoadTestResult,
-            summary=summary,
+            prefix=request.task_queue_prefix, role=Role.DEVOPS_ENGINEER, summary=summary,
+            timeout=timedelta(seconds=bake + load.warmup.total_seconds() + 120), shielded=False,
         )  # fmt: skip
 
     async def _lever(self, action: str, change: RolloutChange, percent: float | None) -> None:
-        call = LeverCall(
+        lever_call = LeverCall(
             campaign_id=self._input.campaign_id, change_id=f"{change.change_id}-production", lever=change.lever,
             target=self._input.production, parameter=change.parameter, percent=percent,
         )  # fmt: skip
@@ -201,30 +190,12 @@ class RolloutWorkflow:
         # undoes it. Cancelling it at once would let the undo run first and find nothing, and the apply then
         # leave production changed. Rollouts started before replay with the apply cancelled at once.
         finish_first = action == "apply_lever" and workflow.patched("rollout-apply-finishes")
-        handle = workflow.start_activity(
-            action,
-            call,
-            task_queue=self._queue(change.role),
-            start_to_close_timeout=_LEVER_TIMEOUT,
-            heartbeat_timeout=timedelta(seconds=20),
-            retry_policy=_RETRY if action == "apply_lever" else _UNDO_RETRY,
-            result_type=LeverOutcome,
+        await call(
+            APPLY_LEVER if action == "apply_lever" else ROLLBACK_LEVER, lever_call, prefix=self._input.task_queue_prefix,
+            role=change.role,
             summary=f"{'Roll out' if action == 'apply_lever' else 'Roll back'} {change.lever.name} in production{where}",
-            cancellation_type=(
-                workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
-                if finish_first
-                else workflow.ActivityCancellationType.TRY_CANCEL
-            ),
-        )
-        if not finish_first:
-            await handle
-            return
-        try:
-            await asyncio.shield(handle)
-        except asyncio.CancelledError:
-            with contextlib.suppress(ActivityError, asyncio.CancelledError):
-                await handle
-            raise
+            shielded=finish_first,
+        )  # fmt: skip
 
     async def _undo_all(self) -> None:
         """Undo in production every change this rollout touched, newest first; one that cannot be undone is
@@ -240,6 +211,3 @@ class RolloutWorkflow:
 
     def _result(self, outcome: Literal["completed", "rolled-back", "aborted"], reason: str = "") -> RolloutResult:
         return RolloutResult(outcome=outcome, steps=self._steps, reason=reason, baseline_run_id=self._baseline_run_id)
-
-    def _queue(self, role: Role) -> str:
-        return f"{self._input.task_queue_prefix}-{role.value}"

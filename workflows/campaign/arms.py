@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
 
 from workflows.campaign.context import Campaign
 from workflows.campaign.saga import put_changes
+from workflows.catalogue import COMPARE_ARMS
 
 
 async def measure_arms(
@@ -77,4 +78,4 @@ async def compare_arms(
         campaign_id=campaign.input.campaign_id, before_run_ids=before_run_ids, after_run_ids=after_run_ids,
         playbook=campaign.input.playbook,
     )  # fmt: skip
-    return await campaign.activity("compare_arms", request, Role.PERF_OPTIMIZER, summary, result_type=CompareResult)
+    return await campaign.activity(COMPARE_ARMS, request, Role.PERF_OPTIMIZER, summary)

@@ -20,10 +20,10 @@ with workflow.unsafe.imports_passed_through():
         CampaignState,
         LoadTestResult,
         ProbeRequest,
-        ProbeSummary,
     )
 
-from workflows.campaign.context import PROBE_HEARTBEAT, PROBE_TIMEOUT, Campaign, Stop
+from workflows.campaign.context import Campaign, Stop
+from workflows.catalogue import FIND_BOTTLENECKS, PROBE_ENDPOINTS, RECORD_BEHAVIOUR
 
 
 async def assessment_phase(campaign: Campaign) -> tuple[LoadTestResult, AssessResult]:
@@ -42,33 +42,29 @@ async def assessment_phase(campaign: Campaign) -> tuple[LoadTestResult, AssessRe
     probe = None
     if workflow.patched("probe-endpoints"):  # campaigns started before the probe existed replay without it
         probe = await campaign.activity(
-            "probe_endpoints",
+            PROBE_ENDPOINTS,
             ProbeRequest(
                 campaign_id=campaign.input.campaign_id, target=campaign.input.target, playbook=campaign.input.playbook
             ),
             Role.PERF_OPTIMIZER,
             "Probe answers: sizes, encodings, repeats, page assets, a traced burst",
-            result_type=ProbeSummary,
-            timeout=PROBE_TIMEOUT,
-            heartbeat=PROBE_HEARTBEAT,
         )
         for note in probe.notes:
             campaign.event(f"probe: {note}")
         campaign.status.pages = probe.pages
     if workflow.patched("behaviour-checks"):  # older campaigns replay without the functional checks
         recorded: BehaviourSummary = await campaign.activity(
-            "record_behaviour",
+            RECORD_BEHAVIOUR,
             BehaviourRequest(campaign_id=campaign.input.campaign_id, target=campaign.input.target),
             Role.TEST_ENGINEER,
             "Record what the target answers before any change",
-            result_type=BehaviourSummary,
         )
         campaign.behaviour_recorded = True
         campaign.event(f"behaviour recorded: {recorded.answers} answers, {recorded.scenarios} scenario(s)")
         for note in recorded.notes:
             campaign.event(f"behaviour: {note}")
     assessment: AssessResult = await campaign.activity(
-        "find_bottlenecks",
+        FIND_BOTTLENECKS,
         AssessRequest(
             campaign_id=campaign.input.campaign_id,
             baseline=baseline,
@@ -79,7 +75,6 @@ async def assessment_phase(campaign: Campaign) -> tuple[LoadTestResult, AssessRe
         ),
         Role.PERF_OPTIMIZER,
         "Find bottlenecks: critical paths of the traces, plans, answers",
-        result_type=AssessResult,
     )
     campaign.status.findings = assessment.findings
     campaign.status.database = assessment.database

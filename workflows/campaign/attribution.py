@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
 from workflows.campaign.arms import measure_arms
 from workflows.campaign.context import Campaign
 from workflows.campaign.saga import put_changes, undo
+from workflows.catalogue import MEASURE_WIRE_BYTES
 
 
 async def payload_attribution(campaign: Campaign, applied: list[ChangeRecord]) -> None:
@@ -59,9 +60,8 @@ async def payload_attribution(campaign: Campaign, applied: list[ChangeRecord]) -
                 campaign_id=campaign.input.campaign_id, target=campaign.input.target, endpoints=endpoints
             )
             result: WireBytesResult = await campaign.activity(
-                "measure_wire_bytes", request, Role.PERF_OPTIMIZER,
+                MEASURE_WIRE_BYTES, request, Role.PERF_OPTIMIZER,
                 f"Wire bytes of {', '.join(endpoints)} {'with' if in_place else 'without'} {who}",
-                result_type=WireBytesResult,
             )  # fmt: skip
             measured[in_place] = result.bytes
         for change in credited:

@@ -8,12 +8,10 @@ effect is an activity.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
@@ -31,7 +29,6 @@ with workflow.unsafe.imports_passed_through():
         Event,
         GateDecision,
         GeneratorRequest,
-        GeneratorResult,
         LoadTestRequest,
         LoadTestResult,
         PhaseRecord,
@@ -44,21 +41,18 @@ with workflow.unsafe.imports_passed_through():
     from workflows import search_attributes as sa
 
 
-QUICK = timedelta(minutes=2)
-PROBE_TIMEOUT = timedelta(minutes=5)
-PROBE_HEARTBEAT = timedelta(seconds=60)
-GENERATOR_LEAD = timedelta(seconds=10)
-LEVER_TIMEOUT = timedelta(minutes=15)
-LEVER_HEARTBEAT = timedelta(seconds=20)
-STEP_RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=1))
-# Compensations must get through: retry longer, with backoff, before declaring the target dirty.
-UNDO_RETRY = RetryPolicy(
-    maximum_attempts=10, initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
+from workflows.catalogue import (
+    GENERATE_LOAD,
+    RECORD_CAMPAIGN,
+    RUN_LOAD_TEST,
+    SEND_ALERT,
+    SUMMARIZE_LOAD_TEST,
+    WRITE_REPORT,
+    ActivitySpec,
+    call,
 )
-# An alert is worth a few tries, never a stuck campaign: it is sent beside the campaign, not in its way.
-ALERT_RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=2))
 
-CHANGES_TARGET = frozenset({"apply_lever", "rollback_lever"})
+GENERATOR_LEAD = timedelta(seconds=10)
 
 
 class Stop(Exception):
@@ -119,8 +113,7 @@ class Campaign:
         length = timedelta(seconds=shape.duration_s + shape.warmup_s + 120)
         if load.generators == 1:
             return await self.activity(
-                "run_load_test", request, role, f"{summary}: {shape.describe()}",
-                result_type=LoadTestResult, timeout=length, heartbeat=timedelta(seconds=20),
+                RUN_LOAD_TEST, request, role, f"{summary}: {shape.describe()}", timeout=length,
             )  # fmt: skip
         # Split: every generator's k6 waits paused, then resumes at one shared instant far enough ahead
         # for all of them to have started (their activities may wait in the queue for a worker).
@@ -129,58 +122,34 @@ class Campaign:
         generators = await asyncio.gather(
             *(
                 self.activity(
-                    "generate_load",
+                    GENERATE_LOAD,
                     GeneratorRequest(request=request, index=index, count=count, start_at=start_at),
                     Role.LOAD_GENERATOR,
                     f"{summary}: generator {index + 1} of {count}, {shape.describe()} in all",
-                    result_type=GeneratorResult,
                     timeout=length + GENERATOR_LEAD,
-                    heartbeat=timedelta(seconds=20),
                 )
                 for index in range(count)
             )
         )
         return await self.activity(
-            "summarize_load_test", SplitLoadTest(request=request, generators=list(generators)), role,
-            f"{summary}: merge the samples of {count} generators", result_type=LoadTestResult,
-            timeout=timedelta(minutes=10), heartbeat=timedelta(seconds=20),
+            SUMMARIZE_LOAD_TEST, SplitLoadTest(request=request, generators=list(generators)), role,
+            f"{summary}: merge the samples of {count} generators",
         )  # fmt: skip
 
     async def activity(
         self,
-        name: str,
+        spec: ActivitySpec,
         argument: Any,
         role: Role,
         summary: str,
         *,
-        result_type: type[Any],
-        timeout: timedelta = QUICK,
-        heartbeat: timedelta | None = None,
-        retry: RetryPolicy = STEP_RETRY,
+        timeout: timedelta | None = None,
     ) -> Any:
-        # The shield keeps the workflow's cancellation from being swallowed by an activity that completes
-        # anyway: the campaign sees it here, at once, whatever the activity does. Then a measurement is
-        # told to stop (its heartbeat stops k6, which keeps the partial samples) and awaited; a lever is
-        # never interrupted, as a half-applied change is worse than a finished one: the saga undoes it.
-        handle = workflow.start_activity(
-            name,
-            argument,
-            task_queue=f"{self.input.task_queue_prefix}-{role.value}",
-            start_to_close_timeout=timeout,
-            heartbeat_timeout=heartbeat,
-            retry_policy=retry,
-            result_type=result_type,
-            summary=summary,
-            cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+        """Run a catalogued activity on ``role``'s queue, shielded (``workflows.catalogue.call``): the campaign
+        sees its cancellation at once; a measurement is stopped, a lever finishes and the saga undoes it."""
+        return await call(
+            spec, argument, prefix=self.input.task_queue_prefix, role=role, summary=summary, timeout=timeout
         )
-        try:
-            return await asyncio.shield(handle)
-        except asyncio.CancelledError:
-            if name not in CHANGES_TARGET:
-                handle.cancel()
-            with contextlib.suppress(ActivityError, asyncio.CancelledError):
-                await handle
-            raise
 
     def phase_record(self, phase: Phase) -> PhaseRecord:
         return next(p for p in self.status.phases if p.phase == phase)
@@ -253,8 +222,7 @@ class Campaign:
     async def send_alert(self, request: AlertRequest) -> None:
         try:
             result: AlertResult = await self.activity(
-                "send_alert", request, Role.PERF_OPTIMIZER, f"Alert ({request.kind.value}): {request.title}"[:200],
-                result_type=AlertResult, timeout=timedelta(seconds=request.timeout_s + 5), retry=ALERT_RETRY,
+                SEND_ALERT, request, Role.PERF_OPTIMIZER, f"Alert ({request.kind.value}): {request.title}"[:200], timeout=timedelta(seconds=request.timeout_s + 5),
             )  # fmt: skip
             self.event(f"alert {request.kind.value} sent ({result.detail or result.status})")
         except ActivityError as failure:
@@ -262,11 +230,10 @@ class Campaign:
 
     async def record(self) -> None:
         await self.activity(
-            "record_campaign",
+            RECORD_CAMPAIGN,
             self.status,
             Role.PERF_OPTIMIZER,
             "Record the campaign in the store",
-            result_type=type(None),
         )
 
     async def finish(self, state: CampaignState, outcome: str, detail: str = "") -> None:
@@ -282,8 +249,7 @@ class Campaign:
         self.event(f"campaign {state.value}: {outcome}")
         try:
             report: ReportResult = await self.activity(
-                "write_report", ReportRequest(status=self.status), Role.PERF_OPTIMIZER, "Write the HTML and Markdown report",
-                result_type=ReportResult,
+                WRITE_REPORT, ReportRequest(status=self.status), Role.PERF_OPTIMIZER, "Write the HTML and Markdown report",
             )  # fmt: skip
             self.status.report_html = report.html_path
             self.status.report_markdown = report.markdown_path

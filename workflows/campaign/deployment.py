@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
 from workflows.campaign.context import Campaign, Stop
 from workflows.campaign.gates import ask_gate
 from workflows.campaign.saga import unwind
+from workflows.catalogue import CHECK_GUARD
 
 
 async def deployment_phase(campaign: Campaign, validated: LoadTestResult) -> None:
@@ -80,13 +81,12 @@ async def bake_window(campaign: Campaign, validated: LoadTestResult, label: str)
         duration_s=bake,
     )
     guard: GuardResult = await campaign.activity(
-        "check_guard",
+        CHECK_GUARD,
         GuardRequest(
             campaign_id=campaign.input.campaign_id, validated=validated, watch=watched, playbook=campaign.input.playbook
         ),
         Role.DEVOPS_ENGINEER,
         "Guard: error rate and p95 against the validated values",
-        result_type=GuardResult,
     )
     return guard
 

@@ -16,12 +16,13 @@ with workflow.unsafe.imports_passed_through():
 
 from workflows.campaign.context import Campaign, Stop
 from workflows.campaign.gates import ask_gate
+from workflows.catalogue import PLAN_CHANGES
 
 
 async def planning_phase(campaign: Campaign, assessment: AssessResult) -> list[Recommendation]:
     campaign.begin(Phase.PLANNING)
     plan: PlanResult = await campaign.activity(
-        "plan_changes",
+        PLAN_CHANGES,
         PlanRequest(
             campaign_id=campaign.input.campaign_id,
             findings=assessment.findings,
@@ -31,7 +32,6 @@ async def planning_phase(campaign: Campaign, assessment: AssessResult) -> list[R
         ),
         Role.PERF_OPTIMIZER,
         "Rank levers for the findings",
-        result_type=PlanResult,
     )
     campaign.status.recommendations = plan.recommendations
     campaign.status.gain_model = plan.gain_model

@@ -15,15 +15,15 @@ with workflow.unsafe.imports_passed_through():
 
 from workflows.campaign.context import Campaign
 from workflows.campaign.saga import apply_change, undo
+from workflows.catalogue import CHECK_BEHAVIOUR
 
 
 async def behaves(campaign: Campaign) -> BehaviourCheck:
     return await campaign.activity(
-        "check_behaviour",
+        CHECK_BEHAVIOUR,
         BehaviourRequest(campaign_id=campaign.input.campaign_id, target=campaign.input.target),
         Role.TEST_ENGINEER,
         "Replay the recorded requests and scenarios",
-        result_type=BehaviourCheck,
     )
 
 

@@ -14,7 +14,8 @@ with workflow.unsafe.imports_passed_through():
         Recommendation,
     )
 
-from workflows.campaign.context import LEVER_HEARTBEAT, LEVER_TIMEOUT, STEP_RETRY, UNDO_RETRY, Campaign
+from workflows.campaign.context import Campaign
+from workflows.catalogue import APPLY_LEVER, ROLLBACK_LEVER
 
 
 async def apply_recommendation(campaign: Campaign, recommendation: Recommendation) -> None:
@@ -41,13 +42,10 @@ def register(campaign: Campaign, recommendation: Recommendation) -> ChangeRecord
 async def apply_change(campaign: Campaign, change: ChangeRecord, recommendation: Recommendation) -> None:
     assert recommendation.lever is not None
     outcome: LeverOutcome = await campaign.activity(
-        "apply_lever",
+        APPLY_LEVER,
         lever_call(campaign, change, recommendation),
         recommendation.role,
         f"Apply {recommendation.lever.kind} lever {recommendation.lever.name} ({recommendation.id})",
-        result_type=LeverOutcome,
-        timeout=LEVER_TIMEOUT,
-        heartbeat=LEVER_HEARTBEAT,
     )
     change.state = ChangeState.APPLIED
     change.applied_at = workflow.now()
@@ -73,14 +71,10 @@ async def undo(campaign: Campaign, change: ChangeRecord, reason: str) -> None:
         return
     try:
         outcome: LeverOutcome = await campaign.activity(
-            "rollback_lever",
+            ROLLBACK_LEVER,
             lever_call(campaign, change),
             change.role,
             f"Roll back {change.lever} ({change.change_id}): {reason}"[:200],
-            result_type=LeverOutcome,
-            retry=UNDO_RETRY,
-            timeout=LEVER_TIMEOUT,
-            heartbeat=LEVER_HEARTBEAT,
         )
     except ActivityError as failure:
         change.state = ChangeState.FAILED
@@ -106,11 +100,9 @@ async def put_changes(campaign: Campaign, changes: list[ChangeRecord], in_place:
     todo = [c for c in changes if (c.change_id in campaign.measured_without) == in_place]
     for change in todo if in_place else list(reversed(todo)):
         await campaign.activity(
-            "apply_lever" if in_place else "rollback_lever",
+            APPLY_LEVER if in_place else ROLLBACK_LEVER,
             lever_call(campaign, change).model_copy(update={"for_measurement": True}), change.role,
             f"{'Re-apply' if in_place else 'Undo'} {change.lever} ({change.change_id}) for a validation run",
-            result_type=LeverOutcome, timeout=LEVER_TIMEOUT, heartbeat=LEVER_HEARTBEAT,
-            retry=STEP_RETRY if in_place else UNDO_RETRY,
         )  # fmt: skip
         if in_place:
             campaign.measured_without.discard(change.change_id)

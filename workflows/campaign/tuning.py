@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
 from workflows.campaign.arms import measure_arms
 from workflows.campaign.context import Campaign
 from workflows.campaign.saga import apply_change, put_changes, register, undo
+from workflows.catalogue import SUGGEST_VALUE
 
 
 async def tune(campaign: Campaign, recommendation: Recommendation) -> None:
@@ -75,14 +76,13 @@ async def run_trials(
     failures = 0
     for number in range(1, tuning.trials + 1):
         suggestion: SuggestResult = await campaign.activity(
-            "suggest_value",
+            SUGGEST_VALUE,
             SuggestRequest(
                 campaign_id=campaign.input.campaign_id, lever=lever.name, parameter=lever.parameter,
                 trials=change.trials,
             ),
             Role.DEVOPS_ENGINEER,
             f"Tune {lever.name}: value for trial {number} of {tuning.trials}",
-            result_type=SuggestResult,
         )  # fmt: skip
         trial = await run_trial(campaign, change, recommendation, suggestion.value, number, trial_target)
         change.trials.append(trial)

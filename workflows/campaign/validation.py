@@ -32,6 +32,7 @@ from workflows.campaign.attribution import leave_one_out, payload_attribution, p
 from workflows.campaign.context import Campaign, Stop
 from workflows.campaign.gates import ask_gate, gate_or_abort
 from workflows.campaign.saga import undo, unwind
+from workflows.catalogue import COMPARE_RUNS, SIZE_VALIDATION_LOAD
 
 
 async def validation_phase(campaign: Campaign, baseline: LoadTestResult) -> LoadTestResult:
@@ -48,7 +49,7 @@ async def validation_phase(campaign: Campaign, baseline: LoadTestResult) -> Load
             "validation", Role.TEST_ENGINEER, "Validation load test (same load as baseline)"
         )
         comparison = await campaign.activity(
-            "compare_runs",
+            COMPARE_RUNS,
             CompareRequest(
                 campaign_id=campaign.input.campaign_id,
                 baseline=baseline,
@@ -58,7 +59,6 @@ async def validation_phase(campaign: Campaign, baseline: LoadTestResult) -> Load
             ),
             Role.PERF_OPTIMIZER,
             "Compare before/after per endpoint (Mann-Whitney on raw samples)",
-            result_type=CompareResult,
         )
     campaign.status.validation = candidate
     campaign.status.validation_rules = campaign.input.playbook.validation
@@ -133,8 +133,8 @@ async def size_validation_load(campaign: Campaign, baseline: LoadTestResult, app
         target=campaign.input.target, playbook=campaign.input.playbook,
     )  # fmt: skip
     load: ValidationLoad = await campaign.activity(
-        "size_validation_load", request, Role.PERF_OPTIMIZER,
-        f"Size the validation load: requests per run for {', '.join(endpoints)}", result_type=ValidationLoad,
+        SIZE_VALIDATION_LOAD, request, Role.PERF_OPTIMIZER,
+        f"Size the validation load: requests per run for {', '.join(endpoints)}",
     )  # fmt: skip
     campaign.status.validation_load = load
     campaign.focus = load.focus
