@@ -513,6 +513,13 @@ class EndpointVerdict(Payload):
     ratio: float | None = Field(None, description="After/before of the metric, as the mean of per-run values.")
     ratio_low: float | None = Field(None, description="Lower end of the ratio's hierarchical bootstrap interval.")
     ratio_high: float | None = Field(None, description="Upper end of the interval (None: unbounded, no data).")
+    median_ratio: float | None = Field(
+        None,
+        description="After/before of the typical request (the median, mean of per-run values), beside a tail "
+        "metric: a slowdown of every request shows there long before the tail's noisy interval can tell.",
+    )
+    median_ratio_low: float | None = None
+    median_ratio_high: float | None = None
     confidence: float | None = Field(None, description="The interval's confidence level.")
     runs_before: int = 1
     runs_after: int = 1
