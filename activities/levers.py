@@ -104,8 +104,11 @@ def _shell(action: ShellAction, context: dict[str, Any], where: str, *, check: b
     return returncode
 
 
-def _programs(lever: Lever) -> list[str]:
-    """The programs a shell lever runs (their first argument as written): one lever at a time per program."""
+def _serialized_on(lever: Lever) -> list[str]:
+    """What a lever holds while it runs: the resources its target declares, else (a shell lever) the programs
+    it runs as written. Two levers holding one run one after the other."""
+    if lever.resources:
+        return [f"resource {name}" for name in lever.resources]
     if not isinstance(lever, ShellLever):
         return []
     actions = [*lever.apply, *lever.rollback, *([lever.check] if lever.check is not None else [])]
@@ -181,7 +184,7 @@ class LeverActivities:
             context["parameter"] = lever.parameter.value(raw if want_applied else lever.parameter.baseline)
             want_applied = True
         try:
-            with one_at_a_time(_programs(lever)):
+            with one_at_a_time(_serialized_on(lever)):
                 state = is_applied(lever, context, target)
                 if state is None:
                     state = self._ledger_says_applied(call.campaign_id, call.change_id)

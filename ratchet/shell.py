@@ -47,14 +47,14 @@ def run_command(
 
 
 @contextlib.contextmanager
-def one_at_a_time(programs: Iterable[str]) -> Iterator[None]:
-    """Hold an exclusive lock per program (sorted: two holders of the same set never wait on each other) for the
-    block. File locks, so workers in other processes on this machine wait too."""
+def one_at_a_time(names: Iterable[str]) -> Iterator[None]:
+    """Hold an exclusive lock per name (a program, a declared resource; sorted: two holders of the same set never
+    wait on each other) for the block. File locks, so workers in other processes on this machine wait too."""
     _LOCKS.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
-        for program in sorted(set(programs)):
-            name = hashlib.sha256(program.encode()).hexdigest()[:24]
-            handle = stack.enter_context((_LOCKS / f"{name}.lock").open("a"))
+        for held in sorted(set(names)):
+            digest = hashlib.sha256(held.encode()).hexdigest()[:24]
+            handle = stack.enter_context((_LOCKS / f"{digest}.lock").open("a"))
             fcntl.flock(handle, fcntl.LOCK_EX)
             stack.callback(fcntl.flock, handle, fcntl.LOCK_UN)
         yield

@@ -10,6 +10,7 @@ import pytest
 from temporalio.exceptions import ApplicationError
 
 from activities.levers import LeverActivities
+from ratchet.analysis.conflicts import conflict
 from ratchet.config.loading import load_target
 from ratchet.config.target import Target
 from ratchet.contracts import LeverCall
@@ -174,6 +175,37 @@ def test_two_levers_on_one_control_script_never_run_at_the_same_time(tmp_path: P
         list(pool.map(apply, [0, 1]))
     log = (tmp_path / "ctl.log").read_text().split("\n")[:4]
     assert [line.split()[0] for line in log] == ["start", "end", "start", "end"], log  # never interleaved
+
+
+def test_levers_that_declare_one_resource_run_one_after_the_other_whatever_they_run(tmp_path: Path) -> None:
+    """Two different scripts that both restart one service say so (``resources: [api]``): they never overlap,
+    and they conflict for planning, though no command line shows it."""
+    for name in ("gzip", "cache"):
+        script = tmp_path / f"{name}.sh"
+        script.write_text(f'#!/bin/sh\necho "start {name}" >> api.log\nsleep 0.3\necho "end {name}" >> api.log\n')
+        script.chmod(0o755)
+    levers_yaml = "".join(
+        f"""  - name: {name}
+    kind: shell
+    resources: [api]
+    addresses: [{{finding: slow-endpoint}}]
+    apply: [{{argv: [./{name}.sh]}}]
+    rollback: [{{argv: [./{name}.sh]}}]
+"""
+        for name in ("gzip", "cache")
+    )
+    target = _shell_target(tmp_path, levers_yaml)
+    store = Settings(home=tmp_path / "home").resolved_store_url
+
+    def apply(lever: int) -> None:
+        call = LeverCall(campaign_id="c7", change_id=f"C{lever}", lever=target.levers[lever], target=target)
+        LeverActivities(store)._act(call, "apply")
+
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(apply, [0, 1]))
+    log = (tmp_path / "api.log").read_text().split("\n")[:4]
+    assert [line.split()[0] for line in log] == ["start", "end", "start", "end"], log  # never interleaved
+    assert conflict(*target.levers) == "both change resource api"
 
 
 def test_a_shell_command_has_its_own_folder_and_variables(tmp_path: Path) -> None:

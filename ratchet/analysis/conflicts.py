@@ -2,7 +2,8 @@
 
 What a lever touches is read from what it does: the indexes and tables its SQL creates, alters or drops, the
 flags (top-level JSON keys) its HTTP calls set at one address, the programs its commands run with their
-arguments. Two levers touching the same thing would undo or blur each other, and a trial with both could
+arguments; and the ``resources`` the target declares it changes or restarts (a service two control scripts both
+restart, which no command line shows). Two levers touching the same thing would undo or blur each other, and a trial with both could
 not say which one gave what; a target may also declare conflicts it knows of (``conflicts_with``).
 """
 
@@ -21,7 +22,12 @@ _SQL_SETTING = re.compile(r"\b(?:SET|ALTER\s+SYSTEM\s+SET)\s+(\w+)|\bPRAGMA\s+(\
 
 
 def touches(lever: Lever) -> set[str]:
-    """What applying the lever changes, as comparable names ("index ix_a", "flag http://x/admin/flags gzip")."""
+    """What applying the lever changes, as comparable names ("index ix_a", "flag http://x/admin/flags gzip"),
+    with the resources the target says it changes or restarts."""
+    return {f"resource {name}" for name in lever.resources} | _read_from_actions(lever)
+
+
+def _read_from_actions(lever: Lever) -> set[str]:
     if isinstance(lever, SqlLever):
         found = set()
         for statement in lever.apply:

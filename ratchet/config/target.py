@@ -159,6 +159,12 @@ class _LeverBase(StrictModel):
         description="Levers that must never be applied in the same trial as this one (both ways). Levers that "
         "set the same flag, index or command conflict without saying so.",
     )
+    resources: list[str] = Field(
+        default_factory=list,
+        description="What the lever changes or restarts, in names of your choosing (e.g. 'api-service', "
+        "'nginx'). Levers that share one never run at the same time, on any worker of this machine, and are "
+        "never applied in the same trial. Unset: a shell lever is serialized per program it runs.",
+    )
     generated: bool = Field(False, description="True for levers Ratchet wrote from evidence.")
     rollout: bool = Field(
         False,
