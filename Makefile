@@ -10,8 +10,11 @@ BIN := $(VENV)/bin
 demo: $(VENV)/.installed chromium  ## Run a whole campaign on the demo shop (ARGS="--auto-approve" to skip the prompts)
 	$(BIN)/ratchet demo $(ARGS)
 
-test: $(VENV)/.installed postgresql chromium tmux  ## Run the test suite (real Temporal, k6, SQLite, PostgreSQL, Chromium, demo shop)
-	$(BIN)/python -m pytest $(ARGS)
+# The fast tier first (a logic error stops the run in two minutes), then the tests with real parts. Exit 5 is
+# pytest's "no test selected": ARGS may pick tests of one tier only.
+test: $(VENV)/.installed postgresql chromium tmux  ## Run the test suite: the fast tier, then real Temporal, k6, SQLite, PostgreSQL, Chromium, demo shop
+	$(BIN)/python -m pytest -m "not real" $(ARGS); status=$$?; [ $$status -eq 0 ] || [ $$status -eq 5 ] || exit $$status
+	$(BIN)/python -m pytest -m real $(ARGS); status=$$?; [ $$status -eq 0 ] || [ $$status -eq 5 ] || exit $$status
 
 test-fast: $(VENV)/.installed chromium tmux  ## The fast tier, about two minutes: pure logic, the workflows on fake activities (a Temporal dev server), replays; no worker, shop or PostgreSQL
 	$(BIN)/python -m pytest -m "not real" $(ARGS)
