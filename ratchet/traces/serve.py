@@ -28,8 +28,8 @@ def serve_receiver(spans_dir: Path, *, host: str = "127.0.0.1", port: int = 4318
     # Said before the wait, on stderr (stdout's first line is the ready line others wait for): a fresh install
     # compiles the decoder first, about a minute without a word otherwise.
     print(
-        f"ratchet traces: preparing the span decoder for {host}:{port} (compiled on the first start after an install:"
-        " about a minute; then half a second)",
+        f"ratchet traces: preparing the span decoder for {host}:{port} (half a second when `make` compiled it at "
+        "install; else compiled now, about a minute)",
         file=sys.stderr,
         flush=True,
     )
