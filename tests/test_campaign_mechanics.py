@@ -1,7 +1,8 @@
 """The campaign's mechanics on fake activities (fast tier): gates, escalation and timeouts, rejection, the
 guard's second window, cancellation mid-apply. The real workflow on a real Temporal server; only the target and
 its measurements are fakes (tests/fake_campaign.py), so every path runs in seconds. What the real parts do
-(an index really created and dropped, a real slowdown caught by a real bake) is tested on the shop."""
+(an index really created and dropped, a real slowdown caught by the real guard: tests/test_rollout.py) is
+tested on the shop."""
 
 from __future__ import annotations
 
