@@ -347,10 +347,15 @@ async def test_a_change_that_makes_an_endpoint_slower_is_declared_regressed_and_
 
 
 async def attributed_campaign(
-    client: Client, settings: Settings, target: Path, tmp_path: Path, chosen: Callable[[Recommendation], bool]
+    client: Client,
+    settings: Settings,
+    target: Path,
+    tmp_path: Path,
+    chosen: Callable[[Recommendation], bool],
+    count: int = 2,
 ) -> tuple[str, CampaignStatus]:
-    """A campaign with leave-one-out attribution, two levered recommendations picked by ``chosen`` approved
-    at planning, then deployment; its final status.
+    """A campaign with leave-one-out attribution, ``count`` levered recommendations picked by ``chosen``
+    approved at planning, then deployment; its final status.
 
     Up to 5 runs per arm, the web-api playbook's budget: with the fast tests' 3, one slow run among a change's
     three left its x0.11 gain undecided (interval 0.05-0.80) and the change was undone (a CI failure)."""
@@ -362,7 +367,7 @@ async def attributed_campaign(
             "  on_inconclusive: accept\n", "  on_inconclusive: accept\n  attribution: leave-one-out\n"
         ).replace("  max_runs_per_arm: 3\n", "  max_runs_per_arm: 5\n")
     )
-    return await approved_campaign(client, settings, playbook, target, chosen, 2)
+    return await approved_campaign(client, settings, playbook, target, chosen, count)
 
 
 async def test_leave_one_out_undoes_a_change_that_rode_on_another_ones_gain(
@@ -390,18 +395,33 @@ async def test_leave_one_out_undoes_a_change_that_rode_on_another_ones_gain(
 async def test_compression_is_kept_for_the_bytes_it_saves_where_the_export_cache_gives_the_speed(
     client: Client, settings: Settings, worker: None, shop: Shop, tmp_path: Path
 ) -> None:
-    """gzip and the export cache are approved for the catalogue export (and gzip for the storefront's assets).
-    On this link gzip makes no answer faster, so judged on latency it would be undone, alone or measured
-    without the cache; judged on what it claims, the bytes on the wire, it proves itself and stays. The
-    cache is judged on latency as before."""
-    names = ("gzip-responses", "cache-catalog-export")
+    """gzip and the export cache are approved for the catalogue export, gzip and the asset pipeline for the
+    storefront's script and styles. On this link gzip makes no answer faster, so judged on latency it would be
+    undone, alone or measured without the cache; judged on what it claims, the bytes on the wire, it proves
+    itself and stays. The cache is judged on latency as before. gzip and the pipeline both compress the script:
+    with the other in place each saves nothing there, so the one found to save nothing is held back while the
+    other is measured, one of them proves the saving, and the shop keeps serving the script compressed."""
+    names = ("gzip-responses", "cache-catalog-export", "storefront-asset-pipeline")
     campaign_id, final = await attributed_campaign(
-        client, settings, SHOP_TARGET, tmp_path, lambda r: r.lever is not None and r.lever.name in names
+        client, settings, SHOP_TARGET, tmp_path, lambda r: r.lever is not None and r.lever.name in names, 3
     )
 
     changes = {c.lever: c for c in final.changes}
     gzip, cache = changes["gzip-responses"], changes["cache-catalog-export"]
-    assert gzip.state == ChangeState.KEPT, gzip
+    described = [(c.lever, c.state.value, c.reason, [(b.endpoint, b.verdict.value) for b in c.bytes_attribution])
+                 for c in final.changes]  # fmt: skip
+    assert gzip.state == ChangeState.KEPT, described
+    savers = [
+        lever
+        for lever in ("gzip-responses", "storefront-asset-pipeline")
+        if any(
+            b.endpoint == "storefront-script" and b.verdict.value == "improved"
+            for b in changes[lever].bytes_attribution
+        )
+    ]
+    assert savers and all(changes[lever].state == ChangeState.KEPT for lever in savers), described
+    script = httpx.get(f"{shop.url}/static/app.js", headers={"Accept-Encoding": "gzip"})
+    assert script.headers.get("content-encoding") == "gzip", (script.headers, described)
     export = next(b for b in gzip.bytes_attribution if b.endpoint == "catalog-export")
     assert export.verdict.value == "improved" and export.ratio < 0.25, export
     assert gzip.attribution == []  # proven in bytes: no latency leave-one-out for it
