@@ -66,12 +66,12 @@ bench-validation: $(VENV)/.installed  ## Validation's quality bars on the demo s
 schema: $(VENV)/.installed  ## Regenerate the JSON Schemas of playbooks and targets
 	$(BIN)/ratchet playbook schema --out playbooks/schema
 
+# The trace receiver's span decoder is compiled at install, once (about a minute), into numba's cache beside its
+# module: a receiver then starts in about two seconds and idles small (compiling in it holds ~1 GB after).
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	# The trace receiver's span decoder is compiled here, once (about a minute), into numba's cache beside
-	# its module: a receiver then starts in about two seconds and idles small (compiling holds ~1 GB after).
 	$(BIN)/python -c "from ratchet.traces.columnar import warm_up; print(f'span decoder compiled in {warm_up():.0f} s')"
 	touch $@
 
