@@ -145,11 +145,9 @@ async def call(
     role: Role,
     summary: str,
     timeout: timedelta | None = None,
-    heartbeat: timedelta | None = None,
-    retry: RetryPolicy | None = None,
     shielded: bool = True,
 ) -> Any:
-    """Run ``spec`` on ``role``'s queue; the arguments given replace the catalogue's for this call.
+    """Run ``spec`` on ``role``'s queue, with the catalogue's options (``timeout`` where the work asked sets it).
 
     ``shielded`` (what campaigns do): a cancellation of the workflow is seen at once, whatever the activity
     does; then an interruptible activity is told to stop (a measurement's heartbeat stops k6, which keeps
@@ -165,8 +163,8 @@ async def call(
         argument,
         task_queue=queue(prefix, role),
         start_to_close_timeout=start_to_close,
-        heartbeat_timeout=heartbeat or spec.heartbeat,
-        retry_policy=retry or spec.retry,
+        heartbeat_timeout=spec.heartbeat,
+        retry_policy=spec.retry,
         result_type=spec.result,
         summary=summary,
         cancellation_type=(
