@@ -149,6 +149,23 @@ def test_a_shell_lever_runs_in_the_target_files_folder_and_may_start_a_daemon(tm
     assert not (folder / "state.txt").exists()
 
 
+def _apply_both_at_once(target: Target, folder: Path) -> None:
+    """Apply the target's two levers from two threads at once, as two roles do."""
+    store = Settings(home=folder / "home").resolved_store_url
+
+    def apply(lever: int) -> None:
+        call = LeverCall(campaign_id="c6", change_id=f"C{lever}", lever=target.levers[lever], target=target)
+        LeverActivities(store)._act(call, "apply")
+
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(apply, [0, 1]))
+
+
+def _first_four_steps(log: Path) -> list[str]:
+    """The first word (start or end) of the first four lines the levers' scripts wrote."""
+    return [line.split()[0] for line in log.read_text().split("\n")[:4]]
+
+
 def test_two_levers_on_one_control_script_never_run_at_the_same_time(tmp_path: Path) -> None:
     """Roles apply their levers at the same time; two levers that drive the same program (here a control script
     restarting one service) run one after the other, whichever thread or worker runs them."""
@@ -165,16 +182,8 @@ def test_two_levers_on_one_control_script_never_run_at_the_same_time(tmp_path: P
         for name in ("gzip", "cache")
     )
     target = _shell_target(tmp_path, levers_yaml)
-    store = Settings(home=tmp_path / "home").resolved_store_url
-
-    def apply(lever: int) -> None:
-        call = LeverCall(campaign_id="c6", change_id=f"C{lever}", lever=target.levers[lever], target=target)
-        LeverActivities(store)._act(call, "apply")
-
-    with ThreadPoolExecutor(2) as pool:
-        list(pool.map(apply, [0, 1]))
-    log = (tmp_path / "ctl.log").read_text().split("\n")[:4]
-    assert [line.split()[0] for line in log] == ["start", "end", "start", "end"], log  # never interleaved
+    _apply_both_at_once(target, tmp_path)
+    assert _first_four_steps(tmp_path / "ctl.log") == ["start", "end", "start", "end"]  # never interleaved
 
 
 def test_levers_that_declare_one_resource_run_one_after_the_other_whatever_they_run(tmp_path: Path) -> None:
@@ -195,16 +204,8 @@ def test_levers_that_declare_one_resource_run_one_after_the_other_whatever_they_
         for name in ("gzip", "cache")
     )
     target = _shell_target(tmp_path, levers_yaml)
-    store = Settings(home=tmp_path / "home").resolved_store_url
-
-    def apply(lever: int) -> None:
-        call = LeverCall(campaign_id="c7", change_id=f"C{lever}", lever=target.levers[lever], target=target)
-        LeverActivities(store)._act(call, "apply")
-
-    with ThreadPoolExecutor(2) as pool:
-        list(pool.map(apply, [0, 1]))
-    log = (tmp_path / "api.log").read_text().split("\n")[:4]
-    assert [line.split()[0] for line in log] == ["start", "end", "start", "end"], log  # never interleaved
+    _apply_both_at_once(target, tmp_path)
+    assert _first_four_steps(tmp_path / "api.log") == ["start", "end", "start", "end"]  # never interleaved
     assert conflict(*target.levers) == "both change resource api"
 
 
