@@ -592,3 +592,15 @@ def test_every_request_a_fifth_slower_is_regressed_through_the_typical_request()
     assert caught >= 36, (caught, tail_alone)  # >= 90%
     assert tail_alone < caught / 2, (caught, tail_alone)  # the tail alone would have missed most of them
     assert false <= 2, false  # <= 5% of A/A comparisons
+
+
+def test_a_host_that_drifted_between_three_runs_per_arm_is_not_a_slower_typical_request() -> None:
+    """Every after run was measured while the host was a quarter slower (CI shares two cores): the medians of
+    three runs per arm are steady and apart, yet three runs cannot tell a drift of the host from a change, so
+    the typical request's view declares nothing (the tail's view, wide on so few runs, decides alone)."""
+    rng = np.random.default_rng(7)
+    before, after = _busy_host_runs(rng, 3, 1.0), _busy_host_runs(rng, 3, 1.25)
+    verdict = compare_endpoint(stats("e", 60, 140), stats("e", 75, 175), before, after, PLAYBOOK.validation, 0.01)
+    assert verdict.median_ratio is not None and verdict.median_ratio_low is not None
+    assert verdict.median_ratio_low > 1  # the median's interval alone would have called it a regression
+    assert "typical request" not in verdict.explanation, verdict.explanation
