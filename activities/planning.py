@@ -170,13 +170,13 @@ class AnalysisActivities:
         }
         run_s = (rules.run_duration or request.playbook.load.duration).total_seconds()
         plan = focus_rates(
-            needed, {e.name: e.weight for e in request.target.endpoints}, rate=request.playbook.load.rate, run_s=run_s
+            needed, {e.name: e.weight for e in request.target.endpoints}, rate=request.playbook.load.rps, run_s=run_s
         )
         listed = ", ".join(f"{e} {plan.rates[e]:.1f}/s ({needed[e]} per run needed)" for e in sorted(needed))
         note = f"validation load focused on the endpoints under test: {listed}"
         if plan.capped:
             note += (
-                f"; the load's {request.playbook.load.rate:g} req/s cannot give each what it needs within "
+                f"; the load's {request.playbook.load.rps:g} req/s cannot give each what it needs within "
                 f"{FOCUS_SHARE_CAP:.0%} of it: the verdicts say what they could detect"
             )
         if request.target.load_script is not None:

@@ -48,6 +48,11 @@ class StressPlan(Payload):
     abort_p95_ms: float
     slo_p95_ms: float | None = Field(description="A step meets the targets with its p95 under this.")
     max_error_rate: float = Field(description="...and its error rate at most this.")
+    max_latency_growth: float | None = Field(
+        None,
+        description="Set (a capacity ramp): a step meets the targets only with its requests' mean latency at most "
+        "this many times the first step's.",
+    )
 
 
 class LoadTestRequest(Payload):
@@ -119,6 +124,7 @@ class StressStep(Payload):
     achieved_rate: float
     requests: int
     p95: float | None
+    mean_ms: float | None = Field(None, description="Mean of the step's latencies (ms).")
     error_rate: float
     dropped: int = Field(description="Iterations k6 could not start: the load generator ran out of VUs.")
     met: bool
@@ -687,6 +693,9 @@ class CampaignStatus(Payload):
     load_shapes: list[LoadTestResult] = Field(
         default_factory=list, description="The assessment's peak, stress and soak runs, as the playbook asks."
     )
+    capacity: LoadTestResult | None = Field(None, description="The ramp that chose the rate (`load.rate: auto`).")
+    load_rate: str = Field("", description="The rate the load ran at and, for `auto`, why (one sentence).")
+    load_rps: float | None = Field(None, description="That rate in requests per second (`auto` resolved).")
     database: InspectionSummary | None = Field(None, description="The baseline's database inspection.")
     pages: list[PageVitals] = Field(default_factory=list, description="Web vitals of the target's pages (the probe).")
     validation: LoadTestResult | None = None

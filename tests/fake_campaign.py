@@ -23,6 +23,7 @@ from temporalio.worker import Worker
 
 from activities.planning import AnalysisActivities
 from activities.records import RecordActivities
+from ratchet.analysis.knee import StepSample, stress_report
 from ratchet.analysis.slo import check_slos, judged_by_slo
 from ratchet.config.common import FindingType, Role
 from ratchet.contracts import (
@@ -105,6 +106,8 @@ class FakeService:
     in_place: set[str] = field(default_factory=set)
     runs: dict[str, dict[str, float]] = field(default_factory=dict)  # run id -> endpoint -> p95 measured
     calls: list[str] = field(default_factory=list)  # "apply search-cache" ... "applied search-cache", ...
+    sustains: float = float("inf")  # above this rate (req/s) requests wait: a capacity ramp's steps break
+    rates: list[tuple[str, float]] = field(default_factory=list)  # (label, rate asked) of every load run
 
     def p95(self, endpoint: str) -> float:
         factor = 1.0
@@ -163,10 +166,19 @@ class FakeActivities:
         measured = {e.name: self.service.p95(e.name) for e in request.target.endpoints}
         self.service.runs[run_id] = measured
         self._note(f"load {request.label}")
+        self.service.rates.append((request.label, request.rate))
         endpoints = [_stats(name, p95, self.service.requests.get(name, 100)) for name, p95 in measured.items()]
+        stress = None
+        if request.stress is not None:  # a stepped run: requests wait (the mean x5) above what the target sustains
+            plan = request.stress
+            steps = [
+                StepSample(i, int(rate * plan.step_s), plan.step_s, 30.0, 0, 0, 10.0 if rate <= self.service.sustains else 50.0)
+                for i, rate in enumerate(plan.rates)
+            ]  # fmt: skip
+            stress = stress_report(steps, plan, ended_by_itself=True)
         return LoadTestResult(
             run_id=run_id, label=request.label, requests=sum(e.requests for e in endpoints), duration_s=request.duration_s,
-            endpoints=endpoints,
+            endpoints=endpoints, stress=stress,
         )  # fmt: skip
 
     @activity.defn(name="probe_endpoints")

@@ -511,7 +511,7 @@ def test_every_endpoint_over_its_target_the_lightest_too_says_the_load_is_too_mu
     load, not the endpoints, is the problem; one endpoint under its target is no such sign."""
     overloaded = [stats("health", 900, 1300), stats("search", 1500, 2600), stats("item", 1200, 5900)]
     note = overload_note(overloaded, PLAYBOOK, {"health": 0.8})
-    assert "even health" in note and "p95 is 0.8 ms" in note and "lower load.rate" in note
+    assert "even health" in note and "p95 is 0.8 ms" in note and "load.rate" in note and "auto" in note
     assert overload_note([*overloaded[1:], stats("health", 2, 4)], PLAYBOOK, None) == ""
     assert overload_note(overloaded[:2], PLAYBOOK, None) == ""  # two endpoints say little about a whole service
 

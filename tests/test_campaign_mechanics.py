@@ -40,6 +40,7 @@ from ratchet.contracts import (
     RolloutChange,
     RolloutInput,
 )
+from ratchet.report import render_html, render_markdown
 from ratchet.settings import Settings
 from ratchet.temporal.client import campaign_queue, connect
 from tests.campaign_helpers import assert_replays, finish, ratchet_cli, ratchet_env, wait_for, waiting_at
@@ -108,6 +109,30 @@ async def test_two_proven_changes_are_kept_and_the_target_keeps_them(fake: Fake)
         "history": "improved",
         "home": "not worse",
     }
+    await assert_replays(fake.client, campaign_id)
+
+
+async def test_rate_auto_ramps_first_and_every_load_after_runs_at_the_rate_the_target_sustains(fake: Fake) -> None:
+    """The target sustains 12 req/s: the ramp (5, 10, 20, 40) breaks at 20, and the baseline, validation and
+    bake all run at 10; status and report say why."""
+    fake.service.sustains = 12
+    playbook = fake.folder / "auto.yaml"
+    playbook.write_text(TEST_PLAYBOOK.read_text().replace("  rate: 30\n", "  rate: auto\n"))
+    assert "rate: auto" in playbook.read_text()
+    campaign_id = await fake.launch(playbook, auto_approve_as="alice")
+    final = await finish(fake.client, campaign_id)
+
+    assert final.state == CampaignState.COMPLETED, (final.outcome, final.outcome_detail)
+    assert fake.service.rates[0] == ("capacity", 5)
+    assert {rate for _, rate in fake.service.rates[1:]} == {10}, fake.service.rates
+    assert final.capacity is not None and final.capacity.stress is not None
+    assert final.capacity.stress.knee_rate == 10 and final.capacity.stress.broke_at_rate == 20
+    assert "backed off from 40: the target did not sustain 20 req/s" in final.load_rate
+    assert "requests wait to be served" in final.load_rate
+    assert any(e.message == final.load_rate for e in final.events)
+    markdown, html = render_markdown(final), render_html(final)
+    assert final.load_rate in markdown and "### Capacity run" in markdown
+    assert "backed off from 40" in html and "<h3>Capacity run</h3>" in html
     await assert_replays(fake.client, campaign_id)
 
 

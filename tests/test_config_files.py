@@ -50,7 +50,7 @@ def test_demo_target_loads_with_relative_database_resolved() -> None:
 
 # (file kind, content, fragments the message must contain)
 MALFORMED = [
-    ("playbook", "name: x\napprovers: [a]\nload:\n  rate: -5\n", ["x.yaml:4", "load.rate", "greater than 0"]),
+    ("playbook", "name: x\napprovers: [a]\nload:\n  rate: -5\n", ["x.yaml:4", "load.rate", "above 0", "auto"]),
     ("playbook", "name: x\napprovers: [a]\nload:\n  duration: soon\n", ["x.yaml:4", "load.duration", "30s"]),
     (
         "playbook",

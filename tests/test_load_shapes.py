@@ -3,6 +3,9 @@ from the sample stream, and one test split over two load generators that agrees 
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -14,7 +17,7 @@ from ratchet.config.loading import load_target
 from ratchet.contracts import CampaignState, CampaignStatus, LoadTestResult
 from ratchet.settings import Settings
 from tests.campaign_helpers import finish, wait_for_progress
-from tests.conftest import Shop
+from tests.conftest import ROOT, Shop, free_port, stop_shop
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -111,6 +114,52 @@ async def test_a_stress_run_stops_itself_at_its_breaking_condition(
     assert stress is not None and stress.aborted
     assert stress.knee_rate is None and stress.broke_at_rate == 10 and "errors" in stress.break_reason
     assert stress.steps[-1].requests == 0 and stress.steps[-1].why_not == "not reached (the run stopped before)"
+
+
+@pytest.fixture
+def single_worker_service() -> Iterator[str]:
+    """tests/single_worker_service.py on a free port: one request at a time, /work waits 45 ms; its URL."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.single_worker_service", "--port", str(port), "--work-ms", "45"],
+        stdout=subprocess.PIPE, text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert process.stdout is not None and "listening" in process.stdout.readline()
+    yield f"http://127.0.0.1:{port}"
+    stop_shop(process)
+
+
+async def test_rate_auto_backs_off_from_a_rate_the_service_cannot_serve_and_says_why(
+    client: Client, settings: Settings, worker: None, single_worker_service: str, tmp_path: Path
+) -> None:
+    """One worker, 45 ms per /work (three requests in four): it answers at most about 30 req/s of this mix. k6
+    spaces arrivals evenly, so up to there nothing queues (at 20 req/s it is two thirds busy), and at 40 the
+    queue grows without end. The ramp (5, 10, 20, 40 req/s) breaks at 40, and the baseline runs at 20, or at
+    70% of what the worker answered at 40 if that is less."""
+    target = tmp_path / "target.yaml"
+    target.write_text(
+        f"name: one-worker\nbase_url: {single_worker_service}\nendpoints:\n"
+        "  - {name: work, path: /work, weight: 3}\n  - {name: health, path: /health, weight: 1}\n"
+    )
+    playbook = write_playbook(
+        tmp_path, "auto", "  rate: auto\n  auto: {max_rate: 40, step: 4s}\n  duration: 6s\n  warmup: 1s\n",
+        slo="{p95_ms: 500}",
+    )  # fmt: skip
+    status = await run_campaign(client, settings, playbook, target)
+
+    assert status.capacity is not None and status.capacity.stress is not None, status.outcome_detail
+    ramp = status.capacity.stress
+    assert [step.rate for step in ramp.steps] == [5, 10, 20, 40]
+    assert ramp.knee_rate == 20 and ramp.broke_at_rate == 40, ramp
+    answered = ramp.steps[-1].achieved_rate
+    assert answered < 36, ramp.steps[-1]  # fell behind: the worker answers what it can
+    assert status.load_rps == min(20, round(0.7 * answered, 1)), status.load_rate
+    assert "backed off from 40: the target did not sustain 40 req/s" in status.load_rate
+    assert any(e.message == status.load_rate for e in status.events)
+    # Every load after the ramp ran at that rate: the baseline's requests per second within a fifth of it.
+    assert status.baseline is not None
+    achieved = status.baseline.requests / status.baseline.duration_s
+    assert abs(achieved / status.load_rps - 1) < 0.2, (achieved, status.load_rps)
 
 
 async def test_a_load_test_split_over_two_generators_agrees_with_a_single_one(

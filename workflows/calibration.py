@@ -7,6 +7,7 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from ratchet.analysis.capacity import auto_rate, capacity_shape
     from ratchet.config.common import Role
     from ratchet.contracts import CalibrateRequest, CalibrationInput, CalibrationResult, LoadTestRequest, LoadTestResult
 
@@ -21,6 +22,8 @@ class CalibrationWorkflow:
     @workflow.run
     async def run(self, request: CalibrationInput) -> CalibrationResult:
         load = request.playbook.load
+        if load.rate == "auto":  # calibrate at the rate a campaign would run at
+            load = load.with_rate(await self._sustained_rate(request))
         duration = (request.playbook.validation.run_duration or load.duration).total_seconds()
         warmup = load.warmup.total_seconds()
         run_ids: list[str] = []
@@ -29,7 +32,7 @@ class CalibrationWorkflow:
                 RUN_LOAD_TEST,
                 LoadTestRequest(
                     campaign_id=request.calibration_id, label=f"calibrate-{number}", target=request.target,
-                    rate=load.rate, duration_s=duration, warmup_s=warmup, max_vus=load.max_vus,
+                    rate=load.rps, duration_s=duration, warmup_s=warmup, max_vus=load.max_vus,
                     request_timeout_s=load.request_timeout.total_seconds(),
                 ),
                 prefix=request.task_queue_prefix, role=Role.TEST_ENGINEER, summary=f"A/A run {number} of {request.runs}",
@@ -46,3 +49,20 @@ class CalibrationWorkflow:
             summary="Run-to-run noise per endpoint; runs per arm and margin it calls for", shielded=False,
         )  # fmt: skip
         return calibration.model_copy(update={"target": request.target.name, "run_seconds": duration})
+
+    async def _sustained_rate(self, request: CalibrationInput) -> float:
+        """The rate `load.rate: auto` chooses: the capacity ramp, as a campaign runs it."""
+        load = request.playbook.load
+        shape = capacity_shape(load, request.playbook.slo.default.max_error_rate)
+        ramp: LoadTestResult = await call(
+            RUN_LOAD_TEST,
+            LoadTestRequest(
+                campaign_id=request.calibration_id, label="capacity", target=request.target, rate=shape.rate,
+                duration_s=shape.duration_s, warmup_s=0.0, max_vus=load.max_vus,
+                request_timeout_s=load.request_timeout.total_seconds(), stress=shape.stress,
+            ),
+            prefix=request.task_queue_prefix, role=Role.TEST_ENGINEER, summary="Capacity ramp (k6)",
+            timeout=timedelta(seconds=shape.duration_s + 120), shielded=False,
+        )  # fmt: skip
+        assert ramp.stress is not None
+        return auto_rate(ramp.stress, load).rate

@@ -171,7 +171,7 @@ class RolloutWorkflow:
             RUN_LOAD_TEST,
             LoadTestRequest(
                 campaign_id=request.campaign_id, label=label, target=request.production,
-                rate=load.rate, duration_s=bake, warmup_s=load.warmup.total_seconds(), max_vus=load.max_vus,
+                rate=load.rps, duration_s=bake, warmup_s=load.warmup.total_seconds(), max_vus=load.max_vus,
                 request_timeout_s=load.request_timeout.total_seconds(),
             ),
             prefix=request.task_queue_prefix, role=Role.DEVOPS_ENGINEER, summary=summary,

@@ -96,10 +96,10 @@ def overload_note(stats: list[EndpointStats], playbook: Playbook, server_p95_ms:
         else ""
     )
     return (
-        f"every endpoint is over its p95 target at {playbook.load.rate:g} req/s, even {lightest.endpoint}, the one "
+        f"every endpoint is over its p95 target at {playbook.load.rps:g} req/s, even {lightest.endpoint}, the one "
         f"doing least (median {lightest.p50:.1f} ms, p95 {lightest.p95:.1f} ms){where}: the load is more than the "
-        "service serves on this machine, so the findings describe an overloaded service; lower load.rate to "
-        "what it serves (the stress run's knee, when the playbook asks for one) and assess again"
+        "service serves on this machine, so the findings describe an overloaded service; set load.rate "
+        "to 'auto' (a ramp finds the rate it sustains) or lower it to what it serves, and assess again"
     )
 
 

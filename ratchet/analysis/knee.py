@@ -26,9 +26,10 @@ class StepSample:
     p95: float | None
     errors: int
     dropped: int
+    mean_ms: float | None = None  # mean of the step's latencies
 
 
-def _judge(rate: float, sample: StepSample, plan: StressPlan) -> StressStep:
+def _judge(rate: float, sample: StepSample, plan: StressPlan, reference_ms: float | None) -> StressStep:
     achieved = sample.requests / sample.seconds if sample.seconds > 0 else 0.0
     error_rate = sample.errors / sample.requests if sample.requests else 0.0
     reasons = []
@@ -43,11 +44,18 @@ def _judge(rate: float, sample: StepSample, plan: StressPlan) -> StressStep:
             reasons.append(f"{sample.dropped} dropped iterations (out of VUs: requests queue)")
         if achieved < rate * _MIN_ACHIEVED_SHARE:
             reasons.append(f"achieved {achieved:.1f}/s of {rate:g}/s")
+        growth, mean = plan.max_latency_growth, sample.mean_ms
+        if growth is not None and reference_ms and mean is not None and mean > reference_ms * growth:
+            reasons.append(
+                f"mean latency {mean:.1f} ms, x{mean / reference_ms:.1f} the first step's "
+                f"{reference_ms:.1f} ms (limit x{growth:g}): requests wait to be served"
+            )
     return StressStep(
         rate=rate,
         achieved_rate=round(achieved, 2),
         requests=sample.requests,
         p95=None if sample.p95 is None else round(sample.p95, 3),
+        mean_ms=None if sample.mean_ms is None else round(sample.mean_ms, 3),
         error_rate=round(error_rate, 4),
         dropped=sample.dropped,
         met=not reasons,
@@ -57,7 +65,9 @@ def _judge(rate: float, sample: StepSample, plan: StressPlan) -> StressStep:
 
 def stress_report(samples: list[StepSample], plan: StressPlan, *, ended_by_itself: bool) -> StressReport:
     """Judge every step and find the knee, the first broken step and the first step with dropped iterations."""
-    steps = [_judge(rate, sample, plan) for rate, sample in zip(plan.rates, samples, strict=True)]
+    # A capacity ramp judges each step's mean latency against the first (the lightest) step's.
+    reference = samples[0].mean_ms if samples else None
+    steps = [_judge(rate, sample, plan, reference) for rate, sample in zip(plan.rates, samples, strict=True)]
     knee = None
     broke: StressStep | None = None
     for step in steps:

@@ -55,12 +55,12 @@ def extra_shapes(playbook: Playbook) -> list[ShapeRun]:
     runs = []
     if load.peak is not None:
         duration = load.peak.duration or load.duration
-        runs.append(ShapeRun("peak", load.rate * load.peak.factor, duration.total_seconds(), warmup))
+        runs.append(ShapeRun("peak", load.rps * load.peak.factor, duration.total_seconds(), warmup))
     if load.stress is not None:
         plan = stress_plan(playbook)
         # No warm-up: the first step is the gentlest, and every step is judged on its own.
         runs.append(ShapeRun("stress", plan.rates[0], plan.step_s * len(plan.rates), 0.0, stress=plan))
     if load.soak is not None:
-        rate = load.soak.rate if load.soak.rate is not None else load.rate
+        rate = load.soak.rate if load.soak.rate is not None else load.rps
         runs.append(ShapeRun("soak", rate, load.soak.duration.total_seconds(), warmup, bounded_memory=True))
     return runs

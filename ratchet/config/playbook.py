@@ -99,6 +99,43 @@ class StressProfile(StrictModel):
         return self
 
 
+class AutoRate(StrictModel):
+    """How ``rate: auto`` finds the rate a target sustains: a short stepped ramp before the baseline.
+
+    The rate doubles each step from ``max_rate / 2**(steps-1)`` up to ``max_rate``. A step is sustained when
+    the target kept up (no dropped iterations, at least 90% of the rate achieved, errors within the SLO) and its
+    requests' mean latency stayed within ``max_latency_growth`` times the first step's: a queue in front of
+    the handler (one event loop, a full worker pool, a busy CPU) adds its wait to every request (the mean of a
+    single queue doubles near 50-60% busy). The baseline then runs at the highest step sustained without a break before it: at most half the
+    rate at which the target broke."""
+
+    max_rate: float = Field(
+        40, gt=0, le=10_000, description="Requests per second the baseline never exceeds (the last step)."
+    )
+    steps: int = Field(4, ge=2, le=10, description="Steps of the ramp, each twice the rate of the one before.")
+    step: Duration = Field(
+        timedelta(seconds=5),
+        description="How long each step holds its rate (the first step longer when needed for 30 requests).",
+    )
+    max_latency_growth: float = Field(
+        2.0,
+        gt=1,
+        le=100,
+        description="A step is sustained while its mean latency is at most this many times the first step's "
+        "(2: the wait to be served at most as long as the work itself).",
+    )
+
+    @model_validator(mode="after")
+    def _long_enough_steps(self) -> Self:
+        if self.step.total_seconds() < 2:
+            raise ValueError("step must be at least 2s (each step needs its own samples)")
+        return self
+
+    def rates(self) -> list[float]:
+        """The ramp's rates, lowest first, doubling up to ``max_rate``."""
+        return [round(self.max_rate / 2 ** (self.steps - 1 - i), 3) for i in range(self.steps)]
+
+
 class SoakProfile(StrictModel):
     """A long constant-arrival-rate run in bounded memory: k6 keeps no summary and no thresholds."""
 
@@ -112,7 +149,12 @@ class LoadProfile(StrictModel):
     ``peak``, ``stress`` and ``soak`` are further shapes the assessment runs after the baseline when set.
     """
 
-    rate: float = Field(40, gt=0, le=10_000, description="Requests per second over all endpoints.")
+    rate: float | Literal["auto"] = Field(
+        40,
+        description="Requests per second over all endpoints (> 0), or 'auto': the highest rate up to "
+        "auto.max_rate that the target sustains, found by a short ramp before the baseline.",
+    )
+    auto: AutoRate = Field(default_factory=AutoRate, description="How `rate: auto` finds the rate.")
     duration: Duration = Field(timedelta(seconds=20), description="How long to send load (after warm-up).")
     warmup: Duration = Field(timedelta(seconds=3), description="Load sent first and left out of the numbers.")
     max_vus: int = Field(100, ge=1, le=5000, description="Upper bound on k6 virtual users.")
@@ -128,19 +170,48 @@ class LoadProfile(StrictModel):
     stress: StressProfile | None = Field(None, description="Also ramp the rate until it breaks; reports the knee.")
     soak: SoakProfile | None = Field(None, description="Also run a long soak at a constant rate.")
 
+    @field_validator("rate", mode="before")
+    @classmethod
+    def _rate_in_range(cls, rate: object) -> object:
+        # One message for both forms (pydantic would name each branch of the union separately).
+        valid = "a number of requests per second above 0 and at most 10000, or 'auto'"
+        if rate == "auto":
+            return rate
+        if isinstance(rate, bool) or not isinstance(rate, float | int):
+            raise ValueError(f"rate must be {valid} (got {rate!r})")
+        if not 0 < rate <= 10_000:
+            raise ValueError(f"rate must be {valid} (got {rate:g})")
+        return rate
+
+    @property
+    def rps(self) -> float:
+        """The rate in requests per second; ``rate: auto`` is resolved by the capacity ramp before anything
+        reads it (a campaign or calibration replaces the playbook's load with the rate it found)."""
+        if self.rate == "auto":
+            raise ValueError("load.rate is 'auto': it is resolved by the capacity ramp before any load runs")
+        return self.rate
+
+    def with_rate(self, rate: float) -> LoadProfile:
+        """This load at a fixed rate (what ``rate: auto`` resolved to)."""
+        return self.model_copy(update={"rate": rate})
+
     @model_validator(mode="after")
     def _positive_duration(self) -> Self:
         if self.duration.total_seconds() < 1:
             raise ValueError("duration must be at least 1s")
         if self.stress is not None:
-            self.stress_rates()  # a default start or maximum may still cross an explicit one
+            # A default start or maximum may still cross an explicit one, at any rate `auto` may resolve to.
+            for rate in (self.auto.rates()[0], self.auto.max_rate) if self.rate == "auto" else (self.rate,):
+                self.stress_rates(rate)
         return self
 
-    def stress_rates(self) -> list[float]:
-        """The request rate of each stress step, evenly spaced from the start rate to the maximum."""
+    def stress_rates(self, rate: float | None = None) -> list[float]:
+        """The request rate of each stress step, evenly spaced from the start rate to the maximum (defaults
+        relative to ``rate``, the baseline's unless given)."""
         assert self.stress is not None
-        start = self.stress.start_rate if self.stress.start_rate is not None else self.rate / 2
-        top = self.stress.max_rate if self.stress.max_rate is not None else self.rate * 8
+        base = self.rps if rate is None else rate
+        start = self.stress.start_rate if self.stress.start_rate is not None else base / 2
+        top = self.stress.max_rate if self.stress.max_rate is not None else base * 8
         if top <= start:
             raise ValueError(f"load.stress: max_rate {top:g} must be above the start rate {start:g}")
         steps = self.stress.steps

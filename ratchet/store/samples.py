@@ -192,7 +192,8 @@ def step_samples(parquet: Path, *, started_at: datetime, step_s: float, steps: i
               FROM read_parquet(?)
             )
             SELECT step, count(*), quantile_cont(duration_ms, 0.95),
-                   count(*) FILTER (WHERE status = 0 OR status >= 400)
+                   count(*) FILTER (WHERE status = 0 OR status >= 400),
+                   avg(duration_ms)
             FROM timed WHERE step >= 0 AND step < ? AND into_step >= ? GROUP BY step
             """,
             [started_at, step_s, started_at, step_s, str(parquet), steps, settle],
@@ -204,12 +205,12 @@ def step_samples(parquet: Path, *, started_at: datetime, step_s: float, steps: i
             """,
             [started_at, step_s, str(dropped_file(parquet))],
         ).fetchall()
-    measured: dict[int, tuple[int, float | None, int]] = {
-        int(step): (int(n), float(p95), int(errors)) for step, n, p95, errors in rows
+    measured: dict[int, tuple[int, float | None, int, float | None]] = {
+        int(step): (int(n), float(p95), int(errors), float(mean)) for step, n, p95, errors, mean in rows
     }
     dropped = {int(step): int(total or 0) for step, total in dropped_rows}
     samples = []
     for i in range(steps):
-        requests, p95, errors = measured.get(i, (0, None, 0))
-        samples.append(StepSample(i, requests, step_s - settle, p95, errors, dropped.get(i, 0)))
+        requests, p95, errors, mean = measured.get(i, (0, None, 0, None))
+        samples.append(StepSample(i, requests, step_s - settle, p95, errors, dropped.get(i, 0), mean))
     return samples

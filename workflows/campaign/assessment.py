@@ -22,12 +22,15 @@ with workflow.unsafe.imports_passed_through():
         ProbeRequest,
     )
 
+from workflows.campaign.capacity import resolve_load_rate
 from workflows.campaign.context import Campaign, Stop
 from workflows.catalogue import FIND_BOTTLENECKS, PROBE_ENDPOINTS, RECORD_BEHAVIOUR
 
 
 async def assessment_phase(campaign: Campaign) -> tuple[LoadTestResult, AssessResult]:
     campaign.begin(Phase.ASSESSMENT)
+    # Older histories never hold `auto` (it did not exist): their commands are unchanged without a patch.
+    await resolve_load_rate(campaign)
     baseline = await campaign.load_test("baseline", Role.PERF_OPTIMIZER, "Baseline load test (k6)")
     campaign.status.baseline = baseline
     for note in baseline.notes:  # what the baseline could not measure (no spans, no resources): said at once

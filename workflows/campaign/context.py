@@ -96,7 +96,7 @@ class Campaign:
         load = self.input.playbook.load
         if shape is None:
             duration = duration_s if duration_s is not None else load.duration.total_seconds()
-            shape = ShapeRun(label, load.rate, duration, load.warmup.total_seconds())
+            shape = ShapeRun(label, load.rps, duration, load.warmup.total_seconds())
         request = LoadTestRequest(
             campaign_id=self.input.campaign_id,
             label=label,

@@ -134,7 +134,7 @@ async def beats_baseline(
         campaign.event(f"{change.lever}: the baseline {baseline:g} failed its trial; {best.value:g} did not")
         return ""
     tuning = campaign.input.playbook.tuning
-    rate = tuning.rate or campaign.input.playbook.load.rate
+    rate = tuning.rate or campaign.input.playbook.load.rps
     duration, warmup = tuning.trial_duration.total_seconds(), tuning.trial_warmup.total_seconds()
 
     async def measure(label: str, summary: str) -> LoadTestResult:
@@ -183,7 +183,7 @@ async def run_trial(
         return Trial(value=value, failed=True, note=f"could not set it: {failure.cause}")
     label = f"trial-{change.change_id}-{number}"
     shape = ShapeRun(
-        label, tuning.rate or campaign.input.playbook.load.rate, tuning.trial_duration.total_seconds(),
+        label, tuning.rate or campaign.input.playbook.load.rps, tuning.trial_duration.total_seconds(),
         tuning.trial_warmup.total_seconds(),
     )  # fmt: skip
     try:
