@@ -30,6 +30,7 @@ from ratchet.analysis.plans import FullScan, full_scans_postgresql, full_scans_s
 from ratchet.analysis.responses import (
     ProbeReport,
     cacheable_findings,
+    http_caching_findings,
     payload_findings,
     render_blocking_findings,
     web_vitals_findings,
@@ -262,7 +263,7 @@ class AssessmentActivities:
             probe = ProbeReport.model_validate_json(Path(request.probe.file).read_text())
             over = slow_endpoints(request.baseline.endpoints, playbook)
             findings += payload_findings(probe, over, mix, rules) + render_blocking_findings(probe, mix, rules)
-            findings += web_vitals_findings(probe, mix, rules)
+            findings += web_vitals_findings(probe, mix, rules) + http_caching_findings(probe, mix, rules)
             own_work = analysis.own_work if analysis is not None else {}
             findings += cacheable_findings(probe, own_work, repeat_ratios(target, request.baseline), mix, rules)
         findings += error_hotspots(request.baseline, request.load_shapes, rules)

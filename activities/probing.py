@@ -15,7 +15,7 @@ from urllib.parse import quote, urljoin
 import httpx
 from temporalio import activity
 
-from ratchet.analysis.responses import EndpointProbe, PageAsset, ProbeReport, ResponseSample
+from ratchet.analysis.responses import EndpointProbe, PageAsset, ProbeReport, ResponseSample, freshness_s
 from ratchet.config.target import _PLACEHOLDER, Endpoint, Target
 from ratchet.contracts import ProbeRequest, ProbeSummary, WireBytesRequest, WireBytesResult
 from ratchet.errors import MeasurementError
@@ -172,6 +172,7 @@ class ProbeActivities:
         claims to save, measured directly."""
         target = request.target
         measured: dict[str, float] = {}
+        fresh: dict[str, int] = {}
         async with httpx.AsyncClient(base_url=target.base, headers=_PROBE_HEADERS, timeout=60) as client:
             for name in request.endpoints:
                 endpoint = target.endpoint(name)
@@ -181,7 +182,8 @@ class ProbeActivities:
                 if failed:
                     raise MeasurementError(f"{name} answered {failed[0]} while its wire bytes were measured")
                 measured[name] = float(statistics.median(s.wire_bytes for s in samples))
-        return WireBytesResult(bytes=measured)
+                fresh[name] = min(freshness_s(s.cache_control) for s in samples)
+        return WireBytesResult(bytes=measured, freshness_s=fresh)
 
     @activity.defn(name="probe_endpoints")
     async def probe_endpoints(self, request: ProbeRequest) -> ProbeSummary:

@@ -459,6 +459,10 @@ class WireBytesRequest(Payload):
 
 class WireBytesResult(Payload):
     bytes: dict[str, float] = Field(description="Median wire bytes of each endpoint's answers (its examples).")
+    freshness_s: dict[str, int] = Field(
+        default_factory=dict,
+        description="The shortest lifetime (s) any of its answers gave caches (Cache-Control max-age; 0: none).",
+    )
 
 
 class ChangeRecord(Payload):

@@ -1,18 +1,23 @@
-"""The detectors over what the probe saw: web vitals measured in Chromium."""
+"""The detectors over what the probe saw: web vitals measured in Chromium, caches, caching headers."""
 
 from __future__ import annotations
 
+from ratchet.analysis.advice import advice
+from ratchet.analysis.decisions import bytes_verdict, with_caching_verdict
 from ratchet.analysis.responses import (
     EndpointProbe,
+    PageAsset,
     ProbeReport,
     ResponseSample,
     cacheable_findings,
+    freshness_s,
+    http_caching_findings,
     web_vitals_findings,
 )
 from ratchet.analysis.traces.detectors import Traffic
 from ratchet.config.common import FindingType
-from ratchet.config.playbook import Detection
-from ratchet.contracts import PageVitals
+from ratchet.config.playbook import Detection, Playbook
+from ratchet.contracts import PageVitals, Verdict
 
 
 def test_a_page_with_poor_vitals_is_a_finding_and_a_good_one_is_not() -> None:
@@ -54,3 +59,54 @@ def test_a_cache_that_would_serve_none_of_the_load_is_not_severe() -> None:
     assert unrepeated.severity == "low" and "served 0% of the load" in unrepeated.summary
     [repeated] = cacheable_findings(_probe_of(90.0), own_work, {"picks": 0.9}, mix, rules)
     assert repeated.severity == "critical"
+
+
+def _asset(sha: str, content_type: str, cache_control: str = "", wire_bytes: int = 300_000) -> ResponseSample:
+    return ResponseSample(status=200, wire_bytes=wire_bytes, body_bytes=wire_bytes, body_sha256=sha,
+                          content_type=content_type, cache_control=cache_control, elapsed_ms=3.0)  # fmt: skip
+
+
+def test_static_assets_without_a_cache_lifetime_are_a_finding_judged_by_headers() -> None:
+    """A script served by a declared endpoint with no Cache-Control, and a page whose undeclared style sheet has
+    none: two findings (the script on its endpoint, the style sheet on the page); JSON answers and assets with
+    max-age are not findings, and no-cache gives no lifetime."""
+    script = [_asset("js", "application/javascript")] * 2
+    page = EndpointProbe(
+        endpoint="home", method="GET", accept_encoding="gzip",
+        by_example=[[_asset("html", "text/html")] * 2],
+        assets=[
+            PageAsset(url="/app.js", kind="script", blocking=True, response=script[0]),  # declared: on its endpoint
+            PageAsset(url="/app.css", kind="style", blocking=True, response=_asset("css", "text/css", "no-cache")),
+            PageAsset(url="/logo.svg", kind="style", blocking=False,
+                      response=_asset("svg", "image/svg+xml", "public, max-age=86400")),
+        ],
+    )  # fmt: skip
+    probe = ProbeReport(
+        endpoints=[
+            page,
+            EndpointProbe(endpoint="script", method="GET", accept_encoding="gzip", by_example=[script]),
+            EndpointProbe(endpoint="api", method="GET", accept_encoding="gzip",
+                          by_example=[[_asset("json", "application/json")] * 2]),
+        ]
+    )  # fmt: skip
+    findings = {f.endpoint: f for f in http_caching_findings(probe, Traffic({"home": 5, "script": 5}), Detection())}
+    assert set(findings) == {"script", "home"}
+    assert findings["script"].type == FindingType.HTTP_CACHING and findings["script"].severity == "medium"
+    assert findings["script"].evidence["served_by"] == "the endpoint"
+    assert [a["url"] for a in findings["home"].evidence["assets"]] == ["/app.css"]
+    assert findings["home"].evidence["served_by"] == "the page's assets"
+    assert "a load test cannot show this" in findings["home"].summary
+    assert "max-age=31536000, immutable" in advice(findings["script"])
+
+
+def test_a_change_that_lets_caches_keep_an_asset_is_improved_by_its_headers() -> None:
+    rules = Playbook(name="p", approvers=["a"]).validation
+    same_bytes = bytes_verdict("script", 300_000, 300_000, rules)
+    assert same_bytes.verdict == Verdict.NOT_WORSE
+    cached = with_caching_verdict(same_bytes, 0, 31_536_000)
+    assert cached.verdict == Verdict.IMPROVED
+    assert cached.explanation.startswith("kept by caches for 31,536,000 s with it (Cache-Control max-age)")
+    assert with_caching_verdict(same_bytes, 3600, 3600).verdict == Verdict.NOT_WORSE
+    assert with_caching_verdict(same_bytes, 0, 0).verdict == Verdict.NOT_WORSE
+    assert freshness_s("public, max-age=60, s-maxage=600") == 600
+    assert freshness_s("no-store") == freshness_s("max-age=60, no-cache") == 0

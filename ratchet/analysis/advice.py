@@ -72,6 +72,15 @@ def _render_blocking(f: Finding, ev: dict[str, Any]) -> str:
     )
 
 
+def _http_caching(f: Finding, ev: dict[str, Any]) -> str:
+    assets = ", ".join(a.get("url", "?") if isinstance(a, dict) else str(a) for a in ev.get("assets", [])) or "them"
+    return (
+        f"Let browsers and proxies keep {assets}: put a version (a hash of the content) in the asset URLs and send "
+        "`Cache-Control: public, max-age=31536000, immutable`; where the URL cannot change, a shorter max-age with "
+        "an ETag lets clients revalidate instead of downloading again."
+    )
+
+
 def _saturation(f: Finding, ev: dict[str, Any]) -> str:
     return (f"Calls from {f.endpoint} to {ev.get('destination', 'a dependency')} wait {_ms(ev.get('median_wait_ms'))} "
             f"for a connection or worker ({ev.get('max_called_at_once', '?')} made at once, "
@@ -109,6 +118,7 @@ _ADVICE: dict[FindingType, Callable[[Finding, dict[str, Any]], str]] = {
     FindingType.UNCOMPRESSED: _uncompressed,
     FindingType.LARGE_PAYLOAD: _large_payload,
     FindingType.RENDER_BLOCKING: _render_blocking,
+    FindingType.HTTP_CACHING: _http_caching,
     FindingType.SATURATION: _saturation,
     FindingType.MISSING_INDEX: _missing_index,
     FindingType.ERROR_HOTSPOT: _error_hotspot,

@@ -158,12 +158,33 @@ PAYLOAD_FINDINGS = frozenset({FindingType.UNCOMPRESSED, FindingType.LARGE_PAYLOA
 def payload_endpoints(
     change: ChangeRecord, recommendations: list[Recommendation], findings: list[Finding]
 ) -> list[str]:
-    """The endpoints on which ``change`` addresses a payload finding (compression, a smaller answer)."""
+    """The endpoints on which ``change`` addresses a payload finding (compression, a smaller answer) or the
+    caching headers of the asset the endpoint itself serves."""
+    return sorted({f.endpoint for f in _addressed(change, recommendations, findings) if _judged_on_answers(f)})
+
+
+def caching_endpoints(
+    change: ChangeRecord, recommendations: list[Recommendation], findings: list[Finding]
+) -> list[str]:
+    """The endpoints whose own answers ``change`` claims to make cacheable by browsers and proxies."""
+    return sorted(
+        {f.endpoint for f in _addressed(change, recommendations, findings) if f.type == FindingType.HTTP_CACHING}
+        & set(payload_endpoints(change, recommendations, findings))
+    )
+
+
+def _addressed(change: ChangeRecord, recommendations: list[Recommendation], findings: list[Finding]) -> list[Finding]:
     recommendation = next((r for r in recommendations if r.id == change.recommendation_id), None)
     if recommendation is None:
         return []
     addressed = set(recommendation.finding_ids or [recommendation.finding_id])
-    return sorted({f.endpoint for f in findings if f.id in addressed and f.type in PAYLOAD_FINDINGS})
+    return [f for f in findings if f.id in addressed]
+
+
+def _judged_on_answers(finding: Finding) -> bool:
+    # A page's assets are other URLs than the page's own answer: a change there is judged as before.
+    own_asset = finding.type == FindingType.HTTP_CACHING and finding.evidence.get("served_by") == "the endpoint"
+    return finding.type in PAYLOAD_FINDINGS or own_asset
 
 
 def bytes_verdict(endpoint: str, without: float, with_it: float, rules: Validation) -> BytesVerdict:
@@ -178,6 +199,16 @@ def bytes_verdict(endpoint: str, without: float, with_it: float, rules: Validati
     else:
         verdict, why = Verdict.NOT_WORSE, f"{numbers}: less than the {rules.min_improvement:.0%} asked for"
     return BytesVerdict(endpoint=endpoint, without_bytes=without, with_bytes=with_it, verdict=verdict, explanation=why)
+
+
+def with_caching_verdict(verdict: BytesVerdict, fresh_without_s: int, fresh_with_s: int) -> BytesVerdict:
+    """A change that claims to let caches keep an asset, judged by its headers: improved when its answers give
+    caches a lifetime with it and none without, whatever the bytes (a load test has no browser cache)."""
+    if fresh_with_s > 0 and fresh_without_s == 0:
+        why = f"kept by caches for {fresh_with_s:,} s with it (Cache-Control max-age), not at all without; "
+        return verdict.model_copy(update={"verdict": Verdict.IMPROVED, "explanation": why + verdict.explanation})
+    why = f"caches may keep it {fresh_with_s:,} s with it, {fresh_without_s:,} s without: no change there; "
+    return verdict.model_copy(update={"explanation": why + verdict.explanation})
 
 
 class TailExcess(NamedTuple):

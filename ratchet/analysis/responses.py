@@ -144,14 +144,83 @@ def render_blocking_findings(probe: ProbeReport, mix: Traffic, rules: Detection)
     return findings
 
 
-def _kept_by_http_caches(cache_control: str) -> bool:
-    """Whether a Cache-Control header lets shared or private caches keep the answer for a while."""
+def freshness_s(cache_control: str) -> int:
+    """How long a Cache-Control header lets browsers or proxies keep the answer without asking again (the
+    longest of max-age and s-maxage, in seconds; 0 with no-store or no-cache, or without either)."""
+    longest = 0
     for directive in cache_control.lower().split(","):
         name, _, value = directive.strip().partition("=")
+        if name in ("no-store", "no-cache"):
+            return 0
         seconds = value.strip().strip('"')
-        if name in ("max-age", "s-maxage") and seconds.isdigit() and int(seconds) > 0:
-            return True
-    return False
+        if name in ("max-age", "s-maxage") and seconds.isdigit():
+            longest = max(longest, int(seconds))
+    return longest
+
+
+def _kept_by_http_caches(cache_control: str) -> bool:
+    """Whether a Cache-Control header lets shared or private caches keep the answer for a while."""
+    return freshness_s(cache_control) > 0
+
+
+# What browsers fetch for a page and keep best: scripts, styles, images, fonts.
+_STATIC_TYPES = ("application/javascript", "text/javascript", "text/css", "image/", "font/", "application/font")
+
+
+def _is_static(content_type: str) -> bool:
+    return content_type.startswith(_STATIC_TYPES)
+
+
+def http_caching_findings(probe: ProbeReport, mix: Traffic, rules: Detection) -> list[Finding]:
+    """Static assets (scripts, styles, images, fonts) answered the same on every repeat without a lifetime for
+    caches (Cache-Control max-age): every visit downloads them again, or at best asks whether they changed.
+
+    Judged by the headers alone: a load test has no browser cache, so no latency shows this; the cost falls on
+    visitors (bytes, round trips before the first paint). A declared endpoint that serves such an asset is
+    the finding's endpoint; a page's assets that no endpoint declares are listed on the page. Heavier than
+    ``render_blocking_min_bytes``: medium, else low."""
+    findings = []
+    reported: set[str] = set()  # bodies (sha256) of the assets already named by an endpoint's finding
+    for endpoint in probe.endpoints:
+        uncached = [s for s in endpoint.samples if _uncached_static(s)]
+        if endpoint.method == "GET" and uncached and endpoint.identical_repeats:
+            findings.append(_http_caching(endpoint.endpoint, [(endpoint.endpoint, uncached[0])], mix, rules, own=True))
+            reported |= {s.body_sha256 for s in uncached}
+    for page in probe.endpoints:
+        # The page's own assets that no declared endpoint serves (the same bytes): listed on the page.
+        assets = [
+            (a.url, a.response) for a in page.assets
+            if a.response is not None and _uncached_static(a.response) and a.response.body_sha256 not in reported
+        ]  # fmt: skip
+        if assets:
+            findings.append(_http_caching(page.endpoint, assets, mix, rules, own=False))
+    return findings
+
+
+def _uncached_static(sample: ResponseSample) -> bool:
+    return sample.status == 200 and _is_static(sample.content_type) and not _kept_by_http_caches(sample.cache_control)
+
+
+def _http_caching(
+    endpoint: str, assets: list[tuple[str, ResponseSample]], mix: Traffic, rules: Detection, *, own: bool
+) -> Finding:
+    """``own``: the endpoint's answer is the asset (a change is then judged on its headers), else the page's."""
+    total = sum(sample.wire_bytes for _, sample in assets)
+    heavy = total >= rules.render_blocking_min_bytes
+    names = ", ".join(name for name, _ in assets)
+    return Finding(
+        id="", type=FindingType.HTTP_CACHING, endpoint=endpoint, severity="medium" if heavy else "low",
+        impact=round((0.3 if heavy else 0.1) * mix.share(endpoint), 4), estimated_gain_ms=0.0,
+        summary=(f"{endpoint}: {total:,} bytes of static assets ({names}) that browsers and proxies may not keep "
+                 "(no Cache-Control max-age): every visit fetches them again; a load test cannot show this"),
+        evidence={
+            "key": "", "fingerprint": f"http-caching|{endpoint}", "wire_bytes": total,
+            "served_by": "the endpoint" if own else "the page's assets",
+            "assets": [{"url": name, "content_type": sample.content_type, "wire_bytes": sample.wire_bytes,
+                        "cache_control": sample.cache_control or "none", "etag": sample.etag or "none"}
+                       for name, sample in assets],
+        },
+    )  # fmt: skip
 
 
 def cacheable_findings(

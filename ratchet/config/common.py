@@ -30,6 +30,7 @@ class FindingType(StrEnum):
     SLOW_STATEMENT = "slow-statement"  # one statement dominates an endpoint's time without a full scan to blame
     ERROR_HOTSPOT = "error-hotspot"  # an endpoint whose errors rise under load
     WEB_VITALS = "web-vitals"  # a page whose vitals (LCP, FCP, CLS, INP, TTFB) in a real browser are poor
+    HTTP_CACHING = "http-caching"  # a static asset browsers and proxies may not keep: fetched again on every visit
 
 
 class Role(StrEnum):

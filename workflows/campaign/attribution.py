@@ -7,8 +7,10 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from ratchet.analysis.decisions import (
         bytes_verdict,
+        caching_endpoints,
         payload_endpoints,
         undecided_endpoints,
+        with_caching_verdict,
     )
     from ratchet.config.common import Role
     from ratchet.config.playbook import Attribution
@@ -53,7 +55,7 @@ async def payload_attribution(campaign: Campaign, applied: list[ChangeRecord]) -
     redundancy = one_by_one and workflow.patched("payload-redundancy")
     held: list[ChangeRecord] = []
     for number, (toggled, endpoints, credited, who) in enumerate(measurements):
-        measured = {}
+        measured, fresh = {}, {}
         for in_place in (False, True):
             await put_changes(campaign, toggled, in_place)
             request = WireBytesRequest(
@@ -63,10 +65,18 @@ async def payload_attribution(campaign: Campaign, applied: list[ChangeRecord]) -
                 MEASURE_WIRE_BYTES, request, Role.PERF_OPTIMIZER,
                 f"Wire bytes of {', '.join(endpoints)} {'with' if in_place else 'without'} {who}",
             )  # fmt: skip
-            measured[in_place] = result.bytes
+            measured[in_place], fresh[in_place] = result.bytes, result.freshness_s
         for change in credited:
             change.bytes_attribution = [
                 bytes_verdict(e, measured[False][e], measured[True][e], rules) for e in mine[change.change_id]
+            ]
+            # Caching headers: measured by the same requests (older histories hold none, and judge on bytes).
+            cached = set(caching_endpoints(change, campaign.status.recommendations, campaign.status.findings))
+            change.bytes_attribution = [
+                with_caching_verdict(b, fresh[False][b.endpoint], fresh[True][b.endpoint])
+                if b.endpoint in cached and b.endpoint in fresh[False] and b.endpoint in fresh[True]
+                else b
+                for b in change.bytes_attribution
             ]
             campaign.event(
                 f"payload: {change.lever}: "
