@@ -51,8 +51,9 @@ class StressPlan(Payload):
     max_latency_growth: float | None = Field(
         None,
         description="Set (a capacity ramp): a step meets the targets only with its requests' mean latency at most "
-        "this many times the first step's.",
+        "this many times the first step's...",
     )
+    min_latency_growth_ms: float = Field(0.0, description="...or grown by less than this (ms).")
 
 
 class LoadTestRequest(Payload):
@@ -818,6 +819,7 @@ class CalibrationResult(Payload):
     playbook: str
     runs: int
     run_seconds: float
+    rate: float = Field(0.0, description="Requests per second of every run (`load.rate: auto` resolved).")
     detect: float
     power: float
     endpoints: list[EndpointNoise] = Field(default_factory=list)

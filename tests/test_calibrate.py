@@ -70,10 +70,18 @@ async def test_calibrate_measures_the_shop_and_recommends(
         assert noise["run_spread"] is not None and noise["run_spread"] >= 0
         assert noise["aa_low"] <= noise["aa_high"]
     assert result["runs_per_arm"] is None or result["runs_per_arm"] >= 1
-    # The table a person reads, from the same command without --json.
-    table = await ratchet_cli(settings, "calibrate", str(target), "--playbook", str(playbook), "--runs", "4")
+    assert result["rate"] == 40
+    # The table a person reads, from the same command without --json; at the rate `auto` finds (a short ramp of
+    # 20 and 40 req/s, which the shop's two light endpoints sustain).
+    auto = write_playbook(
+        tmp_path, "calibration-auto", "  rate: auto\n  auto: {max_rate: 40, steps: 2, step: 2s}\n  duration: 3s\n"
+        "  warmup: 1s\n",
+    )  # fmt: skip
+    table = await ratchet_cli(settings, "calibrate", str(target), "--playbook", str(auto), "--runs", "4")
     assert table.returncode == 0, table.stderr
-    assert "Noise of shop-subset: 4 A/A runs" in table.stdout and "validation.regression_margin" in table.stdout
+    assert "after a capacity ramp" in table.stdout
+    assert "Noise of shop-subset: 4 A/A runs of 3 s at 40 req/s" in table.stdout, table.stdout
+    assert "validation.regression_margin" in table.stdout
 
 
 async def test_calibrate_refuses_a_bad_playbook_before_running_anything(settings: Settings, tmp_path: Path) -> None:

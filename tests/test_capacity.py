@@ -58,6 +58,12 @@ def test_requests_that_start_to_wait_back_the_rate_off_and_say_why() -> None:
     assert "backed off from 40: the target did not sustain 20 req/s" in chosen.summary
 
 
+def test_a_fast_target_on_a_busy_host_is_not_backed_off_for_a_few_milliseconds() -> None:
+    """2 ms at 5 req/s, 5 ms at 40: x2.5, but 3 ms is the host's noise, not a queue (under the 5 ms minimum)."""
+    chosen = auto_rate(judged(ramp([2, 2.2, 2.5, 5])), AUTO)
+    assert chosen.rate == 40 and not chosen.saturated_below_max
+
+
 def test_a_target_that_does_not_keep_up_even_at_the_first_step_runs_below_what_it_answered() -> None:
     chosen = auto_rate(judged(ramp([20, 200, 900, 900], achieved=[0.5, 0.4, 0.2, 0.1])), AUTO)
     assert chosen.rate == 1.8 and chosen.saturated_below_max  # 70% of the 2.5 req/s it answered at 5

@@ -48,7 +48,7 @@ class CalibrationWorkflow:
             prefix=request.task_queue_prefix, role=Role.PERF_OPTIMIZER,
             summary="Run-to-run noise per endpoint; runs per arm and margin it calls for", shielded=False,
         )  # fmt: skip
-        return calibration.model_copy(update={"target": request.target.name, "run_seconds": duration})
+        return calibration.model_copy(update={"target": request.target.name, "run_seconds": duration, "rate": load.rps})
 
     async def _sustained_rate(self, request: CalibrationInput) -> float:
         """The rate `load.rate: auto` chooses: the capacity ramp, as a campaign runs it."""

@@ -51,6 +51,7 @@ def capacity_shape(load: LoadProfile, max_error_rate: float) -> ShapeRun:
         slo_p95_ms=None,
         max_error_rate=max_error_rate,
         max_latency_growth=load.auto.max_latency_growth,
+        min_latency_growth_ms=load.auto.min_growth_ms,
     )
     return ShapeRun("capacity", rates[0], step_s * len(rates), 0.0, stress=plan)
 

@@ -45,7 +45,13 @@ def _judge(rate: float, sample: StepSample, plan: StressPlan, reference_ms: floa
         if achieved < rate * _MIN_ACHIEVED_SHARE:
             reasons.append(f"achieved {achieved:.1f}/s of {rate:g}/s")
         growth, mean = plan.max_latency_growth, sample.mean_ms
-        if growth is not None and reference_ms and mean is not None and mean > reference_ms * growth:
+        if (
+            growth is not None
+            and reference_ms
+            and mean is not None
+            and mean > reference_ms * growth
+            and mean - reference_ms >= plan.min_latency_growth_ms
+        ):
             reasons.append(
                 f"mean latency {mean:.1f} ms, x{mean / reference_ms:.1f} the first step's "
                 f"{reference_ms:.1f} ms (limit x{growth:g}): requests wait to be served"

@@ -370,7 +370,10 @@ def calibrate(
     async def go(client: Any) -> int:
         if not as_json:
             seconds = (book.validation.run_duration or book.load.duration).total_seconds()
-            console.print(f"{runs} A/A runs of {seconds:g} s (+{book.load.warmup.total_seconds():g} s warm-up) ...")
+            ramp = ", after a capacity ramp for `rate: auto`" if book.load.rate == "auto" else ""
+            console.print(
+                f"{runs} A/A runs of {seconds:g} s (+{book.load.warmup.total_seconds():g} s warm-up){ramp} ..."
+            )
         result = await campaigns.calibrate(
             client, get_settings(), playbook_file=playbook, target_file=target, runs=runs, detect=detect, power=power
         )

@@ -189,7 +189,9 @@ def campaign_view(status: CampaignStatus, progress: list[dict[str, Any]] | None 
 def calibration_view(result: CalibrationResult, rules: Validation) -> Group:
     """Per endpoint its run-to-run noise; then what the playbook should say."""
     table = Table(
-        title=f"Noise of {result.target}: {result.runs} A/A runs of {result.run_seconds:g} s ({rules.metric})"
+        title=f"Noise of {result.target}: {result.runs} A/A runs of {result.run_seconds:g} s"
+        + (f" at {result.rate:g} req/s" if result.rate else "")
+        + f" ({rules.metric})"
     )
     for column in ("endpoint", "req/run", rules.metric, "run spread", "noise floor", "runs needed", "A/A interval"):
         table.add_column(column, justify="left" if column == "endpoint" else "right")

@@ -124,6 +124,11 @@ class AutoRate(StrictModel):
         description="A step is sustained while its mean latency is at most this many times the first step's "
         "(2: the wait to be served at most as long as the work itself).",
     )
+    min_growth_ms: float = Field(
+        5.0,
+        ge=0,
+        description="...or grew by less than this (ms): a busy host moves a 2 ms mean past x2 without a queue.",
+    )
 
     @model_validator(mode="after")
     def _long_enough_steps(self) -> Self:
