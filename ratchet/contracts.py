@@ -54,6 +54,11 @@ class StressPlan(Payload):
         "this many times the first step's...",
     )
     min_latency_growth_ms: float = Field(0.0, description="...or grown by less than this (ms).")
+    max_dropped_share: float = Field(
+        0.0,
+        description="Dropped iterations that still meet the targets, as a share of the step's asked requests "
+        "(a capacity ramp: k6 may drop one while it starts VUs as the rate jumps).",
+    )
 
 
 class LoadTestRequest(Payload):

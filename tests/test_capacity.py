@@ -58,6 +58,14 @@ def test_requests_that_start_to_wait_back_the_rate_off_and_say_why() -> None:
     assert "backed off from 40: the target did not sustain 20 req/s" in chosen.summary
 
 
+def test_an_iteration_dropped_as_k6_starts_vus_is_not_the_targets_limit() -> None:
+    """One dropped iteration at 40 req/s (of 240 asked): k6 starting VUs as the rate jumped; dozens: a limit."""
+    *lower, last = ramp([20, 20, 21, 22])
+    for dropped, rate in ((1, 40), (30, 20)):
+        step = StepSample(3, last.requests, last.seconds, last.p95, 0, dropped, last.mean_ms)
+        assert auto_rate(judged([*lower, step]), AUTO).rate == rate
+
+
 def test_a_fast_target_on_a_busy_host_is_not_backed_off_for_a_few_milliseconds() -> None:
     """2 ms at 5 req/s, 5 ms at 40: x2.5, but 3 ms is the host's noise, not a queue (under the 5 ms minimum)."""
     chosen = auto_rate(judged(ramp([2, 2.2, 2.5, 5])), AUTO)

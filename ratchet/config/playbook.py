@@ -103,7 +103,7 @@ class AutoRate(StrictModel):
     """How ``rate: auto`` finds the rate a target sustains: a short stepped ramp before the baseline.
 
     The rate doubles each step from ``max_rate / 2**(steps-1)`` up to ``max_rate``. A step is sustained when
-    the target kept up (no dropped iterations, at least 90% of the rate achieved, errors within the SLO) and its
+    the target kept up (at least 90% of the rate achieved, under 1% dropped iterations, errors within the SLO) and its
     requests' mean latency stayed within ``max_latency_growth`` times the first step's: a queue in front of
     the handler (one event loop, a full worker pool, a busy CPU) adds its wait to every request (the mean of a
     single queue doubles near 50-60% busy). The baseline then runs at the highest step sustained without a break before it: at most half the
