@@ -96,6 +96,8 @@ def test_static_assets_without_a_cache_lifetime_are_a_finding_judged_by_headers(
     assert [a["url"] for a in findings["home"].evidence["assets"]] == ["/app.css"]
     assert findings["home"].evidence["served_by"] == "the page's assets"
     assert "a load test cannot show this" in findings["home"].summary
+    assert findings["home"].summary.startswith("home: 300,000 bytes of its assets (/app.css), which browsers")
+    assert findings["script"].summary.startswith("script: its 300,000-byte application/javascript answers, which")
     assert "max-age=31536000, immutable" in advice(findings["script"])
 
 

@@ -208,11 +208,14 @@ def _http_caching(
     total = sum(sample.wire_bytes for _, sample in assets)
     heavy = total >= rules.render_blocking_min_bytes
     names = ", ".join(name for name, _ in assets)
+    what = (
+        f"its {total:,}-byte {assets[0][1].content_type} answers" if own else f"{total:,} bytes of its assets ({names})"
+    )
     return Finding(
         id="", type=FindingType.HTTP_CACHING, endpoint=endpoint, severity="medium" if heavy else "low",
         impact=round((0.3 if heavy else 0.1) * mix.share(endpoint), 4), estimated_gain_ms=0.0,
-        summary=(f"{endpoint}: {total:,} bytes of static assets ({names}) that browsers and proxies may not keep "
-                 "(no Cache-Control max-age): every visit fetches them again; a load test cannot show this"),
+        summary=(f"{endpoint}: {what}, which browsers and proxies may not keep (no Cache-Control max-age): every "
+                 "visit fetches them again; a load test cannot show this"),
         evidence={
             "key": "", "fingerprint": f"http-caching|{endpoint}", "wire_bytes": total,
             "served_by": "the endpoint" if own else "the page's assets",
