@@ -8,8 +8,9 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from ratchet.analysis.capacity import auto_rate, capacity_shape
+    from ratchet.analysis.load_shapes import ShapeRun, load_request
     from ratchet.config.common import Role
-    from ratchet.contracts import CalibrateRequest, CalibrationInput, CalibrationResult, LoadTestRequest, LoadTestResult
+    from ratchet.contracts import CalibrateRequest, CalibrationInput, CalibrationResult, LoadTestResult
 
 from workflows.catalogue import CALIBRATE_NOISE, RUN_LOAD_TEST, call
 
@@ -28,13 +29,10 @@ class CalibrationWorkflow:
         warmup = load.warmup.total_seconds()
         run_ids: list[str] = []
         for number in range(1, request.runs + 1):
+            shape = ShapeRun(f"calibrate-{number}", load.rps, duration, warmup)
             result: LoadTestResult = await call(
                 RUN_LOAD_TEST,
-                LoadTestRequest(
-                    campaign_id=request.calibration_id, label=f"calibrate-{number}", target=request.target,
-                    rate=load.rps, duration_s=duration, warmup_s=warmup, max_vus=load.max_vus,
-                    request_timeout_s=load.request_timeout.total_seconds(),
-                ),
+                load_request(request.calibration_id, shape.label, request.target, load, shape),
                 prefix=request.task_queue_prefix, role=Role.TEST_ENGINEER, summary=f"A/A run {number} of {request.runs}",
                 timeout=timedelta(seconds=duration + warmup + 120), shielded=False,
             )  # fmt: skip
@@ -56,11 +54,7 @@ class CalibrationWorkflow:
         shape = capacity_shape(load, request.playbook.slo.default.max_error_rate)
         ramp: LoadTestResult = await call(
             RUN_LOAD_TEST,
-            LoadTestRequest(
-                campaign_id=request.calibration_id, label="capacity", target=request.target, rate=shape.rate,
-                duration_s=shape.duration_s, warmup_s=0.0, max_vus=load.max_vus,
-                request_timeout_s=load.request_timeout.total_seconds(), stress=shape.stress,
-            ),
+            load_request(request.calibration_id, shape.label, request.target, load, shape),
             prefix=request.task_queue_prefix, role=Role.TEST_ENGINEER, summary="Capacity ramp (k6)",
             timeout=timedelta(seconds=shape.duration_s + 120), shielded=False,
         )  # fmt: skip

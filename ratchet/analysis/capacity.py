@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ratchet.analysis.knee import knee_summary
+from ratchet.analysis.knee import MIN_ACHIEVED_SHARE, knee_summary
 from ratchet.analysis.load_shapes import ShapeRun
 from ratchet.config.playbook import LoadProfile
 from ratchet.contracts import StressPlan, StressReport
@@ -26,8 +26,6 @@ _ABORT_ERROR_RATE = 0.5
 # k6 drops an iteration or two while it starts VUs as the rate jumps: a generator's hiccup, not the target's
 # limit (a target that falls behind drops dozens, and misses its rate).
 _DROPPED_SHARE = 0.01
-# A step kept up when it achieved this share of its rate (as the knee judges it).
-_KEPT_UP = 0.9
 # The baseline asks at most this share of what the target answered per second where it fell behind: room for
 # the bursts of real traffic and for the validation's focused load.
 _SAFE_SHARE = 0.7
@@ -69,7 +67,7 @@ def auto_rate(report: StressReport, load: LoadProfile) -> ChosenRate:
     requests it answered per second are its capacity, measured."""
     rates = load.auto.rates()
     ramp = f"capacity ramp {rates[0]:g}-{rates[-1]:g} req/s: {knee_summary(report)}"
-    behind = next((s for s in report.steps if s.requests and s.achieved_rate < s.rate * _KEPT_UP), None)
+    behind = next((s for s in report.steps if s.requests and s.achieved_rate < s.rate * MIN_ACHIEVED_SHARE), None)
     cap = round(behind.achieved_rate * _SAFE_SHARE, 1) if behind is not None else None
     capped = (
         f"; {_SAFE_SHARE:.0%} of the {behind.achieved_rate:g} req/s it answered when asked for {behind.rate:g}"

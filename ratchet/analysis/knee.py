@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from ratchet.contracts import StressPlan, StressReport, StressStep
 
 # Below this share of the asked-for rate the target (or the generator) did not keep up, dropped or not.
-_MIN_ACHIEVED_SHARE = 0.9
+MIN_ACHIEVED_SHARE = 0.9
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ def _judge(rate: float, sample: StepSample, plan: StressPlan, reference_ms: floa
             reasons.append(f"errors {error_rate:.1%} > {plan.max_error_rate:.1%}")
         if sample.dropped > plan.max_dropped_share * rate * sample.seconds:
             reasons.append(f"{sample.dropped} dropped iterations (out of VUs: requests queue)")
-        if achieved < rate * _MIN_ACHIEVED_SHARE:
+        if achieved < rate * MIN_ACHIEVED_SHARE:
             reasons.append(f"achieved {achieved:.1f}/s of {rate:g}/s")
         growth, mean = plan.max_latency_growth, sample.mean_ms
         if (

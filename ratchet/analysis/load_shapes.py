@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ratchet.config.playbook import Playbook
-from ratchet.contracts import StressPlan
+from ratchet.config.playbook import LoadProfile, Playbook
+from ratchet.config.target import Target
+from ratchet.contracts import LoadTestRequest, StressPlan
 
 # Without an SLO p95 a stress run still needs a latency at which it stops by itself.
 _DEFAULT_ABORT_P95_MS = 1000.0
@@ -28,6 +29,22 @@ class ShapeRun:
             rates = self.stress.rates
             return f"{len(rates)} steps of {self.stress.step_s:g}s from {rates[0]:g} to {rates[-1]:g} req/s"
         return f"{self.rate:g} req/s for {self.duration_s:g}s"
+
+
+def load_request(
+    run_id_prefix: str,
+    label: str,
+    target: Target,
+    load: LoadProfile,
+    shape: ShapeRun,
+    focus: dict[str, float] | None = None,
+) -> LoadTestRequest:
+    """The load test of ``shape`` against ``target``, with the playbook's VU cap and request timeout."""
+    return LoadTestRequest(
+        campaign_id=run_id_prefix, label=label, target=target, rate=shape.rate, duration_s=shape.duration_s,
+        warmup_s=shape.warmup_s, max_vus=load.max_vus, request_timeout_s=load.request_timeout.total_seconds(),
+        stress=shape.stress, bounded_memory=shape.bounded_memory, focus=focus or {},
+    )  # fmt: skip
 
 
 def stress_plan(playbook: Playbook) -> StressPlan:

@@ -16,7 +16,7 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from ratchet.alerts import alert_request
-    from ratchet.analysis.load_shapes import ShapeRun
+    from ratchet.analysis.load_shapes import ShapeRun, load_request
     from ratchet.config.common import PHASE_TITLES, Phase, Role
     from ratchet.config.playbook import AlertKind
     from ratchet.config.target import Target
@@ -29,7 +29,6 @@ with workflow.unsafe.imports_passed_through():
         Event,
         GateDecision,
         GeneratorRequest,
-        LoadTestRequest,
         LoadTestResult,
         PhaseRecord,
         Recommendation,
@@ -97,19 +96,7 @@ class Campaign:
         if shape is None:
             duration = duration_s if duration_s is not None else load.duration.total_seconds()
             shape = ShapeRun(label, load.rps, duration, load.warmup.total_seconds())
-        request = LoadTestRequest(
-            campaign_id=self.input.campaign_id,
-            label=label,
-            target=target or self.input.target,
-            rate=shape.rate,
-            duration_s=shape.duration_s,
-            warmup_s=shape.warmup_s,
-            max_vus=load.max_vus,
-            request_timeout_s=load.request_timeout.total_seconds(),
-            stress=shape.stress,
-            bounded_memory=shape.bounded_memory,
-            focus=focus or {},
-        )
+        request = load_request(self.input.campaign_id, label, target or self.input.target, load, shape, focus)
         length = timedelta(seconds=shape.duration_s + shape.warmup_s + 120)
         if load.generators == 1:
             return await self.activity(
