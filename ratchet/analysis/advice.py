@@ -75,7 +75,7 @@ def _render_blocking(f: Finding, ev: dict[str, Any]) -> str:
 def _http_caching(f: Finding, ev: dict[str, Any]) -> str:
     assets = ", ".join(a.get("url", "?") if isinstance(a, dict) else str(a) for a in ev.get("assets", [])) or "them"
     return (
-        f"Let browsers and proxies keep {assets}: put a version (a hash of the content) in the asset URLs and send "
+        f"On {f.endpoint}, let browsers and proxies keep {assets}: put a version (a hash of the content) in the asset URLs and send "
         "`Cache-Control: public, max-age=31536000, immutable`; where the URL cannot change, a shorter max-age with "
         "an ETag lets clients revalidate instead of downloading again."
     )
