@@ -13,6 +13,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,7 @@ from tests.webhook_receiver import receiver  # noqa: F401  (a fixture for every 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_PLAYBOOK = ROOT / "tests" / "playbooks" / "fast.yaml"
 SHOP_TARGET = ROOT / "examples" / "shop" / "target.yaml"
+LIBRARY_TARGET = ROOT / "examples" / "library" / "target.yaml"
 SHOP_ORDERS = 500_000
 SMALL_ORDERS = 20_000
 
@@ -40,7 +42,7 @@ SMALL_ORDERS = 20_000
 # tier by what it uses; a test that starts a real part by itself is marked `real` by hand.
 REAL_PARTS = {
     "temporal_home", "client", "worker", "trace_receiver", "shop", "shop_template", "postgres", "pg_shop",
-    "pg_database", "pg_shop_template", "start_shop", "small_db", "db_copy",
+    "pg_database", "pg_shop_template", "start_shop", "small_db", "db_copy", "library_template", "library",
 }  # fmt: skip
 
 
@@ -350,3 +352,68 @@ def start_shop(tmp_path: Path) -> Iterator[StartShop]:
             process.stdout.close()
     assert statuses == [0] * len(started), "the shop must exit cleanly on SIGTERM"
     assert not any(pid_file.exists() for _, pid_file in started), "the shop removes its pid file on exit"
+
+
+# --- the library (examples/library): Flask, SQLAlchemy, gunicorn, on PostgreSQL ------------------------------
+
+
+@dataclass
+class Library:
+    """A running library on this test's own database copy."""
+
+    url: str
+    database: str
+    home: Path
+
+
+@pytest.fixture(scope="session")
+def library_template(postgres: PostgresServer) -> str:
+    """The library seeded once on the session's PostgreSQL; tests get copies of it."""
+    url = postgres.create_database("library_template")
+    subprocess.run(
+        [sys.executable, "-m", "examples.library", "--database-url", url, "--seed-only"], check=True, cwd=ROOT
+    )
+    settle_writes(postgres)
+    return "library_template"
+
+
+@pytest.fixture
+def library(
+    postgres: PostgresServer,
+    library_template: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    trace_receiver: str,
+) -> Iterator[Library]:
+    """The library on a copy of the seeded database, on free ports, its spans to the test's trace receiver;
+    LIBRARY_URL, LIBRARY_DATABASE_URL and LIBRARY_HOME point its target file at it."""
+    name = f"library_{uuid.uuid4().hex[:10]}"
+    database = postgres.create_database(name, template=library_template)
+    home = tmp_path / "library"
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "examples.library", "--database-url", database, "--port", str(port),
+         "--rates-port", str(free_port())],
+        stdout=subprocess.PIPE, text=True, cwd=ROOT,
+        env=os.environ | {"OTEL_EXPORTER_OTLP_ENDPOINT": trace_receiver, "LIBRARY_HOME": str(home)},
+    )  # fmt: skip
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    assert "listening" in line, f"library did not start: {line!r}"
+    url = f"http://127.0.0.1:{port}"
+    for variable, value in (("LIBRARY_URL", url), ("LIBRARY_DATABASE_URL", database), ("LIBRARY_HOME", str(home))):
+        monkeypatch.setenv(variable, value)
+    yield Library(url, database, home)
+    stop_shop(process)
+    postgres.drop_database(name)
+    settle_writes(postgres)
+
+
+def settle_writes(postgres: PostgresServer) -> None:
+    """Write what PostgreSQL and the kernel hold dirty now: hundreds of MB written back during the next test's
+    load would slow that test's requests (as with ``copy_durably``)."""
+    import psycopg
+
+    with psycopg.connect(postgres.url(), autocommit=True) as connection:
+        connection.execute("CHECKPOINT")
+    os.sync()

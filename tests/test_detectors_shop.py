@@ -16,6 +16,8 @@ from temporalio.testing import ActivityEnvironment
 from activities.assessment import AssessmentActivities
 from activities.measurement import MeasurementActivities
 from activities.probing import ProbeActivities
+from ratchet.analysis.capacity import auto_rate, capacity_shape
+from ratchet.analysis.load_shapes import load_request
 from ratchet.analysis.planning import plan
 from ratchet.analysis.responses import ProbeReport
 from ratchet.config.loading import load_playbook, load_target
@@ -43,14 +45,30 @@ PLANTED = {
 CLEAN = {"product", "customer", "health"}
 
 
-async def assess(settings: Settings, campaign_id: str) -> AssessResult:
-    target, playbook = load_target(SHOP_TARGET), load_playbook(PLAYBOOK)
+async def assess(
+    settings: Settings, campaign_id: str, target_file: Path = SHOP_TARGET, playbook_file: Path = PLAYBOOK
+) -> AssessResult:
+    """The baseline load test, the probe and the assessment of ``target_file``, as a campaign runs them."""
+    target, playbook = load_target(target_file), load_playbook(playbook_file)
     load = playbook.load
     environment = ActivityEnvironment()
+    if load.rate == "auto":  # the capacity ramp first, as a campaign runs it
+        ramp = await environment.run(
+            MeasurementActivities(settings).run_load_test,
+            load_request(
+                campaign_id, "capacity", target, load, capacity_shape(load, playbook.slo.default.max_error_rate)
+            ),
+        )
+        assert ramp.stress is not None
+        chosen = auto_rate(ramp.stress, load)
+        print(chosen.summary)  # shown with a failure: the rate every finding was read at
+        print([(s.rate, s.achieved_rate, s.mean_ms, s.p95) for s in ramp.stress.steps])
+        load = load.with_rate(chosen.rate)
+        playbook = playbook.model_copy(update={"load": load})
     baseline = await environment.run(
         MeasurementActivities(settings).run_load_test,
         LoadTestRequest(
-            campaign_id=campaign_id, label="baseline", target=target, rate=load.rate,
+            campaign_id=campaign_id, label="baseline", target=target, rate=load.rps,
             duration_s=load.duration.total_seconds(), warmup_s=load.warmup.total_seconds(), max_vus=load.max_vus,
             request_timeout_s=load.request_timeout.total_seconds(),
         ),

@@ -150,6 +150,33 @@ def test_calls_waiting_for_one_connection_are_queueing(con: duckdb.DuckDBPyConne
     assert finding.evidence["waiting_calls"] == 5  # the first call did not wait
 
 
+def test_requests_waiting_for_one_database_connection_are_a_saturation_inside_the_service(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    rows: list[dict[str, Any]] = []
+    for n in range(8):  # eight requests at once; one connection: each holds it 8 ms, from its statement to its end
+        t = TraceBuilder(rows, "report", 0, 2 + n * 8 + 8)
+        t.query("SELECT genre, count(*) FROM books GROUP BY genre", 2 + n * 8, 2 + n * 8 + 6)
+    con.register("spans", table(rows))
+    mix = analyze_run(con, "spans", RULES).mix
+    [finding] = analyze_burst(con, "spans", RULES, mix)
+    assert finding.type.value == "saturation" and finding.endpoint == "report"
+    assert finding.evidence["max_called_at_once"] == 8 and finding.evidence["max_served_at_once"] == 1
+    assert finding.evidence["where"] == "inside the service" and finding.evidence["destination"] == "sqlite connections"
+    # Requests 2-8 waited 10-58 ms before their statement (2 ms of their own work, then the connection).
+    assert finding.evidence["waiting_calls"] == 7 and finding.evidence["median_wait_ms"] == pytest.approx(34)
+
+
+def test_a_busy_cpu_that_delays_every_request_is_not_a_pool(con: duckdb.DuckDBPyConnection) -> None:
+    rows: list[dict[str, Any]] = []
+    for n in range(8):  # eight requests at once, each waits its turn for the CPU, then all run together
+        t = TraceBuilder(rows, "product", 0, 60 + n)
+        t.query("SELECT * FROM products WHERE id = ?", 30 + n * 2, 35 + n * 2)
+    con.register("spans", table(rows))
+    mix = analyze_run(con, "spans", RULES).mix
+    assert analyze_burst(con, "spans", RULES, mix) == []
+
+
 def test_path_templates_and_concurrency() -> None:
     assert path_template("http://127.0.0.1:8/stock/42?x=1") == "127.0.0.1:8/stock/{id}"
     assert path_template("https://api/v1/users/5f0c6a2e-1111-2222-3333-444455556666/cart") == "api/v1/users/{id}/cart"

@@ -14,6 +14,7 @@ from ratchet.analysis.traces.detectors import (
     dominant_statements,
     n_plus_one,
     n_plus_one_api,
+    pool_waits,
     queueing,
     repeated_query_groups,
     self_time_of_roots,
@@ -62,7 +63,7 @@ def analyze_run(con: duckdb.DuckDBPyConnection, source: str, rules: Detection) -
 
 
 def analyze_burst(con: duckdb.DuckDBPyConnection, source: str, rules: Detection, mix: Traffic) -> list[Finding]:
-    """What only shows under concurrency (queueing), from the spans of a burst of simultaneous requests;
-    impact is weighed by the steady run's traffic ``mix``."""
+    """What only shows under concurrency (queueing for a dependency or a database connection), from the spans
+    of a burst of simultaneous requests; impact is weighed by the steady run's traffic ``mix``."""
     annotate(con, source)
-    return queueing(con, mix, rules)
+    return queueing(con, mix, rules) + pool_waits(con, mix, rules)

@@ -1,5 +1,6 @@
 """Detectors over a run's spans (after ``critical_path.annotate``): N+1 queries, sequential queries and calls,
-N+1 API calls, calls queueing for a connection, and the statements that dominate an endpoint.
+N+1 API calls, calls queueing for a connection, requests waiting for a database connection, and the
+statements that dominate an endpoint.
 
 Each detector finds a pattern per request (trace), then keeps it only when it recurs: in at least
 ``min_traces`` traces and in ``min_trace_share`` of the endpoint's traced requests (queueing, which only
@@ -328,6 +329,59 @@ def queueing(con: duckdb.DuckDBPyConnection, mix: Traffic, rules: Detection) -> 
                  "waiting_calls": len(waiting), "calls": len(calls), "max_called_at_once": called_at_once,
                  "max_served_at_once": served_at_once, "share_of_call": round(share, 4),
                  "trace_ids": list(roots)[:_EXAMPLE_TRACES]},
+            )
+        )  # fmt: skip
+    return findings
+
+
+def pool_waits(con: duckdb.DuckDBPyConnection, mix: Traffic, rules: Detection) -> list[Finding]:
+    """Requests that wait inside the service before their first statement: a connection pool too small.
+
+    The wait is the time from the request's start (or the end of the outbound calls made before it) to its
+    first statement. A pool shows in what runs at once: however many requests were in progress, at most the
+    pool's size of them were past that wait (a connection is held from the first statement to the end). A
+    busy CPU or event loop also delays first statements, but lets every request on once it is served: held
+    windows then overlap as much as the requests do, and nothing is raised.
+    """
+    rows = con.execute(
+        """
+        WITH firsts AS (
+            SELECT s.trace_id, any_value(s.db_system) AS db_system, min(s.start_ns) AS first_ns
+            FROM sp s WHERE s.norm IS NOT NULL GROUP BY s.trace_id
+        ), before AS (
+            SELECT f.trace_id, max(c.end_ns) AS calls_end_ns
+            FROM firsts f JOIN sp c ON c.trace_id = f.trace_id AND c.dest IS NOT NULL AND c.end_ns <= f.first_ns
+            GROUP BY f.trace_id
+        )
+        SELECT r.endpoint, coalesce(f.db_system, 'database'), r.trace_id,
+               (f.first_ns - greatest(r.start_ns, coalesce(b.calls_end_ns, r.start_ns))) / 1e6 AS wait_ms,
+               r.root_ms, r.start_ns, r.start_ns + CAST(r.root_ms * 1e6 AS BIGINT) AS end_ns, f.first_ns
+        FROM req r JOIN firsts f USING (trace_id) LEFT JOIN before b USING (trace_id)
+        ORDER BY r.endpoint, r.trace_id
+        """
+    ).fetchall()
+    findings = []
+    for (endpoint, system), requests in _group(rows).items():
+        waiting = [r for r in requests if r[3] >= rules.queue_min_wait_ms and r[3] >= rules.queue_min_wait_share * r[4]]
+        if len(waiting) < rules.min_traces:
+            continue
+        in_progress = max_concurrency([(r[5], r[6]) for r in requests])
+        holding = max_concurrency([(r[7], r[6]) for r in requests])
+        if holding * 2 > in_progress:
+            continue  # most requests in progress were past their wait at once: no limit made them wait
+        wait = statistics.median(r[3] for r in waiting)
+        share = statistics.median(r[3] / r[4] for r in waiting if r[4])
+        destination = f"{system} connections"
+        findings.append(
+            _finding(
+                FindingType.SATURATION, endpoint, share, wait, mix,
+                f"{endpoint}: requests waited {wait:.1f} ms (median of {len(waiting)}) inside the service before "
+                f"their first statement: {in_progress} were in progress at once, at most {holding} held a "
+                f"{system} connection (a connection pool or worker limit)",
+                {"key": f"pool:{system}", "destination": destination, "service": "", "median_wait_ms": round(wait, 3),
+                 "waiting_calls": len(waiting), "calls": len(requests), "max_called_at_once": in_progress,
+                 "max_served_at_once": holding, "share_of_call": round(share, 4), "where": "inside the service",
+                 "trace_ids": [r[2] for r in waiting[:_EXAMPLE_TRACES]]},
             )
         )  # fmt: skip
     return findings
