@@ -34,6 +34,7 @@ async def test_a_campaign_on_the_library_keeps_every_right_fix_and_proves_it(
     changes = "\n".join(f"{c.lever}: {c.state.value} {c.reason}" for c in final.changes)
     findings = "\n".join(f"{f.type.value} {f.endpoint}: {f.summary}" for f in final.findings)
 
+    print(changes, findings, sep="\n")  # shown with a failure
     assert final.state == CampaignState.COMPLETED, f"{final.outcome_detail}\n{changes}\n{findings}"
     kept = {c.lever for c in final.changes if c.state == ChangeState.KEPT}
     assert kept == set(RIGHT_FIXES), f"{changes}\n{findings}"
