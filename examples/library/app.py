@@ -14,7 +14,7 @@ import datetime as dt
 import os
 import threading
 import time
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from flask import Flask, abort, jsonify, request
@@ -26,6 +26,8 @@ from examples.library.flags import FlagFile, LibraryFlags
 from examples.library.models import Author, Book, CartItem, Loan, Member
 from examples.library.settings import database_url, rates_url, reporting_pool_size, sqlalchemy_url
 from examples.library.telemetry import instrument
+
+Row = TypeVar("Row")
 
 # A report a designer made rich: a reading-time estimate for every page count of every genre, summed in
 # the template (costly to render; its answer depends on nothing but the catalogue).
@@ -57,6 +59,14 @@ class TimedValue:
             self._value, self._until = value, time.monotonic() + ttl_s
 
 
+def get_or_404(session: Session, model: type[Row], key: int, **options: Any) -> Row:
+    """The row of ``model`` with primary key ``key``, or a 404 answer."""
+    found = session.get(model, key, **options)
+    if found is None:
+        abort(404)
+    return found
+
+
 def create_app() -> Flask:
     app = Flask("library")
     url = sqlalchemy_url(database_url())
@@ -79,26 +89,20 @@ def create_app() -> Flask:
     @app.get("/books/<int:book_id>")
     def book(book_id: int):  # type: ignore[no-untyped-def]
         with Session(engine) as session:
-            found = session.get(Book, book_id, options=[selectinload(Book.author)])
-            if found is None:
-                abort(404)
+            found = get_or_404(session, Book, book_id, options=[selectinload(Book.author)])
             return jsonify(id=found.id, isbn=found.isbn, title=found.title, genre=found.genre, pages=found.pages,
                            author=found.author.name)  # fmt: skip
 
     @app.get("/members/<int:member_id>")
     def member(member_id: int):  # type: ignore[no-untyped-def]
         with Session(engine) as session:
-            found = session.get(Member, member_id)
-            if found is None:
-                abort(404)
+            found = get_or_404(session, Member, member_id)
             return jsonify(id=found.id, name=found.name, email=found.email, joined_on=found.joined_on.isoformat())
 
     @app.get("/authors/<int:author_id>/books")
     def author_books(author_id: int):  # type: ignore[no-untyped-def]
         with Session(engine) as session:
-            author = session.get(Author, author_id)
-            if author is None:
-                abort(404)
+            author = get_or_404(session, Author, author_id)
             query = select(Book).where(Book.author_id == author_id).order_by(Book.id)
             if flags().eager_load_reviews:
                 query = query.options(selectinload(Book.reviews))

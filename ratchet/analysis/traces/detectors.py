@@ -292,6 +292,13 @@ def n_plus_one_api(con: duckdb.DuckDBPyConnection, mix: Traffic, rules: Detectio
     return findings
 
 
+def _long_waits(rows: Rows, rules: Detection) -> Rows | None:
+    """The rows (wait ms at index 3, the whole call or request at 4) whose wait is long, in absolute terms
+    and as a share of the whole; None when fewer than ``min_traces`` waited so."""
+    waiting = [r for r in rows if r[3] >= rules.queue_min_wait_ms and r[3] >= rules.queue_min_wait_share * r[4]]
+    return waiting if len(waiting) >= rules.min_traces else None
+
+
 def queueing(con: duckdb.DuckDBPyConnection, mix: Traffic, rules: Detection) -> list[Finding]:
     """Calls that wait before their service starts serving them: a connection pool or worker limit.
 
@@ -309,8 +316,8 @@ def queueing(con: duckdb.DuckDBPyConnection, mix: Traffic, rules: Detection) -> 
     ).fetchall()
     findings = []
     for (endpoint, dest), calls in _group(rows).items():
-        waiting = [r for r in calls if r[3] >= rules.queue_min_wait_ms and r[3] >= rules.queue_min_wait_share * r[4]]
-        if len(waiting) < rules.min_traces:
+        waiting = _long_waits(calls, rules)
+        if waiting is None:
             continue
         wait = statistics.median(r[3] for r in waiting)
         served_at_once = max_concurrency([(r[9], r[10]) for r in calls])
@@ -362,8 +369,8 @@ def pool_waits(con: duckdb.DuckDBPyConnection, mix: Traffic, rules: Detection) -
     ).fetchall()
     findings = []
     for (endpoint, system), requests in _group(rows).items():
-        waiting = [r for r in requests if r[3] >= rules.queue_min_wait_ms and r[3] >= rules.queue_min_wait_share * r[4]]
-        if len(waiting) < rules.min_traces:
+        waiting = _long_waits(requests, rules)
+        if waiting is None:
             continue
         in_progress = max_concurrency([(r[5], r[6]) for r in requests])
         holding = max_concurrency([(r[7], r[6]) for r in requests])
