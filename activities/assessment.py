@@ -245,9 +245,11 @@ class AssessmentActivities:
         served = served_endpoints(request.baseline.endpoints, playbook)
         analysis, burst, coverage = self._traces(request)
         findings = missing_index_findings(
-            served, self._statement_evidence(request, served, analysis), playbook,
+            served,
+            self._statement_evidence(request, served, analysis),
+            playbook,
             analysis.server_mean_ms if analysis is not None else None,
-        )  # fmt: skip
+        )
         notes: list[str] = []
         if analysis is not None:
             findings += analysis.findings + burst
@@ -271,9 +273,15 @@ class AssessmentActivities:
         server_p95 = analysis.server_p95_ms if analysis is not None else None
         dependencies = analysis.dependencies if analysis is not None else None
         unexplained, contention = unexplained_slow_findings(
-            slow, explained, 1, server_p95, rules.min_inspect_p50_ms, dependencies,
-            over=self._slower_than_threshold(request.baseline, slow), significance=playbook.validation.significance,
-        )  # fmt: skip
+            slow,
+            explained,
+            1,
+            server_p95,
+            rules.min_inspect_p50_ms,
+            dependencies,
+            over=self._slower_than_threshold(request.baseline, slow),
+            significance=playbook.validation.significance,
+        )
         findings, ignored = split_ignored(findings + unexplained, target.ignore)
         findings = numbered(judged_by_slo(findings, request.baseline.endpoints, playbook))
         overloaded = overload_note(request.baseline.endpoints, playbook, server_p95)
@@ -306,11 +314,16 @@ class AssessmentActivities:
             for f in findings:
                 session.merge(
                     FindingRecord(
-                        id=f"{campaign_id}:{f.id}", campaign_id=campaign_id, type=f.type.value,
-                        endpoint=f.endpoint, severity=f.severity, impact=f.impact, summary=f.summary,
+                        id=f"{campaign_id}:{f.id}",
+                        campaign_id=campaign_id,
+                        type=f.type.value,
+                        endpoint=f.endpoint,
+                        severity=f.severity,
+                        impact=f.impact,
+                        summary=f.summary,
                         evidence_json=json.dumps(f.evidence),
                     )
-                )  # fmt: skip
+                )
             session.commit()
 
     @activity.defn(name="find_bottlenecks")

@@ -42,9 +42,14 @@ def _get_answers(client: httpx.Client, target: Target) -> list[Answer]:
             path = fill(endpoint.path, example)
             response = client.get(path)
             found.append(
-                answer(f"GET {path}", response.status_code, response.headers.get("content-type", ""),
-                       response.content, volatile)
-            )  # fmt: skip
+                answer(
+                    f"GET {path}",
+                    response.status_code,
+                    response.headers.get("content-type", ""),
+                    response.content,
+                    volatile,
+                )
+            )
     return found
 
 

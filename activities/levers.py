@@ -210,9 +210,13 @@ class LeverActivities:
             detail += MEASUREMENT_NOTE
         self._record(call, action, changed, after is not None, detail)
         return LeverOutcome(
-            change_id=call.change_id, lever=lever.name, action=action,  # type: ignore[arg-type]
-            changed=changed, verified=after is not None, detail=detail,
-        )  # fmt: skip
+            change_id=call.change_id,
+            lever=lever.name,
+            action=action,  # type: ignore[arg-type]
+            changed=changed,
+            verified=after is not None,
+            detail=detail,
+        )
 
     async def _act_heartbeating(self, call: LeverCall, action: str) -> LeverOutcome:
         """Run the action in a thread, heartbeating so that a worker crash is noticed quickly.

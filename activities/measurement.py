@@ -175,10 +175,19 @@ class MeasurementActivities:
         live = LiveCounts() if request.bounded_memory else None
 
         def beat(progress: Progress) -> None:
-            activity.heartbeat({"run_id": run_id, "label": request.label, "progress": progress.describe(),
-                                "requests": progress.requests, "rate": progress.rate, "p95_ms": progress.p95_ms,
-                                "error_rate": progress.error_rate, "elapsed_s": round(progress.elapsed_s, 1),
-                                "generator": index})  # fmt: skip
+            activity.heartbeat(
+                {
+                    "run_id": run_id,
+                    "label": request.label,
+                    "progress": progress.describe(),
+                    "requests": progress.requests,
+                    "rate": progress.rate,
+                    "p95_ms": progress.p95_ms,
+                    "error_rate": progress.error_rate,
+                    "elapsed_s": round(progress.elapsed_s, 1),
+                    "generator": index,
+                }
+            )
 
         await self._receiver_ready(request, run_id)
         activity.heartbeat({"run_id": run_id, "label": request.label, "progress": "starting k6", "generator": index})
@@ -226,11 +235,19 @@ class MeasurementActivities:
             for s in stats:
                 session.add(
                     Measurement(
-                        run_id=run_id, campaign_id=request.campaign_id, label=request.label,
-                        endpoint=s.endpoint, requests=s.requests, errors=s.errors,
-                        p50=s.p50, p95=s.p95, p99=s.p99, mean=s.mean, samples_path=str(parquet),
+                        run_id=run_id,
+                        campaign_id=request.campaign_id,
+                        label=request.label,
+                        endpoint=s.endpoint,
+                        requests=s.requests,
+                        errors=s.errors,
+                        p50=s.p50,
+                        p95=s.p95,
+                        p99=s.p99,
+                        mean=s.mean,
+                        samples_path=str(parquet),
                     )
-                )  # fmt: skip
+                )
             session.commit()
         return LoadTestResult(
             run_id=run_id,

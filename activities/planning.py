@@ -77,12 +77,17 @@ class AnalysisActivities:
             for r in recommendations:
                 session.merge(
                     RecommendationRecord(
-                        key=f"{request.campaign_id}:{r.id}", campaign_id=request.campaign_id,
-                        recommendation_id=r.id, finding_id=r.finding_id, lever=r.lever.name if r.lever else None,
-                        score=r.score, predicted_gain_ms=r.predicted_gain_ms, recommended=r.recommended,
+                        key=f"{request.campaign_id}:{r.id}",
+                        campaign_id=request.campaign_id,
+                        recommendation_id=r.id,
+                        finding_id=r.finding_id,
+                        lever=r.lever.name if r.lever else None,
+                        score=r.score,
+                        predicted_gain_ms=r.predicted_gain_ms,
+                        recommended=r.recommended,
                         body_json=r.model_dump_json(),
                     )
-                )  # fmt: skip
+                )
             session.commit()
         return PlanResult(recommendations=recommendations, gain_model=gain_model, notes=notes)
 
@@ -154,12 +159,18 @@ class AnalysisActivities:
                 "ask to detect more, or lower the margin"
             )
         return CalibrationResult(
-            calibration_id=request.calibration_id, target="", playbook=request.playbook.name, runs=len(files),
-            run_seconds=0.0, detect=request.detect, power=request.power, endpoints=noises,
+            calibration_id=request.calibration_id,
+            target="",
+            playbook=request.playbook.name,
+            runs=len(files),
+            run_seconds=0.0,
+            detect=request.detect,
+            power=request.power,
+            endpoints=noises,
             runs_per_arm=runs_per_arm,
             regression_margin=recommended_margin(noises, rules, runs_per_arm or rules.runs_per_arm),
             notes=notes,
-        )  # fmt: skip
+        )
 
     def _size_validation(self, request: ValidationLoadRequest) -> ValidationLoad:
         rules = request.playbook.validation

@@ -141,9 +141,10 @@ class ProbeActivities:
         pages = [
             (probe.endpoint, request.target.endpoint(probe.endpoint))
             for probe in report.endpoints
-            if probe.by_example and probe.by_example[0][0].status == 200
+            if probe.by_example
+            and probe.by_example[0][0].status == 200
             and probe.by_example[0][0].content_type == "text/html"
-        ]  # fmt: skip
+        ]
         if not pages:
             return
         chromium = find_chromium(self.settings.chromium)
@@ -158,10 +159,15 @@ class ProbeActivities:
             try:
                 report.pages.append(
                     await asyncio.to_thread(
-                        measure_page, name, url, chromium, self.settings.probe_dir(request.campaign_id),
-                        visits=request.playbook.detection.page_visits, timeout_s=_PAGE_TIMEOUT_S,
+                        measure_page,
+                        name,
+                        url,
+                        chromium,
+                        self.settings.probe_dir(request.campaign_id),
+                        visits=request.playbook.detection.page_visits,
+                        timeout_s=_PAGE_TIMEOUT_S,
                     )
-                )  # fmt: skip
+                )
             except MeasurementError as exc:
                 report.notes.append(f"{name}: web vitals not measured: {exc}")
 

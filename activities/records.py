@@ -34,11 +34,16 @@ class RecordActivities:
                 for v in status.verdicts:
                     session.add(
                         OptimizationResult(
-                            campaign_id=status.campaign_id, target=status.target, endpoint=v.endpoint,
-                            before_p95=v.before.p95, after_p95=v.after.p95, p95_ratio=v.p95_ratio,
-                            p_value=min(v.p_value_faster, v.p_value_slower), verdict=v.verdict.value,
+                            campaign_id=status.campaign_id,
+                            target=status.target,
+                            endpoint=v.endpoint,
+                            before_p95=v.before.p95,
+                            after_p95=v.after.p95,
+                            p95_ratio=v.p95_ratio,
+                            p_value=min(v.p_value_faster, v.p_value_slower),
+                            verdict=v.verdict.value,
                         )
-                    )  # fmt: skip
+                    )
             session.commit()
 
     @activity.defn(name="record_campaign")

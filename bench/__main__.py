@@ -62,13 +62,21 @@ def _compare(
         table.add_column(column, justify="right" if column != "path" else "left")
     for name, step in (("ratchet", ours), ("naive json.loads loop", naive)):
         work = float(step.output["work_s"])
-        table.add_row(name, f"{work:.2f}", f"{step.seconds - work:.2f}", f"{step.seconds:.2f}",
-                      f"{step.peak_rss_mb:.0f}", summary(step.output.get("check")))  # fmt: skip
+        table.add_row(
+            name,
+            f"{work:.2f}",
+            f"{step.seconds - work:.2f}",
+            f"{step.seconds:.2f}",
+            f"{step.peak_rss_mb:.0f}",
+            summary(step.output.get("check")),
+        )
     console.print(table)
     met = speedup >= GOAL_SPEEDUP and ours.peak_rss_mb < GOAL_PEAK_MB and agree
-    console.print(f"speed-up {speedup:.1f}x on the ingest (goal ≥ {GOAL_SPEEDUP:.0f}x), {whole_speedup:.1f}x for "
-                  f"the whole processes, start-up included; peak {ours.peak_rss_mb:.0f} MiB "
-                  f"(goal < {GOAL_PEAK_MB:.0f}), same result: {agree}" + "".join(f", {e}" for e in extra))  # fmt: skip
+    console.print(
+        f"speed-up {speedup:.1f}x on the ingest (goal ≥ {GOAL_SPEEDUP:.0f}x), {whole_speedup:.1f}x for "
+        f"the whole processes, start-up included; peak {ours.peak_rss_mb:.0f} MiB "
+        f"(goal < {GOAL_PEAK_MB:.0f}), same result: {agree}" + "".join(f", {e}" for e in extra)
+    )
     return met
 
 

@@ -33,9 +33,13 @@ ENDPOINTS = ("orders-by-email", "product", "customer", "health")
 _REQUEST_TAGS = '{{"endpoint":"{ep}","expected_response":"{ok}","scenario":"{ep}","status":"{status}"}}'
 _SCENARIO_TAGS = '{{"scenario":"{ep}"}}'
 _TREND_METRICS = (
-    "http_req_blocked", "http_req_connecting", "http_req_tls_handshaking", "http_req_sending",
-    "http_req_waiting", "http_req_receiving",
-)  # fmt: skip
+    "http_req_blocked",
+    "http_req_connecting",
+    "http_req_tls_handshaking",
+    "http_req_sending",
+    "http_req_waiting",
+    "http_req_receiving",
+)
 
 
 def _request_lines(when: str, ep: str, ms: float, status: int) -> str:
@@ -68,8 +72,10 @@ def write_fixture(path: Path, requests: int) -> None:
     errors = rng.random(size=requests) < 0.01
     tmp = path.with_suffix(".tmp")
     with tmp.open("w", encoding="ascii") as out:
-        out.write('{"type":"Metric","data":{"name":"http_req_duration","type":"trend","contains":"time",'
-                  '"thresholds":[],"submetrics":null},"metric":"http_req_duration"}\n')  # fmt: skip
+        out.write(
+            '{"type":"Metric","data":{"name":"http_req_duration","type":"trend","contains":"time",'
+            '"thresholds":[],"submetrics":null},"metric":"http_req_duration"}\n'
+        )
         batch: list[str] = []
         for i in range(requests):
             seconds, millis = divmod(i, 1000)

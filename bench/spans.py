@@ -217,16 +217,22 @@ class _Fixture:
         # What each endpoint runs (the demo shop's handlers), and how long its statements take, in ns.
         if endpoint == 0:
             route, target = "/orders", f"/orders?email=customer{number % 50000}%40example.com"
-            statements = [(
-                "SELECT id, product_id, quantity, total_cents, status, created_at FROM orders "
-                "WHERE customer_email = ? ORDER BY created_at DESC LIMIT 50", 40e6)]  # fmt: skip
+            statements = [
+                (
+                    "SELECT id, product_id, quantity, total_cents, status, created_at FROM orders "
+                    "WHERE customer_email = ? ORDER BY created_at DESC LIMIT 50",
+                    40e6,
+                )
+            ]
         elif endpoint == 1:
             route, target = "/products/{product_id}", f"/products/{number % 5000}"
             statements = [("SELECT * FROM products WHERE id = ?", 0.3e6)]
         elif endpoint == 2:
             route, target = "/customers/{customer_id}", f"/customers/{number % 50000}"
-            statements = [("SELECT * FROM customers WHERE id = ?", 0.3e6),
-                          ("SELECT count(*) FROM orders WHERE customer_id = ?", 2e6)]  # fmt: skip
+            statements = [
+                ("SELECT * FROM customers WHERE id = ?", 0.3e6),
+                ("SELECT count(*) FROM orders WHERE customer_id = ?", 2e6),
+            ]
         else:
             route, target = "/health", "/health"
             statements = [("SELECT 1", 0.05e6)]
@@ -238,10 +244,15 @@ class _Fixture:
         for position, (statement, typical_ns) in enumerate(statements):
             took = int(rng.lognormal(np.log(typical_ns), 0.5))
             span, _ = self._span(
-                trace_id, server_id, statement.split()[0], 3, clock, clock + took,
+                trace_id,
+                server_id,
+                statement.split()[0],
+                3,
+                clock,
+                clock + took,
                 {"db.system": "sqlite", "db.name": "shop.db", "db.statement": statement},
                 error=error if failed and position == len(statements) - 1 else None,
-            )  # fmt: skip
+            )
             children.append(("sqlite3", span))
             clock += took + int(rng.integers(10_000, 50_000))
         pricing: list[tuple[str, Any]] = []
@@ -249,37 +260,83 @@ class _Fixture:
             sku = number % 5000
             took = int(rng.lognormal(np.log(4e6), 0.4))
             call, call_id = self._span(
-                trace_id, server_id, "GET", 3, clock, clock + took,
+                trace_id,
+                server_id,
+                "GET",
+                3,
+                clock,
+                clock + took,
                 {"http.method": "GET", "http.url": f"http://{_PRICING}/prices/{sku}", "http.status_code": 200},
-            )  # fmt: skip
+            )
             served = clock + 300_000
             query_ns = int(rng.lognormal(np.log(0.5e6), 0.3))
             priced, priced_id = self._span(
-                trace_id, call_id, "GET /prices/{sku}", 2, served, served + query_ns + 400_000,
-                {"http.request.method": "GET", "url.scheme": "http", "url.path": f"/prices/{sku}",
-                 "http.route": "/prices/{sku}", "server.address": "127.0.0.1", "server.port": 8810,
-                 "network.protocol.version": "1.1", "client.address": "127.0.0.1", "client.port": client_port,
-                 "user_agent.original": "python-httpx/0.28.1", "http.response.status_code": 200,
-                 "http.response.body.size": 64},
+                trace_id,
+                call_id,
+                "GET /prices/{sku}",
+                2,
+                served,
+                served + query_ns + 400_000,
+                {
+                    "http.request.method": "GET",
+                    "url.scheme": "http",
+                    "url.path": f"/prices/{sku}",
+                    "http.route": "/prices/{sku}",
+                    "server.address": "127.0.0.1",
+                    "server.port": 8810,
+                    "network.protocol.version": "1.1",
+                    "client.address": "127.0.0.1",
+                    "client.port": client_port,
+                    "user_agent.original": "python-httpx/0.28.1",
+                    "http.response.status_code": 200,
+                    "http.response.body.size": 64,
+                },
                 remote_parent=True,
-            )  # fmt: skip
+            )
             lookup, _ = self._span(
-                trace_id, priced_id, "SELECT", 3, served + 100_000, served + 100_000 + query_ns,
-                {"db.system": "sqlite", "db.name": "pricing.db", "db.statement": "SELECT cents FROM prices WHERE sku = ?"},
-            )  # fmt: skip
+                trace_id,
+                priced_id,
+                "SELECT",
+                3,
+                served + 100_000,
+                served + 100_000 + query_ns,
+                {
+                    "db.system": "sqlite",
+                    "db.name": "pricing.db",
+                    "db.statement": "SELECT cents FROM prices WHERE sku = ?",
+                },
+            )
             pricing = [("sqlite3", lookup), ("pricing-fastapi", priced)]
             children.append(("httpx", call))
             clock += took
         end = clock + int(rng.integers(100_000, 400_000))
         server, _ = self._span(
-            trace_id, rng.bytes(8), f"GET {route}", 2, start, end,
-            {"http.scheme": "http", "http.host": _SHOP, "net.host.port": 8800, "http.flavor": "1.1",
-             "http.target": target, "http.url": f"http://{_SHOP}{target}", "http.method": "GET",
-             "http.server_name": _SHOP, "http.user_agent": "k6/1.1.0 (https://k6.io/)", "net.peer.ip": "127.0.0.1",
-             "net.peer.port": client_port, "http.route": route, "http.status_code": status}
+            trace_id,
+            rng.bytes(8),
+            f"GET {route}",
+            2,
+            start,
+            end,
+            {
+                "http.scheme": "http",
+                "http.host": _SHOP,
+                "net.host.port": 8800,
+                "http.flavor": "1.1",
+                "http.target": target,
+                "http.url": f"http://{_SHOP}{target}",
+                "http.method": "GET",
+                "http.server_name": _SHOP,
+                "http.user_agent": "k6/1.1.0 (https://k6.io/)",
+                "net.peer.ip": "127.0.0.1",
+                "net.peer.port": client_port,
+                "http.route": route,
+                "http.status_code": status,
+            }
             | ({"http.response_content_length": int(rng.integers(200, 20_000))} if not failed else {}),
-            span_id=server_id, remote_parent=True, error=error,
-        )  # fmt: skip
+            span_id=server_id,
+            remote_parent=True,
+            error=error,
+        )
         for scope, span in pricing:
             yield from self._finish("pricing", scope, span)
         for scope, span in children:

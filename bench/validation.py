@@ -151,9 +151,16 @@ async def _bench(args: argparse.Namespace, console: Console) -> dict[str, Tally]
             shares = {SLOWED_ROUTE: args.slowdown} | dict.fromkeys(IMPROVED.values(), 1 / (1 - IMPROVEMENT) - 1)
             httpx.post(f"{url}/admin/flags", json={"injected_slowdown": shares if slowed else {}}).raise_for_status()
             request = LoadTestRequest(
-                campaign_id="bench-validation", label=label, target=target, rate=args.rate,
-                duration_s=args.run_seconds, warmup_s=1.0, max_vus=50, request_timeout_s=10, focus=focus,
-            )  # fmt: skip
+                campaign_id="bench-validation",
+                label=label,
+                target=target,
+                rate=args.rate,
+                duration_s=args.run_seconds,
+                warmup_s=1.0,
+                max_vus=50,
+                request_timeout_s=10,
+                focus=focus,
+            )
             return await environment.run(measure.run_load_test, request)
 
         # As a campaign does: a baseline run sizes the validation's focused load on the endpoints under test.
@@ -215,9 +222,15 @@ async def _bench(args: argparse.Namespace, console: Console) -> dict[str, Tally]
 
 
 def _tally(
-    tally: Tally, repetition: int, rounds: int, aa: list[EndpointVerdict], slow: dict[str, EndpointVerdict],
-    fast: dict[str, EndpointVerdict], args: argparse.Namespace, playbook: Playbook,
-) -> str:  # fmt: skip
+    tally: Tally,
+    repetition: int,
+    rounds: int,
+    aa: list[EndpointVerdict],
+    slow: dict[str, EndpointVerdict],
+    fast: dict[str, EndpointVerdict],
+    args: argparse.Namespace,
+    playbook: Playbook,
+) -> str:
     """Counts one repetition's verdicts on one clock; what it found, as a few words."""
     false = [v for v in aa if v.verdict in (Verdict.IMPROVED, Verdict.REGRESSED)]
     tally.repetitions += 1
@@ -275,25 +288,30 @@ def _print_bars(console: Console, clock: str, tally: Tally, args: argparse.Names
     for column in ("bar", "goal", "measured", "met"):
         table.add_column(column)
     table.add_row(
-        "A/A: a change declared (any endpoint)", f"<= {GOAL_FALSE_SHARE:.0%}",
-        f"{tally.aa_false}/{tally.repetitions} = {false_share:.0%}", "yes" if false_share <= GOAL_FALSE_SHARE else "NO",
-    )  # fmt: skip
+        "A/A: a change declared (any endpoint)",
+        f"<= {GOAL_FALSE_SHARE:.0%}",
+        f"{tally.aa_false}/{tally.repetitions} = {false_share:.0%}",
+        "yes" if false_share <= GOAL_FALSE_SHARE else "NO",
+    )
     table.add_row(
-        f"{SLOWED} {args.slowdown:.0%} slower: regressed", f">= {GOAL_CAUGHT_SHARE:.0%}",
+        f"{SLOWED} {args.slowdown:.0%} slower: regressed",
+        f">= {GOAL_CAUGHT_SHARE:.0%}",
         f"{tally.caught}/{tally.repetitions} = {caught_share:.0%} ({tally.slowed_inconclusive} inconclusive)",
         "yes" if caught_share >= GOAL_CAUGHT_SHARE else "NO",
-    )  # fmt: skip
+    )
     for endpoint, count in tally.improved.items():
         table.add_row(
-            f"{endpoint} {IMPROVEMENT:.0%} faster: improved", f">= {GOAL_CAUGHT_SHARE:.0%}",
+            f"{endpoint} {IMPROVEMENT:.0%} faster: improved",
+            f">= {GOAL_CAUGHT_SHARE:.0%}",
             f"{count}/{tally.repetitions} = {count / tally.repetitions:.0%}",
             "yes" if count / tally.repetitions >= GOAL_CAUGHT_SHARE else "NO",
-        )  # fmt: skip
+        )
     table.add_row(
-        "... and the campaign rolls back", f">= {GOAL_CAUGHT_SHARE:.0%}",
+        "... and the campaign rolls back",
+        f">= {GOAL_CAUGHT_SHARE:.0%}",
         f"{tally.rolled_back}/{tally.repetitions} = {tally.rolled_back / tally.repetitions:.0%}",
         "yes" if tally.rolled_back / tally.repetitions >= GOAL_CAUGHT_SHARE else "NO",
-    )  # fmt: skip
+    )
     console.print(table)
     for note in tally.notes:
         console.print(f"  {clock}: {note}")

@@ -24,11 +24,28 @@ def contract_failures(target: Target, api: ApiContract) -> tuple[list[str], str]
     with tempfile.TemporaryDirectory(prefix="ratchet-schemathesis-") as folder:
         report = Path(folder) / "report.json"
         argv = [
-            sys.executable, "-c", _SCHEMATHESIS, "run", location, "--url", target.base,
-            "--max-examples", str(api.max_examples), "--generation-deterministic", "--workers", "1",
-            "--phases", "examples,coverage,fuzzing", "--checks", ",".join(api.checks), "--no-color",
-            "--report", "json", "--report-json-path", str(report),
-        ]  # fmt: skip
+            sys.executable,
+            "-c",
+            _SCHEMATHESIS,
+            "run",
+            location,
+            "--url",
+            target.base,
+            "--max-examples",
+            str(api.max_examples),
+            "--generation-deterministic",
+            "--workers",
+            "1",
+            "--phases",
+            "examples,coverage,fuzzing",
+            "--checks",
+            ",".join(api.checks),
+            "--no-color",
+            "--report",
+            "json",
+            "--report-json-path",
+            str(report),
+        ]
         for method in api.methods:
             argv += ["--include-method", method]
         for path in api.exclude_paths:

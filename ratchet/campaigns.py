@@ -123,9 +123,14 @@ async def calibrate(
     target = load_target(target_file)
     calibration_id = f"calibrate-{target.name}-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
     request = CalibrationInput(
-        calibration_id=calibration_id, target=target, playbook=playbook, runs=runs, detect=detect, power=power,
+        calibration_id=calibration_id,
+        target=target,
+        playbook=playbook,
+        runs=runs,
+        detect=detect,
+        power=power,
         task_queue_prefix=settings.task_queue_prefix,
-    )  # fmt: skip
+    )
     return await client.execute_workflow(
         "CalibrationWorkflow",
         request,

@@ -31,9 +31,14 @@ def run_command(
     stderr, interleaved). Raises FileNotFoundError for a missing program, CommandTimeout after ``timeout_s``."""
     with tempfile.TemporaryFile(mode="w+b") as output:
         process = subprocess.Popen(
-            argv, cwd=cwd or None, env=os.environ | env if env else None, stdin=subprocess.DEVNULL, stdout=output,
-            stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            argv,
+            cwd=cwd or None,
+            env=os.environ | env if env else None,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             returncode = process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:

@@ -77,13 +77,19 @@ def endpoint_history(
         result = by_campaign.get(base.campaign_id)
         campaigns.append(
             CampaignEntry(
-                campaign_id=base.campaign_id, measured_at=base.measured_at, requests=base.requests,
-                p50=base.p50, p95=base.p95, p99=base.p99,
-                after_p95=result.after_p95 if result else None, p95_ratio=result.p95_ratio if result else None,
-                p_value=result.p_value if result else None, verdict=result.verdict if result else None,
+                campaign_id=base.campaign_id,
+                measured_at=base.measured_at,
+                requests=base.requests,
+                p50=base.p50,
+                p95=base.p95,
+                p99=base.p99,
+                after_p95=result.after_p95 if result else None,
+                p95_ratio=result.p95_ratio if result else None,
+                p_value=result.p_value if result else None,
+                verdict=result.verdict if result else None,
                 change_point=index in starts,
             )
-        )  # fmt: skip
+        )
     drift = baseline_drift(endpoint, changes, len(baselines), latest=latest)
     return EndpointHistory(endpoint=endpoint, campaigns=campaigns, change_points=changes, drift=drift)
 

@@ -29,10 +29,16 @@ def implementations(settings: Settings) -> dict[str, Callable[..., Any]]:
     its activity)."""
     store = settings.resolved_store_url
     owners: list[object] = [
-        MeasurementActivities(settings), LeverActivities(store), AnalysisActivities(settings),
-        AssessmentActivities(settings), RecordActivities(store), ReportActivities(settings),
-        ProbeActivities(settings), BehaviourActivities(settings), AlertActivities(),
-    ]  # fmt: skip
+        MeasurementActivities(settings),
+        LeverActivities(store),
+        AnalysisActivities(settings),
+        AssessmentActivities(settings),
+        RecordActivities(store),
+        ReportActivities(settings),
+        ProbeActivities(settings),
+        BehaviourActivities(settings),
+        AlertActivities(),
+    ]
     found = {name: getattr(owner, name) for owner in owners for name in CATALOGUE if hasattr(owner, name)}
     missing = sorted(set(CATALOGUE) - set(found))
     if missing:

@@ -41,9 +41,22 @@ SMALL_ORDERS = 20_000
 # receiver, the demo shop, PostgreSQL. Marked here by the fixtures they ask for, so a new test lands in the right
 # tier by what it uses; a test that starts a real part by itself is marked `real` by hand.
 REAL_PARTS = {
-    "temporal_home", "client", "worker", "trace_receiver", "shop", "shop_template", "postgres", "pg_shop",
-    "pg_database", "pg_shop_template", "start_shop", "small_db", "db_copy", "library_template", "library",
-}  # fmt: skip
+    "temporal_home",
+    "client",
+    "worker",
+    "trace_receiver",
+    "shop",
+    "shop_template",
+    "postgres",
+    "pg_shop",
+    "pg_database",
+    "pg_shop_template",
+    "start_shop",
+    "small_db",
+    "db_copy",
+    "library_template",
+    "library",
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -392,11 +405,22 @@ def library(
     home = tmp_path / "library"
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "examples.library", "--database-url", database, "--port", str(port),
-         "--rates-port", str(free_port())],
-        stdout=subprocess.PIPE, text=True, cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "examples.library",
+            "--database-url",
+            database,
+            "--port",
+            str(port),
+            "--rates-port",
+            str(free_port()),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
         env=os.environ | {"OTEL_EXPORTER_OTLP_ENDPOINT": trace_receiver, "LIBRARY_HOME": str(home)},
-    )  # fmt: skip
+    )
     assert process.stdout is not None
     line = process.stdout.readline()
     assert "listening" in line, f"library did not start: {line!r}"

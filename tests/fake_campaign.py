@@ -142,12 +142,23 @@ def _verdict(endpoint: str, before: float, after: float, request: ArmsRequest) -
         verdict = Verdict.NOT_WORSE
     runs = len(request.after_run_ids)
     return EndpointVerdict(
-        endpoint=endpoint, before=_stats(endpoint, before), after=_stats(endpoint, after), p95_ratio=ratio,
-        p50_ratio=ratio, p_value_faster=1e-9 if ratio < 1 else 0.5, p_value_slower=1e-9 if ratio > 1 else 0.5,
-        hodges_lehmann_ms=after - before, ratio=ratio, ratio_low=ratio * 0.9, ratio_high=ratio * 1.1,
-        confidence=0.95, runs_before=len(request.before_run_ids), runs_after=runs, verdict=verdict,
+        endpoint=endpoint,
+        before=_stats(endpoint, before),
+        after=_stats(endpoint, after),
+        p95_ratio=ratio,
+        p50_ratio=ratio,
+        p_value_faster=1e-9 if ratio < 1 else 0.5,
+        p_value_slower=1e-9 if ratio > 1 else 0.5,
+        hodges_lehmann_ms=after - before,
+        ratio=ratio,
+        ratio_low=ratio * 0.9,
+        ratio_high=ratio * 1.1,
+        confidence=0.95,
+        runs_before=len(request.before_run_ids),
+        runs_after=runs,
+        verdict=verdict,
         explanation=f"{verdict.value}: p95 {before:.1f} -> {after:.1f} ms (fake)",
-    )  # fmt: skip
+    )
 
 
 class FakeActivities:
@@ -172,14 +183,20 @@ class FakeActivities:
         if request.stress is not None:  # a stepped run: requests wait (the mean x5) above what the target sustains
             plan = request.stress
             steps = [
-                StepSample(i, int(rate * plan.step_s), plan.step_s, 30.0, 0, 0, 10.0 if rate <= self.service.sustains else 50.0)
+                StepSample(
+                    i, int(rate * plan.step_s), plan.step_s, 30.0, 0, 0, 10.0 if rate <= self.service.sustains else 50.0
+                )
                 for i, rate in enumerate(plan.rates)
-            ]  # fmt: skip
+            ]
             stress = stress_report(steps, plan, ended_by_itself=True)
         return LoadTestResult(
-            run_id=run_id, label=request.label, requests=sum(e.requests for e in endpoints), duration_s=request.duration_s,
-            endpoints=endpoints, stress=stress,
-        )  # fmt: skip
+            run_id=run_id,
+            label=request.label,
+            requests=sum(e.requests for e in endpoints),
+            duration_s=request.duration_s,
+            endpoints=endpoints,
+            stress=stress,
+        )
 
     @activity.defn(name="probe_endpoints")
     async def probe_endpoints(self, request: ProbeRequest) -> ProbeSummary:
@@ -230,9 +247,13 @@ class FakeActivities:
         self.service.in_place.add(name)
         self._note(f"applied {name}")
         return LeverOutcome(
-            change_id=call.change_id, lever=name, action="apply", changed=changed, verified=True,
+            change_id=call.change_id,
+            lever=name,
+            action="apply",
+            changed=changed,
+            verified=True,
             detail=f"{name}: apply done",
-        )  # fmt: skip
+        )
 
     @activity.defn(name="rollback_lever")
     async def rollback_lever(self, call: LeverCall) -> LeverOutcome:
@@ -241,16 +262,21 @@ class FakeActivities:
         changed = name in self.service.in_place
         self.service.in_place.discard(name)
         return LeverOutcome(
-            change_id=call.change_id, lever=name, action="rollback", changed=changed, verified=True,
+            change_id=call.change_id,
+            lever=name,
+            action="rollback",
+            changed=changed,
+            verified=True,
             detail=f"{name}: rollback done",
-        )  # fmt: skip
+        )
 
     @activity.defn(name="size_validation_load")
     async def size_validation_load(self, request: ValidationLoadRequest) -> ValidationLoad:
         return ValidationLoad(
-            focus={e: 5.0 for e in request.endpoints}, needed_per_run={e: 20 for e in request.endpoints},
+            focus={e: 5.0 for e in request.endpoints},
+            needed_per_run={e: 20 for e in request.endpoints},
             note=f"validation load focused on {', '.join(request.endpoints)} (fake)",
-        )  # fmt: skip
+        )
 
     @activity.defn(name="compare_arms")
     async def compare_arms(self, request: ArmsRequest) -> CompareResult:

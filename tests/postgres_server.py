@@ -120,9 +120,18 @@ class PostgresServer:
         else:
             self.home = self.root
         self._run(
-            [str(self.bindir / "initdb"), "-D", str(self.data_dir), "-U", _SERVICE_USER, "--auth=trust",
-             "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync"]
-        )  # fmt: skip
+            [
+                str(self.bindir / "initdb"),
+                "-D",
+                str(self.data_dir),
+                "-U",
+                _SERVICE_USER,
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C.UTF-8",
+                "--no-sync",
+            ]
+        )
         with (self.data_dir / "postgresql.conf").open("a") as conf:
             conf.write("\n# throwaway test server (tests/postgres_server.py)\n")
             conf.writelines(f"{name} = {value}\n" for name, value in _SETTINGS.items())
@@ -136,9 +145,20 @@ class PostgresServer:
             self.port = _free_port()
             try:
                 self._run(
-                    [str(self.bindir / "pg_ctl"), "-D", str(self.data_dir), "-l", str(self.log_file), "-w",
-                     "-t", "60", "-o", f"-p {self.port}", "start"]
-                )  # fmt: skip
+                    [
+                        str(self.bindir / "pg_ctl"),
+                        "-D",
+                        str(self.data_dir),
+                        "-l",
+                        str(self.log_file),
+                        "-w",
+                        "-t",
+                        "60",
+                        "-o",
+                        f"-p {self.port}",
+                        "start",
+                    ]
+                )
                 return
             except PostgresUnavailable:
                 if attempt == attempts or "could not bind" not in self.log_file.read_text(errors="replace"):

@@ -33,9 +33,14 @@ def measure_layout(chromium: str, report: Path, width: int, folder: Path) -> dic
     probed = folder / f"probed-{width}.html"
     probed.write_text(report.read_text(encoding="utf-8").replace("</body>", _LAYOUT_PROBE + "</body>"))
     command = [
-        chromium, "--headless", "--disable-gpu", "--force-device-scale-factor=1", f"--window-size={width},900",
-        "--dump-dom", probed.as_uri(),
-    ]  # fmt: skip
+        chromium,
+        "--headless",
+        "--disable-gpu",
+        "--force-device-scale-factor=1",
+        f"--window-size={width},900",
+        "--dump-dom",
+        probed.as_uri(),
+    ]
     if os.geteuid() == 0:
         command.insert(1, "--no-sandbox")  # Chromium refuses to run as root inside its sandbox
     finished = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)

@@ -191,9 +191,10 @@ def write_playbook(tmp_path: Path, alerts: str) -> Path:
 def test_alerts_section_loads_with_on_as_a_key(tmp_path: Path) -> None:
     # `on` is a boolean in YAML 1.1; the loader reads keys as written.
     path = write_playbook(
-        tmp_path, "  webhook_url: https://hooks.slack.com/services/T/B/X\n  on: [regression, gate-waiting]\n"
-        "  timeout: 3s\n  mention: <!here>\n"
-    )  # fmt: skip
+        tmp_path,
+        "  webhook_url: https://hooks.slack.com/services/T/B/X\n  on: [regression, gate-waiting]\n"
+        "  timeout: 3s\n  mention: <!here>\n",
+    )
     alerts = load_playbook(path).alerts
     assert alerts.on == [AlertKind.REGRESSION, AlertKind.GATE_WAITING]
     assert alerts.timeout == timedelta(seconds=3)

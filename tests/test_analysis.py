@@ -79,9 +79,15 @@ TARGET = Target.model_validate(
 
 def stats(name: str, p50: float, p95: float, requests: int = 100, errors: int = 0) -> EndpointStats:
     return EndpointStats(
-        endpoint=name, requests=requests, errors=errors, error_rate=errors / requests,
-        p50=p50, p95=p95, p99=p95 * 1.2, mean=p50 * 1.1,
-    )  # fmt: skip
+        endpoint=name,
+        requests=requests,
+        errors=errors,
+        error_rate=errors / requests,
+        p50=p50,
+        p95=p95,
+        p99=p95 * 1.2,
+        mean=p50 * 1.1,
+    )
 
 
 def test_sqlite_plan_full_scan_versus_index_search() -> None:
@@ -259,8 +265,15 @@ def test_decisions_after_assessment() -> None:
     assert after_assessment(AssessResult(findings=[], slo=met)) == AfterAssessment.TARGETS_MET
     assert after_assessment(AssessResult(findings=[], slo=missed)) == AfterAssessment.NOTHING_ACTIONABLE
     # Every target met and only low findings: nothing for a campaign to do (the findings stay in the report).
-    low = Finding(id="F1", type=FindingType.CACHEABLE, endpoint="item", severity="low", impact=0.1,
-                  estimated_gain_ms=1, summary="s")  # fmt: skip
+    low = Finding(
+        id="F1",
+        type=FindingType.CACHEABLE,
+        endpoint="item",
+        severity="low",
+        impact=0.1,
+        estimated_gain_ms=1,
+        summary="s",
+    )
     high = low.model_copy(update={"severity": "high"})
     assert after_assessment(AssessResult(findings=[low], slo=met), low_findings_met=True) == AfterAssessment.TARGETS_MET
     assert after_assessment(AssessResult(findings=[high], slo=met), low_findings_met=True) == AfterAssessment.CONTINUE
@@ -452,18 +465,34 @@ def test_extra_rounds_go_only_where_the_budget_could_decide() -> None:
     def verdict(name: str, ratio: float, low: float, high: float, kind: Verdict) -> EndpointVerdict:
         base = stats(name, 10, 20)
         return EndpointVerdict(
-            endpoint=name, before=base, after=base, p95_ratio=ratio, p50_ratio=ratio, p_value_faster=0.5,
-            p_value_slower=0.5, hodges_lehmann_ms=0.0, ratio=ratio, ratio_low=low, ratio_high=high,
-            runs_before=3, runs_after=3, verdict=kind, explanation="",
-        )  # fmt: skip
+            endpoint=name,
+            before=base,
+            after=base,
+            p95_ratio=ratio,
+            p50_ratio=ratio,
+            p_value_faster=0.5,
+            p_value_slower=0.5,
+            hodges_lehmann_ms=0.0,
+            ratio=ratio,
+            ratio_low=low,
+            ratio_high=high,
+            runs_before=3,
+            runs_after=3,
+            verdict=kind,
+            explanation="",
+        )
 
     sparse = verdict("sparse", 1.5, 0.6, 3.0, Verdict.INCONCLUSIVE)
     close = verdict("close", 1.0, 0.9, 1.15, Verdict.INCONCLUSIVE)
     gaining = verdict("gaining", 0.78, 0.6, 1.02, Verdict.NOT_WORSE)
     change = ChangeRecord(
-        change_id="C1", recommendation_id="R1", lever="x", kind="sql", role=Role.BACKEND_DEVELOPER,
+        change_id="C1",
+        recommendation_id="R1",
+        lever="x",
+        kind="sql",
+        role=Role.BACKEND_DEVELOPER,
         endpoint="gaining",
-    )  # fmt: skip
+    )
     everything = [sparse, close, gaining]
     assert undecided_endpoints(everything, [change], rules) == ["close", "gaining", "sparse"]
     assert undecided_endpoints(everything, [change], rules, decidable_only=True) == ["close", "gaining"]
@@ -483,9 +512,13 @@ def test_an_endpoint_whose_traces_cover_its_requests_is_judged_on_the_servers_ti
     client_before, client_after = _runs(rng, [80, 80], 12.0), _runs(rng, [80, 80], 6.0)
     server_before, server_after = _runs(rng, [80, 79], 10.0), _runs(rng, [80, 80], 4.0)
     client = {
-        "search": (stats("search", 12, 20, requests=160), stats("search", 6, 10, requests=160), client_before,
-                   client_after),
-    }  # fmt: skip
+        "search": (
+            stats("search", 12, 20, requests=160),
+            stats("search", 6, 10, requests=160),
+            client_before,
+            client_after,
+        ),
+    }
     arms, measured_at = server_side_arms(
         client, [{"search": run} for run in server_before], [{"search": run} for run in server_after]
     )
@@ -555,8 +588,15 @@ def test_where_the_service_spends_its_time_a_finding_is_not_played_down() -> Non
     scan = StatementEvidence(**{**_evidence().__dict__, "median_ms": 20.0})
     [finding] = missing_index_findings(served_endpoints(dominant, PLAYBOOK), [scan], PLAYBOOK)
     assert finding.severity == "medium"
-    cached = Finding(id="", type=FindingType.CACHEABLE, endpoint="search", severity="high", impact=0.5,
-                     estimated_gain_ms=20, summary="s")  # fmt: skip
+    cached = Finding(
+        id="",
+        type=FindingType.CACHEABLE,
+        endpoint="search",
+        severity="high",
+        impact=0.5,
+        estimated_gain_ms=20,
+        summary="s",
+    )
     assert judged_by_slo([cached], dominant, PLAYBOOK)[0].severity == "high"
 
 

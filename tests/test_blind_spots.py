@@ -69,9 +69,13 @@ def test_a_database_without_database_spans_is_blind_to_n_plus_one() -> None:
 
 def test_spans_whose_parents_never_arrived_are_context_lost_across_a_pool() -> None:
     lost = SpanCoverage(
-        spans=900, database_spans=500, children=700, orphans=140, orphan_database_spans=140,
+        spans=900,
+        database_spans=500,
+        children=700,
+        orphans=140,
+        orphan_database_spans=140,
         traced_requests={"search": 100, "item": 100},
-    )  # fmt: skip
+    )
     [gap] = blind_spots(target(), BASELINE, lost, spans_expected=True)
     assert gap.kind == "orphan-spans" and "20%" in gap.summary and "statement shares" in gap.blind_to
     assert "copy_context" in gap.advice

@@ -74,9 +74,10 @@ async def test_calibrate_measures_the_shop_and_recommends(
     # The table a person reads, from the same command without --json; at the rate `auto` finds (a short ramp of
     # 20 and 40 req/s, which the shop's two light endpoints sustain).
     auto = write_playbook(
-        tmp_path, "calibration-auto", "  rate: auto\n  auto: {max_rate: 40, steps: 2, step: 2s}\n  duration: 3s\n"
-        "  warmup: 1s\n",
-    )  # fmt: skip
+        tmp_path,
+        "calibration-auto",
+        "  rate: auto\n  auto: {max_rate: 40, steps: 2, step: 2s}\n  duration: 3s\n  warmup: 1s\n",
+    )
     table = await ratchet_cli(settings, "calibrate", str(target), "--playbook", str(auto), "--runs", "4")
     assert table.returncode == 0, table.stderr
     assert "after a capacity ramp" in table.stdout

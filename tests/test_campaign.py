@@ -120,10 +120,20 @@ async def test_happy_path_index_found_approved_applied_proven_and_reported(
     # Approve the plan with the plain temporal CLI and a JSON input (as the README shows).
     approved = await run_command(
         [
-            temporal_binary(), "workflow", "update", "execute", "--address", settings.temporal_address,
-            "--workflow-id", campaign_id, "--name", "approve", "--input", '{"phase": "planning", "approver": "alice"}',
+            temporal_binary(),
+            "workflow",
+            "update",
+            "execute",
+            "--address",
+            settings.temporal_address,
+            "--workflow-id",
+            campaign_id,
+            "--name",
+            "approve",
+            "--input",
+            '{"phase": "planning", "approver": "alice"}',
         ]
-    )  # fmt: skip
+    )
     assert approved.returncode == 0, approved.stderr
     assert "planning approved by alice" in approved.stdout
 
@@ -200,11 +210,13 @@ async def test_happy_path_index_found_approved_applied_proven_and_reported(
 # serves no query the shop runs).
 WRONG_FIXES = {"order-history-cache", "orders-status-index"}
 EMAIL_INDEX = SqlLever(
-    name="email-index", kind="sql", addresses=[{"finding": "missing-index", "endpoint": "orders-by-email"}],
+    name="email-index",
+    kind="sql",
+    addresses=[{"finding": "missing-index", "endpoint": "orders-by-email"}],
     apply=["CREATE INDEX ix_orders_customer_email ON orders (customer_email)"],
     rollback=["DROP INDEX ix_orders_customer_email"],
     check="SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'ix_orders_customer_email'",
-)  # fmt: skip
+)
 
 
 async def test_a_shop_with_every_fix_applied_has_no_bottleneck_and_the_campaign_ends_at_assessment(
@@ -408,8 +420,10 @@ async def test_compression_is_kept_for_the_bytes_it_saves_where_the_export_cache
 
     changes = {c.lever: c for c in final.changes}
     gzip, cache = changes["gzip-responses"], changes["cache-catalog-export"]
-    described = [(c.lever, c.state.value, c.reason, [(b.endpoint, b.verdict.value) for b in c.bytes_attribution])
-                 for c in final.changes]  # fmt: skip
+    described = [
+        (c.lever, c.state.value, c.reason, [(b.endpoint, b.verdict.value) for b in c.bytes_attribution])
+        for c in final.changes
+    ]
     assert gzip.state == ChangeState.KEPT, described
     savers = [
         lever
@@ -484,9 +498,10 @@ async def test_cancel_during_optimization_undoes_everything_applied(
     by_lever = {r.lever.name: r.id for r in status.recommendations if r.lever is not None}
     index_rec = next(r.id for r in status.recommendations if r.recommended)
     await campaigns.approve(
-        client, campaign_id,
+        client,
+        campaign_id,
         ApprovalInput(phase="planning", approver="alice", only=[index_rec, by_lever["slow-shell-lever"]]),
-    )  # fmt: skip
+    )
     # The index is applied first (higher rank); then the shell lever starts and blocks on the FIFO.
     # Opening the FIFO for writing returns once the lever's apply has opened it for reading.
     release = await asyncio.wait_for(asyncio.to_thread(open, tmp_path / "release", "w"), timeout=180)

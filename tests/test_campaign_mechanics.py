@@ -269,10 +269,11 @@ async def test_a_cancelled_rollout_lets_the_apply_in_flight_finish_then_undoes_i
     request = RolloutInput(
         campaign_id=f"rollout-{uuid.uuid4().hex[:6]}",
         changes=[RolloutChange(change_id="C1", lever=production.levers[0], role=Role.BACKEND_DEVELOPER)],
-        production=production, playbook=load_playbook(TEST_PLAYBOOK),
+        production=production,
+        playbook=load_playbook(TEST_PLAYBOOK),
         validated=LoadTestResult(run_id="validated", label="validation", requests=0, duration_s=4, endpoints=[]),
         task_queue_prefix=fake.settings.task_queue_prefix,
-    )  # fmt: skip
+    )
     handle = await fake.client.start_workflow(
         RolloutWorkflow.run, request, id=request.campaign_id, task_queue=campaign_queue(fake.settings)
     )
@@ -310,9 +311,13 @@ async def test_a_lever_undone_for_no_effect_is_not_recommended_again_on_the_same
     fake.service.in_place.clear()
     target = fake.folder / "target.yaml"
     retried = await campaigns.launch(
-        fake.client, fake.settings, playbook_file=TEST_PLAYBOOK, target_file=target, auto_approve_as="alice",
+        fake.client,
+        fake.settings,
+        playbook_file=TEST_PLAYBOOK,
+        target_file=target,
+        auto_approve_as="alice",
         retry_disproved=True,
-    )  # fmt: skip
+    )
     third = await finish(fake.client, retried)
     assert sorted(c.lever for c in third.changes) == ["batch-history", "search-cache"]
     await assert_replays(fake.client, second.campaign_id)
@@ -444,8 +449,11 @@ async def test_in_a_real_terminal_the_approve_command_is_on_screen_at_a_gate(fak
     ]
     width, height = size
     tmux = ["tmux", "-L", session]  # a server of its own: nothing of a user's tmux is touched
-    subprocess.run([*tmux, "new-session", "-d", "-s", session, "-x", str(width), "-y", str(height),
-                    shlex.join(command)], check=True, cwd=ROOT)  # fmt: skip
+    subprocess.run(
+        [*tmux, "new-session", "-d", "-s", session, "-x", str(width), "-y", str(height), shlex.join(command)],
+        check=True,
+        cwd=ROOT,
+    )
     wanted = f"ratchet approve {campaign_id} --phase planning --as NAME"
     screen = ""
     try:

@@ -173,9 +173,14 @@ def test_property_change_points_are_ordered_significant_and_leave_min_size_value
 
 def change(index: int, before: float, after: float, *, label: str = "c-12", day: int = 20) -> ChangePoint:
     return ChangePoint(
-        index=index, mean_before=before, mean_after=after, relative_shift=after / before - 1, p_value=0.0004,
-        at=datetime(2026, 11, day), label=label,
-    )  # fmt: skip
+        index=index,
+        mean_before=before,
+        mean_after=after,
+        relative_shift=after / before - 1,
+        p_value=0.0004,
+        at=datetime(2026, 11, day),
+        label=label,
+    )
 
 
 def test_a_change_among_the_latest_values_is_drift_and_says_so_in_a_sentence() -> None:

@@ -58,6 +58,8 @@ async def test_every_planted_problem_of_the_library_is_found_and_fixed_by_its_ow
     by_id = {f.id: f for f in result.findings}
     chosen = {
         (by_id[f].type.value, by_id[f].endpoint): r.lever.name
-        for r in recommendations if r.recommended and r.lever for f in r.finding_ids
-    }  # fmt: skip
+        for r in recommendations
+        if r.recommended and r.lever
+        for f in r.finding_ids
+    }
     assert {key: chosen.get(key) for key in PLANTED} == PLANTED, described

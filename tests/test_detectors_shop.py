@@ -68,11 +68,16 @@ async def assess(
     baseline = await environment.run(
         MeasurementActivities(settings).run_load_test,
         LoadTestRequest(
-            campaign_id=campaign_id, label="baseline", target=target, rate=load.rps,
-            duration_s=load.duration.total_seconds(), warmup_s=load.warmup.total_seconds(), max_vus=load.max_vus,
+            campaign_id=campaign_id,
+            label="baseline",
+            target=target,
+            rate=load.rps,
+            duration_s=load.duration.total_seconds(),
+            warmup_s=load.warmup.total_seconds(),
+            max_vus=load.max_vus,
             request_timeout_s=load.request_timeout.total_seconds(),
         ),
-    )  # fmt: skip
+    )
     probe = await environment.run(
         ProbeActivities(settings).probe_endpoints,
         ProbeRequest(campaign_id=campaign_id, target=target, playbook=playbook),

@@ -62,10 +62,17 @@ def fill(settings: Settings) -> None:
                 if i % 3 == 2:
                     session.add(
                         OptimizationResult(
-                            campaign_id=cid, target="shop", endpoint=endpoint, before_p95=p95, after_p95=p95 * 0.7,
-                            p95_ratio=0.7, p_value=0.0012, verdict="improved", at=at + timedelta(hours=2),
+                            campaign_id=cid,
+                            target="shop",
+                            endpoint=endpoint,
+                            before_p95=p95,
+                            after_p95=p95 * 0.7,
+                            p95_ratio=0.7,
+                            p_value=0.0012,
+                            verdict="improved",
+                            at=at + timedelta(hours=2),
                         )
-                    )  # fmt: skip
+                    )
         # c-01's baseline was measured twice (a run cut short, then retried): the later one counts.
         session.add(measurement(campaign_id(1), SLOW, 250.0, START - timedelta(hours=1)))
         for i in range(3):
@@ -77,9 +84,19 @@ def fill(settings: Settings) -> None:
 
 def measurement(cid: str, endpoint: str, p95: float, at: datetime, *, label: str = "baseline") -> Measurement:
     return Measurement(
-        run_id=f"{cid}-{label}-{at:%H%M}", campaign_id=cid, label=label, endpoint=endpoint, requests=1200, errors=0,
-        p50=p95 * 0.5, p95=p95, p99=p95 * 1.5, mean=p95 * 0.6, samples_path="", measured_at=at,
-    )  # fmt: skip
+        run_id=f"{cid}-{label}-{at:%H%M}",
+        campaign_id=cid,
+        label=label,
+        endpoint=endpoint,
+        requests=1200,
+        errors=0,
+        p50=p95 * 0.5,
+        p95=p95,
+        p99=p95 * 1.5,
+        mean=p95 * 0.6,
+        samples_path="",
+        measured_at=at,
+    )
 
 
 def run(*args: str) -> tuple[int, str, str]:

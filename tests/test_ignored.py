@@ -11,16 +11,24 @@ from ratchet.contracts import Finding
 
 def finding(kind: FindingType, endpoint: str, **evidence: object) -> Finding:
     return Finding(
-        id="F0", type=kind, endpoint=endpoint, severity="high", impact=0.5, estimated_gain_ms=10,
-        summary=f"{kind.value} on {endpoint}", evidence=dict(evidence),
-    )  # fmt: skip
+        id="F0",
+        type=kind,
+        endpoint=endpoint,
+        severity="high",
+        impact=0.5,
+        estimated_gain_ms=10,
+        summary=f"{kind.value} on {endpoint}",
+        evidence=dict(evidence),
+    )
 
 
 EXPORT = finding(FindingType.SLOW_ENDPOINT, "export", fingerprint="slow-endpoint|export")
 N_PLUS_ONE = finding(
-    FindingType.N_PLUS_ONE, "orders", fingerprint="n-plus-one|orders|SELECT * FROM items WHERE order_id = ?",
+    FindingType.N_PLUS_ONE,
+    "orders",
+    fingerprint="n-plus-one|orders|SELECT * FROM items WHERE order_id = ?",
     statement="SELECT * FROM items WHERE order_id = ?",
-)  # fmt: skip
+)
 AUDIT = finding(FindingType.SEQUENTIAL_QUERIES, "checkout", statements=["INSERT INTO audit_log VALUES (?)", "SELECT 1"])
 SCAN = finding(FindingType.MISSING_INDEX, "search", fingerprint="missing-index|search|books(title)")
 EVERY = [EXPORT, N_PLUS_ONE, AUDIT, SCAN]

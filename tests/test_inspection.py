@@ -26,9 +26,15 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 async def baseline_run(settings: Settings) -> LoadTestResult:
     """A short real k6 run against the shop the target file points at (the activity, outside a workflow)."""
     request = LoadTestRequest(
-        campaign_id=f"inspect-{uuid.uuid4().hex[:8]}", label="baseline", target=load_target(SHOP_TARGET),
-        rate=20, duration_s=4, warmup_s=1, max_vus=20, request_timeout_s=10,
-    )  # fmt: skip
+        campaign_id=f"inspect-{uuid.uuid4().hex[:8]}",
+        label="baseline",
+        target=load_target(SHOP_TARGET),
+        rate=20,
+        duration_s=4,
+        warmup_s=1,
+        max_vus=20,
+        request_timeout_s=10,
+    )
     return await ActivityEnvironment().run(MeasurementActivities(settings).run_load_test, request)
 
 

@@ -50,11 +50,19 @@ def test_an_aborted_run_leaves_its_last_steps_unreached() -> None:
 def test_extra_shapes_follow_the_playbook_in_order_with_defaults_from_the_baseline() -> None:
     playbook = Playbook.model_validate(
         {
-            "name": "p", "approvers": ["a"], "slo": {"default": {"p95_ms": 80}},
-            "load": {"rate": 40, "duration": "20s", "warmup": "3s", "peak": {}, "stress": {"steps": 3},
-                     "soak": {"duration": "1h"}},
+            "name": "p",
+            "approvers": ["a"],
+            "slo": {"default": {"p95_ms": 80}},
+            "load": {
+                "rate": 40,
+                "duration": "20s",
+                "warmup": "3s",
+                "peak": {},
+                "stress": {"steps": 3},
+                "soak": {"duration": "1h"},
+            },
         }
-    )  # fmt: skip
+    )
     peak, stress, soak = extra_shapes(playbook)
     assert (peak.label, peak.rate, peak.duration_s, peak.warmup_s) == ("peak", 80, 20, 3)
     assert stress.stress is not None and stress.stress.rates == [20, 170, 320]  # half to 8x the baseline rate

@@ -47,8 +47,13 @@ FLAGS = "http://127.0.0.1:9/admin/flags"
 
 
 def lever(name: str, finding: str, endpoint: str) -> dict[str, Any]:
-    return {"name": name, "kind": "http", "addresses": [{"finding": finding, "endpoint": endpoint}],
-            "apply": [{"url": FLAGS, "json": {name: True}}], "rollback": [{"url": FLAGS, "json": {name: None}}]}  # fmt: skip
+    return {
+        "name": name,
+        "kind": "http",
+        "addresses": [{"finding": finding, "endpoint": endpoint}],
+        "apply": [{"url": FLAGS, "json": {name: True}}],
+        "rollback": [{"url": FLAGS, "json": {name: None}}],
+    }
 
 
 TARGET = Target.model_validate(
@@ -63,15 +68,29 @@ TARGET = Target.model_validate(
 
 def n_plus_one(ms: float, *, id_: str = "F1", impact: float = 0.1, estimate: float = 5.0) -> Finding:
     """An N+1 on orders whose window is ``ms``; its own estimate is deliberately off (the rules' weakness)."""
-    return Finding(id=id_, type=FindingType.N_PLUS_ONE, endpoint="orders", severity="high", impact=impact,
-                   estimated_gain_ms=estimate, summary=f"orders: N+1, {ms:.0f} ms",
-                   evidence={"window_ms": ms, "calls_per_request": 20, "share_of_request": 0.6})  # fmt: skip
+    return Finding(
+        id=id_,
+        type=FindingType.N_PLUS_ONE,
+        endpoint="orders",
+        severity="high",
+        impact=impact,
+        estimated_gain_ms=estimate,
+        summary=f"orders: N+1, {ms:.0f} ms",
+        evidence={"window_ms": ms, "calls_per_request": 20, "share_of_request": 0.6},
+    )
 
 
 def cacheable(ms: float, *, id_: str = "F2", impact: float = 0.4, estimate: float = 40.0) -> Finding:
-    return Finding(id=id_, type=FindingType.CACHEABLE, endpoint="catalog", severity="medium", impact=impact,
-                   estimated_gain_ms=estimate, summary=f"catalog: cacheable, {ms:.0f} ms",
-                   evidence={"self_ms": ms, "share_of_request": 0.5, "estimated_hit_ratio": 0.9})  # fmt: skip
+    return Finding(
+        id=id_,
+        type=FindingType.CACHEABLE,
+        endpoint="catalog",
+        severity="medium",
+        impact=impact,
+        estimated_gain_ms=estimate,
+        summary=f"catalog: cacheable, {ms:.0f} ms",
+        evidence={"self_ms": ms, "share_of_request": 0.5, "estimated_hit_ratio": 0.9},
+    )
 
 
 # ---------------------------------------------------------------- the model on plain data
@@ -142,24 +161,52 @@ def test_a_model_no_better_than_the_rules_is_not_used() -> None:
 
 def stats(endpoint: str, p95: float, requests: int = 1200, errors: int = 0, p50: float | None = None) -> EndpointStats:
     p50 = p95 / 2.5 if p50 is None else p50
-    return EndpointStats(endpoint=endpoint, requests=requests, errors=errors, error_rate=errors / max(requests, 1),
-                         p50=p50, p95=p95, p99=p95 * 1.5, mean=p50 * 1.2)  # fmt: skip
+    return EndpointStats(
+        endpoint=endpoint,
+        requests=requests,
+        errors=errors,
+        error_rate=errors / max(requests, 1),
+        p50=p50,
+        p95=p95,
+        p99=p95 * 1.5,
+        mean=p50 * 1.2,
+    )
 
 
 def verdict(endpoint: str, before: float, after: float) -> EndpointVerdict:
     return EndpointVerdict(
-        endpoint=endpoint, before=stats(endpoint, before), after=stats(endpoint, after), p95_ratio=after / before,
-        p50_ratio=after / before, p_value_faster=0.001, p_value_slower=0.999, hodges_lehmann_ms=after - before,
-        verdict=Verdict.IMPROVED if after < before * 0.95 else Verdict.NOT_WORSE, explanation="synthetic",
-    )  # fmt: skip
+        endpoint=endpoint,
+        before=stats(endpoint, before),
+        after=stats(endpoint, after),
+        p95_ratio=after / before,
+        p50_ratio=after / before,
+        p_value_faster=0.001,
+        p_value_slower=0.999,
+        hodges_lehmann_ms=after - before,
+        verdict=Verdict.IMPROVED if after < before * 0.95 else Verdict.NOT_WORSE,
+        explanation="synthetic",
+    )
 
 
 def recommendation(id_: str, finding: Finding, lever_index: int) -> Recommendation:
     chosen = TARGET.levers[lever_index]
-    return Recommendation(id=id_, finding_id=finding.id, endpoint=finding.endpoint, title=chosen.name, lever=chosen,
-                          role=chosen.role, impact=finding.impact, feasibility=0.6, risk="low", effort="none",
-                          predicted_gain_ms=finding.estimated_gain_ms * 0.6, score=0.1, rationale="",
-                          finding_ids=[finding.id], endpoints=[finding.endpoint])  # fmt: skip
+    return Recommendation(
+        id=id_,
+        finding_id=finding.id,
+        endpoint=finding.endpoint,
+        title=chosen.name,
+        lever=chosen,
+        role=chosen.role,
+        impact=finding.impact,
+        feasibility=0.6,
+        risk="low",
+        effort="none",
+        predicted_gain_ms=finding.estimated_gain_ms * 0.6,
+        score=0.1,
+        rationale="",
+        finding_ids=[finding.id],
+        endpoints=[finding.endpoint],
+    )
 
 
 def finished_campaign(number: int, window_ms: float, self_ms: float, at: datetime) -> CampaignStatus:
@@ -167,20 +214,42 @@ def finished_campaign(number: int, window_ms: float, self_ms: float, at: datetim
     findings = [n_plus_one(window_ms), cacheable(self_ms)]
     validation = at + timedelta(minutes=30)
     return CampaignStatus(
-        campaign_id=f"c-{number:02d}", target="shop", playbook="p", state=CampaignState.COMPLETED,
+        campaign_id=f"c-{number:02d}",
+        target="shop",
+        playbook="p",
+        state=CampaignState.COMPLETED,
         phases=[PhaseRecord(phase=Phase.VALIDATION, title="Validation", started_at=validation)],
         findings=findings,
         recommendations=[recommendation("R1", findings[0], 0), recommendation("R2", findings[1], 1)],
-        baseline=LoadTestResult(run_id=f"c-{number:02d}-baseline", label="baseline", requests=2400, duration_s=60,
-                                endpoints=[stats("orders", 100 + window_ms), stats("catalog", 80.0)]),
+        baseline=LoadTestResult(
+            run_id=f"c-{number:02d}-baseline",
+            label="baseline",
+            requests=2400,
+            duration_s=60,
+            endpoints=[stats("orders", 100 + window_ms), stats("catalog", 80.0)],
+        ),
         changes=[
-            ChangeRecord(change_id="C1", recommendation_id="R1", lever="batch-items", kind="http",
-                         role=TARGET.levers[0].role, endpoint="orders", state=ChangeState.KEPT),
-            ChangeRecord(change_id="C2", recommendation_id="R2", lever="cache-catalog", kind="http",
-                         role=TARGET.levers[1].role, endpoint="catalog", state=ChangeState.KEPT),
+            ChangeRecord(
+                change_id="C1",
+                recommendation_id="R1",
+                lever="batch-items",
+                kind="http",
+                role=TARGET.levers[0].role,
+                endpoint="orders",
+                state=ChangeState.KEPT,
+            ),
+            ChangeRecord(
+                change_id="C2",
+                recommendation_id="R2",
+                lever="cache-catalog",
+                kind="http",
+                role=TARGET.levers[1].role,
+                endpoint="catalog",
+                state=ChangeState.KEPT,
+            ),
         ],
         verdicts=[verdict("orders", 100 + window_ms, 100 + 0.2 * window_ms), verdict("catalog", 80.0, 77.0)],
-    )  # fmt: skip
+    )
 
 
 def test_outcomes_are_the_measured_changes_with_their_own_verdict_first() -> None:
@@ -215,8 +284,16 @@ def fill_campaigns(settings: Settings, count: int) -> None:
         for i in range(count):
             at = START + timedelta(days=i)
             status = finished_campaign(i + 1, float(rng.uniform(10, 200)), float(rng.uniform(20, 120)), at)
-            session.add(Campaign(id=status.campaign_id, target="shop", playbook="p", state=status.state.value,
-                                 created_at=at, status_json=status.model_dump_json()))  # fmt: skip
+            session.add(
+                Campaign(
+                    id=status.campaign_id,
+                    target="shop",
+                    playbook="p",
+                    state=status.state.value,
+                    created_at=at,
+                    status_json=status.model_dump_json(),
+                )
+            )
         # Another target's and an unfinished campaign's outcomes are not this target's.
         other = finished_campaign(99, 50.0, 50.0, START).model_copy(update={"campaign_id": "x-1", "target": "blog"})
         session.add(
@@ -234,12 +311,25 @@ def current_campaign(settings: Settings) -> PlanRequest:
     with session_for(settings.resolved_store_url) as session:
         session.add(Campaign(id="now", target="shop", playbook="p", state="running"))
         for s in (stats("orders", 250.0), stats("catalog", 80.0)):
-            session.add(Measurement(run_id="now-baseline", campaign_id="now", label="baseline", endpoint=s.endpoint,
-                                    requests=s.requests, errors=0, p50=s.p50, p95=s.p95, p99=s.p99, mean=s.mean,
-                                    samples_path=""))  # fmt: skip
+            session.add(
+                Measurement(
+                    run_id="now-baseline",
+                    campaign_id="now",
+                    label="baseline",
+                    endpoint=s.endpoint,
+                    requests=s.requests,
+                    errors=0,
+                    p50=s.p50,
+                    p95=s.p95,
+                    p99=s.p99,
+                    mean=s.mean,
+                    samples_path="",
+                )
+            )
         session.commit()
-    return PlanRequest(campaign_id="now", findings=[n_plus_one(150.0), cacheable(50.0)], target=TARGET,
-                       playbook=PLAYBOOK)  # fmt: skip
+    return PlanRequest(
+        campaign_id="now", findings=[n_plus_one(150.0), cacheable(50.0)], target=TARGET, playbook=PLAYBOOK
+    )
 
 
 def test_planning_learns_from_the_stores_finished_campaigns_once_there_are_enough(settings: Settings) -> None:
@@ -318,10 +408,22 @@ def baseline_rows(
     cid: str, samples: dict[str, BaselineSample], at: datetime, label: str = "baseline"
 ) -> list[Measurement]:
     return [
-        Measurement(run_id=f"{cid}-{label}", campaign_id=cid, label=label, endpoint=endpoint, requests=s.requests,
-                    errors=s.errors, p50=s.p50, p95=s.p95, p99=s.p99, mean=s.p50 * 1.2, samples_path="", measured_at=at)
+        Measurement(
+            run_id=f"{cid}-{label}",
+            campaign_id=cid,
+            label=label,
+            endpoint=endpoint,
+            requests=s.requests,
+            errors=s.errors,
+            p50=s.p50,
+            p95=s.p95,
+            p99=s.p99,
+            mean=s.p50 * 1.2,
+            samples_path="",
+            measured_at=at,
+        )
         for endpoint, s in samples.items()
-    ]  # fmt: skip
+    ]
 
 
 def test_the_assessment_checks_the_baseline_against_the_targets_stored_history(settings: Settings) -> None:
@@ -347,8 +449,13 @@ def test_the_assessment_checks_the_baseline_against_the_targets_stored_history(s
             session.add(Campaign(id=cid, target=target, playbook="p", state="completed"))
             session.add_all(baseline_rows(cid, {"orders": odd, "catalog": odd}, START + timedelta(days=days)))
         session.commit()
-    baseline = LoadTestResult(run_id="now-baseline", label="baseline", requests=2400, duration_s=60,
-                              endpoints=[stats("orders", 300.0, p50=41.0), stats("catalog", 80.0, p50=40.0)])  # fmt: skip
+    baseline = LoadTestResult(
+        run_id="now-baseline",
+        label="baseline",
+        requests=2400,
+        duration_s=60,
+        endpoints=[stats("orders", 300.0, p50=41.0), stats("catalog", 80.0, p50=40.0)],
+    )
     request = AssessRequest(campaign_id="now", baseline=baseline, target=TARGET, playbook=PLAYBOOK)
     anomalies, notes = AssessmentActivities(settings)._anomalies(request)
     assert notes == []

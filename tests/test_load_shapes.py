@@ -122,8 +122,10 @@ def single_worker_service() -> Iterator[str]:
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "tests.single_worker_service", "--port", str(port), "--work-ms", "45"],
-        stdout=subprocess.PIPE, text=True, cwd=ROOT,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     assert process.stdout is not None and "listening" in process.stdout.readline()
     yield f"http://127.0.0.1:{port}"
     stop_shop(process)
@@ -142,9 +144,11 @@ async def test_rate_auto_backs_off_from_a_rate_the_service_cannot_serve_and_says
         "  - {name: work, path: /work, weight: 3}\n  - {name: health, path: /health, weight: 1}\n"
     )
     playbook = write_playbook(
-        tmp_path, "auto", "  rate: auto\n  auto: {max_rate: 40, step: 4s}\n  duration: 6s\n  warmup: 1s\n",
+        tmp_path,
+        "auto",
+        "  rate: auto\n  auto: {max_rate: 40, step: 4s}\n  duration: 6s\n  warmup: 1s\n",
         slo="{p95_ms: 500}",
-    )  # fmt: skip
+    )
     status = await run_campaign(client, settings, playbook, target)
 
     assert status.capacity is not None and status.capacity.stress is not None, status.outcome_detail

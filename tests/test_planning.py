@@ -30,8 +30,13 @@ FLAGS = "http://127.0.0.1:9/admin/flags"
 
 def flag_lever(name: str, addresses: list[dict[str, str]], flags: dict[str, Any], **more: Any) -> dict[str, Any]:
     off = {key: None for key in flags}
-    return {"name": name, "kind": "http", "addresses": addresses, "apply": [{"url": FLAGS, "json": flags}],
-            "rollback": [{"url": FLAGS, "json": off}]} | more  # fmt: skip
+    return {
+        "name": name,
+        "kind": "http",
+        "addresses": addresses,
+        "apply": [{"url": FLAGS, "json": flags}],
+        "rollback": [{"url": FLAGS, "json": off}],
+    } | more
 
 
 def target(*levers: dict[str, Any]) -> Target:
@@ -46,8 +51,16 @@ def target(*levers: dict[str, Any]) -> Target:
 
 
 def finding(id_: str, kind: FindingType, endpoint: str, impact: float, **evidence: Any) -> Finding:
-    return Finding(id=id_, type=kind, endpoint=endpoint, severity="high", impact=impact, estimated_gain_ms=10.0,
-                   summary=f"{kind.value} on {endpoint}", evidence=evidence)  # fmt: skip
+    return Finding(
+        id=id_,
+        type=kind,
+        endpoint=endpoint,
+        severity="high",
+        impact=impact,
+        estimated_gain_ms=10.0,
+        summary=f"{kind.value} on {endpoint}",
+        evidence=evidence,
+    )
 
 
 def parsed(lever: dict[str, Any]) -> Lever:
@@ -86,13 +99,19 @@ def test_a_change_for_payload_findings_is_judged_on_the_bytes_it_saves_there() -
         finding("F2", FindingType.LARGE_PAYLOAD, "script", 0.2),
         finding("F3", FindingType.SATURATION, "quote", 0.1),
     ]
-    wide_gzip = flag_lever("gzip", [{"finding": "uncompressed"}, {"finding": "large-payload"},
-                                    {"finding": "saturation"}], {"gzip": True})  # fmt: skip
+    wide_gzip = flag_lever(
+        "gzip", [{"finding": "uncompressed"}, {"finding": "large-payload"}, {"finding": "saturation"}], {"gzip": True}
+    )
     [recommendation] = plan(findings, target(wide_gzip), limit=10)
     change = ChangeRecord(
-        change_id="C1", recommendation_id=recommendation.id, lever="gzip", kind="http", role=Role.BACKEND_DEVELOPER,
-        endpoint="export", endpoints=recommendation.endpoints,
-    )  # fmt: skip
+        change_id="C1",
+        recommendation_id=recommendation.id,
+        lever="gzip",
+        kind="http",
+        role=Role.BACKEND_DEVELOPER,
+        endpoint="export",
+        endpoints=recommendation.endpoints,
+    )
     assert payload_endpoints(change, [recommendation], findings) == ["export", "script"]
     rules = Validation()
     smaller = bytes_verdict("export", 1_328_519, 96_101, rules)
@@ -115,9 +134,17 @@ def test_a_change_for_payload_findings_is_judged_on_the_bytes_it_saves_there() -
 def _latency_verdict(endpoint: str, verdict: Verdict) -> EndpointVerdict:
     numbers = EndpointStats(endpoint=endpoint, requests=100, errors=0, error_rate=0, p50=5, p95=9, p99=11, mean=5)
     return EndpointVerdict(
-        endpoint=endpoint, before=numbers, after=numbers, p95_ratio=1, p50_ratio=1, p_value_faster=0.5,
-        p_value_slower=0.5, hodges_lehmann_ms=0, verdict=verdict, explanation=f"{endpoint} {verdict.value}",
-    )  # fmt: skip
+        endpoint=endpoint,
+        before=numbers,
+        after=numbers,
+        p95_ratio=1,
+        p50_ratio=1,
+        p_value_faster=0.5,
+        p_value_slower=0.5,
+        hodges_lehmann_ms=0,
+        verdict=verdict,
+        explanation=f"{endpoint} {verdict.value}",
+    )
 
 
 def test_levers_that_set_the_same_flag_are_never_recommended_together() -> None:
@@ -134,26 +161,43 @@ def test_levers_that_set_the_same_flag_are_never_recommended_together() -> None:
 
 
 def test_declared_conflicts_and_the_playbook_limit_hold_levers_back_as_alternatives() -> None:
-    cache = flag_lever("history-cache", [{"finding": "n-plus-one", "endpoint": "history"}], {"cache": 600},
-                       conflicts_with=["batch"])  # fmt: skip
+    cache = flag_lever(
+        "history-cache", [{"finding": "n-plus-one", "endpoint": "history"}], {"cache": 600}, conflicts_with=["batch"]
+    )
     batch = flag_lever("batch", [{"finding": "n-plus-one", "endpoint": "history"}], {"batch": True})
     [f1] = [finding("F1", FindingType.N_PLUS_ONE, "history", 0.3)]
     best, other = plan([f1], target(cache, batch), limit=10)
     assert best.recommended and not other.recommended and best.conflicts_with == [other.id]
     assert conflict(*target(cache, batch).levers) == "the target declares they conflict"
 
-    findings = [finding("F1", FindingType.UNCOMPRESSED, "export", 0.3),
-                finding("F2", FindingType.SATURATION, "invoice", 0.4)]  # fmt: skip
+    findings = [
+        finding("F1", FindingType.UNCOMPRESSED, "export", 0.3),
+        finding("F2", FindingType.SATURATION, "invoice", 0.4),
+    ]
     limited = plan(findings, target(GZIP, POOL_8), limit=1)
     assert [(r.lever.name, r.recommended) for r in limited] == [("pool-8", True), ("gzip", False)]  # type: ignore[union-attr]
     assert "at most 1 change" in limited[1].rationale  # still listed: a person may pick it
 
 
 def test_a_finding_without_a_lever_gets_advice_quoting_its_evidence() -> None:
-    n1 = finding("F1", FindingType.N_PLUS_ONE, "history", 0.3, statement="SELECT * FROM items WHERE id = ?",
-                 calls_per_request=48, trace_ids=["4bf92f3577b34da6a3ce929d0e0e4736"])  # fmt: skip
-    sequential = finding("F2", FindingType.SEQUENTIAL_CALLS, "quote", 0.2, saved_ms=61.5,
-                         targets=["GET stock/{id}", "GET prices/{id}"], trace_ids=[])  # fmt: skip
+    n1 = finding(
+        "F1",
+        FindingType.N_PLUS_ONE,
+        "history",
+        0.3,
+        statement="SELECT * FROM items WHERE id = ?",
+        calls_per_request=48,
+        trace_ids=["4bf92f3577b34da6a3ce929d0e0e4736"],
+    )
+    sequential = finding(
+        "F2",
+        FindingType.SEQUENTIAL_CALLS,
+        "quote",
+        0.2,
+        saved_ms=61.5,
+        targets=["GET stock/{id}", "GET prices/{id}"],
+        trace_ids=[],
+    )
     advice_for_n1, advice_for_calls = plan([n1, sequential], target(), limit=10)
     assert not advice_for_n1.recommended and advice_for_n1.lever is None
     assert advice_for_n1.advice.startswith("The 48 runs of `SELECT * FROM items WHERE id = ?` per request in history")
@@ -204,13 +248,23 @@ def _campaign(campaign_id: str, state: ChangeState, reason: str, gain_ms: float)
     found = finding("F1", FindingType.SATURATION, "invoice", 0.5).model_copy(update={"estimated_gain_ms": gain_ms})
     [recommendation] = plan([found], lever_target, limit=5)
     change = ChangeRecord(
-        change_id="C1", recommendation_id=recommendation.id, lever="pool-8", kind="http", role=Role.BACKEND_DEVELOPER,
-        endpoint="invoice", state=state, reason=reason,
-    )  # fmt: skip
+        change_id="C1",
+        recommendation_id=recommendation.id,
+        lever="pool-8",
+        kind="http",
+        role=Role.BACKEND_DEVELOPER,
+        endpoint="invoice",
+        state=state,
+        reason=reason,
+    )
     return CampaignStatus(
-        campaign_id=campaign_id, target="t", playbook="p", findings=[found], recommendations=[recommendation],
+        campaign_id=campaign_id,
+        target="t",
+        playbook="p",
+        findings=[found],
+        recommendations=[recommendation],
         changes=[change],
-    )  # fmt: skip
+    )
 
 
 @pytest.mark.parametrize(

@@ -68,12 +68,26 @@ def test_postgres_seed_has_the_same_rows_as_sqlite(pg_database: str, shop_templa
 
 
 def test_shop_on_postgres_answers_as_on_sqlite(shop: Shop, pg_shop: Shop) -> None:
-    paths = ["/health", "/products/7", "/customers/123", "/products/999999", "/customers/0", "/orders",
-             "/products/not-a-number", "/orders?customer_email=nobody@example.com"]  # fmt: skip
+    paths = [
+        "/health",
+        "/products/7",
+        "/customers/123",
+        "/products/999999",
+        "/customers/0",
+        "/orders",
+        "/products/not-a-number",
+        "/orders?customer_email=nobody@example.com",
+    ]
     paths += [f"/orders?customer_email={email}" for email in EMAILS]
     # The endpoints behind the planted problems, joins and IN lists included.
-    paths += ["/customers/42/orders", "/products/7/availability", "/recommendations/42", "/catalog/export",
-              "/orders/1234/invoice", "/admin/flags"]  # fmt: skip
+    paths += [
+        "/customers/42/orders",
+        "/products/7/availability",
+        "/recommendations/42",
+        "/catalog/export",
+        "/orders/1234/invoice",
+        "/admin/flags",
+    ]
     with httpx.Client(base_url=shop.url, timeout=30) as lite, httpx.Client(base_url=pg_shop.url, timeout=30) as pg:
         for path in paths:
             expected, answer = lite.get(path), pg.get(path)
@@ -103,9 +117,15 @@ def test_missing_index_found_fixed_and_rolled_back_on_postgres(pg_shop: Shop, tm
     assert evidence.table_rows["orders"] == SHOP_ORDERS
 
     finding = Finding(
-        id="F1", type=FindingType.MISSING_INDEX, endpoint=endpoint.name, severity="high", impact=1.0,
-        estimated_gain_ms=1.0, summary="scan", evidence={"table": "orders", "columns": ["customer_email"]},
-    )  # fmt: skip
+        id="F1",
+        type=FindingType.MISSING_INDEX,
+        endpoint=endpoint.name,
+        severity="high",
+        impact=1.0,
+        estimated_gain_ms=1.0,
+        summary="scan",
+        evidence={"table": "orders", "columns": ["customer_email"]},
+    )
     lever = generated_index_lever(finding, "postgresql")
     levers = LeverActivities(Settings(home=tmp_path / "home").resolved_store_url)
     call = LeverCall(campaign_id="c1", change_id="C1", lever=lever, target=target)

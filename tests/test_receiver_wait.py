@@ -73,9 +73,15 @@ def traced_target(tmp_path: Path) -> Path:
 async def test_a_load_test_of_a_traced_target_refuses_to_run_without_the_receiver(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path / "ratchet", otlp_port=free_port(), trace_receiver_wait=0.5)
     request = LoadTestRequest(
-        campaign_id="c1", label="baseline", target=load_target(traced_target(tmp_path)), rate=10, duration_s=2,
-        warmup_s=0, max_vus=5, request_timeout_s=5,
-    )  # fmt: skip
+        campaign_id="c1",
+        label="baseline",
+        target=load_target(traced_target(tmp_path)),
+        rate=10,
+        duration_s=2,
+        warmup_s=0,
+        max_vus=5,
+        request_timeout_s=5,
+    )
     with pytest.raises(ApplicationError) as refused:
         await ActivityEnvironment().run(MeasurementActivities(settings).run_load_test, request)
 

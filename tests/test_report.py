@@ -25,23 +25,35 @@ ROLLBACK_REASON = "p95 of search rose 12% after <script>alert(1)</script> was ap
 
 def _stats(endpoint: str, p50: float, p95: float, p99: float, requests: int = 3000) -> dict[str, Any]:
     return {
-        "endpoint": endpoint, "requests": requests, "errors": 0, "error_rate": 0.0,
-        "p50": p50, "p95": p95, "p99": p99, "mean": (p50 + p95) / 2,
-    }  # fmt: skip
+        "endpoint": endpoint,
+        "requests": requests,
+        "errors": 0,
+        "error_rate": 0.0,
+        "p50": p50,
+        "p95": p95,
+        "p99": p99,
+        "mean": (p50 + p95) / 2,
+    }
 
 
 def _run(label: str, *endpoints: dict[str, Any]) -> dict[str, Any]:
     return {
-        "run_id": f"run-{label}", "label": label, "requests": sum(e["requests"] for e in endpoints),
-        "duration_s": 60.0, "endpoints": list(endpoints),
-    }  # fmt: skip
+        "run_id": f"run-{label}",
+        "label": label,
+        "requests": sum(e["requests"] for e in endpoints),
+        "duration_s": 60.0,
+        "endpoints": list(endpoints),
+    }
 
 
 def _lever(name: str, endpoint: str) -> dict[str, Any]:
     return {
-        "kind": "sql", "name": name, "addresses": [{"finding": "missing-index", "endpoint": endpoint}],
-        "apply": [f"CREATE INDEX {name} ON orders (customer_email)"], "rollback": [f"DROP INDEX {name}"],
-    }  # fmt: skip
+        "kind": "sql",
+        "name": name,
+        "addresses": [{"finding": "missing-index", "endpoint": endpoint}],
+        "apply": [f"CREATE INDEX {name} ON orders (customer_email)"],
+        "rollback": [f"DROP INDEX {name}"],
+    }
 
 
 def _phase(phase: str, title: str, start: str, end: str, outcome: str, note: str = "") -> dict[str, Any]:

@@ -47,17 +47,30 @@ from tests.report_layout import assert_fits, measure_layout
 from tests.test_report import _run, _stats, completed_campaign, minimal_campaign
 
 ENDPOINTS = [
-    "GET /api/orders", "GET /api/orders/{id}", "GET /api/search", "GET /api/products", "GET /api/products/{id}",
-    "POST /api/cart", "GET /api/cart", "POST /api/checkout", "GET /api/customers/{id}", "GET /api/reports/daily",
-    "GET /", "GET /static/app.js",
-]  # fmt: skip
+    "GET /api/orders",
+    "GET /api/orders/{id}",
+    "GET /api/search",
+    "GET /api/products",
+    "GET /api/products/{id}",
+    "POST /api/cart",
+    "GET /api/cart",
+    "POST /api/checkout",
+    "GET /api/customers/{id}",
+    "GET /api/reports/daily",
+    "GET /",
+    "GET /static/app.js",
+]
 START = datetime(2025, 3, 1, 12, 5, 10, tzinfo=UTC)
 SAMPLE_SCHEMA = pa.schema(
     [
-        ("endpoint", pa.string()), ("ts", pa.timestamp("us", tz="UTC")), ("duration_ms", pa.float64()),
-        ("status", pa.int32()), ("scenario", pa.string()), ("generator", pa.int32()),
+        ("endpoint", pa.string()),
+        ("ts", pa.timestamp("us", tz="UTC")),
+        ("duration_ms", pa.float64()),
+        ("status", pa.int32()),
+        ("scenario", pa.string()),
+        ("generator", pa.int32()),
     ]
-)  # fmt: skip
+)
 
 
 # ---------------------------------------------------------------- synthetic runs
@@ -91,9 +104,16 @@ def write_resources(path: Path, *, seconds: int, cpu: float, seed: int) -> None:
     for second in range(seconds):
         for pid, share in ((101, 0.8), (102, 0.2)):
             values = (
-                START + timedelta(seconds=second), pid, f"worker-{pid}", float(cpu * share * rng.uniform(0.8, 1.2)),
-                int((120 + second * 0.5) * 2**20 * share), 8, 20, 0, 0,
-            )  # fmt: skip
+                START + timedelta(seconds=second),
+                pid,
+                f"worker-{pid}",
+                float(cpu * share * rng.uniform(0.8, 1.2)),
+                int((120 + second * 0.5) * 2**20 * share),
+                8,
+                20,
+                0,
+                0,
+            )
             for column, value in zip(RESOURCE_SCHEMA.names, values, strict=True):
                 rows[column].append(value)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -112,13 +132,24 @@ def twelve_endpoint_campaign() -> CampaignStatus:
         ratio = after["p95"] / before["p95"]
         verdicts.append(
             {
-                "endpoint": before["endpoint"], "before": before, "after": after, "p95_ratio": ratio,
-                "p50_ratio": ratio, "p_value_faster": 0.001 if ratio < 1 else 0.6, "p_value_slower": 0.9,
-                "hodges_lehmann_ms": after["p50"] - before["p50"], "ratio": ratio, "ratio_low": ratio * 0.9,
-                "ratio_high": ratio * 1.1, "confidence": 0.95, "runs_before": 3, "runs_after": 3,
-                "verdict": "improved" if ratio < 1 else "not worse", "explanation": "synthetic",
+                "endpoint": before["endpoint"],
+                "before": before,
+                "after": after,
+                "p95_ratio": ratio,
+                "p50_ratio": ratio,
+                "p_value_faster": 0.001 if ratio < 1 else 0.6,
+                "p_value_slower": 0.9,
+                "hodges_lehmann_ms": after["p50"] - before["p50"],
+                "ratio": ratio,
+                "ratio_low": ratio * 0.9,
+                "ratio_high": ratio * 1.1,
+                "confidence": 0.95,
+                "runs_before": 3,
+                "runs_after": 3,
+                "verdict": "improved" if ratio < 1 else "not worse",
+                "explanation": "synthetic",
             }
-        )  # fmt: skip
+        )
     arms = ("before", "after", "after", "before", "before", "after")  # A B, B A, A B
     counters = {"before": 0, "after": 0}
     runs = []
@@ -194,8 +225,16 @@ def test_timeline_chart_phases_and_changes() -> None:
     ]
     svg = timeline_chart(phases, changes, now=START + timedelta(hours=1))
     assert svg is not None
-    for text in ("Assessment", "skipped", "regressed, 4.0 s", "C1 idx_orders_email", "C2 search_cache",
-                 "change applied", "rolled back", "running"):  # fmt: skip
+    for text in (
+        "Assessment",
+        "skipped",
+        "regressed, 4.0 s",
+        "C1 idx_orders_email",
+        "C2 search_cache",
+        "change applied",
+        "rolled back",
+        "running",
+    ):
         assert text in svg, text
     assert timeline_chart([PhaseSpan("Planning", None, None, "pending")], []) is None
 
@@ -339,8 +378,11 @@ def test_report_renders_in_chromium(settings: Settings, tmp_path: Path) -> None:
     write_run_files(status, settings)
     result = asyncio.run(ReportActivities(settings).write_report(ReportRequest(status=status)))
     page = Path(result.html_path).read_text(encoding="utf-8")
-    for anchor, title in (("timeline-chart", "Phase timeline"), ("latency-chart", "Latency distributions"),
-                          ("resources-chart", "Resource use")):  # fmt: skip
+    for anchor, title in (
+        ("timeline-chart", "Phase timeline"),
+        ("latency-chart", "Latency distributions"),
+        ("resources-chart", "Resource use"),
+    ):
         figure = page[page.index(f'id="{anchor}"') :]
         assert re.match(rf'id="{anchor}">\s*<svg class="chart" role="img" aria-label="{title}', figure), anchor
     assert page.count("<svg") == 4  # the p95 bars and the three figures
@@ -353,9 +395,15 @@ def test_report_renders_in_chromium(settings: Settings, tmp_path: Path) -> None:
 
     screenshot = tmp_path / "report.png"
     command = [
-        chromium, "--headless", "--disable-gpu", "--hide-scrollbars", "--force-device-scale-factor=1",
-        f"--window-size={WINDOW[0]},{WINDOW[1]}", f"--screenshot={screenshot}", Path(result.html_path).as_uri(),
-    ]  # fmt: skip
+        chromium,
+        "--headless",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        "--force-device-scale-factor=1",
+        f"--window-size={WINDOW[0]},{WINDOW[1]}",
+        f"--screenshot={screenshot}",
+        Path(result.html_path).as_uri(),
+    ]
     if os.geteuid() == 0:
         command.insert(1, "--no-sandbox")  # Chromium refuses to run as root inside its sandbox
     finished = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)

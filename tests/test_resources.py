@@ -91,7 +91,9 @@ def test_a_remote_target_without_a_selector_has_no_local_processes() -> None:
     target = Target(name="t", base_url="http://example.invalid:8080", endpoints=[{"name": "home", "path": "/"}])
     assert target_processes(target) == []
     by_command = Target(
-        name="t", base_url="http://example.invalid", endpoints=[{"name": "home", "path": "/"}],
+        name="t",
+        base_url="http://example.invalid",
+        endpoints=[{"name": "home", "path": "/"}],
         processes=Processes(command=r"^no such process \d{40}$"),
-    )  # fmt: skip
+    )
     assert target_processes(by_command) == []

@@ -21,8 +21,18 @@ from ratchet.contracts import PageVitals, Verdict
 
 
 def test_a_page_with_poor_vitals_is_a_finding_and_a_good_one_is_not() -> None:
-    good = PageVitals(endpoint="home", url="http://x/", visits=3, fcp_ms=300, lcp_ms=900, cls=0.02, inp_ms=40,
-                      ttfb_ms=50, requests=4, bytes=100_000)  # fmt: skip
+    good = PageVitals(
+        endpoint="home",
+        url="http://x/",
+        visits=3,
+        fcp_ms=300,
+        lcp_ms=900,
+        cls=0.02,
+        inp_ms=40,
+        ttfb_ms=50,
+        requests=4,
+        bytes=100_000,
+    )
     shifting = good.model_copy(update={"endpoint": "script", "lcp_ms": 5200.0, "cls": 0.31})
     [finding] = web_vitals_findings(ProbeReport(pages=[good, shifting]), Traffic({"home": 5, "script": 5}), Detection())
     assert finding.type == FindingType.WEB_VITALS and finding.endpoint == "script"
@@ -62,8 +72,15 @@ def test_a_cache_that_would_serve_none_of_the_load_is_not_severe() -> None:
 
 
 def _asset(sha: str, content_type: str, cache_control: str = "", wire_bytes: int = 300_000) -> ResponseSample:
-    return ResponseSample(status=200, wire_bytes=wire_bytes, body_bytes=wire_bytes, body_sha256=sha,
-                          content_type=content_type, cache_control=cache_control, elapsed_ms=3.0)  # fmt: skip
+    return ResponseSample(
+        status=200,
+        wire_bytes=wire_bytes,
+        body_bytes=wire_bytes,
+        body_sha256=sha,
+        content_type=content_type,
+        cache_control=cache_control,
+        elapsed_ms=3.0,
+    )
 
 
 def test_static_assets_without_a_cache_lifetime_are_a_finding_judged_by_headers() -> None:
@@ -72,23 +89,33 @@ def test_static_assets_without_a_cache_lifetime_are_a_finding_judged_by_headers(
     max-age are not findings, and no-cache gives no lifetime."""
     script = [_asset("js", "application/javascript")] * 2
     page = EndpointProbe(
-        endpoint="home", method="GET", accept_encoding="gzip",
+        endpoint="home",
+        method="GET",
+        accept_encoding="gzip",
         by_example=[[_asset("html", "text/html")] * 2],
         assets=[
             PageAsset(url="/app.js", kind="script", blocking=True, response=script[0]),  # declared: on its endpoint
             PageAsset(url="/app.css", kind="style", blocking=True, response=_asset("css", "text/css", "no-cache")),
-            PageAsset(url="/logo.svg", kind="style", blocking=False,
-                      response=_asset("svg", "image/svg+xml", "public, max-age=86400")),
+            PageAsset(
+                url="/logo.svg",
+                kind="style",
+                blocking=False,
+                response=_asset("svg", "image/svg+xml", "public, max-age=86400"),
+            ),
         ],
-    )  # fmt: skip
+    )
     probe = ProbeReport(
         endpoints=[
             page,
             EndpointProbe(endpoint="script", method="GET", accept_encoding="gzip", by_example=[script]),
-            EndpointProbe(endpoint="api", method="GET", accept_encoding="gzip",
-                          by_example=[[_asset("json", "application/json")] * 2]),
+            EndpointProbe(
+                endpoint="api",
+                method="GET",
+                accept_encoding="gzip",
+                by_example=[[_asset("json", "application/json")] * 2],
+            ),
         ]
-    )  # fmt: skip
+    )
     findings = {f.endpoint: f for f in http_caching_findings(probe, Traffic({"home": 5, "script": 5}), Detection())}
     assert set(findings) == {"script", "home"}
     assert findings["script"].type == FindingType.HTTP_CACHING and findings["script"].severity == "medium"

@@ -89,9 +89,15 @@ def rollout_playbook(**rollout: object) -> Playbook:
 async def validated_run(settings: Settings, target: Target, playbook: Playbook) -> LoadTestResult:
     """The guard's reference: the unchanged production measured once (a campaign passes its validation's run)."""
     request = LoadTestRequest(
-        campaign_id="rollout-reference", label="validated", target=target, rate=playbook.load.rate,
-        duration_s=4, warmup_s=1, max_vus=50, request_timeout_s=10,
-    )  # fmt: skip
+        campaign_id="rollout-reference",
+        label="validated",
+        target=target,
+        rate=playbook.load.rate,
+        duration_s=4,
+        warmup_s=1,
+        max_vus=50,
+        request_timeout_s=10,
+    )
     return await ActivityEnvironment().run(MeasurementActivities(settings).run_load_test, request)
 
 
@@ -99,8 +105,11 @@ def rollout_input(settings: Settings, target: Target, playbook: Playbook, valida
     return RolloutInput(
         campaign_id=f"rollout-test-{uuid.uuid4().hex[:6]}",
         changes=[RolloutChange(change_id="C1", lever=target.levers[0], role=Role.DEVOPS_ENGINEER)],
-        production=target, playbook=playbook, validated=validated, task_queue_prefix=settings.task_queue_prefix,
-    )  # fmt: skip
+        production=target,
+        playbook=playbook,
+        validated=validated,
+        task_queue_prefix=settings.task_queue_prefix,
+    )
 
 
 def flags(url: str) -> dict[str, object]:
@@ -122,9 +131,12 @@ async def test_a_rollout_breached_at_the_50_percent_step_ends_fully_undone(
     validated = await validated_run(settings, target, playbook)
     request = rollout_input(settings, target, playbook, validated)
     result: RolloutResult = await client.execute_workflow(
-        "RolloutWorkflow", request, id=f"{request.campaign_id}-rollout", task_queue=campaign_queue(settings),
+        "RolloutWorkflow",
+        request,
+        id=f"{request.campaign_id}-rollout",
+        task_queue=campaign_queue(settings),
         result_type=RolloutResult,
-    )  # fmt: skip
+    )
 
     assert result.outcome == "rolled-back", result
     assert result.baseline_run_id is not None  # the guard's reference: production before the first step
@@ -146,9 +158,12 @@ async def test_a_person_aborts_a_rollout_between_steps_and_it_is_undone(
     validated = await validated_run(settings, target, playbook)
     request = rollout_input(settings, target, playbook, validated)
     handle = await client.start_workflow(
-        "RolloutWorkflow", request, id=rollout_id(request.campaign_id), task_queue=campaign_queue(settings),
+        "RolloutWorkflow",
+        request,
+        id=rollout_id(request.campaign_id),
+        task_queue=campaign_queue(settings),
         result_type=RolloutResult,
-    )  # fmt: skip
+    )
     # Poll (with a deadline) until the first step has held and the rollout waits in its pause.
     deadline = time.monotonic() + 120
     while True:

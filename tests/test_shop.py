@@ -51,9 +51,12 @@ def test_seed_has_the_promised_shape(small_db: Path) -> None:
     tables = ("customers", "products", "orders", "product_details", "shop_flags")
     counts = {t: fetch(small_db, f"SELECT count(*) FROM {t}")[0][0] for t in tables}
     assert counts == {
-        "customers": CUSTOMERS, "products": PRODUCTS, "orders": SMALL_ORDERS, "product_details": PRODUCTS,
+        "customers": CUSTOMERS,
+        "products": PRODUCTS,
+        "orders": SMALL_ORDERS,
+        "product_details": PRODUCTS,
         "shop_flags": 0,  # every flag at its default
-    }  # fmt: skip
+    }
     # Order histories are found by customer id through an index, as in any shop.
     assert "USING INDEX ix_orders_customer" in " ".join(
         str(row[-1]) for row in fetch(small_db, f"EXPLAIN QUERY PLAN {ORDER_HISTORY}", 123)
@@ -174,9 +177,10 @@ def test_the_rest_of_the_shop_answers_from_its_data_and_refuses_bad_input(
     url = start_shop(db_copy)
     with httpx.Client(base_url=url, timeout=30) as client:
         [(order, net, category)] = fetch(
-            db_copy, "SELECT o.id, o.total_cents, p.category FROM orders o JOIN products p ON p.id = o.product_id "
+            db_copy,
+            "SELECT o.id, o.total_cents, p.category FROM orders o JOIN products p ON p.id = o.product_id "
             "WHERE o.customer_id = 123 ORDER BY o.created_at DESC LIMIT 1",
-        )  # fmt: skip
+        )
         history = client.get("/customers/123/orders").json()
         assert history["customer"]["email"] == EMAIL and history["orders"][0]["id"] == order
         assert history["count"] == fetch(db_copy, "SELECT count(*) FROM orders WHERE customer_id = 123")[0][0]

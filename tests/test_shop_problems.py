@@ -251,8 +251,9 @@ async def test_the_campaign_measures_the_bytes_gzip_saves_on_the_export(
     pulled_twice(pull, "gzip-responses", "rollback")
 
     assert without.bytes["catalog-export"] >= 1_000_000
-    saved = bytes_verdict("catalog-export", without.bytes["catalog-export"], with_gzip.bytes["catalog-export"],
-                          Validation())  # fmt: skip
+    saved = bytes_verdict(
+        "catalog-export", without.bytes["catalog-export"], with_gzip.bytes["catalog-export"], Validation()
+    )
     assert saved.verdict == Verdict.IMPROVED and saved.ratio < 0.25, saved.explanation
     # A tiny answer is below gzip's 1 KiB threshold: the same bytes either way.
     assert with_gzip.bytes["health"] == without.bytes["health"]

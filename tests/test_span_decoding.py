@@ -37,12 +37,24 @@ def sdk_export() -> bytes:
     provider.add_span_processor(SimpleSpanProcessor(kept))
     tracer = provider.get_tracer("test")
     with tracer.start_as_current_span("GET /cart/{id}", kind=SpanKind.SERVER) as server:
-        server.set_attributes({
-            "http.route": "/cart/{id}", "http.response.status_code": 200, "http.status_code": 201,
-            "http.request.method": "GET", "http.method": "POST", "url.full": "http://shop/cart/7?q=\"x\"\n",
-            "user_agent.original": "k6 ✓ 1.1", "retry": True, "ratio": 0.25, "count": -3,
-            "tags": ["a", "b"], "long": "x" * 20_000, "quote": 'say "hi"\\', "empty": "",
-        })  # fmt: skip
+        server.set_attributes(
+            {
+                "http.route": "/cart/{id}",
+                "http.response.status_code": 200,
+                "http.status_code": 201,
+                "http.request.method": "GET",
+                "http.method": "POST",
+                "url.full": 'http://shop/cart/7?q="x"\n',
+                "user_agent.original": "k6 ✓ 1.1",
+                "retry": True,
+                "ratio": 0.25,
+                "count": -3,
+                "tags": ["a", "b"],
+                "long": "x" * 20_000,
+                "quote": 'say "hi"\\',
+                "empty": "",
+            }
+        )
         with tracer.start_as_current_span("SELECT cart", kind=SpanKind.CLIENT) as query:
             query.set_attributes({"db.system": "postgresql", "db.statement": 'SELECT * FROM "cart" WHERE id = $1'})
         with tracer.start_as_current_span("GET", kind=SpanKind.CLIENT) as call:
@@ -77,8 +89,7 @@ def kv(key: str, value: AnyValue) -> KeyValue:
 
 
 def hand_made_span(trace: bytes, span: bytes, **fields: object) -> Span:
-    return Span(trace_id=trace, span_id=span, name="op", start_time_unix_nano=1, end_time_unix_nano=3_000_001,
-                **fields)  # type: ignore[arg-type]  # fmt: skip
+    return Span(trace_id=trace, span_id=span, name="op", start_time_unix_nano=1, end_time_unix_nano=3_000_001, **fields)  # type: ignore[arg-type]
 
 
 def test_unusual_spans_still_decode_as_span_columns_does() -> None:
@@ -88,10 +99,17 @@ def test_unusual_spans_still_decode_as_span_columns_does() -> None:
     no_value = hand_made_span(trace, b"\x03" * 8, attributes=[KeyValue(key="k"), kv("e", AnyValue())])
     kinds = hand_made_span(trace, b"\x04" * 8, kind=9, parent_span_id=b"\x05" * 8)  # type: ignore[arg-type]
     listed = hand_made_span(trace, b"\x06" * 8, attributes=[kv("m", AnyValue(bytes_value=b"\x00\xff"))])
-    twice_keyed = hand_made_span(trace, b"\x08" * 8, attributes=[
-        kv("a", AnyValue(int_value=1)), kv("http.route", AnyValue(string_value="/x")), kv("b", AnyValue()),
-        kv("a", AnyValue(int_value=2)), kv("http.route", AnyValue(string_value="/y")),
-    ])  # fmt: skip
+    twice_keyed = hand_made_span(
+        trace,
+        b"\x08" * 8,
+        attributes=[
+            kv("a", AnyValue(int_value=1)),
+            kv("http.route", AnyValue(string_value="/x")),
+            kv("b", AnyValue()),
+            kv("a", AnyValue(int_value=2)),
+            kv("http.route", AnyValue(string_value="/y")),
+        ],
+    )
     request = ExportTraceServiceRequest(
         resource_spans=[
             ResourceSpans(scope_spans=[ScopeSpans(spans=[normal, odd_ids, no_value, kinds, listed, twice_keyed])])

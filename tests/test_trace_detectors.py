@@ -32,11 +32,18 @@ class TraceBuilder:
         span_id = f"{next(_ids):016x}"
         row = {column: None for column in SPAN_SCHEMA.names}
         row |= {
-            "trace_id": self.trace_id, "span_id": span_id, "parent_span_id": parent, "name": name, "kind": kind,
-            "service": attributes.pop("service", "shop"), "start_ns": int((self.t0 + start) * MS),
-            "end_ns": int((self.t0 + end) * MS), "duration_ms": end - start, "status": "unset",
+            "trace_id": self.trace_id,
+            "span_id": span_id,
+            "parent_span_id": parent,
+            "name": name,
+            "kind": kind,
+            "service": attributes.pop("service", "shop"),
+            "start_ns": int((self.t0 + start) * MS),
+            "end_ns": int((self.t0 + end) * MS),
+            "duration_ms": end - start,
+            "status": "unset",
             "endpoint": self.endpoint,
-        } | attributes  # fmt: skip
+        } | attributes
         self.rows.append(row)
         return span_id
 
@@ -108,8 +115,11 @@ def test_patterns_are_found_where_they_are_and_nowhere_else(con: duckdb.DuckDBPy
     sequential = found[("sequential-calls", "availability")]
     # Three 28 ms calls one after another: at once they would take 28 ms, saving 56 of the request's 100.
     assert sequential.evidence["saved_ms"] == pytest.approx(56)
-    assert sorted(sequential.evidence["targets"]) == ["GET price:2/items/{id}", "GET ship:3/items/{id}",
-                                                      "GET stock:1/items/{id}"]  # fmt: skip
+    assert sorted(sequential.evidence["targets"]) == [
+        "GET price:2/items/{id}",
+        "GET ship:3/items/{id}",
+        "GET stock:1/items/{id}",
+    ]
     assert sequential.severity == "high" and sequential.impact == pytest.approx(0.56 * 0.25, abs=1e-3)
     # The parallel endpoint's three calls overlap: one is on the path, nothing to find.
     assert analysis.server_p95_ms["product"] == pytest.approx(2)
@@ -193,8 +203,10 @@ def test_a_group_of_queries_per_item_is_one_repeated_group_not_two_n_plus_ones(c
             t.query(f"SELECT * FROM shipments WHERE order_id = {i}", 10 + i * 10, 14 + i * 10)
     con.register("spans", table(rows))
     [group] = [f for f in analyze_run(con, "spans", RULES).findings if f.type.value == "n-plus-one"]
-    assert group.evidence["statements"] == ["SELECT * FROM products WHERE id = ?",
-                                            "SELECT * FROM shipments WHERE order_id = ?"]  # fmt: skip
+    assert group.evidence["statements"] == [
+        "SELECT * FROM products WHERE id = ?",
+        "SELECT * FROM shipments WHERE order_id = ?",
+    ]
     assert group.evidence["calls_per_request"] == 10 and group.evidence["window_ms"] == pytest.approx(99)
     assert "a group of 2 queries runs 10 times" in group.summary
 

@@ -40,8 +40,14 @@ def export_with_sdk(endpoint: str, compression: Compression = Compression.NoComp
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     tracer = provider.get_tracer("test")
     with tracer.start_as_current_span("GET /cart/{id}", kind=SpanKind.SERVER) as server:
-        server.set_attributes({"http.route": "/cart/{id}", "http.response.status_code": 200,
-                               "http.response.body.size": 5120, "http.request.method": "GET"})  # fmt: skip
+        server.set_attributes(
+            {
+                "http.route": "/cart/{id}",
+                "http.response.status_code": 200,
+                "http.response.body.size": 5120,
+                "http.request.method": "GET",
+            }
+        )
         with tracer.start_as_current_span("SELECT cart", kind=SpanKind.CLIENT) as query:
             query.set_attributes({"db.system.name": "postgresql", "db.query.text": "SELECT * FROM cart WHERE id = $1"})
         with tracer.start_as_current_span("GET", kind=SpanKind.CLIENT) as call:
@@ -74,16 +80,28 @@ def test_gzip_compressed_exports_are_accepted(settings: Settings, trace_receiver
 def test_otlp_json_with_hex_ids(settings: Settings, trace_receiver: str) -> None:
     trace_id, span_id = "5b8efff798038103d269b633813fc60c", "eee19b7ec3c1b174"
     document = {
-        "resourceSpans": [{
-            "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "legacy"}}]},
-            "scopeSpans": [{"spans": [{
-                "traceId": trace_id, "spanId": span_id, "name": "GET /health", "kind": 2,
-                "startTimeUnixNano": "1700000000000000000", "endTimeUnixNano": "1700000000004000000",
-                "attributes": [{"key": "http.status_code", "value": {"intValue": "503"}}],
-                "status": {"code": 2},
-            }]}],
-        }]
-    }  # fmt: skip
+        "resourceSpans": [
+            {
+                "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "legacy"}}]},
+                "scopeSpans": [
+                    {
+                        "spans": [
+                            {
+                                "traceId": trace_id,
+                                "spanId": span_id,
+                                "name": "GET /health",
+                                "kind": 2,
+                                "startTimeUnixNano": "1700000000000000000",
+                                "endTimeUnixNano": "1700000000004000000",
+                                "attributes": [{"key": "http.status_code", "value": {"intValue": "503"}}],
+                                "status": {"code": 2},
+                            }
+                        ]
+                    }
+                ],
+            }
+        ]
+    }
     response = httpx.post(f"{trace_receiver}/v1/traces", json=document)
     assert response.status_code == 200, response.text
     [span] = stored_spans(settings)
@@ -146,11 +164,20 @@ def test_a_runs_spans_are_those_whose_trace_id_carries_its_prefix(
 
     def span(trace_id: str, span_id: str, start_s: float = 0.0) -> dict:
         start = int(1e18 + start_s * 1e9)
-        return {"traceId": trace_id, "spanId": span_id, "name": "GET /x", "kind": 2,
-                "startTimeUnixNano": str(start), "endTimeUnixNano": str(start + 1000)}  # fmt: skip
+        return {
+            "traceId": trace_id,
+            "spanId": span_id,
+            "name": "GET /x",
+            "kind": 2,
+            "startTimeUnixNano": str(start),
+            "endTimeUnixNano": str(start + 1000),
+        }
 
-    spans = [span(prefix + "00" + "1" * 16, "a" * 16), span(prefix + "01" + "2" * 16, "b" * 16, 3.0),
-             span(other + "00" + "3" * 16, "c" * 16)]  # fmt: skip
+    spans = [
+        span(prefix + "00" + "1" * 16, "a" * 16),
+        span(prefix + "01" + "2" * 16, "b" * 16, 3.0),
+        span(other + "00" + "3" * 16, "c" * 16),
+    ]
     body = {"resourceSpans": [{"scopeSpans": [{"spans": spans}]}]}
     assert httpx.post(f"{trace_receiver}/v1/traces", json=body).status_code == 200
     activity = httpx.get(f"{trace_receiver}/ratchet/prefixes/{prefix}").json()

@@ -45,8 +45,13 @@ def test_within_six_trials_it_finds_a_pool_near_the_best() -> None:
 
 
 def test_the_smallest_value_as_fast_as_the_best_is_kept() -> None:
-    trials = [Trial(value=1, p95_ms=900), Trial(value=16, p95_ms=41.0), Trial(value=8, p95_ms=42.5),
-              Trial(value=4, p95_ms=60), Trial(value=2, failed=True)]  # fmt: skip
+    trials = [
+        Trial(value=1, p95_ms=900),
+        Trial(value=16, p95_ms=41.0),
+        Trial(value=8, p95_ms=42.5),
+        Trial(value=4, p95_ms=60),
+        Trial(value=2, failed=True),
+    ]
     assert best_trial(trials).value == 8  # type: ignore[union-attr]  # within 5% of 41 ms, half the connections
 
 

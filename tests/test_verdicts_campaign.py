@@ -54,9 +54,13 @@ async def approve_through(
 ) -> tuple[str, CampaignStatus]:
     """A campaign with the index and the levers named in ``picked`` approved at planning, then deployment."""
     return await approved_campaign(
-        client, settings, playbook, target,
-        lambda r: r.lever is not None and (is_email_index(r) or r.lever.name in picked), 1 + len(picked),
-    )  # fmt: skip
+        client,
+        settings,
+        playbook,
+        target,
+        lambda r: r.lever is not None and (is_email_index(r) or r.lever.name in picked),
+        1 + len(picked),
+    )
 
 
 async def test_the_bake_after_a_partial_undo_measures_what_is_deployed_and_holds(

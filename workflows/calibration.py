@@ -33,19 +33,27 @@ class CalibrationWorkflow:
             result: LoadTestResult = await call(
                 RUN_LOAD_TEST,
                 load_request(request.calibration_id, shape.label, request.target, load, shape),
-                prefix=request.task_queue_prefix, role=Role.TEST_ENGINEER, summary=f"A/A run {number} of {request.runs}",
-                timeout=timedelta(seconds=duration + warmup + 120), shielded=False,
-            )  # fmt: skip
+                prefix=request.task_queue_prefix,
+                role=Role.TEST_ENGINEER,
+                summary=f"A/A run {number} of {request.runs}",
+                timeout=timedelta(seconds=duration + warmup + 120),
+                shielded=False,
+            )
             run_ids.append(result.run_id)
         calibration: CalibrationResult = await call(
             CALIBRATE_NOISE,
             CalibrateRequest(
-                calibration_id=request.calibration_id, run_ids=run_ids, playbook=request.playbook,
-                detect=request.detect, power=request.power,
+                calibration_id=request.calibration_id,
+                run_ids=run_ids,
+                playbook=request.playbook,
+                detect=request.detect,
+                power=request.power,
             ),
-            prefix=request.task_queue_prefix, role=Role.PERF_OPTIMIZER,
-            summary="Run-to-run noise per endpoint; runs per arm and margin it calls for", shielded=False,
-        )  # fmt: skip
+            prefix=request.task_queue_prefix,
+            role=Role.PERF_OPTIMIZER,
+            summary="Run-to-run noise per endpoint; runs per arm and margin it calls for",
+            shielded=False,
+        )
         return calibration.model_copy(update={"target": request.target.name, "run_seconds": duration, "rate": load.rps})
 
     async def _sustained_rate(self, request: CalibrationInput) -> float:
@@ -55,8 +63,11 @@ class CalibrationWorkflow:
         ramp: LoadTestResult = await call(
             RUN_LOAD_TEST,
             load_request(request.calibration_id, shape.label, request.target, load, shape),
-            prefix=request.task_queue_prefix, role=Role.TEST_ENGINEER, summary="Capacity ramp (k6)",
-            timeout=timedelta(seconds=shape.duration_s + 120), shielded=False,
-        )  # fmt: skip
+            prefix=request.task_queue_prefix,
+            role=Role.TEST_ENGINEER,
+            summary="Capacity ramp (k6)",
+            timeout=timedelta(seconds=shape.duration_s + 120),
+            shielded=False,
+        )
         assert ramp.stress is not None
         return auto_rate(ramp.stress, load).rate

@@ -93,10 +93,11 @@ class RolloutWorkflow:
                 GuardRequest(
                     campaign_id=request.campaign_id, validated=reference, watch=run, playbook=request.playbook
                 ),
-                prefix=request.task_queue_prefix, role=Role.DEVOPS_ENGINEER,
+                prefix=request.task_queue_prefix,
+                role=Role.DEVOPS_ENGINEER,
                 summary=f"Guard at {percent:g}%: error rate and p95 against production before the rollout",
                 shielded=False,
-            )  # fmt: skip
+            )
             step.guard = guard
             if guard.breached:
                 breaches += 1
@@ -170,19 +171,31 @@ class RolloutWorkflow:
         return await call(
             RUN_LOAD_TEST,
             LoadTestRequest(
-                campaign_id=request.campaign_id, label=label, target=request.production,
-                rate=load.rps, duration_s=bake, warmup_s=load.warmup.total_seconds(), max_vus=load.max_vus,
+                campaign_id=request.campaign_id,
+                label=label,
+                target=request.production,
+                rate=load.rps,
+                duration_s=bake,
+                warmup_s=load.warmup.total_seconds(),
+                max_vus=load.max_vus,
                 request_timeout_s=load.request_timeout.total_seconds(),
             ),
-            prefix=request.task_queue_prefix, role=Role.DEVOPS_ENGINEER, summary=summary,
-            timeout=timedelta(seconds=bake + load.warmup.total_seconds() + 120), shielded=False,
-        )  # fmt: skip
+            prefix=request.task_queue_prefix,
+            role=Role.DEVOPS_ENGINEER,
+            summary=summary,
+            timeout=timedelta(seconds=bake + load.warmup.total_seconds() + 120),
+            shielded=False,
+        )
 
     async def _lever(self, action: str, change: RolloutChange, percent: float | None) -> None:
         lever_call = LeverCall(
-            campaign_id=self._input.campaign_id, change_id=f"{change.change_id}-production", lever=change.lever,
-            target=self._input.production, parameter=change.parameter, percent=percent,
-        )  # fmt: skip
+            campaign_id=self._input.campaign_id,
+            change_id=f"{change.change_id}-production",
+            lever=change.lever,
+            target=self._input.production,
+            parameter=change.parameter,
+            percent=percent,
+        )
         if action == "apply_lever" and change not in self._applied:
             self._applied.append(change)  # before it runs: a failure halfway is undone too
         where = f" at {percent:g}%" if percent is not None else ""
@@ -191,11 +204,13 @@ class RolloutWorkflow:
         # leave production changed. Rollouts started before replay with the apply cancelled at once.
         finish_first = action == "apply_lever" and workflow.patched("rollout-apply-finishes")
         await call(
-            APPLY_LEVER if action == "apply_lever" else ROLLBACK_LEVER, lever_call, prefix=self._input.task_queue_prefix,
+            APPLY_LEVER if action == "apply_lever" else ROLLBACK_LEVER,
+            lever_call,
+            prefix=self._input.task_queue_prefix,
             role=change.role,
             summary=f"{'Roll out' if action == 'apply_lever' else 'Roll back'} {change.lever.name} in production{where}",
             shielded=finish_first,
-        )  # fmt: skip
+        )
 
     async def _undo_all(self) -> None:
         """Undo in production every change this rollout touched, newest first; one that cannot be undone is

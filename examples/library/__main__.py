@@ -23,8 +23,23 @@ from examples.library.seed import seed
 def _gunicorn(
     app: str, port: int, *, workers: int, threads: int, pid: Path | None, env: dict[str, str]
 ) -> subprocess.Popen[bytes]:
-    argv = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-            "--threads", str(threads), "--worker-class", "gthread", "--graceful-timeout", "5", "--log-level", "warning"]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "--threads",
+        str(threads),
+        "--worker-class",
+        "gthread",
+        "--graceful-timeout",
+        "5",
+        "--log-level",
+        "warning",
+    ]
     if pid is not None:
         argv += ["--pid", str(pid)]
     return subprocess.Popen([*argv, app], env=env)
@@ -46,8 +61,12 @@ def _wait_until_up(url: str, processes: list[subprocess.Popen[bytes]], timeout_s
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m examples.library", description=__doc__.splitlines()[0])
-    parser.add_argument("--database-url", default=os.environ.get("LIBRARY_DATABASE_URL"), required="LIBRARY_DATABASE_URL" not in os.environ,
-                        help="postgresql://user@host:port/database (or LIBRARY_DATABASE_URL)")  # fmt: skip
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("LIBRARY_DATABASE_URL"),
+        required="LIBRARY_DATABASE_URL" not in os.environ,
+        help="postgresql://user@host:port/database (or LIBRARY_DATABASE_URL)",
+    )
     parser.add_argument("--port", type=int, default=8810)
     parser.add_argument("--rates-port", type=int, default=0, help="the rates API's port (default: --port + 1)")
     parser.add_argument("--seed", action="store_true", help="create and fill the tables first")
@@ -70,8 +89,9 @@ def main() -> None:
     # The rates API is someone else's service: not traced.
     untraced = {k: v for k, v in env.items() if not k.startswith("OTEL_EXPORTER_OTLP")}
     rates = _gunicorn("examples.library.rates:create_app()", rates_port, workers=1, threads=16, pid=None, env=untraced)
-    library = _gunicorn("examples.library.app:create_app()", args.port, workers=2, threads=8,
-                        pid=home / "gunicorn.pid", env=env)  # fmt: skip
+    library = _gunicorn(
+        "examples.library.app:create_app()", args.port, workers=2, threads=8, pid=home / "gunicorn.pid", env=env
+    )
     servers = [rates, library]
 
     def stop(*_: object) -> None:

@@ -90,8 +90,14 @@ def create_app() -> Flask:
     def book(book_id: int):  # type: ignore[no-untyped-def]
         with Session(engine) as session:
             found = get_or_404(session, Book, book_id, options=[selectinload(Book.author)])
-            return jsonify(id=found.id, isbn=found.isbn, title=found.title, genre=found.genre, pages=found.pages,
-                           author=found.author.name)  # fmt: skip
+            return jsonify(
+                id=found.id,
+                isbn=found.isbn,
+                title=found.title,
+                genre=found.genre,
+                pages=found.pages,
+                author=found.author.name,
+            )
 
     @app.get("/members/<int:member_id>")
     def member(member_id: int):  # type: ignore[no-untyped-def]
@@ -109,10 +115,16 @@ def create_app() -> Flask:
             books = session.scalars(query).all()
             return jsonify(
                 author=author.name,
-                books=[{"id": b.id, "title": b.title, "reviews": len(b.reviews),
-                        "rating": round(sum(r.rating for r in b.reviews) / len(b.reviews), 2) if b.reviews else None}
-                       for b in books],
-            )  # fmt: skip
+                books=[
+                    {
+                        "id": b.id,
+                        "title": b.title,
+                        "reviews": len(b.reviews),
+                        "rating": round(sum(r.rating for r in b.reviews) / len(b.reviews), 2) if b.reviews else None,
+                    }
+                    for b in books
+                ],
+            )
 
     @app.get("/members/<int:member_id>/loans")
     def member_loans(member_id: int):  # type: ignore[no-untyped-def]
@@ -121,16 +133,21 @@ def create_app() -> Flask:
             loans = session.scalars(
                 select(Loan).where(Loan.member_id == member_id, Loan.status == status).order_by(Loan.due_on, Loan.id)
             ).all()
-            return jsonify(member=member_id, status=status,
-                           loans=[{"id": x.id, "book": x.book_id, "due_on": x.due_on.isoformat()} for x in loans])  # fmt: skip
+            return jsonify(
+                member=member_id,
+                status=status,
+                loans=[{"id": x.id, "book": x.book_id, "due_on": x.due_on.isoformat()} for x in loans],
+            )
 
     @app.get("/carts/<int:cart_id>/quote")
     def cart_quote(cart_id: int):  # type: ignore[no-untyped-def]
         with Session(engine) as session:
             items = session.scalars(
-                select(CartItem).where(CartItem.cart_id == cart_id).options(selectinload(CartItem.book))
+                select(CartItem)
+                .where(CartItem.cart_id == cart_id)
+                .options(selectinload(CartItem.book))
                 .order_by(CartItem.id)
-            ).all()  # fmt: skip
+            ).all()
             lines = [(item.book.isbn, item.quantity) for item in items]
         if not lines:
             abort(404)
@@ -140,8 +157,11 @@ def create_app() -> Flask:
         else:
             prices = {isbn: rates.get(f"/rates/{isbn}").raise_for_status().json()["price_cents"] for isbn, _ in lines}
         total = sum(prices[isbn] * quantity for isbn, quantity in lines)
-        return jsonify(cart=cart_id, items=[{"isbn": i, "quantity": q, "price_cents": prices[i]} for i, q in lines],
-                       total_cents=total)  # fmt: skip
+        return jsonify(
+            cart=cart_id,
+            items=[{"isbn": i, "quantity": q, "price_cents": prices[i]} for i, q in lines],
+            total_cents=total,
+        )
 
     @app.get("/reports/genres")
     def genre_report():  # type: ignore[no-untyped-def]
@@ -151,8 +171,10 @@ def create_app() -> Flask:
             with Session(engine) as session:
                 rows = session.execute(
                     select(Book.genre, func.count().label("count"), func.max(Book.pages).label("max_pages"))
-                    .where(Book.author_id <= 100).group_by(Book.genre).order_by(Book.genre)
-                ).all()  # fmt: skip
+                    .where(Book.author_id <= 100)
+                    .group_by(Book.genre)
+                    .order_by(Book.genre)
+                ).all()
             cached = _GENRE_REPORT.render(rows=rows)
             if ttl > 0:
                 genre_cache.put(cached, ttl)
@@ -163,15 +185,18 @@ def create_app() -> Flask:
         # A session on the reporting engine holds its connection from the first statement to the end.
         with Session(reporting) as session:
             today = dt.date(2025, 6, 1)
-            open_loans = session.scalar(select(func.count()).select_from(Loan).where(Loan.id <= 2000,
-                                                                                   Loan.status == "open"))  # fmt: skip
+            open_loans = session.scalar(
+                select(func.count()).select_from(Loan).where(Loan.id <= 2000, Loan.status == "open")
+            )
             genres: list[dict[str, Any]] = [
                 {"genre": g, "books": n, "pages": int(p)}
                 for g, n, p in session.execute(
-                    select(Book.genre, func.count(), func.sum(Book.pages)).where(Book.author_id <= 800)
-                    .group_by(Book.genre).order_by(Book.genre)
+                    select(Book.genre, func.count(), func.sum(Book.pages))
+                    .where(Book.author_id <= 800)
+                    .group_by(Book.genre)
+                    .order_by(Book.genre)
                 ).all()
-            ]  # fmt: skip
+            ]
             return jsonify(as_of=today.isoformat(), open_loans_sample=open_loans, genres=genres)
 
     @app.get("/admin/config")

@@ -31,10 +31,12 @@ class Outbound:
     async def start(self) -> None:
         """Run ``python -m examples.shop.downstream`` and wait for the line that gives its URLs."""
         self._process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "examples.shop.downstream",
+            sys.executable,
+            "-m",
+            "examples.shop.downstream",
             stdin=asyncio.subprocess.PIPE,  # held open for the services' whole life: its end is their end
             stdout=asyncio.subprocess.PIPE,
-        )  # fmt: skip
+        )
         assert self._process.stdout is not None
         line = (await asyncio.wait_for(self._process.stdout.readline(), _START_TIMEOUT_S)).decode()
         if not line.startswith(READY_LINE):

@@ -27,11 +27,50 @@ _STATUSES = ("placed", "paid", "shipped", "delivered", "returned")
 _CATEGORIES = ("books", "garden", "kitchen", "toys", "tools", "music", "sports", "office")
 # Words, colours and materials of the generated product copy.
 _WORDS = (
-    "durable", "compact", "premium", "lightweight", "classic", "modern", "handmade", "recycled", "everyday",
-    "versatile", "ergonomic", "weatherproof", "washable", "foldable", "stackable", "quiet", "bright", "soft",
-    "design", "finish", "grip", "frame", "surface", "edge", "fabric", "handle", "cover", "base", "set", "kit",
-    "for", "with", "and", "the", "a", "your", "every", "home", "office", "garden", "travel", "kitchen", "use",
-)  # fmt: skip
+    "durable",
+    "compact",
+    "premium",
+    "lightweight",
+    "classic",
+    "modern",
+    "handmade",
+    "recycled",
+    "everyday",
+    "versatile",
+    "ergonomic",
+    "weatherproof",
+    "washable",
+    "foldable",
+    "stackable",
+    "quiet",
+    "bright",
+    "soft",
+    "design",
+    "finish",
+    "grip",
+    "frame",
+    "surface",
+    "edge",
+    "fabric",
+    "handle",
+    "cover",
+    "base",
+    "set",
+    "kit",
+    "for",
+    "with",
+    "and",
+    "the",
+    "a",
+    "your",
+    "every",
+    "home",
+    "office",
+    "garden",
+    "travel",
+    "kitchen",
+    "use",
+)
 _COLORS = ("black", "white", "red", "blue", "green", "grey", "oak", "walnut", "steel", "sand")
 _MATERIALS = ("cotton", "steel", "aluminium", "oak", "bamboo", "glass", "ceramic", "polymer", "wool", "paper")
 # Fixed, not "now": the same seed must give byte-identical rows whenever it runs.
@@ -86,9 +125,15 @@ def _order_rows(rng: random.Random, prices: list[int], first: int, last: int) ->
         created = _EPOCH + timedelta(minutes=rng.randrange(1_000_000))
         status = rng.choice(_STATUSES)
         yield (
-            order_id, customer, customer_email(customer), product, quantity,
-            quantity * prices[product - 1], status, created.isoformat(),
-        )  # fmt: skip
+            order_id,
+            customer,
+            customer_email(customer),
+            product,
+            quantity,
+            quantity * prices[product - 1],
+            status,
+            created.isoformat(),
+        )
 
 
 @dataclass

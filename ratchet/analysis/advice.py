@@ -22,30 +22,40 @@ def _n_plus_one(f: Finding, ev: dict[str, Any]) -> str:
     group = ev.get("statements") or []
     if len(group) > 1:
         listed = "; ".join(f"`{statement}`" for statement in group)
-        return (f"The group {listed} runs {ev.get('calls_per_request', 'many')} times per request in {f.endpoint}, "
-                f"once per item: load each with one query (IN (...) or a join) before the loop.{_traces(ev)}")  # fmt: skip
-    return (f"The {ev.get('calls_per_request', 'many')} runs of `{ev.get('statement', 'one statement')}` per request "
-            f"in {f.endpoint} can become one query with IN (...) or a join, loaded before the loop.{_traces(ev)}")  # fmt: skip
+        return (
+            f"The group {listed} runs {ev.get('calls_per_request', 'many')} times per request in {f.endpoint}, "
+            f"once per item: load each with one query (IN (...) or a join) before the loop.{_traces(ev)}"
+        )
+    return (
+        f"The {ev.get('calls_per_request', 'many')} runs of `{ev.get('statement', 'one statement')}` per request "
+        f"in {f.endpoint} can become one query with IN (...) or a join, loaded before the loop.{_traces(ev)}"
+    )
 
 
 def _sequential(f: Finding, ev: dict[str, Any]) -> str:
     targets = ev.get("targets") or []
     listed = "; ".join(targets) if targets else "its independent steps"
-    return (f"{f.endpoint} runs {listed} one after another though none needs another's result: issue them at "
-            f"once (asyncio.gather, a thread pool, or one batched request), saving about "
-            f"{_ms(ev.get('saved_ms'))} per request.{_traces(ev)}")  # fmt: skip
+    return (
+        f"{f.endpoint} runs {listed} one after another though none needs another's result: issue them at "
+        f"once (asyncio.gather, a thread pool, or one batched request), saving about "
+        f"{_ms(ev.get('saved_ms'))} per request.{_traces(ev)}"
+    )
 
 
 def _n_plus_one_api(f: Finding, ev: dict[str, Any]) -> str:
-    return (f"{f.endpoint} calls {ev.get('destination', 'one resource')} {ev.get('calls_per_request', 'many')} "
-            f"times per request: ask for all items in one batched call, or cache the answers.{_traces(ev)}")  # fmt: skip
+    return (
+        f"{f.endpoint} calls {ev.get('destination', 'one resource')} {ev.get('calls_per_request', 'many')} "
+        f"times per request: ask for all items in one batched call, or cache the answers.{_traces(ev)}"
+    )
 
 
 def _cacheable(f: Finding, ev: dict[str, Any]) -> str:
-    return (f"{f.endpoint} recomputes the same answer ({_ms(ev.get('self_ms'))} of its own work): keep answers "
-            f"per request parameters for about {ev.get('suggested_ttl_s', 60)} s (an in-process or shared cache, "
-            f"or Cache-Control: max-age for clients); the load's repeats suggest a hit ratio of "
-            f"{float(ev.get('estimated_hit_ratio', 0)):.0%}. Make sure writes invalidate what they change.")  # fmt: skip
+    return (
+        f"{f.endpoint} recomputes the same answer ({_ms(ev.get('self_ms'))} of its own work): keep answers "
+        f"per request parameters for about {ev.get('suggested_ttl_s', 60)} s (an in-process or shared cache, "
+        f"or Cache-Control: max-age for clients); the load's repeats suggest a hit ratio of "
+        f"{float(ev.get('estimated_hit_ratio', 0)):.0%}. Make sure writes invalidate what they change."
+    )
 
 
 def _uncompressed(f: Finding, ev: dict[str, Any]) -> str:
@@ -82,27 +92,35 @@ def _http_caching(f: Finding, ev: dict[str, Any]) -> str:
 
 
 def _saturation(f: Finding, ev: dict[str, Any]) -> str:
-    return (f"Calls from {f.endpoint} to {ev.get('destination', 'a dependency')} wait {_ms(ev.get('median_wait_ms'))} "
-            f"for a connection or worker ({ev.get('max_called_at_once', '?')} made at once, "
-            f"{ev.get('max_served_at_once', '?')} served): raise the client's pool or the service's workers, "
-            f"then confirm with the stress run.{_traces(ev)}")  # fmt: skip
+    return (
+        f"Calls from {f.endpoint} to {ev.get('destination', 'a dependency')} wait {_ms(ev.get('median_wait_ms'))} "
+        f"for a connection or worker ({ev.get('max_called_at_once', '?')} made at once, "
+        f"{ev.get('max_served_at_once', '?')} served): raise the client's pool or the service's workers, "
+        f"then confirm with the stress run.{_traces(ev)}"
+    )
 
 
 def _missing_index(f: Finding, ev: dict[str, Any]) -> str:
-    return (f"Create an index on {ev.get('table', '?')}({', '.join(ev.get('columns', []))}); the plan shows: "
-            f"{ev.get('plan_line', '?')}")  # fmt: skip
+    return (
+        f"Create an index on {ev.get('table', '?')}({', '.join(ev.get('columns', []))}); the plan shows: "
+        f"{ev.get('plan_line', '?')}"
+    )
 
 
 def _error_hotspot(f: Finding, ev: dict[str, Any]) -> str:
-    return (f"{f.endpoint} fails more under load ({float(ev.get('error_rate', 0)):.1%} against "
-            f"{float(ev.get('baseline_error_rate', 0)):.1%} at the baseline): look for timeouts, pool exhaustion "
-            "or locks in its errors and raise the limit that is hit.")  # fmt: skip
+    return (
+        f"{f.endpoint} fails more under load ({float(ev.get('error_rate', 0)):.1%} against "
+        f"{float(ev.get('baseline_error_rate', 0)):.1%} at the baseline): look for timeouts, pool exhaustion "
+        "or locks in its errors and raise the limit that is hit."
+    )
 
 
 def _slow(f: Finding, ev: dict[str, Any]) -> str:
     if ev.get("dependency"):
-        return (f"{f.endpoint} mostly waits on {ev['dependency']} ({_ms(ev.get('dependency_ms'))} per request): "
-                "ask its owners for a faster answer, cache it, call it less, or set a target that allows for it.")  # fmt: skip
+        return (
+            f"{f.endpoint} mostly waits on {ev['dependency']} ({_ms(ev.get('dependency_ms'))} per request): "
+            "ask its owners for a faster answer, cache it, call it less, or set a target that allows for it."
+        )
     return (
         f"Profile {f.endpoint}: its p95 is {_ms(ev.get('endpoint_p95_ms'))} and no span or plan explains it; "
         "have it export spans (db and HTTP client instrumentation) or declare its queries in the target."

@@ -95,10 +95,14 @@ def check_baseline(
     """Whether ``current`` is unlike ``history`` (the endpoint's earlier baselines), with a sentence."""
     if len(history) < min_history:
         return BaselineAnomaly(
-            endpoint=endpoint, history=len(history), checked=False,
-            sentence=(f"{endpoint}: not enough history to judge the baseline ({len(history)} earlier "
-                      f"baseline(s), {min_history} needed)"),
-        )  # fmt: skip
+            endpoint=endpoint,
+            history=len(history),
+            checked=False,
+            sentence=(
+                f"{endpoint}: not enough history to judge the baseline ({len(history)} earlier "
+                f"baseline(s), {min_history} needed)"
+            ),
+        )
     rows = np.array([_row(h) for h in history] + [_row(current)], dtype=float)
     forest = IsolationForest(n_estimators=_TREES, random_state=_SEED).fit(rows)
     scores = forest.score_samples(rows)
@@ -116,9 +120,14 @@ def check_baseline(
     else:
         sentence = f"{endpoint}: baseline like its {n} earlier ones (isolation score {score:.2f}, anomalous below {threshold:.2f})"
     return BaselineAnomaly(
-        endpoint=endpoint, history=n, checked=True, anomalous=anomalous, score=round(score, 4),
-        threshold=round(threshold, 4), sentence=sentence,
-    )  # fmt: skip
+        endpoint=endpoint,
+        history=n,
+        checked=True,
+        anomalous=anomalous,
+        score=round(score, 4),
+        threshold=round(threshold, 4),
+        sentence=sentence,
+    )
 
 
 def baseline_anomalies(

@@ -35,25 +35,28 @@ def blind_spots(
     if not spans_expected:
         return [
             BlindSpot(
-                kind="untraced", blind_to=_OUTSIDE_ONLY,
+                kind="untraced",
+                blind_to=_OUTSIDE_ONLY,
                 summary="the target declares no traces: Ratchet sees its answers and latency from outside only",
                 advice=_TRACING,
             )
-        ]  # fmt: skip
+        ]
     if coverage is None or coverage.spans == 0:
         return [
             BlindSpot(
-                kind="no-spans", blind_to=_OUTSIDE_ONLY,
+                kind="no-spans",
+                blind_to=_OUTSIDE_ONLY,
                 summary="no span of the run arrived although the target declares traces",
                 advice="Check that the service exports OTLP/HTTP to the receiver's address (OTEL_EXPORTER_OTLP_"
                 "ENDPOINT) and that `ratchet traces serve` runs with the workers' RATCHET_HOME.",
             )
-        ]  # fmt: skip
+        ]
     gaps: list[BlindSpot] = []
     if target.database is not None and coverage.database_spans == 0:
         gaps.append(
             BlindSpot(
-                kind="no-database-spans", blind_to=["N+1 queries", "statement shares", "plans of unlisted statements"],
+                kind="no-database-spans",
+                blind_to=["N+1 queries", "statement shares", "plans of unlisted statements"],
                 summary="the traces hold no database span although the target has a database",
                 advice="Instrument the database driver (opentelemetry-instrumentation-sqlite3, -psycopg, -sqlalchemy); "
                 "sqlite3's Connection.execute shortcut is not traced, a cursor's execute is; statements run in a "
@@ -61,22 +64,26 @@ def blind_spots(
                 "`queries:` are planned.",
                 evidence={"spans": coverage.spans},
             )
-        )  # fmt: skip
+        )
     share = coverage.orphans / coverage.children if coverage.children else 0.0
     if coverage.orphans >= MIN_ORPHANS and share >= ORPHAN_SHARE:
         hidden = ["N+1 queries and calls", "statement shares"] if coverage.orphan_database_spans else []
         gaps.append(
             BlindSpot(
-                kind="orphan-spans", blind_to=[*hidden, "the critical path of the requests they belong to"],
+                kind="orphan-spans",
+                blind_to=[*hidden, "the critical path of the requests they belong to"],
                 summary=f"{share:.0%} of the spans inside requests ({coverage.orphans} of {coverage.children}) arrived "
                 "without their parent: their work is not counted in any request",
                 advice="Carry the trace context into thread pools and executors (opentelemetry-instrumentation-"
                 "threading, or contextvars.copy_context().run for each submitted task), and export the parents' "
                 "service too.",
-                evidence={"orphans": coverage.orphans, "children": coverage.children,
-                          "orphan_database_spans": coverage.orphan_database_spans},
+                evidence={
+                    "orphans": coverage.orphans,
+                    "children": coverage.children,
+                    "orphan_database_spans": coverage.orphan_database_spans,
+                },
             )
-        )  # fmt: skip
+        )
     sampled = {
         stats.endpoint: coverage.traced_requests.get(stats.endpoint, 0) / stats.requests
         for stats in baseline
@@ -86,11 +93,13 @@ def blind_spots(
     if thin:
         gaps.append(
             BlindSpot(
-                kind="sampled", endpoints=thin, blind_to=["repeats counted across traces", "time inside the service"],
+                kind="sampled",
+                endpoints=thin,
+                blind_to=["repeats counted across traces", "time inside the service"],
                 summary="fewer than half of these endpoints' requests arrived as traces (sampling, or spans lost)",
                 advice="Trace every request while Ratchet measures (OTEL_TRACES_SAMPLER=parentbased_always_on); "
                 "until then their verdicts use the client's clock.",
                 evidence={"traced_share": {e: round(sampled[e], 3) for e in thin}},
             )
-        )  # fmt: skip
+        )
     return gaps

@@ -37,9 +37,11 @@ def endpoint_noise(
     requests = int(np.median([run.size for run in runs])) if runs else 0
     if len(usable) < 2:
         return EndpointNoise(
-            endpoint=endpoint, runs=len(runs), requests_per_run=requests,
+            endpoint=endpoint,
+            runs=len(runs),
+            requests_per_run=requests,
             note=f"fewer than {PER_RUN_MIN_REQUESTS} requests per run: no per-run {rules.metric} to measure",
-        )  # fmt: skip
+        )
     values = np.array([run_percentile(run, quantile) for run in usable])
     spread = float(np.std(np.log(values), ddof=1))
     z = float(norm.ppf(1 - (1 - rules.confidence) / 2))

@@ -260,10 +260,15 @@ def unexplained_slow_findings(
             why = "and no spans of it arrived, so where its time goes is not seen (only its plans were read)"
         dependency = (dependencies or {}).get(stats.endpoint)
         if dependency is not None and dependency.share >= 0.5:
-            why = (f"and {dependency.share:.0%} of a request (median {dependency.median_ms:.1f} ms) waits on "
-                   f"{dependency.dest}: the dependency's own latency, which no change to this service removes")  # fmt: skip
-            evidence = {"dependency": dependency.dest, "dependency_ms": round(dependency.median_ms, 3),
-                        "dependency_share": round(dependency.share, 4)}  # fmt: skip
+            why = (
+                f"and {dependency.share:.0%} of a request (median {dependency.median_ms:.1f} ms) waits on "
+                f"{dependency.dest}: the dependency's own latency, which no change to this service removes"
+            )
+            evidence = {
+                "dependency": dependency.dest,
+                "dependency_ms": round(dependency.median_ms, 3),
+                "dependency_share": round(dependency.share, 4),
+            }
         findings.append(
             Finding(
                 id=f"F{start + len(findings)}",

@@ -33,10 +33,18 @@ _RISK_FACTOR = {"low": 1.0, "medium": 2.0, "high": 4.0}
 # The finding's numeric evidence (see the detectors). Each detector's milliseconds measure something else (an
 # N+1's window, a handler's own work, a wait for a connection): a column each, so the trees never mix them.
 # Shares, calls and bytes mean the same whichever detector wrote them: the first key present wins.
-_MS_KEYS = ("statement_median_ms", "window_ms", "saved_ms", "self_ms", "median_wait_ms", "dependency_ms",
-            "total_ms", "lcp_ms", "probe_median_ms")  # fmt: skip
-_SHARE_KEYS = ("statement_share_of_endpoint", "share_of_request", "share_of_call", "dependency_share",
-               "latency_share")  # fmt: skip
+_MS_KEYS = (
+    "statement_median_ms",
+    "window_ms",
+    "saved_ms",
+    "self_ms",
+    "median_wait_ms",
+    "dependency_ms",
+    "total_ms",
+    "lcp_ms",
+    "probe_median_ms",
+)
+_SHARE_KEYS = ("statement_share_of_endpoint", "share_of_request", "share_of_call", "dependency_share", "latency_share")
 _CALL_KEYS = ("calls_per_request", "waiting_calls")
 _BYTE_KEYS = ("blocking_bytes", "wire_bytes", "body_bytes", "page_weight_bytes")
 FEATURES = (
@@ -275,9 +283,12 @@ def outcomes_of(status: CampaignStatus) -> list[Outcome]:
                 continue
             # The recommendation keeps the feasibility of the finding it was ranked for; its others share it.
             pair = Pair(
-                finding, recommendation.lever.kind, recommendation.lever.risk, recommendation.feasibility,
+                finding,
+                recommendation.lever.kind,
+                recommendation.lever.risk,
+                recommendation.feasibility,
                 baselines.get(finding.endpoint),
-            )  # fmt: skip
+            )
             found.append(
                 Outcome(
                     campaign_id=status.campaign_id,

@@ -41,10 +41,18 @@ def load_request(
 ) -> LoadTestRequest:
     """The load test of ``shape`` against ``target``, with the playbook's VU cap and request timeout."""
     return LoadTestRequest(
-        campaign_id=campaign_id, label=label, target=target, rate=shape.rate, duration_s=shape.duration_s,
-        warmup_s=shape.warmup_s, max_vus=load.max_vus, request_timeout_s=load.request_timeout.total_seconds(),
-        stress=shape.stress, bounded_memory=shape.bounded_memory, focus=focus or {},
-    )  # fmt: skip
+        campaign_id=campaign_id,
+        label=label,
+        target=target,
+        rate=shape.rate,
+        duration_s=shape.duration_s,
+        warmup_s=shape.warmup_s,
+        max_vus=load.max_vus,
+        request_timeout_s=load.request_timeout.total_seconds(),
+        stress=shape.stress,
+        bounded_memory=shape.bounded_memory,
+        focus=focus or {},
+    )
 
 
 def stress_plan(playbook: Playbook) -> StressPlan:

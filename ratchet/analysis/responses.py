@@ -83,32 +83,47 @@ def payload_findings(probe: ProbeReport, slow: set[str], mix: Traffic, rules: De
         biggest = max(ok, key=lambda s: s.wire_bytes)
         median_ms = sorted(s.elapsed_ms for s in ok)[len(ok) // 2]
         evidence = {
-            "wire_bytes": biggest.wire_bytes, "body_bytes": biggest.body_bytes, "content_type": biggest.content_type,
-            "content_encoding": biggest.content_encoding or "none", "accept_encoding": endpoint.accept_encoding,
-            "probe_median_ms": round(median_ms, 3), "probes": len(ok),
-        }  # fmt: skip
+            "wire_bytes": biggest.wire_bytes,
+            "body_bytes": biggest.body_bytes,
+            "content_type": biggest.content_type,
+            "content_encoding": biggest.content_encoding or "none",
+            "accept_encoding": endpoint.accept_encoding,
+            "probe_median_ms": round(median_ms, 3),
+            "probes": len(ok),
+        }
         uncompressed = not biggest.content_encoding and _is_text(biggest.content_type)
         if uncompressed and biggest.wire_bytes >= rules.uncompressed_min_bytes:
             findings.append(
                 Finding(
-                    id="", type=FindingType.UNCOMPRESSED, endpoint=endpoint.endpoint,
-                    severity=severity(0.5), impact=round(0.5 * mix.share(endpoint.endpoint), 4),  # type: ignore[arg-type]
+                    id="",
+                    type=FindingType.UNCOMPRESSED,
+                    endpoint=endpoint.endpoint,
+                    severity=severity(0.5),
+                    impact=round(0.5 * mix.share(endpoint.endpoint), 4),  # type: ignore[arg-type]
                     estimated_gain_ms=0.0,
-                    summary=(f"{endpoint.endpoint}: {biggest.wire_bytes:,} bytes of {biggest.content_type or 'text'} "
-                             f"sent without compression to a client that accepts {endpoint.accept_encoding}"),
+                    summary=(
+                        f"{endpoint.endpoint}: {biggest.wire_bytes:,} bytes of {biggest.content_type or 'text'} "
+                        f"sent without compression to a client that accepts {endpoint.accept_encoding}"
+                    ),
                     evidence=evidence | {"key": "", "fingerprint": f"uncompressed|{endpoint.endpoint}"},
                 )
-            )  # fmt: skip
+            )
         if biggest.body_bytes >= rules.large_payload_bytes and endpoint.endpoint in slow:
             findings.append(
                 Finding(
-                    id="", type=FindingType.LARGE_PAYLOAD, endpoint=endpoint.endpoint,
-                    severity="medium", impact=round(0.3 * mix.share(endpoint.endpoint), 4), estimated_gain_ms=0.0,
-                    summary=(f"{endpoint.endpoint}: a {biggest.body_bytes:,}-byte response "
-                             f"({biggest.wire_bytes:,} on the wire), {median_ms:.0f} ms to fetch"),
+                    id="",
+                    type=FindingType.LARGE_PAYLOAD,
+                    endpoint=endpoint.endpoint,
+                    severity="medium",
+                    impact=round(0.3 * mix.share(endpoint.endpoint), 4),
+                    estimated_gain_ms=0.0,
+                    summary=(
+                        f"{endpoint.endpoint}: a {biggest.body_bytes:,}-byte response "
+                        f"({biggest.wire_bytes:,} on the wire), {median_ms:.0f} ms to fetch"
+                    ),
                     evidence=evidence | {"key": "", "fingerprint": f"large-payload|{endpoint.endpoint}"},
                 )
-            )  # fmt: skip
+            )
     return findings
 
 
@@ -117,30 +132,45 @@ def render_blocking_findings(probe: ProbeReport, mix: Traffic, rules: Detection)
     findings = []
     for endpoint in probe.endpoints:
         heavy = [
-            a for a in endpoint.assets
+            a
+            for a in endpoint.assets
             if a.blocking and a.response is not None and a.response.wire_bytes >= rules.render_blocking_min_bytes
-        ]  # fmt: skip
+        ]
         if not heavy:
             continue
         total = sum(a.response.wire_bytes for a in heavy if a.response)
         page_bytes = total + max((s.wire_bytes for s in endpoint.samples), default=0)
         findings.append(
             Finding(
-                id="", type=FindingType.RENDER_BLOCKING, endpoint=endpoint.endpoint, severity="high",
-                impact=round(0.8 * mix.share(endpoint.endpoint), 4), estimated_gain_ms=0.0,
-                summary=(f"{endpoint.endpoint}: the page waits for {len(heavy)} blocking asset(s) of {total:,} bytes "
-                         f"before its first paint ({', '.join(a.url for a in heavy)})"),
+                id="",
+                type=FindingType.RENDER_BLOCKING,
+                endpoint=endpoint.endpoint,
+                severity="high",
+                impact=round(0.8 * mix.share(endpoint.endpoint), 4),
+                estimated_gain_ms=0.0,
+                summary=(
+                    f"{endpoint.endpoint}: the page waits for {len(heavy)} blocking asset(s) of {total:,} bytes "
+                    f"before its first paint ({', '.join(a.url for a in heavy)})"
+                ),
                 evidence={
-                    "key": "", "fingerprint": f"render-blocking|{endpoint.endpoint}", "blocking_bytes": total,
+                    "key": "",
+                    "fingerprint": f"render-blocking|{endpoint.endpoint}",
+                    "blocking_bytes": total,
                     "page_weight_bytes": page_bytes,
                     **{k: v for k, v in vitals_of(probe, endpoint.endpoint).items() if k != "page_weight_bytes"},
-                    "assets": [{"url": a.url, "kind": a.kind, "wire_bytes": a.response.wire_bytes if a.response else 0,
-                                "content_encoding": (a.response.content_encoding if a.response else "") or "none",
-                                "cache_control": (a.response.cache_control if a.response else "") or "none"}
-                               for a in endpoint.assets],
+                    "assets": [
+                        {
+                            "url": a.url,
+                            "kind": a.kind,
+                            "wire_bytes": a.response.wire_bytes if a.response else 0,
+                            "content_encoding": (a.response.content_encoding if a.response else "") or "none",
+                            "cache_control": (a.response.cache_control if a.response else "") or "none",
+                        }
+                        for a in endpoint.assets
+                    ],
                 },
             )
-        )  # fmt: skip
+        )
     return findings
 
 
@@ -189,9 +219,10 @@ def http_caching_findings(probe: ProbeReport, mix: Traffic, rules: Detection) ->
     for page in probe.endpoints:
         # The page's own assets that no declared endpoint serves (the same bytes): listed on the page.
         assets = [
-            (a.url, a.response) for a in page.assets
+            (a.url, a.response)
+            for a in page.assets
             if a.response is not None and _uncached_static(a.response) and a.response.body_sha256 not in reported
-        ]  # fmt: skip
+        ]
         if assets:
             findings.append(_http_caching(page.endpoint, assets, mix, rules, own=False))
     return findings
@@ -212,18 +243,33 @@ def _http_caching(
         f"its {total:,}-byte {assets[0][1].content_type} answers" if own else f"{total:,} bytes of its assets ({names})"
     )
     return Finding(
-        id="", type=FindingType.HTTP_CACHING, endpoint=endpoint, severity="medium" if heavy else "low",
-        impact=round((0.3 if heavy else 0.1) * mix.share(endpoint), 4), estimated_gain_ms=0.0,
-        summary=(f"{endpoint}: {what}, which browsers and proxies may not keep (no Cache-Control max-age): every "
-                 "visit fetches them again; a load test cannot show this"),
+        id="",
+        type=FindingType.HTTP_CACHING,
+        endpoint=endpoint,
+        severity="medium" if heavy else "low",
+        impact=round((0.3 if heavy else 0.1) * mix.share(endpoint), 4),
+        estimated_gain_ms=0.0,
+        summary=(
+            f"{endpoint}: {what}, which browsers and proxies may not keep (no Cache-Control max-age): every "
+            "visit fetches them again; a load test cannot show this"
+        ),
         evidence={
-            "key": "", "fingerprint": f"http-caching|{endpoint}", "wire_bytes": total,
+            "key": "",
+            "fingerprint": f"http-caching|{endpoint}",
+            "wire_bytes": total,
             "served_by": "the endpoint" if own else "the page's assets",
-            "assets": [{"url": name, "content_type": sample.content_type, "wire_bytes": sample.wire_bytes,
-                        "cache_control": sample.cache_control or "none", "etag": sample.etag or "none"}
-                       for name, sample in assets],
+            "assets": [
+                {
+                    "url": name,
+                    "content_type": sample.content_type,
+                    "wire_bytes": sample.wire_bytes,
+                    "cache_control": sample.cache_control or "none",
+                    "etag": sample.etag or "none",
+                }
+                for name, sample in assets
+            ],
         },
-    )  # fmt: skip
+    )
 
 
 def cacheable_findings(
@@ -260,25 +306,40 @@ def cacheable_findings(
         # it would serve (a cache no request repeats for removes nothing, however costly the work).
         findings.append(
             Finding(
-                id="", type=FindingType.CACHEABLE, endpoint=endpoint.endpoint, severity=severity(share * hits),  # type: ignore[arg-type]
+                id="",
+                type=FindingType.CACHEABLE,
+                endpoint=endpoint.endpoint,
+                severity=severity(share * hits),  # type: ignore[arg-type]
                 impact=round(share * hits * mix.share(endpoint.endpoint), 4),
                 estimated_gain_ms=round(self_ms * hits, 2),
-                summary=(f"{endpoint.endpoint}: {self_ms:.1f} ms of its own work per request ({share:.0%}), and "
-                         f"the same answer on every repeat; a cache would have served {hits:.0%} of the load"),
+                summary=(
+                    f"{endpoint.endpoint}: {self_ms:.1f} ms of its own work per request ({share:.0%}), and "
+                    f"the same answer on every repeat; a cache would have served {hits:.0%} of the load"
+                ),
                 evidence={
-                    "key": "", "fingerprint": f"cacheable|{endpoint.endpoint}", "self_ms": round(self_ms, 3),
-                    "share_of_request": round(share, 4), "estimated_hit_ratio": round(hits, 4),
-                    "suggested_ttl_s": rules.cache_ttl_s, "repeats_per_example": len(endpoint.by_example[0]),
-                    "examples": len(endpoint.by_example), "trace_ids": traces,
+                    "key": "",
+                    "fingerprint": f"cacheable|{endpoint.endpoint}",
+                    "self_ms": round(self_ms, 3),
+                    "share_of_request": round(share, 4),
+                    "estimated_hit_ratio": round(hits, 4),
+                    "suggested_ttl_s": rules.cache_ttl_s,
+                    "repeats_per_example": len(endpoint.by_example[0]),
+                    "examples": len(endpoint.by_example),
+                    "trace_ids": traces,
                 },
             )
-        )  # fmt: skip
+        )
     return findings
 
 
 # (vital, unit, the playbook's limit for it): what a page's visitors wait for or see move.
-_VITALS = (("lcp", "ms", "vitals_lcp_ms"), ("fcp", "ms", "vitals_fcp_ms"), ("cls", "", "vitals_cls"),
-           ("inp", "ms", "vitals_inp_ms"), ("ttfb", "ms", "vitals_ttfb_ms"))  # fmt: skip
+_VITALS = (
+    ("lcp", "ms", "vitals_lcp_ms"),
+    ("fcp", "ms", "vitals_fcp_ms"),
+    ("cls", "", "vitals_cls"),
+    ("inp", "ms", "vitals_inp_ms"),
+    ("ttfb", "ms", "vitals_ttfb_ms"),
+)
 
 
 def vitals_of(probe: ProbeReport, endpoint: str) -> dict[str, float | int | None]:
@@ -288,9 +349,16 @@ def vitals_of(probe: ProbeReport, endpoint: str) -> dict[str, float | int | None
 
 
 def vitals_evidence(page: PageVitals) -> dict[str, float | int | None]:
-    return {"fcp_ms": page.fcp_ms, "lcp_ms": page.lcp_ms, "cls": page.cls, "inp_ms": page.inp_ms,
-            "ttfb_ms": page.ttfb_ms, "requests_per_visit": page.requests, "page_weight_bytes": int(page.bytes),
-            "visits": page.visits}  # fmt: skip
+    return {
+        "fcp_ms": page.fcp_ms,
+        "lcp_ms": page.lcp_ms,
+        "cls": page.cls,
+        "inp_ms": page.inp_ms,
+        "ttfb_ms": page.ttfb_ms,
+        "requests_per_visit": page.requests,
+        "page_weight_bytes": int(page.bytes),
+        "visits": page.visits,
+    }
 
 
 def web_vitals_findings(probe: ProbeReport, mix: Traffic, rules: Detection) -> list[Finding]:
@@ -298,22 +366,36 @@ def web_vitals_findings(probe: ProbeReport, mix: Traffic, rules: Detection) -> l
     boundaries of Google's "poor" rating)."""
     findings = []
     for page in probe.pages:
-        worse = [(name, unit, value, getattr(rules, limit)) for name, unit, limit in _VITALS
-                 if (value := page.vital(name)) is not None and value > getattr(rules, limit)]  # fmt: skip
+        worse = [
+            (name, unit, value, getattr(rules, limit))
+            for name, unit, limit in _VITALS
+            if (value := page.vital(name)) is not None and value > getattr(rules, limit)
+        ]
         if not worse:
             continue
         # The share of the limit exceeded, capped: how bad it is for the visitor.
         share = min(1.0, max(value / limit - 1 for _, _, value, limit in worse))
-        listed = ", ".join(f"{name.upper()} {value:,.{0 if unit else 3}f}{' ms' if unit else ''} (limit {limit:g})"
-                           for name, unit, value, limit in worse)  # fmt: skip
+        listed = ", ".join(
+            f"{name.upper()} {value:,.{0 if unit else 3}f}{' ms' if unit else ''} (limit {limit:g})"
+            for name, unit, value, limit in worse
+        )
         lcp_gain = max(0.0, (page.lcp_ms or 0.0) - rules.vitals_lcp_ms)
         findings.append(
             Finding(
-                id="", type=FindingType.WEB_VITALS, endpoint=page.endpoint, severity=severity(share),  # type: ignore[arg-type]
-                impact=round(share * mix.share(page.endpoint), 4), estimated_gain_ms=round(lcp_gain, 2),
+                id="",
+                type=FindingType.WEB_VITALS,
+                endpoint=page.endpoint,
+                severity=severity(share),  # type: ignore[arg-type]
+                impact=round(share * mix.share(page.endpoint), 4),
+                estimated_gain_ms=round(lcp_gain, 2),
                 summary=f"{page.endpoint}: {listed}, in Chromium over {page.visits} first visits",
-                evidence={"key": "", "fingerprint": f"web-vitals|{page.endpoint}", "url": page.url,
-                          "poor": [name for name, *_ in worse], **vitals_evidence(page)},
+                evidence={
+                    "key": "",
+                    "fingerprint": f"web-vitals|{page.endpoint}",
+                    "url": page.url,
+                    "poor": [name for name, *_ in worse],
+                    **vitals_evidence(page),
+                },
             )
-        )  # fmt: skip
+        )
     return findings

@@ -69,7 +69,13 @@ def _stats(runs: list[np.ndarray], client: EndpointStats) -> EndpointStats:
     pooled = np.concatenate(runs)
     p50, p95, p99 = np.percentile(pooled, [50, 95, 99])
     return EndpointStats(
-        endpoint=client.endpoint, requests=int(pooled.size), errors=client.errors, error_rate=client.error_rate,
-        unanswered=client.unanswered, p50=round(float(p50), 3), p95=round(float(p95), 3),
-        p99=round(float(p99), 3), mean=round(float(pooled.mean()), 3),
-    )  # fmt: skip
+        endpoint=client.endpoint,
+        requests=int(pooled.size),
+        errors=client.errors,
+        error_rate=client.error_rate,
+        unanswered=client.unanswered,
+        p50=round(float(p50), 3),
+        p95=round(float(p95), 3),
+        p99=round(float(p99), 3),
+        mean=round(float(pooled.mean()), 3),
+    )

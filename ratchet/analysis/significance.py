@@ -249,9 +249,16 @@ def _not_worse_rule(high: float, margin: float, worst_excess_ms: float, floor: f
 
 
 def _why_not_improved(
-    ratio: float, bar: float, effect_ms: float, floor: float, by_chance: bool, p_faster: float, high: float,
-    rules: Validation, test: str,
-) -> str:  # fmt: skip
+    ratio: float,
+    bar: float,
+    effect_ms: float,
+    floor: float,
+    by_chance: bool,
+    p_faster: float,
+    high: float,
+    rules: Validation,
+    test: str,
+) -> str:
     """Which rule an endpoint that is not worse missed on the way to improved."""
     if ratio > bar and not by_chance:
         return f"faster beyond chance, but the estimate x{ratio_digits(ratio)} misses the bar x{ratio_digits(bar)}"
@@ -264,9 +271,15 @@ def _why_not_improved(
 
 
 def _why_not_regressed(
-    ratio: float, margin: float, effect_ms: float, floor: float, by_chance: bool, p_slower: float, low: float,
+    ratio: float,
+    margin: float,
+    effect_ms: float,
+    floor: float,
+    by_chance: bool,
+    p_slower: float,
+    low: float,
     test: str,
-) -> str:  # fmt: skip
+) -> str:
     """Which rule an endpoint whose interval reaches past the margin missed on the way to regressed."""
     if by_chance:
         reason = f"{test} p={p_slower:.2g}" if low > 1 else f"the CI reaches down to x{ratio_digits(low)}"

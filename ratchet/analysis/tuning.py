@@ -77,5 +77,7 @@ def suggest(parameter: LeverParameter, trials: list[Trial]) -> tuple[float, str]
     pick = int(np.argmax(expected))
     value = float(parameter.value(float(candidates[pick])))
     low, high = np.exp(mean[pick] - std[pick]), np.exp(mean[pick] + std[pick])
-    return value, (f"the most expected improvement on the best p95 so far ({np.exp(best_y):.1f} ms): "
-                   f"predicted {np.exp(mean[pick]):.1f} ms ({low:.0f}-{high:.0f})")  # fmt: skip
+    return value, (
+        f"the most expected improvement on the best p95 so far ({np.exp(best_y):.1f} ms): "
+        f"predicted {np.exp(mean[pick]):.1f} ms ({low:.0f}-{high:.0f})"
+    )

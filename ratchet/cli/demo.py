@@ -92,8 +92,14 @@ def run_demo(console: Console, *, playbook: Path, auto_approve: bool, shop_port:
     shop_argv = [sys.executable, "-m", "examples.shop", "--db", str(database), "--port", str(shop_port)]
     shop_env = os.environ | {"OTEL_EXPORTER_OTLP_ENDPOINT": settings.otlp_url}
     production_argv = [
-        sys.executable, "-m", "examples.shop", "--db", str(production_database), "--port", str(shop_port + 1),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "examples.shop",
+        "--db",
+        str(production_database),
+        "--port",
+        str(shop_port + 1),
+    ]
     with (
         announced_process(receiver_argv, ready=READY_LINE, log=logs / "traces.log"),
         announced_process(shop_argv, ready="shop listening", log=logs / "shop.log", env=shop_env),
@@ -150,9 +156,13 @@ async def _campaign(console: Console, settings: Settings, playbook: Path, target
     # Every demo starts from a fresh copy of the shop, as a first campaign: what an earlier demo disproved is
     # tried again (on a real target the memory holds; see `ratchet launch --retry-disproved`).
     campaign_id = await campaigns.launch(
-        client, settings, playbook_file=playbook, target_file=target_file,
-        auto_approve_as=DEMO_APPROVER if auto else None, retry_disproved=True,
-    )  # fmt: skip
+        client,
+        settings,
+        playbook_file=playbook,
+        target_file=target_file,
+        auto_approve_as=DEMO_APPROVER if auto else None,
+        retry_disproved=True,
+    )
     console.print(f"Campaign {campaign_id} launched")
     asker = None if auto else ask_at_gate(console, DEMO_APPROVER)
     return await follow(client, campaign_id, console, asker=asker)

@@ -148,10 +148,12 @@ def campaign_view(status: CampaignStatus, progress: list[dict[str, Any]] | None 
     """Everything about a campaign in one renderable (used once or inside a Live view)."""
     style = _STATE_STYLE.get(status.state.value, "")
     header = Text.assemble(
-        (status.campaign_id, "bold"), "  ", (status.state.value, style),
+        (status.campaign_id, "bold"),
+        "  ",
+        (status.state.value, style),
         f"  phase: {status.phase.value if status.phase else '-'}",
         f"  target: {status.target}  playbook: {status.playbook}",
-    )  # fmt: skip
+    )
     parts: list[RenderableType] = [header]
     if status.waiting:
         # First, right under the header: what a person must do stays on screen however tall the rest is (a live
@@ -200,10 +202,14 @@ def calibration_view(result: CalibrationResult, rules: Validation) -> Group:
             table.add_row(n.endpoint, str(n.requests_per_run), Text(n.note, style="dim"))
             continue
         table.add_row(
-            n.endpoint, str(n.requests_per_run), f"{n.metric_ms:.1f} ms", f"{n.run_spread:.1%}",
-            f"+-{n.noise_floor:.1%} at {rules.runs_per_arm}", str(n.runs_needed or "-"),
+            n.endpoint,
+            str(n.requests_per_run),
+            f"{n.metric_ms:.1f} ms",
+            f"{n.run_spread:.1%}",
+            f"+-{n.noise_floor:.1%} at {rules.runs_per_arm}",
+            str(n.runs_needed or "-"),
             f"{n.aa_low:.2f}-{n.aa_high:.2f}",
-        )  # fmt: skip
+        )
     lines = [
         f"To catch a {result.detect:.0%} slowdown in {result.power:.0%} of validations past a "
         f"{rules.regression_margin:.0%} margin:"

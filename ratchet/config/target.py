@@ -432,9 +432,14 @@ class Target(StrictModel):
         """The same target at its production address (its levers then act on production)."""
         assert self.production is not None
         return self.model_copy(
-            update={"base_url": self.production.base_url, "database": self.production.database, "production": None,
-                    "processes": None, "traces": None}
-        )  # fmt: skip
+            update={
+                "base_url": self.production.base_url,
+                "database": self.production.database,
+                "production": None,
+                "processes": None,
+                "traces": None,
+            }
+        )
 
     @model_validator(mode="after")
     def _unique_names_and_known_endpoints(self) -> Self:

@@ -48,8 +48,16 @@ def measure_page(
     }
     if os.geteuid() == 0:  # Chromium refuses to run as root inside its sandbox
         env["K6_BROWSER_ARGS"] = "no-sandbox"
-    command = [k6_binary(), "run", "--quiet", "--no-summary", "--no-usage-report", "--out", f"json={samples}",
-               str(script)]  # fmt: skip
+    command = [
+        k6_binary(),
+        "run",
+        "--quiet",
+        "--no-summary",
+        "--no-usage-report",
+        "--out",
+        f"json={samples}",
+        str(script),
+    ]
     try:
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout_s + 10)
     except subprocess.TimeoutExpired:
@@ -88,7 +96,16 @@ def _read(endpoint: str, url: str, samples: Path, visits: int) -> PageVitals:
         return round(statistics.median(vitals[name]), 4) if vitals.get(name) else None
 
     return PageVitals(
-        endpoint=endpoint, url=url, visits=visits,
-        fcp_ms=median("fcp"), lcp_ms=median("lcp"), cls=median("cls"), inp_ms=median("inp"), ttfb_ms=median("ttfb"),
-        requests=requests / visits, bytes=received / visits, failed_requests=failed / visits, resources=resources,
-    )  # fmt: skip
+        endpoint=endpoint,
+        url=url,
+        visits=visits,
+        fcp_ms=median("fcp"),
+        lcp_ms=median("lcp"),
+        cls=median("cls"),
+        inp_ms=median("inp"),
+        ttfb_ms=median("ttfb"),
+        requests=requests / visits,
+        bytes=received / visits,
+        failed_requests=failed / visits,
+        resources=resources,
+    )

@@ -163,13 +163,26 @@ async def run_k6(
         system_tags.append(endpoint_tag)  # a user's script may name endpoints by a system tag such as `name`
     extra = [*(segment.args() if segment else []), *(["--no-thresholds"] if bounded_memory else [])]
     process = await asyncio.create_subprocess_exec(
-        k6_binary(), "run", "--quiet", "--no-color", "--no-summary", "--paused", *extra,
-        "--address", f"127.0.0.1:{port}", "--out", f"json={output}",
+        k6_binary(),
+        "run",
+        "--quiet",
+        "--no-color",
+        "--no-summary",
+        "--paused",
+        *extra,
+        "--address",
+        f"127.0.0.1:{port}",
+        "--out",
+        f"json={output}",
         # Only the tags we read: every tag is repeated on each of the ~13 lines k6 writes per request.
-        "--system-tags", ",".join(system_tags), str(script_path),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=env,
+        "--system-tags",
+        ",".join(system_tags),
+        str(script_path),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
         preexec_fn=_die_with_parent,
-    )  # fmt: skip
+    )
     base = f"http://127.0.0.1:{port}"
     loop = asyncio.get_running_loop()
     stderr_task = asyncio.ensure_future(process.stderr.read() if process.stderr else asyncio.sleep(0))

@@ -118,10 +118,16 @@ def render_arrival_rate_script(
     With a ``trace_prefix`` every request starts a trace whose id begins with it (see ratchet.traces.store).
     """
     endpoints = {
-        e.name: {"name": e.name, "method": e.method, "path": e.path, "body": e.body, "examples": e.examples,
-                 "position": position}
+        e.name: {
+            "name": e.name,
+            "method": e.method,
+            "path": e.path,
+            "body": e.body,
+            "examples": e.examples,
+            "position": position,
+        }
         for position, e in enumerate(target.endpoints)
-    }  # fmt: skip
+    }
     return _templates.get_template("arrival_rate.js.j2").render(
         target_name=target.name,
         label=label,

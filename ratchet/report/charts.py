@@ -156,9 +156,13 @@ def latency_chart(
     with _style("latency"):
         figure = Figure(figsize=size)
         figure.subplots_adjust(
-            left=left / size[0], right=1 - right / size[0], top=1 - top / size[1], bottom=bottom / size[1],
-            wspace=across / width, hspace=down / height,
-        )  # fmt: skip
+            left=left / size[0],
+            right=1 - right / size[0],
+            top=1 - top / size[1],
+            bottom=bottom / size[1],
+            wspace=across / width,
+            hspace=down / height,
+        )
         panels = figure.subplots(rows, columns, squeeze=False)
         for index, (axes, endpoint) in enumerate(zip(panels.flat, shown, strict=False)):
             _ecdf_panel(axes, endpoint, arms, (captions or {}).get(endpoint, ""))
@@ -190,9 +194,15 @@ def _ecdf_panel(axes: Axes, endpoint: str, arms: Sequence[Arm], caption: str) ->
     axes.set_title(_shorten(endpoint, 30), loc="left", pad=13 if caption else 4)
     if caption:
         axes.annotate(
-            caption, (0, 1), xycoords="axes fraction", xytext=(0, 3), textcoords="offset points", fontsize=7.5,
-            color="#444", va="bottom",
-        )  # fmt: skip
+            caption,
+            (0, 1),
+            xycoords="axes fraction",
+            xytext=(0, 3),
+            textcoords="offset points",
+            fontsize=7.5,
+            color="#444",
+            va="bottom",
+        )
     _log_axis(axes, low, high)
 
 

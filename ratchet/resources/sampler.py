@@ -26,11 +26,17 @@ _LOOKUP_EVERY = 5
 
 RESOURCE_SCHEMA = pa.schema(
     [
-        ("ts", pa.timestamp("us", tz="UTC")), ("pid", pa.int64()), ("name", pa.string()),
-        ("cpu_percent", pa.float64()), ("rss_bytes", pa.int64()), ("threads", pa.int64()),
-        ("open_files", pa.int64()), ("read_bytes", pa.int64()), ("write_bytes", pa.int64()),
+        ("ts", pa.timestamp("us", tz="UTC")),
+        ("pid", pa.int64()),
+        ("name", pa.string()),
+        ("cpu_percent", pa.float64()),
+        ("rss_bytes", pa.int64()),
+        ("threads", pa.int64()),
+        ("open_files", pa.int64()),
+        ("read_bytes", pa.int64()),
+        ("write_bytes", pa.int64()),
     ]
-)  # fmt: skip
+)
 
 
 class ResourceSampler:

@@ -104,9 +104,11 @@ def convert_chunk(ndjson: Path, part: Path, *, generator: int = 0, endpoint_tag:
     tmp = part.with_suffix(".tmp")
     columns = _K6_COLUMNS.replace("{endpoint_tag}", f'"{endpoint_tag}"')
     query = _PART_SELECT.format(
-        generator=int(generator), source=sql_literal(ndjson), columns=columns,
+        generator=int(generator),
+        source=sql_literal(ndjson),
+        columns=columns,
         endpoint_tag_literal=sql_literal(endpoint_tag),
-    )  # fmt: skip
+    )
     with duckdb.connect() as con:
         con.execute("SET threads TO 2")
         con.execute(f"COPY ({query}) TO {sql_literal(tmp)} (FORMAT parquet)")

@@ -70,10 +70,20 @@ def start_server(
         raise RatchetError(f"{address} is already in use by another program; set RATCHET_TEMPORAL_ADDRESS")
     home.mkdir(parents=True, exist_ok=True)
     argv = [
-        temporal_binary(), "server", "start-dev",
-        "--ip", host, "--port", port, "--ui-port", str(ui_port),
-        "--db-filename", str(home / "temporal.db"), "--log-level", "warn",
-    ]  # fmt: skip
+        temporal_binary(),
+        "server",
+        "start-dev",
+        "--ip",
+        host,
+        "--port",
+        port,
+        "--ui-port",
+        str(ui_port),
+        "--db-filename",
+        str(home / "temporal.db"),
+        "--log-level",
+        "warn",
+    ]
     for attribute in SEARCH_ATTRIBUTES:
         argv += ["--search-attribute", attribute]
     log_file = (log or home / "temporal.log").open("ab")

@@ -38,14 +38,27 @@ from ratchet.traces.otlp import (
 
 SPAN_SCHEMA = pa.schema(
     [
-        ("trace_id", pa.string()), ("span_id", pa.string()), ("parent_span_id", pa.string()),
-        ("name", pa.string()), ("kind", pa.string()), ("service", pa.string()),
-        ("start_ns", pa.int64()), ("end_ns", pa.int64()), ("duration_ms", pa.float64()), ("status", pa.string()),
-        ("route", pa.string()), ("http_method", pa.string()), ("http_status", pa.int64()), ("body_size", pa.int64()),
-        ("url", pa.string()), ("server_address", pa.string()), ("db_system", pa.string()),
-        ("statement", pa.string()), ("attributes", pa.string()),
+        ("trace_id", pa.string()),
+        ("span_id", pa.string()),
+        ("parent_span_id", pa.string()),
+        ("name", pa.string()),
+        ("kind", pa.string()),
+        ("service", pa.string()),
+        ("start_ns", pa.int64()),
+        ("end_ns", pa.int64()),
+        ("duration_ms", pa.float64()),
+        ("status", pa.string()),
+        ("route", pa.string()),
+        ("http_method", pa.string()),
+        ("http_status", pa.int64()),
+        ("body_size", pa.int64()),
+        ("url", pa.string()),
+        ("server_address", pa.string()),
+        ("db_system", pa.string()),
+        ("statement", pa.string()),
+        ("attributes", pa.string()),
     ]
-)  # fmt: skip
+)
 assert tuple(SPAN_SCHEMA.names) == SPAN_COLUMNS, "the Parquet schema and the decoded columns must agree"
 
 # A batch's bytes at most: decode_spans reserves its text columns' buffers at up to ~13 times that (address
@@ -177,9 +190,13 @@ def decode_exports(exports: Sequence[FramedExport]) -> DecodedSpans:
             return _halves(exports)
         export = exports[0]  # text past 2 GiB from one export: its spans one by one
         table, kept, dropped = _decode_one_by_one(
-            [export.body] * export.spans, np.arange(export.spans), export.starts, export.ends, export.services,
+            [export.body] * export.spans,
+            np.arange(export.spans),
+            export.starts,
+            export.ends,
+            export.services,
             export.resource_of,
-        )  # fmt: skip
+        )
         return DecodedSpans(
             table=SPAN_SCHEMA.empty_table() if table is None else table,
             received=np.full(len(kept), export.received),
@@ -210,8 +227,9 @@ def _decode_batch(exports: Sequence[FramedExport]) -> DecodedSpans:
     if len(rows) < len(starts):
         fast = fast.filter(pa.array(~spans.odd))
     odd = np.flatnonzero(spans.odd)
-    slow, slow_rows, dropped = _decode_one_by_one([exports[b].body for b in body_of[odd].tolist()], odd, starts, ends,
-                                                  services, resource)  # fmt: skip
+    slow, slow_rows, dropped = _decode_one_by_one(
+        [exports[b].body for b in body_of[odd].tolist()], odd, starts, ends, services, resource
+    )
     table = pa.concat_tables([fast, slow]) if slow is not None and slow.num_rows else fast
     return DecodedSpans(table=table, received=np.concatenate([received[rows], received[slow_rows]]), dropped=dropped)
 
@@ -254,9 +272,13 @@ def _table(spans: wire.Spans, services: list[str], resource: np.ndarray) -> pa.T
 
 
 def _decode_one_by_one(
-    bodies: list[bytes], spans: np.ndarray, starts: np.ndarray, ends: np.ndarray, services: list[str],
+    bodies: list[bytes],
+    spans: np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    services: list[str],
     resource: np.ndarray,
-) -> tuple[pa.Table | None, np.ndarray, int]:  # fmt: skip
+) -> tuple[pa.Table | None, np.ndarray, int]:
     """The spans this path does not handle (span ``spans[k]`` in ``bodies[k]``), decoded by span_columns' code;
     those it cannot parse are dropped."""
     if not len(spans):  # (an empty table is not made: pyarrow imports pandas to make one)

@@ -33,9 +33,19 @@ PROMOTED_ATTRIBUTES: dict[str, tuple[str, ...]] = {
     "statement": ("db.query.text", "db.statement"),
 }
 SPAN_COLUMNS = (
-    "trace_id", "span_id", "parent_span_id", "name", "kind", "service", "start_ns", "end_ns",
-    "duration_ms", "status", *PROMOTED_ATTRIBUTES, "attributes",
-)  # fmt: skip
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "name",
+    "kind",
+    "service",
+    "start_ns",
+    "end_ns",
+    "duration_ms",
+    "status",
+    *PROMOTED_ATTRIBUTES,
+    "attributes",
+)
 _ID_FIELDS = ("traceId", "spanId", "parentSpanId")
 
 

@@ -15,13 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ratchet.store.sample_stream import sql_literal
 from ratchet.traces.columnar import (
     SPAN_SCHEMA,
     DecodedSpans,
@@ -38,10 +36,19 @@ ENDPOINT_HEX = 2  # … 1 byte the endpoint (its position in the target), and th
 # Incoming parts: dictionary pages only where values repeat, statistics only where DuckDB prunes with them
 # (a run's spans are selected by trace id, and by time). The same columns either way; this just writes faster.
 _PART_OPTIONS: dict[str, Any] = {
-    "use_dictionary": ["name", "kind", "service", "status", "route", "http_method", "server_address", "db_system",
-                       "statement"],
+    "use_dictionary": [
+        "name",
+        "kind",
+        "service",
+        "status",
+        "route",
+        "http_method",
+        "server_address",
+        "db_system",
+        "statement",
+    ],
     "write_statistics": ["trace_id", "start_ns", "end_ns"],
-}  # fmt: skip
+}
 
 
 def run_trace_prefix(run_id: str) -> str:
@@ -204,6 +211,11 @@ def collect_run_spans(
     out, as the run's samples leave out the warm-up's requests (a cold cache's misses are not the steady
     state); what counts everything the service did, such as its statements, keeps them.
     """
+    # Imported here: the receiver, which imports this module for SpanSink, never needs DuckDB (24 MB idle).
+    import duckdb
+
+    from ratchet.store.sample_stream import sql_literal
+
     out_file.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_file.with_suffix(".tmp.parquet")
     parts = sorted(incoming_dir.glob("spans-*.parquet")) if incoming_dir.is_dir() else []

@@ -32,8 +32,10 @@ _VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
 _SPAN_TRACE_ID, _SPAN_ID, _SPAN_PARENT, _SPAN_NAME, _SPAN_KIND = 1, 2, 4, 5, 6
 _SPAN_START, _SPAN_END, _SPAN_ATTRIBUTES, _SPAN_STATUS = 7, 8, 9, 15
 _STATUS_CODE = 3
-_SINGULAR = sum(1 << n for n in (_SPAN_TRACE_ID, _SPAN_ID, _SPAN_PARENT, _SPAN_NAME, _SPAN_KIND, _SPAN_START,
-                                  _SPAN_END, _SPAN_STATUS))  # fmt: skip
+_SINGULAR = sum(
+    1 << n
+    for n in (_SPAN_TRACE_ID, _SPAN_ID, _SPAN_PARENT, _SPAN_NAME, _SPAN_KIND, _SPAN_START, _SPAN_END, _SPAN_STATUS)
+)
 _KV_KEY, _KV_VALUE = 1, 2
 
 # An attribute value's type: AnyValue's oneof numbers for the three this code handles (4 double, 5 array,
@@ -387,9 +389,13 @@ def frame(buf: np.ndarray) -> Frame:
             resources += 1
         p = after
     return Frame(
-        True, spans[:count, 0].copy(), spans[:count, 1].copy(), spans[:count, 2].copy(),
-        services[:resources, 0].copy(), services[:resources, 1].copy(),
-    )  # fmt: skip
+        True,
+        spans[:count, 0].copy(),
+        spans[:count, 1].copy(),
+        spans[:count, 2].copy(),
+        services[:resources, 0].copy(),
+        services[:resources, 1].copy(),
+    )
 
 
 # --- spans ------------------------------------------------------------------------------------------------
@@ -408,9 +414,11 @@ def _attribute(data: int, at: int, end: int) -> tuple[bool, int, int, int, int, 
     if end - at >= 4 and _peek(data, at) == 0x0A and _peek(data, at + 1) < 0x80:
         q = at + 2 + np.int64(_peek(data, at + 1))
         if (
-            q + 2 <= end and _peek(data, q) == 0x12 and _peek(data, q + 1) < 0x80
+            q + 2 <= end
+            and _peek(data, q) == 0x12
+            and _peek(data, q + 1) < 0x80
             and q + 2 + np.int64(_peek(data, q + 1)) == end
-        ):  # fmt: skip
+        ):
             has_key, key_at, key_length = True, at + 2, q - at - 2
             has_value, value_at, value_end = True, q + 2, end
             p = end
@@ -430,9 +438,11 @@ def _attribute(data: int, at: int, end: int) -> tuple[bool, int, int, int, int, 
     kind, scalar_at, scalar = NONE, 0, 0
     p, fields = value_at, 0
     if (
-        value_end - value_at >= 2 and _peek(data, value_at) == 0x0A and _peek(data, value_at + 1) < 0x80
+        value_end - value_at >= 2
+        and _peek(data, value_at) == 0x0A
+        and _peek(data, value_at + 1) < 0x80
         and value_at + 2 + np.int64(_peek(data, value_at + 1)) == value_end
-    ):  # fmt: skip
+    ):
         kind, scalar_at, scalar = STRING, value_at + 2, value_end - value_at - 2  # a short string (the most common)
         p = value_end
     while has_value and p < value_end:
@@ -653,8 +663,17 @@ def _write_json_string(data: int, at: int, length: int, out: int, o: int) -> int
             p += 1
             continue
         if b < 0x80:
-            short = 0x62 if b == 0x08 else 0x74 if b == 0x09 else 0x6E if b == 0x0A else 0x66 if b == 0x0C else (
-                0x72 if b == 0x0D else b if b == 0x22 or b == 0x5C else 0)  # fmt: skip
+            short = (
+                0x62
+                if b == 0x08
+                else 0x74
+                if b == 0x09
+                else 0x6E
+                if b == 0x0A
+                else 0x66
+                if b == 0x0C
+                else (0x72 if b == 0x0D else b if b == 0x22 or b == 0x5C else 0)
+            )
             if short:
                 _poke(out, o, 0x5C)
                 _poke(out, o + 1, short)
@@ -826,22 +845,42 @@ def decode_spans(
         t = TEXTS + c
         region[t + 1] = region[t] + (0 if keys.numeric[c] else total + 20 * n)
     spans = Spans(
-        np.zeros(n, np.bool_), np.empty(32 * n, np.uint8), np.empty(16 * n, np.uint8), np.empty(16 * n, np.uint8),
-        np.zeros((n, _NUMBERS), np.int64), np.zeros((n, columns), np.int64), np.empty(region[-1], np.uint8),
-        region, np.zeros((len(region) - 1, n + 1), np.int64), np.zeros((len(region) - 1, n), np.bool_),
-    )  # fmt: skip
+        np.zeros(n, np.bool_),
+        np.empty(32 * n, np.uint8),
+        np.empty(16 * n, np.uint8),
+        np.empty(16 * n, np.uint8),
+        np.zeros((n, _NUMBERS), np.int64),
+        np.zeros((n, columns), np.int64),
+        np.empty(region[-1], np.uint8),
+        region,
+        np.zeros((len(region) - 1, n + 1), np.int64),
+        np.zeros((len(region) - 1, n), np.bool_),
+    )
     cursor = region[:-1].copy()
     span = np.zeros(_SPAN_COLUMNS, np.int64)
     picks = np.zeros(columns, np.int64)
     attributes = np.zeros((most // 2 + 1, _ATTRIBUTE_COLUMNS), np.int64)  # an attribute takes 2 bytes at least
     out = _Out(
-        _address(spans.trace_ids), _address(spans.span_ids), _address(spans.parent_ids), _address(spans.numbers),
-        _address(spans.integers), _address(spans.text), _address(spans.valid), _address(cursor), n,
-    )  # fmt: skip
+        _address(spans.trace_ids),
+        _address(spans.span_ids),
+        _address(spans.parent_ids),
+        _address(spans.numbers),
+        _address(spans.integers),
+        _address(spans.text),
+        _address(spans.valid),
+        _address(cursor),
+        n,
+    )
     compiled = _Keys(
-        _address(keys.data), _address(keys.offsets), _address(keys.by_hash), len(keys.by_hash) - 1,
-        _address(keys.column), _address(keys.rank), _address(keys.numeric), columns,
-    )  # fmt: skip
+        _address(keys.data),
+        _address(keys.offsets),
+        _address(keys.by_hash),
+        len(keys.by_hash) - 1,
+        _address(keys.column),
+        _address(keys.rank),
+        _address(keys.numeric),
+        columns,
+    )
     span_at, picks_at, attributes_at = _address(span), _address(picks), _address(attributes)
     for i in range(n):
         data = bodies[body_of[i]]

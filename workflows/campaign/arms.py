@@ -75,7 +75,9 @@ async def compare_arms(
     campaign: Campaign, before_run_ids: list[str], after_run_ids: list[str], summary: str
 ) -> CompareResult:
     request = ArmsRequest(
-        campaign_id=campaign.input.campaign_id, before_run_ids=before_run_ids, after_run_ids=after_run_ids,
+        campaign_id=campaign.input.campaign_id,
+        before_run_ids=before_run_ids,
+        after_run_ids=after_run_ids,
         playbook=campaign.input.playbook,
-    )  # fmt: skip
+    )
     return await campaign.activity(COMPARE_ARMS, request, Role.PERF_OPTIMIZER, summary)

@@ -62,9 +62,11 @@ async def payload_attribution(campaign: Campaign, applied: list[ChangeRecord]) -
                 campaign_id=campaign.input.campaign_id, target=campaign.input.target, endpoints=endpoints
             )
             result: WireBytesResult = await campaign.activity(
-                MEASURE_WIRE_BYTES, request, Role.PERF_OPTIMIZER,
+                MEASURE_WIRE_BYTES,
+                request,
+                Role.PERF_OPTIMIZER,
                 f"Wire bytes of {', '.join(endpoints)} {'with' if in_place else 'without'} {who}",
-            )  # fmt: skip
+            )
             measured[in_place], fresh[in_place] = result.bytes, result.freshness_s
         for change in credited:
             change.bytes_attribution = [
@@ -88,9 +90,10 @@ async def payload_attribution(campaign: Campaign, applied: list[ChangeRecord]) -
             # compresses; held back there, the pipeline is measured without it and proves that saving.
             later = {e for _, measured_next, _, _ in measurements[number + 1 :] for e in measured_next}
             saved_nothing = [
-                c for c in credited
+                c
+                for c in credited
                 if any(b.verdict != Verdict.IMPROVED and b.endpoint in later for b in c.bytes_attribution)
-            ]  # fmt: skip
+            ]
         if redundancy and saved_nothing:
             await put_changes(campaign, saved_nothing, False)
             held += saved_nothing
@@ -147,13 +150,16 @@ async def without_one(campaign: Campaign, change: ChangeRecord, mine: set[str]) 
         own = change.model_copy(update={"endpoints": sorted(mine)})
         return [e for e in undecided_endpoints(verdicts, [own], rules, decidable_only=shorter) if e in mine]
 
-    comparison, _ = await measure_arms(campaign,
-        [change], run, f"attribution of {change.lever}",
+    comparison, _ = await measure_arms(
+        campaign,
+        [change],
+        run,
+        f"attribution of {change.lever}",
         lambda _: f"Attribution of {change.lever}: with it against without it",
         # Campaigns started before the extra rounds replay with the playbook's runs per arm only.
         still_open if workflow.patched("adaptive-attribution") else None,
         rounds_first=min(2, rules.runs_per_arm) if shorter else None,
-    )  # fmt: skip
+    )
     return comparison
 
 

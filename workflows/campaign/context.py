@@ -100,8 +100,12 @@ class Campaign:
         length = timedelta(seconds=shape.duration_s + shape.warmup_s + 120)
         if load.generators == 1:
             return await self.activity(
-                RUN_LOAD_TEST, request, role, f"{summary}: {shape.describe()}", timeout=length,
-            )  # fmt: skip
+                RUN_LOAD_TEST,
+                request,
+                role,
+                f"{summary}: {shape.describe()}",
+                timeout=length,
+            )
         # Split: every generator's k6 waits paused, then resumes at one shared instant far enough ahead
         # for all of them to have started (their activities may wait in the queue for a worker).
         start_at = workflow.now() + GENERATOR_LEAD
@@ -119,9 +123,11 @@ class Campaign:
             )
         )
         return await self.activity(
-            SUMMARIZE_LOAD_TEST, SplitLoadTest(request=request, generators=list(generators)), role,
+            SUMMARIZE_LOAD_TEST,
+            SplitLoadTest(request=request, generators=list(generators)),
+            role,
             f"{summary}: merge the samples of {count} generators",
-        )  # fmt: skip
+        )
 
     async def activity(
         self,
@@ -200,17 +206,25 @@ class Campaign:
             return
         fields = {"target": self.input.target.name, "playbook": self.input.playbook.name, **facts}
         request = alert_request(
-            self.input.playbook.alerts, campaign_id=self.input.campaign_id, kind=kind, title=title, text=text,
+            self.input.playbook.alerts,
+            campaign_id=self.input.campaign_id,
+            kind=kind,
+            title=title,
+            text=text,
             fields=fields,
-        )  # fmt: skip
+        )
         if request is not None:
             self.alerts.append(asyncio.ensure_future(self.send_alert(request)))
 
     async def send_alert(self, request: AlertRequest) -> None:
         try:
             result: AlertResult = await self.activity(
-                SEND_ALERT, request, Role.PERF_OPTIMIZER, f"Alert ({request.kind.value}): {request.title}"[:200], timeout=timedelta(seconds=request.timeout_s + 5),
-            )  # fmt: skip
+                SEND_ALERT,
+                request,
+                Role.PERF_OPTIMIZER,
+                f"Alert ({request.kind.value}): {request.title}"[:200],
+                timeout=timedelta(seconds=request.timeout_s + 5),
+            )
             self.event(f"alert {request.kind.value} sent ({result.detail or result.status})")
         except ActivityError as failure:
             self.event(f"alert {request.kind.value} not delivered: {failure.cause}")
@@ -236,8 +250,11 @@ class Campaign:
         self.event(f"campaign {state.value}: {outcome}")
         try:
             report: ReportResult = await self.activity(
-                WRITE_REPORT, ReportRequest(status=self.status), Role.PERF_OPTIMIZER, "Write the HTML and Markdown report",
-            )  # fmt: skip
+                WRITE_REPORT,
+                ReportRequest(status=self.status),
+                Role.PERF_OPTIMIZER,
+                "Write the HTML and Markdown report",
+            )
             self.status.report_html = report.html_path
             self.status.report_markdown = report.markdown_path
         except ActivityError as failure:

@@ -54,9 +54,10 @@ async def deployment_phase(campaign: Campaign, validated: LoadTestResult) -> Non
     if guard.breached:
         reasons = "; ".join(guard.reasons)
         campaign.alert(
-            AlertKind.GUARD_BREACHED, f"{campaign.input.campaign_id}: guard breached while baking, rolled back",
+            AlertKind.GUARD_BREACHED,
+            f"{campaign.input.campaign_id}: guard breached while baking, rolled back",
             reasons[:2500],
-        )  # fmt: skip
+        )
         campaign.end(Phase.DEPLOYMENT, "guard breached", reasons)
         await unwind(campaign, f"guard breached: {reasons}")
         raise Stop(CampaignState.ROLLED_BACK, "guard breached during bake: changes rolled back", reasons)
@@ -97,9 +98,11 @@ async def guard_reference(campaign: Campaign) -> LoadTestResult:
     rules = campaign.input.playbook.validation
     duration = (rules.run_duration or campaign.input.playbook.load.duration).total_seconds()
     reference = await campaign.load_test(
-        "guard-reference", Role.DEVOPS_ENGINEER, "Guard reference: the kept changes, the production mix of load",
+        "guard-reference",
+        Role.DEVOPS_ENGINEER,
+        "Guard reference: the kept changes, the production mix of load",
         duration_s=duration,
-    )  # fmt: skip
+    )
     campaign.status.guard_reference = reference
     return reference
 
@@ -122,13 +125,17 @@ async def roll_out(campaign: Campaign, validated: LoadTestResult) -> None:
     result: RolloutResult = await workflow.execute_child_workflow(
         "RolloutWorkflow",
         RolloutInput(
-            campaign_id=campaign.input.campaign_id, changes=changes, production=campaign.input.target.in_production(),
-            playbook=campaign.input.playbook, validated=validated, task_queue_prefix=campaign.input.task_queue_prefix,
+            campaign_id=campaign.input.campaign_id,
+            changes=changes,
+            production=campaign.input.target.in_production(),
+            playbook=campaign.input.playbook,
+            validated=validated,
+            task_queue_prefix=campaign.input.task_queue_prefix,
         ),
         id=rollout_id(campaign.input.campaign_id),
         result_type=RolloutResult,
         static_summary=f"Rollout of {campaign.input.campaign_id} to production ({steps})",
-    )  # fmt: skip
+    )
     campaign.status.rollout = result
     guards = [step.guard for step in result.steps if step.guard is not None]
     if guards:

@@ -38,18 +38,24 @@ async def ask_gate(
         return None
     if campaign.input.auto_approve_as:
         decision = GateDecision(
-            phase=phase, decision="auto-approved", by=campaign.input.auto_approve_as, at=workflow.now(),
+            phase=phase,
+            decision="auto-approved",
+            by=campaign.input.auto_approve_as,
+            at=workflow.now(),
             note="approved automatically (--auto-approve or a non-interactive run)",
-        )  # fmt: skip
+        )
         campaign.status.gates.append(decision)
         campaign.event(f"{phase.value} gate auto-approved as {campaign.input.auto_approve_as}")
         return decision
     now = workflow.now()
     campaign.answer = None
     campaign.status.waiting = GateState(
-        phase=phase, since=now, deadline=now + gate.timeout, approvers=list(campaign.input.playbook.approvers),
+        phase=phase,
+        since=now,
+        deadline=now + gate.timeout,
+        approvers=list(campaign.input.playbook.approvers),
         question=question,
-    )  # fmt: skip
+    )
     campaign.set_state(CampaignState.WAITING)
     asked = f": {question}" if question else ""
     campaign.event(
@@ -114,9 +120,13 @@ def refuse(campaign: Campaign, phase: Phase | None, approver: str, only: list[st
 
 def take_approval(campaign: Campaign, answer: ApprovalInput) -> str:
     campaign.answer = GateDecision(
-        phase=answer.phase, decision="approved", by=answer.approver, at=workflow.now(),
-        only=answer.only, note=answer.comment,
-    )  # fmt: skip
+        phase=answer.phase,
+        decision="approved",
+        by=answer.approver,
+        at=workflow.now(),
+        only=answer.only,
+        note=answer.comment,
+    )
     chosen = f" (only {', '.join(answer.only)})" if answer.only else ""
     campaign.event(f"{answer.phase.value} approved by {answer.approver}{chosen}")
     return f"{answer.phase.value} approved by {answer.approver}{chosen}"

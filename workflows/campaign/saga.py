@@ -101,9 +101,10 @@ async def put_changes(campaign: Campaign, changes: list[ChangeRecord], in_place:
     for change in todo if in_place else list(reversed(todo)):
         await campaign.activity(
             APPLY_LEVER if in_place else ROLLBACK_LEVER,
-            lever_call(campaign, change).model_copy(update={"for_measurement": True}), change.role,
+            lever_call(campaign, change).model_copy(update={"for_measurement": True}),
+            change.role,
             f"{'Re-apply' if in_place else 'Undo'} {change.lever} ({change.change_id}) for a validation run",
-        )  # fmt: skip
+        )
         if in_place:
             campaign.measured_without.discard(change.change_id)
         else:

@@ -78,12 +78,14 @@ async def run_trials(
         suggestion: SuggestResult = await campaign.activity(
             SUGGEST_VALUE,
             SuggestRequest(
-                campaign_id=campaign.input.campaign_id, lever=lever.name, parameter=lever.parameter,
+                campaign_id=campaign.input.campaign_id,
+                lever=lever.name,
+                parameter=lever.parameter,
                 trials=change.trials,
             ),
             Role.DEVOPS_ENGINEER,
             f"Tune {lever.name}: value for trial {number} of {tuning.trials}",
-        )  # fmt: skip
+        )
         trial = await run_trial(campaign, change, recommendation, suggestion.value, number, trial_target)
         change.trials.append(trial)
         measured = f"p95 {trial.p95_ms:.1f} ms" if trial.p95_ms is not None else "no p95"
@@ -148,18 +150,26 @@ async def beats_baseline(
             f"Confirm {change.lever} at {value:g}, run {number}",
         )
 
-    comparison, _ = await measure_arms(campaign,
-        [change], run, f"tuning of {change.lever}",
+    comparison, _ = await measure_arms(
+        campaign,
+        [change],
+        run,
+        f"tuning of {change.lever}",
         lambda _: f"Tune {change.lever}: {best.value:g} against the baseline {baseline:g}",
-        None, measure=measure, rounds_first=2,
-    )  # fmt: skip
+        None,
+        measure=measure,
+        rounds_first=2,
+    )
     rules = campaign.input.playbook.validation
     # Beyond chance, and by the playbook's minimum effect: a few percent is what back-to-back runs differ by.
     beaten = [
-        v for v in comparison.verdicts
-        if v.p_value_faster < rules.significance and v.ratio_high is not None and v.ratio_high < 1
+        v
+        for v in comparison.verdicts
+        if v.p_value_faster < rules.significance
+        and v.ratio_high is not None
+        and v.ratio_high < 1
         and (1 - (v.ratio or 1)) * v.before.p95 >= rules.effect_floor_ms(v.before.p95)
-    ]  # fmt: skip
+    ]
     found = "; ".join(f"{v.endpoint} {v.ratio_text()}, p faster {v.p_value_faster:.2g}" for v in comparison.verdicts)
     if beaten:
         campaign.event(f"{change.lever}: {best.value:g} beat the baseline {baseline:g} beyond chance ({found})")
@@ -183,9 +193,11 @@ async def run_trial(
         return Trial(value=value, failed=True, note=f"could not set it: {failure.cause}")
     label = f"trial-{change.change_id}-{number}"
     shape = ShapeRun(
-        label, tuning.rate or campaign.input.playbook.load.rps, tuning.trial_duration.total_seconds(),
+        label,
+        tuning.rate or campaign.input.playbook.load.rps,
+        tuning.trial_duration.total_seconds(),
         tuning.trial_warmup.total_seconds(),
-    )  # fmt: skip
+    )
     try:
         result = await campaign.load_test(
             label, Role.DEVOPS_ENGINEER, f"Trial {number} at {value:g}", shape=shape, target=target

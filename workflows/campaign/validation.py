@@ -105,9 +105,10 @@ async def validation_phase(campaign: Campaign, baseline: LoadTestResult) -> Load
     if not kept:
         campaign.end(Phase.VALIDATION, "no change proved itself", "every change was rolled back")
         campaign.alert(
-            AlertKind.VALIDATION_FAILED, f"{campaign.input.campaign_id}: no change proved itself, rolled back",
+            AlertKind.VALIDATION_FAILED,
+            f"{campaign.input.campaign_id}: no change proved itself, rolled back",
             "; ".join(f"{c.lever}: {c.reason}" for c in campaign.status.changes if c.reason)[:2500],
-        )  # fmt: skip
+        )
         campaign.skip(Phase.DEPLOYMENT, "nothing left to deploy")
         raise Stop(CampaignState.ROLLED_BACK, "no change proved itself: rolled back")
     note = f"{outcome.value}: " + "; ".join(f"{v.endpoint} {v.verdict.value}" for v in comparison.verdicts)
@@ -129,13 +130,18 @@ async def size_validation_load(campaign: Campaign, baseline: LoadTestResult, app
     if not endpoints:
         return
     request = ValidationLoadRequest(
-        campaign_id=campaign.input.campaign_id, baseline_run_id=baseline.run_id, endpoints=endpoints,
-        target=campaign.input.target, playbook=campaign.input.playbook,
-    )  # fmt: skip
+        campaign_id=campaign.input.campaign_id,
+        baseline_run_id=baseline.run_id,
+        endpoints=endpoints,
+        target=campaign.input.target,
+        playbook=campaign.input.playbook,
+    )
     load: ValidationLoad = await campaign.activity(
-        SIZE_VALIDATION_LOAD, request, Role.PERF_OPTIMIZER,
+        SIZE_VALIDATION_LOAD,
+        request,
+        Role.PERF_OPTIMIZER,
         f"Size the validation load: requests per run for {', '.join(endpoints)}",
-    )  # fmt: skip
+    )
     campaign.status.validation_load = load
     campaign.focus = load.focus
     campaign.event(load.note)
@@ -163,12 +169,15 @@ async def interleaved_validation(
         pending = undecided_endpoints(verdicts, applied, rules, decidable_only=decidable_only)
         return [e for e in pending if not (decidable_only and e in bytes_only)]
 
-    comparison, arms = await measure_arms(campaign,
-        applied, run, "validation",
+    comparison, arms = await measure_arms(
+        campaign,
+        applied,
+        run,
+        "validation",
         lambda rounds: f"Compare the arms after {rounds} runs each (hierarchical bootstrap, Mann-Whitney, Holm)",
         undecided,
         record=True,
-    )  # fmt: skip
+    )
     return comparison, arms[True][-1]
 
 
@@ -198,9 +207,10 @@ async def settle_inconclusive(campaign: Campaign, verdicts: list[EndpointVerdict
         why = f"rejected by {decision.by}: {decision.note}" if decision is not None else "no answer"
     campaign.end(Phase.VALIDATION, "inconclusive", listed)
     campaign.alert(
-        AlertKind.VALIDATION_FAILED, f"{campaign.input.campaign_id}: validation inconclusive, changes rolled back",
+        AlertKind.VALIDATION_FAILED,
+        f"{campaign.input.campaign_id}: validation inconclusive, changes rolled back",
         f"{why}: {listed}"[:2500],
-    )  # fmt: skip
+    )
     await unwind(campaign, f"validation inconclusive, not accepted ({why})")
     campaign.skip(Phase.DEPLOYMENT, "validation did not pass")
     raise Stop(CampaignState.ROLLED_BACK, "validation inconclusive: changes rolled back", listed)

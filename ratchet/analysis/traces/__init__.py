@@ -56,10 +56,14 @@ def analyze_run(con: duckdb.DuckDBPyConnection, source: str, rules: Detection) -
     inside = con.execute("SELECT endpoint, quantile_cont(root_ms, 0.95), avg(root_ms) FROM req GROUP BY endpoint")
     server = inside.fetchall()
     return TraceAnalysis(
-        findings, dominant_statements(con, mix, rules), self_time_of_roots(con), mix,
-        {endpoint: p95 for endpoint, p95, _ in server}, slowest_dependency(con),
+        findings,
+        dominant_statements(con, mix, rules),
+        self_time_of_roots(con),
+        mix,
+        {endpoint: p95 for endpoint, p95, _ in server},
+        slowest_dependency(con),
         {endpoint: mean for endpoint, _, mean in server},
-    )  # fmt: skip
+    )
 
 
 def analyze_burst(con: duckdb.DuckDBPyConnection, source: str, rules: Detection, mix: Traffic) -> list[Finding]:

@@ -48,6 +48,10 @@ def span_coverage(con: duckdb.DuckDBPyConnection, spans_file: str) -> SpanCovera
     ).fetchall()
     spans, database, children, orphans, orphan_database = row if row is not None else (0, 0, 0, 0, 0)
     return SpanCoverage(
-        spans=spans, database_spans=database, children=children, orphans=orphans,
-        orphan_database_spans=orphan_database, traced_requests={endpoint: count for endpoint, count in roots},
-    )  # fmt: skip
+        spans=spans,
+        database_spans=database,
+        children=children,
+        orphans=orphans,
+        orphan_database_spans=orphan_database,
+        traced_requests={endpoint: count for endpoint, count in roots},
+    )

@@ -128,15 +128,25 @@ def n_plus_one(con: duckdb.DuckDBPyConnection, mix: Traffic, rules: Detection) -
         per_call = total / calls
         findings.append(
             _finding(
-                FindingType.N_PLUS_ONE, endpoint, share, total - per_call, mix,
+                FindingType.N_PLUS_ONE,
+                endpoint,
+                share,
+                total - per_call,
+                mix,
                 f"{endpoint}: the same query runs {calls:g} times one after another per request "
                 f"({total:.1f} ms, {share:.0%} of the request); one query with IN (...) would do",
-                {"key": norm, "statement": norm, "calls_per_request": calls, "window_ms": round(total, 3),
-                 "db_ms": round(statistics.median(r[6] for r in group), 3),
-                 "share_of_request": round(share, 4), "traces": len(group),
-                 "trace_ids": [r[2] for r in group[:_EXAMPLE_TRACES]]},
+                {
+                    "key": norm,
+                    "statement": norm,
+                    "calls_per_request": calls,
+                    "window_ms": round(total, 3),
+                    "db_ms": round(statistics.median(r[6] for r in group), 3),
+                    "share_of_request": round(share, 4),
+                    "traces": len(group),
+                    "trace_ids": [r[2] for r in group[:_EXAMPLE_TRACES]],
+                },
             )
-        )  # fmt: skip
+        )
     return findings
 
 
@@ -198,15 +208,26 @@ def repeated_query_groups(con: duckdb.DuckDBPyConnection, mix: Traffic, rules: D
         statements = key.split(" ; ")
         findings.append(
             _finding(
-                FindingType.N_PLUS_ONE, endpoint, share, total * (1 - 1 / repeats), mix,
+                FindingType.N_PLUS_ONE,
+                endpoint,
+                share,
+                total * (1 - 1 / repeats),
+                mix,
                 f"{endpoint}: a group of {len(statements)} queries runs {repeats:g} times one after another per "
                 f"request, once per item ({total:.1f} ms, {share:.0%} of the request); one query per statement "
                 "with IN (...), before the loop, would do",
-                {"key": key, "statement": statements[0], "statements": statements, "calls_per_request": repeats,
-                 "window_ms": round(total, 3), "share_of_request": round(share, 4), "traces": len(group),
-                 "trace_ids": [r[2] for r in group[:_EXAMPLE_TRACES]]},
+                {
+                    "key": key,
+                    "statement": statements[0],
+                    "statements": statements,
+                    "calls_per_request": repeats,
+                    "window_ms": round(total, 3),
+                    "share_of_request": round(share, 4),
+                    "traces": len(group),
+                    "trace_ids": [r[2] for r in group[:_EXAMPLE_TRACES]],
+                },
             )
-        )  # fmt: skip
+        )
     return findings
 
 
@@ -252,15 +273,25 @@ def _savings(
         calls = statistics.median(r[3] for r in group)
         findings.append(
             _finding(
-                kind, endpoint, share, saved, mix,
+                kind,
+                endpoint,
+                share,
+                saved,
+                mix,
                 f"{endpoint}: {calls:g} {noun} run one after another ({key}); at once they would save "
                 f"{saved:.1f} ms per request ({share:.0%})",
-                {"key": key, "targets": key.split(" | "), "calls_per_request": calls,
-                 "total_ms": round(statistics.median(r[4] for r in group), 3), "saved_ms": round(saved, 3),
-                 "share_of_request": round(share, 4), "traces": len(group),
-                 "trace_ids": [r[2] for r in group[:_EXAMPLE_TRACES]]},
+                {
+                    "key": key,
+                    "targets": key.split(" | "),
+                    "calls_per_request": calls,
+                    "total_ms": round(statistics.median(r[4] for r in group), 3),
+                    "saved_ms": round(saved, 3),
+                    "share_of_request": round(share, 4),
+                    "traces": len(group),
+                    "trace_ids": [r[2] for r in group[:_EXAMPLE_TRACES]],
+                },
             )
-        )  # fmt: skip
+        )
     return findings
 
 
@@ -283,12 +314,22 @@ def n_plus_one_api(con: duckdb.DuckDBPyConnection, mix: Traffic, rules: Detectio
         share = statistics.median((r[6] or 0.0) / r[5] for r in group if r[5])
         findings.append(
             _finding(
-                FindingType.N_PLUS_ONE_API, endpoint, share, on_path * (1 - 1 / calls), mix,
+                FindingType.N_PLUS_ONE_API,
+                endpoint,
+                share,
+                on_path * (1 - 1 / calls),
+                mix,
                 f"{endpoint}: {calls:g} calls to {dest} per request; one batched call would do",
-                {"key": dest, "destination": dest, "calls_per_request": calls, "traces": len(group),
-                 "share_of_request": round(share, 4), "trace_ids": [r[2] for r in group[:_EXAMPLE_TRACES]]},
+                {
+                    "key": dest,
+                    "destination": dest,
+                    "calls_per_request": calls,
+                    "traces": len(group),
+                    "share_of_request": round(share, 4),
+                    "trace_ids": [r[2] for r in group[:_EXAMPLE_TRACES]],
+                },
             )
-        )  # fmt: skip
+        )
     return findings
 
 
@@ -328,16 +369,28 @@ def queueing(con: duckdb.DuckDBPyConnection, mix: Traffic, rules: Detection) -> 
         share = statistics.median(r[3] / r[4] for r in waiting if r[4])
         findings.append(
             _finding(
-                FindingType.SATURATION, endpoint, share, wait, mix,
+                FindingType.SATURATION,
+                endpoint,
+                share,
+                wait,
+                mix,
                 f"{endpoint}: calls to {dest} waited {wait:.1f} ms (median of {len(waiting)}) before "
                 f"{calls[0][6]} started serving them: {called_at_once} were made at once, it served at most "
                 f"{served_at_once} at a time (a connection pool or worker limit)",
-                {"key": dest, "destination": dest, "service": calls[0][6], "median_wait_ms": round(wait, 3),
-                 "waiting_calls": len(waiting), "calls": len(calls), "max_called_at_once": called_at_once,
-                 "max_served_at_once": served_at_once, "share_of_call": round(share, 4),
-                 "trace_ids": list(roots)[:_EXAMPLE_TRACES]},
+                {
+                    "key": dest,
+                    "destination": dest,
+                    "service": calls[0][6],
+                    "median_wait_ms": round(wait, 3),
+                    "waiting_calls": len(waiting),
+                    "calls": len(calls),
+                    "max_called_at_once": called_at_once,
+                    "max_served_at_once": served_at_once,
+                    "share_of_call": round(share, 4),
+                    "trace_ids": list(roots)[:_EXAMPLE_TRACES],
+                },
             )
-        )  # fmt: skip
+        )
     return findings
 
 
@@ -381,16 +434,29 @@ def pool_waits(con: duckdb.DuckDBPyConnection, mix: Traffic, rules: Detection) -
         destination = f"{system} connections"
         findings.append(
             _finding(
-                FindingType.SATURATION, endpoint, share, wait, mix,
+                FindingType.SATURATION,
+                endpoint,
+                share,
+                wait,
+                mix,
                 f"{endpoint}: requests waited {wait:.1f} ms (median of {len(waiting)}) inside the service before "
                 f"their first statement: {in_progress} were in progress at once, at most {holding} held a "
                 f"{system} connection (a connection pool or worker limit)",
-                {"key": f"pool:{system}", "destination": destination, "service": "", "median_wait_ms": round(wait, 3),
-                 "waiting_calls": len(waiting), "calls": len(requests), "max_called_at_once": in_progress,
-                 "max_served_at_once": holding, "share_of_call": round(share, 4), "where": "inside the service",
-                 "trace_ids": [r[2] for r in waiting[:_EXAMPLE_TRACES]]},
+                {
+                    "key": f"pool:{system}",
+                    "destination": destination,
+                    "service": "",
+                    "median_wait_ms": round(wait, 3),
+                    "waiting_calls": len(waiting),
+                    "calls": len(requests),
+                    "max_called_at_once": in_progress,
+                    "max_served_at_once": holding,
+                    "share_of_call": round(share, 4),
+                    "where": "inside the service",
+                    "trace_ids": [r[2] for r in waiting[:_EXAMPLE_TRACES]],
+                },
             )
-        )  # fmt: skip
+        )
     return findings
 
 
