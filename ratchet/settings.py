@@ -71,6 +71,11 @@ class Settings(BaseSettings):
         return self._data_dir(folder) / name
 
     @property
+    def workflow_steps_dir(self) -> Path:
+        """Where `ratchet workflows analyze` keeps the steps it read (a folder per workflow type)."""
+        return self._data_dir("workflows")
+
+    @property
     def resources_dir(self) -> Path:
         return self._data_dir("resources")
 

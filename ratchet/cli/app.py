@@ -22,6 +22,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ratchet.cli.workflows import workflows_app
 from ratchet.config.common import Phase, Role
 from ratchet.config.loading import load_playbook, load_target
 from ratchet.contracts import ApprovalInput, CampaignState, RejectionInput, RolloutDecision
@@ -56,6 +57,7 @@ app.add_typer(playbook_app, name="playbook")
 app.add_typer(target_app, name="target")
 app.add_typer(traces_app, name="traces")
 app.add_typer(rollout_app, name="rollout")
+app.add_typer(workflows_app, name="workflows")
 
 # Piped output (logs, CI) gets wide tables instead of rich's 80-column default.
 console = Console(width=None if sys.stdout.isatty() else 160)

@@ -1,0 +1,119 @@
+"""`ratchet workflows analyze`: where the executions of a Temporal workflow type spend their time."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+workflows_app = typer.Typer(help="Temporal workflows of yours: where their executions spend their time.")
+console = Console()
+err = Console(stderr=True)
+
+
+def _ms(figures: dict[str, float] | None, key: str) -> str:
+    return "" if not figures else f"{figures[key]:,.1f}"
+
+
+def steps_table(summary: dict[str, Any], workflow_type: str) -> Table:
+    """The steps, most of the critical path first: queue wait and work percentiles, retries, failures."""
+    table = Table(
+        title=f"{workflow_type}: {summary['executions']} execution(s), total p50 {_ms(summary['total_ms'], 'p50')} ms, "
+        f"p95 {_ms(summary['total_ms'], 'p95')} ms"
+    )
+    for column in (
+        "step",
+        "per exec",
+        "wait p50",
+        "wait p95",
+        "work p50",
+        "work p95",
+        "work p99",
+        "retried",
+        "failed",
+        "critical path",
+    ):
+        table.add_column(column, justify="left" if column == "step" else "right")
+    for step in summary["steps"]:
+        failed = sum(n for outcome, n in step["outcomes"].items() if outcome not in ("completed", "canceled"))
+        table.add_row(
+            step["step"],
+            f"{step['per_execution']:g}",
+            _ms(step["wait_ms"], "p50"),
+            _ms(step["wait_ms"], "p95"),
+            _ms(step["work_ms"], "p50"),
+            _ms(step["work_ms"], "p95"),
+            _ms(step["work_ms"], "p99"),
+            str(step["attempts"]["retried"]),
+            str(failed),
+            f"{step['critical_path_share']:.0%}",
+        )
+    return table
+
+
+@workflows_app.command("analyze")
+def analyze(
+    workflow_type: Annotated[str, typer.Option("--type", help="The workflow type to analyse.")],
+    since: Annotated[str | None, typer.Option(help="Only executions closed within this long: 7d, 12h, 30m.")] = None,
+    last: Annotated[int | None, typer.Option(min=1, help="Only the newest N closed executions.")] = None,
+    namespace: Annotated[
+        str | None, typer.Option(help="Temporal namespace (default: RATCHET_TEMPORAL_NAMESPACE).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Read the event histories of a workflow type's closed executions (any Temporal cluster: address and
+    namespace as for Ratchet's own) and report per step its queue wait and work percentiles, retries, failures
+    and share of the critical path, and how the executions' time splits. The steps are kept as Parquet."""
+    from ratchet.cli.app import _run
+    from ratchet.config.durations import parse_duration
+    from ratchet.settings import get_settings
+    from ratchet.temporal.client import connect
+    from ratchet.workflow_analytics.facts import store_steps
+    from ratchet.workflow_analytics.fetch import fetch_executions
+    from ratchet.workflow_analytics.summary import summarize
+
+    if since is not None and last is not None:
+        err.print("[red]--since and --last: give one of them, not both[/]")
+        raise typer.Exit(2)
+    try:
+        window = parse_duration(since) if since is not None else None
+    except ValueError as exc:
+        err.print(f"[red]--since: {exc}[/]")
+        raise typer.Exit(2) from None
+    settings = get_settings()
+    if namespace:
+        settings = settings.model_copy(update={"temporal_namespace": namespace})
+
+    async def read() -> list[Any]:
+        client = await connect(settings)
+        with Progress(console=err, transient=True, disable=as_json or not err.is_terminal) as progress:
+            task = progress.add_task("reading histories", total=None)
+            return await fetch_executions(
+                client,
+                workflow_type,
+                since=window,
+                last=last,
+                progress=lambda done, total: progress.update(task, completed=done, total=total),
+            )
+
+    executions = _run(read())
+    if not executions:
+        err.print(f"[yellow]no closed execution of {workflow_type} in namespace {settings.temporal_namespace}[/]")
+        raise typer.Exit(3)
+    summary = summarize(executions)
+    stored: Path = store_steps(settings.workflow_steps_dir, workflow_type, executions)
+    if as_json:
+        print(json.dumps({"workflow_type": workflow_type, **summary, "steps_file": str(stored)}, indent=2))
+        return
+    console.print(steps_table(summary, workflow_type))
+    split = summary["time_split"]
+    console.print(
+        f"Along the critical paths: {split['work']:.0%} work, {split['queue_wait']:.0%} waiting in task queues, "
+        f"{split['timers']:.0%} timers and waits for answers, {split['workflow']:.0%} the workflow's own tasks. "
+        f"Steps kept in {stored}."
+    )

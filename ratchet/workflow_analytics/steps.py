@@ -1,0 +1,177 @@
+"""The steps of one execution, read from its event history (pure).
+
+A step is an activity, a child workflow or a timer: scheduled (initiated, started) at one event, started by a
+worker (the child's first task) at another, closed at a third. Its **wait** is schedule-to-start: the time in
+the task queue (worker slots, pollers, rate limits) and, for a retried activity, its failed attempts and
+their backoff (the history records only the last attempt's start). Its **work** is start-to-close.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from temporalio.api.failure.v1 import Failure
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.client import WorkflowHistory
+
+_OUTCOMES = {
+    "activity_task_completed_event_attributes": "completed",
+    "activity_task_failed_event_attributes": "failed",
+    "activity_task_timed_out_event_attributes": "timed_out",
+    "activity_task_canceled_event_attributes": "canceled",
+    "child_workflow_execution_completed_event_attributes": "completed",
+    "child_workflow_execution_failed_event_attributes": "failed",
+    "child_workflow_execution_timed_out_event_attributes": "timed_out",
+    "child_workflow_execution_canceled_event_attributes": "canceled",
+    "child_workflow_execution_terminated_event_attributes": "terminated",
+    "timer_fired_event_attributes": "completed",
+    "timer_canceled_event_attributes": "canceled",
+}
+
+
+@dataclass
+class Step:
+    """One activity, child workflow or timer of an execution; times in ms from the execution's start."""
+
+    workflow_id: str
+    run_id: str
+    kind: str  # activity | child | timer
+    name: str  # activity type, child workflow type, or "timer"
+    event_id: int  # the scheduling (initiating, starting) event
+    task_queue: str
+    scheduled_ms: float
+    started_ms: float | None = None
+    closed_ms: float | None = None
+    attempt: int = 1
+    outcome: str = "open"
+    failure: str = ""
+    last_failure: str = ""  # an earlier attempt's failure, when it was retried
+
+    @property
+    def wait_ms(self) -> float | None:
+        return None if self.started_ms is None else self.started_ms - self.scheduled_ms
+
+    @property
+    def work_ms(self) -> float | None:
+        if self.started_ms is None or self.closed_ms is None:
+            return None
+        return self.closed_ms - self.started_ms
+
+    @property
+    def total_ms(self) -> float | None:
+        return None if self.closed_ms is None else self.closed_ms - self.scheduled_ms
+
+
+@dataclass
+class Execution:
+    """One closed execution and its steps."""
+
+    workflow_id: str
+    run_id: str
+    workflow_type: str
+    task_queue: str
+    started_at: datetime
+    total_ms: float
+    status: str
+    steps: list[Step]
+
+
+def _time(event: HistoryEvent) -> datetime:
+    return event.event_time.ToDatetime()
+
+
+def _failure_text(failure: Failure) -> str:
+    """The failure's type (an application failure's) and its messages down the cause chain."""
+    messages = []
+    current = failure
+    while True:
+        if current.message:
+            messages.append(current.message)
+        if not current.HasField("cause"):
+            break
+        current = current.cause
+    kind = failure.application_failure_info.type if failure.HasField("application_failure_info") else ""
+    text = ": ".join(messages)
+    return f"{kind}: {text}" if kind and text else (kind or text)
+
+
+def execution_of(history: WorkflowHistory) -> Execution:
+    """The execution's steps, in the order they were scheduled."""
+    events = list(history.events)
+    first, last = events[0], events[-1]
+    started = first.workflow_execution_started_event_attributes
+    t0 = _time(first)
+
+    def ms(event: HistoryEvent) -> float:
+        return (_time(event) - t0).total_seconds() * 1000
+
+    steps: dict[int, Step] = {}
+    for event in events:
+        kind = event.WhichOneof("attributes")
+        if kind == "activity_task_scheduled_event_attributes":
+            a = event.activity_task_scheduled_event_attributes
+            steps[event.event_id] = Step(
+                history.workflow_id,
+                started.original_execution_run_id,
+                "activity",
+                a.activity_type.name,
+                event.event_id,
+                a.task_queue.name,
+                ms(event),
+            )
+        elif kind == "activity_task_started_event_attributes":
+            started_task = event.activity_task_started_event_attributes
+            step = steps.get(started_task.scheduled_event_id)
+            if step is not None:
+                step.started_ms, step.attempt = ms(event), max(1, started_task.attempt)
+                if started_task.HasField("last_failure"):
+                    step.last_failure = _failure_text(started_task.last_failure)
+        elif kind == "start_child_workflow_execution_initiated_event_attributes":
+            c = event.start_child_workflow_execution_initiated_event_attributes
+            steps[event.event_id] = Step(
+                history.workflow_id,
+                started.original_execution_run_id,
+                "child",
+                c.workflow_type.name,
+                event.event_id,
+                c.task_queue.name,
+                ms(event),
+            )
+        elif kind == "child_workflow_execution_started_event_attributes":
+            step = steps.get(event.child_workflow_execution_started_event_attributes.initiated_event_id)
+            if step is not None:
+                step.started_ms = ms(event)
+        elif kind == "timer_started_event_attributes":
+            steps[event.event_id] = Step(
+                history.workflow_id,
+                started.original_execution_run_id,
+                "timer",
+                "timer",
+                event.event_id,
+                "",
+                ms(event),
+                started_ms=ms(event),
+            )
+        elif kind in _OUTCOMES:
+            attributes = getattr(event, kind)
+            key = getattr(attributes, "scheduled_event_id", 0) or getattr(attributes, "initiated_event_id", 0)
+            key = key or getattr(attributes, "started_event_id", 0)  # timers: the TimerStarted event
+            step = steps.get(key)
+            if step is None:
+                continue
+            step.closed_ms, step.outcome = ms(event), _OUTCOMES[kind]
+            if "failure" in attributes.DESCRIPTOR.fields_by_name and attributes.HasField("failure"):
+                step.failure = _failure_text(attributes.failure)
+    closed = last.WhichOneof("attributes") or ""
+    status = closed.removeprefix("workflow_execution_").removesuffix("_event_attributes")
+    return Execution(
+        history.workflow_id,
+        started.original_execution_run_id,
+        started.workflow_type.name,
+        started.task_queue.name,
+        t0,
+        ms(last),
+        status,
+        sorted(steps.values(), key=lambda s: s.event_id),
+    )

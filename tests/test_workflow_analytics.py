@@ -1,0 +1,124 @@
+"""Workflow analytics: the steps of executions read from their histories, where their time went along the
+critical path, and `ratchet workflows analyze` against a real Temporal server."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import itertools
+import json
+import uuid
+from pathlib import Path
+
+import duckdb
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.worker import Worker
+
+from ratchet.errors import ConfigError
+from ratchet.settings import Settings
+from ratchet.temporal.client import connect
+from ratchet.workflow_analytics.critical_path import critical_path, path_split
+from ratchet.workflow_analytics.fetch import visibility_query
+from ratchet.workflow_analytics.steps import execution_of
+from ratchet.workflow_analytics.summary import summarize
+from tests.campaign_helpers import ratchet_cli
+from tests.conftest import ROOT, free_port
+from tests.sample_pipeline import ACTIVITIES, SamplePipeline
+
+HAPPY_PATH = next((ROOT / "tests" / "histories").glob("*-happy-path.json.gz"))
+
+
+def history(path: Path) -> WorkflowHistory:
+    return WorkflowHistory.from_json(path.name, gzip.decompress(path.read_bytes()).decode())
+
+
+def test_the_steps_of_a_recorded_campaign_are_its_activities_and_timers() -> None:
+    execution = execution_of(history(HAPPY_PATH))
+    kinds = [s.kind for s in execution.steps]
+    assert execution.workflow_type == "CampaignWorkflow" and execution.status == "completed"
+    # The history holds 94 scheduled activities and 2 timers (the gates' timeouts, cancelled by the answers).
+    assert kinds.count("activity") == 94 and kinds.count("timer") == 2
+    assert all(s.closed_ms is not None and s.outcome in ("completed", "canceled") for s in execution.steps)
+    assert all(s.wait_ms is not None and s.wait_ms >= 0 and s.work_ms is not None for s in execution.steps)
+    assert [s.name for s in execution.steps[:2]] == ["record_campaign", "run_load_test"]
+
+    path = critical_path(execution)
+    # The path ends with the step that closed last and never goes back in time.
+    assert path[-1] is max(execution.steps, key=lambda s: s.closed_ms or 0)
+    assert all(a.closed_ms is not None and a.closed_ms <= b.scheduled_ms + 0.001 for a, b in itertools.pairwise(path))
+    split = path_split(execution, path)
+    parts = split.queue_wait_ms + split.work_ms + split.timers_ms + split.workflow_ms
+    assert parts == pytest.approx(execution.total_ms)
+    assert split.work_ms > 0.9 * execution.total_ms  # a campaign's time is its load tests
+
+
+def test_the_summary_ranks_steps_by_their_share_of_the_critical_path() -> None:
+    executions = [execution_of(history(p)) for p in sorted((ROOT / "tests" / "histories").glob("*.json.gz"))]
+    summary = summarize(executions)
+    assert summary["executions"] == len(executions)
+    shares = [s["critical_path_share"] for s in summary["steps"]]
+    assert shares == sorted(shares, reverse=True) and 0 < sum(shares) <= 1.0001
+    load = next(s for s in summary["steps"] if s["step"] == "run_load_test")
+    assert load["count"] == sum(1 for e in executions for s in e.steps if s.name == "run_load_test")
+    assert load["work_ms"]["p50"] <= load["work_ms"]["p95"] <= load["work_ms"]["p99"]
+    assert sum(summary["time_split"].values()) == pytest.approx(1, abs=0.01)
+
+
+def test_a_type_name_that_is_not_one_is_refused_before_any_query() -> None:
+    with pytest.raises(ConfigError, match="--type"):
+        visibility_query('X" OR WorkflowType != "', None)
+    assert 'CloseTime > "' in visibility_query("Pipeline", __import__("datetime").timedelta(days=7))
+
+
+@pytest.mark.asyncio
+async def test_analyze_reads_the_executions_of_a_workflow_type_from_a_real_server(
+    fake_tier_temporal: str, tmp_path: Path
+) -> None:
+    settings = Settings(
+        home=tmp_path / "ratchet", temporal_address=fake_tier_temporal, task_queue_prefix="wa", otlp_port=free_port()
+    )
+    client = await connect(settings)
+    queue = f"pipeline-{uuid.uuid4().hex[:8]}"
+    async with Worker(client, task_queue=queue, workflows=[SamplePipeline], activities=ACTIVITIES):
+        for n in range(4):
+            await client.execute_workflow(SamplePipeline.run, f"doc{n}", id=f"{queue}-{n}", task_queue=queue)
+    # Visibility records a close a moment after the result: wait until all four are listed (a deadline).
+    listed = f'WorkflowType = "SamplePipeline" AND WorkflowId STARTS_WITH "{queue}"'
+    async with asyncio.timeout(30):
+        while (await client.count_workflows(listed)).count < 4:
+            await asyncio.sleep(0.05)
+
+    shown = await ratchet_cli(settings, "workflows", "analyze", "--type", "SamplePipeline", "--last", "4", "--json")
+    assert shown.returncode == 0, shown.stderr
+    report = json.loads(shown.stdout)
+    steps = {s["step"]: s for s in report["steps"]}
+    assert report["executions"] == 4 and report["statuses"] == {"completed": 4}
+    assert set(steps) == {"fetch", "extract", "classify", "summarize", "timer"}
+    assert all(s["count"] == 4 and s["per_execution"] == 1 for s in steps.values())
+    # Every summarize was retried once after the provider's refusal, and the reason is kept.
+    summarize_step = steps["summarize"]
+    assert summarize_step["attempts"] == {"max": 2, "retried": 4}
+    assert summarize_step["failures"][0]["reason"].startswith("RateLimited: provider A answered 429")
+    # Its wait holds the failed attempt and the backoff (50 ms): the longest wait of the five steps.
+    assert summarize_step["wait_ms"]["p50"] >= 50
+    assert max(steps.values(), key=lambda s: s["wait_ms"]["p50"] if s["kind"] != "timer" else 0)["step"] == "summarize"
+    # fetch sleeps 20 ms, the others 10: fetch works longest.
+    assert (
+        steps["fetch"]["work_ms"]["p50"] >= 20 and steps["fetch"]["work_ms"]["p50"] > steps["extract"]["work_ms"]["p50"]
+    )
+    stored = duckdb.sql(
+        "SELECT count(*), count(DISTINCT workflow_id) FROM read_parquet(?)", params=[report["steps_file"]]
+    )
+    assert stored.fetchall() == [(20, 4)]
+
+
+@pytest.mark.asyncio
+async def test_analyze_of_a_type_with_no_executions_says_so(fake_tier_temporal: str, tmp_path: Path) -> None:
+    settings = Settings(
+        home=tmp_path / "ratchet", temporal_address=fake_tier_temporal, task_queue_prefix="wa", otlp_port=free_port()
+    )
+    shown = await ratchet_cli(settings, "workflows", "analyze", "--type", "NoSuchWorkflow")
+    assert shown.returncode == 3 and "no closed execution of NoSuchWorkflow" in shown.stderr
+    both = await ratchet_cli(settings, "workflows", "analyze", "--type", "X", "--since", "7d", "--last", "3")
+    assert both.returncode == 2 and "one of them" in both.stderr
