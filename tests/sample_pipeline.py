@@ -1,5 +1,7 @@
-"""A small workflow of a user's kind for the workflow analytics tests: fetch, then extract and classify (one
-after another), a pause, and a summarize step whose provider refuses the first attempt (rate limited)."""
+"""A small workflow of a user's kind for the workflow analytics tests, with the mistakes such workflows
+make: every step after fetch needs only the fetched text yet they run one after another; the language of every
+document is looked up again with the same input; scoring is quadratic in the text's length; the summarizing
+provider refuses each first attempt (rate limited). Fetching is clean."""
 
 from __future__ import annotations
 
@@ -26,7 +28,19 @@ async def extract(text: str) -> int:
 @activity.defn
 async def classify(text: str) -> str:
     await asyncio.sleep(0.01)
-    return "long" if len(text) > 10 else "short"
+    return "long" if len(text) > 600 else "short"
+
+
+@activity.defn
+async def language(code: str) -> str:
+    await asyncio.sleep(0.01)
+    return {"en": "english"}.get(code, "unknown")
+
+
+@activity.defn
+async def score(text: str) -> float:
+    await asyncio.sleep((len(text) / 600) ** 2 * 0.2)  # quadratic in the text's length: 12 ms to 0.8 s
+    return round(len(text) / 7, 3)
 
 
 @activity.defn
@@ -47,11 +61,18 @@ class SamplePipeline:
         text = await workflow.execute_activity(fetch, document, **_QUICK)
         size = await workflow.execute_activity(extract, text, **_QUICK)
         label = await workflow.execute_activity(classify, text, **_QUICK)
-        await workflow.sleep(0.05)
+        tongue = await workflow.execute_activity(language, "en", **_QUICK)
+        points = await workflow.execute_activity(score, text, **_QUICK)
+        await workflow.sleep(0.02)
         summary = await workflow.execute_activity(
             summarize, text, retry_policy=RetryPolicy(initial_interval=timedelta(milliseconds=50)), **_QUICK
         )
-        return f"{size} {label} {summary}"
+        return f"{size} {label} {tongue} {points} {summary}"
 
 
-ACTIVITIES = [fetch, extract, classify, summarize]
+ACTIVITIES = [fetch, extract, classify, language, score, summarize]
+
+
+def documents(count: int) -> list[str]:
+    """Documents of 50 to 400 characters (fetched, 150 to 1,200), each different."""
+    return [f"d{n}-" + "x" * (50 * 2 ** (n % 4)) for n in range(count)]

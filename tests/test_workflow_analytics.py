@@ -8,6 +8,8 @@ import gzip
 import itertools
 import json
 import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -18,13 +20,14 @@ from temporalio.worker import Worker
 from ratchet.errors import ConfigError
 from ratchet.settings import Settings
 from ratchet.temporal.client import connect
+from ratchet.workflow_analytics.bottlenecks import find_bottlenecks
 from ratchet.workflow_analytics.critical_path import critical_path, path_split
 from ratchet.workflow_analytics.fetch import visibility_query
-from ratchet.workflow_analytics.steps import execution_of
+from ratchet.workflow_analytics.steps import Execution, Step, execution_of
 from ratchet.workflow_analytics.summary import summarize
 from tests.campaign_helpers import ratchet_cli
 from tests.conftest import ROOT, free_port
-from tests.sample_pipeline import ACTIVITIES, SamplePipeline
+from tests.sample_pipeline import ACTIVITIES, SamplePipeline, documents
 
 HAPPY_PATH = next((ROOT / "tests" / "histories").glob("*-happy-path.json.gz"))
 
@@ -68,11 +71,11 @@ def test_the_summary_ranks_steps_by_their_share_of_the_critical_path() -> None:
 def test_a_type_name_that_is_not_one_is_refused_before_any_query() -> None:
     with pytest.raises(ConfigError, match="--type"):
         visibility_query('X" OR WorkflowType != "', None)
-    assert 'CloseTime > "' in visibility_query("Pipeline", __import__("datetime").timedelta(days=7))
+    assert 'CloseTime > "' in visibility_query("Pipeline", timedelta(days=7))
 
 
 @pytest.mark.asyncio
-async def test_analyze_reads_the_executions_of_a_workflow_type_from_a_real_server(
+async def test_analyze_finds_the_planted_bottlenecks_of_a_workflow_type_on_a_real_server(
     fake_tier_temporal: str, tmp_path: Path
 ) -> None:
     settings = Settings(
@@ -81,36 +84,53 @@ async def test_analyze_reads_the_executions_of_a_workflow_type_from_a_real_serve
     client = await connect(settings)
     queue = f"pipeline-{uuid.uuid4().hex[:8]}"
     async with Worker(client, task_queue=queue, workflows=[SamplePipeline], activities=ACTIVITIES):
-        for n in range(4):
-            await client.execute_workflow(SamplePipeline.run, f"doc{n}", id=f"{queue}-{n}", task_queue=queue)
-    # Visibility records a close a moment after the result: wait until all four are listed (a deadline).
+        for n, document in enumerate(documents(8)):
+            await client.execute_workflow(SamplePipeline.run, document, id=f"{queue}-{n}", task_queue=queue)
+    # Visibility records a close a moment after the result: wait until all eight are listed (a deadline).
     listed = f'WorkflowType = "SamplePipeline" AND WorkflowId STARTS_WITH "{queue}"'
     async with asyncio.timeout(30):
-        while (await client.count_workflows(listed)).count < 4:
+        while (await client.count_workflows(listed)).count < 8:
             await asyncio.sleep(0.05)
 
-    shown = await ratchet_cli(settings, "workflows", "analyze", "--type", "SamplePipeline", "--last", "4", "--json")
+    shown = await ratchet_cli(settings, "workflows", "analyze", "--type", "SamplePipeline", "--last", "8", "--json")
     assert shown.returncode == 0, shown.stderr
     report = json.loads(shown.stdout)
     steps = {s["step"]: s for s in report["steps"]}
-    assert report["executions"] == 4 and report["statuses"] == {"completed": 4}
-    assert set(steps) == {"fetch", "extract", "classify", "summarize", "timer"}
-    assert all(s["count"] == 4 and s["per_execution"] == 1 for s in steps.values())
+    assert report["executions"] == 8 and report["statuses"] == {"completed": 8}
+    assert set(steps) == {"fetch", "extract", "classify", "language", "score", "summarize", "timer"}
+    assert all(s["count"] == 8 and s["per_execution"] == 1 for s in steps.values())
     # Every summarize was retried once after the provider's refusal, and the reason is kept.
     summarize_step = steps["summarize"]
-    assert summarize_step["attempts"] == {"max": 2, "retried": 4}
+    assert summarize_step["attempts"] == {"max": 2, "retried": 8}
     assert summarize_step["failures"][0]["reason"].startswith("RateLimited: provider A answered 429")
-    # Its wait holds the failed attempt and the backoff (50 ms): the longest wait of the five steps.
+    # Its wait holds the failed attempt and the backoff (50 ms): the longest wait of the steps.
     assert summarize_step["wait_ms"]["p50"] >= 50
-    assert max(steps.values(), key=lambda s: s["wait_ms"]["p50"] if s["kind"] != "timer" else 0)["step"] == "summarize"
-    # fetch sleeps 20 ms, the others 10: fetch works longest.
-    assert (
-        steps["fetch"]["work_ms"]["p50"] >= 20 and steps["fetch"]["work_ms"]["p50"] > steps["extract"]["work_ms"]["p50"]
+    assert max((s for s in steps.values() if s["kind"] != "timer"), key=lambda s: s["wait_ms"]["p50"])["step"] == (
+        "summarize"
     )
     stored = duckdb.sql(
         "SELECT count(*), count(DISTINCT workflow_id) FROM read_parquet(?)", params=[report["steps_file"]]
     )
-    assert stored.fetchall() == [(20, 4)]
+    assert stored.fetchall() == [(56, 8)]
+
+    found = {(b["type"], b["step"]): b for b in report["bottlenecks"]}
+    described = "\n".join(b["summary"] for b in report["bottlenecks"])
+    planted = {
+        ("api_limit", "summarize"),
+        ("cache_miss", "language"),
+        ("inefficient_algorithm", "score"),
+        ("sequential_dependency", "extract -> classify"),
+    }
+    assert planted <= set(found), described
+    # fetch is clean, and extract needs what fetch returned: neither raises anything of its own.
+    assert not [key for key in found if key[1] in ("fetch", "extract", "fetch -> extract")], described
+    # Quadratic by construction; the activities' own overhead flattens the smallest inputs a little.
+    assert 1.5 <= found[("inefficient_algorithm", "score")]["evidence"]["exponent"] <= 2.3, described
+    assert found[("cache_miss", "language")]["evidence"]["hit_ratio"] == pytest.approx(7 / 8)
+    for bottleneck in report["bottlenecks"]:
+        evidence = bottleneck["evidence"]
+        assert evidence["workflow_ids"] and all(w.startswith(queue) for w in evidence["workflow_ids"])
+        assert bottleneck["severity"] in ("low", "medium", "high", "critical") and 0 < bottleneck["impact"] <= 1
 
 
 @pytest.mark.asyncio
@@ -122,3 +142,33 @@ async def test_analyze_of_a_type_with_no_executions_says_so(fake_tier_temporal: 
     assert shown.returncode == 3 and "no closed execution of NoSuchWorkflow" in shown.stderr
     both = await ratchet_cli(settings, "workflows", "analyze", "--type", "X", "--since", "7d", "--last", "3")
     assert both.returncode == 2 and "one of them" in both.stderr
+
+
+def synthetic(count: int, *, wait_of: Callable[[int], float], work_ms: float = 20.0) -> list[Execution]:
+    """``count`` executions of one ``call`` step each, started 10 ms apart (so they overlap: the n-th starts
+    while up to n others are still in progress), waiting ``wait_of(n)`` ms in the queue."""
+    t0 = datetime(2026, 12, 1, tzinfo=UTC)
+    executions = []
+    for n in range(count):
+        wait = wait_of(n)
+        step = Step(f"w{n}", "r", "activity", "call", 5, "q", 1.0, 1.0 + wait, 1.0 + wait + work_ms)
+        executions.append(
+            Execution(
+                f"w{n}", "r", "T", "q", t0 + timedelta(milliseconds=10 * n), 2.0 + wait + work_ms, "completed", [step]
+            )
+        )
+    return executions
+
+
+def test_queue_waits_that_grow_with_the_steps_in_progress_are_resource_exhaustion() -> None:
+    found = find_bottlenecks(synthetic(30, wait_of=lambda n: 10.0 * n))
+    exhaustion = [b for b in found if b.type == "resource_exhaustion"]
+    assert [b.step for b in exhaustion] == ["call"], [b.summary for b in found]
+    assert exhaustion[0].evidence["spearman_rho"] >= 0.9 and exhaustion[0].evidence["workflow_ids"][0] == "w29"
+
+
+def test_steady_short_waits_raise_nothing_but_the_step_that_is_all_of_the_work() -> None:
+    found = find_bottlenecks(synthetic(30, wait_of=lambda n: 2.0 + (n % 3)))
+    # One step is the whole execution: it is the slow step, and nothing else is raised.
+    assert [(b.type, b.step) for b in found] == [("slow_step", "call")]
+    assert find_bottlenecks(synthetic(4, wait_of=lambda n: 10.0 * n)) == []  # too few executions to judge

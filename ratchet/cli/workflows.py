@@ -73,6 +73,7 @@ def analyze(
     from ratchet.config.durations import parse_duration
     from ratchet.settings import get_settings
     from ratchet.temporal.client import connect
+    from ratchet.workflow_analytics.bottlenecks import find_bottlenecks
     from ratchet.workflow_analytics.facts import store_steps
     from ratchet.workflow_analytics.fetch import fetch_executions
     from ratchet.workflow_analytics.summary import summarize
@@ -106,9 +107,11 @@ def analyze(
         err.print(f"[yellow]no closed execution of {workflow_type} in namespace {settings.temporal_namespace}[/]")
         raise typer.Exit(3)
     summary = summarize(executions)
+    bottlenecks = find_bottlenecks(executions)
     stored: Path = store_steps(settings.workflow_steps_dir, workflow_type, executions)
     if as_json:
-        print(json.dumps({"workflow_type": workflow_type, **summary, "steps_file": str(stored)}, indent=2))
+        document = {"workflow_type": workflow_type, **summary, "bottlenecks": [b.as_json() for b in bottlenecks]}
+        print(json.dumps(document | {"steps_file": str(stored)}, indent=2))
         return
     console.print(steps_table(summary, workflow_type))
     split = summary["time_split"]
@@ -117,3 +120,9 @@ def analyze(
         f"{split['timers']:.0%} timers and waits for answers, {split['workflow']:.0%} the workflow's own tasks. "
         f"Steps kept in {stored}."
     )
+    if not bottlenecks:
+        console.print(
+            "No bottleneck: no step dominates, waits, is limited, repeats itself or grows faster than linear."
+        )
+    for b in bottlenecks:
+        console.print(f"[bold]{b.severity} {b.type}[/] {b.summary}", highlight=False)

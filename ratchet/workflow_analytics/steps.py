@@ -8,9 +8,14 @@ their backoff (the history records only the last attempt's start). Its **work** 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+import hashlib
+import json
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
+from temporalio.api.common.v1 import Payloads
 from temporalio.api.failure.v1 import Failure
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import WorkflowHistory
@@ -30,6 +35,58 @@ _OUTCOMES = {
 }
 
 
+@dataclass(frozen=True)
+class PayloadFacts:
+    """What the analyses need of a step's input or result: a digest (identical inputs, identical results), its
+    size (time against size), and, when the converter wrote plain JSON, its text (capped) and its leaf values
+    (did a later step's input use them?). Encrypted or binary payloads are not readable: only digest and size."""
+
+    digest: str = ""
+    size: int = 0
+    readable: bool = False
+    text: str = ""
+    tokens: tuple[str, ...] = ()
+
+
+NO_PAYLOAD = PayloadFacts()
+_TEXT_CAP = 16_384
+_TOKEN_CAP = 64
+_READABLE = {b"json/plain", b"binary/null"}
+
+
+def payload_facts(payloads: Payloads) -> PayloadFacts:
+    items = list(payloads.payloads)
+    if not items:
+        return NO_PAYLOAD
+    data = b"\x1e".join(p.data for p in items)
+    readable = all(p.metadata.get("encoding", b"") in _READABLE for p in items)
+    if not readable:
+        return PayloadFacts(hashlib.sha256(data).hexdigest(), len(data))
+    text = data.decode("utf-8", "replace")
+    tokens: list[str] = []
+    for payload in items:
+        if payload.data:
+            with contextlib.suppress(ValueError):
+                _leaves(json.loads(payload.data), tokens)
+    return PayloadFacts(
+        hashlib.sha256(data).hexdigest(), len(data), True, text[:_TEXT_CAP], tuple(dict.fromkeys(tokens))[:_TOKEN_CAP]
+    )
+
+
+def _leaves(value: Any, into: list[str]) -> None:
+    """The JSON text of every leaf worth finding again in another input (two characters or more)."""
+    if isinstance(value, dict):
+        for item in value.values():
+            _leaves(item, into)
+    elif isinstance(value, list):
+        for item in value:
+            _leaves(item, into)
+    elif value is not None and not isinstance(value, bool):
+        token = json.dumps(value)
+        if len(token.strip('"')) >= 2:
+            into.append(token.strip('"'))
+
+
 @dataclass
 class Step:
     """One activity, child workflow or timer of an execution; times in ms from the execution's start."""
@@ -47,6 +104,8 @@ class Step:
     outcome: str = "open"
     failure: str = ""
     last_failure: str = ""  # an earlier attempt's failure, when it was retried
+    input: PayloadFacts = field(default_factory=lambda: NO_PAYLOAD)
+    result: PayloadFacts = field(default_factory=lambda: NO_PAYLOAD)
 
     @property
     def wait_ms(self) -> float | None:
@@ -119,6 +178,7 @@ def execution_of(history: WorkflowHistory) -> Execution:
                 event.event_id,
                 a.task_queue.name,
                 ms(event),
+                input=payload_facts(a.input),
             )
         elif kind == "activity_task_started_event_attributes":
             started_task = event.activity_task_started_event_attributes
@@ -137,6 +197,7 @@ def execution_of(history: WorkflowHistory) -> Execution:
                 event.event_id,
                 c.task_queue.name,
                 ms(event),
+                input=payload_facts(c.input),
             )
         elif kind == "child_workflow_execution_started_event_attributes":
             step = steps.get(event.child_workflow_execution_started_event_attributes.initiated_event_id)
@@ -161,8 +222,11 @@ def execution_of(history: WorkflowHistory) -> Execution:
             if step is None:
                 continue
             step.closed_ms, step.outcome = ms(event), _OUTCOMES[kind]
-            if "failure" in attributes.DESCRIPTOR.fields_by_name and attributes.HasField("failure"):
+            fields = attributes.DESCRIPTOR.fields_by_name
+            if "failure" in fields and attributes.HasField("failure"):
                 step.failure = _failure_text(attributes.failure)
+            if "result" in fields and attributes.HasField("result"):
+                step.result = payload_facts(attributes.result)
     closed = last.WhichOneof("attributes") or ""
     status = closed.removeprefix("workflow_execution_").removesuffix("_event_attributes")
     return Execution(

@@ -1,0 +1,319 @@
+"""Bottlenecks of a workflow type, from the steps of its executions (pure), with the type names users of
+workflow tooling expect: slow_step, resource_exhaustion, api_limit, sequential_dependency, cache_miss,
+inefficient_algorithm. Each carries its evidence (workflow and event ids), a severity, its impact (the share of
+the executions' time it costs) and an estimated improvement; a step with none of these patterns raises nothing.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from ratchet.workflow_analytics.critical_path import critical_path
+from ratchet.workflow_analytics.steps import Execution, Step
+from ratchet.workflow_analytics.summary import step_key
+
+# slow_step: a step this share of the executions' critical path or more is where their time goes.
+SLOW_STEP_SHARE = 0.5
+# resource_exhaustion: queue waits that rise with the number of steps in progress (Spearman, one-sided).
+QUEUE_MIN_P95_MS = 50.0
+QUEUE_MIN_RHO = 0.5
+# api_limit: failures that say rate limit or quota, on this share of a step's calls.
+API_LIMIT_MIN_SHARE = 0.1
+_RATE_LIMITED = re.compile(r"\b429\b|rate.?limit|too many requests|quota|throttl|resource.?exhausted", re.IGNORECASE)
+# cache_miss: identical inputs with identical results, on this share of a step's calls.
+CACHE_MIN_HIT_RATIO = 0.2
+# inefficient_algorithm: work growing with input size by at least this exponent (log-log fit), over a range
+# of sizes wide enough to tell (this ratio between the largest and the smallest input).
+SUPERLINEAR_EXPONENT = 1.3
+MIN_SIZE_RANGE = 4.0
+MIN_EXECUTIONS = 5
+_EXAMPLES = 3
+
+
+@dataclass
+class Bottleneck:
+    type: str
+    step: str
+    severity: str
+    impact: float  # the share of the executions' time it costs
+    estimated_improvement_ms: float  # per execution
+    summary: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self) | {"estimated_improvement": round(self.impact, 4)}
+
+
+def severity(share: float) -> str:
+    return "critical" if share >= 0.75 else "high" if share >= 0.5 else "medium" if share >= 0.25 else "low"
+
+
+def _examples(steps: list[Step]) -> dict[str, Any]:
+    return {
+        "workflow_ids": [s.workflow_id for s in steps[:_EXAMPLES]],
+        "event_ids": [s.event_id for s in steps[:_EXAMPLES]],
+    }
+
+
+def find_bottlenecks(executions: list[Execution]) -> list[Bottleneck]:
+    if len(executions) < MIN_EXECUTIONS:
+        return []
+    total_ms = sum(e.total_ms for e in executions) or 1.0
+    found = (
+        slow_steps(executions, total_ms)
+        + resource_exhaustion(executions, total_ms)
+        + api_limits(executions, total_ms)
+        + sequential_dependencies(executions, total_ms)
+        + cache_misses(executions, total_ms)
+        + inefficient_algorithms(executions, total_ms)
+    )
+    return sorted(found, key=lambda b: b.impact, reverse=True)
+
+
+def _by_step(executions: list[Execution]) -> dict[str, list[Step]]:
+    groups: dict[str, list[Step]] = defaultdict(list)
+    for execution in executions:
+        for step in execution.steps:
+            if step.kind != "timer":
+                groups[step_key(step)].append(step)
+    return groups
+
+
+def slow_steps(executions: list[Execution], total_ms: float) -> list[Bottleneck]:
+    """A step taking most of the critical path: the one whose speed sets the executions'."""
+    on_path: dict[str, float] = defaultdict(float)
+    examples: dict[str, list[Step]] = defaultdict(list)
+    for execution in executions:
+        for step in critical_path(execution):
+            if step.kind != "timer":
+                on_path[step_key(step)] += step.total_ms or 0.0
+                examples[step_key(step)].append(step)
+    found = []
+    for key, ms in on_path.items():
+        share = ms / total_ms
+        if share >= SLOW_STEP_SHARE:
+            found.append(
+                Bottleneck(
+                    "slow_step",
+                    key,
+                    severity(share),
+                    round(share, 4),
+                    round(ms / len(executions) / 2, 3),
+                    f"{key}: {share:.0%} of the executions' time is spent in it on their critical path; "
+                    "twice as fast, it would save half of that",
+                    {"share_of_critical_path": round(share, 4), **_examples(examples[key])},
+                )
+            )
+    return found
+
+
+def _in_progress(executions: list[Execution]) -> dict[tuple[str, int], int]:
+    """Per step (workflow id, event id): the steps of its task queue scheduled and not yet closed when it was
+    scheduled, across all executions (absolute time)."""
+    by_queue: dict[str, list[tuple[float, float, tuple[str, int]]]] = defaultdict(list)
+    for execution in executions:
+        base = execution.started_at.timestamp() * 1000
+        for step in execution.steps:
+            if step.kind != "timer" and step.closed_ms is not None:
+                by_queue[step.task_queue].append(
+                    (base + step.scheduled_ms, base + step.closed_ms, (step.workflow_id, step.event_id))
+                )
+    counts = {}
+    for intervals in by_queue.values():
+        starts = np.sort([s for s, _, _ in intervals])
+        ends = np.sort([e for _, e, _ in intervals])
+        for start, _, key in intervals:
+            # scheduled at or before it, and not closed by then (itself included)
+            counts[key] = int(np.searchsorted(starts, start, side="right") - np.searchsorted(ends, start, side="right"))
+    return counts
+
+
+def resource_exhaustion(executions: list[Execution], total_ms: float) -> list[Bottleneck]:
+    """Queue waits that grow with how many steps are in progress: too few worker slots or pollers, or a task
+    queue rate limit. Retried steps are left out (their wait holds failed attempts)."""
+    load = _in_progress(executions)
+    found = []
+    for key, steps in _by_step(executions).items():
+        waited = [s for s in steps if s.wait_ms is not None and s.attempt == 1]
+        if len(waited) < 8:
+            continue
+        waits = np.array([s.wait_ms for s in waited], dtype=float)
+        concurrency = np.array([load.get((s.workflow_id, s.event_id), 1) for s in waited], dtype=float)
+        if np.percentile(waits, 95) < QUEUE_MIN_P95_MS or np.ptp(concurrency) == 0:
+            continue
+        rho, p_value = stats.spearmanr(concurrency, waits, alternative="greater")
+        if not (rho >= QUEUE_MIN_RHO and p_value < 0.01):
+            continue
+        share = float(waits.sum()) / total_ms
+        worst = sorted(waited, key=lambda s: s.wait_ms or 0.0, reverse=True)
+        found.append(
+            Bottleneck(
+                "resource_exhaustion",
+                key,
+                severity(share),
+                round(share, 4),
+                round(float(np.median(waits)) * len(waited) / len(executions), 3),
+                f"{key}: waits in its task queue grow with the steps in progress (Spearman {rho:.2f}); p95 wait "
+                f"{np.percentile(waits, 95):.0f} ms with up to {int(concurrency.max())} in progress: more worker "
+                "slots or pollers on its task queue",
+                {
+                    "spearman_rho": round(float(rho), 3),
+                    "p_value": float(p_value),
+                    "wait_p95_ms": round(float(np.percentile(waits, 95)), 3),
+                    "max_in_progress": int(concurrency.max()),
+                    "task_queues": sorted({s.task_queue for s in waited}),
+                    **_examples(worst),
+                },
+            )
+        )
+    return found
+
+
+def api_limits(executions: list[Execution], total_ms: float) -> list[Bottleneck]:
+    """Retries whose failures say rate limit or quota: the provider limits the calls."""
+    found = []
+    for key, steps in _by_step(executions).items():
+        limited = [s for s in steps if _RATE_LIMITED.search(s.failure or s.last_failure or "")]
+        if len(limited) < 2 or len(limited) < API_LIMIT_MIN_SHARE * len(steps):
+            continue
+        lost = sum((s.wait_ms or 0.0) for s in limited if s.attempt > 1)  # failed attempts and their backoff
+        share = lost / total_ms
+        reason = (limited[0].failure or limited[0].last_failure)[:200]
+        found.append(
+            Bottleneck(
+                "api_limit",
+                key,
+                severity(share),
+                round(share, 4),
+                round(lost / len(executions), 3),
+                f"{key}: {len(limited)} of {len(steps)} calls were refused for a rate limit or quota and retried "
+                f"({reason}); {lost / len(executions):.0f} ms per execution lost to the retries",
+                {"limited_calls": len(limited), "calls": len(steps), "reason": reason, **_examples(limited)},
+            )
+        )
+    return found
+
+
+def _uses(later: Step, earlier: Step) -> bool:
+    """Whether ``later``'s input holds anything of ``earlier``'s result (unreadable payloads: assume it does)."""
+    if not (later.input.readable and earlier.result.readable):
+        return True
+    return any(token in later.input.text for token in earlier.result.tokens)
+
+
+def sequential_dependencies(executions: list[Execution], total_ms: float) -> list[Bottleneck]:
+    """Consecutive steps on the critical path whose later input uses nothing of the earlier's result: run at
+    once, the shorter of the two would no longer add to the execution."""
+    pairs: dict[tuple[str, str], list[tuple[Step, Step]]] = defaultdict(list)
+    for execution in executions:
+        path = [s for s in critical_path(execution) if s.kind != "timer"]
+        for earlier, later in itertools.pairwise(path):
+            pairs[(step_key(earlier), step_key(later))].append((earlier, later))
+    found = []
+    for (first, second), seen in pairs.items():
+        independent = [(a, b) for a, b in seen if a.result.readable and b.input.readable and not _uses(b, a)]
+        if len(independent) < MIN_EXECUTIONS or len(independent) < 0.9 * len(seen):
+            continue
+        saved = sum(min(a.total_ms or 0.0, b.total_ms or 0.0) for a, b in independent)
+        share = saved / total_ms
+        found.append(
+            Bottleneck(
+                "sequential_dependency",
+                f"{first} -> {second}",
+                severity(share),
+                round(share, 4),
+                round(saved / len(executions), 3),
+                f"{second} runs after {first} but its input uses nothing of {first}'s result ({len(independent)} of "
+                f"{len(seen)} executions): started together they would save {saved / len(executions):.0f} ms per "
+                "execution (unless it relies on a side effect of the first)",
+                {"steps": [first, second], "executions": len(independent), **_examples([b for _, b in independent])},
+            )
+        )
+    return found
+
+
+def cache_misses(executions: list[Execution], total_ms: float) -> list[Bottleneck]:
+    """The same step with the same input again, answering the same: a cache keyed on the input would serve
+    every repeat."""
+    found = []
+    for key, steps in _by_step(executions).items():
+        by_input: dict[str, list[Step]] = defaultdict(list)
+        for step in steps:
+            if step.input.digest and step.outcome == "completed":
+                by_input[step.input.digest].append(step)
+        repeats = [
+            group[1:] for group in by_input.values() if len(group) > 1 and len({s.result.digest for s in group}) == 1
+        ]
+        repeated = [s for group in repeats for s in group]
+        hit_ratio = len(repeated) / len(steps) if steps else 0.0
+        if hit_ratio < CACHE_MIN_HIT_RATIO or len(repeated) < 3:
+            continue
+        saved = sum(s.total_ms or 0.0 for s in repeated)
+        share = saved / total_ms
+        found.append(
+            Bottleneck(
+                "cache_miss",
+                key,
+                severity(share),
+                round(share, 4),
+                round(saved / len(executions), 3),
+                f"{key}: {len(repeated)} of {len(steps)} calls repeated an earlier call's input and got the same "
+                f"result (hit ratio {hit_ratio:.0%}); a cache keyed on the input would save "
+                f"{saved / len(executions):.0f} ms per execution",
+                {
+                    "hit_ratio": round(hit_ratio, 4),
+                    "repeats": len(repeated),
+                    "distinct_inputs": len(by_input),
+                    **_examples(repeated),
+                },
+            )
+        )
+    return found
+
+
+def inefficient_algorithms(executions: list[Execution], total_ms: float) -> list[Bottleneck]:
+    """Work growing faster than the input: the exponent of work against input size (log-log least squares),
+    whose 95% confidence bound must itself be above linear."""
+    found = []
+    for key, steps in _by_step(executions).items():
+        points = [(s.input.size, s.work_ms) for s in steps if s.input.size > 0 and s.work_ms and s.work_ms > 0]
+        if len(points) < 8:
+            continue
+        sizes, works = np.array(points, dtype=float).T
+        if sizes.max() / sizes.min() < MIN_SIZE_RANGE:
+            continue
+        fit = stats.linregress(np.log(sizes), np.log(works))
+        lower = fit.slope - stats.t.ppf(0.975, len(points) - 2) * fit.stderr
+        if fit.slope < SUPERLINEAR_EXPONENT or lower <= 1.0:
+            continue
+        spent = float(works.sum())
+        share = spent / total_ms
+        # Linear in size from the smallest inputs' cost per byte: what a linear algorithm would take.
+        per_byte = float(np.median(works[sizes <= np.percentile(sizes, 25)] / sizes[sizes <= np.percentile(sizes, 25)]))
+        saved = max(spent - float((sizes * per_byte).sum()), 0.0)
+        largest = sorted((s for s in steps if s.input.size > 0), key=lambda s: s.input.size, reverse=True)
+        found.append(
+            Bottleneck(
+                "inefficient_algorithm",
+                key,
+                severity(share),
+                round(share, 4),
+                round(saved / len(executions), 3),
+                f"{key}: its work grows as input size^{fit.slope:.2f} (95% bound {lower:.2f}, r² {fit.rvalue**2:.2f}) "
+                f"over inputs of {sizes.min():.0f}-{sizes.max():.0f} bytes: faster than linear",
+                {
+                    "exponent": round(float(fit.slope), 3),
+                    "exponent_lower_95": round(float(lower), 3),
+                    "r_squared": round(float(fit.rvalue**2), 3),
+                    **_examples(largest),
+                },
+            )
+        )
+    return found
