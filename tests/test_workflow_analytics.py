@@ -23,6 +23,7 @@ from ratchet.temporal.client import connect
 from ratchet.workflow_analytics.bottlenecks import find_bottlenecks
 from ratchet.workflow_analytics.critical_path import critical_path, path_split
 from ratchet.workflow_analytics.fetch import visibility_query
+from ratchet.workflow_analytics.prediction import analyze_time
 from ratchet.workflow_analytics.steps import Execution, Step, execution_of
 from ratchet.workflow_analytics.summary import summarize
 from tests.campaign_helpers import ratchet_cli
@@ -127,6 +128,17 @@ async def test_analyze_finds_the_planted_bottlenecks_of_a_workflow_type_on_a_rea
     # Quadratic by construction; the activities' own overhead flattens the smallest inputs a little.
     assert 1.5 <= found[("inefficient_algorithm", "score")]["evidence"]["exponent"] <= 2.3, described
     assert found[("cache_miss", "language")]["evidence"]["hit_ratio"] == pytest.approx(7 / 8)
+    # The time is predicted from the input's size (scoring is quadratic in it), checked on held-out executions;
+    # no execution is anomalous: the slow ones had the large inputs.
+    prediction = report["prediction"]
+    assert prediction["executions"] == 8 and prediction["relative_error"] < 0.5, prediction
+    assert max(prediction["feature_importance"], key=prediction["feature_importance"].get) == "input_bytes"
+    assert report["anomalies"] == [], report["anomalies"]
+    # In a terminal: the steps' table, the time split and each bottleneck in a sentence.
+    table = await ratchet_cli(settings, "workflows", "analyze", "--type", "SamplePipeline", "--last", "8")
+    assert table.returncode == 0, table.stderr
+    assert "SamplePipeline: 8 execution(s)" in table.stdout and "Along the critical paths:" in table.stdout
+    assert "api_limit summarize: 8 of 8 calls were refused" in " ".join(table.stdout.split())
     for bottleneck in report["bottlenecks"]:
         evidence = bottleneck["evidence"]
         assert evidence["workflow_ids"] and all(w.startswith(queue) for w in evidence["workflow_ids"])
@@ -172,3 +184,15 @@ def test_steady_short_waits_raise_nothing_but_the_step_that_is_all_of_the_work()
     # One step is the whole execution: it is the slow step, and nothing else is raised.
     assert [(b.type, b.step) for b in found] == [("slow_step", "call")]
     assert find_bottlenecks(synthetic(4, wait_of=lambda n: 10.0 * n)) == []  # too few executions to judge
+
+
+def test_an_execution_that_waited_far_longer_than_the_others_is_anomalous_and_says_why() -> None:
+    executions = synthetic(20, wait_of=lambda n: 5.0 + n % 2)
+    executions += synthetic(1, wait_of=lambda n: 400.0)
+    executions[-1].workflow_id = "stuck"
+    timing = analyze_time(executions)
+    assert [a["workflow_id"] for a in timing.anomalies] == ["stuck"], timing.anomalies
+    assert "queue_wait_ms 400" in timing.anomalies[0]["why"] or "unexplained_ms" in timing.anomalies[0]["why"]
+    # A few milliseconds off a steady median is not an anomaly, however steady the others are.
+    steady = synthetic(20, wait_of=lambda n: 990.0 + (n % 2)) + synthetic(1, wait_of=lambda n: 982.0)
+    assert analyze_time(steady).anomalies == []

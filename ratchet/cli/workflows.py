@@ -76,6 +76,7 @@ def analyze(
     from ratchet.workflow_analytics.bottlenecks import find_bottlenecks
     from ratchet.workflow_analytics.facts import store_steps
     from ratchet.workflow_analytics.fetch import fetch_executions
+    from ratchet.workflow_analytics.prediction import analyze_time
     from ratchet.workflow_analytics.summary import summarize
 
     if since is not None and last is not None:
@@ -108,9 +109,16 @@ def analyze(
         raise typer.Exit(3)
     summary = summarize(executions)
     bottlenecks = find_bottlenecks(executions)
+    timing = analyze_time(executions)
     stored: Path = store_steps(settings.workflow_steps_dir, workflow_type, executions)
     if as_json:
-        document = {"workflow_type": workflow_type, **summary, "bottlenecks": [b.as_json() for b in bottlenecks]}
+        document = {
+            "workflow_type": workflow_type,
+            **summary,
+            "bottlenecks": [b.as_json() for b in bottlenecks],
+            "prediction": timing.prediction,
+            "anomalies": timing.anomalies,
+        }
         print(json.dumps(document | {"steps_file": str(stored)}, indent=2))
         return
     console.print(steps_table(summary, workflow_type))
@@ -126,3 +134,11 @@ def analyze(
         )
     for b in bottlenecks:
         console.print(f"[bold]{b.severity} {b.type}[/] {b.summary}", highlight=False)
+    if timing.prediction is not None:
+        p = timing.prediction
+        console.print(
+            f"Execution time predicted from {', '.join(p['features'])}: off by {p['cross_validated_mae_ms']:,.0f} ms "
+            f"on average on executions the model did not see ({p['relative_error']:.0%} of the mean)."
+        )
+    for anomaly in timing.anomalies:
+        console.print(f"[yellow]anomalous[/] {anomaly['workflow_id']}: {anomaly['why']}", highlight=False)

@@ -134,6 +134,7 @@ class Execution:
     total_ms: float
     status: str
     steps: list[Step]
+    input: PayloadFacts = field(default_factory=lambda: NO_PAYLOAD)
 
 
 def _time(event: HistoryEvent) -> datetime:
@@ -238,4 +239,5 @@ def execution_of(history: WorkflowHistory) -> Execution:
         ms(last),
         status,
         sorted(steps.values(), key=lambda s: s.event_id),
+        payload_facts(started.input),
     )
