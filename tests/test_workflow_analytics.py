@@ -93,20 +93,23 @@ async def test_analyze_finds_the_planted_bottlenecks_of_a_workflow_type_on_a_rea
         while (await client.count_workflows(listed)).count < 8:
             await asyncio.sleep(0.05)
 
-    shown = await ratchet_cli(settings, "workflows", "analyze", "--type", "SamplePipeline", "--last", "8", "--json")
+    shown = await ratchet_cli(
+        settings, "workflows", "analyze", "--type", "SamplePipeline", "--last", "8", "--json",
+        "--variant", "provider", "--cost-field", "cost",
+    )  # fmt: skip
     assert shown.returncode == 0, shown.stderr
     report = json.loads(shown.stdout)
     steps = {s["step"]: s for s in report["steps"]}
     assert report["executions"] == 8 and report["statuses"] == {"completed": 8}
     assert set(steps) == {"fetch", "extract", "classify", "language", "score", "summarize", "timer"}
     assert all(s["count"] == 8 and s["per_execution"] == 1 for s in steps.values())
-    # Every summarize was retried once after the provider's refusal, and the reason is kept.
+    # Every summarize through provider A was retried once after its refusal, and the reason is kept.
     summarize_step = steps["summarize"]
-    assert summarize_step["attempts"] == {"max": 2, "retried": 8}
+    assert summarize_step["attempts"] == {"max": 2, "retried": 4}
     assert summarize_step["failures"][0]["reason"].startswith("RateLimited: provider A answered 429")
     # Its wait holds the failed attempt and the backoff (50 ms): the longest wait of the steps.
-    assert summarize_step["wait_ms"]["p50"] >= 50
-    assert max((s for s in steps.values() if s["kind"] != "timer"), key=lambda s: s["wait_ms"]["p50"])["step"] == (
+    assert summarize_step["wait_ms"]["p95"] >= 50
+    assert max((s for s in steps.values() if s["kind"] != "timer"), key=lambda s: s["wait_ms"]["p95"])["step"] == (
         "summarize"
     )
     stored = duckdb.sql(
@@ -134,11 +137,18 @@ async def test_analyze_finds_the_planted_bottlenecks_of_a_workflow_type_on_a_rea
     assert prediction["executions"] == 8 and prediction["relative_error"] < 0.5, prediction
     assert max(prediction["feature_importance"], key=prediction["feature_importance"].get) == "input_bytes"
     assert report["anomalies"] == [], report["anomalies"]
+    # The providers compared: B is faster (A's retries) and cheaper, so B at any weighting.
+    [comparison] = report["comparisons"]
+    assert comparison["step"] == "summarize" and comparison["recommended"] == "B", comparison
+    variants = {v["variant"]: v for v in comparison["variants"]}
+    assert variants["A"]["failure_rate"] == 1 and variants["B"]["failure_rate"] == 0
+    assert variants["A"]["mean_cost"] == pytest.approx(0.004) and variants["B"]["mean_cost"] == pytest.approx(0.002)
+    assert comparison["weights"] == {"performance": 0.6, "cost": 0.4}
     # In a terminal: the steps' table, the time split and each bottleneck in a sentence.
     table = await ratchet_cli(settings, "workflows", "analyze", "--type", "SamplePipeline", "--last", "8")
     assert table.returncode == 0, table.stderr
     assert "SamplePipeline: 8 execution(s)" in table.stdout and "Along the critical paths:" in table.stdout
-    assert "api_limit summarize: 8 of 8 calls were refused" in " ".join(table.stdout.split())
+    assert "api_limit summarize: 4 of 8 calls were refused" in " ".join(table.stdout.split())
     for bottleneck in report["bottlenecks"]:
         evidence = bottleneck["evidence"]
         assert evidence["workflow_ids"] and all(w.startswith(queue) for w in evidence["workflow_ids"])

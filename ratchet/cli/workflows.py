@@ -64,6 +64,16 @@ def analyze(
     namespace: Annotated[
         str | None, typer.Option(help="Temporal namespace (default: RATCHET_TEMPORAL_NAMESPACE).")
     ] = None,
+    variant: Annotated[
+        str | None,
+        typer.Option(help="Compare each step's variants: an input field (e.g. provider) or task_queue."),
+    ] = None,
+    cost_field: Annotated[
+        str | None, typer.Option(help="With --variant: a numeric result field, the call's cost.")
+    ] = None,
+    weights: Annotated[
+        str, typer.Option(help="With --variant: performance,cost weights of the recommendation.")
+    ] = "0.6,0.4",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Read the event histories of a workflow type's closed executions (any Temporal cluster: address and
@@ -74,6 +84,7 @@ def analyze(
     from ratchet.settings import get_settings
     from ratchet.temporal.client import connect
     from ratchet.workflow_analytics.bottlenecks import find_bottlenecks
+    from ratchet.workflow_analytics.comparisons import compare_variants
     from ratchet.workflow_analytics.facts import store_steps
     from ratchet.workflow_analytics.fetch import fetch_executions
     from ratchet.workflow_analytics.prediction import analyze_time
@@ -86,6 +97,13 @@ def analyze(
         window = parse_duration(since) if since is not None else None
     except ValueError as exc:
         err.print(f"[red]--since: {exc}[/]")
+        raise typer.Exit(2) from None
+    try:
+        performance, cost = (float(w) for w in weights.split(","))
+        if performance < 0 or cost < 0 or performance + cost <= 0:
+            raise ValueError
+    except ValueError:
+        err.print(f"[red]--weights: {weights!r} is not two non-negative numbers such as 0.6,0.4[/]")
         raise typer.Exit(2) from None
     settings = get_settings()
     if namespace:
@@ -110,12 +128,21 @@ def analyze(
     summary = summarize(executions)
     bottlenecks = find_bottlenecks(executions)
     timing = analyze_time(executions)
+    total_weight = performance + cost
+    comparisons = (
+        compare_variants(
+            executions, variant, cost_field=cost_field, weights=(performance / total_weight, cost / total_weight)
+        )
+        if variant
+        else []
+    )
     stored: Path = store_steps(settings.workflow_steps_dir, workflow_type, executions)
     if as_json:
         document = {
             "workflow_type": workflow_type,
             **summary,
             "bottlenecks": [b.as_json() for b in bottlenecks],
+            "comparisons": comparisons,
             "prediction": timing.prediction,
             "anomalies": timing.anomalies,
         }
@@ -134,6 +161,8 @@ def analyze(
         )
     for b in bottlenecks:
         console.print(f"[bold]{b.severity} {b.type}[/] {b.summary}", highlight=False)
+    for comparison in comparisons:
+        console.print(f"{comparison['step']} by {comparison['field']}: use {comparison['why']}", highlight=False)
     if timing.prediction is not None:
         p = timing.prediction
         console.print(
