@@ -144,11 +144,22 @@ async def test_analyze_finds_the_planted_bottlenecks_of_a_workflow_type_on_a_rea
     assert variants["A"]["failure_rate"] == 1 and variants["B"]["failure_rate"] == 0
     assert variants["A"]["mean_cost"] == pytest.approx(0.004) and variants["B"]["mean_cost"] == pytest.approx(0.002)
     assert comparison["weights"] == {"performance": 0.6, "cost": 0.4}
+    # The first analysis of a type is its baseline; each day's executions are counted.
+    assert report["baseline"]["from"] is None and Path(report["baseline"]["file"]).is_file()
+    assert sum(day["executions"] for day in report["daily"]) == 8
     # In a terminal: the steps' table, the time split and each bottleneck in a sentence.
     table = await ratchet_cli(settings, "workflows", "analyze", "--type", "SamplePipeline", "--last", "8")
     assert table.returncode == 0, table.stderr
     assert "SamplePipeline: 8 execution(s)" in table.stdout and "Along the critical paths:" in table.stdout
     assert "api_limit summarize: 4 of 8 calls were refused" in " ".join(table.stdout.split())
+    again = json.loads(
+        (
+            await ratchet_cli(settings, "workflows", "analyze", "--type", "SamplePipeline", "--last", "8", "--json")
+        ).stdout
+    )
+    # The second run compares with the first: the same executions, the same figures.
+    assert again["baseline"]["from"] == report["steps_file"]
+    assert {c["step"]: c["work_ms_p95_ratio"] for c in again["baseline"]["changes"]}["score"] == 1.0
     for bottleneck in report["bottlenecks"]:
         evidence = bottleneck["evidence"]
         assert evidence["workflow_ids"] and all(w.startswith(queue) for w in evidence["workflow_ids"])

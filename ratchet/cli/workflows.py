@@ -74,6 +74,10 @@ def analyze(
     weights: Annotated[
         str, typer.Option(help="With --variant: performance,cost weights of the recommendation.")
     ] = "0.6,0.4",
+    save_baseline: Annotated[
+        bool,
+        typer.Option("--save-baseline", help="Keep this analysis as the type's baseline (the first is kept anyway)."),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Read the event histories of a workflow type's closed executions (any Temporal cluster: address and
@@ -88,7 +92,7 @@ def analyze(
     from ratchet.workflow_analytics.facts import store_steps
     from ratchet.workflow_analytics.fetch import fetch_executions
     from ratchet.workflow_analytics.prediction import analyze_time
-    from ratchet.workflow_analytics.summary import summarize
+    from ratchet.workflow_analytics.summary import against_baseline, summarize
 
     if since is not None and last is not None:
         err.print("[red]--since and --last: give one of them, not both[/]")
@@ -137,6 +141,11 @@ def analyze(
         else []
     )
     stored: Path = store_steps(settings.workflow_steps_dir, workflow_type, executions)
+    baseline_file = stored.parent / "baseline.json"
+    baseline = json.loads(baseline_file.read_text()) if baseline_file.is_file() else None
+    changes = against_baseline(summary, baseline) if baseline is not None else []
+    if baseline is None or save_baseline:
+        baseline_file.write_text(json.dumps(summary | {"saved_from": str(stored)}, indent=2))
     if as_json:
         document = {
             "workflow_type": workflow_type,
@@ -145,6 +154,7 @@ def analyze(
             "comparisons": comparisons,
             "prediction": timing.prediction,
             "anomalies": timing.anomalies,
+            "baseline": {"file": str(baseline_file), "from": (baseline or {}).get("saved_from"), "changes": changes},
         }
         print(json.dumps(document | {"steps_file": str(stored)}, indent=2))
         return
@@ -161,6 +171,13 @@ def analyze(
         )
     for b in bottlenecks:
         console.print(f"[bold]{b.severity} {b.type}[/] {b.summary}", highlight=False)
+    slower = [c for c in changes if (c["work_ms_p95_ratio"] or 0) >= 1.2 or (c["wait_ms_p95_ratio"] or 0) >= 1.2]
+    for change in slower:
+        console.print(
+            f"[yellow]slower than the baseline[/] {change['step']}: work p95 x{change['work_ms_p95_ratio']}, "
+            f"wait p95 x{change['wait_ms_p95_ratio']} ({baseline_file})",
+            highlight=False,
+        )
     for comparison in comparisons:
         console.print(f"{comparison['step']} by {comparison['field']}: use {comparison['why']}", highlight=False)
     if timing.prediction is not None:

@@ -65,6 +65,7 @@ def summarize(executions: list[Execution]) -> dict[str, Any]:
     steps.sort(key=lambda s: s["critical_path_share"], reverse=True)
     return {
         "executions": len(executions),
+        "daily": daily(executions),
         "statuses": dict(Counter(e.status for e in executions)),
         "total_ms": percentiles([e.total_ms for e in executions]),
         "time_split": {
@@ -75,3 +76,31 @@ def summarize(executions: list[Execution]) -> dict[str, Any]:
         },
         "steps": steps,
     }
+
+
+def daily(executions: list[Execution]) -> list[dict[str, Any]]:
+    """Per day the executions started (UTC): how many, and their total time's percentiles."""
+    by_day: dict[str, list[float]] = defaultdict(list)
+    for execution in executions:
+        by_day[f"{execution.started_at:%Y-%m-%d}"].append(execution.total_ms)
+    return [
+        {"day": day, "executions": len(times), "total_ms": percentiles(times)} for day, times in sorted(by_day.items())
+    ]
+
+
+def against_baseline(summary: dict[str, Any], baseline: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per step in both: its work and wait p95 now over the baseline's (a ratio; None where either is 0)."""
+    before = {s["step"]: s for s in baseline.get("steps", [])}
+    changes = []
+    for step in summary["steps"]:
+        old = before.get(step["step"])
+        if old is None:
+            continue
+        row: dict[str, Any] = {"step": step["step"]}
+        for figure in ("work_ms", "wait_ms"):
+            now, then = step.get(figure), old.get(figure)
+            row[f"{figure}_p95_ratio"] = (
+                round(now["p95"] / then["p95"], 3) if now and then and then["p95"] > 0 else None
+            )
+        changes.append(row)
+    return changes
