@@ -79,6 +79,7 @@ def analyze(
         typer.Option("--save-baseline", help="Keep this analysis as the type's baseline (the first is kept anyway)."),
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    html: Annotated[Path | None, typer.Option("--html", help="Also write an HTML page here.")] = None,
 ) -> None:
     """Read the event histories of a workflow type's closed executions (any Temporal cluster: address and
     namespace as for Ratchet's own) and report per step its queue wait and work percentiles, retries, failures
@@ -92,6 +93,7 @@ def analyze(
     from ratchet.workflow_analytics.facts import store_steps
     from ratchet.workflow_analytics.fetch import fetch_executions
     from ratchet.workflow_analytics.prediction import analyze_time
+    from ratchet.workflow_analytics.report import render_workflows_html
     from ratchet.workflow_analytics.summary import against_baseline, summarize
 
     if since is not None and last is not None:
@@ -146,17 +148,21 @@ def analyze(
     changes = against_baseline(summary, baseline) if baseline is not None else []
     if baseline is None or save_baseline:
         baseline_file.write_text(json.dumps(summary | {"saved_from": str(stored)}, indent=2))
+    document = {
+        "workflow_type": workflow_type,
+        **summary,
+        "bottlenecks": [b.as_json() for b in bottlenecks],
+        "comparisons": comparisons,
+        "prediction": timing.prediction,
+        "anomalies": timing.anomalies,
+        "baseline": {"file": str(baseline_file), "from": (baseline or {}).get("saved_from"), "changes": changes},
+        "steps_file": str(stored),
+    }
+    if html is not None:
+        html.write_text(render_workflows_html(workflow_type, executions, document))
+        err.print(f"HTML: {html}")
     if as_json:
-        document = {
-            "workflow_type": workflow_type,
-            **summary,
-            "bottlenecks": [b.as_json() for b in bottlenecks],
-            "comparisons": comparisons,
-            "prediction": timing.prediction,
-            "anomalies": timing.anomalies,
-            "baseline": {"file": str(baseline_file), "from": (baseline or {}).get("saved_from"), "changes": changes},
-        }
-        print(json.dumps(document | {"steps_file": str(stored)}, indent=2))
+        print(json.dumps(document, indent=2))
         return
     console.print(steps_table(summary, workflow_type))
     split = summary["time_split"]
