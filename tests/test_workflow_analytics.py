@@ -24,7 +24,7 @@ from ratchet.workflow_analytics.bottlenecks import find_bottlenecks
 from ratchet.workflow_analytics.critical_path import critical_path, path_split
 from ratchet.workflow_analytics.fetch import visibility_query
 from ratchet.workflow_analytics.prediction import analyze_time
-from ratchet.workflow_analytics.steps import Execution, Step, execution_of
+from ratchet.workflow_analytics.steps import Execution, PayloadFacts, Step, execution_of
 from ratchet.workflow_analytics.summary import summarize
 from tests.campaign_helpers import ratchet_cli
 from tests.conftest import ROOT, free_port
@@ -217,3 +217,23 @@ def test_an_execution_that_waited_far_longer_than_the_others_is_anomalous_and_sa
     # A few milliseconds off a steady median is not an anomaly, however steady the others are.
     steady = synthetic(20, wait_of=lambda n: 990.0 + (n % 2)) + synthetic(1, wait_of=lambda n: 982.0)
     assert analyze_time(steady).anomalies == []
+
+
+def test_light_and_heavy_calls_of_one_step_are_not_an_algorithm_that_grows() -> None:
+    """Small inputs answered in ~5 ms and large ones in ~500 ms, flat within each kind: a steep slope between
+    the two groups, none within. Then the same step truly quadratic: found."""
+
+    def runs(size_and_ms: list[tuple[int, float]]) -> list[Execution]:
+        executions = synthetic(len(size_and_ms), wait_of=lambda n: 1.0)
+        for execution, (size, ms) in zip(executions, size_and_ms, strict=True):
+            [step] = execution.steps
+            step.input = PayloadFacts(digest=f"{size}-{ms}", size=size, readable=True)
+            step.closed_ms = (step.started_ms or 0.0) + ms
+            execution.total_ms = step.closed_ms + 1
+        return executions
+
+    two_kinds = [(100 + n, 5.0 + n % 3) for n in range(10)] + [(5000 + 50 * n, 500.0 + 7 * (n % 3)) for n in range(10)]
+    assert not [b for b in find_bottlenecks(runs(two_kinds)) if b.type == "inefficient_algorithm"]
+    quadratic = [(size, 0.001 * size**2) for size in range(100, 2100, 100)]
+    [found] = [b for b in find_bottlenecks(runs(quadratic)) if b.type == "inefficient_algorithm"]
+    assert found.evidence["exponent"] == pytest.approx(2, abs=0.01)

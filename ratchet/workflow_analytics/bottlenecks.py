@@ -33,6 +33,7 @@ CACHE_MIN_HIT_RATIO = 0.2
 # of sizes wide enough to tell (this ratio between the largest and the smallest input).
 SUPERLINEAR_EXPONENT = 1.3
 MIN_SIZE_RANGE = 4.0
+MIN_R_SQUARED = 0.8
 MIN_EXECUTIONS = 5
 _EXAMPLES = 3
 
@@ -75,6 +76,11 @@ def find_bottlenecks(executions: list[Execution]) -> list[Bottleneck]:
         + inefficient_algorithms(executions, total_ms)
     )
     return sorted(found, key=lambda b: b.impact, reverse=True)
+
+
+def _at_most_medium(level: str) -> str:
+    """Histories cannot show whether a step has side effects: a finding that assumes it has none stays medium."""
+    return "medium" if level in ("high", "critical") else level
 
 
 def _by_step(executions: list[Execution]) -> dict[str, list[Step]]:
@@ -261,12 +267,13 @@ def cache_misses(executions: list[Execution], total_ms: float) -> list[Bottlenec
             Bottleneck(
                 "cache_miss",
                 key,
-                severity(share),
+                _at_most_medium(severity(share)),
                 round(share, 4),
                 round(saved / len(executions), 3),
                 f"{key}: {len(repeated)} of {len(steps)} calls repeated an earlier call's input and got the same "
                 f"result (hit ratio {hit_ratio:.0%}); a cache keyed on the input would save "
-                f"{saved / len(executions):.0f} ms per execution",
+                f"{saved / len(executions):.0f} ms per execution, if the step only computes or looks up (a step "
+                "that changes something must run each time: histories do not show which)",
                 {
                     "hit_ratio": round(hit_ratio, 4),
                     "repeats": len(repeated),
@@ -276,6 +283,19 @@ def cache_misses(executions: list[Execution], total_ms: float) -> list[Bottlenec
             )
         )
     return found
+
+
+def _superlinear_within_halves(sizes: np.ndarray, works: np.ndarray) -> bool:
+    """The growth holds within the smaller and within the larger half of the inputs, each closely (r² 0.5): a
+    mix of populations (light and heavy calls) shows a steep slope between them and scatter within."""
+    middle = np.median(sizes)
+    for half in (sizes <= middle, sizes > middle):
+        if half.sum() < 3 or np.ptp(np.log(sizes[half])) == 0:
+            return False
+        fit = stats.linregress(np.log(sizes[half]), np.log(works[half]))
+        if fit.slope < 1.0 or fit.rvalue**2 < 0.5:
+            return False
+    return True
 
 
 def inefficient_algorithms(executions: list[Execution], total_ms: float) -> list[Bottleneck]:
@@ -291,8 +311,10 @@ def inefficient_algorithms(executions: list[Execution], total_ms: float) -> list
             continue
         fit = stats.linregress(np.log(sizes), np.log(works))
         lower = fit.slope - stats.t.ppf(0.975, len(points) - 2) * fit.stderr
-        if fit.slope < SUPERLINEAR_EXPONENT or lower <= 1.0:
+        if fit.slope < SUPERLINEAR_EXPONENT or lower <= 1.0 or fit.rvalue**2 < MIN_R_SQUARED:
             continue
+        if not _superlinear_within_halves(sizes, works):
+            continue  # two kinds of calls (small and fast, large and slow), not one algorithm that grows
         spent = float(works.sum())
         share = spent / total_ms
         # Linear in size from the smallest inputs' cost per byte: what a linear algorithm would take.
