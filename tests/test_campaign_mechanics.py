@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 import pytest_asyncio
 from rich.console import Console
@@ -346,6 +347,30 @@ async def test_a_second_campaign_on_a_fixed_target_ends_at_targets_met_without_t
     assert left.endpoint == "history" and left.severity == "low" and "meets its p95 target" in left.summary
     assert second.changes == [] and len([c for c in fake.service.calls if c.startswith("apply ")]) == applied_before
     await assert_replays(fake.client, second.campaign_id)
+
+
+async def test_ratchet_analyzes_its_own_campaign_workflows(fake: Fake) -> None:
+    campaign_id = await fake.launch(auto_approve_as="alice")
+    await finish(fake.client, campaign_id)
+    # Visibility lists a closed campaign a moment after it ends: wait for it (a deadline, not a sleep).
+    async with asyncio.timeout(30):
+        while not (await fake.client.count_workflows(f'WorkflowId = "{campaign_id}"')).count:
+            await asyncio.sleep(0.05)
+
+    shown = await ratchet_cli(
+        fake.settings, "workflows", "analyze", "--type", "CampaignWorkflow", "--since", "1h", "--json"
+    )
+    assert shown.returncode == 0, shown.stderr
+    report = json.loads(shown.stdout)
+    assert report["executions"] >= 1 and sum(report["time_split"].values()) == pytest.approx(1, abs=0.01)
+    # This campaign's own steps are among those read and kept: its load tests on the perf-optimizer's queue.
+    ours = duckdb.sql(
+        "SELECT step, any_value(task_queue) FROM read_parquet(?) WHERE workflow_id = ? GROUP BY step",
+        params=[report["steps_file"], campaign_id],
+    ).fetchall()
+    queues = dict(ours)
+    assert {"record_campaign", "run_load_test", "apply_lever"} <= set(queues), ours
+    assert queues["run_load_test"] == f"{fake.settings.task_queue_prefix}-perf-optimizer"
 
 
 async def test_a_finished_campaign_is_shown_and_reported_without_temporal(fake: Fake) -> None:
