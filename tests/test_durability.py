@@ -31,6 +31,18 @@ def start_worker_process(settings: Settings, log: Path) -> subprocess.Popen[byte
     )
 
 
+def durability_playbook(folder: Path) -> Path:
+    """The test playbook with a bake guard that watches errors only. These tests are about finishing a campaign
+    across a killed worker or a restarted server, not about the guard (whose tests slow an endpoint thirty
+    times): on this shared two-core host every endpoint, the untouched ones too, has read x4 slower through
+    both bake windows right after a kill (CI, 2026-12-06), and the latency guard rolled the proven index back."""
+    text = TEST_PLAYBOOK.read_text()
+    assert "guard: {p95_min_excess_ms: 10}" in text
+    path = folder / "durability.yaml"
+    path.write_text(text.replace("guard: {p95_min_excess_ms: 10}", "guard: {p95_min_excess_ms: 100000}"))
+    return path
+
+
 def validation_running(status) -> bool:  # type: ignore[no-untyped-def]
     return status.phase is not None and status.phase.value == "validation"
 
@@ -41,7 +53,11 @@ async def test_worker_killed_mid_campaign_is_finished_by_a_new_worker(
     log = tmp_path / "worker.log"
     first = start_worker_process(settings, log)
     campaign_id = await campaigns.launch(
-        client, settings, playbook_file=TEST_PLAYBOOK, target_file=index_only_target, auto_approve_as="alice"
+        client,
+        settings,
+        playbook_file=durability_playbook(tmp_path),
+        target_file=index_only_target,
+        auto_approve_as="alice",
     )
     # Kill the worker while the validation load test runs (the index is applied by then).
     await wait_for(client, campaign_id, validation_running, what="validation to start")
@@ -86,7 +102,11 @@ async def test_server_restart_mid_campaign_resumes(
         client = await connect(settings)
         async with running_workers(client, settings):
             campaign_id = await campaigns.launch(
-                client, settings, playbook_file=TEST_PLAYBOOK, target_file=index_only_target, auto_approve_as="alice"
+                client,
+                settings,
+                playbook_file=durability_playbook(tmp_path),
+                target_file=index_only_target,
+                auto_approve_as="alice",
             )
             await wait_for(client, campaign_id, validation_running, what="validation to start")
             assert stop_server(home)
