@@ -178,8 +178,12 @@ async def _update(client: Client, campaign_id: str, name: str, answer: Any, *, w
         cause = getattr(exc.cause, "message", None) or str(exc.cause)
         raise RefusedError(f"refused: {cause}") from None
     except RPCError as exc:
+        what = "rollout" if workflow_id else "campaign"
+        if "already completed" in str(exc).lower():
+            raise NotFoundError(
+                f"the {what} of campaign {campaign_id!r} has already ended: `ratchet status {campaign_id}` says how"
+            ) from None
         if "not found" in str(exc).lower():
-            what = "rollout" if workflow_id else "campaign"
             raise NotFoundError(f"no running {what} for campaign {campaign_id!r}") from None
         raise
 

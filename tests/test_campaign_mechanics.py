@@ -41,6 +41,7 @@ from ratchet.contracts import (
     RolloutChange,
     RolloutInput,
 )
+from ratchet.errors import NotFoundError
 from ratchet.report import render_html, render_markdown
 from ratchet.settings import Settings
 from ratchet.temporal.client import campaign_queue, connect
@@ -371,6 +372,14 @@ async def test_ratchet_analyzes_its_own_campaign_workflows(fake: Fake) -> None:
     queues = dict(ours)
     assert {"record_campaign", "run_load_test", "apply_lever"} <= set(queues), ours
     assert queues["run_load_test"] == f"{fake.settings.task_queue_prefix}-perf-optimizer"
+
+
+async def test_answering_a_campaign_that_has_ended_says_so(fake: Fake) -> None:
+    campaign_id = await fake.launch(auto_approve_as="alice")
+    await finish(fake.client, campaign_id)
+    # Any Temporal client's answer to an ended workflow (Temporal: "workflow execution already completed").
+    with pytest.raises(NotFoundError, match=f"the campaign of campaign '{campaign_id}' has already ended"):
+        await campaigns.reject(fake.client, campaign_id, RejectionInput(approver="alice", reason="late"))
 
 
 async def test_a_finished_campaign_is_shown_and_reported_without_temporal(fake: Fake) -> None:
