@@ -16,7 +16,7 @@ test: $(VENV)/.installed postgresql chromium tmux  ## Run the test suite: the fa
 	$(BIN)/python -m pytest -m "not real" $(ARGS); status=$$?; [ $$status -eq 0 ] || [ $$status -eq 5 ] || exit $$status
 	$(BIN)/python -m pytest -m real $(ARGS); status=$$?; [ $$status -eq 0 ] || [ $$status -eq 5 ] || exit $$status
 
-test-fast: $(VENV)/.installed chromium tmux  ## The fast tier, about two minutes: pure logic, the workflows on fake activities (a Temporal dev server), replays; no worker, shop or PostgreSQL
+test-fast: $(VENV)/.installed chromium tmux  ## The fast tier, about three minutes: pure logic, the workflows on fake activities (a Temporal dev server), replays; no worker, shop or PostgreSQL
 	$(BIN)/python -m pytest -m "not real" $(ARGS)
 
 # Debian packages, installed only when missing (a machine that has them pays one dpkg-query, prints nothing).
