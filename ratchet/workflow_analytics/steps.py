@@ -166,21 +166,24 @@ def execution_of(history: WorkflowHistory) -> Execution:
     def ms(event: HistoryEvent) -> float:
         return (_time(event) - t0).total_seconds() * 1000
 
+    def scheduled(kind: str, name: str, queue: str, event: HistoryEvent, arguments: Payloads) -> Step:
+        return Step(
+            history.workflow_id,
+            started.original_execution_run_id,
+            kind,
+            name,
+            event.event_id,
+            queue,
+            ms(event),
+            input=payload_facts(arguments),
+        )
+
     steps: dict[int, Step] = {}
     for event in events:
         kind = event.WhichOneof("attributes")
         if kind == "activity_task_scheduled_event_attributes":
             a = event.activity_task_scheduled_event_attributes
-            steps[event.event_id] = Step(
-                history.workflow_id,
-                started.original_execution_run_id,
-                "activity",
-                a.activity_type.name,
-                event.event_id,
-                a.task_queue.name,
-                ms(event),
-                input=payload_facts(a.input),
-            )
+            steps[event.event_id] = scheduled("activity", a.activity_type.name, a.task_queue.name, event, a.input)
         elif kind == "activity_task_started_event_attributes":
             started_task = event.activity_task_started_event_attributes
             step = steps.get(started_task.scheduled_event_id)
@@ -190,16 +193,7 @@ def execution_of(history: WorkflowHistory) -> Execution:
                     step.last_failure = _failure_text(started_task.last_failure)
         elif kind == "start_child_workflow_execution_initiated_event_attributes":
             c = event.start_child_workflow_execution_initiated_event_attributes
-            steps[event.event_id] = Step(
-                history.workflow_id,
-                started.original_execution_run_id,
-                "child",
-                c.workflow_type.name,
-                event.event_id,
-                c.task_queue.name,
-                ms(event),
-                input=payload_facts(c.input),
-            )
+            steps[event.event_id] = scheduled("child", c.workflow_type.name, c.task_queue.name, event, c.input)
         elif kind == "child_workflow_execution_started_event_attributes":
             step = steps.get(event.child_workflow_execution_started_event_attributes.initiated_event_id)
             if step is not None:
