@@ -33,6 +33,8 @@ from ratchet.settings import get_settings
 def _lazy_module(name: str) -> ModuleType:
     """``name`` imported on first use (the standard library's LazyLoader recipe): Temporal's client and the
     store cost 36 MB and a third of a second that `traces serve` and `target validate` never need."""
+    if name in sys.modules:  # imported already (a test, a worker): one module object, never a second copy
+        return sys.modules[name]
     spec = importlib.util.find_spec(name)
     assert spec is not None and spec.loader is not None
     spec.loader = importlib.util.LazyLoader(spec.loader)
