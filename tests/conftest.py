@@ -56,6 +56,7 @@ REAL_PARTS = {
     "db_copy",
     "library_template",
     "library",
+    "pipeline",
 }
 
 
@@ -441,3 +442,35 @@ def settle_writes(postgres: PostgresServer) -> None:
     with psycopg.connect(postgres.url(), autocommit=True) as connection:
         connection.execute("CHECKPOINT")
     os.sync()
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    admin_url: str
+    task_queue: str
+    home: Path
+
+
+@pytest.fixture
+def pipeline(temporal_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pipeline]:
+    """The example document pipeline (its worker, its two providers, its admin API) on the session's Temporal
+    server, with a task queue of its own; PIPELINE_ADMIN_URL and PIPELINE_TASK_QUEUE point its target at it."""
+    home = tmp_path / "pipeline"
+    queue = f"pipeline-{uuid.uuid4().hex[:8]}"
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "examples.pipeline", "--temporal-address", (temporal_home / "address").read_text(),
+            "--task-queue", queue, "--admin-port", str(port), "--home", str(home),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )  # fmt: skip
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    assert line.startswith("pipeline ready"), f"the pipeline did not start: {line!r}"
+    monkeypatch.setenv("PIPELINE_ADMIN_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("PIPELINE_TASK_QUEUE", queue)
+    yield Pipeline(f"http://127.0.0.1:{port}", queue, home)
+    stop_shop(process)

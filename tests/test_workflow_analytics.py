@@ -196,7 +196,8 @@ def synthetic(count: int, *, wait_of: Callable[[int], float], work_ms: float = 2
 def test_queue_waits_that_grow_with_the_steps_in_progress_are_resource_exhaustion() -> None:
     found = find_bottlenecks(synthetic(30, wait_of=lambda n: 10.0 * n))
     exhaustion = [b for b in found if b.type == "resource_exhaustion"]
-    assert [b.step for b in exhaustion] == ["call"], [b.summary for b in found]
+    assert [b.step for b in exhaustion] == ["task-queue:q"], [b.summary for b in found]
+    assert exhaustion[0].evidence["steps"] == ["call"]
     assert exhaustion[0].evidence["spearman_rho"] >= 0.9 and exhaustion[0].evidence["workflow_ids"][0] == "w29"
 
 

@@ -21,9 +21,11 @@ from ratchet.workflow_analytics.summary import step_key
 
 # slow_step: a step this share of the executions' critical path or more is where their time goes.
 SLOW_STEP_SHARE = 0.5
-# resource_exhaustion: queue waits that rise with the number of steps in progress (Spearman, one-sided).
+# resource_exhaustion: queue waits that rise with the number of steps in progress (Spearman, one-sided), by
+# enough to matter: the p95 of the wait beyond a lone step's (the dispatch and polling latency any step pays).
 QUEUE_MIN_P95_MS = 50.0
-QUEUE_MIN_RHO = 0.5
+QUEUE_MIN_RHO = 0.3
+QUEUE_MAX_P_VALUE = 0.001
 # api_limit: failures that say rate limit or quota, on this share of a step's calls.
 API_LIMIT_MIN_SHARE = 0.1
 _RATE_LIMITED = re.compile(r"\b429\b|rate.?limit|too many requests|quota|throttl|resource.?exhausted", re.IGNORECASE)
@@ -121,60 +123,83 @@ def slow_steps(executions: list[Execution], total_ms: float) -> list[Bottleneck]
 
 
 def _in_progress(executions: list[Execution]) -> dict[tuple[str, int], int]:
-    """Per step (workflow id, event id): the steps of its task queue scheduled and not yet closed when it was
-    scheduled, across all executions (absolute time)."""
-    by_queue: dict[str, list[tuple[float, float, tuple[str, int]]]] = defaultdict(list)
+    """Per step (workflow id, event id): the steps of its task queue queued or running when it was scheduled,
+    across all executions (absolute time). A retried step counts from its last attempt's start only: before
+    it, it was mostly in backoff, holding no slot and no place in the queue (the history keeps no earlier
+    attempt's times)."""
+    by_queue: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    scheduled: list[tuple[str, float, tuple[str, int]]] = []
     for execution in executions:
         base = execution.started_at.timestamp() * 1000
         for step in execution.steps:
-            if step.kind != "timer" and step.closed_ms is not None:
-                by_queue[step.task_queue].append(
-                    (base + step.scheduled_ms, base + step.closed_ms, (step.workflow_id, step.event_id))
-                )
+            if step.kind == "timer" or step.closed_ms is None:
+                continue
+            begins = step.scheduled_ms if step.attempt == 1 or step.started_ms is None else step.started_ms
+            by_queue[step.task_queue].append((base + begins, base + step.closed_ms))
+            scheduled.append((step.task_queue, base + step.scheduled_ms, (step.workflow_id, step.event_id)))
     counts = {}
-    for intervals in by_queue.values():
-        starts = np.sort([s for s, _, _ in intervals])
-        ends = np.sort([e for _, e, _ in intervals])
-        for start, _, key in intervals:
-            # scheduled at or before it, and not closed by then (itself included)
-            counts[key] = int(np.searchsorted(starts, start, side="right") - np.searchsorted(ends, start, side="right"))
+    bounds = {
+        queue: (np.sort([s for s, _ in intervals]), np.sort([e for _, e in intervals]))
+        for queue, intervals in by_queue.items()
+    }
+    for queue, start, key in scheduled:
+        starts, ends = bounds[queue]
+        # begun at or before it, and not closed by then (itself included, when not retried)
+        counts[key] = max(
+            1, int(np.searchsorted(starts, start, side="right") - np.searchsorted(ends, start, side="right"))
+        )
     return counts
 
 
 def resource_exhaustion(executions: list[Execution], total_ms: float) -> list[Bottleneck]:
     """Queue waits that grow with how many steps are in progress: too few worker slots or pollers, or a task
-    queue rate limit. Retried steps are left out (their wait holds failed attempts)."""
+    queue rate limit. One finding per task queue (slots and pollers are the queue's workers', not a step's);
+    retried steps are left out (their wait holds failed attempts)."""
     load = _in_progress(executions)
+    by_queue: dict[str, list[Step]] = defaultdict(list)
+    for steps in _by_step(executions).values():
+        for step in steps:
+            if step.wait_ms is not None and step.attempt == 1:
+                by_queue[step.task_queue].append(step)
     found = []
-    for key, steps in _by_step(executions).items():
-        waited = [s for s in steps if s.wait_ms is not None and s.attempt == 1]
+    for queue, waited in by_queue.items():
         if len(waited) < 8:
             continue
         waits = np.array([s.wait_ms for s in waited], dtype=float)
         concurrency = np.array([load.get((s.workflow_id, s.event_id), 1) for s in waited], dtype=float)
-        if np.percentile(waits, 95) < QUEUE_MIN_P95_MS or np.ptp(concurrency) == 0:
+        if np.ptp(concurrency) == 0:
+            continue
+        alone = waits[concurrency == 1]
+        lone_wait = float(np.median(alone)) if len(alone) >= 5 else float(np.percentile(waits, 10))
+        excess = np.clip(waits - lone_wait, 0.0, None)
+        if np.percentile(excess, 95) < QUEUE_MIN_P95_MS:
             continue
         rho, p_value = stats.spearmanr(concurrency, waits, alternative="greater")
-        if not (rho >= QUEUE_MIN_RHO and p_value < 0.01):
+        if not (rho >= QUEUE_MIN_RHO and p_value < QUEUE_MAX_P_VALUE):
             continue
-        share = float(waits.sum()) / total_ms
+        share = float(excess.sum()) / total_ms
         worst = sorted(waited, key=lambda s: s.wait_ms or 0.0, reverse=True)
+        names = sorted({step_key(s) for s in waited})
         found.append(
             Bottleneck(
                 "resource_exhaustion",
-                key,
+                f"task-queue:{queue}",
                 severity(share),
                 round(share, 4),
-                round(float(np.median(waits)) * len(waited) / len(executions), 3),
-                f"{key}: waits in its task queue grow with the steps in progress (Spearman {rho:.2f}); p95 wait "
-                f"{np.percentile(waits, 95):.0f} ms with up to {int(concurrency.max())} in progress: more worker "
-                "slots or pollers on its task queue",
+                round(float(excess.sum()) / len(executions), 3),
+                f"task queue {queue}: waits grow with the steps in progress (Spearman {rho:.2f}); p95 wait "
+                f"{np.percentile(waits, 95):.0f} ms with up to {int(concurrency.max())} in progress, against "
+                f"{lone_wait:.0f} ms for a step alone, over {len(names)} step types: more worker slots or pollers "
+                "on it",
                 {
+                    "task_queue": queue,
                     "spearman_rho": round(float(rho), 3),
                     "p_value": float(p_value),
                     "wait_p95_ms": round(float(np.percentile(waits, 95)), 3),
+                    "lone_wait_ms": round(lone_wait, 3),
+                    "excess_wait_p95_ms": round(float(np.percentile(excess, 95)), 3),
                     "max_in_progress": int(concurrency.max()),
-                    "task_queues": sorted({s.task_queue for s in waited}),
+                    "steps": names,
                     **_examples(worst),
                 },
             )

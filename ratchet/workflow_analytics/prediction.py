@@ -1,16 +1,19 @@
 """How long an execution will take, from what is known when it starts, and which executions do not fit
 (pure; scikit-learn).
 
-The model is a random forest over the workflow input's size and the execution's step count; its error is
+The model is a random forest over the workflow input's size, its numeric top-level fields (a document's pages)
+and the execution's step count; its error is
 measured on executions it did not see (5-fold cross-validation), relative to the mean execution time. An
 anomaly is an execution that an isolation forest isolates early over what its input cannot explain (its time
-beyond a robust fit on input size and steps) and what it did (retries, queue waits), and that is far from the median on one
-of these (robust z above 3.5, by at least a tenth of the typical execution's time): that one is the why. A slow execution with a large input is expected,
-not anomalous.
+beyond a robust fit on input size and steps) and what it did (retries and their backoff, queue waits), and that
+is far above the median on one of these (robust z above 3.5, by at least a tenth of the typical execution's
+time): that one is the why. A slow execution with a large input is expected, not anomalous; so is what many
+executions share (more than one in twenty standing out the same way is how the type behaves).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +28,8 @@ FEATURES = ("input_bytes", "steps")
 MIN_EXECUTIONS = 8
 _ROBUST_Z = 3.5
 _MATERIAL_SHARE = 0.1
+_MAX_ANOMALOUS_SHARE = 0.05
+_MAX_INPUT_FIELDS = 8
 
 
 @dataclass
@@ -33,21 +38,54 @@ class TimeAnalysis:
     anomalies: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _model_features(execution: Execution) -> list[float]:
-    return [float(execution.input.size), float(sum(s.kind != "timer" for s in execution.steps))]
+def _numeric_fields(execution: Execution) -> dict[str, float]:
+    """The workflow input's top-level numbers (a document's pages, a batch's items): known when it starts."""
+    if not execution.input.readable:
+        return {}
+    try:
+        value = json.loads(execution.input.text)
+    except ValueError:
+        return {}
+    if not isinstance(value, dict):
+        return {}
+    return {k: float(v) for k, v in value.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+
+
+def input_fields(executions: list[Execution]) -> list[str]:
+    """The numeric input fields every execution has and that vary: features of the model."""
+    parsed = [_numeric_fields(e) for e in executions]
+    common = set.intersection(*(set(p) for p in parsed)) if parsed else set()
+    return sorted(f for f in common if len({p[f] for p in parsed}) > 1)[:_MAX_INPUT_FIELDS]
+
+
+def _model_features(execution: Execution, fields: list[str]) -> list[float]:
+    numbers = _numeric_fields(execution)
+    return [
+        float(execution.input.size),
+        float(sum(s.kind != "timer" for s in execution.steps)),
+        *(numbers[f] for f in fields),
+    ]
 
 
 def _behaviour(execution: Execution) -> list[float]:
-    """What an execution did that the model does not take: retried steps and time in task queues."""
+    """What an execution did that the model does not take: retried steps, the time they spent before their last
+    attempt (failed attempts and backoff), and the first attempts' time in task queues."""
     work = [s for s in execution.steps if s.kind != "timer"]
-    return [float(sum(s.attempt > 1 for s in work)), float(sum(s.wait_ms or 0.0 for s in work))]
+    retried = [s for s in work if s.attempt > 1]
+    return [
+        float(len(retried)),
+        float(sum(s.wait_ms or 0.0 for s in retried)),
+        float(sum(s.wait_ms or 0.0 for s in work if s.attempt == 1)),
+    ]
 
 
 def analyze_time(executions: list[Execution]) -> TimeAnalysis:
     """The prediction's cross-validated error and the anomalous executions (nothing with too few executions)."""
     if len(executions) < MIN_EXECUTIONS:
         return TimeAnalysis()
-    x = np.array([_model_features(e) for e in executions])
+    fields = input_fields(executions)
+    features = [*FEATURES, *(f"input.{f}" for f in fields)]
+    x = np.array([_model_features(e, fields) for e in executions])
     y = np.array([e.total_ms for e in executions])
     model = RandomForestRegressor(n_estimators=200, random_state=0)
     predicted = cross_val_predict(model, x, y, cv=KFold(n_splits=5, shuffle=True, random_state=0))
@@ -55,9 +93,9 @@ def analyze_time(executions: list[Execution]) -> TimeAnalysis:
     model.fit(x, y)
     prediction = {
         "model": "random forest (scikit-learn, 200 trees)",
-        "features": list(FEATURES),
+        "features": features,
         "feature_importance": {
-            f: round(float(i), 4) for f, i in zip(FEATURES, model.feature_importances_, strict=True)
+            f: round(float(i), 4) for f, i in zip(features, model.feature_importances_, strict=True)
         },
         "executions": len(executions),
         "cross_validated_mae_ms": round(float(error.mean()), 3),
@@ -71,7 +109,7 @@ def _unexplained_ms(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Each execution's time beyond what executions like it take: a Huber fit of log time on log input size
     and step count, which the few executions it should flag cannot drag towards themselves (a forest's
     held-out predictions can: one outlier in a fold shifts every prediction of that fold)."""
-    features = np.column_stack([np.log1p(x[:, 0]), x[:, 1]])
+    features = np.column_stack([np.log1p(x[:, 0]), x[:, 1], np.sign(x[:, 2:]) * np.log1p(np.abs(x[:, 2:]))])
     log_y = np.log(np.maximum(y, 1e-3))
     expected = HuberRegressor().fit(features, log_y).predict(features)
     return y - np.exp(expected)
@@ -79,7 +117,7 @@ def _unexplained_ms(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 def _anomalies(executions: list[Execution], x_model: np.ndarray, y: np.ndarray) -> list[dict[str, Any]]:
     residuals = _unexplained_ms(x_model, y)
-    names = ("unexplained_ms", "retried_steps", "queue_wait_ms")
+    names = ("unexplained_ms", "retried_steps", "retry_wait_ms", "queue_wait_ms")
     x = np.column_stack([residuals, np.array([_behaviour(e) for e in executions])])
     isolated = IsolationForest(n_estimators=200, random_state=0).fit(x).predict(x) == -1
     median = np.median(x, axis=0)
@@ -90,13 +128,16 @@ def _anomalies(executions: list[Execution], x_model: np.ndarray, y: np.ndarray) 
     # Far in robust terms is not enough when the others hardly vary: the difference must also matter, a tenth
     # of the typical execution's time (or one more retried step).
     typical_ms = float(np.median([e.total_ms for e in executions]))
-    material = np.abs(x - median) >= np.array([_MATERIAL_SHARE * typical_ms, 1.0, _MATERIAL_SHARE * typical_ms])
-    z = np.where(material, z, 0.0)
-    found = []
+    material = np.abs(x - median) >= np.array(
+        [_MATERIAL_SHARE * typical_ms, 1.0, _MATERIAL_SHARE * typical_ms, _MATERIAL_SHARE * typical_ms]
+    )
+    # Only the slow side: an execution that waited less or retried less than the others is not a problem.
+    z = np.where(material & (x > median), z, 0.0)
+    flagged: dict[int, list[dict[str, Any]]] = {}
     for i, execution in enumerate(executions):
-        worst = int(np.argmax(np.abs(z[i])))
-        if isolated[i] and abs(z[i, worst]) > _ROBUST_Z:
-            found.append(
+        worst = int(np.argmax(z[i]))
+        if isolated[i] and z[i, worst] > _ROBUST_Z:
+            flagged.setdefault(worst, []).append(
                 {
                     "workflow_id": execution.workflow_id,
                     "run_id": execution.run_id,
@@ -105,4 +146,7 @@ def _anomalies(executions: list[Execution], x_model: np.ndarray, y: np.ndarray) 
                     f"(robust z {z[i, worst]:+.1f})",
                 }
             )
-    return found
+    # An anomaly is rare: when many executions stand out the same way (a fifth retried, say), that is how the
+    # type behaves, and the bottlenecks say why; naming each of them would bury the truly odd ones.
+    most = max(2, int(_MAX_ANOMALOUS_SHARE * len(executions)))
+    return [a for group in flagged.values() if len(group) <= most for a in group]

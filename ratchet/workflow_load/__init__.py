@@ -1,0 +1,1 @@
+"""Load on a workflow application: executions started at a constant arrival rate, each awaited."""

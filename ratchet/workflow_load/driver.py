@@ -1,0 +1,65 @@
+"""The workload driver: starts executions of a workflow type at a constant arrival rate (an open model, like
+k6's constant-arrival-rate: a slow application does not slow the arrivals) and awaits each one, recording when
+it was due, started and closed, and how it ended."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from temporalio.client import Client, WorkflowFailureError
+
+
+@dataclass(frozen=True)
+class ExecutionSample:
+    workflow_id: str
+    input_index: int
+    due_s: float  # seconds from the run's start
+    started_s: float
+    closed_s: float
+    status: str  # completed | failed
+    error: str = ""
+
+    @property
+    def duration_ms(self) -> float:
+        """From the start request to the result: what the workflow's caller waits."""
+        return (self.closed_s - self.started_s) * 1000
+
+
+async def drive(
+    client: Client,
+    *,
+    workflow: str,
+    task_queue: str,
+    inputs: Sequence[Any],
+    rate_per_s: float,
+    count: int,
+    id_prefix: str,
+    timeout_s: float = 300.0,
+) -> list[ExecutionSample]:
+    """Start ``count`` executions, one every ``1 / rate_per_s`` seconds, cycling through ``inputs``; return when
+    all have closed (or ``timeout_s`` after the last start: those still open count as failed)."""
+    if rate_per_s <= 0 or count <= 0 or not inputs:
+        raise ValueError("drive needs a positive rate, a positive count and at least one input")
+    loop = asyncio.get_running_loop()
+    origin = loop.time()
+
+    async def one(n: int, index: int) -> ExecutionSample:
+        due = n / rate_per_s
+        await asyncio.sleep(max(0.0, origin + due - loop.time()))  # the arrival schedule, not a synchronisation
+        started = loop.time() - origin
+        workflow_id = f"{id_prefix}-{n}"
+        try:
+            handle = await client.start_workflow(workflow, inputs[index], id=workflow_id, task_queue=task_queue)
+            async with asyncio.timeout(timeout_s + (count - n) / rate_per_s):
+                await handle.result()
+            status, error = "completed", ""
+        except (WorkflowFailureError, TimeoutError) as failure:
+            status, error = "failed", str(failure.__cause__ or failure) or type(failure).__name__
+        return ExecutionSample(workflow_id, index, due, started, loop.time() - origin, status, error)
+
+    indices = itertools.cycle(range(len(inputs)))
+    return list(await asyncio.gather(*(one(n, next(indices)) for n in range(count))))
