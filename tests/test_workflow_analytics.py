@@ -238,3 +238,21 @@ def test_light_and_heavy_calls_of_one_step_are_not_an_algorithm_that_grows() -> 
     quadratic = [(size, 0.001 * size**2) for size in range(100, 2100, 100)]
     [found] = [b for b in find_bottlenecks(runs(quadratic)) if b.type == "inefficient_algorithm"]
     assert found.evidence["exponent"] == pytest.approx(2, abs=0.01)
+
+
+def test_executions_read_once_come_back_from_the_history_cache_unchanged(tmp_path: Path) -> None:
+    from ratchet.workflow_analytics.history_cache import HistoryCache
+
+    executions = [execution_of(history(p)) for p in sorted((ROOT / "tests" / "histories").glob("*.json.gz"))]
+    keys = [(e.workflow_id, f"run-{n}") for n, e in enumerate(executions)]
+    cache = HistoryCache(tmp_path, "CampaignWorkflow")
+    assert cache.load(set(keys)) == {}
+    cache.add(dict(zip(keys[:2], executions[:2], strict=True)))
+    cache.add(dict(zip(keys[2:], executions[2:], strict=True)))
+    again = cache.load(set(keys) | {("unknown", "run")})
+    assert again == dict(zip(keys, executions, strict=True))
+    # Many small writes are folded into one file, and nothing is lost on the way.
+    for n in range(20):
+        cache.add({(f"extra-{n}", "r"): executions[0]})
+    assert len(list(cache.folder.glob("*.parquet"))) <= 17
+    assert len(cache.load({(f"extra-{n}", "r") for n in range(20)} | set(keys))) == 20 + len(keys)

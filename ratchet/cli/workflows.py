@@ -92,6 +92,7 @@ def analyze(
     from ratchet.workflow_analytics.comparisons import compare_variants
     from ratchet.workflow_analytics.facts import store_steps
     from ratchet.workflow_analytics.fetch import fetch_executions
+    from ratchet.workflow_analytics.history_cache import HistoryCache
     from ratchet.workflow_analytics.prediction import analyze_time
     from ratchet.workflow_analytics.report import render_workflows_html
     from ratchet.workflow_analytics.summary import against_baseline, summarize
@@ -125,6 +126,7 @@ def analyze(
                 since=window,
                 last=last,
                 progress=lambda done, total: progress.update(task, completed=done, total=total),
+                cache=HistoryCache(settings.workflow_steps_dir, workflow_type),
             )
 
     executions = _run(read())

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from temporalio.client import Client
 
 from ratchet.errors import ConfigError
+from ratchet.workflow_analytics.history_cache import HistoryCache
 from ratchet.workflow_analytics.steps import Execution, execution_of
 
 # Workflow type names as Temporal SDKs write them: the query quotes the name, so nothing else gets in.
@@ -37,21 +38,30 @@ async def fetch_executions(
     last: int | None = None,
     concurrency: int = FETCH_CONCURRENCY,
     progress: Callable[[int, int], None] | None = None,
+    cache: HistoryCache | None = None,
 ) -> list[Execution]:
-    """The newest ``last`` (or every) closed execution of the type, with their steps; ``progress(done, all)``
-    is called as histories arrive."""
+    """The newest ``last`` (or every) closed execution of the type, with their steps, newest first;
+    ``progress(done, all)`` is called as histories arrive. With a ``cache``, only executions it does not hold
+    are fetched, and those are added to it."""
     query = visibility_query(workflow_type, since)
-    found = [(e.id, e.run_id) async for e in client.list_workflows(query, limit=last)]
+    found = [(e.id, e.run_id or "") async for e in client.list_workflows(query, limit=last)]
+    known = cache.load(set(found)) if cache is not None else {}
+    missing = [key for key in found if key not in known]
     gate = asyncio.Semaphore(concurrency)
-    done = 0
+    done = len(found) - len(missing)
+    if progress is not None:
+        progress(done, len(found))
 
-    async def one(workflow_id: str, run_id: str | None) -> Execution:
+    async def one(workflow_id: str, run_id: str) -> Execution:
         nonlocal done
         async with gate:
-            history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+            history = await client.get_workflow_handle(workflow_id, run_id=run_id or None).fetch_history()
         done += 1
         if progress is not None:
             progress(done, len(found))
         return execution_of(history)
 
-    return list(await asyncio.gather(*(one(workflow_id, run_id) for workflow_id, run_id in found)))
+    fetched = dict(zip(missing, await asyncio.gather(*(one(w, r) for w, r in missing)), strict=True))
+    if cache is not None:
+        cache.add(fetched)
+    return [known.get(key) or fetched[key] for key in found]

@@ -26,6 +26,10 @@ from ratchet.workflow_analytics.steps import Execution
 
 FEATURES = ("input_bytes", "steps")
 MIN_EXECUTIONS = 8
+# The model learns from the newest executions only: they are how the type behaves now, and a forest over tens
+# of thousands of executions would take minutes for no better estimate of its error.
+MODEL_MAX_EXECUTIONS = 2_000
+_TREES = 100
 _ROBUST_Z = 3.5
 _MATERIAL_SHARE = 0.1
 _MAX_ANOMALOUS_SHARE = 0.05
@@ -87,20 +91,22 @@ def analyze_time(executions: list[Execution]) -> TimeAnalysis:
     features = [*FEATURES, *(f"input.{f}" for f in fields)]
     x = np.array([_model_features(e, fields) for e in executions])
     y = np.array([e.total_ms for e in executions])
-    model = RandomForestRegressor(n_estimators=200, random_state=0)
-    predicted = cross_val_predict(model, x, y, cv=KFold(n_splits=5, shuffle=True, random_state=0))
-    error = np.abs(predicted - y)
-    model.fit(x, y)
+    newest = np.argsort([e.started_at.timestamp() for e in executions])[-MODEL_MAX_EXECUTIONS:]
+    x_model, y_model = x[newest], y[newest]
+    model = RandomForestRegressor(n_estimators=_TREES, random_state=0)
+    predicted = cross_val_predict(model, x_model, y_model, cv=KFold(n_splits=5, shuffle=True, random_state=0))
+    error = np.abs(predicted - y_model)
+    model.fit(x_model, y_model)
     prediction = {
-        "model": "random forest (scikit-learn, 200 trees)",
+        "model": f"random forest (scikit-learn, {_TREES} trees)",
         "features": features,
         "feature_importance": {
             f: round(float(i), 4) for f, i in zip(features, model.feature_importances_, strict=True)
         },
-        "executions": len(executions),
+        "executions": len(y_model),
         "cross_validated_mae_ms": round(float(error.mean()), 3),
-        "mean_execution_ms": round(float(y.mean()), 3),
-        "relative_error": round(float(error.mean() / y.mean()), 4) if y.mean() else None,
+        "mean_execution_ms": round(float(y_model.mean()), 3),
+        "relative_error": round(float(error.mean() / y_model.mean()), 4) if y_model.mean() else None,
     }
     return TimeAnalysis(prediction, _anomalies(executions, x, y))
 

@@ -1,0 +1,77 @@
+"""Closed executions already read, kept per workflow type as Parquet in Ratchet's home.
+
+A closed execution's history never changes, so each is fetched from the server once: the next analysis of the
+type fetches only the executions closed since. The files hold what the analyses read of the payloads (their
+digests, sizes and, for plain JSON, their first 16 KB); delete the folder to forget them.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ratchet.workflow_analytics.steps import Execution, PayloadFacts, Step
+
+Key = tuple[str, str]  # workflow id and run id, as visibility lists them
+_CLOSED = {"completed", "failed", "canceled", "terminated", "timed_out", "continued_as_new"}
+_COMPACT_AFTER = 16  # files: past this many, the next write folds them into one
+
+
+def _facts(value: dict[str, Any]) -> PayloadFacts:
+    return PayloadFacts(**(value | {"tokens": tuple(value["tokens"] or ())}))
+
+
+def _execution(row: dict[str, Any]) -> Execution:
+    steps = [Step(**(s | {"input": _facts(s["input"]), "result": _facts(s["result"])})) for s in row["steps"]]
+    fields = {k: v for k, v in row.items() if k not in ("key_workflow_id", "key_run_id", "steps", "input")}
+    return Execution(**fields, steps=steps, input=_facts(row["input"]))
+
+
+def _row(key: Key, execution: Execution) -> dict[str, Any]:
+    return {"key_workflow_id": key[0], "key_run_id": key[1], **asdict(execution)}
+
+
+class HistoryCache:
+    """The executions of one workflow type read so far."""
+
+    def __init__(self, folder: Path, workflow_type: str) -> None:
+        self.folder = folder / re.sub(r"[^A-Za-z0-9_.-]", "_", workflow_type) / "executions"
+
+    def _files(self) -> list[Path]:
+        return sorted(self.folder.glob("*.parquet")) if self.folder.is_dir() else []
+
+    def load(self, keys: set[Key]) -> dict[Key, Execution]:
+        """The executions among ``keys`` read before."""
+        found: dict[Key, Execution] = {}
+        for path in self._files():
+            table = pq.read_table(path)
+            ids = zip(table["key_workflow_id"].to_pylist(), table["key_run_id"].to_pylist(), strict=True)
+            wanted = [i for i, key in enumerate(ids) if key in keys]
+            if wanted:
+                for row in table.take(wanted).to_pylist():
+                    found[(row["key_workflow_id"], row["key_run_id"])] = _execution(row)
+        return found
+
+    def add(self, executions: dict[Key, Execution]) -> None:
+        """Keep ``executions`` (closed ones only: an open one's history still grows)."""
+        closed = {k: e for k, e in executions.items() if e.status in _CLOSED}
+        files = self._files()
+        if not closed and len(files) <= _COMPACT_AFTER:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        rows = [_row(k, e) for k, e in closed.items()]
+        if len(files) >= _COMPACT_AFTER:
+            rows += [row for path in files for row in pq.read_table(path).to_pylist()]
+        if rows:
+            partial = self.folder / f".{uuid.uuid4().hex}.tmp"
+            pq.write_table(pa.Table.from_pylist(rows), partial)
+            partial.replace(self.folder / f"{uuid.uuid4().hex}.parquet")
+        if len(files) >= _COMPACT_AFTER:
+            for path in files:
+                path.unlink()
