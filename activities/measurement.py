@@ -326,19 +326,21 @@ class MeasurementActivities:
                 steps=len(plan.rates),
             )
             stress = stress_report(samples, plan, ended_by_itself=run.ended_by_itself)
-        spans, notes = await self._collect_spans(request, run_id)
-        notes = notes_so_far + notes
-        if resources is None:
-            notes.append("no process of the target found on this machine: no resource samples")
-        result = result.model_copy(
-            update={"spans": spans, "resources": resources, "stress": stress, "notes": result.notes + notes}
-        )
         unanswered = sum(s.unanswered for s in result.endpoints)
         if result.requests == 0 or unanswered == result.requests:
-            # Status 0: k6 got no HTTP answer at all (refused, reset, timed out). Not a performance result.
+            # Status 0: k6 got no HTTP answer at all (refused, reset, timed out). Not a performance result, and
+            # not a blip a retry would outlast (a whole run long): said at once, before waiting for spans that
+            # cannot come, and not retried (each attempt would cost a whole run).
             raise ApplicationError(
                 f"no request reached {request.target.base} during the {request.label} run "
                 f"({unanswered} of {result.requests} got no answer): is the target running?",
                 type="MeasurementError",
+                non_retryable=True,
             )
-        return result
+        spans, notes = await self._collect_spans(request, run_id)
+        notes = notes_so_far + notes
+        if resources is None:
+            notes.append("no process of the target found on this machine: no resource samples")
+        return result.model_copy(
+            update={"spans": spans, "resources": resources, "stress": stress, "notes": result.notes + notes}
+        )
