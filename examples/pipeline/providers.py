@@ -16,22 +16,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import random
-import signal
-import socket
 import sys
-import threading
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+
+from examples.serving import serve_apps
 
 READY_LINE = "providers listening"
 
@@ -89,37 +85,8 @@ def provider_app(provider: Provider) -> FastAPI:
     return app
 
 
-class _QuietServer(uvicorn.Server):
-    """A uvicorn server that leaves signals alone: this process runs two and stops them together."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 async def serve(host: str) -> None:
-    servers, sockets = {}, {}
-    for name, provider in PROVIDERS.items():
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # TCP: Nagle off
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, 0))
-        sock.listen(128)  # listening before uvicorn starts: the URLs are good from the ready line on
-        sockets[name] = sock
-        config = uvicorn.Config(provider_app(provider), log_level="warning", access_log=False, lifespan="off")
-        servers[name] = _QuietServer(config)
-
-    loop = asyncio.get_running_loop()
-
-    def stop() -> None:
-        for server in servers.values():
-            server.should_exit = True
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop)
-    threading.Thread(target=lambda: (sys.stdin.buffer.read(), loop.call_soon_threadsafe(stop)), daemon=True).start()
-    urls = " ".join(f"{n}=http://{host}:{sockets[n].getsockname()[1]}" for n in PROVIDERS)
-    print(f"{READY_LINE} {urls}", flush=True)
-    await asyncio.gather(*(servers[n].serve(sockets=[sockets[n]]) for n in PROVIDERS))
+    await serve_apps({name: provider_app(provider) for name, provider in PROVIDERS.items()}, host, READY_LINE)
 
 
 def main(argv: list[str] | None = None) -> int:

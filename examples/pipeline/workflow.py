@@ -15,7 +15,7 @@ from temporalio.common import RetryPolicy
 with workflow.unsafe.imports_passed_through():
     from examples.pipeline.steps import PipelineActivities
 
-_STEP = {"start_to_close_timeout": timedelta(seconds=30)}
+_STEP_TIMEOUT = timedelta(seconds=30)
 # A provider's 429 is retried with backoff: 250 ms, 500 ms, 1 s, 2 s, ...
 _PROVIDER_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=250), maximum_interval=timedelta(seconds=2))
 
@@ -29,26 +29,40 @@ class DocumentPipeline:
         settings = await workflow.execute_local_activity_method(
             PipelineActivities.pipeline_settings, start_to_close_timeout=timedelta(seconds=5)
         )
-        fetched = await workflow.execute_activity_method(PipelineActivities.fetch_document, document_id, **_STEP)
+        fetched = await workflow.execute_activity_method(
+            PipelineActivities.fetch_document, document_id, start_to_close_timeout=_STEP_TIMEOUT
+        )
         parts = await asyncio.gather(
-            *(workflow.execute_activity_method(PipelineActivities.extract_part, p, **_STEP) for p in fetched["parts"])
+            *(
+                workflow.execute_activity_method(
+                    PipelineActivities.extract_part, p, start_to_close_timeout=_STEP_TIMEOUT
+                )
+                for p in fetched["parts"]
+            )
         )
         sentences = [s for part in parts for s in part["sentences"]]
-        unique = await workflow.execute_activity_method(PipelineActivities.remove_near_duplicates, sentences, **_STEP)
+        unique = await workflow.execute_activity_method(
+            PipelineActivities.remove_near_duplicates, sentences, start_to_close_timeout=_STEP_TIMEOUT
+        )
         text = unique["sentences"]
         summarizing = workflow.execute_activity_method(
             PipelineActivities.summarize,
             {"provider": settings["provider"], "sentences": text},
             retry_policy=_PROVIDER_RETRY,
-            **_STEP,
+            start_to_close_timeout=_STEP_TIMEOUT,
         )
         if settings["parallel_steps"]:
             summary, classified = await asyncio.gather(
-                summarizing, workflow.execute_activity_method(PipelineActivities.classify, text, **_STEP)
+                summarizing,
+                workflow.execute_activity_method(
+                    PipelineActivities.classify, text, start_to_close_timeout=_STEP_TIMEOUT
+                ),
             )
         else:
             summary = await summarizing
-            classified = await workflow.execute_activity_method(PipelineActivities.classify, text, **_STEP)
+            classified = await workflow.execute_activity_method(
+                PipelineActivities.classify, text, start_to_close_timeout=_STEP_TIMEOUT
+            )
         record = {
             "document": document_id,
             "label": classified["label"],
@@ -56,5 +70,7 @@ class DocumentPipeline:
             "provider": summary["provider"],
             "cost": summary["cost"],
         }
-        await workflow.execute_activity_method(PipelineActivities.store_result, record, **_STEP)
+        await workflow.execute_activity_method(
+            PipelineActivities.store_result, record, start_to_close_timeout=_STEP_TIMEOUT
+        )
         return record | {"sentences": len(text)}

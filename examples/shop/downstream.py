@@ -15,20 +15,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import hashlib
 import random
-import signal
-import socket
 import sys
-import threading
-from collections.abc import Iterator
 from typing import Any
 
-import uvicorn
 from fastapi import FastAPI
 from pydantic import BaseModel, Field
 
+from examples.serving import serve_apps
 from examples.shop.telemetry import trace_service
 
 READY_LINE = "downstream listening"
@@ -128,50 +123,17 @@ def tax_app() -> FastAPI:
 SERVICES = {"inventory": inventory_app, "pricing": pricing_app, "shipping": shipping_app, "tax": tax_app}
 
 
-class _QuietServer(uvicorn.Server):
-    """A uvicorn server that leaves signals alone: this process runs several and stops them together."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 async def serve(host: str) -> None:
     """Serve every service until a signal or the end of stdin, announcing their URLs once all listen."""
-    servers: dict[str, uvicorn.Server] = {}
-    sockets: dict[str, socket.socket] = {}
+    apps: dict[str, FastAPI] = {}
     providers = []
     for name, build in SERVICES.items():
-        app = build()
-        provider = trace_service(app, name)
+        apps[name] = build()
+        provider = trace_service(apps[name], name)
         if provider is not None:
             providers.append(provider)
-        # proto=IPPROTO_TCP, not the default 0: asyncio turns Nagle's algorithm off (TCP_NODELAY) only on sockets
-        # that say they are TCP, and with it on, a response written in two parts waits ~40 ms for a delayed ACK.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, 0))
-        # Listening before uvicorn starts: connections wait in the backlog, so the URLs are good from now on.
-        sock.listen(128)
-        sockets[name] = sock
-        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
-        servers[name] = _QuietServer(config)
-
-    loop = asyncio.get_running_loop()
-
-    def stop() -> None:
-        for server in servers.values():
-            server.should_exit = True
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop)
-    # A blocking read in a daemon thread: it returns at EOF, i.e. when the shop closes the pipe or dies.
-    threading.Thread(target=lambda: (sys.stdin.buffer.read(), loop.call_soon_threadsafe(stop)), daemon=True).start()
-
-    urls = " ".join(f"{n}=http://{host}:{sockets[n].getsockname()[1]}" for n in SERVICES)
-    print(f"{READY_LINE} {urls}", flush=True)
     try:
-        await asyncio.gather(*(servers[n].serve(sockets=[sockets[n]]) for n in SERVICES))
+        await serve_apps(apps, host, READY_LINE)
     finally:
         for provider in providers:
             provider.shutdown()  # exports what is still batched
