@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Worker
@@ -256,3 +257,25 @@ def test_executions_read_once_come_back_from_the_history_cache_unchanged(tmp_pat
         cache.add({(f"extra-{n}", "r"): executions[0]})
     assert len(list(cache.folder.glob("*.parquet"))) <= 17
     assert len(cache.load({(f"extra-{n}", "r") for n in range(20)} | set(keys))) == 20 + len(keys)
+
+
+def test_a_workload_drivers_executions_are_read_as_load_test_samples(tmp_path: Path) -> None:
+    from ratchet.store.samples import endpoint_stats
+    from ratchet.workflow_load.driver import ExecutionSample
+    from ratchet.workflow_load.samples import write_samples
+
+    samples = [
+        ExecutionSample(f"w{n}", n % 3, n * 0.5, n * 0.5, n * 0.5 + 0.1 * (n + 1), "completed") for n in range(20)
+    ]
+    samples += [ExecutionSample("w-failed", 0, 9.0, 9.0, 9.4, "failed", "boom")]
+    samples += [ExecutionSample("w-refused", 0, 9.5, 9.5, 9.5, "not-started", "unavailable")]
+    parquet = tmp_path / "run.parquet"
+    kept = write_samples(
+        samples, parquet, endpoint="pipeline", run_started_at=datetime(2026, 12, 6, tzinfo=UTC), warmup_s=2.0
+    )
+    assert kept == 16 + 2  # the four due in the first two seconds are the warm-up
+    [stats] = endpoint_stats(parquet)
+    assert stats.endpoint == "pipeline" and stats.requests == 18
+    assert stats.errors == 2 and stats.unanswered == 1
+    durations = sorted(s.duration_ms for s in samples if s.due_s >= 2.0)
+    assert stats.p50 == pytest.approx(float(np.percentile(durations, 50)), abs=0.01)

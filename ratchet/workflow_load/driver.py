@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from temporalio.client import Client, WorkflowFailureError
+from temporalio.service import RPCError
 
 
 @dataclass(frozen=True)
@@ -20,7 +21,7 @@ class ExecutionSample:
     due_s: float  # seconds from the run's start
     started_s: float
     closed_s: float
-    status: str  # completed | failed
+    status: str  # completed | failed | not-started
     error: str = ""
 
     @property
@@ -54,6 +55,9 @@ async def drive(
         workflow_id = f"{id_prefix}-{n}"
         try:
             handle = await client.start_workflow(workflow, inputs[index], id=workflow_id, task_queue=task_queue)
+        except RPCError as refused:
+            return ExecutionSample(workflow_id, index, due, started, loop.time() - origin, "not-started", str(refused))
+        try:
             async with asyncio.timeout(timeout_s + (count - n) / rate_per_s):
                 await handle.result()
             status, error = "completed", ""

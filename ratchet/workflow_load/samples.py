@@ -1,0 +1,49 @@
+"""A workload driver's executions as load-test samples: the same Parquet columns k6's requests are kept in
+(``ratchet/store/samples.py``), so percentiles, verdicts and arms read a workflow run as they read an HTTP
+one. An execution is a request whose latency is its start-to-result time: status 200 when it completed, 500
+when it failed or timed out, 0 when it could not even be started (no answer)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ratchet.workflow_load.driver import ExecutionSample
+
+SCHEMA = pa.schema(
+    [
+        ("endpoint", pa.string()),
+        ("ts", pa.timestamp("us", tz="UTC")),
+        ("duration_ms", pa.float64()),
+        ("status", pa.int32()),
+        ("scenario", pa.string()),
+        ("generator", pa.int32()),
+    ]
+)
+_STATUS = {"completed": 200, "failed": 500, "not-started": 0}
+
+
+def write_samples(
+    samples: list[ExecutionSample], parquet: Path, *, endpoint: str, run_started_at: datetime, warmup_s: float
+) -> int:
+    """Write the executions due after the warm-up to ``parquet`` (in start order); return how many."""
+    kept = sorted((s for s in samples if s.due_s >= warmup_s), key=lambda s: s.started_s)
+    table = pa.table(
+        {
+            "endpoint": [endpoint] * len(kept),
+            "ts": [run_started_at + timedelta(seconds=s.started_s) for s in kept],
+            "duration_ms": [s.duration_ms for s in kept],
+            "status": [_STATUS[s.status] for s in kept],
+            "scenario": ["workflows"] * len(kept),
+            "generator": [0] * len(kept),
+        },
+        schema=SCHEMA,
+    )
+    parquet.parent.mkdir(parents=True, exist_ok=True)
+    partial = parquet.with_suffix(".tmp.parquet")
+    pq.write_table(table, partial)
+    partial.replace(parquet)
+    return len(kept)
