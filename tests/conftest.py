@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import selectors
 import shutil
 import socket
@@ -70,6 +71,21 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def restartable_port() -> int:
+    """A free port below the kernel's ephemeral range, for a server restarted on the same port: a port from
+    ``free_port`` can be handed to some outgoing connection while its server is down (CI, 2026-12-06: the
+    restarted Temporal server found its UI port taken)."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for port in random.Random().sample(range(max(1024, low - 12_000), low), 200):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port below {low}")
 
 
 @pytest.fixture(scope="session")

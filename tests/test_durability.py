@@ -17,7 +17,7 @@ from ratchet.settings import Settings
 from ratchet.temporal.client import connect
 from ratchet.temporal.server import start_server, stop_server
 from tests.campaign_helpers import assert_replays, effects, finish, ratchet_cli, ratchet_env, wait_for
-from tests.conftest import ROOT, TEST_PLAYBOOK, Shop, free_port, running_workers
+from tests.conftest import ROOT, TEST_PLAYBOOK, Shop, restartable_port, running_workers
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -91,8 +91,8 @@ async def test_server_restart_mid_campaign_resumes(
     tmp_path: Path, settings: Settings, shop: Shop, index_only_target: Path
 ) -> None:
     home = tmp_path / "own-temporal"
-    address = f"127.0.0.1:{free_port()}"
-    ui_port = free_port()
+    address = f"127.0.0.1:{restartable_port()}"
+    ui_port = restartable_port()
     start_server(home, address=address, ui_port=ui_port)
     # Its own server; the shop's spans go to the test's trace receiver (the shop fixture's).
     settings = Settings(

@@ -153,14 +153,29 @@ async def test_analyze_finds_the_planted_bottlenecks_of_a_workflow_type_on_a_rea
     assert table.returncode == 0, table.stderr
     assert "SamplePipeline: 8 execution(s)" in table.stdout and "Along the critical paths:" in table.stdout
     assert "api_limit summarize: 4 of 8 calls were refused" in " ".join(table.stdout.split())
+    page = tmp_path / "again.html"
     again = json.loads(
         (
-            await ratchet_cli(settings, "workflows", "analyze", "--type", "SamplePipeline", "--last", "8", "--json")
+            await ratchet_cli(
+                settings,
+                "workflows",
+                "analyze",
+                "--type",
+                "SamplePipeline",
+                "--last",
+                "8",
+                "--json",
+                "--html",
+                str(page),
+            )
         ).stdout
     )
-    # The second run compares with the first: the same executions, the same figures.
+    # The second run compares with the first: the same executions, the same figures, on the page too.
     assert again["baseline"]["from"] == report["steps_file"]
-    assert {c["step"]: c["work_ms_p95_ratio"] for c in again["baseline"]["changes"]}["score"] == 1.0
+    score = {c["step"]: c for c in again["baseline"]["changes"]}["score"]
+    assert score["work_ms_p95_ratio"] == 1.0 and score["work_ms_p95"] == score["work_ms_p95_baseline"] > 0
+    shown_page = page.read_text()
+    assert "Against the baseline" in shown_page and "x1.00" in shown_page
     for bottleneck in report["bottlenecks"]:
         evidence = bottleneck["evidence"]
         assert evidence["workflow_ids"] and all(w.startswith(queue) for w in evidence["workflow_ids"])

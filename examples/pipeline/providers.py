@@ -3,9 +3,9 @@
     python -m examples.pipeline.providers [--host HOST]
 
 ``POST /v1/summarize`` with ``{"sentences": [...]}`` answers ``{"id", "summary", "usage", "cost"}``. Both write
-the same summary of the same text. Provider A is slower, dearer and oversubscribed: it refuses about 3
-requests in 10 with 429 Too Many Requests and Retry-After (its shared capacity is exhausted, whatever the
-caller's own rate); provider B is faster, half the price, and refuses none.
+the same summary of the same text. Provider A is slower, dearer and oversubscribed: it refuses half
+the requests, at random, with 429 Too Many Requests and Retry-After (its shared capacity is exhausted, whatever
+the caller's own rate); provider B is faster, half the price, and refuses none.
 Every answer has a completion id of its own, as real providers' answers do.
 
 Once both listen, one line goes to stdout: ``providers listening A=URL B=URL``. The process stops on SIGTERM,
@@ -41,7 +41,7 @@ class Provider:
 
 
 PROVIDERS = {
-    "A": Provider("A", (110, 150), 0.030, 0.3),
+    "A": Provider("A", (110, 150), 0.030, 0.5),
     "B": Provider("B", (45, 65), 0.015, 0.0),
 }
 

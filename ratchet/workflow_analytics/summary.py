@@ -89,7 +89,8 @@ def daily(executions: list[Execution]) -> list[dict[str, Any]]:
 
 
 def against_baseline(summary: dict[str, Any], baseline: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per step in both: its work and wait p95 now over the baseline's (a ratio; None where either is 0)."""
+    """Per step in both: its work and wait p95 now and in the baseline, and now over then (a ratio; None where
+    either is 0)."""
     before = {s["step"]: s for s in baseline.get("steps", [])}
     changes = []
     for step in summary["steps"]:
@@ -99,6 +100,8 @@ def against_baseline(summary: dict[str, Any], baseline: dict[str, Any]) -> list[
         row: dict[str, Any] = {"step": step["step"]}
         for figure in ("work_ms", "wait_ms"):
             now, then = step.get(figure), old.get(figure)
+            row[f"{figure}_p95"] = now["p95"] if now else None
+            row[f"{figure}_p95_baseline"] = then["p95"] if then else None
             row[f"{figure}_p95_ratio"] = (
                 round(now["p95"] / then["p95"], 3) if now and then and then["p95"] > 0 else None
             )
