@@ -42,7 +42,7 @@ from ratchet.report.charts import (
 )
 from ratchet.resources.sampler import RESOURCE_SCHEMA, resource_totals
 from ratchet.settings import Settings
-from ratchet.store.samples import endpoint_stats, sampled_durations
+from ratchet.store.samples import SAMPLE_SCHEMA, endpoint_stats, sampled_durations
 from tests.report_layout import assert_fits, measure_layout
 from tests.test_report import _run, _stats, completed_campaign, minimal_campaign
 
@@ -61,16 +61,6 @@ ENDPOINTS = [
     "GET /static/app.js",
 ]
 START = datetime(2025, 3, 1, 12, 5, 10, tzinfo=UTC)
-SAMPLE_SCHEMA = pa.schema(
-    [
-        ("endpoint", pa.string()),
-        ("ts", pa.timestamp("us", tz="UTC")),
-        ("duration_ms", pa.float64()),
-        ("status", pa.int32()),
-        ("scenario", pa.string()),
-        ("generator", pa.int32()),
-    ]
-)
 
 
 # ---------------------------------------------------------------- synthetic runs

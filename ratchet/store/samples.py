@@ -12,10 +12,23 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
+import pyarrow as pa
 
 from ratchet.analysis.knee import StepSample
 from ratchet.contracts import EndpointStats
 from ratchet.store.sample_stream import sql_literal as _literal
+
+# The columns of a run's samples file, one row per request (or per workflow execution: ratchet/workflow_load).
+SAMPLE_SCHEMA = pa.schema(
+    [
+        ("endpoint", pa.string()),
+        ("ts", pa.timestamp("us", tz="UTC")),
+        ("duration_ms", pa.float64()),
+        ("status", pa.int32()),
+        ("scenario", pa.string()),
+        ("generator", pa.int32()),
+    ]
+)
 
 
 def finalize_run_samples(

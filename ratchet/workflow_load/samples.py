@@ -11,18 +11,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ratchet.store.samples import SAMPLE_SCHEMA
 from ratchet.workflow_load.driver import ExecutionSample
 
-SCHEMA = pa.schema(
-    [
-        ("endpoint", pa.string()),
-        ("ts", pa.timestamp("us", tz="UTC")),
-        ("duration_ms", pa.float64()),
-        ("status", pa.int32()),
-        ("scenario", pa.string()),
-        ("generator", pa.int32()),
-    ]
-)
 _STATUS = {"completed": 200, "failed": 500, "not-started": 0}
 
 
@@ -40,7 +31,7 @@ def write_samples(
             "scenario": ["workflows"] * len(kept),
             "generator": [0] * len(kept),
         },
-        schema=SCHEMA,
+        schema=SAMPLE_SCHEMA,
     )
     parquet.parent.mkdir(parents=True, exist_ok=True)
     partial = parquet.with_suffix(".tmp.parquet")
