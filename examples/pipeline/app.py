@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from examples.pipeline.config import PipelineSettings, SettingsFile
+from examples.pipeline.config import SettingsFile
 from examples.pipeline.providers import READY_LINE
 from examples.pipeline.steps import PipelineActivities
 from examples.pipeline.workflow import DocumentPipeline
@@ -66,10 +66,7 @@ class WorkerSupervisor:
             wanted = self.settings.current().activity_slots
             if wanted == self.slots and self.running is not None and not self.running.done():
                 return
-            if self.worker is not None and self.running is not None:
-                await self.worker.shutdown()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self.running
+            await self._shut_down()
             self.worker = Worker(
                 self.client,
                 task_queue=self.task_queue,
@@ -83,10 +80,14 @@ class WorkerSupervisor:
 
     async def stop(self) -> None:
         async with self.lock:
-            if self.worker is not None and self.running is not None:
-                await self.worker.shutdown()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self.running
+            await self._shut_down()
+
+    async def _shut_down(self) -> None:
+        """Stop the running worker, if any, once its activities in progress have finished."""
+        if self.worker is not None and self.running is not None:
+            await self.worker.shutdown()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.running
 
 
 def admin_app(supervisor: WorkerSupervisor, settings: SettingsFile) -> FastAPI:
@@ -143,6 +144,3 @@ async def run(address: str, namespace: str, task_queue: str, home: Path, admin_p
         assert providers.stdin is not None
         providers.stdin.close()
         await providers.wait()
-
-
-__all__ = ["PipelineSettings", "run"]

@@ -157,9 +157,9 @@ def resource_exhaustion(executions: list[Execution], total_ms: float) -> list[Bo
     retried steps are left out (their wait holds failed attempts)."""
     load = _in_progress(executions)
     by_queue: dict[str, list[Step]] = defaultdict(list)
-    for steps in _by_step(executions).values():
-        for step in steps:
-            if step.wait_ms is not None and step.attempt == 1:
+    for execution in executions:
+        for step in execution.steps:
+            if step.kind != "timer" and step.wait_ms is not None and step.attempt == 1:
                 by_queue[step.task_queue].append(step)
     found = []
     for queue, waited in by_queue.items():

@@ -20,7 +20,7 @@ from ratchet.workflow_analytics.steps import Execution, PayloadFacts, Step
 
 Key = tuple[str, str]  # workflow id and run id, as visibility lists them
 _CLOSED = {"completed", "failed", "canceled", "terminated", "timed_out", "continued_as_new"}
-_COMPACT_AFTER = 16  # files: past this many, the next write folds them into one
+_COMPACT_AFTER = 16  # files: with this many, the next write folds them into one
 
 
 def _facts(value: dict[str, Any]) -> PayloadFacts:
@@ -62,16 +62,17 @@ class HistoryCache:
         """Keep ``executions`` (closed ones only: an open one's history still grows)."""
         closed = {k: e for k, e in executions.items() if e.status in _CLOSED}
         files = self._files()
-        if not closed and len(files) <= _COMPACT_AFTER:
+        compact = len(files) >= _COMPACT_AFTER
+        if not closed and not compact:
             return
         self.folder.mkdir(parents=True, exist_ok=True)
         rows = [_row(k, e) for k, e in closed.items()]
-        if len(files) >= _COMPACT_AFTER:
+        if compact:
             rows += [row for path in files for row in pq.read_table(path).to_pylist()]
         if rows:
             partial = self.folder / f".{uuid.uuid4().hex}.tmp"
             pq.write_table(pa.Table.from_pylist(rows), partial)
             partial.replace(self.folder / f"{uuid.uuid4().hex}.parquet")
-        if len(files) >= _COMPACT_AFTER:
+        if compact:
             for path in files:
                 path.unlink()

@@ -55,15 +55,14 @@ def _numeric_fields(execution: Execution) -> dict[str, float]:
     return {k: float(v) for k, v in value.items() if isinstance(v, int | float) and not isinstance(v, bool)}
 
 
-def input_fields(executions: list[Execution]) -> list[str]:
-    """The numeric input fields every execution has and that vary: features of the model."""
-    parsed = [_numeric_fields(e) for e in executions]
+def input_fields(parsed: list[dict[str, float]]) -> list[str]:
+    """The numeric input fields every execution has and that vary (``parsed``: each one's numeric fields):
+    features of the model."""
     common = set.intersection(*(set(p) for p in parsed)) if parsed else set()
     return sorted(f for f in common if len({p[f] for p in parsed}) > 1)[:_MAX_INPUT_FIELDS]
 
 
-def _model_features(execution: Execution, fields: list[str]) -> list[float]:
-    numbers = _numeric_fields(execution)
+def _model_features(execution: Execution, numbers: dict[str, float], fields: list[str]) -> list[float]:
     return [
         float(execution.input.size),
         float(sum(s.kind != "timer" for s in execution.steps)),
@@ -87,9 +86,10 @@ def analyze_time(executions: list[Execution]) -> TimeAnalysis:
     """The prediction's cross-validated error and the anomalous executions (nothing with too few executions)."""
     if len(executions) < MIN_EXECUTIONS:
         return TimeAnalysis()
-    fields = input_fields(executions)
+    parsed = [_numeric_fields(e) for e in executions]
+    fields = input_fields(parsed)
     features = [*FEATURES, *(f"input.{f}" for f in fields)]
-    x = np.array([_model_features(e, fields) for e in executions])
+    x = np.array([_model_features(e, numbers, fields) for e, numbers in zip(executions, parsed, strict=True)])
     y = np.array([e.total_ms for e in executions])
     newest = np.argsort([e.started_at.timestamp() for e in executions])[-MODEL_MAX_EXECUTIONS:]
     x_model, y_model = x[newest], y[newest]

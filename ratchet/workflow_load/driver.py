@@ -5,7 +5,6 @@ it was due, started and closed, and how it ended."""
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -65,5 +64,4 @@ async def drive(
             status, error = "failed", str(failure.__cause__ or failure) or type(failure).__name__
         return ExecutionSample(workflow_id, index, due, started, loop.time() - origin, status, error)
 
-    indices = itertools.cycle(range(len(inputs)))
-    return list(await asyncio.gather(*(one(n, next(indices)) for n in range(count))))
+    return list(await asyncio.gather(*(one(n, n % len(inputs)) for n in range(count))))
