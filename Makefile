@@ -5,10 +5,13 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-fast lint bench bench-validation schema clean postgresql chromium tmux
+.PHONY: demo demo-workflows test test-fast lint bench bench-validation schema clean postgresql chromium tmux
 
 demo: $(VENV)/.installed chromium  ## Run a whole campaign on the demo shop (ARGS="--auto-approve" to skip the prompts)
 	$(BIN)/ratchet demo $(ARGS)
+
+demo-workflows: $(VENV)/.installed  ## Run a whole campaign on the example Temporal workflow application (ARGS="--auto-approve")
+	$(BIN)/ratchet demo-workflows $(ARGS)
 
 # The fast tier first (a logic error stops the run in two minutes), then the tests with real parts. Exit 5 is
 # pytest's "no test selected": ARGS may pick tests of one tier only.

@@ -40,6 +40,7 @@ from ratchet.analysis.sql_columns import filtered_columns, table_aliases
 from ratchet.analysis.traces import TraceAnalysis, analyze_burst, analyze_run
 from ratchet.analysis.traces.coverage import SpanCoverage, span_coverage
 from ratchet.analysis.traces.detectors import StatementCandidate, Traffic
+from ratchet.analysis.workflow_findings import HISTORY_BLIND_SPOT, history_notes, workflow_findings
 from ratchet.config.target import Endpoint, Target
 from ratchet.contracts import AssessRequest, AssessResult, BaselineAnomaly, Finding, LoadTestResult
 from ratchet.database.catalog import explain, read_tables
@@ -54,6 +55,7 @@ from ratchet.store.history import baseline_history, measured_at
 from ratchet.store.sample_stream import sql_literal
 from ratchet.store.samples import endpoint_durations
 from ratchet.store.tables import FindingRecord
+from ratchet.workflow_load.run import run_executions
 
 _TIMING_RUNS = 5
 
@@ -237,8 +239,38 @@ class AssessmentActivities:
                 evidence.append(inspect_statement(target, definition, query.sql))
         return evidence
 
+    def _assess_workflows(self, request: AssessRequest) -> AssessResult:
+        """A temporal-workflow target: the bottlenecks of the baseline's executions, read from their histories,
+        then the same error, SLO and ignore rules as any target's findings."""
+        playbook, target = request.playbook, request.target
+        executions = run_executions(self.settings.samples_dir / request.baseline.run_id, target)
+        findings = workflow_findings(executions, {s.endpoint: s.requests for s in request.baseline.endpoints})
+        findings += error_hotspots(request.baseline, request.load_shapes, playbook.detection)
+        slow = endpoints_to_inspect(request.baseline.endpoints, playbook)
+        unexplained, contention = unexplained_slow_findings(
+            slow,
+            {f.endpoint for f in findings},
+            1,
+            min_p50_ms=playbook.detection.min_inspect_p50_ms,
+            over=self._slower_than_threshold(request.baseline, slow),
+            significance=playbook.validation.significance,
+        )
+        findings, ignored = split_ignored(findings + unexplained, target.ignore)
+        findings = numbered(judged_by_slo(findings, request.baseline.endpoints, playbook))
+        self._store(request.campaign_id, findings)
+        anomalies, anomaly_notes = self._anomalies(request)
+        return AssessResult(
+            findings=findings,
+            slo=check_slos(request.baseline.endpoints, playbook),
+            notes=history_notes(executions) + contention + list(dict.fromkeys(ignored)) + anomaly_notes,
+            blind_spots=[HISTORY_BLIND_SPOT],
+            anomalies=anomalies,
+        )
+
     def _assess(self, request: AssessRequest) -> AssessResult:
         playbook, target = request.playbook, request.target
+        if target.is_workflow:
+            return self._assess_workflows(request)
         rules = playbook.detection
         slow = endpoints_to_inspect(request.baseline.endpoints, playbook)
         # Plans are read behind every endpoint, not only the slow ones: a large scan is found before it hurts.

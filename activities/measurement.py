@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 from datetime import datetime
 
+import numpy as np
 from sqlmodel import delete
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -39,6 +41,7 @@ from ratchet.store.samples import endpoint_stats, finalize_run_samples, step_sam
 from ratchet.store.tables import Measurement
 from ratchet.traces.collect import collect_spans_of_run, wait_for_receiver
 from ratchet.traces.store import run_trace_prefix
+from ratchet.workflow_load.run import WorkflowProgress, connect_target, drive_workflows, keep_run
 
 
 def run_id_of(request: LoadTestRequest) -> str:
@@ -102,6 +105,8 @@ class MeasurementActivities:
     async def run_load_test(self, request: LoadTestRequest) -> LoadTestResult:
         """Send the request's load to the target and store the raw samples, resources and spans."""
         run_id = run_id_of(request)
+        if request.target.is_workflow:
+            return await self._run_workflows(request, run_id)
         sampler = ResourceSampler(lambda: target_processes(request.target))
         statements = StatementRecorder(request.target)
         try:
@@ -220,14 +225,85 @@ class MeasurementActivities:
                 await asyncio.to_thread(sampler.stop)
             await asyncio.to_thread(stream.finish)
 
+    async def _run_workflows(self, request: LoadTestRequest, run_id: str) -> LoadTestResult:
+        """A temporal-workflow target's load: its executions started at the rate and awaited (the workload
+        driver), their samples and histories kept; then judged as any run."""
+        target = request.target
+        if request.stress is not None:
+            raise ApplicationError(
+                f"{request.label}: a stepped load (stress, peak ramp or load.rate: auto) is not available for a "
+                "temporal-workflow target yet; set load.rate to a number of executions per second",
+                type="ConfigError",
+                non_retryable=True,
+            )
+        try:
+            client = await connect_target(target, self.settings.temporal_address, self.settings.temporal_namespace)
+        except MeasurementError as exc:
+            raise ApplicationError(str(exc), type="MeasurementError") from None
+        sampler = ResourceSampler(lambda: target_processes(target))
+        progress = WorkflowProgress(due=0)
+        run_dir = self.settings.samples_dir / run_id
+
+        async def beat() -> None:
+            while True:
+                recent = progress.durations_ms[-200:]
+                activity.heartbeat(
+                    {
+                        "run_id": run_id,
+                        "label": request.label,
+                        "progress": progress.describe(),
+                        "requests": progress.closed,
+                        "p95_ms": round(float(np.percentile(recent, 95)), 1) if recent else None,
+                        "error_rate": round(progress.failed / progress.closed, 4) if progress.closed else 0.0,
+                    }
+                )
+                await asyncio.sleep(2)  # a heartbeat's pace, not a synchronisation
+
+        beating = asyncio.create_task(beat())
+        sampler.start()
+        try:
+            run = await drive_workflows(
+                client,
+                target,
+                rate=request.rate,
+                duration_s=request.duration_s,
+                warmup_s=request.warmup_s,
+                focus=request.focus,
+                # Each attempt's executions of their own: a retried attempt's ids are not taken.
+                id_prefix=f"{run_id}-a{activity.info().attempt}",
+                progress=progress,
+            )
+        finally:
+            await asyncio.to_thread(sampler.stop)
+            beating.cancel()
+        if run_dir.exists():
+            shutil.rmtree(run_dir / "executions", ignore_errors=True)  # an earlier attempt's histories
+        await keep_run(
+            client,
+            target,
+            run,
+            samples_file=self.settings.samples_file(run_id),
+            run_dir=run_dir,
+            warmup_s=request.warmup_s,
+            progress=lambda done, of: activity.heartbeat({"run_id": run_id, "progress": f"{done}/{of} histories read"}),
+        )
+        return await self._conclude(
+            request,
+            run_id,
+            K6Run(started_at=run.started_at, ended_by_itself=True),
+            self._store_resources(sampler, run_id),
+            [],
+        )
+
     def _store(self, request: LoadTestRequest, run_id: str, interrupted: bool) -> LoadTestResult:
         parquet = self.settings.samples_file(run_id)
-        finalize_run_samples(
-            self.settings.samples_dir / run_id,
-            parquet,
-            warmup_s=request.warmup_s,
-            endpoint_names=endpoint_names(request.target),
-        )
+        if not request.target.is_workflow:  # the workload driver wrote its samples file itself
+            finalize_run_samples(
+                self.settings.samples_dir / run_id,
+                parquet,
+                warmup_s=request.warmup_s,
+                endpoint_names=endpoint_names(request.target),
+            )
         stats = endpoint_stats(parquet)
         with session_for(self.settings.resolved_store_url) as session:
             # A retried attempt replaces the rows of the attempt a crash cut short.
@@ -327,6 +403,13 @@ class MeasurementActivities:
             )
             stress = stress_report(samples, plan, ended_by_itself=run.ended_by_itself)
         unanswered = sum(s.unanswered for s in result.endpoints)
+        if request.target.is_workflow and (result.requests == 0 or unanswered == result.requests):
+            raise ApplicationError(
+                f"no execution could be started during the {request.label} run ({unanswered} of "
+                f"{result.requests} refused): is the target's Temporal server up, and its task queue right?",
+                type="MeasurementError",
+                non_retryable=True,
+            )
         if result.requests == 0 or unanswered == result.requests:
             # Status 0: k6 got no HTTP answer at all (refused, reset, timed out). Not a performance result, and
             # not a blip a retry would outlast (a whole run long): said at once, before waiting for spans that

@@ -110,11 +110,11 @@ class ProbeActivities:
         examples = endpoint.examples[:_EXAMPLES] or [{}]
         probe = EndpointProbe(endpoint=endpoint.name, method=endpoint.method, accept_encoding=ACCEPT_ENCODING)
         for example in examples:
-            path = fill(endpoint.path, example)
+            path = fill(endpoint.http_path, example)
             probe.by_example.append([await _get(client, path) for _ in range(_REPEATS)])
         first = probe.by_example[0][0]
         if first.status == 200 and first.content_type == "text/html":
-            page = await client.get(fill(endpoint.path, examples[0]))
+            page = await client.get(fill(endpoint.http_path, examples[0]))
             for url, kind, blocking in head_assets(page.text):
                 absolute = urljoin(str(page.url), url)
                 response = await _get(client, absolute) if absolute.startswith(str(client.base_url)) else None
@@ -132,7 +132,7 @@ class ProbeActivities:
             for n in range(_BURST):
                 trace = burst_trace_id(prefix, index)
                 headers = {"traceparent": f"00-{trace}-{secrets.token_hex(8)}-01"}
-                requests.append(client.get(fill(endpoint.path, examples[n % len(examples)]), headers=headers))
+                requests.append(client.get(fill(endpoint.http_path, examples[n % len(examples)]), headers=headers))
             await asyncio.gather(*requests)
             activity.heartbeat({"progress": f"burst of {_BURST} concurrent requests sent to {endpoint.name}"})
 
@@ -154,7 +154,7 @@ class ProbeActivities:
             )
             return
         for name, endpoint in pages:
-            url = request.target.base + fill(endpoint.path, (endpoint.examples or [{}])[0])
+            url = request.target.base + fill(endpoint.http_path, (endpoint.examples or [{}])[0])
             activity.heartbeat({"progress": f"measuring the web vitals of {name} in Chromium"})
             try:
                 report.pages.append(
@@ -183,7 +183,9 @@ class ProbeActivities:
             for name in request.endpoints:
                 endpoint = target.endpoint(name)
                 activity.heartbeat({"progress": f"measuring the wire bytes of {name}"})
-                samples = [await _get(client, fill(endpoint.path, e)) for e in endpoint.examples[:_EXAMPLES] or [{}]]
+                samples = [
+                    await _get(client, fill(endpoint.http_path, e)) for e in endpoint.examples[:_EXAMPLES] or [{}]
+                ]
                 failed = [s.status for s in samples if s.status >= 400]
                 if failed:
                     raise MeasurementError(f"{name} answered {failed[0]} while its wire bytes were measured")
@@ -198,7 +200,7 @@ class ProbeActivities:
         report = ProbeReport()
         limits = httpx.Limits(max_connections=_BURST * 2)
         async with httpx.AsyncClient(base_url=target.base, headers=_PROBE_HEADERS, timeout=60, limits=limits) as client:
-            for endpoint in target.endpoints:
+            for endpoint in target.http_endpoints:
                 if endpoint.method != "GET":
                     continue
                 activity.heartbeat({"progress": f"probing {endpoint.name}"})

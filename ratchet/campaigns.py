@@ -17,6 +17,7 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, W
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError
 
+from ratchet.config.compatibility import unsupported_by_target
 from ratchet.config.loading import load_playbook, load_target
 from ratchet.contracts import (
     ApprovalInput,
@@ -73,6 +74,9 @@ async def launch(
     """Validate both files, then start the campaign workflow; returns its id. Nothing starts on bad input."""
     playbook = load_playbook(playbook_file)
     target = load_target(target_file)
+    unsupported = unsupported_by_target(playbook, target)
+    if unsupported:
+        raise RatchetError(f"{playbook_file} against {target_file} (kind {target.kind}): " + "; ".join(unsupported))
     if auto_approve_as is not None and auto_approve_as not in playbook.approvers:
         raise RatchetError(
             f"{playbook_file}: approvers: {auto_approve_as!r} is not an approver; valid: {', '.join(playbook.approvers)}"

@@ -289,7 +289,7 @@ class BlindSpot(Payload):
     """Something of the target Ratchet cannot see (an observability gap): what it hides and how to open it."""
 
     type: Literal["observability-gap"] = "observability-gap"
-    kind: Literal["untraced", "no-spans", "no-database-spans", "orphan-spans", "sampled"]
+    kind: Literal["untraced", "no-spans", "no-database-spans", "orphan-spans", "sampled", "inside-activities"]
     endpoints: list[str] = Field(default_factory=list, description="The endpoints concerned; empty: all of them.")
     blind_to: list[str] = Field(description="The detectors and figures this gap hides.")
     summary: str

@@ -285,9 +285,7 @@ def test_a_workload_drivers_executions_are_read_as_load_test_samples(tmp_path: P
     samples += [ExecutionSample("w-failed", 0, 9.0, 9.0, 9.4, "failed", "boom")]
     samples += [ExecutionSample("w-refused", 0, 9.5, 9.5, 9.5, "not-started", "unavailable")]
     parquet = tmp_path / "run.parquet"
-    kept = write_samples(
-        samples, parquet, endpoint="pipeline", run_started_at=datetime(2026, 12, 6, tzinfo=UTC), warmup_s=2.0
-    )
+    kept = write_samples({"pipeline": samples}, parquet, run_started_at=datetime(2026, 12, 6, tzinfo=UTC), warmup_s=2.0)
     assert kept == 16 + 2  # the four due in the first two seconds are the warm-up
     [stats] = endpoint_stats(parquet)
     assert stats.endpoint == "pipeline" and stats.requests == 18

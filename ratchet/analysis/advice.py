@@ -127,7 +127,65 @@ def _slow(f: Finding, ev: dict[str, Any]) -> str:
     )
 
 
+def _workflow_ids(ev: dict[str, Any]) -> str:
+    ids = ev.get("workflow_ids") or []
+    return f" Execution {ids[0]} shows it." if ids else ""
+
+
+def _slow_step(f: Finding, ev: dict[str, Any]) -> str:
+    return (
+        f"Most of {f.endpoint}'s critical path is {ev.get('step', 'one step')} "
+        f"({float(ev.get('share_of_critical_path', 0)):.0%}): profile its activity, give it a faster backend, or "
+        f"split it so that parts run at once.{_workflow_ids(ev)}"
+    )
+
+
+def _resource_exhaustion(f: Finding, ev: dict[str, Any]) -> str:
+    return (
+        f"Steps of {f.endpoint} wait in task queue {ev.get('task_queue', '?')} (p95 {_ms(ev.get('wait_p95_ms'))}, "
+        f"{_ms(ev.get('lone_wait_ms'))} alone): raise the workers' max_concurrent_activities or pollers, or add "
+        f"workers on that queue.{_workflow_ids(ev)}"
+    )
+
+
+def _api_limit(f: Finding, ev: dict[str, Any]) -> str:
+    return (
+        f"{ev.get('step', 'A step')} of {f.endpoint} is refused for a rate limit ({ev.get('limited_calls', '?')} of "
+        f"{ev.get('calls', '?')} calls: {ev.get('reason', '')}): raise the quota, spread the calls, or move to a "
+        f"provider without the limit.{_workflow_ids(ev)}"
+    )
+
+
+def _sequential_dependency(f: Finding, ev: dict[str, Any]) -> str:
+    first, second = (ev.get("steps") or ["the first step", "the second"])[:2]
+    return (
+        f"In {f.endpoint}, start {second} together with {first} (asyncio.gather in the workflow): its input uses "
+        f"nothing of {first}'s result. Check first that it relies on no side effect of {first}.{_workflow_ids(ev)}"
+    )
+
+
+def _cache_miss(f: Finding, ev: dict[str, Any]) -> str:
+    return (
+        f"{ev.get('step', 'A step')} of {f.endpoint} repeats the same input for the same result (hit ratio "
+        f"{float(ev.get('hit_ratio', 0)):.0%}): keep its results keyed by input, if it only computes or looks up."
+        f"{_workflow_ids(ev)}"
+    )
+
+
+def _inefficient_algorithm(f: Finding, ev: dict[str, Any]) -> str:
+    return (
+        f"{ev.get('step', 'A step')} of {f.endpoint} grows as input size^{ev.get('exponent', '?')}: look for "
+        f"pairwise or nested work in its activity (an index, a hash or sorting makes it near-linear).{_workflow_ids(ev)}"
+    )
+
+
 _ADVICE: dict[FindingType, Callable[[Finding, dict[str, Any]], str]] = {
+    FindingType.SLOW_STEP: _slow_step,
+    FindingType.RESOURCE_EXHAUSTION: _resource_exhaustion,
+    FindingType.API_LIMIT: _api_limit,
+    FindingType.SEQUENTIAL_DEPENDENCY: _sequential_dependency,
+    FindingType.CACHE_MISS: _cache_miss,
+    FindingType.INEFFICIENT_ALGORITHM: _inefficient_algorithm,
     FindingType.N_PLUS_ONE: _n_plus_one,
     FindingType.SEQUENTIAL_CALLS: _sequential,
     FindingType.SEQUENTIAL_QUERIES: _sequential,

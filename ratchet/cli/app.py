@@ -588,6 +588,24 @@ def demo(
     raise typer.Exit(code)
 
 
+@app.command("demo-workflows")
+def demo_workflows(
+    auto_approve: Annotated[bool, typer.Option(help="Approve every gate without asking.")] = False,
+    playbook: Annotated[Path, typer.Option(help="Playbook to run.")] = Path("playbooks/workflows.yaml"),
+    admin_port: Annotated[int, typer.Option(help="Port of the pipeline's admin API.")] = 8820,
+) -> None:
+    """Run a whole campaign on the example document pipeline, a Temporal workflow application: server,
+    worker, pipeline, campaign, report."""
+    from ratchet.cli.demo import run_workflows_demo
+
+    try:
+        code = run_workflows_demo(console, playbook=playbook, auto_approve=auto_approve, admin_port=admin_port)
+    except RatchetError as exc:
+        err.print(f"[red]{exc}[/]", highlight=False)
+        raise typer.Exit(EXIT_UNREACHABLE) from None
+    raise typer.Exit(code)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `ratchet` command.
 

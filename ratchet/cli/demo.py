@@ -16,7 +16,7 @@ from rich.console import Console
 from ratchet import campaigns
 from ratchet.cli.follow import ask_at_gate, follow
 from ratchet.config.loading import load_playbook
-from ratchet.contracts import CampaignState
+from ratchet.contracts import CampaignState, CampaignStatus
 from ratchet.errors import RatchetError
 from ratchet.settings import Settings, get_settings
 from ratchet.temporal.client import connect
@@ -25,6 +25,8 @@ from ratchet.traces.serve import READY_LINE
 
 DEMO_APPROVER = "ratchet-demo"
 SHOP_TARGET = Path(__file__).resolve().parents[2] / "examples" / "shop" / "target.yaml"
+PIPELINE_TARGET = Path(__file__).resolve().parents[2] / "examples" / "pipeline" / "target.yaml"
+PIPELINE_QUEUE = "document-pipeline"
 
 
 def prepare_shop_database(folder: Path, name: str = "shop.db") -> Path:
@@ -117,6 +119,11 @@ def run_demo(console: Console, *, playbook: Path, auto_approve: bool, shop_port:
                 f"[yellow]Gates are approved automatically as {DEMO_APPROVER!r} (--auto-approve or no terminal).[/]"
             )
         status = asyncio.run(_campaign(console, settings, playbook, target_file, auto=not interactive))
+    return print_outcome(console, settings, status)
+
+
+def print_outcome(console: Console, settings: Settings, status: CampaignStatus) -> int:
+    """The campaign's ending, its verdicts that changed, where to look; the exit code (0: completed)."""
     console.print()
     console.rule("Outcome")
     console.print(
@@ -140,6 +147,40 @@ def run_demo(console: Console, *, playbook: Path, auto_approve: bool, shop_port:
     return 0 if status.state == CampaignState.COMPLETED else 1
 
 
+def run_workflows_demo(console: Console, *, playbook: Path, auto_approve: bool, admin_port: int) -> int:
+    """Run the demo campaign on the example document pipeline (a temporal-workflow target); the exit code."""
+    settings = get_settings()
+    home = settings.resolved_home
+    interactive = sys.stdin.isatty() and not auto_approve
+    load_playbook(playbook)  # bad playbook: say so before starting anything
+    console.rule("Ratchet workflows demo")
+    server = start_server(home, address=settings.temporal_address, ui_port=settings.temporal_ui_port)
+    console.print(f"Temporal server on {server.address}, UI {server.ui_url} (data in {home})")
+    # Every demo starts from the pipeline as it ships: its settings file is removed, its results kept.
+    pipeline_home = home / "pipeline"
+    (pipeline_home / "settings.json").unlink(missing_ok=True)
+    logs = home / "logs"
+    logs.mkdir(exist_ok=True)
+    pipeline_argv = [
+        sys.executable, "-m", "examples.pipeline", "--temporal-address", server.address,
+        "--namespace", settings.temporal_namespace, "--task-queue", PIPELINE_QUEUE,
+        "--admin-port", str(admin_port), "--home", str(pipeline_home),
+    ]  # fmt: skip
+    with (
+        announced_process(pipeline_argv, ready="pipeline ready", log=logs / "pipeline.log") as ready,
+        worker_process(logs / "worker.log"),
+    ):
+        os.environ["PIPELINE_ADMIN_URL"] = f"http://127.0.0.1:{admin_port}"
+        os.environ["PIPELINE_TASK_QUEUE"] = PIPELINE_QUEUE
+        console.print(f"Document pipeline: {ready}; worker started (logs in {logs})")
+        if not interactive:
+            console.print(
+                f"[yellow]Gates are approved automatically as {DEMO_APPROVER!r} (--auto-approve or no terminal).[/]"
+            )
+        status = asyncio.run(_campaign(console, settings, playbook, PIPELINE_TARGET, auto=not interactive))
+    return print_outcome(console, settings, status)
+
+
 def demo_target(folder: Path, production_url: str, production_database: Path) -> Path:
     """The shop's target with a production environment: the demo's second shop instance."""
     path = folder / "target.yaml"
@@ -151,7 +192,9 @@ def demo_target(folder: Path, production_url: str, production_database: Path) ->
     return path
 
 
-async def _campaign(console: Console, settings: Settings, playbook: Path, target_file: Path, *, auto: bool):  # type: ignore[no-untyped-def]
+async def _campaign(
+    console: Console, settings: Settings, playbook: Path, target_file: Path, *, auto: bool
+) -> CampaignStatus:
     client = await connect(settings)
     # Every demo starts from a fresh copy of the shop, as a first campaign: what an earlier demo disproved is
     # tried again (on a real target the memory holds; see `ratchet launch --retry-disproved`).

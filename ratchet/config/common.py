@@ -31,6 +31,13 @@ class FindingType(StrEnum):
     ERROR_HOTSPOT = "error-hotspot"  # an endpoint whose errors rise under load
     WEB_VITALS = "web-vitals"  # a page whose vitals (LCP, FCP, CLS, INP, TTFB) in a real browser are poor
     HTTP_CACHING = "http-caching"  # a static asset browsers and proxies may not keep: fetched again on every visit
+    # A temporal-workflow target's, read from its executions' histories (the names workflow tooling uses):
+    SLOW_STEP = "slow_step"  # one step takes most of the executions' critical path
+    RESOURCE_EXHAUSTION = "resource_exhaustion"  # queue waits that grow with the steps in progress (slots, pollers)
+    API_LIMIT = "api_limit"  # calls refused for a rate limit or quota, and retried
+    SEQUENTIAL_DEPENDENCY = "sequential_dependency"  # steps in sequence whose later input needs nothing of the earlier
+    CACHE_MISS = "cache_miss"  # the same step with the same input again, answering the same
+    INEFFICIENT_ALGORITHM = "inefficient_algorithm"  # step time growing faster than linearly with its input
 
 
 class Role(StrEnum):

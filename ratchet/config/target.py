@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
@@ -22,12 +23,40 @@ class Query(StrictModel):
     sql: str = Field(min_length=1, description="The statement, with :name parameters from the endpoint's examples.")
 
 
+class WorkflowCall(StrictModel):
+    """Executions of a Temporal workflow type: what a ``temporal-workflow`` target's endpoint starts and awaits."""
+
+    type: str = Field(pattern=r"^[A-Za-z0-9_.:\-/]+$", description="The workflow type, e.g. DocumentPipeline.")
+    task_queue: str = Field(min_length=1, description="The task queue the application's workers poll.")
+    inputs: list[Any] = Field(
+        min_length=1, description="Inputs of the executions (each one the workflow's single argument), cycled."
+    )
+    timeout: Duration = Field(
+        default="60s",
+        validate_default=True,
+        description="Longest an execution is awaited after the run's last start, at most 90s (a load test's "
+        "activity allows 120 s beyond its load); one still open then counts as failed.",
+    )
+
+    @field_validator("timeout")
+    @classmethod
+    def _within_the_load_test(cls, value: timedelta) -> timedelta:
+        if not timedelta(0) < value <= timedelta(seconds=90):
+            raise ValueError("must be more than 0s and at most 90s")
+        return value
+
+
 class Endpoint(StrictModel):
-    """One request shape to exercise and measure."""
+    """One request shape to exercise and measure: an HTTP request, or a workflow's executions."""
 
     name: str = Field(pattern=_NAME, description="Short name used in tags, findings and reports.")
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = "GET"
-    path: str = Field(description="Path with {placeholders} filled from examples, e.g. /orders?email={email}.")
+    path: str | None = Field(
+        None, description="Path with {placeholders} filled from examples, e.g. /orders?email={email} (HTTP)."
+    )
+    workflow: WorkflowCall | None = Field(
+        None, description="A temporal-workflow target's executions: type, task queue and inputs (instead of path)."
+    )
     weight: float = Field(1.0, gt=0, description="Share of the load (relative to the other endpoints).")
     examples: list[dict[str, str | int | float]] = Field(
         default_factory=list, description="Parameter sets; each request picks one."
@@ -37,14 +66,21 @@ class Endpoint(StrictModel):
 
     @field_validator("path")
     @classmethod
-    def _absolute(cls, value: str) -> str:
-        if not value.startswith("/"):
+    def _absolute(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("/"):
             raise ValueError(f"must start with '/', e.g. /{value}")
         return value
 
     @model_validator(mode="after")
     def _examples_fill_placeholders(self) -> Self:
-        needed = set(_PLACEHOLDER.findall(self.path)) | set(_PLACEHOLDER.findall(self.body or ""))
+        if (self.path is None) == (self.workflow is None):
+            raise ValueError("give either path (an HTTP endpoint) or workflow (a temporal-workflow target's)")
+        if self.workflow is not None:
+            extra = [f for f in ("examples", "body", "queries") if getattr(self, f)]
+            if extra:
+                raise ValueError(f"a workflow endpoint takes its inputs from workflow.inputs; remove {extra}")
+            return self
+        needed = self.placeholders | set(_PLACEHOLDER.findall(self.body or ""))
         if needed and not self.examples:
             raise ValueError(f"path uses {sorted(needed)} but no examples are given")
         for index, example in enumerate(self.examples):
@@ -55,7 +91,13 @@ class Endpoint(StrictModel):
 
     @property
     def placeholders(self) -> set[str]:
-        return set(_PLACEHOLDER.findall(self.path))
+        return set(_PLACEHOLDER.findall(self.path or ""))
+
+    @property
+    def http_path(self) -> str:
+        """The path of an HTTP endpoint (a workflow endpoint has none: callers filter by ``workflow``)."""
+        assert self.path is not None, f"{self.name} is a workflow endpoint"
+        return self.path
 
 
 class Database(StrictModel):
@@ -393,12 +435,28 @@ class Ignore(StrictModel):
         return patterns
 
 
+class TemporalCluster(StrictModel):
+    """Where a temporal-workflow target's executions run (unset fields: Ratchet's own server and namespace)."""
+
+    address: str | None = Field(None, description="host:port of the Temporal frontend, e.g. 127.0.0.1:7233.")
+    namespace: str | None = Field(None, description="The namespace the application's workflows run in.")
+
+
 class Target(StrictModel):
     """A running system Ratchet may measure and change."""
 
     name: str = Field(pattern=_NAME)
     description: str = ""
+    kind: Literal["http", "temporal-workflow"] = Field(
+        "http",
+        description="http: endpoints are requests, measured with k6. temporal-workflow: endpoints are a workflow "
+        "type's executions, started at the load's rate and awaited; base_url is the application's admin API "
+        "(its http levers and health).",
+    )
     base_url: HttpUrl
+    temporal: TemporalCluster | None = Field(
+        None, description="temporal-workflow: the cluster the executions run on (default: Ratchet's own)."
+    )
     database: Database | None = None
     traces: Traces | None = Field(None, description="Collect the target's OpenTelemetry spans during load tests.")
     processes: Processes | None = Field(
@@ -450,6 +508,7 @@ class Target(StrictModel):
             dupes = sorted({n for n in names if names.count(n) > 1})
             if dupes:
                 raise ValueError(f"{label}: names must be unique, repeated: {dupes}")
+        self._endpoints_of_its_kind()
         known = {e.name for e in self.endpoints}
         unknown = sorted(set(self.ignore.endpoints) - known)
         if unknown:
@@ -477,6 +536,43 @@ class Target(StrictModel):
                         f"valid: {', '.join(sorted(known))}"
                     )
         return self
+
+    def _endpoints_of_its_kind(self) -> None:
+        if self.kind == "http":
+            wrong = [e.name for e in self.endpoints if e.workflow is not None]
+            if wrong or self.temporal is not None:
+                raise ValueError(
+                    f"endpoints {wrong} start workflows (or temporal: is set) but kind is http; "
+                    "set kind: temporal-workflow, and give every endpoint a workflow"
+                )
+            return
+        wrong = [e.name for e in self.endpoints if e.workflow is None]
+        if wrong:
+            raise ValueError(
+                f"kind temporal-workflow: endpoints {wrong} have no workflow (type, task_queue, inputs); "
+                "a target measures HTTP endpoints or workflows, not both"
+            )
+        unsupported = [
+            field
+            for field, value in (
+                ("load_script", self.load_script),
+                ("traces", self.traces),
+                ("production", self.production),
+                ("behaviour.api", self.behaviour.api),
+            )
+            if value is not None
+        ]
+        if unsupported:
+            raise ValueError(f"kind temporal-workflow does not take {unsupported} (executions are measured by history)")
+
+    @property
+    def is_workflow(self) -> bool:
+        return self.kind == "temporal-workflow"
+
+    @property
+    def http_endpoints(self) -> list[Endpoint]:
+        """The endpoints k6, the probe and the behaviour checks send HTTP requests to."""
+        return [e for e in self.endpoints if e.workflow is None]
 
     def endpoint(self, name: str) -> Endpoint:
         """The endpoint with that name (KeyError if there is none)."""

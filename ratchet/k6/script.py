@@ -51,7 +51,7 @@ def _stepped_stages(step_rates: list[float], share: float, step_s: int) -> tuple
     return tuple(stages)
 
 
-def _shares(target: Target, rate: float, focus: dict[str, float]) -> dict[str, float]:
+def endpoint_shares(target: Target, rate: float, focus: dict[str, float]) -> dict[str, float]:
     """Each endpoint's share of ``rate``: a focused one its own rate, the others the rest by weight."""
     focused = {e.name: min(focus[e.name], rate) / rate for e in target.endpoints if e.name in focus and rate > 0}
     rest = [e for e in target.endpoints if e.name not in focused]
@@ -75,7 +75,7 @@ def plan_scenarios(
     ``duration_s`` seconds, jumping from one step to the next. ``focus`` gives some endpoints a rate of their own
     (requests per second, within ``rate``); the others share what is left by weight.
     """
-    shares = _shares(target, rate, focus or {})
+    shares = endpoint_shares(target, rate, focus or {})
     per_vu_cap = max(1, max_vus // len(target.endpoints))
     step_s = max(1, math.ceil(duration_s))
     plans = []

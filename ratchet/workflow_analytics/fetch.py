@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from temporalio.client import Client
 
 from ratchet.errors import ConfigError
-from ratchet.workflow_analytics.history_cache import HistoryCache
+from ratchet.workflow_analytics.history_cache import HistoryCache, Key
 from ratchet.workflow_analytics.steps import Execution, execution_of
 
 # Workflow type names as Temporal SDKs write them: the query quotes the name, so nothing else gets in.
@@ -47,10 +47,31 @@ async def fetch_executions(
     found = [(e.id, e.run_id or "") async for e in client.list_workflows(query, limit=last)]
     known = cache.load(set(found)) if cache is not None else {}
     missing = [key for key in found if key not in known]
-    gate = asyncio.Semaphore(concurrency)
     done = len(found) - len(missing)
+    fetched = await fetch_histories(
+        client,
+        missing,
+        concurrency=concurrency,
+        progress=(lambda n, _: progress(done + n, len(found))) if progress is not None else None,
+    )
+    if cache is not None:
+        cache.add(fetched)
+    return [known.get(key) or fetched[key] for key in found]
+
+
+async def fetch_histories(
+    client: Client,
+    keys: list[Key],
+    *,
+    concurrency: int = FETCH_CONCURRENCY,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[Key, Execution]:
+    """The executions of ``keys`` (workflow id, run id or ""), read from their histories ``concurrency`` at a
+    time; ``progress(done, all)`` as they arrive."""
+    gate = asyncio.Semaphore(concurrency)
+    done = 0
     if progress is not None:
-        progress(done, len(found))
+        progress(0, len(keys))
 
     async def one(workflow_id: str, run_id: str) -> Execution:
         nonlocal done
@@ -58,10 +79,7 @@ async def fetch_executions(
             history = await client.get_workflow_handle(workflow_id, run_id=run_id or None).fetch_history()
         done += 1
         if progress is not None:
-            progress(done, len(found))
+            progress(done, len(keys))
         return execution_of(history)
 
-    fetched = dict(zip(missing, await asyncio.gather(*(one(w, r) for w, r in missing)), strict=True))
-    if cache is not None:
-        cache.add(fetched)
-    return [known.get(key) or fetched[key] for key in found]
+    return dict(zip(keys, await asyncio.gather(*(one(w, r) for w, r in keys)), strict=True))

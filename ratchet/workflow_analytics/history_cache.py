@@ -58,6 +58,10 @@ class HistoryCache:
                     found[(row["key_workflow_id"], row["key_run_id"])] = _execution(row)
         return found
 
+    def load_all(self) -> list[Execution]:
+        """Every execution kept, in no particular order."""
+        return [_execution(row) for path in self._files() for row in pq.read_table(path).to_pylist()]
+
     def add(self, executions: dict[Key, Execution]) -> None:
         """Keep ``executions`` (closed ones only: an open one's history still grows)."""
         closed = {k: e for k, e in executions.items() if e.status in _CLOSED}

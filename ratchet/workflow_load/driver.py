@@ -5,7 +5,7 @@ it was due, started and closed, and how it ended."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,13 +39,20 @@ async def drive(
     count: int,
     id_prefix: str,
     timeout_s: float = 300.0,
+    on_close: Callable[[ExecutionSample], None] | None = None,
 ) -> list[ExecutionSample]:
     """Start ``count`` executions, one every ``1 / rate_per_s`` seconds, cycling through ``inputs``; return when
-    all have closed (or ``timeout_s`` after the last start: those still open count as failed)."""
+    all have closed (or ``timeout_s`` after the last start: those still open count as failed). ``on_close`` is
+    told of each execution as it ends."""
     if rate_per_s <= 0 or count <= 0 or not inputs:
         raise ValueError("drive needs a positive rate, a positive count and at least one input")
     loop = asyncio.get_running_loop()
     origin = loop.time()
+
+    def closed(sample: ExecutionSample) -> ExecutionSample:
+        if on_close is not None:
+            on_close(sample)
+        return sample
 
     async def one(n: int, index: int) -> ExecutionSample:
         due = n / rate_per_s
@@ -55,13 +62,15 @@ async def drive(
         try:
             handle = await client.start_workflow(workflow, inputs[index], id=workflow_id, task_queue=task_queue)
         except RPCError as refused:
-            return ExecutionSample(workflow_id, index, due, started, loop.time() - origin, "not-started", str(refused))
+            return closed(
+                ExecutionSample(workflow_id, index, due, started, loop.time() - origin, "not-started", str(refused))
+            )
         try:
             async with asyncio.timeout(timeout_s + (count - n) / rate_per_s):
                 await handle.result()
             status, error = "completed", ""
         except (WorkflowFailureError, TimeoutError) as failure:
             status, error = "failed", str(failure.__cause__ or failure) or type(failure).__name__
-        return ExecutionSample(workflow_id, index, due, started, loop.time() - origin, status, error)
+        return closed(ExecutionSample(workflow_id, index, due, started, loop.time() - origin, status, error))
 
     return list(await asyncio.gather(*(one(n, n % len(inputs)) for n in range(count))))

@@ -18,16 +18,19 @@ _STATUS = {"completed": 200, "failed": 500, "not-started": 0}
 
 
 def write_samples(
-    samples: list[ExecutionSample], parquet: Path, *, endpoint: str, run_started_at: datetime, warmup_s: float
+    samples: dict[str, list[ExecutionSample]], parquet: Path, *, run_started_at: datetime, warmup_s: float
 ) -> int:
-    """Write the executions due after the warm-up to ``parquet`` (in start order); return how many."""
-    kept = sorted((s for s in samples if s.due_s >= warmup_s), key=lambda s: s.started_s)
+    """Write each endpoint's executions due after the warm-up to ``parquet`` (in start order); return how many."""
+    kept = sorted(
+        ((endpoint, s) for endpoint, found in samples.items() for s in found if s.due_s >= warmup_s),
+        key=lambda pair: pair[1].started_s,
+    )
     table = pa.table(
         {
-            "endpoint": [endpoint] * len(kept),
-            "ts": [run_started_at + timedelta(seconds=s.started_s) for s in kept],
-            "duration_ms": [s.duration_ms for s in kept],
-            "status": [_STATUS[s.status] for s in kept],
+            "endpoint": [endpoint for endpoint, _ in kept],
+            "ts": [run_started_at + timedelta(seconds=s.started_s) for _, s in kept],
+            "duration_ms": [s.duration_ms for _, s in kept],
+            "status": [_STATUS[s.status] for _, s in kept],
             "scenario": ["workflows"] * len(kept),
             "generator": [0] * len(kept),
         },

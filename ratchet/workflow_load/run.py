@@ -1,0 +1,146 @@
+"""A load test of a temporal-workflow target: each endpoint's executions started at its share of the load's
+rate and awaited (the workload driver), then written as the run's samples (k6's columns) with the histories of
+the measured executions beside them, for the assessment's bottlenecks and the per-step figures."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from temporalio.client import Client
+
+from ratchet.config.target import Target
+from ratchet.errors import MeasurementError
+from ratchet.k6.script import endpoint_shares
+from ratchet.workflow_analytics.fetch import fetch_histories
+from ratchet.workflow_analytics.history_cache import HistoryCache
+from ratchet.workflow_analytics.steps import Execution
+from ratchet.workflow_load.driver import ExecutionSample, drive
+from ratchet.workflow_load.samples import write_samples
+
+
+async def connect_target(target: Target, address: str, namespace: str) -> Client:
+    """A client of the cluster the target's executions run on (``address``/``namespace``: Ratchet's own, for
+    what the target leaves unset)."""
+    cluster = target.temporal
+    address = (cluster.address if cluster else None) or address
+    namespace = (cluster.namespace if cluster else None) or namespace
+    try:
+        return await Client.connect(address, namespace=namespace)
+    except RuntimeError as exc:
+        raise MeasurementError(
+            f"cannot reach the target's Temporal at {address} (namespace {namespace}): {exc}"
+        ) from None
+
+
+@dataclass
+class WorkflowProgress:
+    """What a run has done so far, for its heartbeats."""
+
+    due: int
+    closed: int = 0
+    failed: int = 0
+    durations_ms: list[float] = field(default_factory=list)
+
+    def add(self, sample: ExecutionSample) -> None:
+        self.closed += 1
+        if sample.status == "completed":
+            self.durations_ms.append(sample.duration_ms)
+        else:
+            self.failed += 1
+
+    def describe(self) -> str:
+        return f"{self.closed}/{self.due} executions closed, {self.failed} failed"
+
+
+@dataclass
+class WorkflowRun:
+    started_at: datetime
+    samples: dict[str, list[ExecutionSample]]
+
+
+def run_histories(run_dir: Path, endpoint: str, workflow_type: str) -> HistoryCache:
+    """Where a run's measured executions of one endpoint are kept (in the run's sample folder)."""
+    return HistoryCache(run_dir / "executions" / endpoint, workflow_type)
+
+
+def run_executions(run_dir: Path, target: Target) -> dict[str, list[Execution]]:
+    """Per endpoint, the executions a run measured (after its warm-up), as read from their histories."""
+    found: dict[str, list[Execution]] = {}
+    for endpoint in target.endpoints:
+        call = endpoint.workflow
+        if call is not None:
+            found[endpoint.name] = run_histories(run_dir, endpoint.name, call.type).load_all()
+    return found
+
+
+async def drive_workflows(
+    client: Client,
+    target: Target,
+    *,
+    rate: float,
+    duration_s: float,
+    warmup_s: float,
+    focus: dict[str, float],
+    id_prefix: str,
+    progress: WorkflowProgress | None = None,
+) -> WorkflowRun:
+    """Every endpoint's executions for ``warmup_s + duration_s`` seconds at its share of ``rate``."""
+    shares = endpoint_shares(target, rate, focus)
+    plans = []
+    for endpoint in target.endpoints:
+        call = endpoint.workflow
+        assert call is not None, f"{endpoint.name} is not a workflow endpoint"
+        endpoint_rate = rate * shares[endpoint.name]
+        count = round(endpoint_rate * (duration_s + warmup_s))
+        if count > 0:
+            plans.append((endpoint.name, call, endpoint_rate, count))
+    if progress is not None:
+        progress.due = sum(count for *_, count in plans)
+    started_at = datetime.now(UTC)
+    results = await asyncio.gather(
+        *(
+            drive(
+                client,
+                workflow=call.type,
+                task_queue=call.task_queue,
+                inputs=call.inputs,
+                rate_per_s=endpoint_rate,
+                count=count,
+                id_prefix=f"{id_prefix}-{name}",
+                timeout_s=call.timeout.total_seconds(),
+                on_close=progress.add if progress is not None else None,
+            )
+            for name, call, endpoint_rate, count in plans
+        )
+    )
+    return WorkflowRun(started_at, {name: found for (name, *_), found in zip(plans, results, strict=True)})
+
+
+async def keep_run(
+    client: Client,
+    target: Target,
+    run: WorkflowRun,
+    *,
+    samples_file: Path,
+    run_dir: Path,
+    warmup_s: float,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Write the run's samples and keep the histories of its measured executions; return how many samples."""
+    kept = write_samples(run.samples, samples_file, run_started_at=run.started_at, warmup_s=warmup_s)
+    for endpoint in target.endpoints:
+        call = endpoint.workflow
+        assert call is not None
+        measured = [
+            (s.workflow_id, "")
+            for s in run.samples.get(endpoint.name, [])
+            if s.due_s >= warmup_s and s.status != "not-started"
+        ]
+        if measured:
+            histories = run_histories(run_dir, endpoint.name, call.type)
+            histories.add(await fetch_histories(client, measured, progress=progress))
+    return kept

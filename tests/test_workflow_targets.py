@@ -1,0 +1,123 @@
+"""Targets of kind temporal-workflow: their files, what a playbook may ask of them, their findings."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from ratchet.analysis.advice import advice
+from ratchet.analysis.workflow_findings import workflow_findings
+from ratchet.config.common import FindingType
+from ratchet.config.compatibility import unsupported_by_target
+from ratchet.config.loading import load_playbook, load_target
+from ratchet.errors import ConfigError
+from ratchet.store.samples import endpoint_stats
+from ratchet.workflow_analytics.steps import Execution, Step
+from ratchet.workflow_load.driver import ExecutionSample
+from ratchet.workflow_load.samples import write_samples
+
+ROOT = Path(__file__).resolve().parents[1]
+PIPELINE = """\
+name: p
+kind: temporal-workflow
+base_url: http://127.0.0.1:9
+endpoints:
+  - name: doc
+    workflow: {type: DocumentPipeline, task_queue: q, inputs: [{id: doc-1, pages: 2}]}
+"""
+
+
+def test_the_example_pipeline_is_a_workflow_target_whose_levers_address_its_bottleneck_types() -> None:
+    target = load_target(ROOT / "examples" / "pipeline" / "target.yaml")
+    assert target.is_workflow and target.http_endpoints == []
+    [endpoint] = target.endpoints
+    assert endpoint.workflow is not None and endpoint.workflow.type == "DocumentPipeline"
+    assert len({str(i) for i in endpoint.workflow.inputs}) == 100  # a baseline's 50 executions repeat none
+    addressed = {a.finding for lever in target.levers for a in lever.addresses}
+    assert addressed == {
+        FindingType.API_LIMIT,
+        FindingType.CACHE_MISS,
+        FindingType.SEQUENTIAL_DEPENDENCY,
+        FindingType.RESOURCE_EXHAUSTION,
+    }
+
+
+@pytest.mark.parametrize(
+    ("content", "fragments"),
+    [
+        (PIPELINE.replace("kind: temporal-workflow\n", ""), ["kind is http", "kind: temporal-workflow"]),
+        (
+            PIPELINE.replace("    workflow:", "    path: /doc\n    workflow:"),
+            ["endpoints.0", "either path", "or workflow"],
+        ),
+        (PIPELINE + "traces: {settle: 2s}\n", ["does not take ['traces']"]),
+        (PIPELINE.replace("inputs: [{id: doc-1, pages: 2}]", "inputs: []"), ["inputs", "at least 1"]),
+        (PIPELINE.replace("type: DocumentPipeline", "type: 'Document Pipeline'"), ["workflow.type"]),
+    ],
+)
+def test_a_bad_workflow_target_says_which_field_and_what_is_valid(
+    tmp_path: Path, content: str, fragments: list[str]
+) -> None:
+    path = tmp_path / "target.yaml"
+    path.write_text(content)
+    with pytest.raises(ConfigError) as caught:
+        load_target(path)
+    message = str(caught.value)
+    assert str(path) in message
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} missing from:\n{message}"
+
+
+def test_a_playbook_asking_what_a_workflow_target_cannot_run_is_refused_before_launch(tmp_path: Path) -> None:
+    target_file = tmp_path / "target.yaml"
+    target_file.write_text(PIPELINE)
+    target = load_target(target_file)
+    assert unsupported_by_target(load_playbook(ROOT / "playbooks" / "workflows.yaml"), target) == []
+    auto = load_playbook(ROOT / "playbooks" / "web-api.yaml")  # rate: auto, a ramp of steps
+    [problem] = unsupported_by_target(auto, target)
+    assert problem.startswith("load.rate: auto") and "executions per second" in problem
+    assert unsupported_by_target(auto, load_target(ROOT / "examples" / "shop" / "target.yaml")) == []
+
+
+def _executions(count: int) -> list[Execution]:
+    """One step per execution, started 10 ms apart, each waiting longer in the queue than the one before."""
+    t0 = datetime(2026, 12, 1, tzinfo=UTC)
+    found = []
+    for n in range(count):
+        wait = 10.0 * n
+        step = Step(f"w{n}", "r", "activity", "call", 5, "q", 1.0, 1.0 + wait, 21.0 + wait)
+        found.append(
+            Execution(f"w{n}", "r", "T", "q", t0 + timedelta(milliseconds=10 * n), 22.0 + wait, "completed", [step])
+        )
+    return found
+
+
+def test_history_bottlenecks_become_findings_on_their_endpoint_weighed_by_its_share_of_the_load() -> None:
+    findings = workflow_findings({"doc": _executions(30)}, {"doc": 30, "other": 90})
+    queue = next(f for f in findings if f.type == FindingType.RESOURCE_EXHAUSTION)
+    assert queue.endpoint == "doc" and queue.evidence["step"] == "task-queue:q"
+    assert queue.evidence["fingerprint"] == "resource_exhaustion|doc|task-queue:q"  # stable across runs
+    assert queue.impact == pytest.approx(queue.evidence["share_of_execution_time"] * 0.25, abs=1e-4)
+    assert queue.estimated_gain_ms > 0 and queue.evidence["workflow_ids"]
+    # What a person is told to do names the queue and the step, not an HTTP endpoint's spans.
+    told = advice(queue)
+    assert "task queue q" in told and "max_concurrent_activities" in told
+    assert workflow_findings({"doc": _executions(4)}, {"doc": 4}) == []  # too few executions to judge
+
+
+def test_each_endpoints_executions_are_its_own_samples(tmp_path: Path) -> None:
+    def sample(n: int, ms: float) -> ExecutionSample:
+        return ExecutionSample(f"w{n}", 0, n * 0.5, n * 0.5, n * 0.5 + ms / 1000, "completed")
+
+    parquet = tmp_path / "run.parquet"
+    kept = write_samples(
+        {"small": [sample(n, 100) for n in range(10)], "large": [sample(n, 900) for n in range(10)]},
+        parquet,
+        run_started_at=datetime(2026, 12, 6, tzinfo=UTC),
+        warmup_s=1.0,
+    )
+    assert kept == 16
+    stats = {s.endpoint: s for s in endpoint_stats(parquet)}
+    assert stats["small"].p95 == pytest.approx(100, abs=1) and stats["large"].p95 == pytest.approx(900, abs=1)
