@@ -20,7 +20,7 @@ from ratchet.contracts import CampaignState, CampaignStatus
 from ratchet.errors import RatchetError
 from ratchet.settings import Settings, get_settings
 from ratchet.temporal.client import connect
-from ratchet.temporal.server import start_server
+from ratchet.temporal.server import ServerHandle, start_server
 from ratchet.traces.serve import READY_LINE
 
 DEMO_APPROVER = "ratchet-demo"
@@ -72,15 +72,21 @@ def worker_process(log: Path) -> Iterator[subprocess.Popen[bytes]]:
             process.wait(timeout=20)
 
 
-def run_demo(console: Console, *, playbook: Path, auto_approve: bool, shop_port: int) -> int:
-    """Run the demo campaign and return the exit code (0 when it completed)."""
+def _start(console: Console, title: str, playbook: Path, auto_approve: bool) -> tuple[Settings, ServerHandle, bool]:
+    """Check the playbook, start the embedded Temporal server; whether a person answers the gates."""
     settings = get_settings()
-    home = settings.resolved_home
-    interactive = sys.stdin.isatty() and not auto_approve
     load_playbook(playbook)  # bad playbook: say so before starting anything
-    console.rule("Ratchet demo")
+    console.rule(title)
+    home = settings.resolved_home
     server = start_server(home, address=settings.temporal_address, ui_port=settings.temporal_ui_port)
     console.print(f"Temporal server on {server.address}, UI {server.ui_url} (data in {home})")
+    return settings, server, sys.stdin.isatty() and not auto_approve
+
+
+def run_demo(console: Console, *, playbook: Path, auto_approve: bool, shop_port: int) -> int:
+    """Run the demo campaign and return the exit code (0 when it completed)."""
+    settings, _, interactive = _start(console, "Ratchet demo", playbook, auto_approve)
+    home = settings.resolved_home
     console.print("Seeding the demo shop (500,000 orders; once) ...")
     database = prepare_shop_database(home / "shop")
     # A second instance of the shop plays production: the kept changes are rolled out to it in steps.
@@ -149,13 +155,8 @@ def print_outcome(console: Console, settings: Settings, status: CampaignStatus) 
 
 def run_workflows_demo(console: Console, *, playbook: Path, auto_approve: bool, admin_port: int) -> int:
     """Run the demo campaign on the example document pipeline (a temporal-workflow target); the exit code."""
-    settings = get_settings()
+    settings, server, interactive = _start(console, "Ratchet workflows demo", playbook, auto_approve)
     home = settings.resolved_home
-    interactive = sys.stdin.isatty() and not auto_approve
-    load_playbook(playbook)  # bad playbook: say so before starting anything
-    console.rule("Ratchet workflows demo")
-    server = start_server(home, address=settings.temporal_address, ui_port=settings.temporal_ui_port)
-    console.print(f"Temporal server on {server.address}, UI {server.ui_url} (data in {home})")
     # Every demo starts from the pipeline as it ships: its settings file is removed, its results kept.
     pipeline_home = home / "pipeline"
     (pipeline_home / "settings.json").unlink(missing_ok=True)
