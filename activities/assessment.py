@@ -243,7 +243,7 @@ class AssessmentActivities:
         """A temporal-workflow target: the bottlenecks of the baseline's executions, read from their histories,
         then the same error, SLO and ignore rules as any target's findings."""
         playbook, target = request.playbook, request.target
-        executions = run_executions(self.settings.samples_dir / request.baseline.run_id, target)
+        executions = run_executions(self.settings.samples_dir / request.baseline.run_id)
         findings = workflow_findings(executions, {s.endpoint: s.requests for s in request.baseline.endpoints})
         findings += error_hotspots(request.baseline, request.load_shapes, playbook.detection)
         slow = endpoints_to_inspect(request.baseline.endpoints, playbook)

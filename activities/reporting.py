@@ -14,6 +14,7 @@ from temporalio import activity
 
 from ratchet.contracts import CampaignStatus, ReportRequest, ReportResult
 from ratchet.report import render_html, render_markdown
+from ratchet.report.workflow_section import WorkflowSection, workflow_sections
 from ratchet.settings import Settings
 
 # Campaign ids may come from a person (--id); anything outside this set could leave the reports folder.
@@ -62,12 +63,23 @@ class ReportActivities:
         from ratchet.report.chart_data import report_charts
 
         history = self.history_url(status.campaign_id)
-        html = render_html(status, history_url=history, charts=report_charts(status, self.settings))
-        markdown = render_markdown(status, history_url=history)
+        workflows = self._workflow_sections(status)
+        html = render_html(
+            status, history_url=history, charts=report_charts(status, self.settings), workflows=workflows
+        )
+        markdown = render_markdown(status, history_url=history, workflows=workflows)
         stem = self.settings.reports_dir / report_stem(status.campaign_id)
         html_path = write_atomically(stem.with_name(stem.name + ".html"), html)
         markdown_path = write_atomically(stem.with_name(stem.name + ".md"), markdown)
         return ReportResult(html_path=str(html_path), markdown_path=str(markdown_path))
+
+    def _workflow_sections(self, status: CampaignStatus) -> list[WorkflowSection]:
+        """A workflow target's sections; an extra: a failure is logged, and the report is written without them."""
+        try:
+            return workflow_sections(status, self.settings.samples_dir)
+        except Exception:
+            activity.logger.exception("the workflow sections of %s could not be read", status.campaign_id)
+            return []
 
     @activity.defn(name="write_report")
     async def write_report(self, request: ReportRequest) -> ReportResult:

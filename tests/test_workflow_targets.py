@@ -121,3 +121,56 @@ def test_each_endpoints_executions_are_its_own_samples(tmp_path: Path) -> None:
     assert kept == 16
     stats = {s.endpoint: s for s in endpoint_stats(parquet)}
     assert stats["small"].p95 == pytest.approx(100, abs=1) and stats["large"].p95 == pytest.approx(900, abs=1)
+
+
+def _two_step_executions(prefix: str, work_ms: float, count: int = 12) -> dict[tuple[str, str], Execution]:
+    """``fetch`` (10 ms) then ``work`` (``work_ms``) in each, with a 5 ms queue wait before each step."""
+    t0 = datetime(2026, 12, 6, tzinfo=UTC)
+    found = {}
+    for n in range(count):
+        wid = f"{prefix}-{n}"
+        fetch = Step(wid, "r", "activity", "fetch", 5, "q", 1.0, 6.0, 16.0, outcome="completed")
+        work = Step(wid, "r", "activity", "work", 11, "q", 17.0, 22.0, 22.0 + work_ms + n, outcome="completed")
+        found[(wid, "r")] = Execution(wid, "r", "T", "q", t0, 25.0 + work_ms + n, "completed", [fetch, work])
+    return found
+
+
+def test_the_campaign_report_shows_a_workflow_targets_steps_and_critical_paths_before_and_after(
+    tmp_path: Path,
+) -> None:
+    from ratchet.contracts import ArmRun, CampaignStatus, LoadTestResult
+    from ratchet.report import render_html, render_markdown
+    from ratchet.report.workflow_section import workflow_sections
+    from ratchet.workflow_load.run import run_histories
+
+    def run(run_id: str, work_ms: float) -> LoadTestResult:
+        run_histories(tmp_path / run_id, "doc", "T").add(_two_step_executions(run_id, work_ms))
+        return LoadTestResult(run_id=run_id, label=run_id, requests=12, duration_s=10, endpoints=[])
+
+    status = CampaignStatus(
+        campaign_id="c",
+        target="p",
+        playbook="workflows",
+        baseline=run("baseline", 400),
+        validation_runs=[
+            ArmRun(arm="before", run=run("before-1", 300)),
+            ArmRun(arm="after", run=run("after-1", 100)),
+        ],
+    )
+    [section] = workflow_sections(status, tmp_path)
+    # Before is the validation's own arm without the changes (interleaved with the other), not the baseline.
+    assert section.before_label == "the validation's arm without the changes"
+    assert section.p95_before_ms is not None and section.p95_after_ms is not None
+    assert section.p95_after_ms < section.p95_before_ms / 2
+    steps = {row["step"]: row for row in section.steps}
+    assert steps["work"]["work_ms_p95_ratio"] < 0.4 and 0.9 <= steps["fetch"]["work_ms_p95_ratio"] <= 1.1
+    # Both time lines on one scale: the shorter typical execution's path ends well before the width.
+    after_path = section.typical_after.path if section.typical_after else []
+    assert [s["name"] for s in after_path] == ["fetch", "work"]
+    assert after_path[-1]["left"] + after_path[-1]["wait_width"] + after_path[-1]["work_width"] < 50
+    html = render_html(status, workflows=[section])
+    assert "Workflow executions" in html and html.count('class="lane"') == 4
+    markdown = render_markdown(status, workflows=[section])
+    assert "| work |" in markdown and "execution p95" in markdown
+    # An HTTP target's campaign has no such section.
+    assert workflow_sections(CampaignStatus(campaign_id="h", target="t", playbook="p"), tmp_path) == []

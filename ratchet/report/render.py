@@ -21,6 +21,7 @@ from ratchet.report.durations import format_seconds
 
 if TYPE_CHECKING:  # the figures are drawn with matplotlib, slow to import: only its callers pay for it
     from ratchet.report.charts import ReportCharts
+    from ratchet.report.workflow_section import WorkflowSection
 
 EMPTY = "—"
 """Shown for a value that does not exist (a phase that never ended, a run that did not happen)."""
@@ -51,21 +52,29 @@ _MAX_LABEL_WIDTH = 260
 # ---------------------------------------------------------------- public API
 
 
-def render_markdown(status: CampaignStatus, *, history_url: str = "") -> str:
+def render_markdown(
+    status: CampaignStatus, *, history_url: str = "", workflows: list[WorkflowSection] | None = None
+) -> str:
     """The campaign report as Markdown (GitHub-flavoured tables); ``history_url`` links the workflow history.
 
     Figures are not drawn in Markdown: a line points to the HTML report beside it.
     """
-    return _environment().get_template("report.md.j2").render(_context(status, history_url))
+    return _environment().get_template("report.md.j2").render(_context(status, history_url, workflows=workflows))
 
 
-def render_html(status: CampaignStatus, *, history_url: str = "", charts: ReportCharts | None = None) -> str:
+def render_html(
+    status: CampaignStatus,
+    *,
+    history_url: str = "",
+    charts: ReportCharts | None = None,
+    workflows: list[WorkflowSection] | None = None,
+) -> str:
     """The campaign report as one self-contained HTML page (inline CSS and SVG, nothing fetched).
 
     ``charts`` are the figures drawn from the run files (``chart_data.report_charts``); without them the page
     has only the p95 bars, which need nothing but the status.
     """
-    return _environment().get_template("report.html.j2").render(_context(status, history_url, charts))
+    return _environment().get_template("report.html.j2").render(_context(status, history_url, charts, workflows))
 
 
 def p95_bars(status: CampaignStatus) -> list[dict[str, Any]]:
@@ -148,7 +157,12 @@ def _environment() -> Environment:
     return environment
 
 
-def _context(status: CampaignStatus, history_url: str, charts: ReportCharts | None = None) -> dict[str, Any]:
+def _context(
+    status: CampaignStatus,
+    history_url: str,
+    charts: ReportCharts | None = None,
+    workflows: list[WorkflowSection] | None = None,
+) -> dict[str, Any]:
     """Everything both templates need: the status itself plus what was derived from it."""
     return {
         "status": status,
@@ -158,6 +172,7 @@ def _context(status: CampaignStatus, history_url: str, charts: ReportCharts | No
         "findings": [_finding_view(finding) for finding in status.findings],
         "change_groups": _change_groups(status.changes),
         "chart": p95_chart(status),
+        "workflows": workflows or [],
     }
 
 

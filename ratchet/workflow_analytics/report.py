@@ -17,10 +17,11 @@ def typical_execution(executions: list[Execution]) -> Execution:
     return ordered[len(ordered) // 2]
 
 
-def render_workflows_html(workflow_type: str, executions: list[Execution], document: dict[str, Any]) -> str:
-    typical = typical_execution(executions)
-    span = typical.total_ms or 1.0
-    path = [
+def critical_path_rows(execution: Execution, span_ms: float | None = None) -> list[dict[str, Any]]:
+    """The execution's critical path as time line rows: each step's start, wait and work, and their place in
+    percent of ``span_ms`` (default: the execution's own time)."""
+    span = span_ms or execution.total_ms or 1.0
+    return [
         {
             "name": s.name,
             "kind": s.kind,
@@ -31,8 +32,13 @@ def render_workflows_html(workflow_type: str, executions: list[Execution], docum
             "wait_width": 100 * ((s.total_ms or 0.0) if s.kind == "timer" else (s.wait_ms or 0.0)) / span,
             "work_width": 0.0 if s.kind == "timer" else 100 * (s.work_ms or 0.0) / span,
         }
-        for s in critical_path(typical)
+        for s in critical_path(execution)
     ]
+
+
+def render_workflows_html(workflow_type: str, executions: list[Execution], document: dict[str, Any]) -> str:
+    typical = typical_execution(executions)
+    path = critical_path_rows(typical)
     environment = Environment(
         loader=PackageLoader("ratchet.report", "templates"),
         autoescape=select_autoescape(["html", "html.j2"]),

@@ -67,13 +67,14 @@ def run_histories(run_dir: Path, endpoint: str, workflow_type: str) -> HistoryCa
     return HistoryCache(run_dir / "executions" / endpoint, workflow_type)
 
 
-def run_executions(run_dir: Path, target: Target) -> dict[str, list[Execution]]:
-    """Per endpoint, the executions a run measured (after its warm-up), as read from their histories."""
+def run_executions(run_dir: Path) -> dict[str, list[Execution]]:
+    """Per endpoint, the executions a run measured (after its warm-up), as read from their histories (none for
+    a run that was not a workflow target's)."""
     found: dict[str, list[Execution]] = {}
-    for endpoint in target.endpoints:
-        call = endpoint.workflow
-        if call is not None:
-            found[endpoint.name] = run_histories(run_dir, endpoint.name, call.type).load_all()
+    kept = run_dir / "executions"
+    for endpoint in sorted(kept.iterdir()) if kept.is_dir() else []:
+        for workflow_type in sorted(endpoint.iterdir()):
+            found.setdefault(endpoint.name, []).extend(HistoryCache(endpoint, workflow_type.name).load_all())
     return found
 
 
