@@ -405,8 +405,9 @@ class MeasurementActivities:
         unanswered = sum(s.unanswered for s in result.endpoints)
         if request.target.is_workflow and (result.requests == 0 or unanswered == result.requests):
             raise ApplicationError(
-                f"no execution could be started during the {request.label} run ({unanswered} of "
-                f"{result.requests} refused): is the target's Temporal server up, and its task queue right?",
+                f"no execution of the {request.label} run got an answer ({unanswered} of {result.requests} not "
+                "started or still open when the run stopped awaiting them): is the target's Temporal server up, "
+                "and a worker of the application polling its task queue?",
                 type="MeasurementError",
                 non_retryable=True,
             )

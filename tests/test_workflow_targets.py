@@ -164,6 +164,9 @@ def test_the_campaign_report_shows_a_workflow_targets_steps_and_critical_paths_b
     assert section.p95_after_ms < section.p95_before_ms / 2
     steps = {row["step"]: row for row in section.steps}
     assert steps["work"]["work_ms_p95_ratio"] < 0.4 and 0.9 <= steps["fetch"]["work_ms_p95_ratio"] <= 1.1
+    # Each step judged by the endpoints' rules: the step the changes sped up, and the one they left alone.
+    assert steps["work"]["verdict"] == "improved" and steps["work"]["ratio_high"] < 0.5
+    assert steps["fetch"]["verdict"] in ("not worse", "unchanged", "inconclusive")
     # Both time lines on one scale: the shorter typical execution's path ends well before the width.
     after_path = section.typical_after.path if section.typical_after else []
     assert [s["name"] for s in after_path] == ["fetch", "work"]
@@ -174,3 +177,42 @@ def test_the_campaign_report_shows_a_workflow_targets_steps_and_critical_paths_b
     assert "| work |" in markdown and "execution p95" in markdown
     # An HTTP target's campaign has no such section.
     assert workflow_sections(CampaignStatus(campaign_id="h", target="t", playbook="p"), tmp_path) == []
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_executions_no_worker_picks_up_are_answers_that_never_came_and_the_server_closes_them(
+    fake_tier_temporal: str, tmp_path: Path
+) -> None:
+    """A workflow target whose worker is down: every execution stays open, the run reads as unanswered (which the
+    measurement refuses as no result), and nothing is left running on the cluster."""
+    import asyncio
+    import time
+
+    from temporalio.client import Client, WorkflowExecutionStatus
+
+    from ratchet.workflow_load.driver import drive
+
+    client = await Client.connect(fake_tier_temporal)
+    samples = await drive(
+        client,
+        workflow="NobodyServesThis",
+        task_queue="no-worker-polls-this",
+        inputs=[{"id": 1}],
+        rate_per_s=4.0,
+        count=4,
+        id_prefix=f"down-{time.time_ns()}",
+        timeout_s=0.5,
+        server_grace_s=1.0,
+    )
+    assert {s.status for s in samples} == {"timed-out"}
+    parquet = tmp_path / "run.parquet"
+    write_samples({"doc": samples}, parquet, run_started_at=datetime(2026, 12, 6, tzinfo=UTC), warmup_s=0)
+    [stats] = endpoint_stats(parquet)
+    assert stats.unanswered == stats.requests == 4
+    deadline = time.monotonic() + 30
+    for sample in samples:
+        handle = client.get_workflow_handle(sample.workflow_id)
+        while (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+            assert time.monotonic() < deadline, f"{sample.workflow_id} still running"
+            await asyncio.sleep(0.2)  # polling the server's state against a deadline
+        assert (await handle.describe()).status == WorkflowExecutionStatus.TIMED_OUT

@@ -13,11 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ratchet.contracts import CampaignStatus, LoadTestResult
+import numpy as np
+
+from ratchet.analysis.significance import compare_endpoint
+from ratchet.config.playbook import Validation
+from ratchet.contracts import CampaignStatus, EndpointStats, EndpointVerdict, LoadTestResult
 from ratchet.workflow_analytics.prediction import analyze_time
 from ratchet.workflow_analytics.report import critical_path_rows, typical_execution
 from ratchet.workflow_analytics.steps import Execution
-from ratchet.workflow_analytics.summary import against_baseline, summarize
+from ratchet.workflow_analytics.summary import against_baseline, step_key, summarize
 from ratchet.workflow_load.run import run_executions
 
 
@@ -36,18 +40,62 @@ class WorkflowSection:
     executions_after: int
     p95_before_ms: float | None
     p95_after_ms: float | None
-    steps: list[dict[str, Any]]  # per step: work and wait p95 after and before, and their ratios
+    steps: list[dict[str, Any]]  # per step: work and wait p95 after and before, their ratios, and a verdict
     typical_before: TypicalExecution
     typical_after: TypicalExecution | None
     prediction: dict[str, Any] | None
 
 
-def _pooled(samples_dir: Path, runs: list[LoadTestResult]) -> dict[str, list[Execution]]:
-    pooled: dict[str, list[Execution]] = defaultdict(list)
+def _per_run(samples_dir: Path, runs: list[LoadTestResult]) -> dict[str, list[list[Execution]]]:
+    """Per endpoint, each run's executions (runs without any left out)."""
+    found: dict[str, list[list[Execution]]] = defaultdict(list)
     for run in runs:
         for endpoint, executions in run_executions(samples_dir / run.run_id).items():
-            pooled[endpoint].extend(executions)
-    return pooled
+            if executions:
+                found[endpoint].append(executions)
+    return found
+
+
+def _step_times(runs: list[list[Execution]]) -> dict[str, list[np.ndarray]]:
+    """Per step, each run's times of it from scheduled to closed (queue wait, retries and work: what the
+    execution waited for it)."""
+    times: dict[str, list[list[float]]] = defaultdict(lambda: [[] for _ in runs])
+    for index, executions in enumerate(runs):
+        for execution in executions:
+            for step in execution.steps:
+                if step.kind != "timer" and step.total_ms is not None:
+                    times[step_key(step)][index].append(step.total_ms)
+    return {key: [np.array(run) for run in per_run if run] for key, per_run in times.items()}
+
+
+def _stats(name: str, runs: list[np.ndarray]) -> EndpointStats:
+    pooled = np.concatenate(runs)
+    p50, p95, p99 = np.percentile(pooled, [50, 95, 99])
+    return EndpointStats(
+        endpoint=name,
+        requests=int(pooled.size),
+        errors=0,
+        error_rate=0.0,
+        p50=round(float(p50), 3),
+        p95=round(float(p95), 3),
+        p99=round(float(p99), 3),
+        mean=round(float(pooled.mean()), 3),
+    )
+
+
+def step_verdicts(
+    before: list[list[Execution]], after: list[list[Execution]], rules: Validation
+) -> dict[str, EndpointVerdict]:
+    """Per step in both arms, a verdict on its time by the rules of the endpoints' verdicts (the arms' runs as
+    runs, the playbook's percentile, interval and margins)."""
+    then, now = _step_times(before), _step_times(after)
+    verdicts = {}
+    for key in sorted(then.keys() & now.keys()):
+        if then[key] and now[key]:
+            verdicts[key] = compare_endpoint(
+                _stats(key, then[key]), _stats(key, now[key]), then[key], now[key], rules, max_error_rate=1.0
+            )
+    return verdicts
 
 
 def _typical(executions: list[Execution], span_ms: float) -> TypicalExecution:
@@ -62,13 +110,21 @@ def workflow_sections(status: CampaignStatus, samples_dir: Path) -> list[Workflo
     if not after_runs and status.validation is not None:
         after_runs = [status.validation]
     before_runs = interleaved_before or ([status.baseline] if status.baseline is not None else [])
-    before, after = _pooled(samples_dir, before_runs), _pooled(samples_dir, after_runs)
+    before, after = _per_run(samples_dir, before_runs), _per_run(samples_dir, after_runs)
+    rules = status.validation_rules or Validation()
     sections = []
-    for endpoint, executions in sorted(before.items()):
-        if not executions:
-            continue
+    for endpoint, runs in sorted(before.items()):
+        executions = [e for run in runs for e in run]
         then = summarize(executions)
-        changed = after.get(endpoint) or []
+        changed = [e for run in after.get(endpoint, []) for e in run]
+        verdicts = step_verdicts(runs, after[endpoint], rules) if changed else {}
+        steps = against_baseline(summarize(changed), then) if changed else []
+        for row in steps:
+            verdict = verdicts.get(row["step"])
+            row["verdict"] = verdict.verdict.value if verdict else None
+            row["ratio"], row["ratio_low"], row["ratio_high"] = (
+                (verdict.ratio, verdict.ratio_low, verdict.ratio_high) if verdict else (None, None, None)
+            )
         now = summarize(changed) if changed else None
         typical_before = typical_execution(executions)
         typical_after = typical_execution(changed) if changed else None
@@ -82,7 +138,7 @@ def workflow_sections(status: CampaignStatus, samples_dir: Path) -> list[Workflo
                 executions_after=len(changed),
                 p95_before_ms=(then["total_ms"] or {}).get("p95"),
                 p95_after_ms=(now["total_ms"] or {}).get("p95") if now else None,
-                steps=against_baseline(now, then) if now else [],
+                steps=steps,
                 typical_before=_typical(executions, span),
                 typical_after=_typical(changed, span) if changed else None,
                 prediction=analyze_time(executions).prediction,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client, WorkflowFailureError
@@ -20,7 +21,7 @@ class ExecutionSample:
     due_s: float  # seconds from the run's start
     started_s: float
     closed_s: float
-    status: str  # completed | failed | not-started
+    status: str  # completed | failed | timed-out (still open when the driver stopped awaiting it) | not-started
     error: str = ""
 
     @property
@@ -40,10 +41,12 @@ async def drive(
     id_prefix: str,
     timeout_s: float = 300.0,
     on_close: Callable[[ExecutionSample], None] | None = None,
+    server_grace_s: float = 30.0,
 ) -> list[ExecutionSample]:
     """Start ``count`` executions, one every ``1 / rate_per_s`` seconds, cycling through ``inputs``; return when
-    all have closed (or ``timeout_s`` after the last start: those still open count as failed). ``on_close`` is
-    told of each execution as it ends."""
+    all have closed (or ``timeout_s`` after the last start: those still open are timed-out). ``on_close`` is
+    told of each execution as it ends. The server closes an execution ``server_grace_s`` after the driver gave
+    up on it: a load test leaves nothing running on the target's cluster."""
     if rate_per_s <= 0 or count <= 0 or not inputs:
         raise ValueError("drive needs a positive rate, a positive count and at least one input")
     loop = asyncio.get_running_loop()
@@ -59,18 +62,28 @@ async def drive(
         await asyncio.sleep(max(0.0, origin + due - loop.time()))  # the arrival schedule, not a synchronisation
         started = loop.time() - origin
         workflow_id = f"{id_prefix}-{n}"
+        awaited_s = timeout_s + (count - n) / rate_per_s
         try:
-            handle = await client.start_workflow(workflow, inputs[index], id=workflow_id, task_queue=task_queue)
+            handle = await client.start_workflow(
+                workflow,
+                inputs[index],
+                id=workflow_id,
+                task_queue=task_queue,
+                # Later than the driver's own wait, so that the driver sees it still open and says so.
+                execution_timeout=timedelta(seconds=awaited_s + server_grace_s),
+            )
         except RPCError as refused:
             return closed(
                 ExecutionSample(workflow_id, index, due, started, loop.time() - origin, "not-started", str(refused))
             )
         try:
-            async with asyncio.timeout(timeout_s + (count - n) / rate_per_s):
+            async with asyncio.timeout(awaited_s):
                 await handle.result()
             status, error = "completed", ""
-        except (WorkflowFailureError, TimeoutError) as failure:
+        except WorkflowFailureError as failure:
             status, error = "failed", str(failure.__cause__ or failure) or type(failure).__name__
+        except TimeoutError:
+            status, error = "timed-out", f"still open {timeout_s:g} s after the last start"
         return closed(ExecutionSample(workflow_id, index, due, started, loop.time() - origin, status, error))
 
     return list(await asyncio.gather(*(one(n, n % len(inputs)) for n in range(count))))

@@ -139,7 +139,7 @@ async def keep_run(
         measured = [
             (s.workflow_id, "")
             for s in run.samples.get(endpoint.name, [])
-            if s.due_s >= warmup_s and s.status != "not-started"
+            if s.due_s >= warmup_s and s.status in ("completed", "failed")
         ]
         if measured:
             histories = run_histories(run_dir, endpoint.name, call.type)

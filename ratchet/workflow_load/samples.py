@@ -1,7 +1,7 @@
 """A workload driver's executions as load-test samples: the same Parquet columns k6's requests are kept in
 (``ratchet/store/samples.py``), so percentiles, verdicts and arms read a workflow run as they read an HTTP
 one. An execution is a request whose latency is its start-to-result time: status 200 when it completed, 500
-when it failed or timed out, 0 when it could not even be started (no answer)."""
+when it failed, 0 when no answer came (not started, or still open when the run stopped awaiting it)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import pyarrow.parquet as pq
 from ratchet.store.samples import SAMPLE_SCHEMA
 from ratchet.workflow_load.driver import ExecutionSample
 
-_STATUS = {"completed": 200, "failed": 500, "not-started": 0}
+# A timed-out execution is an answer that never came (as a k6 request that timed out): status 0.
+_STATUS = {"completed": 200, "failed": 500, "timed-out": 0, "not-started": 0}
 
 
 def write_samples(
