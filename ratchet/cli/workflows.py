@@ -194,5 +194,11 @@ def analyze(
             f"Execution time predicted from {', '.join(p['features'])}: off by {p['cross_validated_mae_ms']:,.0f} ms "
             f"on average on executions the model did not see ({p['relative_error']:.0%} of the mean)."
         )
+        if p["steps"]:
+            console.print(
+                "Each step's time predicted: "
+                + ", ".join(f"{s['step']} {s['relative_error']:.0%} off" for s in p["steps"]),
+                highlight=False,
+            )
     for anomaly in timing.anomalies:
         console.print(f"[yellow]anomalous[/] {anomaly['workflow_id']}: {anomaly['why']}", highlight=False)

@@ -3,7 +3,8 @@
 
 The model is a random forest over the workflow input's size, its numeric top-level fields (a document's pages)
 and the execution's step count; its error is
-measured on executions it did not see (5-fold cross-validation), relative to the mean execution time. An
+measured on executions it did not see (5-fold cross-validation), relative to the mean execution time. Each
+step type gets a smaller one of its own time, from its input's size and the same fields. An
 anomaly is an execution that an isolation forest isolates early over what its input cannot explain (its time
 beyond a robust fit on input size and steps) and what it did (retries and their backoff, queue waits), and that
 is far above the median on one of these (robust z above 3.5, by at least a tenth of the typical execution's
@@ -34,6 +35,9 @@ _ROBUST_Z = 3.5
 _MATERIAL_SHARE = 0.1
 _MAX_ANOMALOUS_SHARE = 0.05
 _MAX_INPUT_FIELDS = 8
+# Each step's model: fewer trees over the newest calls; a workflow's steps are many, the analysis must stay quick.
+_STEP_TREES = 30
+_STEP_MAX_ROWS = 1_000
 
 
 @dataclass
@@ -97,6 +101,7 @@ def analyze_time(executions: list[Execution]) -> TimeAnalysis:
     predicted = cross_val_predict(model, x_model, y_model, cv=KFold(n_splits=5, shuffle=True, random_state=0))
     error = np.abs(predicted - y_model)
     model.fit(x_model, y_model)
+    chosen = [executions[i] for i in newest]
     prediction = {
         "model": f"random forest (scikit-learn, {_TREES} trees)",
         "features": features,
@@ -107,8 +112,43 @@ def analyze_time(executions: list[Execution]) -> TimeAnalysis:
         "cross_validated_mae_ms": round(float(error.mean()), 3),
         "mean_execution_ms": round(float(y_model.mean()), 3),
         "relative_error": round(float(error.mean() / y_model.mean()), 4) if y_model.mean() else None,
+        "steps": step_predictions(chosen, [parsed[i] for i in newest], fields),
     }
     return TimeAnalysis(prediction, _anomalies(executions, x, y))
+
+
+def step_predictions(
+    executions: list[Execution], parsed: list[dict[str, float]], fields: list[str]
+) -> list[dict[str, Any]]:
+    """Per step type, a smaller forest of its time (scheduled to closed) from its own input's size and the
+    workflow input's numeric fields, with its cross-validated error relative to the step's mean time."""
+    rows: dict[str, tuple[list[list[float]], list[float]]] = {}
+    for execution, numbers in zip(executions, parsed, strict=True):
+        for step in execution.steps:
+            if step.kind == "timer" or step.total_ms is None:
+                continue
+            features, times = rows.setdefault(step.name, ([], []))
+            features.append([float(step.input.size), *(numbers[f] for f in fields)])
+            times.append(step.total_ms)
+    found = []
+    for name, (x_rows, y_rows) in sorted(rows.items()):
+        x, y = np.array(x_rows[-_STEP_MAX_ROWS:]), np.array(y_rows[-_STEP_MAX_ROWS:])
+        if len(y) < MIN_EXECUTIONS or y.mean() <= 0:
+            continue
+        model = RandomForestRegressor(n_estimators=_STEP_TREES, random_state=0)
+        predicted = cross_val_predict(model, x, y, cv=KFold(n_splits=5, shuffle=True, random_state=0))
+        error = float(np.abs(predicted - y).mean())
+        found.append(
+            {
+                "step": name,
+                "calls": len(y),
+                "features": ["step_input_bytes", *(f"input.{f}" for f in fields)],
+                "cross_validated_mae_ms": round(error, 3),
+                "mean_ms": round(float(y.mean()), 3),
+                "relative_error": round(error / float(y.mean()), 4),
+            }
+        )
+    return found
 
 
 def _unexplained_ms(x: np.ndarray, y: np.ndarray) -> np.ndarray:
