@@ -276,8 +276,7 @@ class MeasurementActivities:
         finally:
             await asyncio.to_thread(sampler.stop)
             beating.cancel()
-        if run_dir.exists():
-            shutil.rmtree(run_dir / "executions", ignore_errors=True)  # an earlier attempt's histories
+        shutil.rmtree(run_dir / "executions", ignore_errors=True)  # an earlier attempt's histories
         await keep_run(
             client,
             target,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from ratchet.config.compatibility import unsupported_by_target
 from ratchet.config.loading import load_playbook, load_target
 from ratchet.errors import ConfigError
 from ratchet.store.samples import endpoint_stats
-from ratchet.workflow_analytics.steps import Execution, Step
+from ratchet.workflow_analytics.steps import Execution, PayloadFacts, Step
 from ratchet.workflow_load.driver import ExecutionSample
 from ratchet.workflow_load.samples import write_samples
 
@@ -123,14 +124,20 @@ def test_each_endpoints_executions_are_its_own_samples(tmp_path: Path) -> None:
     assert stats["small"].p95 == pytest.approx(100, abs=1) and stats["large"].p95 == pytest.approx(900, abs=1)
 
 
-def _two_step_executions(prefix: str, work_ms: float, count: int = 12) -> dict[tuple[str, str], Execution]:
-    """``fetch`` (10 ms) then ``work`` (``work_ms``) in each, with a 5 ms queue wait before each step."""
+def _two_step_executions(
+    prefix: str, work_ms: float, count: int = 12, cost: float = 0.02
+) -> dict[tuple[str, str], Execution]:
+    """``fetch`` (10 ms) then ``work`` (``work_ms``, its result charging ``cost``) in each, with a 5 ms queue
+    wait before each step."""
     t0 = datetime(2026, 12, 6, tzinfo=UTC)
     found = {}
     for n in range(count):
         wid = f"{prefix}-{n}"
+        charged = PayloadFacts(digest=f"d{n}", size=20, readable=True, text=json.dumps({"cost": cost + n / 1e4}))
         fetch = Step(wid, "r", "activity", "fetch", 5, "q", 1.0, 6.0, 16.0, outcome="completed")
-        work = Step(wid, "r", "activity", "work", 11, "q", 17.0, 22.0, 22.0 + work_ms + n, outcome="completed")
+        work = Step(
+            wid, "r", "activity", "work", 11, "q", 17.0, 22.0, 22.0 + work_ms + n, outcome="completed", result=charged
+        )
         found[(wid, "r")] = Execution(wid, "r", "T", "q", t0, 25.0 + work_ms + n, "completed", [fetch, work])
     return found
 
@@ -143,18 +150,20 @@ def test_the_campaign_report_shows_a_workflow_targets_steps_and_critical_paths_b
     from ratchet.report.workflow_section import workflow_sections
     from ratchet.workflow_load.run import run_histories
 
-    def run(run_id: str, work_ms: float) -> LoadTestResult:
-        run_histories(tmp_path / run_id, "doc", "T").add(_two_step_executions(run_id, work_ms))
+    def run(run_id: str, work_ms: float, cost: float) -> LoadTestResult:
+        run_histories(tmp_path / run_id, "doc", "T").add(_two_step_executions(run_id, work_ms, cost=cost))
+        # What the run's load test writes beside the histories: the target's cost field.
+        (tmp_path / run_id / "executions" / "doc" / "call.json").write_text('{"cost_field": "cost"}')
         return LoadTestResult(run_id=run_id, label=run_id, requests=12, duration_s=10, endpoints=[])
 
     status = CampaignStatus(
         campaign_id="c",
         target="p",
         playbook="workflows",
-        baseline=run("baseline", 400),
+        baseline=run("baseline", 400, 0.02),
         validation_runs=[
-            ArmRun(arm="before", run=run("before-1", 300)),
-            ArmRun(arm="after", run=run("after-1", 100)),
+            ArmRun(arm="before", run=run("before-1", 300, 0.02)),
+            ArmRun(arm="after", run=run("after-1", 100, 0.01)),
         ],
     )
     [section] = workflow_sections(status, tmp_path)
@@ -171,7 +180,11 @@ def test_the_campaign_report_shows_a_workflow_targets_steps_and_critical_paths_b
     after_path = section.typical_after.path if section.typical_after else []
     assert [s["name"] for s in after_path] == ["fetch", "work"]
     assert after_path[-1]["left"] + after_path[-1]["wait_width"] + after_path[-1]["work_width"] < 50
+    # The cost per execution, from the calls' cost field: halved, and the interval says so.
+    assert section.cost is not None and section.cost.verdict == "lower"
+    assert section.cost.ratio == pytest.approx((0.01 + 5.5e-4) / (0.02 + 5.5e-4), rel=1e-3)
     html = render_html(status, workflows=[section])
+    assert "Cost per execution" in html
     assert "Workflow executions" in html and html.count('class="lane"') == 4
     markdown = render_markdown(status, workflows=[section])
     assert "| work |" in markdown and "execution p95" in markdown

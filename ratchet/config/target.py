@@ -31,6 +31,12 @@ class WorkflowCall(StrictModel):
     inputs: list[Any] = Field(
         min_length=1, description="Inputs of the executions (each one the workflow's single argument), cycled."
     )
+    cost_field: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="A numeric field of a step's result that is that call's cost (an AI provider's charge, say); "
+        "an execution's cost is the sum over its steps, reported before and after the changes.",
+    )
     timeout: Duration = Field(
         default="60s",
         validate_default=True,

@@ -14,15 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import stats
 
 from ratchet.analysis.significance import compare_endpoint
 from ratchet.config.playbook import Validation
 from ratchet.contracts import CampaignStatus, EndpointStats, EndpointVerdict, LoadTestResult
+from ratchet.workflow_analytics.comparisons import cost_of
 from ratchet.workflow_analytics.prediction import analyze_time
 from ratchet.workflow_analytics.report import critical_path_rows, typical_execution
 from ratchet.workflow_analytics.steps import Execution
 from ratchet.workflow_analytics.summary import against_baseline, step_key, summarize
-from ratchet.workflow_load.run import run_executions
+from ratchet.workflow_load.run import run_cost_fields, run_executions
 
 
 @dataclass
@@ -44,6 +46,57 @@ class WorkflowSection:
     typical_before: TypicalExecution
     typical_after: TypicalExecution | None
     prediction: dict[str, Any] | None
+    cost: CostChange | None = None
+
+
+@dataclass
+class CostChange:
+    """An execution's mean cost (the sum of its calls' cost field) before and after, and their ratio with a 95%
+    bootstrap interval over executions."""
+
+    field: str
+    before: float
+    after: float
+    ratio: float
+    low: float
+    high: float
+
+    @property
+    def verdict(self) -> str:
+        return "lower" if self.high < 1 else "higher" if self.low > 1 else "no change shown"
+
+
+def execution_costs(executions: list[Execution], field: str) -> np.ndarray:
+    """Each execution's cost: the sum of its steps' ``field`` (executions with no such field left out)."""
+    costs = []
+    for execution in executions:
+        found = [c for step in execution.steps if (c := cost_of(step, field)) is not None]
+        if found:
+            costs.append(sum(found))
+    return np.array(costs, dtype=float)
+
+
+def cost_change(before: list[Execution], after: list[Execution], field: str) -> CostChange | None:
+    then, now = execution_costs(before, field), execution_costs(after, field)
+    if then.size < 2 or now.size < 2 or then.mean() <= 0:
+        return None
+    interval = stats.bootstrap(
+        (now, then),
+        lambda a, b: np.mean(a) / np.mean(b),
+        vectorized=False,
+        n_resamples=2000,
+        method="percentile",
+        confidence_level=0.95,
+        random_state=0,
+    ).confidence_interval
+    return CostChange(
+        field=field,
+        before=float(then.mean()),
+        after=float(now.mean()),
+        ratio=float(now.mean() / then.mean()),
+        low=float(interval.low),
+        high=float(interval.high),
+    )
 
 
 def _per_run(samples_dir: Path, runs: list[LoadTestResult]) -> dict[str, list[list[Execution]]]:
@@ -111,6 +164,9 @@ def workflow_sections(status: CampaignStatus, samples_dir: Path) -> list[Workflo
         after_runs = [status.validation]
     before_runs = interleaved_before or ([status.baseline] if status.baseline is not None else [])
     before, after = _per_run(samples_dir, before_runs), _per_run(samples_dir, after_runs)
+    cost_fields = {
+        endpoint: field for run in before_runs for endpoint, field in run_cost_fields(samples_dir / run.run_id).items()
+    }
     rules = status.validation_rules or Validation()
     sections = []
     for endpoint, runs in sorted(before.items()):
@@ -142,6 +198,9 @@ def workflow_sections(status: CampaignStatus, samples_dir: Path) -> list[Workflo
                 typical_before=_typical(executions, span),
                 typical_after=_typical(changed, span) if changed else None,
                 prediction=analyze_time(executions).prediction,
+                cost=cost_change(executions, changed, cost_fields[endpoint])
+                if endpoint in cost_fields and changed
+                else None,
             )
         )
     return sections

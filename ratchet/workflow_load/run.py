@@ -5,6 +5,7 @@ the measured executions beside them, for the assessment's bottlenecks and the pe
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,6 +35,9 @@ async def connect_target(target: Target, address: str, namespace: str) -> Client
         raise MeasurementError(
             f"cannot reach the target's Temporal at {address} (namespace {namespace}): {exc}"
         ) from None
+
+
+_CALL_FILE = "call.json"
 
 
 @dataclass
@@ -67,13 +71,23 @@ def run_histories(run_dir: Path, endpoint: str, workflow_type: str) -> HistoryCa
     return HistoryCache(run_dir / "executions" / endpoint, workflow_type)
 
 
+def run_cost_fields(run_dir: Path) -> dict[str, str]:
+    """Per endpoint of a run, the result field its target named as a call's cost (where it named one)."""
+    found = {}
+    for sidecar in sorted((run_dir / "executions").glob(f"*/{_CALL_FILE}")):
+        cost_field = json.loads(sidecar.read_text()).get("cost_field")
+        if cost_field:
+            found[sidecar.parent.name] = str(cost_field)
+    return found
+
+
 def run_executions(run_dir: Path) -> dict[str, list[Execution]]:
     """Per endpoint, the executions a run measured (after its warm-up), as read from their histories (none for
     a run that was not a workflow target's)."""
     found: dict[str, list[Execution]] = {}
     kept = run_dir / "executions"
     for endpoint in sorted(kept.iterdir()) if kept.is_dir() else []:
-        for workflow_type in sorted(endpoint.iterdir()):
+        for workflow_type in sorted(p for p in endpoint.iterdir() if p.is_dir()):
             found.setdefault(endpoint.name, []).extend(HistoryCache(endpoint, workflow_type.name).load_all())
     return found
 
@@ -144,4 +158,7 @@ async def keep_run(
         if measured:
             histories = run_histories(run_dir, endpoint.name, call.type)
             histories.add(await fetch_histories(client, measured, progress=progress))
+            # What the report needs to read them that the histories do not say (the report has no target).
+            sidecar = run_dir / "executions" / endpoint.name / _CALL_FILE
+            sidecar.write_text(json.dumps({"workflow_type": call.type, "cost_field": call.cost_field}))
     return kept
