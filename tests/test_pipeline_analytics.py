@@ -71,6 +71,9 @@ async def test_every_planted_bottleneck_of_the_pipeline_is_found_and_the_levers_
     # Fetching and storing are clean: nothing is raised on them, alone or in a pair.
     assert not [key for key in found if "fetch_document" in key[1] or "store_result" in key[1]], described
     assert found[("resource_exhaustion", f"task-queue:{pipeline.task_queue}")]["evidence"]["steps"]
+    # One activity slot, and the queue saturated: its capacity is measured, one step at a time.
+    [capacity] = [q for q in report["capacity"] if q["task_queue"] == pipeline.task_queue]
+    assert capacity["peak_running"] == 1 and capacity["bound"] == "measured", capacity
     # Provider B: as good (the same summaries), faster (A's refusals and retries) and cheaper, at any weighting.
     summarize = next(c for c in report["comparisons"] if c["step"] == "summarize")
     assert summarize["recommended"] == "B", summarize["why"]

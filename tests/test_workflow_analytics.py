@@ -292,3 +292,30 @@ def test_a_workload_drivers_executions_are_read_as_load_test_samples(tmp_path: P
     assert stats.errors == 2 and stats.unanswered == 1
     durations = sorted(s.duration_ms for s in samples if s.due_s >= 2.0)
     assert stats.p50 == pytest.approx(float(np.percentile(durations, 50)), abs=0.01)
+
+
+def test_a_queues_capacity_is_its_peak_of_steps_at_once_over_the_work_per_execution() -> None:
+    from ratchet.workflow_analytics.capacity import queue_capacity
+
+    # Three at once (started together), then a fourth alone: at most three ran at once, 100 ms of work each.
+    executions = synthetic(3, wait_of=lambda n: 0.0, work_ms=100.0)
+    for execution in executions:
+        execution.started_at = executions[0].started_at
+    executions += synthetic(1, wait_of=lambda n: 0.0, work_ms=100.0)
+    executions[-1].started_at = executions[0].started_at + timedelta(seconds=5)
+    [queue] = queue_capacity(executions, saturated_queues={"q"})
+    assert queue["peak_running"] == 3 and queue["work_ms_per_execution"] == pytest.approx(100.0)
+    assert queue["executions_per_hour"] == 3 * 36_000 and queue["bound"] == "measured"
+    # A queue whose steps never waited for a slot: the workers were never all busy, so at least that much.
+    assert queue_capacity(executions, saturated_queues=set())[0]["bound"] == "at least"
+
+
+def test_two_steps_overlapping_for_a_few_milliseconds_on_one_slot_are_not_two_slots() -> None:
+    from ratchet.workflow_analytics.capacity import queue_capacity
+
+    # One slot: each next step is handed out 3 ms before the previous one's completion is recorded.
+    executions = synthetic(5, wait_of=lambda n: 0.0, work_ms=100.0)
+    for n, execution in enumerate(executions):
+        execution.started_at = executions[0].started_at + timedelta(milliseconds=97 * n)
+    [queue] = queue_capacity(executions, saturated_queues={"q"})
+    assert queue["peak_running"] == 1

@@ -89,6 +89,7 @@ def analyze(
     from ratchet.settings import get_settings
     from ratchet.temporal.client import connect
     from ratchet.workflow_analytics.bottlenecks import find_bottlenecks
+    from ratchet.workflow_analytics.capacity import queue_capacity
     from ratchet.workflow_analytics.comparisons import compare_variants
     from ratchet.workflow_analytics.facts import store_steps
     from ratchet.workflow_analytics.fetch import fetch_executions
@@ -155,6 +156,9 @@ def analyze(
         **summary,
         "bottlenecks": [b.as_json() for b in bottlenecks],
         "comparisons": comparisons,
+        "capacity": queue_capacity(
+            executions, {b.evidence["task_queue"] for b in bottlenecks if b.type == "resource_exhaustion"}
+        ),
         "prediction": timing.prediction,
         "anomalies": timing.anomalies,
         "baseline": {"file": str(baseline_file), "from": (baseline or {}).get("saved_from"), "changes": changes},
@@ -188,6 +192,13 @@ def analyze(
         )
     for comparison in comparisons:
         console.print(f"{comparison['step']} by {comparison['field']}: use {comparison['why']}", highlight=False)
+    for queue in document["capacity"]:
+        console.print(
+            f"Task queue {queue['task_queue']}: {queue['bound']} {queue['executions_per_hour']:,} executions an hour "
+            f"({queue['peak_running']} step(s) ran at once at most, {queue['work_ms_per_execution']:,.0f} ms of work "
+            "per execution)",
+            highlight=False,
+        )
     if timing.prediction is not None:
         p = timing.prediction
         console.print(
