@@ -10,7 +10,10 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import activity, workflow
-from temporalio.common import RetryPolicy
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
+from temporalio.client import Client
+from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributePair
 from temporalio.exceptions import ApplicationError
 
 
@@ -58,6 +61,20 @@ async def summarize(request: dict[str, str]) -> dict[str, object]:
 
 
 _QUICK = {"start_to_close_timeout": timedelta(seconds=10)}
+PROVIDER_ATTRIBUTE = SearchAttributeKey.for_keyword("PipelineProvider")
+
+
+async def register_provider_attribute(client: Client) -> None:
+    """Register the search attribute the workflow sets (once per server): an unknown one fails its tasks."""
+    service = client.operator_service
+    existing = await service.list_search_attributes(ListSearchAttributesRequest(namespace=client.namespace))
+    if PROVIDER_ATTRIBUTE.name not in existing.custom_attributes:
+        await service.add_search_attributes(
+            AddSearchAttributesRequest(
+                namespace=client.namespace,
+                search_attributes={PROVIDER_ATTRIBUTE.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD},
+            )
+        )
 
 
 @workflow.defn
@@ -71,10 +88,14 @@ class SamplePipeline:
         points = await workflow.execute_activity(score, text, **_QUICK)
         await workflow.sleep(0.02)
         provider = "A" if int(document[1 : document.index("-")]) % 2 == 0 else "B"
+        # The provider is also said where an operator would look: the execution's search attribute
+        # (registered by `register_provider_attribute`) and the call's summary.
+        workflow.upsert_search_attributes([SearchAttributePair(PROVIDER_ATTRIBUTE, provider)])
         summary = await workflow.execute_activity(
             summarize,
             {"provider": provider, "text": text},
             retry_policy=RetryPolicy(initial_interval=timedelta(milliseconds=50)),
+            summary=f"provider {provider}",
             **_QUICK,
         )
         return f"{size} {label} {tongue} {points} {summary['summary']}"

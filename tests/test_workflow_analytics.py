@@ -29,7 +29,7 @@ from ratchet.workflow_analytics.steps import Execution, PayloadFacts, Step, exec
 from ratchet.workflow_analytics.summary import summarize
 from tests.campaign_helpers import ratchet_cli
 from tests.conftest import ROOT, free_port
-from tests.sample_pipeline import ACTIVITIES, SamplePipeline, documents
+from tests.sample_pipeline import ACTIVITIES, SamplePipeline, documents, register_provider_attribute
 
 HAPPY_PATH = next((ROOT / "tests" / "histories").glob("*-happy-path.json.gz"))
 
@@ -85,6 +85,7 @@ async def test_analyze_finds_the_planted_bottlenecks_of_a_workflow_type_on_a_rea
     )
     client = await connect(settings)
     queue = f"pipeline-{uuid.uuid4().hex[:8]}"
+    await register_provider_attribute(client)
     async with Worker(client, task_queue=queue, workflows=[SamplePipeline], activities=ACTIVITIES):
         for n, document in enumerate(documents(8)):
             await client.execute_workflow(SamplePipeline.run, document, id=f"{queue}-{n}", task_queue=queue)
@@ -145,6 +146,28 @@ async def test_analyze_finds_the_planted_bottlenecks_of_a_workflow_type_on_a_rea
     assert variants["A"]["failure_rate"] == 1 and variants["B"]["failure_rate"] == 0
     assert variants["A"]["mean_cost"] == pytest.approx(0.004) and variants["B"]["mean_cost"] == pytest.approx(0.002)
     assert comparison["weights"] == {"performance": 0.6, "cost": 0.4}
+    # The same providers told apart by each call's summary, priced by a playbook's table (the results' cost
+    # field unnamed), weighed by its weights; and by the executions' search attribute.
+    playbook = tmp_path / "prices.yaml"
+    playbook.write_text(
+        "name: prices\napprovers: [alice]\nworkflows:\n  variant: summary\n"
+        "  prices: {provider A: 0.01, provider B: 0.001}\n  weights: {performance: 1, cost: 0}\n"
+    )
+    priced = await ratchet_cli(
+        settings, "workflows", "analyze", "--type", "SamplePipeline", "--last", "8", "--json",
+        "--playbook", str(playbook),
+    )  # fmt: skip
+    assert priced.returncode == 0, priced.stderr
+    [by_summary] = json.loads(priced.stdout)["comparisons"]
+    assert by_summary["recommended"] == "provider B" and by_summary["weights"] == {"performance": 1.0, "cost": 0.0}
+    assert {v["variant"]: v["mean_cost"] for v in by_summary["variants"]} == {"provider A": 0.01, "provider B": 0.001}
+    tagged = await ratchet_cli(
+        settings, "workflows", "analyze", "--type", "SamplePipeline", "--last", "8", "--json",
+        "--variant", "search_attribute:PipelineProvider",
+    )  # fmt: skip
+    assert tagged.returncode == 0, tagged.stderr
+    by_attribute = {c["step"]: c for c in json.loads(tagged.stdout)["comparisons"]}
+    assert by_attribute["summarize"]["recommended"] == "B", by_attribute["summarize"]["why"]
     # The first analysis of a type is its baseline; each day's executions are counted.
     assert report["baseline"]["from"] is None and Path(report["baseline"]["file"]).is_file()
     assert sum(day["executions"] for day in report["daily"]) == 8
@@ -319,3 +342,30 @@ def test_two_steps_overlapping_for_a_few_milliseconds_on_one_slot_are_not_two_sl
         execution.started_at = executions[0].started_at + timedelta(milliseconds=97 * n)
     [queue] = queue_capacity(executions, saturated_queues={"q"})
     assert queue["peak_running"] == 1
+
+
+def test_executions_cached_before_summaries_and_search_attributes_were_read_still_load(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ratchet.workflow_analytics.history_cache import HistoryCache, _row
+
+    cache = HistoryCache(tmp_path, "T")
+    executions = synthetic(3, wait_of=lambda n: 1.0)
+    executions[0].search_attributes = '{"Provider": "B"}'
+    executions[0].steps[0].summary = "provider B"
+    cache.add({("w0", "r"): executions[0]})
+    # A file as an older Ratchet wrote it: no summary on steps, no search attributes.
+    old = [_row((e.workflow_id, "r"), e) for e in executions[1:]]
+    for row in old:
+        del row["search_attributes"]
+        for step in row["steps"]:
+            del step["summary"]
+    pq.write_table(pa.Table.from_pylist(old), cache.folder / "old.parquet")
+    loaded = cache.load({("w0", "r"), ("w1", "r"), ("w2", "r")})
+    assert loaded[("w1", "r")].attributes == {} and loaded[("w1", "r")].steps[0].summary == ""
+    assert loaded[("w0", "r")].attributes == {"Provider": "B"} and loaded[("w0", "r")].steps[0].summary == "provider B"
+    # Folded into one file with the old rows first, nothing of the new rows is lost.
+    for n in range(16):
+        cache.add({(f"extra-{n}", "r"): executions[1]})
+    assert cache.load({("w0", "r")})[("w0", "r")].attributes == {"Provider": "B"}

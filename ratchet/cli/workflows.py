@@ -66,14 +66,25 @@ def analyze(
     ] = None,
     variant: Annotated[
         str | None,
-        typer.Option(help="Compare each step's variants: an input field (e.g. provider) or task_queue."),
+        typer.Option(
+            help="Compare each step's variants: an input field (e.g. provider), task_queue, summary (the "
+            "activity's) or search_attribute:NAME."
+        ),
     ] = None,
     cost_field: Annotated[
         str | None, typer.Option(help="With --variant: a numeric result field, the call's cost.")
     ] = None,
     weights: Annotated[
-        str, typer.Option(help="With --variant: performance,cost weights of the recommendation.")
-    ] = "0.6,0.4",
+        str | None,
+        typer.Option(help="With --variant: performance,cost weights of the recommendation (default 0.6,0.4)."),
+    ] = None,
+    playbook: Annotated[
+        Path | None,
+        typer.Option(
+            help="A playbook whose workflows: section gives the variant, cost field, prices per call and weights "
+            "(the flags override it)."
+        ),
+    ] = None,
     save_baseline: Annotated[
         bool,
         typer.Option("--save-baseline", help="Keep this analysis as the type's baseline (the first is kept anyway)."),
@@ -86,6 +97,9 @@ def analyze(
     and share of the critical path, and how the executions' time splits. The steps are kept as Parquet."""
     from ratchet.cli.app import _run
     from ratchet.config.durations import parse_duration
+    from ratchet.config.loading import load_playbook
+    from ratchet.config.playbook import WorkflowAnalysis
+    from ratchet.errors import ConfigError
     from ratchet.settings import get_settings
     from ratchet.temporal.client import connect
     from ratchet.workflow_analytics.bottlenecks import find_bottlenecks
@@ -106,13 +120,24 @@ def analyze(
     except ValueError as exc:
         err.print(f"[red]--since: {exc}[/]")
         raise typer.Exit(2) from None
-    try:
-        performance, cost = (float(w) for w in weights.split(","))
-        if performance < 0 or cost < 0 or performance + cost <= 0:
-            raise ValueError
-    except ValueError:
-        err.print(f"[red]--weights: {weights!r} is not two non-negative numbers such as 0.6,0.4[/]")
-        raise typer.Exit(2) from None
+    rules = WorkflowAnalysis()
+    if playbook is not None:
+        try:
+            rules = load_playbook(playbook).workflows
+        except ConfigError as exc:
+            err.print(f"[red]{exc}[/]", highlight=False)
+            raise typer.Exit(2) from None
+    variant = variant or rules.variant
+    cost_field = cost_field or rules.cost_field
+    performance, cost = rules.weights.performance, rules.weights.cost
+    if weights is not None:
+        try:
+            performance, cost = (float(w) for w in weights.split(","))
+            if performance < 0 or cost < 0 or performance + cost <= 0:
+                raise ValueError
+        except ValueError:
+            err.print(f"[red]--weights: {weights!r} is not two non-negative numbers such as 0.6,0.4[/]")
+            raise typer.Exit(2) from None
     settings = get_settings()
     if namespace:
         settings = settings.model_copy(update={"temporal_namespace": namespace})
@@ -140,7 +165,11 @@ def analyze(
     total_weight = performance + cost
     comparisons = (
         compare_variants(
-            executions, variant, cost_field=cost_field, weights=(performance / total_weight, cost / total_weight)
+            executions,
+            variant,
+            cost_field=cost_field,
+            weights=(performance / total_weight, cost / total_weight),
+            prices=rules.prices,
         )
         if variant
         else []

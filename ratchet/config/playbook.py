@@ -547,6 +547,43 @@ class Alerts(StrictModel):
         return self.webhook_url is not None and kind in self.on
 
 
+class VariantWeights(StrictModel):
+    """How a recommendation among a step's variants weighs speed against cost (each scored against the best)."""
+
+    performance: float = Field(0.6, ge=0, description="Weight of the p95 (the fastest variant scores 1).")
+    cost: float = Field(0.4, ge=0, description="Weight of the cost per call (the cheapest variant scores 1).")
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> Self:
+        if self.performance + self.cost <= 0:
+            raise ValueError("performance and cost cannot both be 0")
+        return self
+
+
+class WorkflowAnalysis(StrictModel):
+    """How `ratchet workflows analyze --playbook` compares a step's variants (its flags override these)."""
+
+    variant: str | None = Field(
+        None,
+        description="What tells variants apart: an input field (e.g. provider), task_queue, summary (the "
+        "activity's summary) or search_attribute:NAME (the execution's).",
+    )
+    cost_field: str | None = Field(None, description="A numeric field of a step's result: the call's cost.")
+    prices: dict[str, float] = Field(
+        default_factory=dict,
+        description="Variant -> price per call, for calls whose results carry no cost field.",
+    )
+    weights: VariantWeights = Field(default_factory=VariantWeights)
+
+    @field_validator("prices")
+    @classmethod
+    def _non_negative(cls, prices: dict[str, float]) -> dict[str, float]:
+        negative = sorted(name for name, price in prices.items() if price < 0)
+        if negative:
+            raise ValueError(f"prices cannot be negative: {negative}")
+        return prices
+
+
 class Playbook(StrictModel):
     """A reusable campaign recipe."""
 
@@ -564,6 +601,9 @@ class Playbook(StrictModel):
     deployment: Deployment = Field(default_factory=Deployment)
     tuning: Tuning = Field(default_factory=Tuning)
     alerts: Alerts = Field(default_factory=Alerts)
+    workflows: WorkflowAnalysis = Field(
+        default_factory=WorkflowAnalysis, description="How workflow analyses compare and recommend variants."
+    )
     max_recommendations: int = Field(10, ge=1, le=100, description="Plan at most this many changes.")
 
     @model_validator(mode="after")

@@ -32,9 +32,18 @@ def _objects(text: str) -> list[dict[str, Any]]:
     return found
 
 
-def variant_of(step: Step, field: str) -> str | None:
+SEARCH_ATTRIBUTE = "search_attribute:"
+
+
+def variant_of(step: Step, field: str, execution: Execution | None = None) -> str | None:
+    """The step's variant by ``field``: ``task_queue``, ``summary`` (the activity's summary),
+    ``search_attribute:NAME`` (the execution's), or a field of the step's input."""
     if field == "task_queue":
         return step.task_queue or None
+    if field == "summary":
+        return step.summary or None
+    if field.startswith(SEARCH_ATTRIBUTE):
+        return execution.attributes.get(field.removeprefix(SEARCH_ATTRIBUTE)) if execution is not None else None
     if not step.input.readable:
         return None
     for value in _objects(step.input.text):
@@ -52,18 +61,26 @@ def cost_of(step: Step, field: str) -> float | None:
     return None
 
 
+def _call_cost(step: Step, cost_field: str | None, price: float | None) -> float | None:
+    """What the call cost: its result's cost field, else its variant's price (None: unknown)."""
+    found = cost_of(step, cost_field) if cost_field else None
+    return found if found is not None else price
+
+
 def compare_variants(
     executions: list[Execution],
     field: str,
     *,
     cost_field: str | None = None,
     weights: tuple[float, float] = DEFAULT_WEIGHTS,
+    prices: dict[str, float] | None = None,
 ) -> list[dict[str, Any]]:
-    """Per step with two variants or more (each with ``MIN_CALLS`` calls): the variants and the one to use."""
+    """Per step with two variants or more (each with ``MIN_CALLS`` calls): the variants and the one to use. A
+    call's cost is its result's ``cost_field``, else its variant's price in ``prices``."""
     groups: dict[str, dict[str, list[Step]]] = defaultdict(lambda: defaultdict(list))
     for execution in executions:
         for step in execution.steps:
-            variant = variant_of(step, field) if step.kind != "timer" else None
+            variant = variant_of(step, field, execution) if step.kind != "timer" else None
             if variant is not None:
                 groups[step_key(step)][variant].append(step)
     comparisons = []
@@ -74,7 +91,8 @@ def compare_variants(
         rows: list[dict[str, Any]] = []
         for name, steps in sorted(kept.items()):
             times = [s.total_ms for s in steps if s.total_ms is not None]
-            costs = [c for c in (cost_of(s, cost_field) for s in steps) if c is not None] if cost_field else []
+            price = (prices or {}).get(name)
+            costs = [c for s in steps if (c := _call_cost(s, cost_field, price)) is not None]
             rows.append(
                 {
                     "variant": name,

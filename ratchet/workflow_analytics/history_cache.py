@@ -28,8 +28,13 @@ def _facts(value: dict[str, Any]) -> PayloadFacts:
 
 
 def _execution(row: dict[str, Any]) -> Execution:
-    steps = [Step(**(s | {"input": _facts(s["input"]), "result": _facts(s["result"])})) for s in row["steps"]]
+    """An execution back from its row; fields added since the row was written (None or absent) get defaults."""
+    steps = [
+        Step(**(s | {"input": _facts(s["input"]), "result": _facts(s["result"]), "summary": s.get("summary") or ""}))
+        for s in row["steps"]
+    ]
     fields = {k: v for k, v in row.items() if k not in ("key_workflow_id", "key_run_id", "steps", "input")}
+    fields["search_attributes"] = fields.get("search_attributes") or "{}"
     return Execution(**fields, steps=steps, input=_facts(row["input"]))
 
 
@@ -72,7 +77,13 @@ class HistoryCache:
         self.folder.mkdir(parents=True, exist_ok=True)
         rows = [_row(k, e) for k, e in closed.items()]
         if compact:
-            rows += [row for path in files for row in pq.read_table(path).to_pylist()]
+            # Through the current dataclasses: rows written before a field was added get it (Arrow takes the
+            # columns of a file from its first row, so a row without it would drop it for all).
+            rows += [
+                _row((row["key_workflow_id"], row["key_run_id"]), _execution(row))
+                for path in files
+                for row in pq.read_table(path).to_pylist()
+            ]
         if rows:
             partial = self.folder / f".{uuid.uuid4().hex}.tmp"
             pq.write_table(pa.Table.from_pylist(rows), partial)

@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from temporalio.api.common.v1 import Payloads
+from temporalio.api.common.v1 import Payload, Payloads, SearchAttributes
 from temporalio.api.failure.v1 import Failure
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import WorkflowHistory
+from temporalio.converter import decode_search_attributes
 
 _OUTCOMES = {
     "activity_task_completed_event_attributes": "completed",
@@ -73,6 +74,23 @@ def payload_facts(payloads: Payloads) -> PayloadFacts:
     )
 
 
+def plain_text(payload: Payload) -> str:
+    """A plain-JSON payload holding a string (an activity's summary, say) as that string; else ""."""
+    if payload.metadata.get("encoding", b"") != b"json/plain":
+        return ""
+    with contextlib.suppress(ValueError):
+        value = json.loads(payload.data)
+        return value if isinstance(value, str) else ""
+    return ""
+
+
+def _search_attributes(attributes: SearchAttributes, into: dict[str, str]) -> None:
+    """Add the attributes' values as text (a list's items joined by commas; unreadable ones left out)."""
+    with contextlib.suppress(Exception):  # an attribute the SDK cannot decode is no variant to compare by
+        for name, values in decode_search_attributes(attributes).items():
+            into[name] = ",".join(str(v) for v in values)
+
+
 def _leaves(value: Any, into: list[str]) -> None:
     """The JSON text of every leaf worth finding again in another input (two characters or more)."""
     if isinstance(value, dict):
@@ -106,6 +124,7 @@ class Step:
     last_failure: str = ""  # an earlier attempt's failure, when it was retried
     input: PayloadFacts = field(default_factory=lambda: NO_PAYLOAD)
     result: PayloadFacts = field(default_factory=lambda: NO_PAYLOAD)
+    summary: str = ""  # the activity's summary (user metadata), when the workflow gave one
 
     @property
     def wait_ms(self) -> float | None:
@@ -135,6 +154,11 @@ class Execution:
     status: str
     steps: list[Step]
     input: PayloadFacts = field(default_factory=lambda: NO_PAYLOAD)
+    search_attributes: str = "{}"  # JSON: name -> value as text, the last each was set to
+
+    @property
+    def attributes(self) -> dict[str, str]:
+        return dict(json.loads(self.search_attributes or "{}"))
 
 
 def _time(event: HistoryEvent) -> datetime:
@@ -176,11 +200,18 @@ def execution_of(history: WorkflowHistory) -> Execution:
             queue,
             ms(event),
             input=payload_facts(arguments),
+            summary=plain_text(event.user_metadata.summary) if event.HasField("user_metadata") else "",
         )
 
     steps: dict[int, Step] = {}
+    found_attributes: dict[str, str] = {}
+    _search_attributes(started.search_attributes, found_attributes)
     for event in events:
         kind = event.WhichOneof("attributes")
+        if kind == "upsert_workflow_search_attributes_event_attributes":
+            _search_attributes(
+                event.upsert_workflow_search_attributes_event_attributes.search_attributes, found_attributes
+            )
         if kind == "activity_task_scheduled_event_attributes":
             a = event.activity_task_scheduled_event_attributes
             steps[event.event_id] = scheduled("activity", a.activity_type.name, a.task_queue.name, event, a.input)
@@ -234,4 +265,5 @@ def execution_of(history: WorkflowHistory) -> Execution:
         status,
         sorted(steps.values(), key=lambda s: s.event_id),
         payload_facts(started.input),
+        json.dumps(found_attributes, sort_keys=True),
     )
