@@ -41,7 +41,7 @@ from ratchet.store.samples import endpoint_stats, finalize_run_samples, step_sam
 from ratchet.store.tables import Measurement
 from ratchet.traces.collect import collect_spans_of_run, wait_for_receiver
 from ratchet.traces.store import run_trace_prefix
-from ratchet.workflow_load.run import WorkflowProgress, connect_target, drive_workflows, keep_run
+from ratchet.workflow_load.run import Steps, WorkflowProgress, connect_target, drive_workflows, keep_run
 
 
 def run_id_of(request: LoadTestRequest) -> str:
@@ -229,13 +229,10 @@ class MeasurementActivities:
         """A temporal-workflow target's load: its executions started at the rate and awaited (the workload
         driver), their samples and histories kept; then judged as any run."""
         target = request.target
-        if request.stress is not None:
-            raise ApplicationError(
-                f"{request.label}: a stepped load (stress, peak ramp or load.rate: auto) is not available for a "
-                "temporal-workflow target yet; set load.rate to a number of executions per second",
-                type="ConfigError",
-                non_retryable=True,
-            )
+        plan = request.stress
+        steps = (
+            Steps(list(plan.rates), plan.step_s, plan.abort_error_rate, plan.abort_p95_ms) if plan is not None else None
+        )
         try:
             client = await connect_target(target, self.settings.temporal_address, self.settings.temporal_namespace)
         except MeasurementError as exc:
@@ -272,6 +269,7 @@ class MeasurementActivities:
                 # Each attempt's executions of their own: a retried attempt's ids are not taken.
                 id_prefix=f"{run_id}-a{activity.info().attempt}",
                 progress=progress,
+                steps=steps,
             )
         finally:
             await asyncio.to_thread(sampler.stop)

@@ -4,6 +4,8 @@ changed through its admin API, each change proven or undone."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 from temporalio.client import Client
 
@@ -58,3 +60,31 @@ async def test_a_campaign_on_the_workflow_pipeline_finds_its_bottlenecks_and_kee
         assert shown["activity_slots"] == 1, changes
     # The example inputs' results were checked after the changes: the summaries and labels did not change.
     assert "behaviour unchanged by the applied changes" in [e.message for e in final.events], changes
+
+
+async def test_a_capacity_ramp_on_the_workflow_pipeline_finds_the_rate_its_one_slot_sustains(
+    settings: Settings, pipeline: Pipeline, tmp_path: Path
+) -> None:
+    """`load.rate: auto` on a workflow target: the driver runs the ramp's steps (an open model, like k6's), and
+    the one-slot pipeline (through provider B: about 0.35 s of its slot per execution) falls behind before the
+    ramp's top."""
+    from temporalio.testing import ActivityEnvironment
+
+    from activities.measurement import MeasurementActivities
+    from ratchet.analysis.capacity import auto_rate, capacity_shape
+    from ratchet.analysis.load_shapes import load_request
+    from ratchet.config.loading import load_playbook, load_target
+
+    httpx.post(f"{pipeline.admin_url}/admin/settings", json={"provider": "B"}, timeout=60).raise_for_status()
+    playbook_file = tmp_path / "auto.yaml"
+    playbook_file.write_text("name: auto\napprovers: [alice]\nload: {rate: auto, auto: {max_rate: 6, steps: 3}}\n")
+    load = load_playbook(playbook_file).load
+    request = load_request("ramp", "capacity", load_target(PIPELINE_TARGET), load, capacity_shape(load, 0.01))
+    result = await ActivityEnvironment().run(MeasurementActivities(settings).run_load_test, request)
+    assert result.stress is not None
+    steps = "\n".join(f"{s.rate:g}/s: {s.requests} executions, met {s.met} {s.why_not}" for s in result.stress.steps)
+    print(steps)  # shown with a failure
+    assert [s.rate for s in result.stress.steps] == [1.5, 3.0, 6.0]
+    assert result.stress.steps[0].met and result.stress.steps[0].requests >= 20, steps
+    assert not result.stress.steps[-1].met, steps  # six a second on one slot: it falls behind
+    assert auto_rate(result.stress, load).rate < 6.0, steps

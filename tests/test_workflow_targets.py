@@ -75,11 +75,21 @@ def test_a_playbook_asking_what_a_workflow_target_cannot_run_is_refused_before_l
     target_file = tmp_path / "target.yaml"
     target_file.write_text(PIPELINE)
     target = load_target(target_file)
+    # A fixed rate, or `auto` and stress ramps (the driver runs their steps): all fine.
     assert unsupported_by_target(load_playbook(ROOT / "playbooks" / "workflows.yaml"), target) == []
-    auto = load_playbook(ROOT / "playbooks" / "web-api.yaml")  # rate: auto, a ramp of steps
-    [problem] = unsupported_by_target(auto, target)
-    assert problem.startswith("load.rate: auto") and "executions per second" in problem
-    assert unsupported_by_target(auto, load_target(ROOT / "examples" / "shop" / "target.yaml")) == []
+    assert unsupported_by_target(load_playbook(ROOT / "playbooks" / "web-api.yaml"), target) == []
+    split = tmp_path / "split.yaml"
+    split.write_text("name: split\napprovers: [alice]\nload: {rate: 2, generators: 2}\n")
+    [problem] = unsupported_by_target(load_playbook(split), target)
+    assert problem.startswith("load.generators") and "use 1" in problem
+    assert unsupported_by_target(load_playbook(split), load_target(ROOT / "examples" / "shop" / "target.yaml")) == []
+
+
+def test_a_stepped_run_holds_each_rate_for_its_step() -> None:
+    from ratchet.workflow_load.driver import stepped_arrivals
+
+    arrivals = stepped_arrivals([1.0, 4.0], 2.0)
+    assert arrivals == [0.0, 1.0, 2.0, 2.25, 2.5, 2.75, 3.0, 3.25, 3.5, 3.75]
 
 
 def _executions(count: int) -> list[Execution]:

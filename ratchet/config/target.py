@@ -41,7 +41,7 @@ class WorkflowCall(StrictModel):
         default="60s",
         validate_default=True,
         description="Longest an execution is awaited after the run's last start, at most 90s (a load test's "
-        "activity allows 120 s beyond its load); one still open then counts as failed.",
+        "activity allows 120 s beyond its load); one still open then is an answer that never came.",
     )
 
     @field_validator("timeout")

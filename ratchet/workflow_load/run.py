@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 from temporalio.client import Client
 
 from ratchet.config.target import Target
@@ -19,7 +20,7 @@ from ratchet.k6.script import endpoint_shares
 from ratchet.workflow_analytics.fetch import fetch_histories
 from ratchet.workflow_analytics.history_cache import HistoryCache
 from ratchet.workflow_analytics.steps import Execution
-from ratchet.workflow_load.driver import ExecutionSample, drive
+from ratchet.workflow_load.driver import ExecutionSample, drive, even_arrivals, stepped_arrivals
 from ratchet.workflow_load.samples import write_samples
 
 
@@ -38,6 +39,8 @@ async def connect_target(target: Target, address: str, namespace: str) -> Client
 
 
 _CALL_FILE = "call.json"
+# A stepped run is judged for an abort once this many executions have closed (fewer tell nothing).
+_MIN_CLOSED_TO_ABORT = 10
 
 
 @dataclass
@@ -92,6 +95,24 @@ def run_executions(run_dir: Path) -> dict[str, list[Execution]]:
     return found
 
 
+@dataclass(frozen=True)
+class Steps:
+    """A stepped run: each rate for ``step_s`` seconds, stopped early once the executions closed so far fail
+    more than ``abort_error_rate`` or their p95 passes ``abort_p95_ms`` (as k6 aborts a stress run)."""
+
+    rates: list[float]
+    step_s: float
+    abort_error_rate: float
+    abort_p95_ms: float
+
+    def broken(self, progress: WorkflowProgress) -> bool:
+        if progress.closed < _MIN_CLOSED_TO_ABORT:
+            return False
+        if progress.failed / progress.closed > self.abort_error_rate:
+            return True
+        return bool(progress.durations_ms) and float(np.percentile(progress.durations_ms, 95)) > self.abort_p95_ms
+
+
 async def drive_workflows(
     client: Client,
     target: Target,
@@ -102,19 +123,25 @@ async def drive_workflows(
     focus: dict[str, float],
     id_prefix: str,
     progress: WorkflowProgress | None = None,
+    steps: Steps | None = None,
 ) -> WorkflowRun:
-    """Every endpoint's executions for ``warmup_s + duration_s`` seconds at its share of ``rate``."""
+    """Every endpoint's executions for ``warmup_s + duration_s`` seconds at its share of ``rate``, or its share
+    of each of ``steps``' rates in turn."""
+    progress = progress or WorkflowProgress(due=0)
     shares = endpoint_shares(target, rate, focus)
     plans = []
     for endpoint in target.endpoints:
         call = endpoint.workflow
         assert call is not None, f"{endpoint.name} is not a workflow endpoint"
-        endpoint_rate = rate * shares[endpoint.name]
-        count = round(endpoint_rate * (duration_s + warmup_s))
-        if count > 0:
-            plans.append((endpoint.name, call, endpoint_rate, count))
-    if progress is not None:
-        progress.due = sum(count for *_, count in plans)
+        share = shares[endpoint.name]
+        arrivals = (
+            stepped_arrivals([r * share for r in steps.rates], steps.step_s)
+            if steps is not None
+            else even_arrivals(rate * share, round(rate * share * (duration_s + warmup_s)))
+        )
+        if arrivals:
+            plans.append((endpoint.name, call, arrivals))
+    progress.due = sum(len(arrivals) for *_, arrivals in plans)
     started_at = datetime.now(UTC)
     results = await asyncio.gather(
         *(
@@ -123,13 +150,13 @@ async def drive_workflows(
                 workflow=call.type,
                 task_queue=call.task_queue,
                 inputs=call.inputs,
-                rate_per_s=endpoint_rate,
-                count=count,
+                arrivals=arrivals,
                 id_prefix=f"{id_prefix}-{name}",
                 timeout_s=call.timeout.total_seconds(),
-                on_close=progress.add if progress is not None else None,
+                on_close=progress.add,
+                stop=(lambda: steps.broken(progress)) if steps is not None else None,
             )
-            for name, call, endpoint_rate, count in plans
+            for name, call, arrivals in plans
         )
     )
     return WorkflowRun(started_at, {name: found for (name, *_), found in zip(plans, results, strict=True)})

@@ -11,10 +11,21 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ratchet.store.samples import SAMPLE_SCHEMA
+from ratchet.store.samples import SAMPLE_SCHEMA, dropped_file
 from ratchet.workflow_load.driver import ExecutionSample
 
 # A timed-out execution is an answer that never came (as a k6 request that timed out): status 0.
+_NO_DROPPED = pa.table(
+    {"scenario": [], "ts": [], "dropped": [], "generator": []},
+    schema=pa.schema(
+        [
+            ("scenario", pa.string()),
+            ("ts", pa.timestamp("us", tz="UTC")),
+            ("dropped", pa.float64()),
+            ("generator", pa.int32()),
+        ]
+    ),
+)
 _STATUS = {"completed": 200, "failed": 500, "timed-out": 0, "not-started": 0}
 
 
@@ -41,4 +52,7 @@ def write_samples(
     partial = parquet.with_suffix(".tmp.parquet")
     pq.write_table(table, partial)
     partial.replace(parquet)
+    # The driver drops no arrival (each is a task of its own, none waits for a free VU): an empty file, so that
+    # a stepped run's steps are read as k6's are.
+    pq.write_table(_NO_DROPPED, dropped_file(parquet))
     return len(kept)
