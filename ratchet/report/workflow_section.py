@@ -151,8 +151,7 @@ def step_verdicts(
     return verdicts
 
 
-def _typical(executions: list[Execution], span_ms: float) -> TypicalExecution:
-    typical = typical_execution(executions)
+def _typical(typical: Execution, span_ms: float) -> TypicalExecution:
     return TypicalExecution(typical.workflow_id, typical.total_ms, critical_path_rows(typical, span_ms))
 
 
@@ -173,15 +172,15 @@ def workflow_sections(status: CampaignStatus, samples_dir: Path) -> list[Workflo
         executions = [e for run in runs for e in run]
         then = summarize(executions)
         changed = [e for run in after.get(endpoint, []) for e in run]
+        now = summarize(changed) if changed else None
         verdicts = step_verdicts(runs, after[endpoint], rules) if changed else {}
-        steps = against_baseline(summarize(changed), then) if changed else []
+        steps = against_baseline(now, then) if now else []
         for row in steps:
             verdict = verdicts.get(row["step"])
             row["verdict"] = verdict.verdict.value if verdict else None
             row["ratio"], row["ratio_low"], row["ratio_high"] = (
                 (verdict.ratio, verdict.ratio_low, verdict.ratio_high) if verdict else (None, None, None)
             )
-        now = summarize(changed) if changed else None
         typical_before = typical_execution(executions)
         typical_after = typical_execution(changed) if changed else None
         # One time scale for both time lines: the longer typical execution fills the width.
@@ -195,8 +194,8 @@ def workflow_sections(status: CampaignStatus, samples_dir: Path) -> list[Workflo
                 p95_before_ms=(then["total_ms"] or {}).get("p95"),
                 p95_after_ms=(now["total_ms"] or {}).get("p95") if now else None,
                 steps=steps,
-                typical_before=_typical(executions, span),
-                typical_after=_typical(changed, span) if changed else None,
+                typical_before=_typical(typical_before, span),
+                typical_after=_typical(typical_after, span) if typical_after else None,
                 prediction=analyze_time(executions).prediction,
                 cost=cost_change(executions, changed, cost_fields[endpoint])
                 if endpoint in cost_fields and changed
