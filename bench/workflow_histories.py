@@ -6,7 +6,8 @@
     python -m bench.workflow_histories cold DIR N      list, fetch (16 at a time) and analyze them all, as the
                                                        first analysis of the type does
     python -m bench.workflow_histories warm DIR N      the same again: the histories read by `cold` come from
-                                                       Ratchet's history cache, none from the server
+                                                       Ratchet's history cache, none from the server, and
+                                                       only what closed since is listed
     python -m bench.workflow_histories naive DIR N     list, then fetch and read each history in turn
 
 Each timed path starts the dev server on the stored database first (not in the time) and stops it after.
