@@ -465,28 +465,37 @@ class Pipeline:
     admin_url: str
     task_queue: str
     home: Path
+    namespace: str = "default"
 
 
-@pytest.fixture
-def pipeline(temporal_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pipeline]:
-    """The example document pipeline (its worker, its two providers, its admin API) on the session's Temporal
-    server, with a task queue of its own; PIPELINE_ADMIN_URL and PIPELINE_TASK_QUEUE point its target at it."""
-    home = tmp_path / "pipeline"
-    queue = f"pipeline-{uuid.uuid4().hex[:8]}"
+@contextlib.contextmanager
+def running_pipeline(address: str, home: Path, queue: str, namespace: str = "default") -> Iterator[Pipeline]:
+    """The example document pipeline (its worker, its two providers, its admin API) on a Temporal server."""
     port = free_port()
     process = subprocess.Popen(
         [
-            sys.executable, "-m", "examples.pipeline", "--temporal-address", (temporal_home / "address").read_text(),
+            sys.executable, "-m", "examples.pipeline", "--temporal-address", address, "--namespace", namespace,
             "--task-queue", queue, "--admin-port", str(port), "--home", str(home),
         ],
         stdout=subprocess.PIPE,
         text=True,
         cwd=ROOT,
     )  # fmt: skip
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    assert line.startswith("pipeline ready"), f"the pipeline did not start: {line!r}"
-    monkeypatch.setenv("PIPELINE_ADMIN_URL", f"http://127.0.0.1:{port}")
-    monkeypatch.setenv("PIPELINE_TASK_QUEUE", queue)
-    yield Pipeline(f"http://127.0.0.1:{port}", queue, home)
-    stop_shop(process)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert line.startswith("pipeline ready"), f"the pipeline did not start: {line!r}"
+        yield Pipeline(f"http://127.0.0.1:{port}", queue, home, namespace)
+    finally:
+        stop_shop(process)
+
+
+@pytest.fixture
+def pipeline(temporal_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pipeline]:
+    """The example pipeline on the session's Temporal server, with a task queue of its own; PIPELINE_ADMIN_URL
+    and PIPELINE_TASK_QUEUE point its target at it."""
+    queue = f"pipeline-{uuid.uuid4().hex[:8]}"
+    with running_pipeline((temporal_home / "address").read_text(), tmp_path / "pipeline", queue) as started:
+        monkeypatch.setenv("PIPELINE_ADMIN_URL", started.admin_url)
+        monkeypatch.setenv("PIPELINE_TASK_QUEUE", queue)
+        yield started

@@ -45,6 +45,24 @@ def test_the_example_pipeline_is_a_workflow_target_whose_levers_address_its_bott
     }
 
 
+def test_a_workflow_targets_production_is_its_admin_api_and_cluster_with_the_same_workflows(tmp_path: Path) -> None:
+    path = tmp_path / "target.yaml"
+    path.write_text(
+        PIPELINE + "temporal: {address: '127.0.0.1:7233', namespace: staging}\n"
+        "production: {base_url: 'http://127.0.0.1:10', temporal: {address: 'prod:7233', namespace: prod}}\n"
+    )
+    production = load_target(path).in_production()
+    assert production.base == "http://127.0.0.1:10" and production.production is None
+    assert production.temporal is not None and (production.temporal.address, production.temporal.namespace) == (
+        "prod:7233",
+        "prod",
+    )
+    assert production.endpoints == load_target(path).endpoints  # the same workflow types and task queues
+    # Production's cluster unset: the target's own.
+    path.write_text(PIPELINE + "temporal: {namespace: staging}\nproduction: {base_url: 'http://127.0.0.1:10'}\n")
+    assert load_target(path).in_production().temporal == load_target(path).temporal
+
+
 @pytest.mark.parametrize(
     ("content", "fragments"),
     [
@@ -56,6 +74,11 @@ def test_the_example_pipeline_is_a_workflow_target_whose_levers_address_its_bott
         (PIPELINE + "traces: {settle: 2s}\n", ["does not take ['traces']"]),
         (PIPELINE.replace("inputs: [{id: doc-1, pages: 2}]", "inputs: []"), ["inputs", "at least 1"]),
         (PIPELINE.replace("type: DocumentPipeline", "type: 'Document Pipeline'"), ["workflow.type"]),
+        (
+            "name: h\nbase_url: http://127.0.0.1:9\nendpoints: [{name: a, path: /a}]\n"
+            "production: {base_url: 'http://127.0.0.1:10', temporal: {namespace: prod}}\n",
+            ["production.temporal", "kind is http"],
+        ),
     ],
 )
 def test_a_bad_workflow_target_says_which_field_and_what_is_valid(

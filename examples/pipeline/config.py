@@ -18,6 +18,9 @@ class PipelineSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     provider: Literal["A", "B"] = Field("A", description="The AI provider that summarizes.")
+    provider_percent: float = Field(
+        100.0, ge=0, le=100, description="The share of executions (drawn at each one's start) that use it; the rest, A."
+    )
     extract_cache: bool = Field(False, description="Keep extracted parts, keyed by part: a repeat is not re-extracted.")
     parallel_steps: bool = Field(False, description="Summarize and classify at once (both need only the text).")
     activity_slots: int = Field(1, ge=1, le=64, description="Activities the worker runs at once.")

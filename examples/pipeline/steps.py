@@ -48,9 +48,11 @@ class PipelineActivities:
 
     @activity.defn(name="pipeline_settings")
     async def pipeline_settings(self) -> dict[str, Any]:
-        """What shapes an execution's steps, read once at its start."""
+        """What shapes an execution's steps, read once at its start (its history keeps the answer, so a replay
+        routes it the same way)."""
         current = self.settings.current()
-        return {"provider": current.provider, "parallel_steps": current.parallel_steps}
+        routed = current.provider if random.random() * 100 < current.provider_percent else "A"
+        return {"provider": routed, "parallel_steps": current.parallel_steps}
 
     @activity.defn(name="fetch_document")
     async def fetch_document(self, document_id: str) -> dict[str, Any]:

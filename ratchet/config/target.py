@@ -402,11 +402,23 @@ class LoadScript(StrictModel):
         return self.tag_values.get(tag_value, tag_value)
 
 
+class TemporalCluster(StrictModel):
+    """Where a temporal-workflow target's executions run (unset fields: Ratchet's own server and namespace)."""
+
+    address: str | None = Field(None, description="host:port of the Temporal frontend, e.g. 127.0.0.1:7233.")
+    namespace: str | None = Field(None, description="The namespace the application's workflows run in.")
+
+
 class Production(StrictModel):
     """The production environment kept changes are rolled out to (the target itself is where they are tried)."""
 
     base_url: HttpUrl
     database: Database | None = None
+    temporal: TemporalCluster | None = Field(
+        None,
+        description="temporal-workflow: the cluster and namespace production's executions run in (unset: the "
+        "target's own); the endpoints' workflow types and task queues are the same there.",
+    )
 
     @property
     def base(self) -> str:
@@ -439,13 +451,6 @@ class Ignore(StrictModel):
             except re.error as exc:
                 raise ValueError(f"statement pattern {pattern!r} is not a regular expression: {exc}") from None
         return patterns
-
-
-class TemporalCluster(StrictModel):
-    """Where a temporal-workflow target's executions run (unset fields: Ratchet's own server and namespace)."""
-
-    address: str | None = Field(None, description="host:port of the Temporal frontend, e.g. 127.0.0.1:7233.")
-    namespace: str | None = Field(None, description="The namespace the application's workflows run in.")
 
 
 class Target(StrictModel):
@@ -499,6 +504,7 @@ class Target(StrictModel):
             update={
                 "base_url": self.production.base_url,
                 "database": self.production.database,
+                "temporal": self.production.temporal or self.temporal,
                 "production": None,
                 "processes": None,
                 "traces": None,
@@ -546,9 +552,9 @@ class Target(StrictModel):
     def _endpoints_of_its_kind(self) -> None:
         if self.kind == "http":
             wrong = [e.name for e in self.endpoints if e.workflow is not None]
-            if wrong or self.temporal is not None:
+            if wrong or self.temporal is not None or (self.production and self.production.temporal):
                 raise ValueError(
-                    f"endpoints {wrong} start workflows (or temporal: is set) but kind is http; "
+                    f"endpoints {wrong} start workflows (or temporal: or production.temporal: is set) but kind is http; "
                     "set kind: temporal-workflow, and give every endpoint a workflow"
                 )
             return
@@ -563,7 +569,6 @@ class Target(StrictModel):
             for field, value in (
                 ("load_script", self.load_script),
                 ("traces", self.traces),
-                ("production", self.production),
                 ("behaviour.api", self.behaviour.api),
             )
             if value is not None
