@@ -88,3 +88,54 @@ async def test_a_capacity_ramp_on_the_workflow_pipeline_finds_the_rate_its_one_s
     assert result.stress.steps[0].met and result.stress.steps[0].requests >= 20, steps
     assert not result.stress.steps[-1].met, steps  # six a second on one slot: it falls behind
     assert auto_rate(result.stress, load).rate < 6.0, steps
+
+
+async def test_a_closed_model_load_test_on_the_pipeline_measures_its_executions_at_a_fixed_concurrency(
+    settings: Settings, pipeline: Pipeline, tmp_path: Path
+) -> None:
+    """`workflow.concurrency`: two executions in flight for the run; the pipeline's two slots serve them
+    without a queue, so every execution is measured and none waited for an arrival."""
+    import itertools
+    from datetime import timedelta
+
+    import yaml
+    from temporalio.testing import ActivityEnvironment
+
+    from activities.measurement import MeasurementActivities
+    from ratchet.config.loading import load_playbook, load_target
+    from ratchet.contracts import LoadTestRequest
+    from ratchet.workflow_load.run import run_executions
+
+    httpx.post(
+        f"{pipeline.admin_url}/admin/settings", json={"provider": "B", "activity_slots": 2}, timeout=60
+    ).raise_for_status()
+    shipped = yaml.safe_load(PIPELINE_TARGET.read_text())
+    shipped["endpoints"][0]["workflow"]["concurrency"] = 2
+    shipped["base_url"] = pipeline.admin_url
+    shipped["endpoints"][0]["workflow"]["task_queue"] = pipeline.task_queue
+    target_file = tmp_path / "closed.yaml"
+    target_file.write_text(yaml.safe_dump(shipped))
+    playbook_file = tmp_path / "closed-playbook.yaml"
+    playbook_file.write_text("name: closed\napprovers: [alice]\nload: {rate: 1, duration: 4s, warmup: 1s}\n")
+    load = load_playbook(playbook_file).load
+    request = LoadTestRequest(
+        campaign_id="closed",
+        label="baseline",
+        target=load_target(target_file),
+        rate=load.rps,
+        duration_s=load.duration.total_seconds(),
+        warmup_s=load.warmup.total_seconds(),
+        max_vus=load.max_vus,
+        request_timeout_s=load.request_timeout.total_seconds(),
+    )
+    result = await ActivityEnvironment().run(MeasurementActivities(settings).run_load_test, request)
+    [stats] = result.endpoints
+    assert stats.errors == 0 and stats.requests >= 4, stats
+    # As the server saw them: never more than two executions open at once, and two at some point.
+    executions = run_executions(settings.samples_dir / result.run_id)["document"]
+    assert len(executions) == stats.requests
+    edges = sorted(
+        [(e.started_at, 1) for e in executions]
+        + [(e.started_at + timedelta(milliseconds=e.total_ms), -1) for e in executions]
+    )
+    assert max(itertools.accumulate(change for _, change in edges)) == 2

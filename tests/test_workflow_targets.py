@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from temporalio import workflow
 
 from ratchet.analysis.advice import advice
 from ratchet.analysis.workflow_findings import workflow_findings
@@ -262,3 +264,64 @@ async def test_executions_no_worker_picks_up_are_answers_that_never_came_and_the
             assert time.monotonic() < deadline, f"{sample.workflow_id} still running"
             await asyncio.sleep(0.2)  # polling the server's state against a deadline
         assert (await handle.describe()).status == WorkflowExecutionStatus.TIMED_OUT
+
+
+@workflow.defn(name="ClosedModelProbe")
+class ClosedModelProbe:
+    @workflow.run
+    async def run(self, n: int) -> int:
+        await workflow.sleep(0.1)
+        return n
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_closed_model_keeps_its_concurrency_in_flight_and_starts_each_next_as_one_closes(
+    fake_tier_temporal: str,
+) -> None:
+    import time
+    import uuid
+
+    from temporalio.client import Client
+    from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+
+    from ratchet.workflow_load.driver import drive_closed
+
+    client = await Client.connect(fake_tier_temporal)
+    queue = f"closed-{uuid.uuid4().hex[:8]}"
+    # Unsandboxed: the sandbox would import this module's numeric libraries a second time.
+    async with Worker(
+        client, task_queue=queue, workflows=[ClosedModelProbe], workflow_runner=UnsandboxedWorkflowRunner()
+    ):
+        samples = await drive_closed(
+            client,
+            workflow="ClosedModelProbe",
+            task_queue=queue,
+            inputs=[0, 1, 2, 3, 4],
+            id_prefix=f"closed-{time.time_ns()}",
+            concurrency=3,
+            duration_s=3,
+            timeout_s=10,
+        )
+    assert {s.status for s in samples} == {"completed"}
+    # Each of the three lanes started its next execution only after its previous one closed: at no instant
+    # were more than three in flight, and each execution was due when it started (no arrival waited).
+    events = sorted(
+        [(s.started_s, 1) for s in samples] + [(s.closed_s, -1) for s in samples], key=lambda e: (e[0], e[1])
+    )
+    in_flight = list(itertools.accumulate(change for _, change in events))
+    assert max(in_flight) == 3, in_flight
+    assert all(s.due_s == s.started_s < 3 for s in samples)
+    assert len(samples) > 3  # the lanes went on after their first executions closed
+    assert {s.input_index for s in samples[:5]} == {0, 1, 2, 3, 4}  # the inputs cycled through
+
+
+def test_a_closed_model_endpoint_has_no_rate_to_ramp(tmp_path: Path) -> None:
+    target_file = tmp_path / "target.yaml"
+    target_file.write_text(PIPELINE.replace("inputs: [{id: doc-1, pages: 2}]", "inputs: [{id: doc-1}], concurrency: 4"))
+    target = load_target(target_file)
+    assert unsupported_by_target(load_playbook(ROOT / "playbooks" / "workflows.yaml"), target) == []
+    ramp = tmp_path / "ramp.yaml"
+    ramp.write_text("name: ramp\napprovers: [alice]\nload: {rate: auto, stress: {steps: 3}}\n")
+    refused = unsupported_by_target(load_playbook(ramp), target)
+    assert [r.split(":")[0] for r in refused] == ["load.rate", "load.stress"]
+    assert "['doc']" in refused[0] and "workflow.concurrency" in refused[0]

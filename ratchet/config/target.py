@@ -37,6 +37,14 @@ class WorkflowCall(StrictModel):
         description="A numeric field of a step's result that is that call's cost (an AI provider's charge, say); "
         "an execution's cost is the sum over its steps, reported before and after the changes.",
     )
+    concurrency: int | None = Field(
+        None,
+        ge=1,
+        le=1000,
+        description="A closed model: this many executions in flight for the whole run, each started as soon as "
+        "one closes (as k6's constant-vus), instead of the endpoint's share of load.rate (an open model). For "
+        "applications whose callers wait for one result before asking again; the rate then follows the speed.",
+    )
     timeout: Duration = Field(
         default="60s",
         validate_default=True,

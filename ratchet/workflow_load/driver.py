@@ -1,10 +1,12 @@
 """The workload driver: starts executions of a workflow type at a constant arrival rate (an open model, like
-k6's constant-arrival-rate: a slow application does not slow the arrivals) and awaits each one, recording when
-it was due, started and closed, and how it ended."""
+k6's constant-arrival-rate: a slow application does not slow the arrivals), or keeps a number of them in flight
+(a closed model, like k6's constant-vus), and awaits each one, recording when it was due, started and closed,
+and how it ended."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -72,32 +74,89 @@ async def drive(
     last_due = max(arrivals)
     loop = asyncio.get_running_loop()
     origin = loop.time()
+    call = _Call(client, workflow, task_queue, timeout_s, server_grace_s, origin)
 
-    def closed(sample: ExecutionSample) -> ExecutionSample:
+    async def one(n: int, due: float) -> ExecutionSample | None:
+        await asyncio.sleep(max(0.0, origin + due - loop.time()))  # the arrival schedule, not a synchronisation
+        if stop is not None and stop():
+            return None
+        sample = await call.execute(f"{id_prefix}-{n}", n % len(inputs), inputs[n % len(inputs)], due, last_due - due)
         if on_close is not None:
             on_close(sample)
         return sample
 
-    async def one(n: int, due: float) -> ExecutionSample | None:
-        index = n % len(inputs)
-        await asyncio.sleep(max(0.0, origin + due - loop.time()))  # the arrival schedule, not a synchronisation
-        if stop is not None and stop():
-            return None
-        started = loop.time() - origin
-        workflow_id = f"{id_prefix}-{n}"
-        awaited_s = timeout_s + (last_due - due)
+    done = await asyncio.gather(*(one(n, due) for n, due in enumerate(arrivals)))
+    return [sample for sample in done if sample is not None]
+
+
+async def drive_closed(
+    client: Client,
+    *,
+    workflow: str,
+    task_queue: str,
+    inputs: Sequence[Any],
+    id_prefix: str,
+    concurrency: int,
+    duration_s: float,
+    timeout_s: float = 300.0,
+    on_close: Callable[[ExecutionSample], None] | None = None,
+    server_grace_s: float = 30.0,
+) -> list[ExecutionSample]:
+    """A closed model: ``concurrency`` executions in flight for ``duration_s`` seconds, each started as soon as
+    one closes, cycling through ``inputs``; each awaited at most ``timeout_s``. An execution's due time is its
+    start (the next one is not due before the previous has closed)."""
+    if concurrency <= 0 or duration_s <= 0 or not inputs:
+        raise ValueError("drive_closed needs a positive concurrency and duration, and at least one input")
+    loop = asyncio.get_running_loop()
+    origin = loop.time()
+    call = _Call(client, workflow, task_queue, timeout_s, server_grace_s, origin)
+    numbers = itertools.count()
+    samples: list[ExecutionSample] = []
+
+    async def lane() -> None:
+        while loop.time() - origin < duration_s:
+            n = next(numbers)
+            sample = await call.execute(f"{id_prefix}-{n}", n % len(inputs), inputs[n % len(inputs)], None, 0.0)
+            samples.append(sample)
+            if on_close is not None:
+                on_close(sample)
+
+    await asyncio.gather(*(lane() for _ in range(concurrency)))
+    return sorted(samples, key=lambda sample: sample.due_s)
+
+
+@dataclass(frozen=True)
+class _Call:
+    """Starting one execution of the workflow and awaiting its end, timed from ``origin`` (the loop's clock)."""
+
+    client: Client
+    workflow: str
+    task_queue: str
+    timeout_s: float
+    server_grace_s: float
+    origin: float
+
+    async def execute(
+        self, workflow_id: str, index: int, argument: Any, due: float | None, extra_wait_s: float
+    ) -> ExecutionSample:
+        """Start it now, await it ``timeout_s + extra_wait_s`` at most, and say how it ended; ``due`` None: it
+        is due now."""
+        loop = asyncio.get_running_loop()
+        started = loop.time() - self.origin
+        due = started if due is None else due
+        awaited_s = self.timeout_s + extra_wait_s
         try:
-            handle = await client.start_workflow(
-                workflow,
-                inputs[index],
+            handle = await self.client.start_workflow(
+                self.workflow,
+                argument,
                 id=workflow_id,
-                task_queue=task_queue,
+                task_queue=self.task_queue,
                 # Later than the driver's own wait, so that the driver sees it still open and says so.
-                execution_timeout=timedelta(seconds=awaited_s + server_grace_s),
+                execution_timeout=timedelta(seconds=awaited_s + self.server_grace_s),
             )
         except RPCError as refused:
-            return closed(
-                ExecutionSample(workflow_id, index, due, started, loop.time() - origin, "not-started", str(refused))
+            return ExecutionSample(
+                workflow_id, index, due, started, loop.time() - self.origin, "not-started", str(refused)
             )
         try:
             async with asyncio.timeout(awaited_s):
@@ -106,8 +165,5 @@ async def drive(
         except WorkflowFailureError as failure:
             status, error = "failed", str(failure.__cause__ or failure) or type(failure).__name__
         except TimeoutError:
-            status, error = "timed-out", f"still open {timeout_s:g} s after the last start"
-        return closed(ExecutionSample(workflow_id, index, due, started, loop.time() - origin, status, error))
-
-    done = await asyncio.gather(*(one(n, due) for n, due in enumerate(arrivals)))
-    return [sample for sample in done if sample is not None]
+            status, error = "timed-out", f"still open {self.timeout_s:g} s after the last start"
+        return ExecutionSample(workflow_id, index, due, started, loop.time() - self.origin, status, error)

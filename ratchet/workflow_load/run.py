@@ -1,15 +1,16 @@
 """A load test of a temporal-workflow target: each endpoint's executions started at its share of the load's
-rate and awaited (the workload driver), then written as the run's samples (k6's columns) with the histories of
+rate, or kept at its concurrency, and awaited (the workload driver), then written as the run's samples (k6's columns) with the histories of
 the measured executions beside them, for the assessment's bottlenecks and the per-step figures."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from temporalio.client import Client
@@ -20,7 +21,7 @@ from ratchet.k6.script import endpoint_shares
 from ratchet.workflow_analytics.fetch import fetch_histories
 from ratchet.workflow_analytics.history_cache import HistoryCache
 from ratchet.workflow_analytics.steps import Execution
-from ratchet.workflow_load.driver import ExecutionSample, drive, even_arrivals, stepped_arrivals
+from ratchet.workflow_load.driver import ExecutionSample, drive, drive_closed, even_arrivals, stepped_arrivals
 from ratchet.workflow_load.samples import write_samples
 
 
@@ -47,7 +48,8 @@ _MIN_CLOSED_TO_ABORT = 10
 class WorkflowProgress:
     """What a run has done so far, for its heartbeats."""
 
-    due: int
+    due: int  # the open model's arrivals (a closed model's count is not known ahead)
+    open_ended: bool = False  # some endpoint runs a closed model
     closed: int = 0
     failed: int = 0
     durations_ms: list[float] = field(default_factory=list)
@@ -60,7 +62,8 @@ class WorkflowProgress:
             self.failed += 1
 
     def describe(self) -> str:
-        return f"{self.closed}/{self.due} executions closed, {self.failed} failed"
+        of = "" if self.open_ended else f"/{self.due}"
+        return f"{self.closed}{of} executions closed, {self.failed} failed"
 
 
 @dataclass
@@ -125,14 +128,35 @@ async def drive_workflows(
     progress: WorkflowProgress | None = None,
     steps: Steps | None = None,
 ) -> WorkflowRun:
-    """Every endpoint's executions for ``warmup_s + duration_s`` seconds at its share of ``rate``, or its share
-    of each of ``steps``' rates in turn."""
+    """Every endpoint's executions for ``warmup_s + duration_s`` seconds at its share of ``rate`` (or its share
+    of each of ``steps``' rates in turn), or with its ``concurrency`` in flight."""
     progress = progress or WorkflowProgress(due=0)
-    shares = endpoint_shares(target, rate, focus)
-    plans = []
+    # The rate is shared by the open-model endpoints only: a closed one's pace is its concurrency's.
+    arriving = [e for e in target.endpoints if e.workflow is not None and e.workflow.concurrency is None]
+    shares = endpoint_shares(target.model_copy(update={"endpoints": arriving}), rate, focus) if arriving else {}
+    runs: list[tuple[str, Coroutine[Any, Any, list[ExecutionSample]]]] = []
     for endpoint in target.endpoints:
         call = endpoint.workflow
         assert call is not None, f"{endpoint.name} is not a workflow endpoint"
+        common: dict[str, Any] = {
+            "workflow": call.type,
+            "task_queue": call.task_queue,
+            "inputs": call.inputs,
+            "id_prefix": f"{id_prefix}-{endpoint.name}",
+            "timeout_s": call.timeout.total_seconds(),
+            "on_close": progress.add,
+        }
+        if call.concurrency is not None:
+            if steps is not None:
+                raise ValueError(f"{endpoint.name}: a closed model (workflow.concurrency) has no rate to ramp")
+            progress.open_ended = True
+            runs.append(
+                (
+                    endpoint.name,
+                    drive_closed(client, concurrency=call.concurrency, duration_s=duration_s + warmup_s, **common),
+                )
+            )
+            continue
         share = shares[endpoint.name]
         arrivals = (
             stepped_arrivals([r * share for r in steps.rates], steps.step_s)
@@ -140,26 +164,12 @@ async def drive_workflows(
             else even_arrivals(rate * share, round(rate * share * (duration_s + warmup_s)))
         )
         if arrivals:
-            plans.append((endpoint.name, call, arrivals))
-    progress.due = sum(len(arrivals) for *_, arrivals in plans)
+            progress.due += len(arrivals)
+            stop = (lambda: steps.broken(progress)) if steps is not None else None
+            runs.append((endpoint.name, drive(client, arrivals=arrivals, stop=stop, **common)))
     started_at = datetime.now(UTC)
-    results = await asyncio.gather(
-        *(
-            drive(
-                client,
-                workflow=call.type,
-                task_queue=call.task_queue,
-                inputs=call.inputs,
-                arrivals=arrivals,
-                id_prefix=f"{id_prefix}-{name}",
-                timeout_s=call.timeout.total_seconds(),
-                on_close=progress.add,
-                stop=(lambda: steps.broken(progress)) if steps is not None else None,
-            )
-            for name, call, arrivals in plans
-        )
-    )
-    return WorkflowRun(started_at, {name: found for (name, *_), found in zip(plans, results, strict=True)})
+    results = await asyncio.gather(*(run for _, run in runs))
+    return WorkflowRun(started_at, {name: found for (name, _), found in zip(runs, results, strict=True)})
 
 
 async def keep_run(
