@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from ratchet.config.common import FindingType, Phase, Role
-from ratchet.config.playbook import AlertKind, Playbook, Validation
+from ratchet.config.playbook import AlertKind, Playbook, Validation, WorkflowAnalysis
 from ratchet.config.target import Lever, LeverParameter, Target
 from ratchet.database.models import InspectionSummary
 
@@ -710,6 +710,9 @@ class CampaignStatus(Payload):
     pages: list[PageVitals] = Field(default_factory=list, description="Web vitals of the target's pages (the probe).")
     validation: LoadTestResult | None = None
     validation_rules: Validation | None = Field(None, description="The playbook's rules the verdicts followed.")
+    workflow_costs: WorkflowAnalysis | None = Field(
+        None, description="How a workflow call's cost is read: the playbook's cost field and prices by variant."
+    )
     gain_model: str = Field("", description="Where planning's predicted gains came from (rules or a learned model).")
     anomalies: list[BaselineAnomaly] = Field(
         default_factory=list, description="The baseline per endpoint against its history (IsolationForest)."

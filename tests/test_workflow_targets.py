@@ -160,18 +160,30 @@ def test_each_endpoints_executions_are_its_own_samples(tmp_path: Path) -> None:
 
 
 def _two_step_executions(
-    prefix: str, work_ms: float, count: int = 12, cost: float = 0.02
+    prefix: str, work_ms: float, count: int = 12, cost: float = 0.02, provider: str = "A"
 ) -> dict[tuple[str, str], Execution]:
-    """``fetch`` (10 ms) then ``work`` (``work_ms``, its result charging ``cost``) in each, with a 5 ms queue
-    wait before each step."""
+    """``fetch`` (10 ms) then ``work`` (``work_ms`` through ``provider``, its result charging ``cost``) in each,
+    with a 5 ms queue wait before each step."""
     t0 = datetime(2026, 12, 6, tzinfo=UTC)
     found = {}
     for n in range(count):
         wid = f"{prefix}-{n}"
         charged = PayloadFacts(digest=f"d{n}", size=20, readable=True, text=json.dumps({"cost": cost + n / 1e4}))
         fetch = Step(wid, "r", "activity", "fetch", 5, "q", 1.0, 6.0, 16.0, outcome="completed")
+        asked = PayloadFacts(digest="p", size=20, readable=True, text=json.dumps({"provider": provider}))
         work = Step(
-            wid, "r", "activity", "work", 11, "q", 17.0, 22.0, 22.0 + work_ms + n, outcome="completed", result=charged
+            wid,
+            "r",
+            "activity",
+            "work",
+            11,
+            "q",
+            17.0,
+            22.0,
+            22.0 + work_ms + n,
+            outcome="completed",
+            result=charged,
+            input=asked,
         )
         found[(wid, "r")] = Execution(wid, "r", "T", "q", t0, 25.0 + work_ms + n, "completed", [fetch, work])
     return found
@@ -225,6 +237,35 @@ def test_the_campaign_report_shows_a_workflow_targets_steps_and_critical_paths_b
     assert "| work |" in markdown and "execution p95" in markdown
     # An HTTP target's campaign has no such section.
     assert workflow_sections(CampaignStatus(campaign_id="h", target="t", playbook="p"), tmp_path) == []
+
+
+def test_without_a_cost_field_the_playbooks_price_table_prices_each_call_by_its_variant(tmp_path: Path) -> None:
+    from ratchet.config.playbook import WorkflowAnalysis
+    from ratchet.contracts import ArmRun, CampaignStatus, LoadTestResult
+    from ratchet.report import render_html
+    from ratchet.report.workflow_section import workflow_sections
+    from ratchet.workflow_load.run import run_histories
+
+    def run(run_id: str, provider: str) -> LoadTestResult:
+        run_histories(tmp_path / run_id, "doc", "T").add(_two_step_executions(run_id, 100, provider=provider))
+        (tmp_path / run_id / "executions" / "doc" / "call.json").write_text('{"cost_field": null}')
+        return LoadTestResult(run_id=run_id, label=run_id, requests=12, duration_s=10, endpoints=[])
+
+    status = CampaignStatus(
+        campaign_id="c",
+        target="p",
+        playbook="workflows",
+        validation_runs=[ArmRun(arm="before", run=run("before", "A")), ArmRun(arm="after", run=run("after", "B"))],
+        workflow_costs=WorkflowAnalysis(variant="provider", prices={"A": 0.03, "B": 0.01}),
+    )
+    [section] = workflow_sections(status, tmp_path)
+    # Each execution's one priced call: A's price before, B's after; fetch has no price and costs nothing known.
+    assert section.cost is not None and section.cost.before == pytest.approx(0.03)
+    assert section.cost.after == pytest.approx(0.01) and section.cost.verdict == "lower"
+    assert "price per call by <code>provider</code>" in render_html(status, workflows=[section])
+    # No cost field and no prices: no cost is shown rather than a made-up one.
+    status.workflow_costs = None
+    assert workflow_sections(status, tmp_path)[0].cost is None
 
 
 @pytest.mark.asyncio(loop_scope="session")

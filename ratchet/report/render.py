@@ -14,6 +14,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
 
 from ratchet.analysis.knee import knee_summary
 from ratchet.contracts import CampaignStatus, ChangeRecord, ChangeState, Finding, Verdict, ratio_digits
@@ -152,6 +153,7 @@ def _environment() -> Environment:
         bytes=format_bytes,
         when=format_when,
         md=markdown_cell,
+        code_spans=code_spans,
     )
     environment.globals.update(duration=format_duration, knee=knee_summary)
     return environment
@@ -347,6 +349,14 @@ def _truncate(text: str, limit: int) -> str:
 
 
 # ---------------------------------------------------------------- formats (Jinja filters)
+
+
+def code_spans(text: str) -> Markup:
+    """Text with `backquoted` parts as HTML code spans, the rest escaped."""
+    return Markup("").join(
+        Markup("<code>{}</code>").format(part) if odd else Markup.escape(part)
+        for odd, part in ((n % 2 == 1, part) for n, part in enumerate(text.split("`")))
+    )
 
 
 def format_ms(value: float | None) -> str:

@@ -17,12 +17,12 @@ import numpy as np
 from scipy import stats
 
 from ratchet.analysis.significance import compare_endpoint
-from ratchet.config.playbook import Validation
+from ratchet.config.playbook import Validation, WorkflowAnalysis
 from ratchet.contracts import CampaignStatus, EndpointStats, EndpointVerdict, LoadTestResult
-from ratchet.workflow_analytics.comparisons import cost_of
+from ratchet.workflow_analytics.comparisons import call_cost, variant_of
 from ratchet.workflow_analytics.prediction import analyze_time
 from ratchet.workflow_analytics.report import critical_path_rows, typical_execution
-from ratchet.workflow_analytics.steps import Execution
+from ratchet.workflow_analytics.steps import Execution, Step
 from ratchet.workflow_analytics.summary import against_baseline, step_key, summarize
 from ratchet.workflow_load.run import run_cost_fields, run_executions
 
@@ -49,12 +49,32 @@ class WorkflowSection:
     cost: CostChange | None = None
 
 
+@dataclass(frozen=True)
+class Pricing:
+    """How a call's cost is read: its result's ``field``, else the price of its variant (by ``variant``)."""
+
+    field: str | None
+    prices: dict[str, float]
+    variant: str | None
+
+    def call(self, step: Step, execution: Execution) -> float | None:
+        kind = variant_of(step, self.variant, execution) if self.variant and self.prices else None
+        return call_cost(step, self.field, self.prices.get(kind) if kind is not None else None)
+
+    def describe(self) -> str:
+        """In words, for the report (code spans in backquotes)."""
+        parts = [f"the cost field `{self.field}` of its calls' results"] if self.field else []
+        if self.variant and self.prices:
+            parts.append(f"the playbook's price per call by `{self.variant}`")
+        return ", else ".join(parts)
+
+
 @dataclass
 class CostChange:
-    """An execution's mean cost (the sum of its calls' cost field) before and after, and their ratio with a 95%
-    bootstrap interval over executions."""
+    """An execution's mean cost (the sum over its calls) before and after, and their ratio with a 95% bootstrap
+    interval over executions."""
 
-    field: str
+    basis: str
     before: float
     after: float
     ratio: float
@@ -66,18 +86,18 @@ class CostChange:
         return "lower" if self.high < 1 else "higher" if self.low > 1 else "no change shown"
 
 
-def execution_costs(executions: list[Execution], field: str) -> np.ndarray:
-    """Each execution's cost: the sum of its steps' ``field`` (executions with no such field left out)."""
+def execution_costs(executions: list[Execution], pricing: Pricing) -> np.ndarray:
+    """Each execution's cost: the sum of its calls' costs (executions with no call of known cost left out)."""
     costs = []
     for execution in executions:
-        found = [c for step in execution.steps if (c := cost_of(step, field)) is not None]
+        found = [c for step in execution.steps if (c := pricing.call(step, execution)) is not None]
         if found:
             costs.append(sum(found))
     return np.array(costs, dtype=float)
 
 
-def cost_change(before: list[Execution], after: list[Execution], field: str) -> CostChange | None:
-    then, now = execution_costs(before, field), execution_costs(after, field)
+def cost_change(before: list[Execution], after: list[Execution], pricing: Pricing) -> CostChange | None:
+    then, now = execution_costs(before, pricing), execution_costs(after, pricing)
     if then.size < 2 or now.size < 2 or then.mean() <= 0:
         return None
     interval = stats.bootstrap(
@@ -90,7 +110,7 @@ def cost_change(before: list[Execution], after: list[Execution], field: str) -> 
         random_state=0,
     ).confidence_interval
     return CostChange(
-        field=field,
+        basis=pricing.describe(),
         before=float(then.mean()),
         after=float(now.mean()),
         ratio=float(now.mean() / then.mean()),
@@ -167,6 +187,7 @@ def workflow_sections(status: CampaignStatus, samples_dir: Path) -> list[Workflo
         endpoint: field for run in before_runs for endpoint, field in run_cost_fields(samples_dir / run.run_id).items()
     }
     rules = status.validation_rules or Validation()
+    costs = status.workflow_costs or WorkflowAnalysis()
     sections = []
     for endpoint, runs in sorted(before.items()):
         executions = [e for run in runs for e in run]
@@ -185,6 +206,8 @@ def workflow_sections(status: CampaignStatus, samples_dir: Path) -> list[Workflo
         typical_after = typical_execution(changed) if changed else None
         # One time scale for both time lines: the longer typical execution fills the width.
         span = max(typical_before.total_ms, typical_after.total_ms if typical_after else 0.0) or 1.0
+        # The target's cost field first (it names its own results), else the playbook's, else its price table.
+        pricing = Pricing(cost_fields.get(endpoint) or costs.cost_field, costs.prices, costs.variant)
         sections.append(
             WorkflowSection(
                 endpoint=endpoint,
@@ -197,9 +220,7 @@ def workflow_sections(status: CampaignStatus, samples_dir: Path) -> list[Workflo
                 typical_before=_typical(typical_before, span),
                 typical_after=_typical(typical_after, span) if typical_after else None,
                 prediction=analyze_time(executions).prediction,
-                cost=cost_change(executions, changed, cost_fields[endpoint])
-                if endpoint in cost_fields and changed
-                else None,
+                cost=cost_change(executions, changed, pricing) if pricing.describe() and changed else None,
             )
         )
     return sections

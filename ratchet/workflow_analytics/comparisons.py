@@ -61,7 +61,7 @@ def cost_of(step: Step, field: str) -> float | None:
     return None
 
 
-def _call_cost(step: Step, cost_field: str | None, price: float | None) -> float | None:
+def call_cost(step: Step, cost_field: str | None, price: float | None) -> float | None:
     """What the call cost: its result's cost field, else its variant's price (None: unknown)."""
     found = cost_of(step, cost_field) if cost_field else None
     return found if found is not None else price
@@ -92,7 +92,7 @@ def compare_variants(
         for name, steps in sorted(kept.items()):
             times = [s.total_ms for s in steps if s.total_ms is not None]
             price = (prices or {}).get(name)
-            costs = [c for s in steps if (c := _call_cost(s, cost_field, price)) is not None]
+            costs = [c for s in steps if (c := call_cost(s, cost_field, price)) is not None]
             rows.append(
                 {
                     "variant": name,

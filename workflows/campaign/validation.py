@@ -62,6 +62,7 @@ async def validation_phase(campaign: Campaign, baseline: LoadTestResult) -> Load
         )
     campaign.status.validation = candidate
     campaign.status.validation_rules = campaign.input.playbook.validation
+    campaign.status.workflow_costs = campaign.input.playbook.workflows
     campaign.status.verdicts = comparison.verdicts
     campaign.status.slo_after = comparison.slo
     if workflow.patched("payload-attribution"):
