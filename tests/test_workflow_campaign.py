@@ -60,6 +60,9 @@ async def test_a_campaign_on_the_workflow_pipeline_finds_its_bottlenecks_and_kee
         assert shown["activity_slots"] == 1, changes
     # The example inputs' results were checked after the changes: the summaries and labels did not change.
     assert "behaviour unchanged by the applied changes" in [e.message for e in final.events], changes
+    # The report compares the providers over both arms' executions and recommends B (faster and cheaper).
+    report = (settings.reports_dir / f"{campaign_id}.md").read_text()
+    assert "Variants of **summarize** by `provider`" in report and "use B: p95" in report, report
 
 
 async def test_a_capacity_ramp_on_the_workflow_pipeline_finds_the_rate_its_one_slot_sustains(

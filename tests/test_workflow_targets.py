@@ -242,7 +242,7 @@ def test_the_campaign_report_shows_a_workflow_targets_steps_and_critical_paths_b
 def test_without_a_cost_field_the_playbooks_price_table_prices_each_call_by_its_variant(tmp_path: Path) -> None:
     from ratchet.config.playbook import WorkflowAnalysis
     from ratchet.contracts import ArmRun, CampaignStatus, LoadTestResult
-    from ratchet.report import render_html
+    from ratchet.report import render_html, render_markdown
     from ratchet.report.workflow_section import workflow_sections
     from ratchet.workflow_load.run import run_histories
 
@@ -263,6 +263,10 @@ def test_without_a_cost_field_the_playbooks_price_table_prices_each_call_by_its_
     assert section.cost is not None and section.cost.before == pytest.approx(0.03)
     assert section.cost.after == pytest.approx(0.01) and section.cost.verdict == "lower"
     assert "price per call by <code>provider</code>" in render_html(status, workflows=[section])
+    # The providers compared over both arms (one in each): as fast, B at a third of the price.
+    [comparison] = section.comparisons
+    assert comparison["step"] == "work" and comparison["recommended"] == "B", comparison["why"]
+    assert "Variants of **work** by `provider`" in render_markdown(status, workflows=[section])
     # No cost field and no prices: no cost is shown rather than a made-up one.
     status.workflow_costs = None
     assert workflow_sections(status, tmp_path)[0].cost is None

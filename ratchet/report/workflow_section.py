@@ -9,7 +9,7 @@ a validation, the assessment's baseline. "After" is the arm with the changes in 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from scipy import stats
 from ratchet.analysis.significance import compare_endpoint
 from ratchet.config.playbook import Validation, WorkflowAnalysis
 from ratchet.contracts import CampaignStatus, EndpointStats, EndpointVerdict, LoadTestResult
-from ratchet.workflow_analytics.comparisons import call_cost, variant_of
+from ratchet.workflow_analytics.comparisons import call_cost, compare_variants, variant_of
 from ratchet.workflow_analytics.prediction import analyze_time
 from ratchet.workflow_analytics.report import critical_path_rows, typical_execution
 from ratchet.workflow_analytics.steps import Execution, Step
@@ -47,6 +47,7 @@ class WorkflowSection:
     typical_after: TypicalExecution | None
     prediction: dict[str, Any] | None
     cost: CostChange | None = None
+    comparisons: list[dict[str, Any]] = field(default_factory=list)  # variants per step, over both arms
 
 
 @dataclass(frozen=True)
@@ -208,6 +209,19 @@ def workflow_sections(status: CampaignStatus, samples_dir: Path) -> list[Workflo
         span = max(typical_before.total_ms, typical_after.total_ms if typical_after else 0.0) or 1.0
         # The target's cost field first (it names its own results), else the playbook's, else its price table.
         pricing = Pricing(cost_fields.get(endpoint) or costs.cost_field, costs.prices, costs.variant)
+        # Variants over both arms' executions: a change of provider puts one variant in each arm.
+        total_weight = costs.weights.performance + costs.weights.cost
+        comparisons = (
+            compare_variants(
+                executions + changed,
+                costs.variant,
+                cost_field=pricing.field,
+                weights=(costs.weights.performance / total_weight, costs.weights.cost / total_weight),
+                prices=costs.prices,
+            )
+            if costs.variant
+            else []
+        )
         sections.append(
             WorkflowSection(
                 endpoint=endpoint,
@@ -221,6 +235,7 @@ def workflow_sections(status: CampaignStatus, samples_dir: Path) -> list[Workflo
                 typical_after=_typical(typical_after, span) if typical_after else None,
                 prediction=analyze_time(executions).prediction,
                 cost=cost_change(executions, changed, pricing) if pricing.describe() and changed else None,
+                comparisons=comparisons,
             )
         )
     return sections
