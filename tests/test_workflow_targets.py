@@ -370,3 +370,40 @@ def test_a_closed_model_endpoint_has_no_rate_to_ramp(tmp_path: Path) -> None:
     refused = unsupported_by_target(load_playbook(ramp), target)
     assert [r.split(":")[0] for r in refused] == ["load.rate", "load.stress"]
     assert "['doc']" in refused[0] and "workflow.concurrency" in refused[0]
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_stopped_run_drops_the_arrivals_still_due_at_once_instead_of_waiting_for_their_time(
+    fake_tier_temporal: str,
+) -> None:
+    import asyncio
+    import time
+    import uuid
+
+    from temporalio.client import Client
+    from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+
+    from ratchet.workflow_load.driver import ExecutionSample, drive
+
+    client = await Client.connect(fake_tier_temporal)
+    queue = f"stopped-{uuid.uuid4().hex[:8]}"
+    closed: list[ExecutionSample] = []
+    loop = asyncio.get_running_loop()
+    async with Worker(
+        client, task_queue=queue, workflows=[ClosedModelProbe], workflow_runner=UnsandboxedWorkflowRunner()
+    ):
+        began = loop.time()
+        samples = await drive(
+            client,
+            workflow="ClosedModelProbe",
+            task_queue=queue,
+            inputs=[0],
+            id_prefix=f"stopped-{time.time_ns()}",
+            arrivals=[0.0, 0.0, 60.0, 120.0],  # the last two would keep a run waiting two minutes
+            timeout_s=30,
+            on_close=closed.append,
+            stop=lambda: len(closed) >= 1,
+        )
+        ended = loop.time() - began
+    assert [s.due_s for s in samples] == [0.0, 0.0] and {s.status for s in samples} == {"completed"}
+    assert ended < 60, f"the run waited {ended:.0f} s for arrivals it had dropped"

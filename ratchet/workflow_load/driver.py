@@ -6,6 +6,7 @@ and how it ended."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -76,13 +77,20 @@ async def drive(
     origin = loop.time()
     call = _Call(client, workflow, task_queue, timeout_s, server_grace_s, origin)
 
+    stopped = asyncio.Event()  # once set, the arrivals still due are dropped at once, not at their time
+
     async def one(n: int, due: float) -> ExecutionSample | None:
-        await asyncio.sleep(max(0.0, origin + due - loop.time()))  # the arrival schedule, not a synchronisation
-        if stop is not None and stop():
+        # The arrival schedule (not a synchronisation), cut short by a stop.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopped.wait(), max(0.0, origin + due - loop.time()))
+        if stopped.is_set() or (stop is not None and stop()):
+            stopped.set()
             return None
         sample = await call.execute(f"{id_prefix}-{n}", n % len(inputs), inputs[n % len(inputs)], due, last_due - due)
         if on_close is not None:
             on_close(sample)
+        if stop is not None and stop():
+            stopped.set()
         return sample
 
     done = await asyncio.gather(*(one(n, due) for n, due in enumerate(arrivals)))
