@@ -383,7 +383,7 @@ async def test_a_stopped_run_drops_the_arrivals_still_due_at_once_instead_of_wai
     from temporalio.client import Client
     from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-    from ratchet.workflow_load.driver import ExecutionSample, drive
+    from ratchet.workflow_load.driver import drive
 
     client = await Client.connect(fake_tier_temporal)
     queue = f"stopped-{uuid.uuid4().hex[:8]}"
