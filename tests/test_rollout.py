@@ -15,7 +15,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.measurement import MeasurementActivities
 from ratchet.config.common import Role
 from ratchet.config.playbook import Playbook
-from ratchet.config.target import Target
+from ratchet.config.target import Lever, Target
 from ratchet.contracts import (
     LoadTestRequest,
     LoadTestResult,
@@ -101,14 +101,33 @@ async def validated_run(settings: Settings, target: Target, playbook: Playbook) 
     return await ActivityEnvironment().run(MeasurementActivities(settings).run_load_test, request)
 
 
-def rollout_input(settings: Settings, target: Target, playbook: Playbook, validated: LoadTestResult) -> RolloutInput:
+def rollout_input(
+    settings: Settings,
+    target: Target,
+    playbook: Playbook,
+    validated: LoadTestResult,
+    lever: Lever | None = None,
+    role: Role = Role.DEVOPS_ENGINEER,
+) -> RolloutInput:
+    """The rollout of ``lever`` (the target's first unless given) to ``target``, production."""
     return RolloutInput(
         campaign_id=f"rollout-test-{uuid.uuid4().hex[:6]}",
-        changes=[RolloutChange(change_id="C1", lever=target.levers[0], role=Role.DEVOPS_ENGINEER)],
+        changes=[RolloutChange(change_id="C1", lever=lever or target.levers[0], role=role)],
         production=target,
         playbook=playbook,
         validated=validated,
         task_queue_prefix=settings.task_queue_prefix,
+    )
+
+
+async def rolled_out(client: Client, settings: Settings, request: RolloutInput) -> RolloutResult:
+    """The rollout run to its end, as the campaign starts it (a child with the campaign's id and "-rollout")."""
+    return await client.execute_workflow(
+        "RolloutWorkflow",
+        request,
+        id=rollout_id(request.campaign_id),
+        task_queue=campaign_queue(settings),
+        result_type=RolloutResult,
     )
 
 
@@ -130,13 +149,7 @@ async def test_a_rollout_breached_at_the_50_percent_step_ends_fully_undone(
     playbook = rollout_playbook(steps=[1, 50, 100])
     validated = await validated_run(settings, target, playbook)
     request = rollout_input(settings, target, playbook, validated)
-    result: RolloutResult = await client.execute_workflow(
-        "RolloutWorkflow",
-        request,
-        id=f"{request.campaign_id}-rollout",
-        task_queue=campaign_queue(settings),
-        result_type=RolloutResult,
-    )
+    result = await rolled_out(client, settings, request)
 
     assert result.outcome == "rolled-back", result
     assert result.baseline_run_id is not None  # the guard's reference: production before the first step

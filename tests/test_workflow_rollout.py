@@ -22,12 +22,10 @@ from ratchet.config.common import Role
 from ratchet.config.loading import load_target
 from ratchet.config.playbook import Playbook
 from ratchet.config.target import Production, TemporalCluster
-from ratchet.contracts import RolloutChange, RolloutInput, RolloutResult
 from ratchet.settings import Settings
-from ratchet.temporal.client import campaign_queue
 from ratchet.workflow_load.run import run_executions
 from tests.conftest import ROOT, Pipeline, running_pipeline
-from tests.test_rollout import validated_run
+from tests.test_rollout import rolled_out, rollout_input, validated_run
 
 PIPELINE_TARGET = ROOT / "examples" / "pipeline" / "target.yaml"
 
@@ -101,21 +99,8 @@ async def test_a_rollout_routes_a_share_of_production_executions_then_all_and_is
     )
     validated = await validated_run(settings, in_production, playbook)
     lever = next(lever for lever in target.levers if lever.name == "provider-b")
-    request = RolloutInput(
-        campaign_id=f"workflow-rollout-{uuid.uuid4().hex[:6]}",
-        changes=[RolloutChange(change_id="C1", lever=lever, role=Role.BACKEND_DEVELOPER)],
-        production=in_production,
-        playbook=playbook,
-        validated=validated,
-        task_queue_prefix=settings.task_queue_prefix,
-    )
-    result: RolloutResult = await client.execute_workflow(
-        "RolloutWorkflow",
-        request,
-        id=f"{request.campaign_id}-rollout",
-        task_queue=campaign_queue(settings),
-        result_type=RolloutResult,
-    )
+    request = rollout_input(settings, in_production, playbook, validated, lever, Role.BACKEND_DEVELOPER)
+    result = await rolled_out(client, settings, request)
     assert result.outcome == "completed", result
     assert [step.percent for step in result.steps] == [50, 100]
     assert all(step.guard is not None and not step.guard.breached for step in result.steps), result.steps

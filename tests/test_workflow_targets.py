@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 from temporalio import workflow
+from temporalio.client import Client
 
 from ratchet.analysis.advice import advice
 from ratchet.analysis.workflow_findings import workflow_findings
 from ratchet.config.common import FindingType
 from ratchet.config.compatibility import unsupported_by_target
 from ratchet.config.loading import load_playbook, load_target
+from ratchet.contracts import LoadTestResult
 from ratchet.errors import ConfigError
 from ratchet.store.samples import endpoint_stats
 from ratchet.workflow_analytics.steps import Execution, PayloadFacts, Step
@@ -189,19 +193,26 @@ def _two_step_executions(
     return found
 
 
+def _kept_run(
+    samples_dir: Path, run_id: str, executions: dict[tuple[str, str], Execution], cost_field: str | None
+) -> LoadTestResult:
+    """A run of endpoint ``doc`` as its load test leaves it: the histories and the target's cost field beside."""
+    from ratchet.workflow_load.run import run_histories
+
+    run_histories(samples_dir / run_id, "doc", "T").add(executions)
+    (samples_dir / run_id / "executions" / "doc" / "call.json").write_text(json.dumps({"cost_field": cost_field}))
+    return LoadTestResult(run_id=run_id, label=run_id, requests=12, duration_s=10, endpoints=[])
+
+
 def test_the_campaign_report_shows_a_workflow_targets_steps_and_critical_paths_before_and_after(
     tmp_path: Path,
 ) -> None:
-    from ratchet.contracts import ArmRun, CampaignStatus, LoadTestResult
+    from ratchet.contracts import ArmRun, CampaignStatus
     from ratchet.report import render_html, render_markdown
     from ratchet.report.workflow_section import workflow_sections
-    from ratchet.workflow_load.run import run_histories
 
     def run(run_id: str, work_ms: float, cost: float) -> LoadTestResult:
-        run_histories(tmp_path / run_id, "doc", "T").add(_two_step_executions(run_id, work_ms, cost=cost))
-        # What the run's load test writes beside the histories: the target's cost field.
-        (tmp_path / run_id / "executions" / "doc" / "call.json").write_text('{"cost_field": "cost"}')
-        return LoadTestResult(run_id=run_id, label=run_id, requests=12, duration_s=10, endpoints=[])
+        return _kept_run(tmp_path, run_id, _two_step_executions(run_id, work_ms, cost=cost), cost_field="cost")
 
     status = CampaignStatus(
         campaign_id="c",
@@ -241,15 +252,12 @@ def test_the_campaign_report_shows_a_workflow_targets_steps_and_critical_paths_b
 
 def test_without_a_cost_field_the_playbooks_price_table_prices_each_call_by_its_variant(tmp_path: Path) -> None:
     from ratchet.config.playbook import WorkflowAnalysis
-    from ratchet.contracts import ArmRun, CampaignStatus, LoadTestResult
+    from ratchet.contracts import ArmRun, CampaignStatus
     from ratchet.report import render_html, render_markdown
     from ratchet.report.workflow_section import workflow_sections
-    from ratchet.workflow_load.run import run_histories
 
     def run(run_id: str, provider: str) -> LoadTestResult:
-        run_histories(tmp_path / run_id, "doc", "T").add(_two_step_executions(run_id, 100, provider=provider))
-        (tmp_path / run_id / "executions" / "doc" / "call.json").write_text('{"cost_field": null}')
-        return LoadTestResult(run_id=run_id, label=run_id, requests=12, duration_s=10, endpoints=[])
+        return _kept_run(tmp_path, run_id, _two_step_executions(run_id, 100, provider=provider), cost_field=None)
 
     status = CampaignStatus(
         campaign_id="c",
@@ -319,34 +327,41 @@ class ClosedModelProbe:
         return n
 
 
-@pytest.mark.asyncio(loop_scope="session")
-async def test_a_closed_model_keeps_its_concurrency_in_flight_and_starts_each_next_as_one_closes(
-    fake_tier_temporal: str,
-) -> None:
-    import time
+@pytest_asyncio.fixture(loop_scope="session")
+async def probe_queue(fake_tier_temporal: str) -> AsyncIterator[tuple[Client, str]]:
+    """A client, and a task queue whose worker runs ClosedModelProbe (a 0.1 s timer), for the test."""
     import uuid
 
-    from temporalio.client import Client
     from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-    from ratchet.workflow_load.driver import drive_closed
-
     client = await Client.connect(fake_tier_temporal)
-    queue = f"closed-{uuid.uuid4().hex[:8]}"
+    queue = f"probe-{uuid.uuid4().hex[:8]}"
     # Unsandboxed: the sandbox would import this module's numeric libraries a second time.
     async with Worker(
         client, task_queue=queue, workflows=[ClosedModelProbe], workflow_runner=UnsandboxedWorkflowRunner()
     ):
-        samples = await drive_closed(
-            client,
-            workflow="ClosedModelProbe",
-            task_queue=queue,
-            inputs=[0, 1, 2, 3, 4],
-            id_prefix=f"closed-{time.time_ns()}",
-            concurrency=3,
-            duration_s=3,
-            timeout_s=10,
-        )
+        yield client, queue
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_closed_model_keeps_its_concurrency_in_flight_and_starts_each_next_as_one_closes(
+    probe_queue: tuple[Client, str],
+) -> None:
+    import time
+
+    from ratchet.workflow_load.driver import drive_closed
+
+    client, queue = probe_queue
+    samples = await drive_closed(
+        client,
+        workflow="ClosedModelProbe",
+        task_queue=queue,
+        inputs=[0, 1, 2, 3, 4],
+        id_prefix=f"closed-{time.time_ns()}",
+        concurrency=3,
+        duration_s=3,
+        timeout_s=10,
+    )
     assert {s.status for s in samples} == {"completed"}
     # Each of the three lanes started its next execution only after its previous one closed: at no instant
     # were more than three in flight, and each execution was due when it started (no arrival waited).
@@ -374,36 +389,28 @@ def test_a_closed_model_endpoint_has_no_rate_to_ramp(tmp_path: Path) -> None:
 
 @pytest.mark.asyncio(loop_scope="session")
 async def test_a_stopped_run_drops_the_arrivals_still_due_at_once_instead_of_waiting_for_their_time(
-    fake_tier_temporal: str,
+    probe_queue: tuple[Client, str],
 ) -> None:
     import asyncio
     import time
-    import uuid
-
-    from temporalio.client import Client
-    from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
     from ratchet.workflow_load.driver import drive
 
-    client = await Client.connect(fake_tier_temporal)
-    queue = f"stopped-{uuid.uuid4().hex[:8]}"
+    client, queue = probe_queue
     closed: list[ExecutionSample] = []
     loop = asyncio.get_running_loop()
-    async with Worker(
-        client, task_queue=queue, workflows=[ClosedModelProbe], workflow_runner=UnsandboxedWorkflowRunner()
-    ):
-        began = loop.time()
-        samples = await drive(
-            client,
-            workflow="ClosedModelProbe",
-            task_queue=queue,
-            inputs=[0],
-            id_prefix=f"stopped-{time.time_ns()}",
-            arrivals=[0.0, 0.0, 60.0, 120.0],  # the last two would keep a run waiting two minutes
-            timeout_s=30,
-            on_close=closed.append,
-            stop=lambda: len(closed) >= 1,
-        )
-        ended = loop.time() - began
+    began = loop.time()
+    samples = await drive(
+        client,
+        workflow="ClosedModelProbe",
+        task_queue=queue,
+        inputs=[0],
+        id_prefix=f"stopped-{time.time_ns()}",
+        arrivals=[0.0, 0.0, 60.0, 120.0],  # the last two would keep a run waiting two minutes
+        timeout_s=30,
+        on_close=closed.append,
+        stop=lambda: len(closed) >= 1,
+    )
+    ended = loop.time() - began
     assert [s.due_s for s in samples] == [0.0, 0.0] and {s.status for s in samples} == {"completed"}
     assert ended < 60, f"the run waited {ended:.0f} s for arrivals it had dropped"
