@@ -66,14 +66,24 @@ def _covers(server_runs: list[np.ndarray], client_runs: list[np.ndarray]) -> boo
 def _stats(runs: list[np.ndarray], client: EndpointStats) -> EndpointStats:
     """An arm's pooled stats of the server's times; errors as the client counted them (an answer the client
     never got is an error the service may not know of)."""
+    return pooled_stats(
+        client.endpoint, runs, errors=client.errors, error_rate=client.error_rate, unanswered=client.unanswered
+    )
+
+
+def pooled_stats(
+    name: str, runs: list[np.ndarray], *, errors: int = 0, error_rate: float = 0.0, unanswered: int = 0
+) -> EndpointStats:
+    """An arm's stats of times measured elsewhere than at the load generator (spans, histories), its runs
+    pooled; the errors as given."""
     pooled = np.concatenate(runs)
     p50, p95, p99 = np.percentile(pooled, [50, 95, 99])
     return EndpointStats(
-        endpoint=client.endpoint,
+        endpoint=name,
         requests=int(pooled.size),
-        errors=client.errors,
-        error_rate=client.error_rate,
-        unanswered=client.unanswered,
+        errors=errors,
+        error_rate=error_rate,
+        unanswered=unanswered,
         p50=round(float(p50), 3),
         p95=round(float(p95), 3),
         p99=round(float(p99), 3),

@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from ratchet.analysis.server_side import pooled_stats
 from ratchet.analysis.significance import compare_endpoint
 from ratchet.config.playbook import Validation, WorkflowAnalysis
-from ratchet.contracts import CampaignStatus, EndpointStats, EndpointVerdict, LoadTestResult
+from ratchet.contracts import CampaignStatus, EndpointVerdict, LoadTestResult
 from ratchet.workflow_analytics.comparisons import call_cost, compare_variants, variant_of
 from ratchet.workflow_analytics.prediction import analyze_time
 from ratchet.workflow_analytics.report import critical_path_rows, typical_execution
@@ -142,21 +143,6 @@ def _step_times(runs: list[list[Execution]]) -> dict[str, list[np.ndarray]]:
     return {key: [np.array(run) for run in per_run if run] for key, per_run in times.items()}
 
 
-def _stats(name: str, runs: list[np.ndarray]) -> EndpointStats:
-    pooled = np.concatenate(runs)
-    p50, p95, p99 = np.percentile(pooled, [50, 95, 99])
-    return EndpointStats(
-        endpoint=name,
-        requests=int(pooled.size),
-        errors=0,
-        error_rate=0.0,
-        p50=round(float(p50), 3),
-        p95=round(float(p95), 3),
-        p99=round(float(p99), 3),
-        mean=round(float(pooled.mean()), 3),
-    )
-
-
 def step_verdicts(
     before: list[list[Execution]], after: list[list[Execution]], rules: Validation
 ) -> dict[str, EndpointVerdict]:
@@ -167,7 +153,12 @@ def step_verdicts(
     for key in sorted(then.keys() & now.keys()):
         if then[key] and now[key]:
             verdicts[key] = compare_endpoint(
-                _stats(key, then[key]), _stats(key, now[key]), then[key], now[key], rules, max_error_rate=1.0
+                pooled_stats(key, then[key]),
+                pooled_stats(key, now[key]),
+                then[key],
+                now[key],
+                rules,
+                max_error_rate=1.0,
             )
     return verdicts
 
