@@ -156,6 +156,9 @@ gates:
         fake.client, campaign_id, lambda s: s.waiting is not None and s.waiting.escalated, what="the escalation"
     )
     assert escalated.waiting is not None and "carol" in escalated.waiting.approvers
+    # An empty choice (from any client: an unset shell variable in a script) is refused, not taken as all.
+    with pytest.raises(campaigns.RefusedError, match="names no recommendation"):
+        await campaigns.approve(fake.client, campaign_id, ApprovalInput(phase="planning", approver="carol", only=[]))
 
     # Fire-and-forget: a refused signal is logged, an accepted one moves the campaign on.
     handle = campaigns.handle(fake.client, campaign_id)

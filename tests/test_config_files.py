@@ -119,6 +119,12 @@ MALFORMED = [
     ),
     ("target", GOOD_TARGET + "ignore: {endpoints: [basket]}\n", ["ignore.endpoints", "'basket'", "valid: orders"]),
     (
+        "playbook",
+        "name: x\napprovers: [a]\nload:\n  rate: 5\n  duration: 10s\n  rate: 500\n",
+        ["x.yaml:6", "load.rate", "given twice (lines 4 and 6)", "keep one"],
+    ),
+    ("target", GOOD_TARGET + "name: other\n", ["name", "given twice (lines 1 and"]),
+    (
         "target",
         GOOD_TARGET + "ignore:\n  statements: ['FROM (orders']\n",
         ["ignore.statements", "'FROM (orders' is not a regular expression"],
@@ -189,3 +195,15 @@ def test_the_readme_walkthrough_target_is_valid(tmp_path: Path) -> None:
     target = load_target(path)
     assert [e.name for e in target.endpoints] == ["search", "book", "health"]
     assert target.ignore.endpoints == ["health"] and target.traces is not None
+
+
+def test_approving_with_an_empty_only_list_is_refused_before_contacting_anything(tmp_path: Path) -> None:
+    """`--only "$IDS"` with IDS unset must not approve every recommendation."""
+    result = subprocess.run(
+        [sys.executable, "-m", "ratchet.cli", "approve", "c-1", "--only", " , ", "--as", "alice"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "RATCHET_TEMPORAL_ADDRESS": "127.0.0.1:1", "RATCHET_HOME": str(tmp_path)},
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "--only: no recommendation ids given" in " ".join(result.stderr.split())

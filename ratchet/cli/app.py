@@ -299,6 +299,10 @@ def approve(
     comment: Annotated[str, typer.Option(help="A note kept with the decision.")] = "",
 ) -> None:
     """Approve the phase that waits (all recommended changes, or --only some)."""
+    if only is not None and not [part for part in only.split(",") if part.strip()]:
+        # `--only "$IDS"` with IDS unset must not approve every recommendation.
+        err.print("[red]--only: no recommendation ids given (e.g. --only R1,R3); leave --only out to approve all[/]")
+        raise typer.Exit(EXIT_BAD_INPUT)
 
     async def go(client: Any) -> None:
         waiting_phase = phase
@@ -311,7 +315,7 @@ def approve(
             waiting_phase = status.waiting.phase
         if not approver:
             raise RatchetError("--as: give your approver name (one of the playbook's approvers)")
-        ids = [part.strip().upper() for part in only.split(",") if part.strip()] if only else None
+        ids = [part.strip().upper() for part in only.split(",") if part.strip()] if only is not None else None
         answer = ApprovalInput(phase=waiting_phase, approver=approver, only=ids, comment=comment)
         console.print(await campaigns.approve(client, campaign_id, answer))
 

@@ -43,6 +43,12 @@ def expand_environment(text: str) -> str:
     return _ENV_REFERENCE.sub(replace, text)
 
 
+class _DuplicateKey(Exception):
+    def __init__(self, location: Location, first: int, again: int) -> None:
+        super().__init__(location)
+        self.location, self.first, self.again = location, first, again
+
+
 def _to_python(node: yaml.Node, path: Location, lines: dict[Location, int]) -> Any:
     """Convert a composed YAML node to Python data, recording the line of every path on the way."""
     lines[path] = node.start_mark.line + 1
@@ -50,6 +56,8 @@ def _to_python(node: yaml.Node, path: Location, lines: dict[Location, int]) -> A
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
             key = key_node.value
+            if key in result:
+                raise _DuplicateKey((*path, key), lines[(*path, key)], key_node.start_mark.line + 1)
             result[key] = _to_python(value_node, (*path, key), lines)
             lines[(*path, key)] = key_node.start_mark.line + 1
         return result
@@ -86,7 +94,12 @@ def read_yaml(path: Path) -> tuple[Any, dict[Location, int]]:
     if node is None:
         raise ConfigError(display, [ConfigProblem("", "the file is empty")])
     lines: dict[Location, int] = {}
-    data = _to_python(node, (), lines)
+    try:
+        data = _to_python(node, (), lines)
+    except _DuplicateKey as twice:
+        field = ".".join(str(part) for part in twice.location)
+        message = f"given twice (lines {twice.first} and {twice.again}): YAML would keep the last silently; keep one"
+        raise ConfigError(display, [ConfigProblem(field, message, twice.again)]) from None
     if not isinstance(data, dict):
         raise ConfigError(display, [ConfigProblem("", "expected a mapping of fields at the top level", 1)])
     return data, lines

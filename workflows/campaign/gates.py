@@ -109,6 +109,9 @@ def refuse(campaign: Campaign, phase: Phase | None, approver: str, only: list[st
     if approver not in waiting.approvers:
         return f"{approver!r} is not an approver of this campaign; approvers: {', '.join(waiting.approvers)}"
     if only is not None:
+        if not only:
+            # An empty list (an unset shell variable, say) would approve nothing, or all, by accident.
+            return "--only names no recommendation; give their ids (e.g. R1,R3), or leave --only out to approve all"
         if waiting.phase != Phase.PLANNING:
             return "choosing recommendations (--only) applies to the planning gate only"
         known = {r.id for r in campaign.status.recommendations}
