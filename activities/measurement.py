@@ -305,7 +305,9 @@ class MeasurementActivities:
         with session_for(self.settings.resolved_store_url) as session:
             # A retried attempt replaces the rows of the attempt a crash cut short.
             session.exec(delete(Measurement).where(Measurement.run_id == run_id))  # type: ignore[call-overload,arg-type]
-            for s in stats:
+            # An endpoint without one successful answer (a target that is down) has no figure to keep: its
+            # zeros would read as a baseline in the history, its drift detection and what later campaigns learn.
+            for s in (s for s in stats if s.requests > s.errors):
                 session.add(
                     Measurement(
                         run_id=run_id,

@@ -560,3 +560,7 @@ async def test_campaign_against_a_target_that_is_down_fails_clearly(
     assert final.changes == []
     shown = await ratchet_cli(settings, "status", campaign_id, "--json")
     assert json.loads(shown.stdout)["state"] == "failed"
+    # Nothing answered: no baseline of zeros in the history, for drift detection and learning to read.
+    history = await ratchet_cli(settings, "history", final.target, "--json")
+    assert history.returncode in (0, 3), history.stderr
+    assert campaign_id not in history.stdout, history.stdout
