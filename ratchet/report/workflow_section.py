@@ -65,7 +65,7 @@ class Pricing:
 
     def describe(self) -> str:
         """In words, for the report (code spans in backquotes)."""
-        parts = [f"the cost field `{self.field}` of its calls' results"] if self.field else []
+        parts = [f"each call's `{self.field}` field"] if self.field else []
         if self.variant and self.prices:
             parts.append(f"the playbook's price per call by `{self.variant}`")
         return ", else ".join(parts)
