@@ -94,6 +94,8 @@ def create_receiver_app(
             return JSONResponse({"error": rejected.message}, status_code=rejected.status)
         except OtlpPayloadError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
+        except RecursionError:  # a protobuf body nested deeper than any export
+            return JSONResponse({"error": "not an OTLP export: nested too deeply"}, status_code=400)
         if media_type == _PROTOBUF:
             return Response(ExportTraceServiceResponse().SerializeToString(), media_type=_PROTOBUF)
         return JSONResponse({})
