@@ -169,7 +169,12 @@ def traces_serve(
     from ratchet.traces.serve import serve_receiver
 
     settings = get_settings()
-    serve_receiver(settings.spans_dir, host=host, port=settings.otlp_port if port is None else port)
+    serve_receiver(
+        settings.spans_dir,
+        host=host,
+        port=settings.otlp_port if port is None else port,
+        token=settings.otlp_token,  # RATCHET_OTLP_TOKEN: exporters and Ratchet's own calls must carry it
+    )
 
 
 def _parse_roles(roles: str | None) -> list[Role]:
