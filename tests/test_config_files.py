@@ -140,6 +140,11 @@ MALFORMED = [
         + "behaviour:\n  scenarios:\n    - name: s\n      steps:\n        - {path: /a, expect: 'reponse.status < 400'}\n",
         ["x.yaml:19", "behaviour.scenarios.0.steps.0.expect", "unknown name(s) reponse"],
     ),
+    (
+        "target",
+        GOOD_TARGET + HTTP_LEVER.replace("name: flag", "name: ix").replace("WHEN", "true"),
+        ["x.yaml:15", "levers.1.name", "names must be unique", "['ix']"],
+    ),
     # Lever templates and expressions, tried when the file is read (each pointing at its own line).
     (
         "target",

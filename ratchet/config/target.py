@@ -552,12 +552,15 @@ class Target(StrictModel):
         ):
             dupes = sorted({n for n in names if names.count(n) > 1})
             if dupes:
-                raise ValueError(f"{label}: names must be unique, repeated: {dupes}")
+                again = [i for i, n in enumerate(names) if n in dupes][1]  # the second of a repeated name
+                raise LocatedValueError((label, again, "name"), f"{label}: names must be unique, repeated: {dupes}")
         self._endpoints_of_its_kind()
         known = {e.name for e in self.endpoints}
         unknown = sorted(set(self.ignore.endpoints) - known)
         if unknown:
-            raise ValueError(f"ignore.endpoints: unknown endpoint(s) {unknown}; valid: {', '.join(sorted(known))}")
+            raise LocatedValueError(
+                ("ignore", "endpoints"), f"unknown endpoint(s) {unknown}; valid: {', '.join(sorted(known))}"
+            )
         for index, lever in enumerate(self.levers):
             for number, address in enumerate(lever.addresses):
                 if address.endpoint != "*" and address.endpoint not in known:
@@ -580,9 +583,9 @@ class Target(StrictModel):
         if self.load_script is not None:
             for value, name in self.load_script.tag_values.items():
                 if name not in known:
-                    raise ValueError(
-                        f"load_script.tag_values: {value!r} maps to unknown endpoint {name!r}; "
-                        f"valid: {', '.join(sorted(known))}"
+                    raise LocatedValueError(
+                        ("load_script", "tag_values", value),
+                        f"{value!r} maps to unknown endpoint {name!r}; valid: {', '.join(sorted(known))}",
                     )
         return self
 
