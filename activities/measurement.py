@@ -369,6 +369,7 @@ class MeasurementActivities:
             return 0, ["spans not collected per run: the target's own k6 script starts no Ratchet trace ids"]
         run_spans = await collect_spans_of_run(
             receiver_url=self.settings.otlp_url,
+            token=self.settings.otlp_token,
             spans_dir=self.settings.spans_dir,
             run_id=run_id,
             endpoints=[e.name for e in request.target.endpoints],

@@ -217,6 +217,7 @@ class ProbeActivities:
                 await self._burst(client, target, run_id)
                 collected = await collect_spans_of_run(
                     receiver_url=self.settings.otlp_url,
+                    token=self.settings.otlp_token,
                     spans_dir=self.settings.spans_dir,
                     run_id=run_id,
                     endpoints=[e.name for e in target.endpoints],

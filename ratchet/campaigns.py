@@ -18,7 +18,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError
 
 from ratchet.config.compatibility import unsupported_by_target
-from ratchet.config.loading import load_playbook, load_target
+from ratchet.config.loading import check_databases, load_playbook, load_target
 from ratchet.contracts import (
     ApprovalInput,
     CalibrationInput,
@@ -74,6 +74,7 @@ async def launch(
     """Validate both files, then start the campaign workflow; returns its id. Nothing starts on bad input."""
     playbook = load_playbook(playbook_file)
     target = load_target(target_file)
+    check_databases(target_file, target)
     unsupported = unsupported_by_target(playbook, target)
     if unsupported:
         raise RatchetError(f"{playbook_file} against {target_file} (kind {target.kind}): " + "; ".join(unsupported))

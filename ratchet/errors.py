@@ -46,6 +46,15 @@ class ConfigError(RatchetError):
         return "\n".join(p.render(self.file) for p in self.problems) or f"{self.file}: invalid"
 
 
+class LocatedValueError(ValueError):
+    """A model validator's complaint about a field below the model (``location``, from the model), so that the
+    file's message points at that field's line rather than at the model's first."""
+
+    def __init__(self, location: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.location = location
+
+
 class LeverError(RatchetError):
     """A lever's apply, rollback or check action failed."""
 

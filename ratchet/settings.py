@@ -21,6 +21,11 @@ class Settings(BaseSettings):
     store_url: str | None = Field(None, description="SQLAlchemy URL of the store; default: SQLite in home.")
     otlp_port: int = Field(4318, description="Port of Ratchet's OTLP/HTTP trace receiver (`ratchet traces serve`).")
     otlp_host: str = Field("127.0.0.1", description="Host the activities reach the trace receiver on.")
+    otlp_token: str | None = Field(
+        None,
+        description="A bearer token the trace receiver asks of every exporter and caller (RATCHET_OTLP_TOKEN); the "
+        "target's exporter sends it with OTEL_EXPORTER_OTLP_HEADERS=Authorization=Bearer%20TOKEN.",
+    )
     trace_settle_max: float = Field(
         15.0, description="Seconds a run waits at most for a service's last spans (its exporter batches them)."
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -551,7 +552,9 @@ async def test_campaign_against_a_target_that_is_down_fails_clearly(
     trace_receiver: str,  # up: only the target is down here (without it the run refuses first, for that)
 ) -> None:
     monkeypatch.setenv("SHOP_URL", f"http://127.0.0.1:{free_port()}")  # nothing listens there
-    monkeypatch.setenv("SHOP_DB", str(tmp_path / "absent.db"))
+    database = tmp_path / "shop.db"  # the database is there (launch checks it): only the service is down
+    sqlite3.connect(database).close()
+    monkeypatch.setenv("SHOP_DB", str(database))
     campaign_id = await campaigns.launch(client, settings, playbook_file=TEST_PLAYBOOK, target_file=index_only_target)
     final = await finish(client, campaign_id, timeout_s=180)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -47,6 +48,15 @@ def test_demo_target_loads_with_relative_database_resolved() -> None:
     assert Path(target.database.url.removeprefix("sqlite:///")).is_absolute()
     assert {e.name for e in target.endpoints} >= {"orders-by-email", "product", "health"}
 
+
+HTTP_LEVER = """\
+  - name: flag
+    kind: http
+    addresses: [{finding: slow-endpoint, endpoint: orders}]
+    apply: [{url: "{{ target.base_url }}/flags", json: {on: true}}]
+    rollback: [{url: "{{ target.base_url }}/flags", json: {on: false}}]
+    check: {url: "{{ target.base_url }}/flags", applied_when: "WHEN"}
+"""
 
 # (file kind, content, fragments the message must contain)
 MALFORMED = [
@@ -126,6 +136,48 @@ MALFORMED = [
     ("target", GOOD_TARGET + "name: other\n", ["name", "given twice (lines 1 and"]),
     (
         "target",
+        GOOD_TARGET
+        + "behaviour:\n  scenarios:\n    - name: s\n      steps:\n        - {path: /a, expect: 'reponse.status < 400'}\n",
+        ["x.yaml:19", "behaviour.scenarios.0.steps.0.expect", "unknown name(s) reponse"],
+    ),
+    (
+        "target",
+        GOOD_TARGET + HTTP_LEVER.replace("name: flag", "name: ix").replace("WHEN", "true"),
+        ["x.yaml:15", "levers.1.name", "names must be unique", "['ix']"],
+    ),
+    # Lever templates and expressions, tried when the file is read (each pointing at its own line).
+    (
+        "target",
+        GOOD_TARGET.replace("ON orders (email)", "ON {{ target.dialekt }} (email)"),
+        ["x.yaml:13", "levers.0.apply.0", "no attribute 'dialekt'", "target.dialect"],
+    ),
+    (
+        "target",
+        GOOD_TARGET.replace('"DROP INDEX IF EXISTS ix"', '"DROP INDEX {{ ix"'),
+        ["x.yaml:14", "levers.0.rollback.0", "not a valid template"],
+    ),
+    (
+        "target",
+        GOOD_TARGET + HTTP_LEVER.replace("WHEN", "respose.json.on"),
+        ["x.yaml:20", "levers.1.check.applied_when", "unknown name(s) respose", "response.json"],
+    ),
+    (
+        "target",
+        GOOD_TARGET + HTTP_LEVER.replace("WHEN", "response.json.on ==="),
+        ["x.yaml:20", "levers.1.check.applied_when", "not a valid expression"],
+    ),
+    (
+        "target",
+        GOOD_TARGET + HTTP_LEVER.replace("{on: true}", "{n: '{% for i in range(10**9) %}{% endfor %}'}"),
+        ["x.yaml:18", "levers.1.apply.0.json.n", "Range too big"],
+    ),
+    (
+        "target",
+        GOOD_TARGET + HTTP_LEVER.replace("WHEN", "true") + "    conflicts_with: [ixx]\n",
+        ["x.yaml:21", "levers.1.conflicts_with", "unknown lever(s) ['ixx']", "valid: ix"],
+    ),
+    (
+        "target",
         GOOD_TARGET + "ignore:\n  statements: ['FROM (orders']\n",
         ["ignore.statements", "'FROM (orders' is not a regular expression"],
     ),
@@ -155,13 +207,21 @@ def test_validate_command_exits_2_with_message_and_no_traceback(tmp_path: Path) 
     assert "bad.yaml:4: load.rate" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
 
-    good = subprocess.run(
-        [sys.executable, "-m", "ratchet.cli", "target", "validate", str(ROOT / "examples/shop/target.yaml")],
-        capture_output=True,
-        text=True,
-    )
+    database = tmp_path / "shop.db"
+    sqlite3.connect(database).close()  # an (empty) SQLite database: validate opens it read-only
+    env = {**os.environ, "SHOP_DB": str(database)}
+    env.pop("SHOP_DATABASE_URL", None)
+    validate = [sys.executable, "-m", "ratchet.cli", "target", "validate", str(ROOT / "examples/shop/target.yaml")]
+    good = subprocess.run(validate, capture_output=True, text=True, env=env)
     assert good.returncode == 0, good.stderr
     assert "valid target 'demo-shop'" in good.stdout
+
+    # A misspelt database path: said at validate time, at the URL's line, and no empty file is left behind.
+    typo = tmp_path / "shpo.db"
+    missing = subprocess.run(validate, capture_output=True, text=True, env={**env, "SHOP_DB": str(typo)})
+    said = " ".join(missing.stderr.split())
+    assert missing.returncode == 2 and "target.yaml:17: database.url: no SQLite file at" in said, missing.stderr
+    assert not typo.exists()
 
 
 def test_committed_json_schemas_are_current() -> None:
@@ -207,3 +267,20 @@ def test_approving_with_an_empty_only_list_is_refused_before_contacting_anything
     )
     assert result.returncode == 2, result.stdout + result.stderr
     assert "--only: no recommendation ids given" in " ".join(result.stderr.split())
+
+
+def test_launch_on_a_target_whose_database_is_not_there_exits_2_before_contacting_anything(tmp_path: Path) -> None:
+    typo = tmp_path / "shpo.db"
+    env = {**os.environ, "SHOP_DB": str(typo), "RATCHET_TEMPORAL_ADDRESS": "127.0.0.1:1", "RATCHET_HOME": str(tmp_path)}
+    env.pop("SHOP_DATABASE_URL", None)
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "ratchet.cli", "launch", str(ROOT / "playbooks/web-api.yaml"),
+            "--target", str(ROOT / "examples/shop/target.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,  # nothing listens at that Temporal address: reaching it would exit 4 instead
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "database.url: no SQLite file at" in " ".join(result.stderr.split()) and not typo.exists()

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
@@ -17,15 +20,17 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from ratchet.settings import Settings
+from ratchet.traces.collect import receiver_headers
 from ratchet.traces.receiver import MAX_BODY_BYTES
+from ratchet.traces.serve import READY_LINE
 from ratchet.traces.store import collect_run_spans, run_trace_prefix
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
 
 
-def stored_spans(settings: Settings) -> list[dict]:
+def stored_spans(settings: Settings, token: str | None = None) -> list[dict]:
     """Every span the receiver wrote, after asking it to flush."""
-    httpx.post(f"{settings.otlp_url}/ratchet/flush").raise_for_status()
+    httpx.post(f"{settings.otlp_url}/ratchet/flush", headers=receiver_headers(token)).raise_for_status()
     incoming = settings.home / "spans" / "incoming"
     if not list(incoming.glob("*.parquet")):
         return []
@@ -33,10 +38,12 @@ def stored_spans(settings: Settings) -> list[dict]:
     return [dict(zip(relation.columns, row, strict=True)) for row in relation.fetchall()]
 
 
-def export_with_sdk(endpoint: str, compression: Compression = Compression.NoCompression) -> None:
+def export_with_sdk(
+    endpoint: str, compression: Compression = Compression.NoCompression, headers: dict[str, str] | None = None
+) -> None:
     """What an instrumented service does: the standard SDK and its OTLP/HTTP exporter, one request traced."""
     provider = TracerProvider(resource=Resource.create({"service.name": "checkout"}))
-    exporter = OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces", compression=compression)
+    exporter = OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces", compression=compression, headers=headers)
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     tracer = provider.get_tracer("test")
     with tracer.start_as_current_span("GET /cart/{id}", kind=SpanKind.SERVER) as server:
@@ -121,6 +128,12 @@ def test_otlp_json_with_hex_ids(settings: Settings, trace_receiver: str) -> None
             400,
             "OTLP/JSON",
         ),
+        (
+            {"Content-Type": "application/json"},
+            b'{"resourceSpans": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+            400,
+            "nested too deeply",
+        ),
         ({"Content-Type": "text/plain"}, b"hello", 415, "Content-Type must be"),
         (PROTOBUF | {"Content-Encoding": "gzip"}, b"not gzip at all", 400, "not valid gzip"),
         (PROTOBUF | {"Content-Encoding": "br"}, b"x", 415, "Content-Encoding"),
@@ -133,6 +146,7 @@ def test_otlp_json_with_hex_ids(settings: Settings, trace_receiver: str) -> None
         "bad-json",
         "json-wrong-shape",
         "json-bad-hex-id",
+        "json-nested-too-deeply",
         "text-plain",
         "bad-gzip",
         "brotli",
@@ -194,3 +208,38 @@ def test_a_runs_spans_are_those_whose_trace_id_carries_its_prefix(
     marked = duckdb.sql(f"SELECT span_id, warmup FROM read_parquet('{out}') ORDER BY span_id").fetchall()
     assert marked == [("a" * 16, True), ("b" * 16, False)]
     assert json.loads(httpx.get(f"{trace_receiver}/health").text)["spans_received"] == 3
+
+
+def test_a_receiver_with_a_token_takes_spans_only_from_those_who_carry_it(settings: Settings, tmp_path: Path) -> None:
+    """RATCHET_OTLP_TOKEN: exporters and Ratchet's own calls carry it as a bearer token; /health stays open."""
+    import asyncio
+
+    from ratchet.traces.collect import wait_for_run_spans
+    from tests.conftest import ROOT
+
+    token = "s3cret-token"
+    env = os.environ | {
+        "RATCHET_HOME": str(settings.home),
+        "RATCHET_OTLP_PORT": str(settings.otlp_port),
+        "RATCHET_OTLP_TOKEN": token,
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ratchet.cli", "traces", "serve"], stdout=subprocess.PIPE, text=True, cwd=ROOT, env=env
+    )
+    try:
+        assert process.stdout is not None and READY_LINE in process.stdout.readline()
+        url = settings.otlp_url
+        assert httpx.get(f"{url}/health", timeout=30).status_code == 200
+        refused = httpx.post(f"{url}/v1/traces", content=b"", headers=PROTOBUF, timeout=30)
+        assert refused.status_code == 401 and "bearer token" in refused.json()["error"]
+        wrong = httpx.get(f"{url}/ratchet/prefixes/abc", headers={"Authorization": "Bearer guess"}, timeout=30)
+        assert wrong.status_code == 401
+        export_with_sdk(url)  # the exporter without the token: nothing stored
+        assert stored_spans(settings, token) == []
+        export_with_sdk(url, headers=receiver_headers(token))
+        note = asyncio.run(wait_for_run_spans(url, "abc", settle_s=0, max_wait_s=5, on_wait=print, token=token))
+        assert "not reachable" not in note
+        assert len(stored_spans(settings, token)) == 3
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

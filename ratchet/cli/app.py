@@ -169,7 +169,12 @@ def traces_serve(
     from ratchet.traces.serve import serve_receiver
 
     settings = get_settings()
-    serve_receiver(settings.spans_dir, host=host, port=settings.otlp_port if port is None else port)
+    serve_receiver(
+        settings.spans_dir,
+        host=host,
+        port=settings.otlp_port if port is None else port,
+        token=settings.otlp_token,  # RATCHET_OTLP_TOKEN: exporters and Ratchet's own calls must carry it
+    )
 
 
 def _parse_roles(roles: str | None) -> list[Role]:
@@ -234,7 +239,7 @@ def launch(
     """Validate the files and start a campaign; with --wait, follow it (asking at gates in a terminal)."""
     # Bad files are reported before anything is contacted or started.
     book = _load_or_exit(load_playbook, playbook)
-    _load_or_exit(load_target, target)
+    _check_databases_or_exit(target, _load_or_exit(load_target, target))
     name = approver or book.approvers[0]
 
     async def go(client: Any) -> int:
@@ -393,7 +398,7 @@ def calibrate(
     """A/A runs of the unchanged target: its run-to-run noise per endpoint, and the runs per arm and
     regression margin its validations need to catch a --detect slowdown with --power."""
     book = _load_or_exit(load_playbook, playbook)
-    _load_or_exit(load_target, target)
+    _check_databases_or_exit(target, _load_or_exit(load_target, target))
 
     async def go(client: Any) -> int:
         if not as_json:
@@ -544,6 +549,16 @@ def _load_or_exit(loader: Callable[[Path], T], path: Path) -> T:
         raise typer.Exit(EXIT_BAD_INPUT) from None
 
 
+def _check_databases_or_exit(path: Path, target: Any) -> None:
+    from ratchet.config.loading import check_databases
+
+    try:
+        check_databases(path, target)
+    except ConfigError as exc:
+        err.print(f"[red]{exc}[/]", highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
 def _validate(path: Path, loader: Callable[[Path], Any], kind: str) -> None:
     loaded = _load_or_exit(loader, path)
     console.print(f"{path}: valid {kind} {loaded.name!r}")
@@ -557,8 +572,11 @@ def playbook_validate(path: Annotated[Path, typer.Argument(help="Playbook YAML f
 
 @target_app.command("validate")
 def target_validate(path: Annotated[Path, typer.Argument(help="Target YAML file.")]) -> None:
-    """Check a target file; errors name the line, the field and what is valid."""
-    _validate(path, load_target, "target")
+    """Check a target file; errors name the line, the field and what is valid. Its databases are opened
+    read-only to check that they are there."""
+    target = _load_or_exit(load_target, path)
+    _check_databases_or_exit(path, target)
+    console.print(f"{path}: valid target {target.name!r}")
 
 
 @playbook_app.command("schema")

@@ -99,6 +99,8 @@ def run_demo(console: Console, *, playbook: Path, auto_approve: bool, shop_port:
     shop_url = f"http://127.0.0.1:{shop_port}"
     shop_argv = [sys.executable, "-m", "examples.shop", "--db", str(database), "--port", str(shop_port)]
     shop_env = os.environ | {"OTEL_EXPORTER_OTLP_ENDPOINT": settings.otlp_url}
+    if settings.otlp_token:  # the receiver asks for it: the shop's exporter sends it
+        shop_env["OTEL_EXPORTER_OTLP_HEADERS"] = f"Authorization=Bearer%20{settings.otlp_token}"
     production_argv = [
         sys.executable,
         "-m",

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from ratchet.config.playbook import Playbook
 from ratchet.config.target import Target
-from ratchet.errors import ConfigError, ConfigProblem
+from ratchet.errors import ConfigError, ConfigProblem, LocatedValueError
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 Location = tuple[str | int, ...]
@@ -200,7 +200,9 @@ def load_model(path: Path | str, model: type[ModelT]) -> ModelT:
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
-            location = _readable_location(tuple(error["loc"]), data)
+            below = (error.get("ctx") or {}).get("error")
+            deeper = below.location if isinstance(below, LocatedValueError) else ()
+            location = _readable_location((*error["loc"], *deeper), data)
             if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
                 location = (*location, "kind")  # point at the discriminator the person has to fix
             field = ".".join(str(part) for part in location)
@@ -224,3 +226,19 @@ def load_target(path: Path | str) -> Target:
         if not Path(file_part).is_absolute():
             database.url = "sqlite:///" + str((Path(path).parent / file_part).resolve())
     return target
+
+
+def check_databases(path: Path | str, target: Target) -> None:
+    """Raise ConfigError, at the line of the URL, when a database of the target (its own, production's) cannot
+    be opened read-only: before a campaign starts, not after its baseline and a person's approval."""
+    from ratchet.database.reachable import database_problem
+
+    production = target.production.database if target.production is not None else None
+    problems = []
+    for location, database in ((("database", "url"), target.database), (("production", "database", "url"), production)):
+        problem = database_problem(database.url) if database is not None else None
+        if problem is not None:
+            _, lines = read_yaml(Path(path))
+            problems.append(ConfigProblem(".".join(location), problem, _line_for(location, lines)))
+    if problems:
+        raise ConfigError(str(path), problems)

@@ -12,6 +12,9 @@ from pydantic.json_schema import SkipJsonSchema
 
 from ratchet.config.common import FindingType, Role, StrictModel
 from ratchet.config.durations import Duration
+from ratchet.config.lever_templates import lever_template_problem
+from ratchet.errors import LocatedValueError
+from ratchet.templating import expression_problem
 
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
@@ -229,6 +232,17 @@ class _LeverBase(StrictModel):
         "rolling back: then it must say whether the lever is in effect at any share.",
     )
 
+    @model_validator(mode="after")
+    def _templates_work(self, info: ValidationInfo) -> Self:
+        # Rendered with a sample of what the lever will be given: a typo is said when the file is read, with its
+        # line. Only then: payloads (a workflow's input, replayed) are decoded without this cost or risk.
+        if (info.context or {}).get("base_dir") is None:
+            return self
+        found = lever_template_problem(self, self.parameter.default if self.parameter is not None else None)
+        if found is not None:
+            raise LocatedValueError(*found)
+        return self
+
 
 class SqlLever(_LeverBase):
     """DDL or settings run against the target's database."""
@@ -275,6 +289,17 @@ class ScenarioStep(StrictModel):
     )
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _expressions_work(self, info: ValidationInfo) -> Self:
+        if (info.context or {}).get("base_dir") is None:  # as for lever templates: when a file is read
+            return self
+        names = "response.status, response.json, response.text and saved.NAME"
+        for location, expression in [(("expect",), self.expect), *((("save", k), v) for k, v in self.save.items())]:
+            problem = expression_problem(expression, {"response", "saved"}, names)
+            if problem is not None:
+                raise LocatedValueError(location, problem)
+        return self
 
 
 class Scenario(StrictModel):
@@ -527,33 +552,40 @@ class Target(StrictModel):
         ):
             dupes = sorted({n for n in names if names.count(n) > 1})
             if dupes:
-                raise ValueError(f"{label}: names must be unique, repeated: {dupes}")
+                again = [i for i, n in enumerate(names) if n in dupes][1]  # the second of a repeated name
+                raise LocatedValueError((label, again, "name"), f"{label}: names must be unique, repeated: {dupes}")
         self._endpoints_of_its_kind()
         known = {e.name for e in self.endpoints}
         unknown = sorted(set(self.ignore.endpoints) - known)
         if unknown:
-            raise ValueError(f"ignore.endpoints: unknown endpoint(s) {unknown}; valid: {', '.join(sorted(known))}")
-        for lever in self.levers:
-            for address in lever.addresses:
+            raise LocatedValueError(
+                ("ignore", "endpoints"), f"unknown endpoint(s) {unknown}; valid: {', '.join(sorted(known))}"
+            )
+        for index, lever in enumerate(self.levers):
+            for number, address in enumerate(lever.addresses):
                 if address.endpoint != "*" and address.endpoint not in known:
-                    raise ValueError(
+                    raise LocatedValueError(
+                        ("levers", index, "addresses", number, "endpoint"),
                         f"lever {lever.name!r} addresses unknown endpoint {address.endpoint!r}; "
-                        f"valid: '*', {', '.join(sorted(known))}"
+                        f"valid: '*', {', '.join(sorted(known))}",
                     )
             unknown = sorted(set(lever.conflicts_with) - {x.name for x in self.levers})
             if unknown:
-                raise ValueError(
-                    f"lever {lever.name!r}: conflicts_with names unknown lever(s) {unknown}; "
-                    f"valid: {', '.join(sorted(x.name for x in self.levers if x.name != lever.name))}"
+                raise LocatedValueError(
+                    ("levers", index, "conflicts_with"),
+                    f"lever {lever.name!r}: conflicts_with names unknown lever(s) {unknown}; valid: "
+                    + (", ".join(sorted(x.name for x in self.levers if x.name != lever.name)) or "(no other lever)"),
                 )
             if lever.kind == "sql" and self.database is None:
-                raise ValueError(f"lever {lever.name!r} is kind sql but the target has no database")
+                raise LocatedValueError(
+                    ("levers", index, "kind"), f"lever {lever.name!r} is kind sql but the target has no database"
+                )
         if self.load_script is not None:
             for value, name in self.load_script.tag_values.items():
                 if name not in known:
-                    raise ValueError(
-                        f"load_script.tag_values: {value!r} maps to unknown endpoint {name!r}; "
-                        f"valid: {', '.join(sorted(known))}"
+                    raise LocatedValueError(
+                        ("load_script", "tag_values", value),
+                        f"{value!r} maps to unknown endpoint {name!r}; valid: {', '.join(sorted(known))}",
                     )
         return self
 

@@ -45,8 +45,19 @@ async def wait_for_receiver(receiver_url: str, *, max_wait_s: float, on_wait: Ca
             await asyncio.sleep(1.0)
 
 
+def receiver_headers(token: str | None) -> dict[str, str]:
+    """What a call to the receiver carries when it asks for a token (RATCHET_OTLP_TOKEN)."""
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
 async def wait_for_run_spans(
-    receiver_url: str, prefix: str, *, settle_s: float, max_wait_s: float, on_wait: Callable[[str], None]
+    receiver_url: str,
+    prefix: str,
+    *,
+    settle_s: float,
+    max_wait_s: float,
+    on_wait: Callable[[str], None],
+    token: str | None = None,
 ) -> str:
     """Poll the receiver until no span of ``prefix`` arrived for ``settle_s`` (or ``max_wait_s`` passed).
 
@@ -55,7 +66,7 @@ async def wait_for_run_spans(
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + max_wait_s
-    async with httpx.AsyncClient(base_url=receiver_url, timeout=5.0) as client:
+    async with httpx.AsyncClient(base_url=receiver_url, timeout=5.0, headers=receiver_headers(token)) as client:
         while True:
             try:
                 state = (await client.get(f"/ratchet/prefixes/{prefix}")).raise_for_status().json()
@@ -88,9 +99,12 @@ async def collect_spans_of_run(
     max_wait_s: float,
     on_wait: Callable[[str], None],
     warmup_s: float = 0.0,
+    token: str | None = None,
 ) -> RunSpans:
     """Wait for the run's spans, then copy them (those of its warm-up left out) into ``out_file``."""
     prefix = run_trace_prefix(run_id)
-    note = await wait_for_run_spans(receiver_url, prefix, settle_s=settle_s, max_wait_s=max_wait_s, on_wait=on_wait)
+    note = await wait_for_run_spans(
+        receiver_url, prefix, settle_s=settle_s, max_wait_s=max_wait_s, on_wait=on_wait, token=token
+    )
     count = await asyncio.to_thread(collect_run_spans, spans_dir / "incoming", prefix, out_file, endpoints, warmup_s)
     return RunSpans(spans=count, note=note)

@@ -67,6 +67,8 @@ def decode_json(body: bytes) -> ExportTraceServiceRequest:
         document = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise OtlpPayloadError(f"not JSON: {exc}") from None
+    except RecursionError:
+        raise OtlpPayloadError("not an OTLP/JSON export: nested too deeply") from None
     if not isinstance(document, dict):
         raise OtlpPayloadError("an OTLP/JSON export is an object with resourceSpans")
     try:
@@ -74,6 +76,8 @@ def decode_json(body: bytes) -> ExportTraceServiceRequest:
         return json_format.ParseDict(document, ExportTraceServiceRequest(), ignore_unknown_fields=True)
     except (json_format.ParseError, binascii.Error, ValueError, TypeError, AttributeError) as exc:
         raise OtlpPayloadError(f"not an OTLP/JSON ExportTraceServiceRequest: {exc}") from None
+    except RecursionError:  # a document nested deeper than any export: refused, not a server error
+        raise OtlpPayloadError("not an OTLP/JSON export: nested too deeply") from None
 
 
 def _hex_ids_to_base64(node: Any) -> None:

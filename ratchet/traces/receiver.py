@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import hmac
 import time
 import zlib
 from collections.abc import AsyncIterator
@@ -72,12 +73,35 @@ def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
 
 
 def create_receiver_app(
-    spans_dir: Path, *, max_body_bytes: int = MAX_BODY_BYTES, max_decoded_bytes: int = MAX_DECODED_BYTES
+    spans_dir: Path,
+    *,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    max_decoded_bytes: int = MAX_DECODED_BYTES,
+    token: str | None = None,
 ) -> Starlette:
-    """The receiver, storing spans under ``spans_dir/incoming``."""
+    """The receiver, storing spans under ``spans_dir/incoming``; with a ``token``, every route but /health asks
+    for it as a bearer token."""
     sink = SpanSink(spans_dir / "incoming")
+    expected = f"Bearer {token}".encode() if token else None
+
+    def refused(request: Request) -> Response | None:
+        """401 when a token is asked for and this request does not carry it."""
+        if expected is None:
+            return None
+        given = request.headers.get("authorization", "").encode()
+        if hmac.compare_digest(given, expected):
+            return None
+        return JSONResponse(
+            {
+                "error": "this receiver asks for a bearer token (Authorization: Bearer ...; the exporter's "
+                "OTEL_EXPORTER_OTLP_HEADERS=Authorization=Bearer%20TOKEN)"
+            },
+            status_code=401,
+        )
 
     async def export(request: Request) -> Response:
+        if (refusal := refused(request)) is not None:
+            return refusal
         media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if media_type not in (_PROTOBUF, _JSON):
             return JSONResponse({"error": f"Content-Type must be {_PROTOBUF} or {_JSON}"}, status_code=415)
@@ -94,11 +118,15 @@ def create_receiver_app(
             return JSONResponse({"error": rejected.message}, status_code=rejected.status)
         except OtlpPayloadError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
+        except RecursionError:  # a protobuf body nested deeper than any export
+            return JSONResponse({"error": "not an OTLP export: nested too deeply"}, status_code=400)
         if media_type == _PROTOBUF:
             return Response(ExportTraceServiceResponse().SerializeToString(), media_type=_PROTOBUF)
         return JSONResponse({})
 
     async def prefix_activity(request: Request) -> Response:
+        if (refusal := refused(request)) is not None:
+            return refusal
         prefix = request.path_params["prefix"].lower()
         if sink.pending:  # protobuf exports are decoded in batches: count what has arrived so far
             await asyncio.to_thread(sink.flush)
@@ -107,6 +135,8 @@ def create_receiver_app(
         return JSONResponse({"prefix": prefix, "spans": seen.spans if seen else 0, "idle_s": idle})
 
     async def flush(request: Request) -> Response:
+        if (refusal := refused(request)) is not None:
+            return refusal
         part = await asyncio.to_thread(sink.flush)
         return JSONResponse({"written": str(part) if part else None})
 

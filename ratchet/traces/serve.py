@@ -23,7 +23,7 @@ class _AnnouncingServer(uvicorn.Server):
             print(f"{READY_LINE} http://{self.config.host}:{port}", flush=True)
 
 
-def serve_receiver(spans_dir: Path, *, host: str = "127.0.0.1", port: int = 4318) -> None:
+def serve_receiver(spans_dir: Path, *, host: str = "127.0.0.1", port: int = 4318, token: str | None = None) -> None:
     """Receive spans until SIGINT/SIGTERM; what is buffered is written out on the way down."""
     # Said before the wait, on stderr (stdout's first line is the ready line others wait for): a fresh install
     # compiles the decoder first, about a minute without a word otherwise.
@@ -33,6 +33,6 @@ def serve_receiver(spans_dir: Path, *, host: str = "127.0.0.1", port: int = 4318
         file=sys.stderr,
         flush=True,
     )
-    app = create_receiver_app(spans_dir)
+    app = create_receiver_app(spans_dir, token=token)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
     _AnnouncingServer(config).run()

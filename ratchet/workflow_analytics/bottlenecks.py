@@ -35,7 +35,8 @@ CACHE_MIN_HIT_RATIO = 0.2
 # of sizes wide enough to tell (this ratio between the largest and the smallest input).
 SUPERLINEAR_EXPONENT = 1.3
 MIN_SIZE_RANGE = 4.0
-MIN_R_SQUARED = 0.8
+MIN_RANK_CORRELATION = 0.8  # Spearman, size against work: they rise together
+MIN_HALF_RANK_CORRELATION = 0.5
 MIN_EXECUTIONS = 5
 _EXAMPLES = 3
 
@@ -311,14 +312,15 @@ def cache_misses(executions: list[Execution], total_ms: float) -> list[Bottlenec
 
 
 def _superlinear_within_halves(sizes: np.ndarray, works: np.ndarray) -> bool:
-    """The growth holds within the smaller and within the larger half of the inputs, each closely (r² 0.5): a
-    mix of populations (light and heavy calls) shows a steep slope between them and scatter within."""
+    """The growth holds within the smaller and within the larger half of the inputs, each in rank order
+    (Spearman 0.5): a mix of populations (light and heavy calls) shows a steep slope between them and none
+    within. Rank-based and Theil-Sen, so that one call slowed by a pause does not hide the growth."""
     middle = np.median(sizes)
     for half in (sizes <= middle, sizes > middle):
         if half.sum() < 3 or np.ptp(np.log(sizes[half])) == 0:
             return False
-        fit = stats.linregress(np.log(sizes[half]), np.log(works[half]))
-        if fit.slope < 1.0 or fit.rvalue**2 < 0.5:
+        slope = stats.theilslopes(np.log(works[half]), np.log(sizes[half])).slope
+        if slope < 1.0 or stats.spearmanr(sizes[half], works[half]).statistic < MIN_HALF_RANK_CORRELATION:
             return False
     return True
 
@@ -334,9 +336,12 @@ def inefficient_algorithms(executions: list[Execution], total_ms: float) -> list
         sizes, works = np.array(points, dtype=float).T
         if sizes.max() / sizes.min() < MIN_SIZE_RANGE:
             continue
-        fit = stats.linregress(np.log(sizes), np.log(works))
-        lower = fit.slope - stats.t.ppf(0.975, len(points) - 2) * fit.stderr
-        if fit.slope < SUPERLINEAR_EXPONENT or lower <= 1.0 or fit.rvalue**2 < MIN_R_SQUARED:
+        # Theil-Sen (the median of the pairwise slopes) with its 95% interval: a few calls slowed by a pause or a
+        # neighbour do not bend it, as they bend least squares.
+        fit = stats.theilslopes(np.log(works), np.log(sizes), alpha=0.95)
+        slope, lower = float(fit.slope), float(fit.low_slope)
+        rank = float(stats.spearmanr(sizes, works).statistic)
+        if slope < SUPERLINEAR_EXPONENT or lower <= 1.0 or rank < MIN_RANK_CORRELATION:
             continue
         if not _superlinear_within_halves(sizes, works):
             continue  # two kinds of calls (small and fast, large and slow), not one algorithm that grows
@@ -353,12 +358,13 @@ def inefficient_algorithms(executions: list[Execution], total_ms: float) -> list
                 severity(share),
                 round(share, 4),
                 round(saved / len(executions), 3),
-                f"{key}: its work grows as input size^{fit.slope:.2f} (95% bound {lower:.2f}, r² {fit.rvalue**2:.2f}) "
+                f"{key}: its work grows as input size^{slope:.2f} (95% bound {lower:.2f}, rank correlation "
+                f"{rank:.2f}) "
                 f"over inputs of {sizes.min():.0f}-{sizes.max():.0f} bytes: faster than linear",
                 {
-                    "exponent": round(float(fit.slope), 3),
-                    "exponent_lower_95": round(float(lower), 3),
-                    "r_squared": round(float(fit.rvalue**2), 3),
+                    "exponent": round(slope, 3),
+                    "exponent_lower_95": round(lower, 3),
+                    "rank_correlation": round(rank, 3),
                     **_examples(largest),
                 },
             )
