@@ -35,6 +35,7 @@ CACHE_MIN_HIT_RATIO = 0.2
 # of sizes wide enough to tell (this ratio between the largest and the smallest input).
 SUPERLINEAR_EXPONENT = 1.3
 MIN_SIZE_RANGE = 4.0
+MIN_R_SQUARED = 0.8
 MIN_RANK_CORRELATION = 0.8  # Spearman, size against work: they rise together
 MIN_HALF_RANK_CORRELATION = 0.5
 MIN_EXECUTIONS = 5
@@ -312,17 +313,39 @@ def cache_misses(executions: list[Execution], total_ms: float) -> list[Bottlenec
 
 
 def _superlinear_within_halves(sizes: np.ndarray, works: np.ndarray) -> bool:
-    """The growth holds within the smaller and within the larger half of the inputs, each in rank order
-    (Spearman 0.5): a mix of populations (light and heavy calls) shows a steep slope between them and none
-    within. Rank-based and Theil-Sen, so that one call slowed by a pause does not hide the growth."""
+    """The growth holds within the smaller and within the larger half of the inputs: a mix of populations
+    (light and heavy calls) shows a steep slope between them and none within. Each half by least squares
+    (r² 0.5) or, so that one call slowed by a pause does not hide the growth, by rank (Theil-Sen, Spearman 0.5)."""
     middle = np.median(sizes)
     for half in (sizes <= middle, sizes > middle):
         if half.sum() < 3 or np.ptp(np.log(sizes[half])) == 0:
             return False
-        slope = stats.theilslopes(np.log(works[half]), np.log(sizes[half])).slope
-        if slope < 1.0 or stats.spearmanr(sizes[half], works[half]).statistic < MIN_HALF_RANK_CORRELATION:
+        x, y = np.log(sizes[half]), np.log(works[half])
+        fit = stats.linregress(x, y)
+        by_squares = fit.slope >= 1.0 and fit.rvalue**2 >= 0.5
+        by_rank = (
+            stats.theilslopes(y, x).slope >= 1.0
+            and stats.spearmanr(sizes[half], works[half]).statistic >= MIN_HALF_RANK_CORRELATION
+        )
+        if not (by_squares or by_rank):
             return False
     return True
+
+
+def _growth(sizes: np.ndarray, works: np.ndarray) -> tuple[float, float, str] | None:
+    """The exponent of work against size, its 95% lower bound and how it was fitted, when it is above linear:
+    least squares (r² 0.8), else Theil-Sen (the median pairwise slope, Spearman 0.8), which a few paused calls
+    do not bend."""
+    x, y = np.log(sizes), np.log(works)
+    fit = stats.linregress(x, y)
+    lower = fit.slope - stats.t.ppf(0.975, len(x) - 2) * fit.stderr
+    if fit.slope >= SUPERLINEAR_EXPONENT and lower > 1.0 and fit.rvalue**2 >= MIN_R_SQUARED:
+        return float(fit.slope), float(lower), f"least squares, r² {fit.rvalue**2:.2f}"
+    robust = stats.theilslopes(y, x, alpha=0.95)
+    rank = float(stats.spearmanr(sizes, works).statistic)
+    if robust.slope >= SUPERLINEAR_EXPONENT and robust.low_slope > 1.0 and rank >= MIN_RANK_CORRELATION:
+        return float(robust.slope), float(robust.low_slope), f"Theil-Sen, rank correlation {rank:.2f}"
+    return None
 
 
 def inefficient_algorithms(executions: list[Execution], total_ms: float) -> list[Bottleneck]:
@@ -336,13 +359,10 @@ def inefficient_algorithms(executions: list[Execution], total_ms: float) -> list
         sizes, works = np.array(points, dtype=float).T
         if sizes.max() / sizes.min() < MIN_SIZE_RANGE:
             continue
-        # Theil-Sen (the median of the pairwise slopes) with its 95% interval: a few calls slowed by a pause or a
-        # neighbour do not bend it, as they bend least squares.
-        fit = stats.theilslopes(np.log(works), np.log(sizes), alpha=0.95)
-        slope, lower = float(fit.slope), float(fit.low_slope)
-        rank = float(stats.spearmanr(sizes, works).statistic)
-        if slope < SUPERLINEAR_EXPONENT or lower <= 1.0 or rank < MIN_RANK_CORRELATION:
+        growth = _growth(sizes, works)
+        if growth is None:
             continue
+        slope, lower, how = growth
         if not _superlinear_within_halves(sizes, works):
             continue  # two kinds of calls (small and fast, large and slow), not one algorithm that grows
         spent = float(works.sum())
@@ -358,13 +378,12 @@ def inefficient_algorithms(executions: list[Execution], total_ms: float) -> list
                 severity(share),
                 round(share, 4),
                 round(saved / len(executions), 3),
-                f"{key}: its work grows as input size^{slope:.2f} (95% bound {lower:.2f}, rank correlation "
-                f"{rank:.2f}) "
+                f"{key}: its work grows as input size^{slope:.2f} (95% bound {lower:.2f}, {how}) "
                 f"over inputs of {sizes.min():.0f}-{sizes.max():.0f} bytes: faster than linear",
                 {
                     "exponent": round(slope, 3),
                     "exponent_lower_95": round(lower, 3),
-                    "rank_correlation": round(rank, 3),
+                    "fit": how,
                     **_examples(largest),
                 },
             )
