@@ -75,7 +75,7 @@ async def drive(
     last_due = max(arrivals)
     loop = asyncio.get_running_loop()
     origin = loop.time()
-    call = _Call(client, workflow, task_queue, timeout_s, server_grace_s, origin)
+    call = _Call(client, workflow, task_queue, inputs, id_prefix, timeout_s, server_grace_s, origin)
 
     stopped = asyncio.Event()  # once set, the arrivals still due are dropped at once, not at their time
 
@@ -86,7 +86,7 @@ async def drive(
         if stopped.is_set() or (stop is not None and stop()):
             stopped.set()
             return None
-        sample = await call.execute(f"{id_prefix}-{n}", n % len(inputs), inputs[n % len(inputs)], due, last_due - due)
+        sample = await call.execute(n, due, last_due - due)
         if on_close is not None:
             on_close(sample)
         if stop is not None and stop():
@@ -117,14 +117,13 @@ async def drive_closed(
         raise ValueError("drive_closed needs a positive concurrency and duration, and at least one input")
     loop = asyncio.get_running_loop()
     origin = loop.time()
-    call = _Call(client, workflow, task_queue, timeout_s, server_grace_s, origin)
+    call = _Call(client, workflow, task_queue, inputs, id_prefix, timeout_s, server_grace_s, origin)
     numbers = itertools.count()
     samples: list[ExecutionSample] = []
 
     async def lane() -> None:
         while loop.time() - origin < duration_s:
-            n = next(numbers)
-            sample = await call.execute(f"{id_prefix}-{n}", n % len(inputs), inputs[n % len(inputs)], None, 0.0)
+            sample = await call.execute(next(numbers), None, 0.0)
             samples.append(sample)
             if on_close is not None:
                 on_close(sample)
@@ -135,20 +134,23 @@ async def drive_closed(
 
 @dataclass(frozen=True)
 class _Call:
-    """Starting one execution of the workflow and awaiting its end, timed from ``origin`` (the loop's clock)."""
+    """Starting the n-th execution of the workflow (``id_prefix-n``, the inputs cycled) and awaiting its end,
+    timed from ``origin`` (the loop's clock)."""
 
     client: Client
     workflow: str
     task_queue: str
+    inputs: Sequence[Any]
+    id_prefix: str
     timeout_s: float
     server_grace_s: float
     origin: float
 
-    async def execute(
-        self, workflow_id: str, index: int, argument: Any, due: float | None, extra_wait_s: float
-    ) -> ExecutionSample:
-        """Start it now, await it ``timeout_s + extra_wait_s`` at most, and say how it ended; ``due`` None: it
-        is due now."""
+    async def execute(self, n: int, due: float | None, extra_wait_s: float) -> ExecutionSample:
+        """Start the n-th now, await it ``timeout_s + extra_wait_s`` at most, and say how it ended; ``due``
+        None: it is due now."""
+        workflow_id, index = f"{self.id_prefix}-{n}", n % len(self.inputs)
+        argument = self.inputs[index]
         loop = asyncio.get_running_loop()
         started = loop.time() - self.origin
         due = started if due is None else due
