@@ -292,15 +292,18 @@ class MeasurementActivities:
             [],
         )
 
-    def _store(self, request: LoadTestRequest, run_id: str, interrupted: bool) -> LoadTestResult:
+    def _store(self, request: LoadTestRequest, run_id: str, interrupted: bool) -> tuple[LoadTestResult, int]:
+        """The run's samples stored and summarised; with the requests the target answered, warm-up included
+        (0 for a workflow target: its executions start no Ratchet traces)."""
         parquet = self.settings.samples_file(run_id)
+        answered = 0
         if not request.target.is_workflow:  # the workload driver wrote its samples file itself
-            finalize_run_samples(
+            answered = finalize_run_samples(
                 self.settings.samples_dir / run_id,
                 parquet,
                 warmup_s=request.warmup_s,
                 endpoint_names=endpoint_names(request.target),
-            )
+            ).answered
         stats = endpoint_stats(parquet)
         with session_for(self.settings.resolved_store_url) as session:
             # A retried attempt replaces the rows of the attempt a crash cut short.
@@ -324,7 +327,7 @@ class MeasurementActivities:
                     )
                 )
             session.commit()
-        return LoadTestResult(
+        result = LoadTestResult(
             run_id=run_id,
             label=request.label,
             requests=sum(s.requests for s in stats),
@@ -332,6 +335,7 @@ class MeasurementActivities:
             interrupted=interrupted,
             endpoints=stats,
         )
+        return result, answered
 
     async def _store_statements(self, statements: StatementRecorder, run_id: str) -> list[str]:
         """Store what the target's database ran during the load; a note when it could not be counted."""
@@ -360,7 +364,7 @@ class MeasurementActivities:
         if failure:
             raise ApplicationError(failure, type="TraceReceiverDown", non_retryable=True)
 
-    async def _collect_spans(self, request: LoadTestRequest, run_id: str) -> tuple[int, list[str]]:
+    async def _collect_spans(self, request: LoadTestRequest, run_id: str, answered: int) -> tuple[int, list[str]]:
         traces = request.target.traces
         if traces is None or not traces.propagate:
             return 0, []
@@ -378,6 +382,8 @@ class MeasurementActivities:
             max_wait_s=max(self.settings.trace_settle_max, traces.settle.total_seconds() * 2),
             on_wait=lambda text: activity.heartbeat({"run_id": run_id, "label": request.label, "progress": text}),
             warmup_s=request.warmup_s,
+            # A run read for its requests' roots only stops waiting once each answered request's root is in.
+            roots_expected=answered if request.roots_only else None,
         )
         return run_spans.spans, [run_spans.note] if run_spans.note else []
 
@@ -390,7 +396,7 @@ class MeasurementActivities:
         notes_so_far: list[str],
     ) -> LoadTestResult:
         """Percentiles, the stress knee, spans and notes of a finished run; refuse a run nothing answered."""
-        result = await asyncio.to_thread(self._store, request, run_id, False)
+        result, answered = await asyncio.to_thread(self._store, request, run_id, False)
         stress = None
         if request.stress is not None:
             plan = request.stress
@@ -421,7 +427,7 @@ class MeasurementActivities:
                 type="MeasurementError",
                 non_retryable=True,
             )
-        spans, notes = await self._collect_spans(request, run_id)
+        spans, notes = await self._collect_spans(request, run_id, answered)
         notes = notes_so_far + notes
         if resources is None:
             notes.append("no process of the target found on this machine: no resource samples")

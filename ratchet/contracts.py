@@ -79,6 +79,11 @@ class LoadTestRequest(Payload):
         description="Endpoint -> requests per second: these endpoints get their own rate (a validation's "
         "endpoints under test); the rest of `rate` goes to the others by weight.",
     )
+    roots_only: bool = Field(
+        False,
+        description="The run's spans are read for each request's root span only (a validation arm's server-side "
+        "time): their collection ends once every answered request's root has arrived, not after the settle.",
+    )
 
 
 class ValidationLoadRequest(Payload):

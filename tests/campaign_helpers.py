@@ -67,10 +67,22 @@ async def wait_for(
         if status is not None and condition(status):
             return status
         if status is not None and status.finished:
-            raise AssertionError(f"campaign ended ({status.state.value}: {status.outcome}) before {what}")
+            raise AssertionError(
+                f"campaign ended ({status.state.value}: {status.outcome}) before {what}\n{why_it_ended(status)}"
+            )
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}; last status: {status}")
         await asyncio.sleep(0.2)
+
+
+def why_it_ended(status: CampaignStatus) -> str:
+    """What a test's failure message needs to tell a flaky run from a broken one: the outcome's detail, the
+    verdicts with their explanations, the changes and the last events."""
+    lines = [f"detail: {status.outcome_detail}"]
+    lines += [f"verdict {v.endpoint}: {v.verdict.value} ({v.measured_at}): {v.explanation}" for v in status.verdicts]
+    lines += [f"change {c.lever}: {c.state.value} {c.reason}" for c in status.changes]
+    lines += [f"{e.at:%H:%M:%S} {e.message}" for e in status.events[-15:]]
+    return "\n".join(lines)
 
 
 async def wait_for_progress(

@@ -150,19 +150,31 @@ def test_bodies_that_are_not_exports_are_not_framed(body: bytes, tmp_path: Path)
         SpanSink(tmp_path).add_protobuf(body)
 
 
-def test_the_sink_counts_a_runs_spans_once_decoded(tmp_path: Path) -> None:
+def test_the_sink_counts_a_runs_spans_and_its_requests_roots_once_decoded(tmp_path: Path) -> None:
+    """A request's root is the span whose parent is the load test's own span: the trace id's random tail (see
+    the k6 script); its children, and spans of traces Ratchet did not start, are not roots."""
     prefix = run_trace_prefix("campaign-1-baseline")
     sink = SpanSink(tmp_path, max_rows=1_000_000)
     assert sink.add_protobuf(sdk_export()) == 5
-    spans = [hand_made_span(bytes.fromhex(prefix + "00" * 9), bytes([i]) * 8) for i in range(1, 4)]
+    tail = bytes.fromhex("ab" * 8)
+    trace = bytes.fromhex(prefix + "00") + tail
+    spans = [
+        hand_made_span(trace, b"\x01" * 8, parent_span_id=tail),  # the request's root
+        hand_made_span(trace, b"\x02" * 8, parent_span_id=b"\x01" * 8),  # its child
+        hand_made_span(bytes.fromhex(prefix + "00" * 9), b"\x03" * 8),  # no parent: not started by the load test
+    ]
     mine = ExportTraceServiceRequest(resource_spans=[ResourceSpans(scope_spans=[ScopeSpans(spans=spans)])])
     assert sink.add_protobuf(mine.SerializeToString()) == 3
     assert sink.pending and prefix not in sink.by_prefix
     part = sink.flush()
     assert part is not None and not sink.pending
-    assert sink.by_prefix[prefix].spans == 3 and sink.received == 8
+    assert (sink.by_prefix[prefix].spans, sink.by_prefix[prefix].roots, sink.received) == (3, 1, 8)
     count = duckdb.sql(f"SELECT count(*) FROM read_parquet('{part}')").fetchall()
     assert count == [(8,)]
+    # The same spans decoded from JSON (the other path into the sink) count the same.
+    json_sink = SpanSink(tmp_path / "json")
+    json_sink.add(span_columns(mine))
+    assert (json_sink.by_prefix[prefix].spans, json_sink.by_prefix[prefix].roots) == (3, 1)
 
 
 @pytest.mark.parametrize(("value", "service"), [(AnyValue(int_value=7), "7"), (AnyValue(), "None")])

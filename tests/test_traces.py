@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import os
@@ -20,7 +21,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from ratchet.settings import Settings
-from ratchet.traces.collect import receiver_headers
+from ratchet.traces.collect import receiver_headers, wait_for_run_spans
 from ratchet.traces.receiver import MAX_BODY_BYTES
 from ratchet.traces.serve import READY_LINE
 from ratchet.traces.store import collect_run_spans, run_trace_prefix
@@ -176,11 +177,12 @@ def test_a_runs_spans_are_those_whose_trace_id_carries_its_prefix(
     prefix = run_trace_prefix("campaign-1-baseline")
     other = run_trace_prefix("campaign-2-baseline")
 
-    def span(trace_id: str, span_id: str, start_s: float = 0.0) -> dict:
+    def span(trace_id: str, span_id: str, start_s: float = 0.0, parent: str = "") -> dict:
         start = int(1e18 + start_s * 1e9)
         return {
             "traceId": trace_id,
             "spanId": span_id,
+            "parentSpanId": parent,
             "name": "GET /x",
             "kind": 2,
             "startTimeUnixNano": str(start),
@@ -188,14 +190,21 @@ def test_a_runs_spans_are_those_whose_trace_id_carries_its_prefix(
         }
 
     spans = [
-        span(prefix + "00" + "1" * 16, "a" * 16),
+        span(prefix + "00" + "1" * 16, "a" * 16, parent="1" * 16),  # a request's root: its parent is the k6 span
         span(prefix + "01" + "2" * 16, "b" * 16, 3.0),
         span(other + "00" + "3" * 16, "c" * 16),
     ]
     body = {"resourceSpans": [{"scopeSpans": [{"spans": spans}]}]}
     assert httpx.post(f"{trace_receiver}/v1/traces", json=body).status_code == 200
     activity = httpx.get(f"{trace_receiver}/ratchet/prefixes/{prefix}").json()
-    assert activity["spans"] == 2 and activity["idle_s"] >= 0
+    assert activity["spans"] == 2 and activity["roots"] == 1 and activity["idle_s"] >= 0
+    # A run read for its roots only is collected once its answered requests' roots are in, without waiting
+    # out the target's settle.
+    waited: list[str] = []
+    note = asyncio.run(
+        wait_for_run_spans(trace_receiver, prefix, settle_s=60, max_wait_s=60, on_wait=waited.append, roots_expected=1)
+    )
+    assert (note, waited) == ("", [])
     stored_spans(settings)  # flushed
 
     out = tmp_path / "run.parquet"
@@ -212,9 +221,6 @@ def test_a_runs_spans_are_those_whose_trace_id_carries_its_prefix(
 
 def test_a_receiver_with_a_token_takes_spans_only_from_those_who_carry_it(settings: Settings, tmp_path: Path) -> None:
     """RATCHET_OTLP_TOKEN: exporters and Ratchet's own calls carry it as a bearer token; /health stays open."""
-    import asyncio
-
-    from ratchet.traces.collect import wait_for_run_spans
     from tests.conftest import ROOT
 
     token = "s3cret-token"

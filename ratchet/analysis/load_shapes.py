@@ -38,8 +38,11 @@ def load_request(
     load: LoadProfile,
     shape: ShapeRun,
     focus: dict[str, float] | None = None,
+    *,
+    roots_only: bool = False,
 ) -> LoadTestRequest:
-    """The load test of ``shape`` against ``target``, with the playbook's VU cap and request timeout."""
+    """The load test of ``shape`` against ``target``, with the playbook's VU cap and request timeout
+    (``roots_only``: see ``LoadTestRequest``)."""
     return LoadTestRequest(
         campaign_id=campaign_id,
         label=label,
@@ -52,6 +55,7 @@ def load_request(
         stress=shape.stress,
         bounded_memory=shape.bounded_memory,
         focus=focus or {},
+        roots_only=roots_only,
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import NamedTuple
 
 import duckdb
 import numpy as np
@@ -31,10 +32,17 @@ SAMPLE_SCHEMA = pa.schema(
 )
 
 
+class RunSampleCounts(NamedTuple):
+    kept: int
+    """Requests in the samples file (after the warm-up)."""
+    answered: int
+    """Requests the target answered (any status but k6's 0), warm-up included: each started one trace."""
+
+
 def finalize_run_samples(
     parts_dir: Path, parquet: Path, *, warmup_s: float, endpoint_names: dict[str, str] | None = None
-) -> int:
-    """Merge a run's Parquet parts (all its load generators) into the run's samples file; return its requests.
+) -> RunSampleCounts:
+    """Merge a run's Parquet parts (all its load generators) into the run's samples file; return its counts.
 
     Requests in the first ``warmup_s`` seconds after the first sample are left out. With ``endpoint_names``
     (tag value -> endpoint, for a user's own script) requests are renamed by it and those whose tag value is
@@ -76,11 +84,15 @@ def finalize_run_samples(
             f"WHERE metric = 'dropped_iterations' ORDER BY ts) TO {_literal(dropped_tmp)} (FORMAT parquet)"
         )
         count = con.execute("SELECT count(*) FROM read_parquet(?)", [str(tmp)]).fetchone()
+        answered = con.execute(
+            f"SELECT count(*) FROM {source} WHERE metric = 'http_req_duration' AND endpoint IS NOT NULL "
+            "AND status <> 0"
+        ).fetchone()
     tmp.replace(parquet)
     dropped_tmp.replace(dropped_file(parquet))
     for part in parts:
         part.unlink(missing_ok=True)
-    return int(count[0]) if count else 0
+    return RunSampleCounts(int(count[0]) if count else 0, int(answered[0]) if answered else 0)
 
 
 def dropped_file(parquet: Path) -> Path:

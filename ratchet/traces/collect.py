@@ -58,11 +58,15 @@ async def wait_for_run_spans(
     max_wait_s: float,
     on_wait: Callable[[str], None],
     token: str | None = None,
+    roots_expected: int | None = None,
 ) -> str:
     """Poll the receiver until no span of ``prefix`` arrived for ``settle_s`` (or ``max_wait_s`` passed).
 
     Exporters batch spans (every 5 s by default), so the last spans of a run arrive seconds after its last
-    request. Returns "" when settled, otherwise why collection may be incomplete.
+    request. With ``roots_expected`` (the requests the target answered, for a run whose spans are read for
+    their roots only) the wait also ends once that many request roots have arrived: what a later span could
+    add (a downstream service's children) is not read. Returns "" when settled, otherwise why collection may
+    be incomplete.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + max_wait_s
@@ -74,6 +78,8 @@ async def wait_for_run_spans(
                 return f"trace receiver at {receiver_url} not reachable ({exc.__class__.__name__}): no spans kept"
             idle = state.get("idle_s")
             if idle is not None and idle >= settle_s:
+                break
+            if roots_expected and state.get("roots", 0) >= roots_expected:
                 break
             if loop.time() >= deadline:
                 if not state.get("spans"):
@@ -100,11 +106,19 @@ async def collect_spans_of_run(
     on_wait: Callable[[str], None],
     warmup_s: float = 0.0,
     token: str | None = None,
+    roots_expected: int | None = None,
 ) -> RunSpans:
-    """Wait for the run's spans, then copy them (those of its warm-up left out) into ``out_file``."""
+    """Wait for the run's spans (see ``wait_for_run_spans``), then copy them (those of its warm-up left out)
+    into ``out_file``."""
     prefix = run_trace_prefix(run_id)
     note = await wait_for_run_spans(
-        receiver_url, prefix, settle_s=settle_s, max_wait_s=max_wait_s, on_wait=on_wait, token=token
+        receiver_url,
+        prefix,
+        settle_s=settle_s,
+        max_wait_s=max_wait_s,
+        on_wait=on_wait,
+        token=token,
+        roots_expected=roots_expected,
     )
     count = await asyncio.to_thread(collect_run_spans, spans_dir / "incoming", prefix, out_file, endpoints, warmup_s)
     return RunSpans(spans=count, note=note)

@@ -5,8 +5,8 @@ unknown media types 415, oversized bodies 413 (before decompression and after: a
 a thousandfold), and none of them can stop the receiver. A protobuf export is checked down to where each
 span lies before it is answered; its spans are decoded with other exports in a batch (see SpanSink), and a
 span whose own bytes turn out broken then is dropped and counted (``spans_dropped`` in ``/health``). Besides
-OTLP, two routes serve Ratchet's run collector: how many spans arrived for a trace-id prefix and how long ago
-the last did, and a flush to disk.
+OTLP, two routes serve Ratchet's run collector: how many spans arrived for a trace-id prefix (and how many of
+them are requests' roots) and how long ago the last did, and a flush to disk.
 """
 
 from __future__ import annotations
@@ -132,7 +132,8 @@ def create_receiver_app(
             await asyncio.to_thread(sink.flush)
         seen = sink.by_prefix.get(prefix)
         idle = None if seen is None else round(time.monotonic() - seen.last_received, 3)
-        return JSONResponse({"prefix": prefix, "spans": seen.spans if seen else 0, "idle_s": idle})
+        counts = {"spans": seen.spans, "roots": seen.roots} if seen else {"spans": 0, "roots": 0}
+        return JSONResponse({"prefix": prefix, **counts, "idle_s": idle})
 
     async def flush(request: Request) -> Response:
         if (refusal := refused(request)) is not None:

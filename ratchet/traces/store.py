@@ -32,6 +32,14 @@ from ratchet.traces.otlp import SPAN_COLUMNS, decode_protobuf, span_columns
 
 RUN_PREFIX_HEX = 14  # 7 bytes of the 16-byte trace id name the run …
 ENDPOINT_HEX = 2  # … 1 byte the endpoint (its position in the target), and the rest is random
+# The load test's own (never exported) parent span id repeats the trace id's random tail: a span whose parent
+# is that id is the root of one request's trace in the target.
+ROOT_PARENT_HEX = slice(RUN_PREFIX_HEX + ENDPOINT_HEX, 32)
+
+
+def is_request_root(trace_id: str, parent_span_id: str | None) -> bool:
+    """Whether a span is the root of a load-test request's trace (its parent is the load test's own span)."""
+    return parent_span_id is not None and parent_span_id == trace_id[ROOT_PARENT_HEX]
 
 # Incoming parts: dictionary pages only where values repeat, statistics only where DuckDB prunes with them
 # (a run's spans are selected by trace id, and by time). The same columns either way; this just writes faster.
@@ -58,10 +66,12 @@ def run_trace_prefix(run_id: str) -> str:
 
 @dataclass
 class PrefixActivity:
-    """How many spans arrived for one trace-id prefix, and when the last did (monotonic seconds)."""
+    """How many spans arrived for one trace-id prefix, how many of them are requests' roots, and when the last
+    arrived (monotonic seconds)."""
 
     spans: int = 0
     last_received: float = field(default_factory=time.monotonic)
+    roots: int = 0
 
 
 class SpanSink:
@@ -128,9 +138,10 @@ class SpanSink:
                 self._buffer[name].extend(columns[name])
             self._rows += count
             self.received += count
-            for trace_id in columns["trace_id"]:
+            for trace_id, parent in zip(columns["trace_id"], columns["parent_span_id"], strict=True):
                 activity = self.by_prefix.setdefault(trace_id[:RUN_PREFIX_HEX], PrefixActivity())
                 activity.spans += 1
+                activity.roots += is_request_root(trace_id, parent)
                 activity.last_received = now
             full = self._rows >= self.max_rows
         if full:
@@ -183,15 +194,19 @@ class SpanSink:
         indices = prefixes.indices  # int32, no nulls (trace ids never are); read from its buffer, as above
         codes = np.frombuffer(indices.buffers()[1], np.int32)[indices.offset : indices.offset + len(indices)]
         spans = np.bincount(codes, minlength=len(prefixes.dictionary))
+        root_tail = pc.utf8_slice_codeunits(trace_ids, ROOT_PARENT_HEX.start, ROOT_PARENT_HEX.stop)
+        is_root = pc.fill_null(pc.equal(decoded.table["parent_span_id"].combine_chunks(), root_tail), False)
+        roots = np.bincount(codes, weights=is_root.to_numpy(zero_copy_only=False), minlength=len(prefixes.dictionary))
         last = np.full(len(prefixes.dictionary), -np.inf)
         np.maximum.at(last, codes, decoded.received)
         with self._lock:
             self.dropped += decoded.dropped
-            for prefix, count, latest in zip(
-                prefixes.dictionary.to_pylist(), spans.tolist(), last.tolist(), strict=True
+            for prefix, count, root_count, latest in zip(
+                prefixes.dictionary.to_pylist(), spans.tolist(), roots.tolist(), last.tolist(), strict=True
             ):
                 activity = self.by_prefix.setdefault(prefix, PrefixActivity(spans=0, last_received=latest))
                 activity.spans += count
+                activity.roots += int(root_count)
                 activity.last_received = max(activity.last_received, latest)
 
 

@@ -43,7 +43,9 @@ async def measure_arms(
     duration = (rules.run_duration or campaign.input.playbook.load.duration).total_seconds()
 
     async def validation_run(label: str, summary: str) -> LoadTestResult:
-        return await campaign.load_test(label, Role.TEST_ENGINEER, summary, duration_s=duration, focus=campaign.focus)
+        return await campaign.load_test(
+            label, Role.TEST_ENGINEER, summary, duration_s=duration, focus=campaign.focus, roots_only=True
+        )
 
     measure = measure or validation_run
     first_rounds = rounds_first or rules.runs_per_arm

@@ -91,12 +91,17 @@ class Campaign:
         shape: ShapeRun | None = None,
         target: Target | None = None,
         focus: dict[str, float] | None = None,
+        roots_only: bool = False,
     ) -> LoadTestResult:
+        """One load test (split over the playbook's generators). ``roots_only``: a run whose spans are read for
+        each request's root span alone (the arms' server-side time); its collection ends once they are in."""
         load = self.input.playbook.load
         if shape is None:
             duration = duration_s if duration_s is not None else load.duration.total_seconds()
             shape = ShapeRun(label, load.rps, duration, load.warmup.total_seconds())
-        request = load_request(self.input.campaign_id, label, target or self.input.target, load, shape, focus)
+        request = load_request(
+            self.input.campaign_id, label, target or self.input.target, load, shape, focus, roots_only=roots_only
+        )
         length = timedelta(seconds=shape.duration_s + shape.warmup_s + 120)
         if load.generators == 1:
             return await self.activity(

@@ -80,6 +80,7 @@ async def bake_window(campaign: Campaign, validated: LoadTestResult, label: str)
         Role.DEVOPS_ENGINEER,
         f"Bake: watch the kept changes for {bake:g}s",
         duration_s=bake,
+        roots_only=True,  # the guard reads the load test's own samples
     )
     guard: GuardResult = await campaign.activity(
         CHECK_GUARD,
@@ -102,6 +103,7 @@ async def guard_reference(campaign: Campaign) -> LoadTestResult:
         Role.DEVOPS_ENGINEER,
         "Guard reference: the kept changes, the production mix of load",
         duration_s=duration,
+        roots_only=True,
     )
     campaign.status.guard_reference = reference
     return reference

@@ -141,7 +141,9 @@ async def beats_baseline(
 
     async def measure(label: str, summary: str) -> LoadTestResult:
         shape = ShapeRun(label, rate, duration, warmup)
-        return await campaign.load_test(label, Role.DEVOPS_ENGINEER, summary, shape=shape, target=trial_target)
+        return await campaign.load_test(
+            label, Role.DEVOPS_ENGINEER, summary, shape=shape, target=trial_target, roots_only=True
+        )
 
     def run(in_place: bool, number: int) -> tuple[str, str]:
         value = best.value if in_place else baseline
