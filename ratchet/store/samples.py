@@ -85,8 +85,7 @@ def finalize_run_samples(
         )
         count = con.execute("SELECT count(*) FROM read_parquet(?)", [str(tmp)]).fetchone()
         answered = con.execute(
-            f"SELECT count(*) FROM {source} WHERE metric = 'http_req_duration' AND endpoint IS NOT NULL "
-            "AND status <> 0"
+            f"SELECT count(*) FROM {source} WHERE metric = 'http_req_duration' AND endpoint IS NOT NULL AND status <> 0"
         ).fetchone()
     tmp.replace(parquet)
     dropped_tmp.replace(dropped_file(parquet))

@@ -41,6 +41,7 @@ def is_request_root(trace_id: str, parent_span_id: str | None) -> bool:
     """Whether a span is the root of a load-test request's trace (its parent is the load test's own span)."""
     return parent_span_id is not None and parent_span_id == trace_id[ROOT_PARENT_HEX]
 
+
 # Incoming parts: dictionary pages only where values repeat, statistics only where DuckDB prunes with them
 # (a run's spans are selected by trace id, and by time). The same columns either way; this just writes faster.
 _PART_OPTIONS: dict[str, Any] = {
