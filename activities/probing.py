@@ -28,7 +28,11 @@ ACCEPT_ENCODING = "gzip, deflate"
 _PROBE_HEADERS = {"accept-encoding": ACCEPT_ENCODING, "user-agent": "ratchet-probe"}
 _REPEATS = 3
 _EXAMPLES = 3
-_BURST = 8
+# Requests sent at once per endpoint in the traced burst. A service takes them in one after another (a few ms
+# apart), so what a limit on concurrency (a pool) makes wait shows only when many more arrive than it admits:
+# against a pool of one connection per worker in two workers, 8 left 2-5 requests waiting long, at the edge of
+# the 3 a pattern needs (`min_traces`); 16 leave 11-14.
+_BURST = 16
 
 
 # A page's visits must end well within the probe's heartbeat timeout (60 s): measure_page runs in one go.

@@ -33,6 +33,7 @@ from ratchet.errors import NotFoundError, RatchetError
 from ratchet.settings import Settings
 from ratchet.store.engine import session_for
 from ratchet.store.tables import Campaign
+from ratchet.target_lock import holder_of
 from ratchet.temporal.client import campaign_queue
 from workflows import search_attributes as sa
 from workflows.rollout import rollout_id
@@ -40,6 +41,10 @@ from workflows.rollout import rollout_id
 
 class RefusedError(RatchetError):
     """The campaign refused an answer (wrong phase, not an approver, unknown recommendation)."""
+
+
+class TargetBusyError(RefusedError):
+    """Another campaign runs on the target (its lock is held): a launch without ``queue`` is refused."""
 
 
 def new_campaign_id(target: str) -> str:
@@ -70,8 +75,10 @@ async def launch(
     auto_approve_as: str | None = None,
     campaign_id: str | None = None,
     retry_disproved: bool = False,
+    queue: bool = False,
 ) -> str:
-    """Validate both files, then start the campaign workflow; returns its id. Nothing starts on bad input."""
+    """Validate both files, then start the campaign workflow; returns its id. Nothing starts on bad input, nor
+    (unless ``queue``: it then waits for its turn) while another campaign runs on the target."""
     playbook = load_playbook(playbook_file)
     target = load_target(target_file)
     check_databases(target_file, target)
@@ -83,6 +90,12 @@ async def launch(
             f"{playbook_file}: approvers: {auto_approve_as!r} is not an approver; valid: {', '.join(playbook.approvers)}"
         )
     await ensure_search_attributes(client)
+    holder = None if queue else await holder_of(client, target)
+    if holder is not None:
+        raise TargetBusyError(
+            f"{target_file}: {target.name} ({target.base}) has a running campaign, {holder}: wait for it to end, "
+            f"cancel it (`ratchet cancel {holder}`), or launch with --queue to start when it ends"
+        )
     campaign_id = campaign_id or new_campaign_id(target.name)
     request = CampaignInput(
         campaign_id=campaign_id,
@@ -93,6 +106,7 @@ async def launch(
         task_queue_prefix=settings.task_queue_prefix,
         auto_approve_as=auto_approve_as,
         retry_disproved=retry_disproved,
+        queue=queue,
     )
     await client.start_workflow(
         "CampaignWorkflow",

@@ -687,6 +687,10 @@ class CampaignInput(Payload):
     retry_disproved: bool = Field(
         False, description="Recommend levers again that earlier campaigns undid for no effect on the same finding."
     )
+    queue: bool = Field(
+        False,
+        description="Another campaign runs on the target: wait for it to end (else the campaign is refused).",
+    )
 
 
 class CampaignStatus(Payload):

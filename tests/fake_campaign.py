@@ -60,6 +60,7 @@ from ratchet.settings import Settings
 from ratchet.temporal.client import campaign_queue
 from workflows.campaign import CampaignWorkflow
 from workflows.rollout import RolloutWorkflow
+from workflows.target_lock import TargetLockWorkflow
 
 SLO_MS = 50.0
 
@@ -331,7 +332,13 @@ async def fake_workers(client: Client, settings: Settings, service: FakeService,
     # what lets campaigns learn from earlier ones here too.
     real = [AnalysisActivities(settings).plan_changes, RecordActivities(settings.resolved_store_url).record_campaign]
     activities = [*FakeActivities(service, folder).all(), *real]
-    workers = [Worker(client, task_queue=campaign_queue(settings), workflows=[CampaignWorkflow, RolloutWorkflow])]
+    workers = [
+        Worker(
+            client,
+            task_queue=campaign_queue(settings),
+            workflows=[CampaignWorkflow, RolloutWorkflow, TargetLockWorkflow],
+        )
+    ]
     workers += [Worker(client, task_queue=settings.task_queue(role.value), activities=activities) for role in Role]
     async with contextlib.AsyncExitStack() as stack:
         for worker in workers:

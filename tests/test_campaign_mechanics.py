@@ -33,6 +33,7 @@ from ratchet.config.common import Role
 from ratchet.config.loading import load_playbook, load_target
 from ratchet.contracts import (
     ApprovalInput,
+    CampaignInput,
     CampaignState,
     CampaignStatus,
     ChangeState,
@@ -60,9 +61,15 @@ class Fake:
     service: FakeService
     folder: Path
 
+    @property
+    def target_text(self) -> str:
+        """The fake target, named for this test: one campaign runs per target at a time, and a campaign another
+        test left at a gate would hold the shared name."""
+        return FAKE_TARGET.replace("name: fake-service\n", f"name: fake-{self.settings.task_queue_prefix}\n")
+
     async def launch(self, playbook: Path = TEST_PLAYBOOK, auto_approve_as: str | None = None) -> str:
         target = self.folder / "target.yaml"
-        target.write_text(FAKE_TARGET)
+        target.write_text(self.target_text)
         return await campaigns.launch(
             self.client, self.settings, playbook_file=playbook, target_file=target, auto_approve_as=auto_approve_as
         )
@@ -269,7 +276,7 @@ async def test_a_cancelled_rollout_lets_the_apply_in_flight_finish_then_undoes_i
     # lever before the apply is over (the undo would find nothing, and the apply would then leave it in place).
     fake.service.hold_apply = {"search-cache"}
     target_file = fake.folder / "production.yaml"
-    target_file.write_text(FAKE_TARGET)
+    target_file.write_text(fake.target_text)
     production = load_target(target_file)
     request = RolloutInput(
         campaign_id=f"rollout-{uuid.uuid4().hex[:6]}",
@@ -377,6 +384,52 @@ async def test_ratchet_analyzes_its_own_campaign_workflows(fake: Fake) -> None:
     assert queues["run_load_test"] == f"{fake.settings.task_queue_prefix}-perf-optimizer"
 
 
+async def test_one_campaign_per_target_a_second_is_refused_naming_the_first_or_waits_its_turn(fake: Fake) -> None:
+    first = await fake.launch()
+    await wait_for(fake.client, first, waiting_at("planning"), what="the first campaign's planning gate")
+    target = fake.folder / "target.yaml"
+
+    # Refused at launch, naming the campaign that runs: by the API, and by the CLI with exit 5.
+    with pytest.raises(campaigns.TargetBusyError, match=first):
+        await fake.launch()
+    said = await ratchet_cli(fake.settings, "launch", str(TEST_PLAYBOOK), "--target", str(target))
+    assert said.returncode == 5, said.stdout + said.stderr
+    assert first in said.stderr.replace("\n", "") and "--queue" in said.stderr, said.stderr
+
+    # A campaign started by another client, past the launch's check, takes no measurement: refused at its start.
+    racing = f"racing-{uuid.uuid4().hex[:6]}"
+    await fake.client.start_workflow(
+        "CampaignWorkflow",
+        CampaignInput(
+            campaign_id=racing,
+            playbook=load_playbook(TEST_PLAYBOOK),
+            target=load_target(target),
+            task_queue_prefix=fake.settings.task_queue_prefix,
+        ),
+        id=racing,
+        task_queue=campaign_queue(fake.settings),
+    )
+    refused = await finish(fake.client, racing)
+    assert refused.state == CampaignState.FAILED and refused.outcome.startswith("refused"), refused.outcome
+    assert refused.baseline is None and not [p for p in refused.phases if p.started_at], refused.phases
+
+    # Queued: it waits, measuring nothing, until the first ends; then it runs.
+    queued = await campaigns.launch(
+        fake.client, fake.settings, playbook_file=TEST_PLAYBOOK, target_file=target, queue=True
+    )
+    waiting = await wait_for(
+        fake.client, queued, lambda s: any(e.message.startswith("queued") for e in s.events), what="the queue"
+    )
+    assert waiting.baseline is None and not [p for p in waiting.phases if p.started_at], waiting.phases
+    await campaigns.reject(fake.client, first, RejectionInput(approver="bob", reason="the next one goes first"))
+    assert (await finish(fake.client, first)).state == CampaignState.REJECTED
+    status = await wait_for(fake.client, queued, waiting_at("planning"), what="the queued campaign's planning gate")
+    assert status.baseline is not None and any("the target is free" in e.message for e in status.events)
+    await campaigns.reject(fake.client, queued, RejectionInput(approver="bob", reason="done"))
+    await finish(fake.client, queued)
+    await assert_replays(fake.client, queued)
+
+
 async def test_answering_a_campaign_that_has_ended_says_so(fake: Fake) -> None:
     campaign_id = await fake.launch(auto_approve_as="alice")
     await finish(fake.client, campaign_id)
@@ -412,7 +465,7 @@ async def test_cancel_says_when_no_worker_is_there_to_undo_the_changes(fake: Fak
     # A campaign on queues no worker serves (another prefix): cancelling it undoes nothing until one runs.
     unserved = fake.settings.model_copy(update={"task_queue_prefix": f"none{uuid.uuid4().hex[:6]}"})
     target = fake.folder / "target.yaml"
-    target.write_text(FAKE_TARGET)
+    target.write_text(fake.target_text)
     campaign_id = await campaigns.launch(fake.client, unserved, playbook_file=TEST_PLAYBOOK, target_file=target)
 
     said = await ratchet_cli(unserved, "cancel", campaign_id)
@@ -442,7 +495,7 @@ async def test_the_live_view_shows_what_a_person_must_do_first(fake: Fake) -> No
 
 async def test_following_a_campaign_without_a_terminal_prints_its_events_then_the_outcome(fake: Fake) -> None:
     target = fake.folder / "target.yaml"
-    target.write_text(FAKE_TARGET)
+    target.write_text(fake.target_text)
     followed = await ratchet_cli(
         fake.settings,
         "launch",

@@ -235,8 +235,18 @@ def launch(
             help="Recommend again the levers earlier campaigns on this target undid for no effect on the same finding."
         ),
     ] = False,
+    queue: Annotated[
+        bool,
+        typer.Option(
+            help="Another campaign runs on the target: start when it ends (without this, the launch is refused, "
+            "exit 5)."
+        ),
+    ] = False,
 ) -> None:
-    """Validate the files and start a campaign; with --wait, follow it (asking at gates in a terminal)."""
+    """Validate the files and start a campaign; with --wait, follow it (asking at gates in a terminal).
+
+    One campaign runs on a target at a time (its name and base URL), across machines: a second launch is
+    refused with the running campaign's id (exit 5), or waits its turn with --queue."""
     # Bad files are reported before anything is contacted or started.
     book = _load_or_exit(load_playbook, playbook)
     _check_databases_or_exit(target, _load_or_exit(load_target, target))
@@ -250,6 +260,7 @@ def launch(
             target_file=target,
             auto_approve_as=name if auto_approve else None,
             retry_disproved=retry_disproved,
+            queue=queue,
         )
         console.print(f"launched {campaign_id}")
         console.print(

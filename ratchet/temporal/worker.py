@@ -17,6 +17,7 @@ from roles import role_activities
 from workflows.calibration import CalibrationWorkflow
 from workflows.campaign import CampaignWorkflow
 from workflows.rollout import RolloutWorkflow
+from workflows.target_lock import TargetLockWorkflow
 
 
 def build_workers(
@@ -29,7 +30,7 @@ def build_workers(
             Worker(
                 client,
                 task_queue=campaign_queue(settings),
-                workflows=[CampaignWorkflow, CalibrationWorkflow, RolloutWorkflow],
+                workflows=[CampaignWorkflow, CalibrationWorkflow, RolloutWorkflow, TargetLockWorkflow],
             )
         )
     for role in roles:

@@ -25,6 +25,7 @@ from workflows.campaign.assessment import assessment_phase
 from workflows.campaign.context import Campaign, Stop
 from workflows.campaign.deployment import deployment_phase
 from workflows.campaign.gates import refuse, take_approval, take_rejection
+from workflows.campaign.lock import hold_target
 from workflows.campaign.optimization import frontend_phase, optimization_phase
 from workflows.campaign.planning import is_approved, planning_phase
 from workflows.campaign.safety import keep_behaviour
@@ -45,6 +46,8 @@ class CampaignWorkflow:
         self._campaign.event(f"campaign started on {request.target.name} with playbook {request.playbook.name}")
         await self._campaign.record()
         try:
+            if workflow.patched("target-lock"):
+                await hold_target(self._campaign)
             await self._phases()
         except Stop as stop:
             await self._campaign.finish(stop.state, stop.outcome, stop.detail)
