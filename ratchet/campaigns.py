@@ -17,8 +17,10 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, W
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError
 
+from ratchet.approvals import default_key_path, sign_answer, signing_key_path
 from ratchet.config.compatibility import unsupported_by_target
 from ratchet.config.loading import check_databases, load_playbook, load_target
+from ratchet.config.playbook import Playbook
 from ratchet.contracts import (
     ApprovalInput,
     CalibrationInput,
@@ -76,6 +78,7 @@ async def launch(
     campaign_id: str | None = None,
     retry_disproved: bool = False,
     queue: bool = False,
+    signing_key: Path | None = None,
 ) -> str:
     """Validate both files, then start the campaign workflow; returns its id. Nothing starts on bad input, nor
     (unless ``queue``: it then waits for its turn) while another campaign runs on the target."""
@@ -97,6 +100,7 @@ async def launch(
             f"cancel it (`ratchet cancel {holder}`), or launch with --queue to start when it ends"
         )
     campaign_id = campaign_id or new_campaign_id(target.name)
+    signed = auto_approval_signature(settings, playbook_file, playbook, campaign_id, auto_approve_as, signing_key)
     request = CampaignInput(
         campaign_id=campaign_id,
         playbook=playbook,
@@ -107,6 +111,7 @@ async def launch(
         auto_approve_as=auto_approve_as,
         retry_disproved=retry_disproved,
         queue=queue,
+        **signed,
     )
     await client.start_workflow(
         "CampaignWorkflow",
@@ -125,6 +130,29 @@ async def launch(
         static_details=f"Target: {target.base}\n\nPlaybook: {playbook_file}\n\nTarget file: {target_file}",
     )
     return campaign_id
+
+
+def auto_approval_signature(
+    settings: Settings,
+    playbook_file: Path,
+    playbook: Playbook,
+    campaign_id: str,
+    auto_approve_as: str | None,
+    signing_key: Path | None,
+) -> dict[str, Any]:
+    """With signed approvals, an auto-approver signs the campaign's auto-approval with their key."""
+    if auto_approve_as is None or playbook.approvals.mode != "signed":
+        return {}
+    path = signing_key_path(settings.home, auto_approve_as, signing_key)
+    if path is None:
+        raise RatchetError(
+            f"{playbook_file}: approvals: signed: --auto-approve as {auto_approve_as} needs their key (--key FILE, or "
+            f"{default_key_path(settings.home, auto_approve_as)} made by `ratchet keys create {auto_approve_as}`)"
+        )
+    signed_at, signature = sign_answer(
+        path, campaign_id=campaign_id, action="auto-approve", phase="", approver=auto_approve_as, only=None
+    )
+    return {"auto_approve_signed_at": signed_at, "auto_approve_signature": signature}
 
 
 async def calibrate(

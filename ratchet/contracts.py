@@ -646,12 +646,16 @@ class ApprovalInput(Payload):
     approver: str = Field(min_length=1)
     only: list[str] | None = Field(None, description="Approve only these recommendation ids.")
     comment: str = ""
+    signed_at: datetime | None = Field(None, description="When the approver signed (playbooks with signed approvals).")
+    signature: str | None = Field(None, description="The approver's ed25519 signature (ratchet.approvals), base64.")
 
 
 class RejectionInput(Payload):
     phase: Phase | None = Field(None, description="The waiting phase; any waiting phase when omitted.")
     approver: str = Field(min_length=1)
     reason: str = Field(min_length=1)
+    signed_at: datetime | None = Field(None, description="When the approver signed (playbooks with signed approvals).")
+    signature: str | None = Field(None, description="The approver's ed25519 signature (ratchet.approvals), base64.")
 
 
 class GateDecision(Payload):
@@ -684,6 +688,10 @@ class CampaignInput(Payload):
     target_file: str = ""
     task_queue_prefix: str = "ratchet"
     auto_approve_as: str | None = Field(None, description="Approve every gate as this name (demo, CI).")
+    auto_approve_signed_at: datetime | None = None
+    auto_approve_signature: str | None = Field(
+        None, description="With signed approvals: the auto-approver's signature over this campaign's auto-approval."
+    )
     retry_disproved: bool = Field(
         False, description="Recommend levers again that earlier campaigns undid for no effect on the same finding."
     )

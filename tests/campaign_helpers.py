@@ -23,6 +23,7 @@ from ratchet.contracts import ApprovalInput, CampaignStatus, Recommendation
 from ratchet.settings import Settings
 from ratchet.store.engine import session_for
 from ratchet.store.tables import LeverAction
+from workflows import WORKFLOW_RUNNER
 from workflows.campaign import CampaignWorkflow
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -164,7 +165,9 @@ async def assert_replays(client: Client, campaign_id: str) -> None:
     With ``RATCHET_RECORD_HISTORIES=DIR`` the history is also kept there, gzipped and named by the test, for
     ``tests/histories/`` (what later versions must still replay)."""
     history: WorkflowHistory = await campaigns.handle(client, campaign_id).fetch_history()
-    replayer = Replayer(workflows=[CampaignWorkflow], data_converter=pydantic_data_converter)
+    replayer = Replayer(
+        workflows=[CampaignWorkflow], data_converter=pydantic_data_converter, workflow_runner=WORKFLOW_RUNNER
+    )
     await replayer.replay_workflow(history)
     folder = os.environ.get("RATCHET_RECORD_HISTORIES")
     if folder:

@@ -58,6 +58,7 @@ from ratchet.contracts import (
 )
 from ratchet.settings import Settings
 from ratchet.temporal.client import campaign_queue
+from workflows import WORKFLOW_RUNNER
 from workflows.campaign import CampaignWorkflow
 from workflows.rollout import RolloutWorkflow
 from workflows.target_lock import TargetLockWorkflow
@@ -337,6 +338,7 @@ async def fake_workers(client: Client, settings: Settings, service: FakeService,
             client,
             task_queue=campaign_queue(settings),
             workflows=[CampaignWorkflow, RolloutWorkflow, TargetLockWorkflow],
+            workflow_runner=WORKFLOW_RUNNER,
         )
     ]
     workers += [Worker(client, task_queue=settings.task_queue(role.value), activities=activities) for role in Role]

@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,9 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 
 from ratchet import campaigns
+from ratchet.approvals import create_key, load_key, sign, signed_message
 from ratchet.cli.views import campaign_view
-from ratchet.config.common import Role
+from ratchet.config.common import Phase, Role
 from ratchet.config.loading import load_playbook, load_target
 from ratchet.contracts import (
     ApprovalInput,
@@ -42,10 +44,11 @@ from ratchet.contracts import (
     RolloutChange,
     RolloutInput,
 )
-from ratchet.errors import NotFoundError
+from ratchet.errors import ConfigError, NotFoundError, RatchetError
 from ratchet.report import render_html, render_markdown
 from ratchet.settings import Settings
 from ratchet.temporal.client import campaign_queue, connect
+from ratchet.temporal.server import temporal_binary
 from tests.campaign_helpers import assert_replays, finish, ratchet_cli, ratchet_env, wait_for, waiting_at
 from tests.conftest import ROOT, TEST_PLAYBOOK, free_port
 from tests.fake_campaign import FAKE_TARGET, FakeService, fake_workers
@@ -428,6 +431,95 @@ async def test_one_campaign_per_target_a_second_is_refused_naming_the_first_or_w
     await campaigns.reject(fake.client, queued, RejectionInput(approver="bob", reason="done"))
     await finish(fake.client, queued)
     await assert_replays(fake.client, queued)
+
+
+async def temporal_update(
+    fake: Fake, campaign_id: str, name: str, answer_json: str
+) -> subprocess.CompletedProcess[str]:
+    """An update sent with the plain temporal CLI, as the README shows."""
+    argv = [temporal_binary(), "workflow", "update", "execute", "--address", fake.settings.temporal_address]
+    argv += ["--workflow-id", campaign_id, "--name", name, "--input", answer_json]
+    return await asyncio.to_thread(subprocess.run, argv, capture_output=True, text=True, timeout=60)
+
+
+async def test_with_signed_approvals_only_an_answer_its_approver_signed_is_taken_once(fake: Fake) -> None:
+    alice_key, bob_key = fake.folder / "alice.key", fake.folder / "bob.key"
+    keys = {"alice": create_key(alice_key), "bob": create_key(bob_key)}
+    (fake.folder / "keyring.yaml").write_text(f"bob: {keys['bob']}\n")
+    playbook = fake.folder / "signed.yaml"
+    signed = TEST_PLAYBOOK.read_text() + "approvals:\n  mode: signed\n  keyring: keyring.yaml\n"
+    playbook.write_text(signed)
+    with pytest.raises(ConfigError, match="no public key for alice"):  # every approver needs a key
+        load_playbook(playbook)
+    playbook.write_text(signed + f"  keys: {{alice: {keys['alice']}}}\n")
+
+    campaign_id = await fake.launch(playbook)
+    await wait_for(fake.client, campaign_id, waiting_at("planning"), what="the planning gate")
+    planning = Phase.PLANNING
+
+    def answer(key: Path, approver: str, signed_at: datetime | None = None) -> ApprovalInput:
+        when = signed_at or datetime.now(UTC)
+        message = signed_message(
+            campaign_id=campaign_id, action="approve", phase="planning", approver=approver, only=None, signed_at=when
+        )
+        return ApprovalInput(phase=planning, approver=approver, signed_at=when, signature=sign(load_key(key), message))
+
+    refused = {
+        "unsigned": ApprovalInput(phase=planning, approver="alice"),
+        "forged": answer(bob_key, "alice"),  # bob's key, alice's name
+        "stale": answer(alice_key, "alice", datetime.now(UTC) - timedelta(hours=1)),
+    }
+    for why, attempt in refused.items():
+        with pytest.raises(campaigns.RefusedError, match=why):
+            await campaigns.approve(fake.client, campaign_id, attempt)
+    # A signal cannot be refused to its sender: it is ignored, and the campaign's events say why.
+    await campaigns.handle(fake.client, campaign_id).signal("approve_signal", refused["unsigned"])
+    await wait_for(
+        fake.client,
+        campaign_id,
+        lambda s: any("ignored approval signal from alice: unsigned" in e.message for e in s.events),
+    )
+
+    # Signed by `ratchet approve --print-input`, sent with the plain temporal CLI: taken. The same again: a replay.
+    printed = await ratchet_cli(
+        fake.settings,
+        "approve",
+        campaign_id,
+        "--phase",
+        "planning",
+        "--as",
+        "alice",
+        "--key",
+        str(alice_key),
+        "--print-input",
+    )
+    assert printed.returncode == 0 and '"signature"' in printed.stdout, printed.stderr
+    taken = await temporal_update(fake, campaign_id, "approve", printed.stdout.strip())
+    assert taken.returncode == 0 and "planning approved by alice" in taken.stdout, taken.stdout + taken.stderr
+    again = await temporal_update(fake, campaign_id, "approve", printed.stdout.strip())
+    assert again.returncode != 0 and "replayed" in again.stdout + again.stderr, again.stdout + again.stderr
+
+    await wait_for(fake.client, campaign_id, waiting_at("deployment"), what="the deployment gate")
+    said = await ratchet_cli(fake.settings, "approve", campaign_id, "--as", "bob", "--key", str(bob_key))
+    assert said.returncode == 0 and "deployment approved by bob" in said.stdout, said.stdout + said.stderr
+    assert (await finish(fake.client, campaign_id)).state == CampaignState.COMPLETED
+
+    # --auto-approve signs too: without the approver's key nothing starts; with it, the campaign runs through.
+    target = fake.folder / "target.yaml"
+    with pytest.raises(RatchetError, match="needs their key"):
+        await campaigns.launch(
+            fake.client, fake.settings, playbook_file=playbook, target_file=target, auto_approve_as="alice"
+        )
+    automatic = await campaigns.launch(
+        fake.client,
+        fake.settings,
+        playbook_file=playbook,
+        target_file=target,
+        auto_approve_as="alice",
+        signing_key=alice_key,
+    )
+    assert (await finish(fake.client, automatic)).state == CampaignState.COMPLETED
+    await assert_replays(fake.client, campaign_id)
 
 
 async def test_answering_a_campaign_that_has_ended_says_so(fake: Fake) -> None:

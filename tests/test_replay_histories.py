@@ -19,6 +19,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from workflows import WORKFLOW_RUNNER
 from workflows.campaign import CampaignWorkflow
 from workflows.rollout import RolloutWorkflow
 
@@ -33,6 +34,10 @@ def test_there_are_recorded_histories_to_replay() -> None:
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.name.removesuffix(".json.gz"))
 async def test_a_history_recorded_by_an_earlier_version_replays(path: Path) -> None:
     history = WorkflowHistory.from_json(path.name, gzip.decompress(path.read_bytes()).decode())
-    replayer = Replayer(workflows=[CampaignWorkflow, RolloutWorkflow], data_converter=pydantic_data_converter)
+    replayer = Replayer(
+        workflows=[CampaignWorkflow, RolloutWorkflow],
+        data_converter=pydantic_data_converter,
+        workflow_runner=WORKFLOW_RUNNER,
+    )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"

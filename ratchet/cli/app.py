@@ -54,11 +54,15 @@ playbook_app = typer.Typer(help="Playbook files.")
 target_app = typer.Typer(help="Target files.")
 traces_app = typer.Typer(help="The OTLP trace receiver that instrumented targets send their spans to.")
 rollout_app = typer.Typer(help="A campaign's gradual rollout to production: promote or abort it.")
+keys_app = typer.Typer(help="Approvers' signing keys (playbooks with `approvals: signed`).")
+KEY_HELP = "Your private key (default: $RATCHET_HOME/keys/NAME.key, made by `ratchet keys create NAME`)."
+PRINT_INPUT_HELP = "Print the (signed) answer as JSON for `temporal workflow update execute --input`; send nothing."
 app.add_typer(server_app, name="server")
 app.add_typer(playbook_app, name="playbook")
 app.add_typer(target_app, name="target")
 app.add_typer(traces_app, name="traces")
 app.add_typer(rollout_app, name="rollout")
+app.add_typer(keys_app, name="keys")
 app.add_typer(workflows_app, name="workflows")
 
 # Piped output (logs, CI) gets wide tables instead of rich's 80-column default.
@@ -220,6 +224,26 @@ def worker(
 # ---------------------------------------------------------------- campaigns
 
 
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Argument(help="The approver's name, as in the playbook's approvers.")],
+    out: Annotated[
+        Path | None, typer.Option(help="Where to keep the private key (default: $RATCHET_HOME/keys/NAME.key).")
+    ] = None,
+) -> None:
+    """Make NAME's signing key; prints the public key line for the playbook's approvals.keys."""
+    from ratchet.approvals import SigningKeyError, create_key, default_key_path
+
+    path = out or default_key_path(get_settings().home, name)
+    try:
+        public = create_key(path)
+    except SigningKeyError as exc:
+        err.print(f"[red]{exc}[/]", highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    err.print(f"private key: {path} (keep it to yourself)")
+    print(f"{name}: {public}")
+
+
 @app.command()
 def launch(
     playbook: Annotated[Path, typer.Argument(help="Playbook YAML file.")],
@@ -242,6 +266,7 @@ def launch(
             "exit 5)."
         ),
     ] = False,
+    key: Annotated[Path | None, typer.Option(help="With --auto-approve: " + KEY_HELP)] = None,
 ) -> None:
     """Validate the files and start a campaign; with --wait, follow it (asking at gates in a terminal).
 
@@ -261,6 +286,7 @@ def launch(
             auto_approve_as=name if auto_approve else None,
             retry_disproved=retry_disproved,
             queue=queue,
+            signing_key=key,
         )
         console.print(f"launched {campaign_id}")
         console.print(
@@ -306,6 +332,21 @@ def rollout_abort(
     _client_command(go)()
 
 
+def _signed(
+    key: Path | None, campaign_id: str, action: str, phase: Phase | None, approver: str, only: list[str] | None
+) -> dict[str, Any]:
+    """The answer's signature fields, when the approver has a key (none: the answer goes unsigned)."""
+    from ratchet.approvals import sign_answer, signing_key_path
+
+    path = signing_key_path(get_settings().home, approver, key)
+    if path is None:
+        return {}
+    signed_at, signature = sign_answer(
+        path, campaign_id=campaign_id, action=action, phase=phase.value if phase else "", approver=approver, only=only
+    )
+    return {"signed_at": signed_at, "signature": signature}
+
+
 @app.command()
 def approve(
     campaign_id: Annotated[str, typer.Argument(help="Campaign id.")],
@@ -313,8 +354,11 @@ def approve(
     only: Annotated[str | None, typer.Option(help="Approve only these recommendations, e.g. R1,R3.")] = None,
     approver: Annotated[str, typer.Option("--as", help="Your name, as listed in the playbook's approvers.")] = "",
     comment: Annotated[str, typer.Option(help="A note kept with the decision.")] = "",
+    key: Annotated[Path | None, typer.Option(help=KEY_HELP)] = None,
+    print_input: Annotated[bool, typer.Option(help=PRINT_INPUT_HELP)] = False,
 ) -> None:
-    """Approve the phase that waits (all recommended changes, or --only some)."""
+    """Approve the phase that waits (all recommended changes, or --only some). Signed with your key when you
+    have one (required by playbooks with `approvals: signed`)."""
     if only is not None and not [part for part in only.split(",") if part.strip()]:
         # `--only "$IDS"` with IDS unset must not approve every recommendation.
         err.print("[red]--only: no recommendation ids given (e.g. --only R1,R3); leave --only out to approve all[/]")
@@ -333,6 +377,10 @@ def approve(
             raise RatchetError("--as: give your approver name (one of the playbook's approvers)")
         ids = [part.strip().upper() for part in only.split(",") if part.strip()] if only is not None else None
         answer = ApprovalInput(phase=waiting_phase, approver=approver, only=ids, comment=comment)
+        answer = answer.model_copy(update=_signed(key, campaign_id, "approve", waiting_phase, approver, ids))
+        if print_input:
+            print(answer.model_dump_json(exclude_none=True))
+            return
         console.print(await campaigns.approve(client, campaign_id, answer))
 
     _client_command(go)()
@@ -344,8 +392,10 @@ def reject(
     reason: Annotated[str, typer.Option(help="Why (kept in the report).")],
     approver: Annotated[str, typer.Option("--as", help="Your name, as listed in the playbook's approvers.")] = "",
     phase: Annotated[Phase | None, typer.Option(help="The waiting phase (default: whichever waits).")] = None,
+    key: Annotated[Path | None, typer.Option(help=KEY_HELP)] = None,
+    print_input: Annotated[bool, typer.Option(help=PRINT_INPUT_HELP)] = False,
 ) -> None:
-    """Reject the phase that waits; the campaign undoes what it applied."""
+    """Reject the phase that waits; the campaign undoes what it applied. Signed with your key when you have one."""
 
     async def go(client: Any) -> None:
         if not approver:
@@ -353,6 +403,10 @@ def reject(
         if not reason.strip():
             raise RatchetError("--reason: say why")
         answer = RejectionInput(phase=phase, approver=approver, reason=reason)
+        answer = answer.model_copy(update=_signed(key, campaign_id, "reject", phase, approver, None))
+        if print_input:
+            print(answer.model_dump_json(exclude_none=True))
+            return
         console.print(await campaigns.reject(client, campaign_id, answer))
 
     _client_command(go)()

@@ -5,11 +5,14 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from enum import StrEnum
+from pathlib import Path
 from typing import Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator, model_validator
+import yaml
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from ratchet.approvals import public_key_problem
 from ratchet.config.common import Phase, StrictModel
 from ratchet.config.durations import Duration
 
@@ -584,6 +587,55 @@ class WorkflowAnalysis(StrictModel):
         return prices
 
 
+class Approvals(StrictModel):
+    """How answers at the gates prove who gave them."""
+
+    mode: Literal["plain", "signed"] = Field(
+        "plain",
+        description="plain: the approver is the name the answer states; signed: every answer (update, signal, "
+        "--auto-approve) carries the approver's ed25519 signature, checked against their public key here.",
+    )
+    keys: dict[str, str] = Field(
+        default_factory=dict,
+        description="Approver name -> ed25519 public key (base64 of its 32 bytes), as `ratchet keys create` prints.",
+    )
+    keyring: Path | None = Field(
+        None, description="A YAML file of more `name: public key` lines (relative to the playbook)."
+    )
+    max_age: Duration = Field(
+        timedelta(minutes=10), description="A signature older than this (or this far in the future) is refused."
+    )
+
+    @model_validator(mode="after")
+    def _read_keyring(self, info: ValidationInfo) -> Self:
+        if self.keyring is None:
+            return self
+        base = (info.context or {}).get("base_dir", Path("."))
+        path = self.keyring if self.keyring.is_absolute() else Path(base) / self.keyring
+        try:
+            ring = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ValueError(f"keyring: cannot read {path}: {exc}") from None
+        if not isinstance(ring, dict) or not all(isinstance(v, str) for v in ring.values()):
+            raise ValueError(f"keyring: {path} must map approver names to public keys (name: key)")
+        twice = sorted(name for name in ring if name in self.keys and self.keys[name] != ring[name])
+        if twice:
+            raise ValueError(f"keyring: {path} gives other keys than `keys` for {', '.join(twice)}")
+        # Read once, when the file is loaded: the keys travel in the payloads, the path does not.
+        self.keys = {**{str(name): key for name, key in ring.items()}, **self.keys}
+        self.keyring = None
+        return self
+
+    @field_validator("keys")
+    @classmethod
+    def _valid_keys(cls, keys: dict[str, str]) -> dict[str, str]:
+        for name, key in keys.items():
+            problem = public_key_problem(key)
+            if problem:
+                raise ValueError(f"keys: {name}: {problem} (`ratchet keys create {name}` prints a valid one)")
+        return keys
+
+
 class Playbook(StrictModel):
     """A reusable campaign recipe."""
 
@@ -605,6 +657,20 @@ class Playbook(StrictModel):
         default_factory=WorkflowAnalysis, description="How workflow analyses compare and recommend variants."
     )
     max_recommendations: int = Field(10, ge=1, le=100, description="Plan at most this many changes.")
+    approvals: Approvals = Field(default_factory=Approvals)
+
+    @model_validator(mode="after")
+    def _every_signer_has_a_key(self) -> Self:
+        if self.approvals.mode != "signed":
+            return self
+        names = set(self.approvers) | {name for gate in self.gates.values() for name in gate.escalate_to}
+        missing = sorted(names - set(self.approvals.keys))
+        if missing:
+            raise ValueError(
+                f"approvals: signed, but no public key for {', '.join(missing)}: add it under approvals.keys (or "
+                "approvals.keyring); `ratchet keys create NAME` makes a key and prints it"
+            )
+        return self
 
     @model_validator(mode="after")
     def _gates_on_gateable_phases(self) -> Self:

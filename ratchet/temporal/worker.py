@@ -14,6 +14,7 @@ from ratchet.config.common import Role
 from ratchet.settings import Settings
 from ratchet.temporal.client import campaign_queue
 from roles import role_activities
+from workflows import WORKFLOW_RUNNER
 from workflows.calibration import CalibrationWorkflow
 from workflows.campaign import CampaignWorkflow
 from workflows.rollout import RolloutWorkflow
@@ -31,6 +32,7 @@ def build_workers(
                 client,
                 task_queue=campaign_queue(settings),
                 workflows=[CampaignWorkflow, CalibrationWorkflow, RolloutWorkflow, TargetLockWorkflow],
+                workflow_runner=WORKFLOW_RUNNER,
             )
         )
     for role in roles:

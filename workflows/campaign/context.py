@@ -80,6 +80,7 @@ class Campaign:
         self.measured_without: set[str] = set()  # changes undone for a measurement, to re-apply after
         self.focus: dict[str, float] = {}  # endpoint -> req/s of the validation's endpoints under test
         self.alerts: list[asyncio.Task[None]] = []
+        self.signatures_taken: set[str] = set()  # signed answers taken: the same one again is a replay
 
     async def load_test(
         self,

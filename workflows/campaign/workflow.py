@@ -30,6 +30,7 @@ from workflows.campaign.optimization import frontend_phase, optimization_phase
 from workflows.campaign.planning import is_approved, planning_phase
 from workflows.campaign.safety import keep_behaviour
 from workflows.campaign.saga import unwind
+from workflows.campaign.signatures import auto_approval_refusal, signature_refusal
 from workflows.campaign.validation import validation_phase
 
 
@@ -46,6 +47,9 @@ class CampaignWorkflow:
         self._campaign.event(f"campaign started on {request.target.name} with playbook {request.playbook.name}")
         await self._campaign.record()
         try:
+            refused = auto_approval_refusal(self._campaign)
+            if refused:
+                raise Stop(CampaignState.FAILED, "refused: the auto-approval is not validly signed", refused)
             if workflow.patched("target-lock"):
                 await hold_target(self._campaign)
             await self._phases()
@@ -88,42 +92,74 @@ class CampaignWorkflow:
     @workflow.update(name="approve")
     async def approve(self, answer: ApprovalInput) -> str:
         """Approve the waiting phase (optionally only some recommendations)."""
+        self._take_signature(answer.signature)
         return take_approval(self._campaign, answer)
 
     @approve.validator
     def _validate_approve(self, answer: ApprovalInput) -> None:
-        refusal = refuse(self._campaign, answer.phase, answer.approver, answer.only)
+        refusal = self._approval_refusal(answer)
         if refusal:
+            workflow.logger.warning("approval by %s refused: %s", answer.approver, refusal)
             raise ValueError(refusal)
 
     @workflow.update(name="reject")
     async def reject(self, answer: RejectionInput) -> str:
         """Reject the waiting phase with a reason."""
+        self._take_signature(answer.signature)
         return take_rejection(self._campaign, answer)
 
     @reject.validator
     def _validate_reject(self, answer: RejectionInput) -> None:
-        refusal = refuse(self._campaign, answer.phase, answer.approver)
+        refusal = self._rejection_refusal(answer)
         if refusal:
+            workflow.logger.warning("rejection by %s refused: %s", answer.approver, refusal)
             raise ValueError(refusal)
 
     @workflow.signal(name="approve_signal")
     def approve_signal(self, answer: ApprovalInput) -> None:
         """Fire-and-forget approval; refused answers are logged in the campaign's events."""
-        refusal = refuse(self._campaign, answer.phase, answer.approver, answer.only)
+        refusal = self._approval_refusal(answer)
         if refusal:
             self._campaign.event(f"ignored approval signal from {answer.approver}: {refusal}")
         else:
+            self._take_signature(answer.signature)
             take_approval(self._campaign, answer)
 
     @workflow.signal(name="reject_signal")
     def reject_signal(self, answer: RejectionInput) -> None:
         """Fire-and-forget rejection; refused answers are logged in the campaign's events."""
-        refusal = refuse(self._campaign, answer.phase, answer.approver)
+        refusal = self._rejection_refusal(answer)
         if refusal:
             self._campaign.event(f"ignored rejection signal from {answer.approver}: {refusal}")
         else:
+            self._take_signature(answer.signature)
             take_rejection(self._campaign, answer)
+
+    def _approval_refusal(self, answer: ApprovalInput) -> str | None:
+        return signature_refusal(
+            self._campaign,
+            action="approve",
+            phase=answer.phase,
+            approver=answer.approver,
+            only=answer.only,
+            signed_at=answer.signed_at,
+            signature=answer.signature,
+        ) or refuse(self._campaign, answer.phase, answer.approver, answer.only)
+
+    def _rejection_refusal(self, answer: RejectionInput) -> str | None:
+        return signature_refusal(
+            self._campaign,
+            action="reject",
+            phase=answer.phase,
+            approver=answer.approver,
+            only=None,
+            signed_at=answer.signed_at,
+            signature=answer.signature,
+        ) or refuse(self._campaign, answer.phase, answer.approver)
+
+    def _take_signature(self, signature: str | None) -> None:
+        if signature:
+            self._campaign.signatures_taken.add(signature)
 
     @workflow.query(name="status")
     def status(self) -> CampaignStatus:
