@@ -15,12 +15,16 @@ import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from ratchet.errors import RatchetError
+
+if TYPE_CHECKING:
+    from ratchet.config.playbook import Approvals
 
 
 class SigningKeyError(RatchetError):
@@ -125,3 +129,44 @@ def sign_answer(
         campaign_id=campaign_id, action=action, phase=phase, approver=approver, only=only, signed_at=signed_at
     )
     return signed_at, sign(load_key(key_path), message)
+
+
+def answer_refusal(
+    rules: Approvals,
+    taken: set[str],
+    now: datetime,
+    *,
+    campaign_id: str,
+    action: str,
+    phase: str,
+    approver: str,
+    only: list[str] | None,
+    signed_at: datetime | None,
+    signature: str | None,
+) -> str | None:
+    """Why a signed answer cannot be taken (unsigned, replayed, forged, stale), or None; always None when the
+    playbook's approvals are plain. Pure (a workflow passes its own clock as ``now``, and what it has taken)."""
+    if rules.mode != "signed":
+        return None
+    if not signature or signed_at is None:
+        return (
+            "unsigned: this campaign's playbook requires signed approvals; `ratchet approve`/`reject` sign with the "
+            "approver's key (`ratchet keys create NAME`), or pass signed_at and signature in the input"
+        )
+    if signature in taken:
+        return "replayed: this signed answer was already taken"
+    key = rules.keys.get(approver)
+    if key is None:
+        return f"no public key for {approver!r} in the playbook's approvals.keys"
+    message = signed_message(
+        campaign_id=campaign_id, action=action, phase=phase, approver=approver, only=only, signed_at=signed_at
+    )
+    if not verify(key, message, signature):
+        return (
+            f"forged: the signature is not {approver}'s over this answer (campaign {campaign_id}, {action}, "
+            f"phase {phase or 'any'}, its recommendations and time)"
+        )
+    moment = signed_at if signed_at.tzinfo is not None else signed_at.replace(tzinfo=UTC)
+    if abs(now - moment) > rules.max_age:
+        return f"stale: signed at {moment:%Y-%m-%d %H:%M:%S %Z}, more than {rules.max_age} from now"
+    return None

@@ -893,3 +893,5 @@ class RolloutDecision(Payload):
 
     by: str = Field(min_length=1)
     reason: str = ""
+    signed_at: datetime | None = Field(None, description="When it was signed (playbooks with signed approvals).")
+    signature: str | None = Field(None, description="The approver's ed25519 signature (ratchet.approvals), base64.")

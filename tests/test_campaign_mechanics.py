@@ -33,6 +33,7 @@ from ratchet.approvals import create_key, load_key, sign, signed_message
 from ratchet.cli.views import campaign_view
 from ratchet.config.common import Phase, Role
 from ratchet.config.loading import load_playbook, load_target
+from ratchet.config.playbook import Approvals
 from ratchet.contracts import (
     ApprovalInput,
     CampaignInput,
@@ -42,6 +43,7 @@ from ratchet.contracts import (
     LoadTestResult,
     RejectionInput,
     RolloutChange,
+    RolloutDecision,
     RolloutInput,
 )
 from ratchet.errors import ConfigError, NotFoundError, RatchetError
@@ -52,7 +54,7 @@ from ratchet.temporal.server import temporal_binary
 from tests.campaign_helpers import assert_replays, finish, ratchet_cli, ratchet_env, wait_for, waiting_at
 from tests.conftest import ROOT, TEST_PLAYBOOK, free_port
 from tests.fake_campaign import FAKE_TARGET, FakeService, fake_workers
-from workflows.rollout import RolloutWorkflow
+from workflows.rollout import RolloutWorkflow, rollout_id
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -302,6 +304,39 @@ async def test_a_cancelled_rollout_lets_the_apply_in_flight_finish_then_undoes_i
     levers = [c for c in fake.service.calls if c.endswith("search-cache")]
     assert levers == ["apply search-cache", "applied search-cache", "rollback search-cache"], fake.service.calls
     assert fake.service.in_place == set()
+
+
+async def test_with_signed_approvals_a_rollout_takes_only_a_signed_abort(fake: Fake) -> None:
+    key = fake.folder / "alice.key"
+    playbook = load_playbook(TEST_PLAYBOOK).model_copy(
+        update={
+            "approvals": Approvals(mode="signed", keys={"alice": create_key(key), "bob": create_key(fake.folder / "b")})
+        }
+    )
+    fake.service.hold_apply = {"search-cache"}
+    target_file = fake.folder / "production.yaml"
+    target_file.write_text(fake.target_text)
+    production = load_target(target_file)
+    campaign_id = f"signed-{uuid.uuid4().hex[:6]}"
+    request = RolloutInput(
+        campaign_id=campaign_id,
+        changes=[RolloutChange(change_id="C1", lever=production.levers[0], role=Role.BACKEND_DEVELOPER)],
+        production=production,
+        playbook=playbook,
+        validated=LoadTestResult(run_id="validated", label="validation", requests=0, duration_s=4, endpoints=[]),
+        task_queue_prefix=fake.settings.task_queue_prefix,
+    )
+    handle = await fake.client.start_workflow(
+        RolloutWorkflow.run, request, id=rollout_id(campaign_id), task_queue=campaign_queue(fake.settings)
+    )
+    await asyncio.wait_for(fake.service.applying.wait(), timeout=60)
+    with pytest.raises(campaigns.RefusedError, match="unsigned"):
+        await campaigns.decide_rollout(fake.client, campaign_id, "abort", RolloutDecision(by="alice"))
+    said = await ratchet_cli(fake.settings, "rollout", "abort", campaign_id, "--as", "alice", "--key", str(key))
+    assert said.returncode == 0 and "abort requested by alice" in said.stdout, said.stdout + said.stderr
+    fake.service.release.set()
+    result = await handle.result()
+    assert result.outcome == "aborted" and fake.service.in_place == set(), result
 
 
 async def test_a_lever_undone_for_no_effect_is_not_recommended_again_on_the_same_evidence(fake: Fake) -> None:

@@ -17,6 +17,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from ratchet.approvals import answer_refusal
     from ratchet.config.common import Role
     from ratchet.contracts import (
         GuardRequest,
@@ -50,6 +51,11 @@ class RolloutWorkflow:
         self._aborted: RolloutDecision | None = None
         self._applied: list[RolloutChange] = []
         self._baseline_run_id: str | None = None
+        self._signatures_taken: set[str] = set()
+
+    def _take_signature(self, decision: RolloutDecision) -> None:
+        if decision.signature:
+            self._signatures_taken.add(decision.signature)
 
     @workflow.run
     async def run(self, request: RolloutInput) -> RolloutResult:
@@ -116,24 +122,41 @@ class RolloutWorkflow:
     @workflow.update
     async def promote(self, decision: RolloutDecision) -> str:
         """Go on to the next step now, without waiting out the pause."""
+        self._take_signature(decision)
         self._promoted = decision
         return f"promoted by {decision.by}"
 
     @promote.validator
     def _validate_promote(self, decision: RolloutDecision) -> None:
-        self._refuse(decision)
+        self._refuse(decision, "rollout-promote")
 
     @workflow.update
     async def abort(self, decision: RolloutDecision) -> str:
         """Stop and roll the rollout back (after the step in progress)."""
+        self._take_signature(decision)
         self._aborted = decision
         return f"abort requested by {decision.by}"
 
     @abort.validator
     def _validate_abort(self, decision: RolloutDecision) -> None:
-        self._refuse(decision)
+        self._refuse(decision, "rollout-abort")
 
-    def _refuse(self, decision: RolloutDecision) -> None:
+    def _refuse(self, decision: RolloutDecision, action: str) -> None:
+        unsigned = answer_refusal(
+            self._input.playbook.approvals,
+            self._signatures_taken,
+            workflow.now(),
+            campaign_id=self._input.campaign_id,
+            action=action,
+            phase="",
+            approver=decision.by,
+            only=None,
+            signed_at=decision.signed_at,
+            signature=decision.signature,
+        )
+        if unsigned:
+            workflow.logger.warning("%s by %s refused: %s", action, decision.by, unsigned)
+            raise ValueError(unsigned)
         approvers = self._input.playbook.approvers
         if decision.by not in approvers:
             raise ValueError(f"{decision.by!r} is not an approver of this campaign; approvers: {', '.join(approvers)}")

@@ -308,11 +308,14 @@ def launch(
 def rollout_promote(
     campaign_id: Annotated[str, typer.Argument(help="Campaign id.")],
     approver: Annotated[str, typer.Option("--as", help="Your name, as listed in the playbook's approvers.")],
+    key: Annotated[Path | None, typer.Option(help=KEY_HELP)] = None,
 ) -> None:
-    """Go on to the rollout's next step now, without waiting out the pause."""
+    """Go on to the rollout's next step now, without waiting out the pause (signed with your key when you have
+    one)."""
 
     async def go(client: Any) -> None:
-        console.print(await campaigns.decide_rollout(client, campaign_id, "promote", RolloutDecision(by=approver)))
+        decision = RolloutDecision(by=approver, **_signed(key, campaign_id, "rollout-promote", None, approver, None))
+        console.print(await campaigns.decide_rollout(client, campaign_id, "promote", decision))
 
     _client_command(go)()
 
@@ -322,11 +325,13 @@ def rollout_abort(
     campaign_id: Annotated[str, typer.Argument(help="Campaign id.")],
     approver: Annotated[str, typer.Option("--as", help="Your name, as listed in the playbook's approvers.")],
     reason: Annotated[str, typer.Option(help="Why, kept with the decision.")] = "",
+    key: Annotated[Path | None, typer.Option(help=KEY_HELP)] = None,
 ) -> None:
-    """Stop the rollout and undo it in production (the campaign then rolls back)."""
+    """Stop the rollout and undo it in production (the campaign then rolls back); signed as approve is."""
 
     async def go(client: Any) -> None:
-        decision = RolloutDecision(by=approver, reason=reason)
+        signed = _signed(key, campaign_id, "rollout-abort", None, approver, None)
+        decision = RolloutDecision(by=approver, reason=reason, **signed)
         console.print(await campaigns.decide_rollout(client, campaign_id, "abort", decision))
 
     _client_command(go)()

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from ratchet.approvals import signed_message, verify
+    from ratchet.approvals import answer_refusal
     from ratchet.config.common import Phase
 
 from workflows.campaign.context import Campaign
@@ -23,38 +23,20 @@ def signature_refusal(
     signed_at: datetime | None,
     signature: str | None,
 ) -> str | None:
-    """Why a signed answer cannot be taken (unsigned, replayed, forged, stale), or None. Pure: the same on
-    replay (the signature's check is computation, its age is measured against the workflow's clock)."""
-    rules = campaign.input.playbook.approvals
-    if rules.mode != "signed":
-        return None
-    if not signature or signed_at is None:
-        return (
-            "unsigned: this campaign's playbook requires signed approvals; `ratchet approve`/`reject` sign with the "
-            "approver's key (`ratchet keys create NAME`), or pass signed_at and signature in the input"
-        )
-    if signature in campaign.signatures_taken:
-        return "replayed: this signed answer was already taken"
-    key = rules.keys.get(approver)
-    if key is None:
-        return f"no public key for {approver!r} in the playbook's approvals.keys"
-    message = signed_message(
+    """Why a signed answer cannot be taken by this campaign, or None (``ratchet.approvals.answer_refusal``; its
+    age is measured on the workflow's clock, so a replay decides the same)."""
+    return answer_refusal(
+        campaign.input.playbook.approvals,
+        campaign.signatures_taken,
+        workflow.now(),
         campaign_id=campaign.input.campaign_id,
         action=action,
         phase=phase.value if phase is not None else "",
         approver=approver,
         only=only,
         signed_at=signed_at,
+        signature=signature,
     )
-    if not verify(key, message, signature):
-        return (
-            f"forged: the signature is not {approver}'s over this answer (campaign {campaign.input.campaign_id}, "
-            f"{action}, phase {phase.value if phase else 'any'}, its recommendations and time)"
-        )
-    moment = signed_at if signed_at.tzinfo is not None else signed_at.replace(tzinfo=UTC)
-    if abs(workflow.now() - moment) > rules.max_age:
-        return f"stale: signed at {moment:%Y-%m-%d %H:%M:%S %Z}, more than {rules.max_age} from now"
-    return None
 
 
 def auto_approval_refusal(campaign: Campaign) -> str | None:
