@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 from temporalio import activity
 
+from ratchet import secrets
 from ratchet.contracts import CampaignStatus, ReportRequest, ReportResult
 from ratchet.report import render_html, render_markdown
 from ratchet.report.workflow_section import WorkflowSection, workflow_sections
@@ -68,6 +69,9 @@ class ReportActivities:
             status, history_url=history, charts=report_charts(status, self.settings), workflows=workflows
         )
         markdown = render_markdown(status, history_url=history, workflows=workflows)
+        # A value taken from the environment (a password in a connection string an error quoted) is shown as
+        # its ${NAME}: reports are shared.
+        html, markdown = secrets.mask_text(html), secrets.mask_text(markdown)
         stem = self.settings.reports_dir / report_stem(status.campaign_id)
         html_path = write_atomically(stem.with_name(stem.name + ".html"), html)
         markdown_path = write_atomically(stem.with_name(stem.name + ".md"), markdown)

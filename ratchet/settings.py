@@ -18,6 +18,7 @@ class Settings(BaseSettings):
     temporal_address: str = Field("127.0.0.1:7233", description="host:port of the Temporal frontend.")
     temporal_namespace: str = "default"
     temporal_ui_port: int = 8233
+    codec_port: int = Field(8081, description="`ratchet codec-server` listens here (the UI decodes payloads there).")
     store_url: str | None = Field(None, description="SQLAlchemy URL of the store; default: SQLite in home.")
     otlp_port: int = Field(4318, description="Port of Ratchet's OTLP/HTTP trace receiver (`ratchet traces serve`).")
     otlp_host: str = Field("127.0.0.1", description="Host the activities reach the trace receiver on.")

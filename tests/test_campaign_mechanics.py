@@ -7,6 +7,7 @@ tested on the shop."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import json
 import shlex
@@ -555,6 +556,96 @@ async def test_with_signed_approvals_only_an_answer_its_approver_signed_is_taken
     )
     assert (await finish(fake.client, automatic)).state == CampaignState.COMPLETED
     await assert_replays(fake.client, campaign_id)
+
+
+def plaintext_payloads(node: object, path: str = "") -> list[str]:
+    """Where a history holds a payload that is not encrypted, and what it says."""
+    found: list[str] = []
+    if isinstance(node, dict):
+        encoding = node.get("metadata", {}).get("encoding") if isinstance(node.get("metadata"), dict) else None
+        if encoding is not None and base64.b64decode(encoding) != b"binary/encrypted":
+            found.append(f"{path}: {base64.b64decode(node.get('data', '')).decode('latin-1')[:80]}")
+        for key, value in node.items():
+            found += plaintext_payloads(value, f"{path}.{key}")
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            found += plaintext_payloads(value, f"{path}[{index}]")
+    return found
+
+
+async def test_secrets_from_the_environment_never_reach_the_history_and_with_a_key_nothing_is_plaintext(
+    fake: Fake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token, password = "hook-token-5e3c7", "db-pa55word-91"
+    monkeypatch.setenv("RATCHET_TEST_HOOK_TOKEN", token)
+    monkeypatch.setenv("RATCHET_TEST_LEVER_PASSWORD", password)
+    playbook = fake.folder / "alerting.yaml"
+    playbook.write_text(
+        TEST_PLAYBOOK.read_text() + "alerts:\n  webhook_url: http://127.0.0.1:9/hooks/${RATCHET_TEST_HOOK_TOKEN}\n"
+    )
+    target = fake.folder / "secret-target.yaml"
+    target.write_text(
+        fake.target_text.replace(
+            "apply: [{argv: [echo, cache on]}]", "apply: [{argv: [echo, '${RATCHET_TEST_LEVER_PASSWORD}']}]"
+        )
+    )
+    assert "RATCHET_TEST_LEVER_PASSWORD" in target.read_text()
+
+    async def shown(campaign_id: str) -> str:
+        argv = [temporal_binary(), "workflow", "show", "--address", fake.settings.temporal_address]
+        argv += ["--workflow-id", campaign_id, "--output", "json"]
+        done = await asyncio.to_thread(subprocess.run, argv, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def decoded_payloads(history: str) -> str:
+        """Every payload's data in the history, decoded from base64 (what anyone reading Temporal sees)."""
+        found: list[str] = []
+
+        def walk(node: object) -> None:
+            if isinstance(node, dict):
+                if "data" in node and "metadata" in node:
+                    found.append(base64.b64decode(node["data"]).decode("latin-1"))
+                for value in node.values():
+                    walk(value)
+            elif isinstance(node, list):
+                for value in node:
+                    walk(value)
+
+        walk(json.loads(history))
+        return "\n".join(found)
+
+    campaign_id = await campaigns.launch(
+        fake.client, fake.settings, playbook_file=playbook, target_file=target, auto_approve_as="alice"
+    )
+    final = await finish(fake.client, campaign_id)
+    assert final.state == CampaignState.COMPLETED, final.outcome_detail
+    history = await shown(campaign_id)
+    plain = decoded_payloads(history)
+    assert "${RATCHET_TEST_HOOK_TOKEN}" in plain and "${RATCHET_TEST_LEVER_PASSWORD}" in plain
+    assert token not in history + plain and password not in history + plain
+    report = Path(final.report_html).read_text() + Path(final.report_markdown).read_text()
+    assert token not in report and password not in report
+
+    # With a payload key, on this client and its workers, no payload in the history is readable without it.
+    monkeypatch.setenv("RATCHET_PAYLOAD_KEYS", f"k1:{base64.b64encode(bytes(range(32))).decode()}")
+    keyed = await connect(fake.settings)
+    own_queues = fake.settings.model_copy(update={"task_queue_prefix": f"k{uuid.uuid4().hex[:8]}"})
+    async with fake_workers(keyed, own_queues, FakeService(), fake.folder):
+        sealed_id = await campaigns.launch(
+            keyed, own_queues, playbook_file=playbook, target_file=target, auto_approve_as="alice"
+        )
+        assert (await finish(keyed, sealed_id)).state == CampaignState.COMPLETED
+        sealed = await shown(sealed_id)
+    # Search attributes are indexed by Temporal, so never encoded (the campaign's phase, state, target and
+    # playbook names), nor are the SDK's own patch markers (the patch names): no secret goes there.
+    readable = [
+        where
+        for where in plaintext_payloads(json.loads(sealed))
+        if ".searchAttributes." not in where and ".patch-data." not in where
+    ]
+    assert not readable, readable
+    assert "alice" not in decoded_payloads(sealed)  # the approver's name was in plaintext payloads before
 
 
 async def test_answering_a_campaign_that_has_ended_says_so(fake: Fake) -> None:

@@ -131,17 +131,45 @@ async def campaigns_client() -> Any:
 @server_app.command("start")
 def server_start() -> None:
     """Start the embedded Temporal server in the background (UI included)."""
+    from ratchet.temporal.codecs import configured_keys
     from ratchet.temporal.server import start_server
 
     settings = get_settings()
     try:
+        # With a payload key the UI decodes through `ratchet codec-server` (its holders read payloads there).
+        codec = f"http://127.0.0.1:{settings.codec_port}" if configured_keys() else None
         handle = start_server(
-            settings.resolved_home, address=settings.temporal_address, ui_port=settings.temporal_ui_port
+            settings.resolved_home,
+            address=settings.temporal_address,
+            ui_port=settings.temporal_ui_port,
+            codec_endpoint=codec,
         )
     except RatchetError as exc:
         err.print(f"[red]{exc}[/]")
         raise typer.Exit(EXIT_UNREACHABLE) from None
     console.print(f"Temporal on {handle.address} (pid {handle.pid}); UI: {handle.ui_url}")
+    if codec:
+        console.print(f"payloads are encrypted: the UI decodes them at {codec} (run `ratchet codec-server`)")
+
+
+@app.command("codec-server")
+def codec_server(
+    ui_origin: Annotated[str | None, typer.Option(help="The UI's origin (default: the embedded server's UI).")] = None,
+) -> None:
+    """Serve the payload keys to the Temporal UI (127.0.0.1:RATCHET_CODEC_PORT): decrypts for its holders."""
+    import uvicorn
+
+    from ratchet.temporal.codec_server import encryption_app
+    from ratchet.temporal.codecs import configured_keys
+
+    settings = get_settings()
+    keys = configured_keys()
+    if not keys:
+        err.print("[red]no payload key: set RATCHET_PAYLOAD_KEYS (id:base64key,...) or RATCHET_PAYLOAD_KEY_FILE[/]")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    origin = ui_origin or settings.ui_url
+    console.print(f"codec server on http://127.0.0.1:{settings.codec_port} for {origin}")
+    uvicorn.run(encryption_app(keys, origin), host="127.0.0.1", port=settings.codec_port, log_level="warning")
 
 
 @server_app.command("stop")

@@ -6,7 +6,6 @@ PyYAML's node tree keeps the line of every key, so a pydantic error location suc
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Any, TypeVar
@@ -14,6 +13,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from ratchet import secrets
 from ratchet.config.playbook import Playbook
 from ratchet.config.target import Target
 from ratchet.errors import ConfigError, ConfigProblem, LocatedValueError
@@ -28,16 +28,19 @@ _ENV_REFERENCE = re.compile(r"\$\{(\w+)(?::-((?:[^${}]|\$(?!\{)|\$\{\w+(?::-[^${
 def expand_environment(text: str) -> str:
     """Replace ``${NAME}`` and ``${NAME:-default}`` so one target file serves several machines.
 
-    A value from the environment is used as it is; a default that is used is expanded in turn.
+    A value from the environment (or ``RATCHET_SECRETS_FILE``) is used as it is, and its name is remembered: the
+    payload codec keeps the value out of Temporal (``ratchet.secrets``). A default that is used is expanded in
+    turn (a default is written in the file, so it is no secret).
     """
 
     def replace(match: re.Match[str]) -> str:
         name, default = match.group(1), match.group(2)
-        value = os.environ.get(name)
+        value = secrets.value_of(name)
         if value is None:
             if default is None:
                 raise KeyError(name)
             return expand_environment(default)
+        secrets.remember({name})
         return value
 
     return _ENV_REFERENCE.sub(replace, text)

@@ -1,11 +1,12 @@
-"""One way to connect, so every client, worker and test uses the pydantic data converter."""
+"""One way to connect, so every client, worker and test uses the same data converter (pydantic payloads,
+secrets as references, encrypted with a key: ``ratchet.temporal.codecs``)."""
 
 from __future__ import annotations
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from ratchet.settings import Settings, get_settings
+from ratchet.temporal.codecs import data_converter
 
 CAMPAIGN_QUEUE_SUFFIX = "campaigns"
 
@@ -21,5 +22,5 @@ async def connect(settings: Settings | None = None) -> Client:
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(),
     )

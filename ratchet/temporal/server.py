@@ -58,9 +58,16 @@ def running_pid(home: Path) -> int | None:
 
 
 def start_server(
-    home: Path, *, address: str = "127.0.0.1:7233", ui_port: int = 8233, wait_s: float = 30.0, log: Path | None = None
+    home: Path,
+    *,
+    address: str = "127.0.0.1:7233",
+    ui_port: int = 8233,
+    wait_s: float = 30.0,
+    log: Path | None = None,
+    codec_endpoint: str | None = None,
 ) -> ServerHandle:
-    """Start the dev server in the background (or return the one already running for this folder)."""
+    """Start the dev server in the background (or return the one already running for this folder).
+    ``codec_endpoint``: the UI decodes payloads there (``ratchet codec-server``)."""
     host, port = address.rsplit(":", 1)
     ui_url = f"http://{host}:{ui_port}"
     pid = running_pid(home)
@@ -86,6 +93,8 @@ def start_server(
     ]
     for attribute in SEARCH_ATTRIBUTES:
         argv += ["--search-attribute", attribute]
+    if codec_endpoint:
+        argv += ["--ui-codec-endpoint", codec_endpoint]
     log_file = (log or home / "temporal.log").open("ab")
     # A new session: the server outlives the command that started it (ratchet server start).
     process = subprocess.Popen(argv, stdout=log_file, stderr=log_file, start_new_session=True)

@@ -10,6 +10,7 @@ from datetime import timedelta
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from ratchet import secrets
 from ratchet.config.common import Role
 from ratchet.settings import Settings
 from ratchet.temporal.client import campaign_queue
@@ -52,6 +53,7 @@ def build_workers(
 
 async def run_workers(workers: list[Worker], stop: asyncio.Event | None = None) -> None:
     """Run workers until ``stop`` is set (or forever), then shut them all down."""
+    secrets.mask_logs()
     async with contextlib.AsyncExitStack() as stack:
         for worker in workers:
             await stack.enter_async_context(worker)
