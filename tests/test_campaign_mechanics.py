@@ -574,7 +574,7 @@ def plaintext_payloads(node: object, path: str = "") -> list[str]:
 
 
 async def test_secrets_from_the_environment_never_reach_the_history_and_with_a_key_nothing_is_plaintext(
-    fake: Fake, monkeypatch: pytest.MonkeyPatch
+    fake: Fake, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     token, password = "hook-token-5e3c7", "db-pa55word-91"
     monkeypatch.setenv("RATCHET_TEST_HOOK_TOKEN", token)
@@ -626,6 +626,11 @@ async def test_secrets_from_the_environment_never_reach_the_history_and_with_a_k
     assert token not in history + plain and password not in history + plain
     report = Path(final.report_html).read_text() + Path(final.report_markdown).read_text()
     assert token not in report and password not in report
+    # … nor in the Temporal server's own file (the fast tier's dev server, see conftest).
+    [server_file] = (tmp_path_factory.getbasetemp() / "temporal-fast0").glob("*.db")
+    stored = server_file.read_bytes() + b"".join(p.read_bytes() for p in server_file.parent.glob("*.db-wal"))
+    assert b"${RATCHET_TEST_HOOK_TOKEN}" in stored  # the file holds payloads as written: the check can see them
+    assert token.encode() not in stored and password.encode() not in stored
 
     # With a payload key, on this client and its workers, no payload in the history is readable without it.
     monkeypatch.setenv("RATCHET_PAYLOAD_KEYS", f"k1:{base64.b64encode(bytes(range(32))).decode()}")
