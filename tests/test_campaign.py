@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -250,9 +251,20 @@ async def test_a_shop_with_every_fix_applied_has_no_bottleneck_and_the_campaign_
 
 
 async def test_campaign_on_postgres_finds_the_seq_scan_and_proves_the_index(
-    client: Client, settings: Settings, worker: None, pg_shop: Shop, index_only_target: Path
+    client: Client,
+    settings: Settings,
+    worker: None,
+    pg_shop: Shop,
+    index_only_target: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The same target file, with SHOP_DATABASE_URL pointing at the shop's PostgreSQL database."""
+    """The same target file, with SHOP_DATABASE_URL pointing at the shop's PostgreSQL database, a password in it
+    (the test server trusts local connections, so any password works): it never reaches Temporal or the report."""
+    password = "pg-Pa55word-7781"
+    assert pg_shop.database.startswith("postgresql://postgres@")
+    monkeypatch.setenv(
+        "SHOP_DATABASE_URL", pg_shop.database.replace("postgresql://postgres@", f"postgresql://postgres:{password}@")
+    )
     indexes_before = pg_shop.indexes()
     campaign_id = await campaigns.launch(
         client, settings, playbook_file=TEST_PLAYBOOK, target_file=index_only_target, auto_approve_as="alice"
@@ -275,7 +287,21 @@ async def test_campaign_on_postgres_finds_the_seq_scan_and_proves_the_index(
     assert change.state == ChangeState.KEPT
     added = sorted(set(pg_shop.indexes()) - set(indexes_before))
     assert [name for name, _ in added] == ["ratchet_ix_orders_customer_email"]
+    show = [temporal_binary(), "workflow", "show", "--address", settings.temporal_address]
+    shown = await run_command([*show, "--workflow-id", campaign_id, "--output", "json"])
+    assert shown.returncode == 0 and "${SHOP_DATABASE_URL}" in json_payload_text(shown.stdout), shown.stderr[-500:]
+    assert password not in shown.stdout + json_payload_text(shown.stdout)
+    assert password not in Path(final.report_html).read_text() + Path(final.report_markdown).read_text()
     await assert_replays(client, campaign_id)
+
+
+def json_payload_text(history_json: str) -> str:
+    """Every payload's data of a history (`temporal workflow show --output json`), decoded from base64."""
+    import base64
+
+    return "\n".join(
+        base64.b64decode(data).decode("latin-1") for data in re.findall(r'"data":\s*"([A-Za-z0-9+/=]+)"', history_json)
+    )
 
 
 async def test_failed_validation_rolls_back_and_leaves_database_as_found(
