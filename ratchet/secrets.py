@@ -32,6 +32,12 @@ _names: set[str] = set()
 _lock = threading.Lock()
 
 
+def holds_reference(value: str) -> bool:
+    """Whether ``value`` holds a secret's ``${NAME}``: decoded from a payload in a process without the secret
+    (a workflow worker needs none). Files never leave one: they are expanded when read."""
+    return REFERENCE.search(value) is not None
+
+
 def value_of(name: str) -> str | None:
     """The value of ``name`` here: the environment first, then ``RATCHET_SECRETS_FILE``."""
     value = os.environ.get(name)

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from sqlmodel import select
 from temporalio.client import Client, WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from activities.levers import MEASUREMENT_NOTE
@@ -23,6 +22,7 @@ from ratchet.contracts import ApprovalInput, CampaignStatus, Recommendation
 from ratchet.settings import Settings
 from ratchet.store.engine import session_for
 from ratchet.store.tables import LeverAction
+from ratchet.temporal.codecs import data_converter
 from workflows import WORKFLOW_RUNNER
 from workflows.campaign import CampaignWorkflow
 
@@ -165,9 +165,7 @@ async def assert_replays(client: Client, campaign_id: str) -> None:
     With ``RATCHET_RECORD_HISTORIES=DIR`` the history is also kept there, gzipped and named by the test, for
     ``tests/histories/`` (what later versions must still replay)."""
     history: WorkflowHistory = await campaigns.handle(client, campaign_id).fetch_history()
-    replayer = Replayer(
-        workflows=[CampaignWorkflow], data_converter=pydantic_data_converter, workflow_runner=WORKFLOW_RUNNER
-    )
+    replayer = Replayer(workflows=[CampaignWorkflow], data_converter=data_converter(), workflow_runner=WORKFLOW_RUNNER)
     await replayer.replay_workflow(history)
     folder = os.environ.get("RATCHET_RECORD_HISTORIES")
     if folder:

@@ -137,3 +137,15 @@ def test_only_secrets_are_kept_out_a_base_url_is_expanded_as_written(monkeypatch
     )
     assert secrets.is_secret("PLAIN_LOOKING") and secrets.is_secret("MY_ODD_ONE")
     assert not secrets.is_secret("SHOP_URL") and not secrets.is_secret("PIPELINE_TASK_QUEUE")
+
+
+def test_a_worker_without_the_secret_still_reads_the_payload_that_references_it() -> None:
+    """A workflow worker needs no secret: a reference it cannot resolve stays, and the models take it."""
+    from ratchet.config.playbook import Alerts
+    from ratchet.config.target import Database
+
+    assert Database(url="${RATCHET_TEST_ABSENT_DATABASE_URL}").url == "${RATCHET_TEST_ABSENT_DATABASE_URL}"
+    hook = "https://hooks.example/${RATCHET_TEST_ABSENT_WEBHOOK}"
+    assert Alerts(webhook_url=hook).webhook_url == hook
+    with pytest.raises(ValueError, match="must start with sqlite"):
+        Database(url="mysql://nope")

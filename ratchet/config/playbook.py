@@ -15,6 +15,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from ratchet.approvals import public_key_problem
 from ratchet.config.common import Phase, StrictModel
 from ratchet.config.durations import Duration
+from ratchet.secrets import holds_reference
 
 GATEABLE_PHASES = (Phase.PLANNING, Phase.OPTIMIZATION, Phase.FRONTEND, Phase.VALIDATION, Phase.DEPLOYMENT)
 
@@ -523,8 +524,8 @@ class Alerts(StrictModel):
     @field_validator("webhook_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
+        if value is None or holds_reference(value):
+            return value  # a secret this process does not hold (see ratchet.secrets): checked where it is resolved
         # The message leaves the URL out: a webhook's path is its secret.
         try:
             parts = urlsplit(value.strip())

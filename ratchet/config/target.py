@@ -14,6 +14,7 @@ from ratchet.config.common import FindingType, Role, StrictModel
 from ratchet.config.durations import Duration
 from ratchet.config.lever_templates import lever_template_problem
 from ratchet.errors import LocatedValueError
+from ratchet.secrets import holds_reference
 from ratchet.templating import expression_problem
 
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
@@ -125,6 +126,8 @@ class Database(StrictModel):
     @field_validator("url")
     @classmethod
     def _known_scheme(cls, value: str) -> str:
+        if holds_reference(value):
+            return value  # a secret this process does not hold (see ratchet.secrets): checked where it is resolved
         if not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
             raise ValueError("must start with sqlite:/// or postgresql://")
         return value
