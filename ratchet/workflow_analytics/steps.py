@@ -165,13 +165,27 @@ def _time(event: HistoryEvent) -> datetime:
     return event.event_time.ToDatetime()
 
 
+def _encoded_message(failure: Failure) -> str | None:
+    """The message of a failure whose SDK moved it into an encoded-attributes payload (the message then reads
+    "Encoded failure"), when that payload is plain JSON; an encrypted one stays unread."""
+    attributes = failure.encoded_attributes if failure.HasField("encoded_attributes") else None
+    if attributes is None or attributes.metadata.get("encoding") != b"json/plain":
+        return None
+    try:
+        message = json.loads(attributes.data).get("message")
+    except (ValueError, AttributeError):
+        return None
+    return message if isinstance(message, str) else None
+
+
 def _failure_text(failure: Failure) -> str:
     """The failure's type (an application failure's) and its messages down the cause chain."""
     messages = []
     current = failure
     while True:
-        if current.message:
-            messages.append(current.message)
+        message = _encoded_message(current) or current.message
+        if message:
+            messages.append(message)
         if not current.HasField("cause"):
             break
         current = current.cause
