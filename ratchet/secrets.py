@@ -13,6 +13,7 @@ a worker elsewhere needs no copy of them.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -38,15 +39,28 @@ def holds_reference(value: str) -> bool:
     return REFERENCE.search(value) is not None
 
 
+def _secrets_file() -> dict[str, str | None]:
+    """``RATCHET_SECRETS_FILE``'s entries ({} without one), read again only when the file changes: the codec
+    asks for every payload."""
+    name = os.environ.get("RATCHET_SECRETS_FILE")
+    if not name:
+        return {}
+    try:
+        changed = Path(name).stat().st_mtime_ns
+    except OSError:
+        return {}
+    return _read_secrets_file(name, changed)
+
+
+@functools.lru_cache(maxsize=4)
+def _read_secrets_file(name: str, changed: int) -> dict[str, str | None]:
+    return dict(dotenv_values(name))
+
+
 def value_of(name: str) -> str | None:
     """The value of ``name`` here: the environment first, then ``RATCHET_SECRETS_FILE``."""
     value = os.environ.get(name)
-    if value is not None:
-        return value
-    secrets_file = os.environ.get("RATCHET_SECRETS_FILE")
-    if secrets_file and Path(secrets_file).is_file():
-        return dotenv_values(secrets_file).get(name)
-    return None
+    return value if value is not None else _secrets_file().get(name)
 
 
 def is_secret(name: str) -> bool:
@@ -54,8 +68,7 @@ def is_secret(name: str) -> bool:
     extra = os.environ.get("RATCHET_SECRET_NAMES")
     if SECRET_NAME.search(name) or (extra and re.search(extra, name)):
         return True
-    secrets_file = os.environ.get("RATCHET_SECRETS_FILE")
-    return bool(secrets_file and Path(secrets_file).is_file() and name in dotenv_values(secrets_file))
+    return name in _secrets_file()
 
 
 def remember(names: set[str]) -> None:
