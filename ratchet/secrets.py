@@ -27,6 +27,7 @@ from dotenv import dotenv_values
 # a payload, they would garble unrelated text for a reader without the value. They are not masked.
 MIN_MASKED_LENGTH = 6
 REFERENCE = re.compile(r"\$\{(\w+)\}")
+REFERENCE_IN_JSON = re.compile(REFERENCE.pattern.encode())  # the same, over a payload's bytes
 SECRET_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|KEY|CREDENTIAL|DSN|DATABASE_URL|WEBHOOK|AUTH", re.IGNORECASE)
 
 _names: set[str] = set()
@@ -111,7 +112,7 @@ def mask_json(data: bytes) -> bytes:
 def unmask_json(data: bytes) -> bytes:
     """A JSON document with each ``${NAME}`` whose value is known here put back (JSON-escaped); the names are
     remembered, so what this process sends on is masked again. Unknown names stay as written."""
-    found = {match.group(1).decode() for match in re.finditer(rb"\$\{(\w+)\}", data)}
+    found = {match.group(1).decode() for match in REFERENCE_IN_JSON.finditer(data)}
     if not found:
         return data
     _remember_received(found)
