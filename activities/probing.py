@@ -21,6 +21,7 @@ from ratchet.contracts import ProbeRequest, ProbeSummary, WireBytesRequest, Wire
 from ratchet.errors import MeasurementError
 from ratchet.k6.browser import find_chromium, measure_page
 from ratchet.settings import Settings
+from ratchet.simultaneous import get_at_once
 from ratchet.traces.collect import collect_spans_of_run
 from ratchet.traces.store import ENDPOINT_HEX, RUN_PREFIX_HEX, run_trace_prefix
 
@@ -28,11 +29,12 @@ ACCEPT_ENCODING = "gzip, deflate"
 _PROBE_HEADERS = {"accept-encoding": ACCEPT_ENCODING, "user-agent": "ratchet-probe"}
 _REPEATS = 3
 _EXAMPLES = 3
-# Requests sent at once per endpoint in the traced burst. A service takes them in one after another (a few ms
-# apart), so what a limit on concurrency (a pool) makes wait shows only when many more arrive than it admits:
-# against a pool of one connection per worker in two workers, 8 left 2-5 requests waiting long, at the edge of
-# the 3 a pattern needs (`min_traces`); 16 leave 11-14.
+# Requests sent at once per endpoint in the traced burst (`get_at_once`: they arrive together). What a limit on
+# concurrency (a pool) makes wait shows only when many more arrive than it admits: against a pool of one
+# connection per worker in two workers, 8 left 2-5 requests waiting long, at the edge of the 3 a pattern needs
+# (`min_traces`); 16 leave 11-14.
 _BURST = 16
+_BURST_TIMEOUT_S = 60
 
 
 # A page's visits must end well within the probe's heartbeat timeout (60 s): measure_page runs in one go.
@@ -125,19 +127,21 @@ class ProbeActivities:
                 probe.assets.append(PageAsset(url=url, kind=kind, blocking=blocking, response=response))
         return probe
 
-    async def _burst(self, client: httpx.AsyncClient, target: Target, run_id: str) -> None:
+    async def _burst(self, target: Target, run_id: str) -> None:
         """``_BURST`` requests at once per GET endpoint, each starting a trace of the burst's run."""
         prefix = run_trace_prefix(run_id)
         for index, endpoint in enumerate(target.endpoints):
             if endpoint.method != "GET":
                 continue
             examples = endpoint.examples or [{}]
-            requests = []
-            for n in range(_BURST):
-                trace = burst_trace_id(prefix, index)
-                headers = {"traceparent": f"00-{trace}-{secrets.token_hex(8)}-01"}
-                requests.append(client.get(fill(endpoint.http_path, examples[n % len(examples)]), headers=headers))
-            await asyncio.gather(*requests)
+            requests = [
+                (
+                    fill(endpoint.http_path, examples[n % len(examples)]),
+                    _PROBE_HEADERS | {"traceparent": f"00-{burst_trace_id(prefix, index)}-{secrets.token_hex(8)}-01"},
+                )
+                for n in range(_BURST)
+            ]
+            await get_at_once(target.base, requests, timeout_s=_BURST_TIMEOUT_S)
             activity.heartbeat({"progress": f"burst of {_BURST} concurrent requests sent to {endpoint.name}"})
 
     async def _page_vitals(self, request: ProbeRequest, report: ProbeReport) -> None:
@@ -202,8 +206,7 @@ class ProbeActivities:
         """Ask every GET endpoint the same things a few times, read its page's assets, then send a traced burst."""
         target = request.target
         report = ProbeReport()
-        limits = httpx.Limits(max_connections=_BURST * 2)
-        async with httpx.AsyncClient(base_url=target.base, headers=_PROBE_HEADERS, timeout=60, limits=limits) as client:
+        async with httpx.AsyncClient(base_url=target.base, headers=_PROBE_HEADERS, timeout=60) as client:
             for endpoint in target.http_endpoints:
                 if endpoint.method != "GET":
                     continue
@@ -218,7 +221,7 @@ class ProbeActivities:
             if traces is not None and traces.propagate and target.load_script is None:
                 run_id = f"{request.campaign_id}-probe"
                 report.burst_run_id = run_id
-                await self._burst(client, target, run_id)
+                await self._burst(target, run_id)
                 collected = await collect_spans_of_run(
                     receiver_url=self.settings.otlp_url,
                     token=self.settings.otlp_token,

@@ -38,7 +38,7 @@ from ratchet.analysis.significance import (
     judge_endpoints,
     tail_excess,
 )
-from ratchet.analysis.slo import check_slos, judged_by_slo
+from ratchet.analysis.slo import check_slos, judged_by_slo, projected_checks
 from ratchet.analysis.sql_columns import filtered_columns, table_aliases
 from ratchet.config.common import FindingType, Role
 from ratchet.config.playbook import Playbook, Validation
@@ -296,6 +296,29 @@ def test_validation_outcomes_and_changes_without_effect() -> None:
         change_id="C1", recommendation_id="R1", lever="x", kind="sql", role=Role.BACKEND_DEVELOPER, endpoint="i"
     )
     assert changes_without_effect([change], [improved, unchanged]) == [change]
+
+
+def test_a_proven_gain_is_not_undone_because_the_host_was_busy_during_validation() -> None:
+    """Both arms ran on a busy host: every endpoint read over its 50 ms target, the one whose change proved a
+    tenfold gain too: 2 of 4 targets met, under an acceptance bar of 75%. At the baseline's conditions, scaled by
+    the gain's least supported size, all 4 are: the result is accepted. Without the proven gain it fails."""
+    playbook = PLAYBOOK.model_copy(
+        update={"validation": PLAYBOOK.validation.model_copy(update={"acceptance_bar": 0.75})}
+    )
+    rng = np.random.default_rng(3)
+    slow, fast = rng.normal(80, 4, 200), rng.normal(8, 0.8, 200)
+    improved = compare_endpoint(stats("s", 80, 90), stats("s", 8, 9), [slow], [fast], PLAYBOOK.validation, 0.01)
+    assert improved.verdict.value == "improved" and improved.ratio_high is not None
+    busy_after = check_slos([stats("s", 60, 70), stats("t", 60, 70)], PLAYBOOK)
+    before = check_slos([stats("s", 70, 90), stats("t", 10, 20)], PLAYBOOK)
+    projected = projected_checks(before, [improved])
+    [p95] = [c for c in projected if c.endpoint == "s" and c.metric == "p95_ms"]
+    assert p95.value == pytest.approx(90 * improved.ratio_high, rel=1e-3) and p95.met
+    assert validation_outcome([improved], busy_after, playbook).value == "failed"  # campaigns before the rule
+    assert validation_outcome([improved], busy_after, playbook, projected=projected).value == "partial"
+    unchanged = improved.model_copy(update={"verdict": Verdict.NOT_WORSE})
+    assert projected_checks(before, [unchanged]) == before
+    assert validation_outcome([unchanged], busy_after, playbook, projected=before).value == "failed"
 
 
 def test_guard_breach_needs_significance_margin_and_a_real_excess() -> None:

@@ -46,19 +46,28 @@ def after_assessment(result: AssessResult, *, low_findings_met: bool = False) ->
 
 
 def validation_outcome(
-    verdicts: list[EndpointVerdict], slo: list[SloCheck], playbook: Playbook, *, payload_gain: bool = False
+    verdicts: list[EndpointVerdict],
+    slo: list[SloCheck],
+    playbook: Playbook,
+    *,
+    payload_gain: bool = False,
+    projected: list[SloCheck] | None = None,
 ) -> ValidationOutcome:
     """Met, partial (at or above the acceptance bar), failed, or regressed (any endpoint got worse).
 
     ``payload_gain``: a change proved itself in wire bytes (``bytes_verdict``), an improvement as real as one
     in latency for the partial outcome.
+    ``projected``: the targets at the baseline's conditions with the proven gains (``projected_checks``); the
+    bar is passed when either reading passes it, so that a proven gain is not undone because the host was busy
+    during the validation's runs (campaigns validated before this rule replay without it).
     """
     if any(v.verdict == Verdict.REGRESSED for v in verdicts):
         return ValidationOutcome.REGRESSED
     if all(check.met for check in slo):
         return ValidationOutcome.MET
     improved = payload_gain or any(v.verdict == Verdict.IMPROVED for v in verdicts)
-    if improved and share_met(slo) >= playbook.validation.acceptance_bar:
+    bar = playbook.validation.acceptance_bar
+    if improved and (share_met(slo) >= bar or (projected is not None and share_met(projected) >= bar)):
         return ValidationOutcome.PARTIAL
     return ValidationOutcome.FAILED
 

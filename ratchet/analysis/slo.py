@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ratchet.config.common import FindingType
 from ratchet.config.playbook import Playbook
-from ratchet.contracts import EndpointStats, Finding, SloCheck
+from ratchet.contracts import EndpointStats, EndpointVerdict, Finding, SloCheck, Verdict
 
 
 def check_slos(stats: list[EndpointStats], playbook: Playbook) -> list[SloCheck]:
@@ -23,6 +23,26 @@ def check_slos(stats: list[EndpointStats], playbook: Playbook) -> list[SloCheck]
 def _check(endpoint: str, metric: str, limit: float, value: float) -> SloCheck:
     met = value <= limit if metric == "error_rate" else value < limit
     return SloCheck(endpoint=endpoint, metric=metric, limit=limit, value=round(value, 4), met=met)
+
+
+def projected_checks(before: list[SloCheck], verdicts: list[EndpointVerdict]) -> list[SloCheck]:
+    """The baseline's checks with the gains the interleaved arms proved: the latency of an improved endpoint is
+    scaled by the top of its ratio's interval (the smallest gain the evidence supports); the rest stay as the
+    baseline measured them (not shown to have moved).
+
+    The targets read at the baseline's conditions: the validation's own runs are slowed by whatever else the
+    host runs then, in both arms alike, which the arms' ratios cancel and the targets' absolute limits do not."""
+    scale = {
+        v.endpoint: v.ratio_high
+        for v in verdicts
+        if v.verdict == Verdict.IMPROVED and v.ratio_high is not None and v.ratio_high < 1
+    }
+    return [
+        _check(c.endpoint, c.metric, c.limit, c.value * scale[c.endpoint])
+        if c.endpoint in scale and c.metric.endswith("_ms")
+        else c
+        for c in before
+    ]
 
 
 def share_met(checks: list[SloCheck]) -> float:

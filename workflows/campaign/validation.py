@@ -11,6 +11,7 @@ with workflow.unsafe.imports_passed_through():
         validation_outcome,
         validation_summary,
     )
+    from ratchet.analysis.slo import projected_checks, share_met
     from ratchet.config.common import Phase, Role
     from ratchet.config.playbook import AlertKind, Attribution, Gate
     from ratchet.contracts import (
@@ -68,8 +69,13 @@ async def validation_phase(campaign: Campaign, baseline: LoadTestResult) -> Load
     if workflow.patched("payload-attribution"):
         await payload_attribution(campaign, applied)
     payload_gain = any(b.verdict == Verdict.IMPROVED for c in applied for b in c.bytes_attribution)
+    projected = (
+        projected_checks(campaign.status.slo_before, comparison.verdicts)
+        if workflow.patched("projected-acceptance-bar")
+        else None
+    )
     outcome = validation_outcome(
-        comparison.verdicts, comparison.slo, campaign.input.playbook, payload_gain=payload_gain
+        comparison.verdicts, comparison.slo, campaign.input.playbook, payload_gain=payload_gain, projected=projected
     )
     verdicts = {v.endpoint: v for v in comparison.verdicts}
     if outcome in (ValidationOutcome.MET, ValidationOutcome.PARTIAL):  # a failed one fails whatever they say
@@ -114,7 +120,13 @@ async def validation_phase(campaign: Campaign, baseline: LoadTestResult) -> Load
         raise Stop(CampaignState.ROLLED_BACK, "no change proved itself: rolled back")
     note = f"{outcome.value}: " + "; ".join(f"{v.endpoint} {v.verdict.value}" for v in comparison.verdicts)
     if outcome == ValidationOutcome.PARTIAL:
-        note += f" (at or above the acceptance bar {campaign.input.playbook.validation.acceptance_bar:.0%}: accepted)"
+        bar = campaign.input.playbook.validation.acceptance_bar
+        note += f" (at or above the acceptance bar {bar:.0%}: accepted)"
+        if projected is not None and share_met(comparison.slo) < bar:
+            note += (
+                f"; the validation's runs met {share_met(comparison.slo):.0%} of the targets, slowed in both arms "
+                f"alike; at the baseline's conditions with the proven gains, {share_met(projected):.0%}"
+            )
     campaign.end(Phase.VALIDATION, outcome.value, note)
     campaign.validation_outcome = outcome
     return candidate
