@@ -278,6 +278,22 @@ def test_light_and_heavy_calls_of_one_step_are_not_an_algorithm_that_grows() -> 
     [found] = [b for b in find_bottlenecks(runs(quadratic)) if b.type == "inefficient_algorithm"]
     assert found.evidence["exponent"] == pytest.approx(2, abs=0.01)
 
+    # On a busy worker every call pays ~15 ms whatever its input, jittered, against 5 ms of a small call's own
+    # work: the quadratic step is still found, with its exponent near 2; linear work with the same fixed cost
+    # and jitter is not, whatever the draw.
+    rng = np.random.default_rng(7)
+    sentences = rng.choice([14, 18, 26, 42, 74], 45)
+    jitter = rng.exponential(6.0, 45)
+    busy = [(75 * int(n), 15.0 + 0.03 * n * (n - 1) + j) for n, j in zip(sentences, jitter, strict=True)]
+    [found] = [b for b in find_bottlenecks(runs(busy)) if b.type == "inefficient_algorithm"]
+    assert 1.6 <= found.evidence["exponent"] <= 2.4, found.evidence
+    assert "fixed" in found.evidence["fit"], found.evidence
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        sentences, jitter = rng.choice([14, 18, 26, 42, 74], 45), rng.exponential(6.0, 45)
+        linear = [(75 * int(n), 15.0 + 2.2 * n + j) for n, j in zip(sentences, jitter, strict=True)]
+        assert not [b for b in find_bottlenecks(runs(linear)) if b.type == "inefficient_algorithm"], seed
+
 
 def test_executions_read_once_come_back_from_the_history_cache_unchanged(tmp_path: Path) -> None:
     from ratchet.workflow_analytics.history_cache import HistoryCache
