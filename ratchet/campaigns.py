@@ -21,6 +21,7 @@ from ratchet.approvals import default_key_path, sign_answer, signing_key_path
 from ratchet.config.compatibility import unsupported_by_target
 from ratchet.config.loading import check_databases, load_playbook, load_target
 from ratchet.config.playbook import Playbook
+from ratchet.config.target import Target
 from ratchet.contracts import (
     ApprovalInput,
     CalibrationInput,
@@ -68,6 +69,38 @@ async def ensure_search_attributes(client: Client) -> None:
         )
 
 
+def checked_files(playbook_file: Path, target_file: Path, auto_approve_as: str | None) -> tuple[Playbook, Target]:
+    """Both files read and checked against each other (and the target's databases), or a RatchetError naming
+    what is wrong: nothing is started or contacted before."""
+    playbook = load_playbook(playbook_file)
+    target = load_target(target_file)
+    check_databases(target_file, target)
+    unsupported = unsupported_by_target(playbook, target)
+    if unsupported:
+        raise RatchetError(f"{playbook_file} against {target_file} (kind {target.kind}): " + "; ".join(unsupported))
+    if auto_approve_as is not None and auto_approve_as not in playbook.approvers:
+        raise RatchetError(
+            f"{playbook_file}: approvers: {auto_approve_as!r} is not an approver; valid: {', '.join(playbook.approvers)}"
+        )
+    return playbook, target
+
+
+def start_details(playbook: Playbook, target: Target, playbook_file: Path, target_file: Path) -> dict[str, Any]:
+    """What a campaign's execution shows in the Temporal UI and its searches, from its start."""
+    return {
+        "search_attributes": TypedSearchAttributes(
+            [
+                SearchAttributePair(sa.TARGET, target.name),
+                SearchAttributePair(sa.PLAYBOOK, playbook.name),
+                SearchAttributePair(sa.STATE, "running"),
+                SearchAttributePair(sa.PHASE, "assessment"),
+            ]
+        ),
+        "static_summary": f"Campaign on {target.name} ({playbook.name})",
+        "static_details": f"Target: {target.base}\n\nPlaybook: {playbook_file}\n\nTarget file: {target_file}",
+    }
+
+
 async def launch(
     client: Client,
     settings: Settings,
@@ -82,16 +115,7 @@ async def launch(
 ) -> str:
     """Validate both files, then start the campaign workflow; returns its id. Nothing starts on bad input, nor
     (unless ``queue``: it then waits for its turn) while another campaign runs on the target."""
-    playbook = load_playbook(playbook_file)
-    target = load_target(target_file)
-    check_databases(target_file, target)
-    unsupported = unsupported_by_target(playbook, target)
-    if unsupported:
-        raise RatchetError(f"{playbook_file} against {target_file} (kind {target.kind}): " + "; ".join(unsupported))
-    if auto_approve_as is not None and auto_approve_as not in playbook.approvers:
-        raise RatchetError(
-            f"{playbook_file}: approvers: {auto_approve_as!r} is not an approver; valid: {', '.join(playbook.approvers)}"
-        )
+    playbook, target = checked_files(playbook_file, target_file, auto_approve_as)
     await ensure_search_attributes(client)
     holder = None if queue else await holder_of(client, target)
     if holder is not None:
@@ -118,16 +142,7 @@ async def launch(
         request,
         id=campaign_id,
         task_queue=campaign_queue(settings),
-        search_attributes=TypedSearchAttributes(
-            [
-                SearchAttributePair(sa.TARGET, target.name),
-                SearchAttributePair(sa.PLAYBOOK, playbook.name),
-                SearchAttributePair(sa.STATE, "running"),
-                SearchAttributePair(sa.PHASE, "assessment"),
-            ]
-        ),
-        static_summary=f"Campaign on {target.name} ({playbook.name})",
-        static_details=f"Target: {target.base}\n\nPlaybook: {playbook_file}\n\nTarget file: {target_file}",
+        **start_details(playbook, target, playbook_file, target_file),
     )
     return campaign_id
 

@@ -681,7 +681,7 @@ class CampaignState(StrEnum):
 
 
 class CampaignInput(Payload):
-    campaign_id: str
+    campaign_id: str = Field(description="The campaign's id; empty: its workflow id (a schedule's runs).")
     playbook: Playbook
     target: Target
     playbook_file: str = ""

@@ -781,3 +781,52 @@ async def test_in_a_real_terminal_the_approve_command_is_on_screen_at_a_gate(fak
     assert "waiting for approval" in screen, screen
     await campaigns.reject(fake.client, campaign_id, RejectionInput(approver="bob", reason="not now"))
     await finish(fake.client, campaign_id)
+
+
+async def test_a_schedule_starts_campaigns_that_run_and_shows_in_temporal(fake: Fake) -> None:
+    from ratchet import schedules
+
+    target = fake.folder / "target.yaml"
+    target.write_text(fake.target_text)
+    name = f"weekly-{fake.settings.task_queue_prefix}"
+    create = ["schedule", "create", name, "--playbook", str(TEST_PLAYBOOK), "--target", str(target)]
+    made = await ratchet_cli(fake.settings, *create, "--cron", "0 9 * * 1", "--auto-approve-as", "alice")
+    assert made.returncode == 0, made.stdout + made.stderr
+
+    # Visible to Temporal's own tools, as a schedule that skips a run while the last one goes on.
+    argv = [temporal_binary(), "schedule", "list", "--address", fake.settings.temporal_address]
+    listed = await asyncio.to_thread(subprocess.run, argv, capture_output=True, text=True, timeout=60)
+    assert schedules.schedule_id(name) in listed.stdout, listed.stdout + listed.stderr
+    handle = fake.client.get_schedule_handle(schedules.schedule_id(name))
+    described = await handle.describe()
+    assert described.schedule.policy.overlap.name == "SKIP" and await described.memo_value("cron") == "0 9 * * 1"
+    assert [t.weekday() for t in described.info.next_action_times] == [0] * len(described.info.next_action_times)
+
+    # Bad answers are refused with what would be valid, and change nothing.
+    bad = await ratchet_cli(fake.settings, *create[:2], f"{name}-bad", *create[3:], "--cron", "at nine")
+    assert bad.returncode == 2 and "--cron" in bad.stderr and "0 9 * * 1" in bad.stderr, bad.stderr
+    again = await ratchet_cli(fake.settings, *create, "--cron", "0 9 * * 1")
+    assert again.returncode == 5 and "exists" in again.stderr, again.stderr
+    unknown = await ratchet_cli(fake.settings, "schedule", "pause", "no-such-schedule")
+    assert unknown.returncode == 3 and "schedule list" in unknown.stderr, unknown.stderr
+
+    # A run: a campaign of its own, named after the schedule, approved as the schedule says.
+    ran = await ratchet_cli(fake.settings, "schedule", "trigger", name)
+    assert ran.returncode == 0, ran.stderr
+    deadline = time.monotonic() + 60
+    while not (runs := [a.action.workflow_id for a in (await handle.describe()).info.recent_actions]):  # type: ignore[attr-defined]
+        assert time.monotonic() < deadline, "the triggered run did not start"
+        await asyncio.sleep(0.2)
+    [run] = runs
+    final = await finish(fake.client, run)
+    assert final.state == CampaignState.COMPLETED, final.outcome_detail
+    assert final.campaign_id == run and run.startswith(f"camp-fake-{fake.settings.task_queue_prefix}-{name}-")
+    await assert_replays(fake.client, run)
+
+    shown = await ratchet_cli(fake.settings, "schedule", "list")
+    assert name in shown.stdout and run[:20] in shown.stdout and "active" in shown.stdout, shown.stdout
+    paused = await ratchet_cli(fake.settings, "schedule", "pause", name)
+    assert paused.returncode == 0 and (await handle.describe()).schedule.state.paused
+    deleted = await ratchet_cli(fake.settings, "schedule", "delete", name)
+    assert deleted.returncode == 0
+    assert name not in [v.name for v in await schedules.listed(fake.client)]

@@ -11,6 +11,7 @@ import asyncio
 import importlib.util
 import json
 import os
+import re
 import sys
 from collections.abc import Awaitable, Callable
 from functools import wraps
@@ -55,6 +56,7 @@ target_app = typer.Typer(help="Target files.")
 traces_app = typer.Typer(help="The OTLP trace receiver that instrumented targets send their spans to.")
 rollout_app = typer.Typer(help="A campaign's gradual rollout to production: promote or abort it.")
 keys_app = typer.Typer(help="Approvers' signing keys (playbooks with `approvals: signed`).")
+schedule_app = typer.Typer(help="Campaigns on a timetable (Temporal Schedules: a run still going skips the next).")
 KEY_HELP = "Your private key (default: $RATCHET_HOME/keys/NAME.key, made by `ratchet keys create NAME`)."
 PRINT_INPUT_HELP = "Print the (signed) answer as JSON for `temporal workflow update execute --input`; send nothing."
 app.add_typer(server_app, name="server")
@@ -63,6 +65,7 @@ app.add_typer(target_app, name="target")
 app.add_typer(traces_app, name="traces")
 app.add_typer(rollout_app, name="rollout")
 app.add_typer(keys_app, name="keys")
+app.add_typer(schedule_app, name="schedule")
 app.add_typer(workflows_app, name="workflows")
 
 # Piped output (logs, CI) gets wide tables instead of rich's 80-column default.
@@ -270,6 +273,89 @@ def keys_create(
         raise typer.Exit(EXIT_BAD_INPUT) from None
     err.print(f"private key: {path} (keep it to yourself)")
     print(f"{name}: {public}")
+
+
+@schedule_app.command("create")
+def schedule_create(
+    name: Annotated[str, typer.Argument(help="The schedule's name (letters, digits, - and _).")],
+    playbook: Annotated[Path, typer.Option("--playbook", "-p", help="Playbook YAML file.")],
+    target: Annotated[Path, typer.Option("--target", "-t", help="Target YAML file.")],
+    cron: Annotated[str, typer.Option(help="When, as a cron expression, e.g. '0 9 * * 1' (Mondays 09:00 UTC).")],
+    auto_approve_as: Annotated[
+        str | None, typer.Option(help="Approve every gate of every run as this approver (plain approvals only).")
+    ] = None,
+) -> None:
+    """Run a campaign on a timetable; each run is a campaign of its own (camp-TARGET-NAME-TIME)."""
+    from ratchet import schedules
+
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
+        err.print(f"[red]schedule name {name!r}: use letters, digits, - and _[/]")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    _check_databases_or_exit(target, _load_or_exit(load_target, target))
+    _load_or_exit(load_playbook, playbook)
+
+    async def go(client: Any) -> int:
+        made = await schedules.create(
+            client,
+            get_settings(),
+            name=name,
+            playbook_file=playbook,
+            target_file=target,
+            cron=cron,
+            auto_approve_as=auto_approve_as,
+        )
+        console.print(f"schedule {name} created ({made}): {cron}")
+        return EXIT_OK
+
+    raise typer.Exit(_client_command(go)())
+
+
+@schedule_app.command("list")
+def schedule_list() -> None:
+    """Ratchet's schedules: when they run next, whether paused, their latest runs."""
+    from ratchet import schedules
+
+    async def go(client: Any) -> int:
+        table = Table("name", "cron", "state", "next runs (UTC)", "latest runs", "what")
+        for view in await schedules.listed(client):
+            table.add_row(
+                view.name,
+                view.cron,
+                "paused" if view.paused else "active",
+                ", ".join(f"{t:%Y-%m-%d %H:%M}" for t in view.next_runs),
+                "\n".join(view.recent_runs) or "-",
+                view.note,
+            )
+        console.print(table)
+        return EXIT_OK
+
+    raise typer.Exit(_client_command(go)())
+
+
+def _schedule_action(action: str, help_text: str) -> None:
+    def command(name: Annotated[str, typer.Argument(help="The schedule's name.")]) -> None:
+        from ratchet import schedules
+
+        async def go(client: Any) -> int:
+            if action in ("pause", "resume"):
+                await schedules.pause(client, name, paused=action == "pause")
+            elif action == "delete":
+                await schedules.delete(client, name)
+            else:
+                await schedules.trigger(client, name)
+            console.print(f"schedule {name}: {action} done")
+            return EXIT_OK
+
+        raise typer.Exit(_client_command(go)())
+
+    command.__doc__ = help_text
+    schedule_app.command(action)(command)
+
+
+_schedule_action("pause", "Pause a schedule: no run starts until it is resumed.")
+_schedule_action("resume", "Resume a paused schedule.")
+_schedule_action("delete", "Delete a schedule (campaigns it started are left alone).")
+_schedule_action("trigger", "Start a run of a schedule now (skipped while one of its runs is going).")
 
 
 @app.command()

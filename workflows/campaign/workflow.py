@@ -40,6 +40,8 @@ class CampaignWorkflow:
 
     @workflow.init
     def __init__(self, request: CampaignInput) -> None:
+        if not request.campaign_id:  # started by a schedule: one input for every run, each its own id
+            request.campaign_id = workflow.info().workflow_id
         self._campaign = Campaign(request)
 
     @workflow.run
