@@ -68,8 +68,8 @@ class _Signals:
         self.server.should_exit = True  # harmless if uvicorn has already shut down and re-raised
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Parse the command line, seed, serve until signalled; returns the exit status."""
+def command_line() -> argparse.ArgumentParser:
+    """The shop's flags (docker-compose.yml's command is checked against them)."""
     parser = argparse.ArgumentParser(prog="python -m examples.shop", description="Seed and serve the shop.")
     add = parser.add_argument
     where = parser.add_mutually_exclusive_group(required=True)
@@ -83,6 +83,12 @@ def main(argv: list[str] | None = None) -> int:
     add("--orders", type=int, default=500_000, help="rows in the orders table (default: %(default)s)")
     add("--seed-only", action="store_true", help="seed the database and exit")
     add("--pid-file", type=Path, help="write this process's id here while it runs")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line, seed, serve until signalled; returns the exit status."""
+    parser = command_line()
     args = parser.parse_args(argv)
     database: Path | str = args.db if args.db is not None else args.database_url
     if isinstance(database, str) and not database.startswith(("sqlite:///", *POSTGRES_SCHEMES)):
