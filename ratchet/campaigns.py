@@ -85,6 +85,28 @@ def checked_files(playbook_file: Path, target_file: Path, auto_approve_as: str |
     return playbook, target
 
 
+def campaign_input(
+    settings: Settings,
+    campaign_id: str,
+    playbook: Playbook,
+    target: Target,
+    playbook_file: Path,
+    target_file: Path,
+    **choices: Any,
+) -> CampaignInput:
+    """A campaign's input from its checked files and this client's settings (its task queues); ``choices``:
+    the launch's or the schedule's own (auto-approval, queueing, ...). An empty id: the workflow id."""
+    return CampaignInput(
+        campaign_id=campaign_id,
+        playbook=playbook,
+        target=target,
+        playbook_file=str(playbook_file),
+        target_file=str(target_file),
+        task_queue_prefix=settings.task_queue_prefix,
+        **choices,
+    )
+
+
 def start_details(playbook: Playbook, target: Target, playbook_file: Path, target_file: Path) -> dict[str, Any]:
     """What a campaign's execution shows in the Temporal UI and its searches, from its start."""
     return {
@@ -125,13 +147,13 @@ async def launch(
         )
     campaign_id = campaign_id or new_campaign_id(target.name)
     signed = auto_approval_signature(settings, playbook_file, playbook, campaign_id, auto_approve_as, signing_key)
-    request = CampaignInput(
-        campaign_id=campaign_id,
-        playbook=playbook,
-        target=target,
-        playbook_file=str(playbook_file),
-        target_file=str(target_file),
-        task_queue_prefix=settings.task_queue_prefix,
+    request = campaign_input(
+        settings,
+        campaign_id,
+        playbook,
+        target,
+        playbook_file,
+        target_file,
         auto_approve_as=auto_approve_as,
         retry_disproved=retry_disproved,
         queue=queue,

@@ -20,8 +20,7 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from ratchet.campaigns import RefusedError, checked_files, ensure_search_attributes, start_details
-from ratchet.contracts import CampaignInput
+from ratchet.campaigns import RefusedError, campaign_input, checked_files, ensure_search_attributes, start_details
 from ratchet.errors import NotFoundError, RatchetError
 from ratchet.settings import Settings
 from ratchet.temporal.client import campaign_queue
@@ -63,14 +62,8 @@ async def create(
             "playbook with plain approvals"
         )
     await ensure_search_attributes(client)
-    request = CampaignInput(
-        campaign_id="",
-        playbook=playbook,
-        target=target,
-        playbook_file=str(playbook_file),
-        target_file=str(target_file),
-        task_queue_prefix=settings.task_queue_prefix,
-        auto_approve_as=auto_approve_as,
+    request = campaign_input(
+        settings, "", playbook, target, playbook_file, target_file, auto_approve_as=auto_approve_as
     )
     details = start_details(playbook, target, playbook_file, target_file)
     action = ScheduleActionStartWorkflow(
@@ -127,9 +120,12 @@ async def listed(client: Client) -> list[ScheduleView]:
     return sorted(views, key=lambda v: v.name)
 
 
-async def pause(client: Client, name: str, *, paused: bool) -> None:
-    handle = client.get_schedule_handle(schedule_id(name))
-    await _known(name, handle.pause(note="paused with ratchet") if paused else handle.unpause(note="resumed"))
+async def pause(client: Client, name: str) -> None:
+    await _known(name, client.get_schedule_handle(schedule_id(name)).pause(note="paused with ratchet"))
+
+
+async def resume(client: Client, name: str) -> None:
+    await _known(name, client.get_schedule_handle(schedule_id(name)).unpause(note="resumed with ratchet"))
 
 
 async def delete(client: Client, name: str) -> None:

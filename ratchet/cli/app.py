@@ -337,12 +337,7 @@ def _schedule_action(action: str, help_text: str) -> None:
         from ratchet import schedules
 
         async def go(client: Any) -> int:
-            if action in ("pause", "resume"):
-                await schedules.pause(client, name, paused=action == "pause")
-            elif action == "delete":
-                await schedules.delete(client, name)
-            else:
-                await schedules.trigger(client, name)
+            await getattr(schedules, action)(client, name)  # each command is the module's function of its name
             console.print(f"schedule {name}: {action} done")
             return EXIT_OK
 
