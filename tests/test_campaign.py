@@ -69,11 +69,20 @@ def assert_only_planted_problems(findings: list[Finding]) -> None:
         assert finding.endpoint not in CLEAN_ENDPOINTS, finding.summary
 
 
+# The pool's trials load the invoice past what one connection to the tax service serves on any host: each call
+# sleeps 25-35 ms, so one connection answers 33 a second on average, fewer on a slower host. At the baseline's
+# 30 a second the queue at one connection formed or not with the host's speed (a p95 of 49 ms in one run,
+# 100 ms in the next, 2026-12-07), so "far faster than one connection" was the host's verdict, not the pool's.
+PAST_ONE_TAX_CONNECTION = "tuning:\n  rate: 45\n"
+
+
 async def test_happy_path_index_found_approved_applied_proven_and_reported(
-    client: Client, settings: Settings, worker: None, shop: Shop
+    client: Client, settings: Settings, worker: None, shop: Shop, tmp_path: Path
 ) -> None:
     indexes_before = shop.indexes()
-    campaign_id = await campaigns.launch(client, settings, playbook_file=TEST_PLAYBOOK, target_file=SHOP_TARGET)
+    playbook = tmp_path / "playbook.yaml"
+    playbook.write_text(TEST_PLAYBOOK.read_text().replace("tuning:\n", PAST_ONE_TAX_CONNECTION))
+    campaign_id = await campaigns.launch(client, settings, playbook_file=playbook, target_file=SHOP_TARGET)
     status = await wait_for(client, campaign_id, waiting_at("planning"), what="the planning gate")
 
     # The bottleneck was found from measurements: a full scan of orders filtered on customer_email.
