@@ -10,6 +10,7 @@ import random
 import selectors
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import uuid
@@ -55,6 +56,7 @@ REAL_PARTS = {
     "start_shop",
     "small_db",
     "db_copy",
+    "shop_db",
     "library_template",
     "library",
     "pipeline",
@@ -325,11 +327,30 @@ def small_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
+def shop_db(shop_template: Path, tmp_path: Path) -> Path:
+    """This test's own copy of the full-size shop (500,000 orders: realistic order histories)."""
+    path = tmp_path / "shop" / "shop.db"
+    path.parent.mkdir()
+    copy_durably(shop_template, path)
+    return path
+
+
+@pytest.fixture
 def db_copy(small_db: Path, tmp_path: Path) -> Path:
     """This test's own copy of the small shop database."""
     path = tmp_path / "shop.db"
     copy_durably(small_db, path)
     return path
+
+
+def seeded_orders(database: Path) -> int | None:
+    """How many orders a seeded shop database holds (its seed_info); None when it is not one."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro", uri=True)) as connection:
+            row = connection.execute("SELECT orders FROM seed_info").fetchone()
+    except sqlite3.DatabaseError:
+        return None
+    return None if row is None else int(row[0])
 
 
 def wait_for_line(process: subprocess.Popen[str], timeout: float) -> str:
@@ -358,6 +379,10 @@ def start_shop(tmp_path: Path) -> Iterator[StartShop]:
         pid_file = tmp_path / f"shop-{len(started)}.pid"
         # --port 0: the kernel picks a free port and the shop prints it, so there is no pick-then-bind race.
         command = [sys.executable, "-m", "examples.shop", "--db", str(database), "--port", "0"]
+        # The size it was seeded with: the shop rebuilds a database of another size (its default is 500,000
+        # orders), which would turn the session's small database into a large one for every later test.
+        orders = seeded_orders(database) if database.is_file() else None
+        command += ["--orders", str(orders)] if orders is not None else []
         command += ["--pid-file", str(pid_file)]
         environment = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")} | (env or {})
         process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT, env=environment)

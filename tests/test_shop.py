@@ -128,15 +128,15 @@ def assert_timed(response: httpx.Response) -> None:
     assert float(timing.removeprefix("db;dur=")) >= 0
 
 
-def test_every_endpoint(small_db: Path, start_shop: Callable[[Path], str]) -> None:
-    url = start_shop(small_db)
+def test_every_endpoint(shop_db: Path, start_shop: Callable[[Path], str]) -> None:
+    url = start_shop(shop_db)
     with httpx.Client(base_url=url, timeout=30) as client:
         health = client.get("/health")
         assert (health.status_code, health.json()) == (200, {"status": "ok"})
 
         product = client.get("/products/7")
         assert product.status_code == 200
-        row = fetch(small_db, "SELECT id, sku, name, price_cents, category FROM products WHERE id = 7")[0]
+        row = fetch(shop_db, "SELECT id, sku, name, price_cents, category FROM products WHERE id = 7")[0]
         assert product.json() == dict(zip(("id", "sku", "name", "price_cents", "category"), row, strict=True))
 
         customer = client.get("/customers/123")
@@ -156,7 +156,7 @@ def test_every_endpoint(small_db: Path, start_shop: Callable[[Path], str]) -> No
         orders = client.get("/orders", params={"customer_email": EMAIL})
         assert orders.status_code == 200
         body = orders.json()
-        expected = fetch(small_db, ORDERS_BY_EMAIL, EMAIL)
+        expected = fetch(shop_db, ORDERS_BY_EMAIL, EMAIL)
         assert body["customer_email"] == EMAIL
         assert body["count"] == len(body["orders"]) == len(expected) > 0
         assert [tuple(o.values()) for o in body["orders"]] == expected
@@ -172,18 +172,18 @@ def test_every_endpoint(small_db: Path, start_shop: Callable[[Path], str]) -> No
 
 
 def test_the_rest_of_the_shop_answers_from_its_data_and_refuses_bad_input(
-    db_copy: Path, start_shop: Callable[[Path], str]
+    shop_db: Path, start_shop: Callable[[Path], str]
 ) -> None:
-    url = start_shop(db_copy)
+    url = start_shop(shop_db)
     with httpx.Client(base_url=url, timeout=30) as client:
         [(order, net, category)] = fetch(
-            db_copy,
+            shop_db,
             "SELECT o.id, o.total_cents, p.category FROM orders o JOIN products p ON p.id = o.product_id "
             "WHERE o.customer_id = 123 ORDER BY o.created_at DESC LIMIT 1",
         )
         history = client.get("/customers/123/orders").json()
         assert history["customer"]["email"] == EMAIL and history["orders"][0]["id"] == order
-        assert history["count"] == fetch(db_copy, "SELECT count(*) FROM orders WHERE customer_id = 123")[0][0]
+        assert history["count"] == fetch(shop_db, "SELECT count(*) FROM orders WHERE customer_id = 123")[0][0]
 
         invoice_response = client.get(f"/orders/{order}/invoice")
         assert_timed(invoice_response)  # database time is counted in async routes too (their queries run in threads)
@@ -197,7 +197,7 @@ def test_the_rest_of_the_shop_answers_from_its_data_and_refuses_bad_input(
         assert availability.json()["in_stock"] == (availability.json()["on_hand"] > 0)
 
         picks = client.get("/recommendations/123").json()["products"]
-        bought = {p for (p,) in fetch(db_copy, "SELECT product_id FROM orders WHERE customer_id = 123")}
+        bought = {p for (p,) in fetch(shop_db, "SELECT product_id FROM orders WHERE customer_id = 123")}
         assert len(picks) == 10 and not bought & {p["id"] for p in picks}
         assert client.get("/recommendations/123").json()["products"] == picks  # deterministic
 
@@ -211,9 +211,9 @@ def test_the_rest_of_the_shop_answers_from_its_data_and_refuses_bad_input(
         placed = client.post("/orders", json={"customer_id": 123, "product_id": 7, "quantity": 3})
         assert placed.status_code == 201
         stored = fetch(
-            db_copy, "SELECT customer_email, quantity, total_cents FROM orders WHERE id = ?", placed.json()["id"]
+            shop_db, "SELECT customer_email, quantity, total_cents FROM orders WHERE id = ?", placed.json()["id"]
         )
-        price = fetch(db_copy, "SELECT price_cents FROM products WHERE id = 7")[0][0]
+        price = fetch(shop_db, "SELECT price_cents FROM products WHERE id = 7")[0][0]
         assert stored == [(EMAIL, 3, 3 * price)]
 
         for missing in ("/customers/0/orders", "/orders/0/invoice", "/products/0/availability", "/recommendations/0"):
@@ -228,16 +228,16 @@ def test_the_rest_of_the_shop_answers_from_its_data_and_refuses_bad_input(
         assert client.get("/admin/flags").json() == flags  # a refused change changes nothing
 
 
-def test_index_keeps_answers_and_is_picked_up_live(db_copy: Path, start_shop: Callable[[Path], str]) -> None:
-    url = start_shop(db_copy)
+def test_index_keeps_answers_and_is_picked_up_live(shop_db: Path, start_shop: Callable[[Path], str]) -> None:
+    url = start_shop(shop_db)
     emails = [EMAIL, "customer1@example.com", "customer20000@example.com"]
     with httpx.Client(base_url=url, timeout=30) as client:
         before = {e: client.get("/orders", params={"customer_email": e}).json() for e in emails}
         # The optimiser's fix, applied to the live file while the shop keeps its connections open.
-        with contextlib.closing(sqlite3.connect(db_copy)) as connection:
+        with contextlib.closing(sqlite3.connect(shop_db)) as connection:
             connection.execute("CREATE INDEX ix ON orders(customer_email)")
             connection.commit()
-        assert "USING INDEX ix" in orders_plan(db_copy)
+        assert "USING INDEX ix" in orders_plan(shop_db)
         after = {e: client.get("/orders", params={"customer_email": e}).json() for e in emails}
     assert after == before
     assert all(body["count"] > 0 for body in after.values())

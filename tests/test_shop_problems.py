@@ -33,7 +33,7 @@ from ratchet.config.target import Target
 from ratchet.contracts import LeverCall, LeverOutcome, Verdict, WireBytesRequest
 from ratchet.settings import Settings
 from ratchet.traces.serve import READY_LINE
-from tests.conftest import ROOT, SHOP_TARGET, StartShop, copy_durably, free_port, wait_for_line
+from tests.conftest import ROOT, SHOP_TARGET, StartShop, free_port, wait_for_line
 from tests.shop_traces import (
     SpanReceiver,
     TracedShop,
@@ -66,15 +66,6 @@ def receiver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SpanReceiver]
         process.wait(timeout=15)
         if process.stdout is not None:
             process.stdout.close()
-
-
-@pytest.fixture
-def shop_db(shop_template: Path, tmp_path: Path) -> Path:
-    """This test's own copy of the full-size shop (500,000 orders: realistic order histories)."""
-    path = tmp_path / "shop" / "shop.db"
-    path.parent.mkdir()
-    copy_durably(shop_template, path)
-    return path
 
 
 @pytest.fixture
