@@ -35,7 +35,7 @@ from ratchet.analysis.responses import (
     render_blocking_findings,
     web_vitals_findings,
 )
-from ratchet.analysis.slo import check_slos, judged_by_slo
+from ratchet.analysis.slo import check_resource_slos, check_slos, judged_by_slo, resource_findings
 from ratchet.analysis.sql_columns import filtered_columns, table_aliases
 from ratchet.analysis.traces import TraceAnalysis, analyze_burst, analyze_run
 from ratchet.analysis.traces.coverage import SpanCoverage, span_coverage
@@ -314,6 +314,8 @@ class AssessmentActivities:
             over=self._slower_than_threshold(request.baseline, slow),
             significance=playbook.validation.significance,
         )
+        resources = check_resource_slos(request.baseline.resources, playbook)
+        findings += resource_findings(resources, request.baseline.resources)
         findings, ignored = split_ignored(findings + unexplained, target.ignore)
         findings = numbered(judged_by_slo(findings, request.baseline.endpoints, playbook))
         overloaded = overload_note(request.baseline.endpoints, playbook, server_p95)
@@ -323,7 +325,7 @@ class AssessmentActivities:
         anomalies, anomaly_notes = self._anomalies(request)
         return AssessResult(
             findings=findings,
-            slo=check_slos(request.baseline.endpoints, playbook),
+            slo=check_slos(request.baseline.endpoints, playbook) + resources,
             database=database,
             notes=notes + inspection_notes + anomaly_notes,
             blind_spots=gaps,

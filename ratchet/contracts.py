@@ -165,6 +165,9 @@ class ResourceSummary(Payload):
     rss_mb_max: float
     threads_max: int
     cores: int
+    cpu_percent_mean: float | None = Field(None, description="Mean of the per-second CPU (runs before: None).")
+    rss_mb_mean: float | None = Field(None, description="Mean of the per-second resident memory.")
+    memory_total_mb: float | None = Field(None, description="The host's RAM, for memory as a share of it.")
 
 
 class LoadTestResult(Payload):

@@ -667,3 +667,44 @@ def test_a_host_that_drifted_between_three_runs_per_arm_is_not_a_slower_typical_
     assert verdict.median_ratio is not None and verdict.median_ratio_low is not None
     assert verdict.median_ratio_low > 1  # the median's interval alone would have called it a regression
     assert "typical request" not in verdict.explanation, verdict.explanation
+
+
+def test_resource_targets_are_read_as_shares_of_the_host_and_a_miss_is_a_finding() -> None:
+    from ratchet.analysis.slo import TARGET_RESOURCES, check_resource_slos, resource_findings
+    from ratchet.contracts import ResourceSummary
+
+    playbook = Playbook.model_validate(
+        {
+            "name": "p",
+            "approvers": ["a"],
+            "slo": {"resources": {"cpu_percent": 70, "cpu_peak_percent": 85, "memory_peak_percent": 90}},
+        }
+    )
+    # Two cores: a mean of 150% of one core is 75% of the host; a peak of 160% is 80%; 1 GB of 8 GB is 12.5%.
+    busy = ResourceSummary(
+        samples=30,
+        processes=2,
+        cpu_percent_median=150,
+        cpu_percent_max=160,
+        rss_mb_max=1024,
+        threads_max=8,
+        cores=2,
+        cpu_percent_mean=150,
+        rss_mb_mean=900,
+        memory_total_mb=8192,
+    )
+    checks = check_resource_slos(busy, playbook)
+    assert {(c.metric, c.met) for c in checks} == {
+        ("cpu_percent", False),
+        ("cpu_peak_percent", True),
+        ("memory_peak_percent", True),
+    }  # memory_percent is not set: not checked
+    [finding] = resource_findings(checks, busy)
+    assert finding.endpoint == TARGET_RESOURCES and finding.severity == "medium"
+    assert "mean CPU 75% over the 70% target" in finding.summary, finding.summary
+    # Nothing sampled (a target on another host), or no target set: nothing checked, nothing found.
+    assert check_resource_slos(None, playbook) == []
+    assert check_resource_slos(busy, PLAYBOOK) == []
+    assert (
+        resource_findings(check_resource_slos(busy.model_copy(update={"cpu_percent_mean": 100}), playbook), busy) == []
+    )

@@ -51,11 +51,23 @@ class Slo(StrictModel):
     max_error_rate: float = Field(0.01, ge=0, le=1, description="Largest share of failed requests allowed.")
 
 
+class ResourceSlo(StrictModel):
+    """Targets for the target's processes under the baseline load (the source material's: CPU under 70%, 85% at
+    peak; memory under 80%, 90% at peak). CPU in percent of the host's cores, memory of its RAM; unset: not
+    checked."""
+
+    cpu_percent: float | None = Field(None, gt=0, le=100, description="Mean CPU of the target's processes.")
+    cpu_peak_percent: float | None = Field(None, gt=0, le=100, description="Highest one-second CPU.")
+    memory_percent: float | None = Field(None, gt=0, le=100, description="Mean resident memory.")
+    memory_peak_percent: float | None = Field(None, gt=0, le=100, description="Highest resident memory.")
+
+
 class SloTargets(StrictModel):
-    """Defaults for every endpoint, overridden per endpoint name."""
+    """Defaults for every endpoint, overridden per endpoint name; targets for the target's resources."""
 
     default: Slo = Field(default_factory=Slo)
     endpoints: dict[str, Slo] = Field(default_factory=dict)
+    resources: ResourceSlo = Field(default_factory=ResourceSlo)
 
     def for_endpoint(self, name: str) -> Slo:
         """The targets that apply to an endpoint: its own where given, the defaults otherwise."""
