@@ -35,7 +35,13 @@ from ratchet.analysis.responses import (
     render_blocking_findings,
     web_vitals_findings,
 )
-from ratchet.analysis.slo import check_resource_slos, check_slos, judged_by_slo, resource_findings
+from ratchet.analysis.slo import (
+    check_resource_slos,
+    check_slos,
+    judged_by_slo,
+    resource_findings,
+    unchecked_resources_note,
+)
 from ratchet.analysis.sql_columns import filtered_columns, table_aliases
 from ratchet.analysis.traces import TraceAnalysis, analyze_burst, analyze_run
 from ratchet.analysis.traces.coverage import SpanCoverage, span_coverage
@@ -320,6 +326,8 @@ class AssessmentActivities:
         findings = numbered(judged_by_slo(findings, request.baseline.endpoints, playbook))
         overloaded = overload_note(request.baseline.endpoints, playbook, server_p95)
         notes = ([overloaded] if overloaded else []) + notes + contention + list(dict.fromkeys(ignored))
+        unchecked = unchecked_resources_note(request.baseline.resources, playbook)
+        notes += [unchecked] if unchecked else []
         self._store(request.campaign_id, findings)
         database, inspection_notes = self._inspect(request)
         anomalies, anomaly_notes = self._anomalies(request)

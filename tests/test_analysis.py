@@ -670,7 +670,12 @@ def test_a_host_that_drifted_between_three_runs_per_arm_is_not_a_slower_typical_
 
 
 def test_resource_targets_are_read_as_shares_of_the_host_and_a_miss_is_a_finding() -> None:
-    from ratchet.analysis.slo import TARGET_RESOURCES, check_resource_slos, resource_findings
+    from ratchet.analysis.slo import (
+        TARGET_RESOURCES,
+        check_resource_slos,
+        resource_findings,
+        unchecked_resources_note,
+    )
     from ratchet.contracts import ResourceSummary
 
     playbook = Playbook.model_validate(
@@ -702,8 +707,14 @@ def test_resource_targets_are_read_as_shares_of_the_host_and_a_miss_is_a_finding
     [finding] = resource_findings(checks, busy)
     assert finding.endpoint == TARGET_RESOURCES and finding.severity == "medium"
     assert "mean CPU 75% over the 70% target" in finding.summary, finding.summary
+    # No lever is implied: the planner offers the person advice that names the miss.
+    from ratchet.analysis.advice import advice
+
+    assert "cpu_percent 75% (target 70" in advice(finding) and "cores" in advice(finding), advice(finding)
     # Nothing sampled (a target on another host), or no target set: nothing checked, nothing found.
     assert check_resource_slos(None, playbook) == []
+    assert "cpu_percent, cpu_peak_percent, memory_peak_percent" in (unchecked_resources_note(None, playbook) or "")
+    assert unchecked_resources_note(busy, playbook) is None and unchecked_resources_note(None, PLAYBOOK) is None
     assert check_resource_slos(busy, PLAYBOOK) == []
     assert (
         resource_findings(check_resource_slos(busy.model_copy(update={"cpu_percent_mean": 100}), playbook), busy) == []

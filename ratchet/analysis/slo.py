@@ -45,6 +45,18 @@ def check_resource_slos(resources: ResourceSummary | None, playbook: Playbook) -
     return checks
 
 
+def unchecked_resources_note(resources: ResourceSummary | None, playbook: Playbook) -> str | None:
+    """What the assessment says when the playbook sets resource targets and the run sampled no process of the
+    target's (it runs on another host, or the target names no `processes:` Ratchet can find)."""
+    wanted = [metric for metric, limit in playbook.slo.resources.model_dump().items() if limit is not None]
+    if not wanted or (resources is not None and resources.samples):
+        return None
+    return (
+        f"resource targets ({', '.join(wanted)}) not checked: no process of the target's was sampled during the "
+        "baseline (name them under the target's processes:, on the host the workers run on)"
+    )
+
+
 _RESOURCE_WORDS = {
     "cpu_percent": "mean CPU",
     "cpu_peak_percent": "peak CPU",
