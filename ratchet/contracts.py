@@ -734,6 +734,10 @@ class CampaignStatus(Payload):
         None, description="How a workflow call's cost is read: the playbook's cost field and prices by variant."
     )
     gain_model: str = Field("", description="Where planning's predicted gains came from (rules or a learned model).")
+    decision_tier: str = Field(
+        "", description="What the findings called for: quick-fix, ranked-plan, architecture (escalated) or manual."
+    )
+    decision_note: str = Field("", description="Why that tier: the bottlenecks and levers, or the gap no lever closes.")
     anomalies: list[BaselineAnomaly] = Field(
         default_factory=list, description="The baseline per endpoint against its history (IsolationForest)."
     )

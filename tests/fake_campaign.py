@@ -25,6 +25,7 @@ from activities.planning import AnalysisActivities
 from activities.records import RecordActivities
 from ratchet.analysis.knee import StepSample, stress_report
 from ratchet.analysis.slo import check_slos, judged_by_slo
+from ratchet.analysis.throughput import capacity_findings, last_stress, throughput_check
 from ratchet.config.common import FindingType, Role
 from ratchet.contracts import (
     AlertRequest,
@@ -185,9 +186,9 @@ class FakeActivities:
         if request.stress is not None:  # a stepped run: requests wait (the mean x5) above what the target sustains
             plan = request.stress
             steps = [
-                StepSample(
-                    i, int(rate * plan.step_s), plan.step_s, 30.0, 0, 0, 10.0 if rate <= self.service.sustains else 50.0
-                )
+                StepSample(i, int(rate * plan.step_s), plan.step_s, 30.0, 0, 0, 10.0)
+                if rate <= self.service.sustains
+                else StepSample(i, int(rate * plan.step_s), plan.step_s, 250.0, 0, 0, 50.0)
                 for i, rate in enumerate(plan.rates)
             ]
             stress = stress_report(steps, plan, ended_by_itself=True)
@@ -235,8 +236,14 @@ class FakeActivities:
                     summary=f"{endpoint}: {lever.addresses[0].finding} (fake)",
                 )
             )
+        # The stress run's knee against the playbook's throughput target, as the real assessment reads it.
+        stress = last_stress(request.load_shapes)
+        throughput = throughput_check(stress, request.playbook)
+        findings += capacity_findings(throughput, stress, request.playbook)
+        findings = [f.model_copy(update={"id": f"F{number}"}) for number, f in enumerate(findings, 1)]
         findings = judged_by_slo(findings, baseline.endpoints, request.playbook)
-        return AssessResult(findings=findings, slo=check_slos(baseline.endpoints, request.playbook))
+        checks = check_slos(baseline.endpoints, request.playbook) + ([throughput] if throughput else [])
+        return AssessResult(findings=findings, slo=checks)
 
     @activity.defn(name="apply_lever")
     async def apply_lever(self, call: LeverCall) -> LeverOutcome:

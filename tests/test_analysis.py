@@ -50,6 +50,7 @@ from ratchet.contracts import (
     EndpointVerdict,
     Finding,
     LoadTestResult,
+    StressReport,
     Verdict,
 )
 from ratchet.k6.script import plan_scenarios
@@ -719,3 +720,49 @@ def test_resource_targets_are_read_as_shares_of_the_host_and_a_miss_is_a_finding
     assert (
         resource_findings(check_resource_slos(busy.model_copy(update={"cpu_percent_mean": 100}), playbook), busy) == []
     )
+
+
+def test_the_throughput_target_is_read_at_the_stress_knee_and_a_wide_gap_is_architecture_level() -> None:
+    from ratchet.analysis.knee import StepSample, stress_report
+    from ratchet.analysis.throughput import (
+        capacity_findings,
+        is_architecture_level,
+        throughput_check,
+        unchecked_throughput_note,
+    )
+    from ratchet.contracts import StressPlan
+
+    playbook = Playbook.model_validate({"name": "p", "approvers": ["a"], "slo": {"throughput_rps": 100}})
+    rates = [20.0, 40.0, 60.0, 80.0, 160.0]
+    plan = StressPlan(
+        rates=rates, step_s=10, abort_error_rate=0.5, abort_p95_ms=4000, slo_p95_ms=50, max_error_rate=0.05
+    )
+
+    def run(sustains: float) -> StressReport:
+        samples = [
+            StepSample(i, int(rate * 10), 10, 20.0 if rate <= sustains else 400.0, 0, 0) for i, rate in enumerate(rates)
+        ]
+        return stress_report(samples, plan, ended_by_itself=False)
+
+    def found(sustains: float) -> list[Finding]:
+        stress = run(sustains)
+        return capacity_findings(throughput_check(stress, playbook), stress, playbook)
+
+    # Broke at 80 with the knee at 60: 60% of the target, a gap the other fixes may close (medium).
+    [near] = found(70)
+    assert near.severity == "medium" and not is_architecture_level(near) and near.evidence["broke_at_rate"] == 80
+    # Broke at 40: a fifth of the target, past the playbook's architecture share (0.5).
+    [far] = found(30)
+    assert far.severity == "high" and is_architecture_level(far) and "20 req/s, 20% of the 100" in far.summary
+    # The knee at 160 meets it; no target, no check.
+    assert found(1000) == [] and throughput_check(run(1000), playbook).met  # type: ignore[union-attr]
+    assert throughput_check(run(30), PLAYBOOK) is None and unchecked_throughput_note(None, PLAYBOOK) is None
+    # No stress run, or one that never broke below the target: not judged, and said.
+    assert "no stress load" in (unchecked_throughput_note(None, playbook) or "")
+    low = stress_report(
+        [StepSample(i, int(r * 10), 10, 20.0, 0, 0) for i, r in enumerate(rates[:3])],
+        plan.model_copy(update={"rates": rates[:3]}),
+        ended_by_itself=False,
+    )
+    assert throughput_check(low, playbook) is None
+    assert "up to its highest step, 60 req/s" in (unchecked_throughput_note(low, playbook) or "")

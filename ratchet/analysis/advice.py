@@ -116,6 +116,22 @@ def _resource_use(f: Finding, ev: dict[str, Any]) -> str:
     return f"{f.endpoint} under the baseline's load: {said or 'over its targets'}. No lever is sure to help: {where}."
 
 
+def _capacity(f: Finding, ev: dict[str, Any]) -> str:
+    knee, asked = ev.get("knee_rate", "?"), ev.get("asked_rate", "?")
+    why = f", where {ev['break_reason']}" if ev.get("break_reason") else ""
+    if f.severity == "high":
+        return (
+            f"The service sustains {knee} req/s of the {asked} asked (it broke at {ev.get('broke_at_rate')} "
+            f"req/s{why}): a gap this wide is an architecture question, not a lever's. Scale out (more instances "
+            "behind a balancer, more workers), take work off the request path (queues, precomputed answers), "
+            "or split what saturates first; the other findings say which endpoint's work to cut first."
+        )
+    return (
+        f"The service sustains {knee} req/s of the {asked} asked (it broke at {ev.get('broke_at_rate')} "
+        f"req/s{why}): the other findings' fixes, or more workers, may close it; run the stress load again after."
+    )
+
+
 def _missing_index(f: Finding, ev: dict[str, Any]) -> str:
     return (
         f"Create an index on {ev.get('table', '?')}({', '.join(ev.get('columns', []))}); the plan shows: "
@@ -215,6 +231,7 @@ _ADVICE: dict[FindingType, Callable[[Finding, dict[str, Any]], str]] = {
     FindingType.MISSING_INDEX: _missing_index,
     FindingType.ERROR_HOTSPOT: _error_hotspot,
     FindingType.RESOURCE_USE: _resource_use,
+    FindingType.CAPACITY: _capacity,
 }
 
 

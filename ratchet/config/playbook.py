@@ -68,6 +68,19 @@ class SloTargets(StrictModel):
     default: Slo = Field(default_factory=Slo)
     endpoints: dict[str, Slo] = Field(default_factory=dict)
     resources: ResourceSlo = Field(default_factory=ResourceSlo)
+    throughput_rps: float | None = Field(
+        None,
+        gt=0,
+        description="The rate (requests per second) the service must sustain: the knee of the stress run "
+        "(load.stress) must reach it. Unset: not checked.",
+    )
+    architecture_share: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="A knee below this share of throughput_rps that no lever addresses is an architecture-level "
+        "problem: the campaign escalates it to the planning gate's escalate_to instead of trying levers.",
+    )
 
     def for_endpoint(self, name: str) -> Slo:
         """The targets that apply to an endpoint: its own where given, the defaults otherwise."""
@@ -511,6 +524,7 @@ class AlertKind(StrEnum):
     GUARD_BREACHED = "guard-breached"  # the deployment guard tripped while the changes baked
     VALIDATION_FAILED = "validation-failed"  # the changes did not prove themselves and are rolled back
     GATE_WAITING = "gate-waiting"  # a gate waits for a person to approve or reject
+    ESCALATION = "escalation"  # an architecture-level problem handed to the escalation approvers, no lever tried
 
 
 class Alerts(StrictModel):
