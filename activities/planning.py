@@ -9,6 +9,7 @@ from temporalio import activity
 
 from ratchet.analysis import learning, planning
 from ratchet.analysis.calibration import endpoint_noise, recommended_margin, recommended_runs_per_arm
+from ratchet.analysis.cost import RunUsage, compare_costs
 from ratchet.analysis.decisions import guard_check
 from ratchet.analysis.disproved import disproofs, hold_back_disproved
 from ratchet.analysis.power import FOCUS_SHARE_CAP, focus_rates, requests_per_run
@@ -23,6 +24,7 @@ from ratchet.contracts import (
     CalibrationResult,
     CompareRequest,
     CompareResult,
+    CostComparison,
     GuardRequest,
     GuardResult,
     PlanRequest,
@@ -39,6 +41,7 @@ from ratchet.store.outcomes import campaign_baseline, change_outcomes, finished_
 from ratchet.store.samples import endpoint_arms, endpoint_durations, endpoint_stats
 from ratchet.store.server_time import server_durations
 from ratchet.store.tables import FindingRecord, RecommendationRecord
+from ratchet.store.usage import run_usage
 
 
 class AnalysisActivities:
@@ -123,7 +126,29 @@ class AnalysisActivities:
         )
         verdicts = judge_endpoints(arms, request.playbook, measured_at)
         # Every endpoint the after arm measured is held to its targets, even one the before arm missed.
-        return CompareResult(verdicts=verdicts, slo=check_slos(endpoint_stats(after_files), request.playbook))
+        return CompareResult(
+            verdicts=verdicts,
+            slo=check_slos(endpoint_stats(after_files), request.playbook),
+            cost=self._priced_arms(request),
+        )
+
+    def _priced_arms(self, request: ArmsRequest) -> CostComparison | None:
+        """Both arms' cost per 1,000 requests, when the playbook prices anything."""
+        if not request.playbook.costs.priced:
+            return None
+
+        def used(run_ids: list[str]) -> list[RunUsage]:
+            runs = [
+                run_usage(
+                    self.settings.samples_file(run_id),
+                    self.settings.resources_file(run_id),
+                    self.settings.spans_file(run_id),
+                )
+                for run_id in run_ids
+            ]
+            return [run for run in runs if run is not None]
+
+        return compare_costs(used(request.before_run_ids), used(request.after_run_ids), request.playbook.costs)
 
     def _capacity_endpoints(self, campaign_id: str) -> set[str]:
         """Endpoints the campaign found saturated: a fix there shortens the wait before the handler starts,

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from ratchet.config.common import FindingType, Phase, Role
-from ratchet.config.playbook import AlertKind, Playbook, Validation, WorkflowAnalysis
+from ratchet.config.playbook import AlertKind, Costs, Playbook, Validation, WorkflowAnalysis
 from ratchet.config.target import Lever, LeverParameter, Target
 from ratchet.database.models import InspectionSummary
 
@@ -497,6 +497,9 @@ class ChangeRecord(Payload):
     attribution: list[EndpointVerdict] = Field(
         default_factory=list, description="Leave-one-out: its endpoints with it against without it (others in place)."
     )
+    cost_effect_per_1000: float | None = Field(
+        None, description="What this change alone saved per 1,000 requests (negative: added), from leave-one-out."
+    )
     bytes_attribution: list[BytesVerdict] = Field(
         default_factory=list,
         description="For a change that addresses payload findings: those endpoints' wire bytes with it and without.",
@@ -583,9 +586,33 @@ class ValidationOutcome(StrEnum):
     REGRESSED = "regressed"
 
 
+class ArmCost(Payload):
+    """What one arm's requests cost, per 1,000, from the target's resource samples and its outbound calls."""
+
+    requests: int
+    per_1000: float = Field(description="Total per 1,000 requests.")
+    parts: dict[str, float] = Field(
+        default_factory=dict, description="Per 1,000 requests: cpu, memory, requests, and calls to each host."
+    )
+
+
+class CostComparison(Payload):
+    """Cost per 1,000 requests without the changes and with them (the validation's arms: same load, same mix)."""
+
+    currency: str
+    before: ArmCost
+    after: ArmCost
+    note: str = Field("", description="What was not priced, and why (no resource samples, untraced calls).")
+
+    @property
+    def saved_per_1000(self) -> float:
+        return self.before.per_1000 - self.after.per_1000
+
+
 class CompareResult(Payload):
     verdicts: list[EndpointVerdict]
     slo: list[SloCheck]
+    cost: CostComparison | None = Field(None, description="Set when the playbook prices anything (costs:).")
 
 
 class ArmRun(Payload):
@@ -734,6 +761,8 @@ class CampaignStatus(Payload):
         None, description="How a workflow call's cost is read: the playbook's cost field and prices by variant."
     )
     gain_model: str = Field("", description="Where planning's predicted gains came from (rules or a learned model).")
+    cost: CostComparison | None = Field(None, description="Cost per 1,000 requests before and after the changes.")
+    cost_rules: Costs | None = Field(None, description="The playbook's prices the cost and the return were read with.")
     decision_tier: str = Field(
         "", description="What the findings called for: quick-fix, ranked-plan, architecture (escalated) or manual."
     )

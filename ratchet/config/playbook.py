@@ -527,6 +527,42 @@ class AlertKind(StrEnum):
     ESCALATION = "escalation"  # an architecture-level problem handed to the escalation approvers, no lever tried
 
 
+class Costs(StrictModel):
+    """Prices that turn what the target used under load into money: cost per 1,000 requests before and after the
+    changes, and the campaign's return on what the changes cost to make. Unset prices count as 0; none set: no
+    cost is computed."""
+
+    currency: str = Field("USD", min_length=1, max_length=8, description="Shown beside every amount.")
+    cpu_hour: float = Field(0.0, ge=0, description="Price of one CPU core for one hour (the target's processes).")
+    memory_gb_hour: float = Field(0.0, ge=0, description="Price of 1 GB of resident memory for one hour.")
+    million_requests: float = Field(0.0, ge=0, description="Price per million requests served (a gateway, a CDN).")
+    outbound_calls: dict[str, float] = Field(
+        default_factory=dict,
+        description="Host -> price per outbound call the target makes to it (read from its client spans' "
+        "server.address): a paid API, a metered database.",
+    )
+    engineering_per_change: float = Field(
+        0.0, ge=0, description="What making and keeping one change costs (ROI: against the saving per month)."
+    )
+    traffic_rps: float | None = Field(
+        None,
+        gt=0,
+        description="Requests per second of real traffic, for the saving per month; unset: the baseline's rate.",
+    )
+
+    @property
+    def priced(self) -> bool:
+        return bool(self.cpu_hour or self.memory_gb_hour or self.million_requests or any(self.outbound_calls.values()))
+
+    @field_validator("outbound_calls")
+    @classmethod
+    def _non_negative_calls(cls, prices: dict[str, float]) -> dict[str, float]:
+        negative = sorted(host for host, price in prices.items() if price < 0)
+        if negative:
+            raise ValueError(f"prices cannot be negative: {negative}")
+        return prices
+
+
 class Alerts(StrictModel):
     """Webhook alerts (Slack-compatible JSON: ``text`` plus ``blocks``) at the moments a person should know of."""
 
@@ -680,6 +716,7 @@ class Playbook(StrictModel):
     deployment: Deployment = Field(default_factory=Deployment)
     tuning: Tuning = Field(default_factory=Tuning)
     alerts: Alerts = Field(default_factory=Alerts)
+    costs: Costs = Field(default_factory=Costs)
     workflows: WorkflowAnalysis = Field(
         default_factory=WorkflowAnalysis, description="How workflow analyses compare and recommend variants."
     )
