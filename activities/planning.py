@@ -17,6 +17,7 @@ from ratchet.analysis.server_side import server_side_arms
 from ratchet.analysis.significance import judge_endpoints, tail_excess
 from ratchet.analysis.slo import check_slos
 from ratchet.analysis.tuning import suggest
+from ratchet.analysis.watch import degradations
 from ratchet.config.common import FindingType
 from ratchet.contracts import (
     ArmsRequest,
@@ -33,6 +34,8 @@ from ratchet.contracts import (
     SuggestResult,
     ValidationLoad,
     ValidationLoadRequest,
+    WatchJudgement,
+    WatchJudgeRequest,
 )
 from ratchet.errors import first_line
 from ratchet.settings import Settings
@@ -93,6 +96,12 @@ class AnalysisActivities:
                 )
             session.commit()
         return PlanResult(recommendations=recommendations, gain_model=gain_model, notes=notes)
+
+    @activity.defn(name="judge_watch")
+    async def judge_watch(self, request: WatchJudgeRequest) -> WatchJudgement:
+        """The watch's series judged: the degradations that last (change points, permutation tests)."""
+        drifts = await asyncio.to_thread(degradations, request.points, request.playbook.watch, request.now)
+        return WatchJudgement(drifts=drifts)
 
     @activity.defn(name="plan_changes")
     async def plan_changes(self, request: PlanRequest) -> PlanResult:

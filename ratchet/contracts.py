@@ -931,3 +931,67 @@ class RolloutDecision(Payload):
     reason: str = ""
     signed_at: datetime | None = Field(None, description="When it was signed (playbooks with signed approvals).")
     signature: str | None = Field(None, description="The approver's ed25519 signature (ratchet.approvals), base64.")
+
+
+class WatchPoint(Payload):
+    """One probe load of the watch: when it ran and each endpoint's p95 (ms)."""
+
+    at: datetime
+    run_id: str
+    p95: dict[str, float]
+    requests: int
+
+
+class WatchDrift(Payload):
+    """A degradation the watch found: an endpoint's p95 on a new, higher level since ``since``."""
+
+    endpoint: str
+    since: datetime
+    before_ms: float
+    after_ms: float
+    shift: float = Field(description="after / before - 1.")
+    p_value: float
+    sentence: str
+
+
+class WatchJudgeRequest(Payload):
+    """The series so far and the rules, for the watch's judgement (pure; run as an activity: numpy)."""
+
+    points: list[WatchPoint]
+    playbook: Playbook
+    now: datetime
+
+
+class WatchJudgement(Payload):
+    drifts: list[WatchDrift] = Field(default_factory=list)
+
+
+class WatchInput(Payload):
+    """A standing watch of one target; carried across continue-as-new with what it has seen."""
+
+    watch_id: str
+    playbook: Playbook
+    target: Target
+    task_queue_prefix: str = "ratchet"
+    points: list[WatchPoint] = Field(default_factory=list, description="The latest probes, oldest first.")
+    alerted: list[str] = Field(
+        default_factory=list, description="Drifts already alerted, as 'endpoint@since': each is alerted once."
+    )
+    campaigns: list[str] = Field(default_factory=list, description="Campaigns the watch launched, oldest first.")
+    probes: int = Field(0, description="Probe loads run since the watch started, all runs included.")
+    runs: int = Field(1, description="This run's number: 1, then one more per continue-as-new.")
+    events: list[str] = Field(default_factory=list, description="The latest events, all runs included.")
+
+
+class WatchStatus(Payload):
+    """What the watch query answers."""
+
+    watch_id: str
+    target: str
+    probes: int
+    runs: int
+    latest: WatchPoint | None = None
+    drifts: list[WatchDrift] = Field(default_factory=list, description="Those of the latest judgement.")
+    alerted: list[str] = Field(default_factory=list)
+    campaigns: list[str] = Field(default_factory=list)
+    events: list[str] = Field(default_factory=list, description="The latest events, all runs included.")

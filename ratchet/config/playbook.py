@@ -484,6 +484,33 @@ class Rollout(StrictModel):
         return self
 
 
+class Watch(StrictModel):
+    """The standing watch (`ratchet watch start`): a light probe load at an interval, each endpoint's p95 kept as
+    a series, and a degradation past ``degradation`` that lasts (a change point with ``min_points`` after it,
+    within ``window``) alerted once and, when ``on_drift`` says so, answered with a campaign."""
+
+    interval: Duration = Field(timedelta(minutes=5), description="Time between two probe loads.")
+    window: Duration = Field(timedelta(hours=1), description="A degradation is judged over this last stretch.")
+    degradation: float = Field(0.2, gt=0, le=10, description="Slower by at least this share of the level before.")
+    min_points: int = Field(
+        5, ge=3, le=100, description="Probe loads needed on each side of a change before it counts."
+    )
+    rate: float = Field(2.0, gt=0, le=10_000, description="Requests per second of each probe load.")
+    duration: Duration = Field(timedelta(seconds=10), description="How long each probe load runs.")
+    on_drift: Literal["alert", "campaign"] = Field(
+        "alert", description="alert: the webhook only; campaign: also launch a campaign on the target."
+    )
+
+    @model_validator(mode="after")
+    def _window_holds_the_points(self) -> Self:
+        if self.window < self.interval * self.min_points:
+            raise ValueError(
+                f"window {self.window} holds fewer than min_points ({self.min_points}) probes at interval "
+                f"{self.interval}: widen the window or probe more often"
+            )
+        return self
+
+
 class Deployment(StrictModel):
     """Deployment & monitoring: how long to bake and what to watch."""
 
@@ -525,6 +552,7 @@ class AlertKind(StrEnum):
     VALIDATION_FAILED = "validation-failed"  # the changes did not prove themselves and are rolled back
     GATE_WAITING = "gate-waiting"  # a gate waits for a person to approve or reject
     ESCALATION = "escalation"  # an architecture-level problem handed to the escalation approvers, no lever tried
+    DEGRADATION = "degradation"  # the standing watch saw an endpoint's p95 move to a slower level and stay there
 
 
 class Costs(StrictModel):
@@ -714,6 +742,7 @@ class Playbook(StrictModel):
     detection: Detection = Field(default_factory=Detection)
     validation: Validation = Field(default_factory=Validation)
     deployment: Deployment = Field(default_factory=Deployment)
+    watch: Watch = Field(default_factory=Watch)
     tuning: Tuning = Field(default_factory=Tuning)
     alerts: Alerts = Field(default_factory=Alerts)
     costs: Costs = Field(default_factory=Costs)
