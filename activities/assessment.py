@@ -35,8 +35,20 @@ from ratchet.analysis.responses import (
     render_blocking_findings,
     web_vitals_findings,
 )
-from ratchet.analysis.slo import check_slos, judged_by_slo
+from ratchet.analysis.slo import (
+    check_resource_slos,
+    check_slos,
+    judged_by_slo,
+    resource_findings,
+    unchecked_resources_note,
+)
 from ratchet.analysis.sql_columns import filtered_columns, table_aliases
+from ratchet.analysis.throughput import (
+    capacity_findings,
+    last_stress,
+    throughput_check,
+    unchecked_throughput_note,
+)
 from ratchet.analysis.traces import TraceAnalysis, analyze_burst, analyze_run
 from ratchet.analysis.traces.coverage import SpanCoverage, span_coverage
 from ratchet.analysis.traces.detectors import StatementCandidate, Traffic
@@ -314,16 +326,28 @@ class AssessmentActivities:
             over=self._slower_than_threshold(request.baseline, slow),
             significance=playbook.validation.significance,
         )
+        # The service as a whole: its processes' resources under the baseline, and the stress run's knee.
+        service_checks = check_resource_slos(request.baseline.resources, playbook)
+        findings += resource_findings(service_checks, request.baseline.resources)
+        stress = last_stress(request.load_shapes)
+        throughput = throughput_check(stress, playbook)
+        findings += capacity_findings(throughput, stress, playbook)
+        service_checks += [throughput] if throughput else []
         findings, ignored = split_ignored(findings + unexplained, target.ignore)
         findings = numbered(judged_by_slo(findings, request.baseline.endpoints, playbook))
         overloaded = overload_note(request.baseline.endpoints, playbook, server_p95)
         notes = ([overloaded] if overloaded else []) + notes + contention + list(dict.fromkeys(ignored))
+        unchecked = [
+            unchecked_resources_note(request.baseline.resources, playbook),
+            unchecked_throughput_note(stress, playbook),
+        ]
+        notes += [note for note in unchecked if note]
         self._store(request.campaign_id, findings)
         database, inspection_notes = self._inspect(request)
         anomalies, anomaly_notes = self._anomalies(request)
         return AssessResult(
             findings=findings,
-            slo=check_slos(request.baseline.endpoints, playbook),
+            slo=check_slos(request.baseline.endpoints, playbook) + service_checks,
             database=database,
             notes=notes + inspection_notes + anomaly_notes,
             blind_spots=gaps,

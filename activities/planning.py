@@ -9,6 +9,7 @@ from temporalio import activity
 
 from ratchet.analysis import learning, planning
 from ratchet.analysis.calibration import endpoint_noise, recommended_margin, recommended_runs_per_arm
+from ratchet.analysis.cost import RunUsage, compare_costs
 from ratchet.analysis.decisions import guard_check
 from ratchet.analysis.disproved import disproofs, hold_back_disproved
 from ratchet.analysis.power import FOCUS_SHARE_CAP, focus_rates, requests_per_run
@@ -16,6 +17,7 @@ from ratchet.analysis.server_side import server_side_arms
 from ratchet.analysis.significance import judge_endpoints, tail_excess
 from ratchet.analysis.slo import check_slos
 from ratchet.analysis.tuning import suggest
+from ratchet.analysis.watch import degradations
 from ratchet.config.common import FindingType
 from ratchet.contracts import (
     ArmsRequest,
@@ -23,6 +25,7 @@ from ratchet.contracts import (
     CalibrationResult,
     CompareRequest,
     CompareResult,
+    CostComparison,
     GuardRequest,
     GuardResult,
     PlanRequest,
@@ -31,6 +34,8 @@ from ratchet.contracts import (
     SuggestResult,
     ValidationLoad,
     ValidationLoadRequest,
+    WatchJudgement,
+    WatchJudgeRequest,
 )
 from ratchet.errors import first_line
 from ratchet.settings import Settings
@@ -39,6 +44,7 @@ from ratchet.store.outcomes import campaign_baseline, change_outcomes, finished_
 from ratchet.store.samples import endpoint_arms, endpoint_durations, endpoint_stats
 from ratchet.store.server_time import server_durations
 from ratchet.store.tables import FindingRecord, RecommendationRecord
+from ratchet.store.usage import run_usage
 
 
 class AnalysisActivities:
@@ -91,6 +97,12 @@ class AnalysisActivities:
             session.commit()
         return PlanResult(recommendations=recommendations, gain_model=gain_model, notes=notes)
 
+    @activity.defn(name="judge_watch")
+    async def judge_watch(self, request: WatchJudgeRequest) -> WatchJudgement:
+        """The watch's series judged: the degradations that last (change points, permutation tests)."""
+        drifts = await asyncio.to_thread(degradations, request.points, request.playbook.watch, request.now)
+        return WatchJudgement(drifts=drifts)
+
     @activity.defn(name="plan_changes")
     async def plan_changes(self, request: PlanRequest) -> PlanResult:
         """Rank the levers (declared and generated) that address the findings, by gains learned from the target's
@@ -123,7 +135,29 @@ class AnalysisActivities:
         )
         verdicts = judge_endpoints(arms, request.playbook, measured_at)
         # Every endpoint the after arm measured is held to its targets, even one the before arm missed.
-        return CompareResult(verdicts=verdicts, slo=check_slos(endpoint_stats(after_files), request.playbook))
+        return CompareResult(
+            verdicts=verdicts,
+            slo=check_slos(endpoint_stats(after_files), request.playbook),
+            cost=self._priced_arms(request),
+        )
+
+    def _priced_arms(self, request: ArmsRequest) -> CostComparison | None:
+        """Both arms' cost per 1,000 requests, when the playbook prices anything."""
+        if not request.playbook.costs.priced:
+            return None
+
+        def used(run_ids: list[str]) -> list[RunUsage]:
+            runs = [
+                run_usage(
+                    self.settings.samples_file(run_id),
+                    self.settings.resources_file(run_id),
+                    self.settings.spans_file(run_id),
+                )
+                for run_id in run_ids
+            ]
+            return [run for run in runs if run is not None]
+
+        return compare_costs(used(request.before_run_ids), used(request.after_run_ids), request.playbook.costs)
 
     def _capacity_endpoints(self, campaign_id: str) -> set[str]:
         """Endpoints the campaign found saturated: a fix there shortens the wait before the handler starts,

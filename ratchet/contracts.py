@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from ratchet.config.common import FindingType, Phase, Role
-from ratchet.config.playbook import AlertKind, Playbook, Validation, WorkflowAnalysis
+from ratchet.config.playbook import AlertKind, Costs, Playbook, Validation, WorkflowAnalysis
 from ratchet.config.target import Lever, LeverParameter, Target
 from ratchet.database.models import InspectionSummary
 
@@ -165,6 +165,9 @@ class ResourceSummary(Payload):
     rss_mb_max: float
     threads_max: int
     cores: int
+    cpu_percent_mean: float | None = Field(None, description="Mean of the per-second CPU (runs before: None).")
+    rss_mb_mean: float | None = Field(None, description="Mean of the per-second resident memory.")
+    memory_total_mb: float | None = Field(None, description="The host's RAM, for memory as a share of it.")
 
 
 class LoadTestResult(Payload):
@@ -494,6 +497,9 @@ class ChangeRecord(Payload):
     attribution: list[EndpointVerdict] = Field(
         default_factory=list, description="Leave-one-out: its endpoints with it against without it (others in place)."
     )
+    cost_effect_per_1000: float | None = Field(
+        None, description="What this change alone saved per 1,000 requests (negative: added), from leave-one-out."
+    )
     bytes_attribution: list[BytesVerdict] = Field(
         default_factory=list,
         description="For a change that addresses payload findings: those endpoints' wire bytes with it and without.",
@@ -580,9 +586,33 @@ class ValidationOutcome(StrEnum):
     REGRESSED = "regressed"
 
 
+class ArmCost(Payload):
+    """What one arm's requests cost, per 1,000, from the target's resource samples and its outbound calls."""
+
+    requests: int
+    per_1000: float = Field(description="Total per 1,000 requests.")
+    parts: dict[str, float] = Field(
+        default_factory=dict, description="Per 1,000 requests: cpu, memory, requests, and calls to each host."
+    )
+
+
+class CostComparison(Payload):
+    """Cost per 1,000 requests without the changes and with them (the validation's arms: same load, same mix)."""
+
+    currency: str
+    before: ArmCost
+    after: ArmCost
+    note: str = Field("", description="What was not priced, and why (no resource samples, untraced calls).")
+
+    @property
+    def saved_per_1000(self) -> float:
+        return self.before.per_1000 - self.after.per_1000
+
+
 class CompareResult(Payload):
     verdicts: list[EndpointVerdict]
     slo: list[SloCheck]
+    cost: CostComparison | None = Field(None, description="Set when the playbook prices anything (costs:).")
 
 
 class ArmRun(Payload):
@@ -731,6 +761,12 @@ class CampaignStatus(Payload):
         None, description="How a workflow call's cost is read: the playbook's cost field and prices by variant."
     )
     gain_model: str = Field("", description="Where planning's predicted gains came from (rules or a learned model).")
+    cost: CostComparison | None = Field(None, description="Cost per 1,000 requests before and after the changes.")
+    cost_rules: Costs | None = Field(None, description="The playbook's prices the cost and the return were read with.")
+    decision_tier: str = Field(
+        "", description="What the findings called for: quick-fix, ranked-plan, architecture (escalated) or manual."
+    )
+    decision_note: str = Field("", description="Why that tier: the bottlenecks and levers, or the gap no lever closes.")
     anomalies: list[BaselineAnomaly] = Field(
         default_factory=list, description="The baseline per endpoint against its history (IsolationForest)."
     )
@@ -895,3 +931,67 @@ class RolloutDecision(Payload):
     reason: str = ""
     signed_at: datetime | None = Field(None, description="When it was signed (playbooks with signed approvals).")
     signature: str | None = Field(None, description="The approver's ed25519 signature (ratchet.approvals), base64.")
+
+
+class WatchPoint(Payload):
+    """One probe load of the watch: when it ran and each endpoint's p95 (ms)."""
+
+    at: datetime
+    run_id: str
+    p95: dict[str, float]
+    requests: int
+
+
+class WatchDrift(Payload):
+    """A degradation the watch found: an endpoint's p95 on a new, higher level since ``since``."""
+
+    endpoint: str
+    since: datetime
+    before_ms: float
+    after_ms: float
+    shift: float = Field(description="after / before - 1.")
+    p_value: float
+    sentence: str
+
+
+class WatchJudgeRequest(Payload):
+    """The series so far and the rules, for the watch's judgement (pure; run as an activity: numpy)."""
+
+    points: list[WatchPoint]
+    playbook: Playbook
+    now: datetime
+
+
+class WatchJudgement(Payload):
+    drifts: list[WatchDrift] = Field(default_factory=list)
+
+
+class WatchInput(Payload):
+    """A standing watch of one target; carried across continue-as-new with what it has seen."""
+
+    watch_id: str
+    playbook: Playbook
+    target: Target
+    task_queue_prefix: str = "ratchet"
+    points: list[WatchPoint] = Field(default_factory=list, description="The latest probes, oldest first.")
+    alerted: list[str] = Field(
+        default_factory=list, description="Drifts already alerted, as 'endpoint@since': each is alerted once."
+    )
+    campaigns: list[str] = Field(default_factory=list, description="Campaigns the watch launched, oldest first.")
+    probes: int = Field(0, description="Probe loads run since the watch started, all runs included.")
+    runs: int = Field(1, description="This run's number: 1, then one more per continue-as-new.")
+    events: list[str] = Field(default_factory=list, description="The latest events, all runs included.")
+
+
+class WatchStatus(Payload):
+    """What the watch query answers."""
+
+    watch_id: str
+    target: str
+    probes: int
+    runs: int
+    latest: WatchPoint | None = None
+    drifts: list[WatchDrift] = Field(default_factory=list, description="Those of the latest judgement.")
+    alerted: list[str] = Field(default_factory=list)
+    campaigns: list[str] = Field(default_factory=list)
+    events: list[str] = Field(default_factory=list, description="The latest events, all runs included.")

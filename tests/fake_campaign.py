@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from activities.planning import AnalysisActivities
 from activities.records import RecordActivities
 from ratchet.analysis.knee import StepSample, stress_report
 from ratchet.analysis.slo import check_slos, judged_by_slo
+from ratchet.analysis.throughput import capacity_findings, last_stress, throughput_check
 from ratchet.config.common import FindingType, Role
 from ratchet.contracts import (
     AlertRequest,
@@ -62,6 +64,7 @@ from workflows import WORKFLOW_RUNNER
 from workflows.campaign import CampaignWorkflow
 from workflows.rollout import RolloutWorkflow
 from workflows.target_lock import TargetLockWorkflow
+from workflows.watch import WatchWorkflow
 
 SLO_MS = 50.0
 
@@ -109,6 +112,10 @@ class FakeService:
     runs: dict[str, dict[str, float]] = field(default_factory=dict)  # run id -> endpoint -> p95 measured
     calls: list[str] = field(default_factory=list)  # "apply search-cache" ... "applied search-cache", ...
     sustains: float = float("inf")  # above this rate (req/s) requests wait: a capacity ramp's steps break
+    slowdown: float = 1.0  # every endpoint's p95 times this (a watch test's injected slowdown)...
+    slow_from_probe: int | None = None  # ...only from the watch's probe of this number on ("watch-N" runs)
+    noise: float = 0.0  # each run's p95 times 1 +- up to this, drawn from `jitter`
+    jitter: random.Random = field(default_factory=lambda: random.Random(7))
     rates: list[tuple[str, float]] = field(default_factory=list)  # (label, rate asked) of every load run
 
     def p95(self, endpoint: str) -> float:
@@ -117,7 +124,12 @@ class FakeService:
             where, gain = self.gains.get(lever, ("", 1.0))
             if where == endpoint:
                 factor *= gain
-        return self.base_p95[endpoint] * factor
+        return self.base_p95[endpoint] * factor * (1 + self.jitter.uniform(-self.noise, self.noise))
+
+    def slowed(self, label: str) -> float:
+        """The injected slowdown's factor for a run: from the watch's probe ``slow_from_probe`` on."""
+        probe = int(label.removeprefix("watch-")) if label.startswith("watch-") else 0
+        return self.slowdown if self.slow_from_probe is not None and probe >= self.slow_from_probe else 1.0
 
 
 def _stats(endpoint: str, p95: float, requests: int = 100) -> EndpointStats:
@@ -176,7 +188,8 @@ class FakeActivities:
     @activity.defn(name="run_load_test")
     async def run_load_test(self, request: LoadTestRequest) -> LoadTestResult:
         run_id = f"{request.label}-{len(self.service.runs) + 1}"
-        measured = {e.name: self.service.p95(e.name) for e in request.target.endpoints}
+        slowed = self.service.slowed(request.label)
+        measured = {e.name: self.service.p95(e.name) * slowed for e in request.target.endpoints}
         self.service.runs[run_id] = measured
         self._note(f"load {request.label}")
         self.service.rates.append((request.label, request.rate))
@@ -185,9 +198,9 @@ class FakeActivities:
         if request.stress is not None:  # a stepped run: requests wait (the mean x5) above what the target sustains
             plan = request.stress
             steps = [
-                StepSample(
-                    i, int(rate * plan.step_s), plan.step_s, 30.0, 0, 0, 10.0 if rate <= self.service.sustains else 50.0
-                )
+                StepSample(i, int(rate * plan.step_s), plan.step_s, 30.0, 0, 0, 10.0)
+                if rate <= self.service.sustains
+                else StepSample(i, int(rate * plan.step_s), plan.step_s, 250.0, 0, 0, 50.0)
                 for i, rate in enumerate(plan.rates)
             ]
             stress = stress_report(steps, plan, ended_by_itself=True)
@@ -235,8 +248,14 @@ class FakeActivities:
                     summary=f"{endpoint}: {lever.addresses[0].finding} (fake)",
                 )
             )
+        # The stress run's knee against the playbook's throughput target, as the real assessment reads it.
+        stress = last_stress(request.load_shapes)
+        throughput = throughput_check(stress, request.playbook)
+        findings += capacity_findings(throughput, stress, request.playbook)
+        findings = [f.model_copy(update={"id": f"F{number}"}) for number, f in enumerate(findings, 1)]
         findings = judged_by_slo(findings, baseline.endpoints, request.playbook)
-        return AssessResult(findings=findings, slo=check_slos(baseline.endpoints, request.playbook))
+        checks = check_slos(baseline.endpoints, request.playbook) + ([throughput] if throughput else [])
+        return AssessResult(findings=findings, slo=checks)
 
     @activity.defn(name="apply_lever")
     async def apply_lever(self, call: LeverCall) -> LeverOutcome:
@@ -331,13 +350,17 @@ async def fake_workers(client: Client, settings: Settings, service: FakeService,
     """The real campaign and rollout workflows, and the fake activities on every role's queue."""
     # Planning and the campaign's record are the real ones: pure logic and the store, both local and quick, and
     # what lets campaigns learn from earlier ones here too.
-    real = [AnalysisActivities(settings).plan_changes, RecordActivities(settings.resolved_store_url).record_campaign]
+    real = [
+        AnalysisActivities(settings).plan_changes,
+        AnalysisActivities(settings).judge_watch,
+        RecordActivities(settings.resolved_store_url).record_campaign,
+    ]
     activities = [*FakeActivities(service, folder).all(), *real]
     workers = [
         Worker(
             client,
             task_queue=campaign_queue(settings),
-            workflows=[CampaignWorkflow, RolloutWorkflow, TargetLockWorkflow],
+            workflows=[CampaignWorkflow, RolloutWorkflow, TargetLockWorkflow, WatchWorkflow],
             workflow_runner=WORKFLOW_RUNNER,
         )
     ]

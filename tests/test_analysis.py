@@ -50,6 +50,7 @@ from ratchet.contracts import (
     EndpointVerdict,
     Finding,
     LoadTestResult,
+    StressReport,
     Verdict,
 )
 from ratchet.k6.script import plan_scenarios
@@ -667,3 +668,101 @@ def test_a_host_that_drifted_between_three_runs_per_arm_is_not_a_slower_typical_
     assert verdict.median_ratio is not None and verdict.median_ratio_low is not None
     assert verdict.median_ratio_low > 1  # the median's interval alone would have called it a regression
     assert "typical request" not in verdict.explanation, verdict.explanation
+
+
+def test_resource_targets_are_read_as_shares_of_the_host_and_a_miss_is_a_finding() -> None:
+    from ratchet.analysis.slo import (
+        TARGET_RESOURCES,
+        check_resource_slos,
+        resource_findings,
+        unchecked_resources_note,
+    )
+    from ratchet.contracts import ResourceSummary
+
+    playbook = Playbook.model_validate(
+        {
+            "name": "p",
+            "approvers": ["a"],
+            "slo": {"resources": {"cpu_percent": 70, "cpu_peak_percent": 85, "memory_peak_percent": 90}},
+        }
+    )
+    # Two cores: a mean of 150% of one core is 75% of the host; a peak of 160% is 80%; 1 GB of 8 GB is 12.5%.
+    busy = ResourceSummary(
+        samples=30,
+        processes=2,
+        cpu_percent_median=150,
+        cpu_percent_max=160,
+        rss_mb_max=1024,
+        threads_max=8,
+        cores=2,
+        cpu_percent_mean=150,
+        rss_mb_mean=900,
+        memory_total_mb=8192,
+    )
+    checks = check_resource_slos(busy, playbook)
+    assert {(c.metric, c.met) for c in checks} == {
+        ("cpu_percent", False),
+        ("cpu_peak_percent", True),
+        ("memory_peak_percent", True),
+    }  # memory_percent is not set: not checked
+    [finding] = resource_findings(checks, busy)
+    assert finding.endpoint == TARGET_RESOURCES and finding.severity == "medium"
+    assert "mean CPU 75% over the 70% target" in finding.summary, finding.summary
+    # No lever is implied: the planner offers the person advice that names the miss.
+    from ratchet.analysis.advice import advice
+
+    assert "cpu_percent 75% (target 70" in advice(finding) and "cores" in advice(finding), advice(finding)
+    # Nothing sampled (a target on another host), or no target set: nothing checked, nothing found.
+    assert check_resource_slos(None, playbook) == []
+    assert "cpu_percent, cpu_peak_percent, memory_peak_percent" in (unchecked_resources_note(None, playbook) or "")
+    assert unchecked_resources_note(busy, playbook) is None and unchecked_resources_note(None, PLAYBOOK) is None
+    assert check_resource_slos(busy, PLAYBOOK) == []
+    assert (
+        resource_findings(check_resource_slos(busy.model_copy(update={"cpu_percent_mean": 100}), playbook), busy) == []
+    )
+
+
+def test_the_throughput_target_is_read_at_the_stress_knee_and_a_wide_gap_is_architecture_level() -> None:
+    from ratchet.analysis.knee import StepSample, stress_report
+    from ratchet.analysis.throughput import (
+        capacity_findings,
+        is_architecture_level,
+        throughput_check,
+        unchecked_throughput_note,
+    )
+    from ratchet.contracts import StressPlan
+
+    playbook = Playbook.model_validate({"name": "p", "approvers": ["a"], "slo": {"throughput_rps": 100}})
+    rates = [20.0, 40.0, 60.0, 80.0, 160.0]
+    plan = StressPlan(
+        rates=rates, step_s=10, abort_error_rate=0.5, abort_p95_ms=4000, slo_p95_ms=50, max_error_rate=0.05
+    )
+
+    def run(sustains: float) -> StressReport:
+        samples = [
+            StepSample(i, int(rate * 10), 10, 20.0 if rate <= sustains else 400.0, 0, 0) for i, rate in enumerate(rates)
+        ]
+        return stress_report(samples, plan, ended_by_itself=False)
+
+    def found(sustains: float) -> list[Finding]:
+        stress = run(sustains)
+        return capacity_findings(throughput_check(stress, playbook), stress, playbook)
+
+    # Broke at 80 with the knee at 60: 60% of the target, a gap the other fixes may close (medium).
+    [near] = found(70)
+    assert near.severity == "medium" and not is_architecture_level(near) and near.evidence["broke_at_rate"] == 80
+    # Broke at 40: a fifth of the target, past the playbook's architecture share (0.5).
+    [far] = found(30)
+    assert far.severity == "high" and is_architecture_level(far) and "20 req/s, 20% of the 100" in far.summary
+    # The knee at 160 meets it; no target, no check.
+    assert found(1000) == [] and throughput_check(run(1000), playbook).met  # type: ignore[union-attr]
+    assert throughput_check(run(30), PLAYBOOK) is None and unchecked_throughput_note(None, PLAYBOOK) is None
+    # No stress run, or one that never broke below the target: not judged, and said.
+    assert "no stress load" in (unchecked_throughput_note(None, playbook) or "")
+    low = stress_report(
+        [StepSample(i, int(r * 10), 10, 20.0, 0, 0) for i, r in enumerate(rates[:3])],
+        plan.model_copy(update={"rates": rates[:3]}),
+        ended_by_itself=False,
+    )
+    assert throughput_check(low, playbook) is None
+    assert "up to its highest step, 60 req/s" in (unchecked_throughput_note(low, playbook) or "")

@@ -74,6 +74,8 @@ def assert_only_planted_problems(findings: list[Finding]) -> None:
 # 30 a second the queue at one connection formed or not with the host's speed (a p95 of 49 ms in one run,
 # 100 ms in the next, 2026-12-07), so "far faster than one connection" was the host's verdict, not the pool's.
 PAST_ONE_TAX_CONNECTION = "tuning:\n  rate: 45\n"
+# Prices for the report's Cost section: the shop's CPU and memory under the validation's load, and per request.
+PRICES = "costs: {cpu_hour: 0.04, memory_gb_hour: 0.005, million_requests: 0.2, engineering_per_change: 800}\n"
 
 
 async def test_happy_path_index_found_approved_applied_proven_and_reported(
@@ -81,7 +83,7 @@ async def test_happy_path_index_found_approved_applied_proven_and_reported(
 ) -> None:
     indexes_before = shop.indexes()
     playbook = tmp_path / "playbook.yaml"
-    playbook.write_text(TEST_PLAYBOOK.read_text().replace("tuning:\n", PAST_ONE_TAX_CONNECTION))
+    playbook.write_text(TEST_PLAYBOOK.read_text().replace("tuning:\n", PAST_ONE_TAX_CONNECTION) + PRICES)
     campaign_id = await campaigns.launch(client, settings, playbook_file=playbook, target_file=SHOP_TARGET)
     status = await wait_for(client, campaign_id, waiting_at("planning"), what="the planning gate")
 
@@ -192,6 +194,10 @@ async def test_happy_path_index_found_approved_applied_proven_and_reported(
     report = Path(final.report_html)
     assert report.exists() and Path(final.report_markdown).exists()
     assert "customer_email" in report.read_text()
+    # Cost per 1,000 requests from the shop's sampled CPU and memory in both arms, and the campaign's return.
+    assert final.cost is not None and final.cost.note == "", final.cost
+    assert {"cpu", "memory", "requests"} <= set(final.cost.before.parts) and final.cost.before.parts["cpu"] > 0
+    assert "<h2>Cost</h2>" in report.read_text() and "a 12-month return of" in report.read_text()
     # The real campaign's report reads well where people open it: nothing overflows at 1024 or 1400 px.
     chromium = find_chromium(settings.chromium)
     assert chromium is not None, "Chromium is needed: `make chromium`"

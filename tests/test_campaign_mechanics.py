@@ -119,6 +119,7 @@ async def test_two_proven_changes_are_kept_and_the_target_keeps_them(fake: Fake)
         ("search-cache", ChangeState.KEPT),
     ]
     assert fake.service.in_place == {"search-cache", "batch-history"}
+    assert final.decision_tier == "ranked-plan", final.decision_note
     assert {v.endpoint: v.verdict.value for v in final.verdicts} == {
         "search": "improved",
         "history": "improved",
@@ -148,6 +149,49 @@ async def test_rate_auto_ramps_first_and_every_load_after_runs_at_the_rate_the_t
     markdown, html = render_markdown(final), render_html(final)
     assert final.load_rate in markdown and "### Capacity run" in markdown
     assert "backed off from 40" in html and "<h3>Capacity run</h3>" in html
+    await assert_replays(fake.client, campaign_id)
+
+
+async def test_a_capacity_gap_no_lever_closes_is_escalated_with_its_evidence_and_no_lever_is_tried(
+    fake: Fake,
+) -> None:
+    """The target sustains 12 req/s; the playbook asks for 100. The stress run's knee (10) is a tenth of it, and
+    no lever addresses a capacity finding: an architecture-level problem. The campaign hands it to the planning
+    gate's escalation approver with the knee and where it broke, and tries none of the levers it has for the
+    other findings (they are still planned, for the report)."""
+    fake.service.sustains = 12
+    playbook = playbook_with(
+        fake.folder,
+        """
+gates:
+  planning: {timeout: 10m, escalate_to: [carol]}
+  deployment: {timeout: 10m}
+""",
+    )
+    text = (
+        playbook.read_text()
+        .replace("slo:\n", "slo:\n  throughput_rps: 100\n", 1)
+        .replace("load:\n", "load:\n  stress: {start_rate: 10, max_rate: 100, steps: 4, step: 2s}\n", 1)
+    )
+    playbook.write_text(text + "alerts: {webhook_url: 'http://127.0.0.1:9/hook'}\n")
+    campaign_id = await fake.launch(playbook)
+    final = await finish(fake.client, campaign_id)
+
+    assert final.state == CampaignState.COMPLETED, (final.outcome, final.outcome_detail)
+    assert final.outcome == "escalated: architecture-level problem", final.outcome
+    assert final.decision_tier == "architecture"
+    [capacity] = [f for f in final.findings if f.type.value == "capacity"]
+    assert capacity.severity == "high" and capacity.evidence["knee_rate"] == 10, capacity
+    assert capacity.evidence["broke_at_rate"] == 40 and capacity.evidence["asked_rate"] == 100
+    assert "10 req/s, 10% of the 100 req/s asked" in final.outcome_detail and "to carol" in final.outcome_detail
+    assert [c for c in final.slo_before if c.metric == "throughput_rps" and not c.met]
+    # Nothing tried, nothing changed; the escalation went to the webhook (the fake's is unreachable: noted).
+    assert final.changes == [] and not [call for call in fake.service.calls if call.startswith("apply")]
+    assert "alert escalation" in fake.service.calls
+    assert any(r.lever is not None for r in final.recommendations)  # the plan for the rest, in the report
+    assert any(e.message.startswith("decision: architecture:") for e in final.events)
+    markdown = render_markdown(final)
+    assert "**Decision: architecture**" in markdown and "Scale out" in markdown
     await assert_replays(fake.client, campaign_id)
 
 

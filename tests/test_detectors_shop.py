@@ -7,6 +7,7 @@ endpoints yield nothing. Evidence: each trace finding names traces that are in t
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -20,8 +21,11 @@ from ratchet.analysis.capacity import auto_rate, capacity_shape
 from ratchet.analysis.load_shapes import load_request
 from ratchet.analysis.planning import plan
 from ratchet.analysis.responses import ProbeReport
+from ratchet.analysis.slo import TARGET_RESOURCES
 from ratchet.config.loading import load_playbook, load_target
-from ratchet.contracts import AssessRequest, AssessResult, LoadTestRequest, ProbeRequest
+from ratchet.config.playbook import Playbook, ResourceSlo
+from ratchet.config.target import Target
+from ratchet.contracts import AssessRequest, AssessResult, LoadTestRequest, LoadTestResult, ProbeRequest
 from ratchet.settings import Settings
 from tests.conftest import ROOT, SHOP_TARGET, Shop
 
@@ -45,10 +49,43 @@ PLANTED = {
 CLEAN = {"product", "customer", "health"}
 
 
+@dataclass
+class Measured:
+    """What an assessment reads: the baseline load test and the probe, at the playbook's load."""
+
+    target: Target
+    playbook: Playbook
+    baseline: LoadTestResult
+    probe: ProbeReport
+
+
 async def assess(
     settings: Settings, campaign_id: str, target_file: Path = SHOP_TARGET, playbook_file: Path = PLAYBOOK
 ) -> AssessResult:
     """The baseline load test, the probe and the assessment of ``target_file``, as a campaign runs them."""
+    return await find_bottlenecks(
+        settings, campaign_id, await measure(settings, campaign_id, target_file, playbook_file)
+    )
+
+
+async def find_bottlenecks(
+    settings: Settings, campaign_id: str, measured: Measured, playbook: Playbook | None = None
+) -> AssessResult:
+    """The assessment of what was measured, under ``playbook``'s targets (the measured one's by default)."""
+    return await ActivityEnvironment().run(
+        AssessmentActivities(settings).find_bottlenecks,
+        AssessRequest(
+            campaign_id=campaign_id,
+            baseline=measured.baseline,
+            target=measured.target,
+            playbook=playbook or measured.playbook,
+            probe=measured.probe,
+        ),
+    )
+
+
+async def measure(settings: Settings, campaign_id: str, target_file: Path, playbook_file: Path) -> Measured:
+    """The baseline load test and the probe of ``target_file``, as a campaign runs them."""
     target, playbook = load_target(target_file), load_playbook(playbook_file)
     load = playbook.load
     environment = ActivityEnvironment()
@@ -82,17 +119,15 @@ async def assess(
         ProbeActivities(settings).probe_endpoints,
         ProbeRequest(campaign_id=campaign_id, target=target, playbook=playbook),
     )
-    return await environment.run(
-        AssessmentActivities(settings).find_bottlenecks,
-        AssessRequest(campaign_id=campaign_id, baseline=baseline, target=target, playbook=playbook, probe=probe),
-    )
+    return Measured(target, playbook, baseline, probe)
 
 
 @pytest.mark.asyncio
 async def test_every_planted_problem_is_found_and_the_clean_endpoints_yield_nothing(
     settings: Settings, shop: Shop
 ) -> None:
-    result = await assess(settings, "detect")
+    measured = await measure(settings, "detect", SHOP_TARGET, PLAYBOOK)
+    result = await find_bottlenecks(settings, "detect", measured)
     found = {(f.type.value, f.endpoint) for f in result.findings}
     described = "\n".join(f"{f.id} {f.type.value} {f.endpoint}: {f.summary}" for f in result.findings)
     described += "\nnotes:\n" + "\n".join(result.notes)
@@ -160,3 +195,19 @@ async def test_every_planted_problem_is_found_and_the_clean_endpoints_yield_noth
     assert page.requests >= 3 and page.bytes >= 1_200_000  # the page, its 0.7 MB script and 0.55 MB styles
     [blocking] = [f for f in result.findings if f.type.value == "render-blocking"]
     assert blocking.evidence["fcp_ms"] == page.fcp_ms
+
+    # Resource targets on the same measurements: the shop's processes were sampled while the load ran. A peak
+    # CPU target no serving process meets (0.1% of the host) is missed and makes a finding with advice; a memory
+    # target every process meets (all of the host's RAM) is met and makes none. Unset (detect.yaml): unchecked.
+    assert not [c for c in result.slo if c.endpoint == TARGET_RESOURCES]
+    slo = measured.playbook.slo.model_copy(
+        update={"resources": ResourceSlo(cpu_peak_percent=0.1, memory_peak_percent=100)}
+    )
+    strict = await find_bottlenecks(settings, "detect", measured, measured.playbook.model_copy(update={"slo": slo}))
+    checks = {c.metric: c for c in strict.slo if c.endpoint == TARGET_RESOURCES}
+    assert set(checks) == {"cpu_peak_percent", "memory_peak_percent"}, strict.slo
+    assert not checks["cpu_peak_percent"].met and checks["memory_peak_percent"].met, checks
+    [use] = [f for f in strict.findings if f.type.value == "resource-use"]
+    assert use.endpoint == TARGET_RESOURCES and "peak CPU" in use.summary, use.summary
+    [advised] = [r for r in plan(strict.findings, measured.target, limit=100) if use.id in r.finding_ids]
+    assert advised.lever is None and "cpu_peak_percent" in advised.advice, advised

@@ -52,6 +52,8 @@ with workflow.unsafe.imports_passed_through():
         SuggestResult,
         ValidationLoad,
         ValidationLoadRequest,
+        WatchJudgement,
+        WatchJudgeRequest,
         WireBytesRequest,
         WireBytesResult,
     )
@@ -107,6 +109,7 @@ SIZE_VALIDATION_LOAD = ActivitySpec(
 CALIBRATE_NOISE = ActivitySpec(
     "calibrate_noise", CalibrateRequest, CalibrationResult, (Role.PERF_OPTIMIZER,), timedelta(minutes=5)
 )
+JUDGE_WATCH = ActivitySpec("judge_watch", WatchJudgeRequest, WatchJudgement, (Role.PERF_OPTIMIZER,))
 RECORD_CAMPAIGN = ActivitySpec("record_campaign", CampaignStatus, type(None), (Role.PERF_OPTIMIZER,))
 WRITE_REPORT = ActivitySpec("write_report", ReportRequest, ReportResult, (Role.PERF_OPTIMIZER,))
 SEND_ALERT = ActivitySpec("send_alert", AlertRequest, AlertResult, (Role.PERF_OPTIMIZER,), None, retry=ALERT_RETRY)
@@ -135,6 +138,7 @@ CATALOGUE: dict[str, ActivitySpec] = {
         COMPARE_ARMS,
         SIZE_VALIDATION_LOAD,
         CALIBRATE_NOISE,
+        JUDGE_WATCH,
         RECORD_CAMPAIGN,
         WRITE_REPORT,
         SEND_ALERT,

@@ -100,6 +100,38 @@ def _saturation(f: Finding, ev: dict[str, Any]) -> str:
     )
 
 
+def _resource_use(f: Finding, ev: dict[str, Any]) -> str:
+    missed = ev.get("checks") or []
+    said = ", ".join(
+        f"{c.get('metric', '?')} {float(c.get('value', 0)):.0f}% (target {c.get('limit', '?')}%)" for c in missed
+    )
+    cpu = any(str(c.get("metric", "")).startswith("cpu") for c in missed)
+    where = (
+        "the endpoints with the most time of their own in the other findings are where the CPU goes: fix those "
+        "first, then give the service more cores or workers if it stays over"
+        if cpu
+        else "look for what grows with the load (caches without a bound, buffers, connection pools) with a heap "
+        "profile under the same load, then give the service more memory if it stays over"
+    )
+    return f"{f.endpoint} under the baseline's load: {said or 'over its targets'}. No lever is sure to help: {where}."
+
+
+def _capacity(f: Finding, ev: dict[str, Any]) -> str:
+    knee, asked = ev.get("knee_rate", "?"), ev.get("asked_rate", "?")
+    why = f", where {ev['break_reason']}" if ev.get("break_reason") else ""
+    if f.severity == "high":
+        return (
+            f"The service sustains {knee} req/s of the {asked} asked (it broke at {ev.get('broke_at_rate')} "
+            f"req/s{why}): a gap this wide is an architecture question, not a lever's. Scale out (more instances "
+            "behind a balancer, more workers), take work off the request path (queues, precomputed answers), "
+            "or split what saturates first; the other findings say which endpoint's work to cut first."
+        )
+    return (
+        f"The service sustains {knee} req/s of the {asked} asked (it broke at {ev.get('broke_at_rate')} "
+        f"req/s{why}): the other findings' fixes, or more workers, may close it; run the stress load again after."
+    )
+
+
 def _missing_index(f: Finding, ev: dict[str, Any]) -> str:
     return (
         f"Create an index on {ev.get('table', '?')}({', '.join(ev.get('columns', []))}); the plan shows: "
@@ -198,6 +230,8 @@ _ADVICE: dict[FindingType, Callable[[Finding, dict[str, Any]], str]] = {
     FindingType.SATURATION: _saturation,
     FindingType.MISSING_INDEX: _missing_index,
     FindingType.ERROR_HOTSPOT: _error_hotspot,
+    FindingType.RESOURCE_USE: _resource_use,
+    FindingType.CAPACITY: _capacity,
 }
 
 

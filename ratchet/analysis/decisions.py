@@ -8,6 +8,7 @@ from typing import NamedTuple
 
 from ratchet.analysis.multiple_testing import holm_adjusted
 from ratchet.analysis.slo import share_met
+from ratchet.analysis.throughput import is_architecture_level
 from ratchet.config.common import FindingType
 from ratchet.config.playbook import Playbook, Validation
 from ratchet.contracts import (
@@ -43,6 +44,34 @@ def after_assessment(result: AssessResult, *, low_findings_met: bool = False) ->
     if result.findings and not (low_findings_met and only_low and result.targets_met):
         return AfterAssessment.CONTINUE
     return AfterAssessment.TARGETS_MET if result.targets_met else AfterAssessment.NOTHING_ACTIONABLE
+
+
+class DecisionTier(StrEnum):
+    """What the assessment's findings call for, as the source material's tiers after profiling."""
+
+    QUICK_FIX = "quick-fix"  # one bottleneck: its lever
+    RANKED_PLAN = "ranked-plan"  # several: their levers, ranked
+    ARCHITECTURE = "architecture"  # a gap no lever closes: escalated with the evidence, no lever tried
+    MANUAL = "manual"  # findings that no lever addresses: advice for a person
+
+
+def decision_tier(findings: list[Finding], recommendations: list[Recommendation]) -> tuple[DecisionTier, str]:
+    """The tier of a plan and one sentence of why. An architecture-level finding (a capacity gap past the
+    playbook's share) that no lever addresses outranks the levers for the rest: tuning endpoints does not
+    bring a service that sustains a third of its traffic to all of it, and trying would spend the campaign's
+    time and the target's stability on changes that cannot meet the target."""
+    addressed = {f for r in recommendations if r.lever is not None for f in r.finding_ids}
+    architecture = [f for f in findings if is_architecture_level(f) and f.id not in addressed]
+    if architecture:
+        said = "; ".join(f"{f.id}: {f.summary}" for f in architecture)
+        return DecisionTier.ARCHITECTURE, f"{said}; no lever addresses it"
+    levers = [r for r in recommendations if r.recommended and r.lever is not None]
+    if not levers:
+        return DecisionTier.MANUAL, "no lever can address the findings"
+    named = ", ".join(f"{r.id} {r.lever.name}" for r in levers if r.lever is not None)
+    if len(levers) == 1:
+        return DecisionTier.QUICK_FIX, f"one bottleneck, one lever: {named}"
+    return DecisionTier.RANKED_PLAN, f"{len(levers)} levers for several bottlenecks, in rank order: {named}"
 
 
 def validation_outcome(

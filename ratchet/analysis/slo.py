@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ratchet.config.common import FindingType
 from ratchet.config.playbook import Playbook
-from ratchet.contracts import EndpointStats, EndpointVerdict, Finding, SloCheck, Verdict
+from ratchet.contracts import EndpointStats, EndpointVerdict, Finding, ResourceSummary, SloCheck, Verdict
 
 
 def check_slos(stats: list[EndpointStats], playbook: Playbook) -> list[SloCheck]:
@@ -18,6 +18,82 @@ def check_slos(stats: list[EndpointStats], playbook: Playbook) -> list[SloCheck]
             checks.append(_check(endpoint.endpoint, "p99_ms", slo.p99_ms, endpoint.p99))
         checks.append(_check(endpoint.endpoint, "error_rate", slo.max_error_rate, endpoint.error_rate))
     return checks
+
+
+TARGET_RESOURCES = "(target processes)"
+
+
+def check_resource_slos(resources: ResourceSummary | None, playbook: Playbook) -> list[SloCheck]:
+    """One check per resource target the playbook sets, on the target's processes during a run: CPU in percent
+    of the host's cores, memory of its RAM. None where the run sampled nothing (or before the means were kept):
+    nothing measured is nothing checked, and the assessment says so."""
+    wanted = playbook.slo.resources
+    if resources is None or not resources.samples:
+        return []
+    cores = max(resources.cores, 1)
+    measured: dict[str, float | None] = {
+        "cpu_percent": None if resources.cpu_percent_mean is None else resources.cpu_percent_mean / cores,
+        "cpu_peak_percent": resources.cpu_percent_max / cores,
+        "memory_percent": _share(resources.rss_mb_mean, resources.memory_total_mb),
+        "memory_peak_percent": _share(resources.rss_mb_max, resources.memory_total_mb),
+    }
+    checks = []
+    for metric, value in measured.items():
+        limit = getattr(wanted, metric)
+        if limit is not None and value is not None:
+            checks.append(_check(TARGET_RESOURCES, metric, limit, value))
+    return checks
+
+
+def unchecked_resources_note(resources: ResourceSummary | None, playbook: Playbook) -> str | None:
+    """What the assessment says when the playbook sets resource targets and the run sampled no process of the
+    target's (it runs on another host, or the target names no `processes:` Ratchet can find)."""
+    wanted = [metric for metric, limit in playbook.slo.resources.model_dump().items() if limit is not None]
+    if not wanted or (resources is not None and resources.samples):
+        return None
+    return (
+        f"resource targets ({', '.join(wanted)}) not checked: no process of the target's was sampled during the "
+        "baseline (name them under the target's processes:, on the host the workers run on)"
+    )
+
+
+_RESOURCE_WORDS = {
+    "cpu_percent": "mean CPU",
+    "cpu_peak_percent": "peak CPU",
+    "memory_percent": "mean memory",
+    "memory_peak_percent": "peak memory",
+}
+
+
+def resource_findings(checks: list[SloCheck], resources: ResourceSummary | None) -> list[Finding]:
+    """A finding for the resource targets the baseline missed: high when a peak target is, medium otherwise.
+    No lever is implied: what uses the CPU or the memory is for the other findings (or a person) to say."""
+    missed = [c for c in checks if c.endpoint == TARGET_RESOURCES and not c.met]
+    if not missed or resources is None:
+        return []
+    said = "; ".join(f"{_RESOURCE_WORDS[c.metric]} {c.value:.0f}% over the {c.limit:g}% target" for c in missed)
+    return [
+        Finding(
+            id="",
+            type=FindingType.RESOURCE_USE,
+            endpoint=TARGET_RESOURCES,
+            severity="high" if any("peak" in c.metric for c in missed) else "medium",
+            impact=0.0,
+            estimated_gain_ms=0.0,
+            summary=f"the target's {resources.processes} process(es) under the baseline load: {said} "
+            f"(of {resources.cores} cores and {resources.memory_total_mb or 0:.0f} MB)",
+            evidence={
+                "fingerprint": f"{FindingType.RESOURCE_USE.value}|{TARGET_RESOURCES}|"
+                + ",".join(c.metric for c in missed),
+                "checks": [c.model_dump() for c in missed],
+                "samples": resources.samples,
+            },
+        )
+    ]
+
+
+def _share(part_mb: float | None, total_mb: float | None) -> float | None:
+    return None if part_mb is None or not total_mb else 100 * part_mb / total_mb
 
 
 def _check(endpoint: str, metric: str, limit: float, value: float) -> SloCheck:

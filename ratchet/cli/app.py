@@ -57,6 +57,7 @@ traces_app = typer.Typer(help="The OTLP trace receiver that instrumented targets
 rollout_app = typer.Typer(help="A campaign's gradual rollout to production: promote or abort it.")
 keys_app = typer.Typer(help="Approvers' signing keys (playbooks with `approvals: signed`).")
 schedule_app = typer.Typer(help="Campaigns on a timetable (Temporal Schedules: a run still going skips the next).")
+watch_app = typer.Typer(help="A standing watch of a target: probes at an interval, alerts on a lasting degradation.")
 KEY_HELP = "Your private key (default: $RATCHET_HOME/keys/NAME.key, made by `ratchet keys create NAME`)."
 PRINT_INPUT_HELP = "Print the (signed) answer as JSON for `temporal workflow update execute --input`; send nothing."
 app.add_typer(server_app, name="server")
@@ -66,6 +67,7 @@ app.add_typer(traces_app, name="traces")
 app.add_typer(rollout_app, name="rollout")
 app.add_typer(keys_app, name="keys")
 app.add_typer(schedule_app, name="schedule")
+app.add_typer(watch_app, name="watch")
 app.add_typer(workflows_app, name="workflows")
 
 # Piped output (logs, CI) gets wide tables instead of rich's 80-column default.
@@ -351,6 +353,70 @@ _schedule_action("pause", "Pause a schedule: no run starts until it is resumed."
 _schedule_action("resume", "Resume a paused schedule.")
 _schedule_action("delete", "Delete a schedule (campaigns it started are left alone).")
 _schedule_action("trigger", "Start a run of a schedule now (skipped while one of its runs is going).")
+
+
+@watch_app.command("start")
+def watch_start(
+    target: Annotated[Path, typer.Argument(help="Target YAML file.")],
+    playbook: Annotated[Path, typer.Option("--playbook", "-p", help="Playbook YAML file (its watch: and alerts:).")],
+) -> None:
+    """Watch a target until stopped: the playbook's probe load every watch.interval, an alert (and with
+    watch.on_drift: campaign, a campaign) when an endpoint's p95 rises past watch.degradation and stays."""
+    from ratchet import watches
+
+    _check_databases_or_exit(target, _load_or_exit(load_target, target))
+    _load_or_exit(load_playbook, playbook)
+
+    async def go(client: Any) -> int:
+        started = await watches.start(client, get_settings(), playbook_file=playbook, target_file=target)
+        console.print(f"watch {started} started: `ratchet watch status NAME`, `ratchet watch stop NAME`")
+        return EXIT_OK
+
+    raise typer.Exit(_client_command(go)())
+
+
+@watch_app.command("status")
+def watch_status(
+    name: Annotated[str, typer.Argument(help="The watched target's name.")],
+    as_json: Annotated[bool, typer.Option("--json", help="The status as JSON.")] = False,
+) -> None:
+    """What a target's watch saw: its latest probe, the degradations it judged, alerts and campaigns."""
+    from ratchet import watches
+
+    async def go(client: Any) -> int:
+        seen = await watches.status(client, name)
+        if as_json:
+            print(seen.model_dump_json(indent=2))
+            return EXIT_OK
+        latest = seen.latest
+        console.print(f"watch of {seen.target}: {seen.probes} probe(s), run {seen.runs}")
+        if latest is not None:
+            table = Table("endpoint", f"p95 ms at {latest.at:%Y-%m-%d %H:%M:%S}Z")
+            for endpoint, p95 in sorted(latest.p95.items()):
+                table.add_row(endpoint, f"{p95:.1f}")
+            console.print(table)
+        for drift in seen.drifts:
+            console.print(f"[yellow]degraded[/]: {drift.sentence}", highlight=False)
+        for campaign_id in seen.campaigns:
+            console.print(f"campaign launched: {campaign_id}")
+        for event in seen.events[-10:]:
+            console.print(event, highlight=False)
+        return EXIT_OK
+
+    raise typer.Exit(_client_command(go)())
+
+
+@watch_app.command("stop")
+def watch_stop(name: Annotated[str, typer.Argument(help="The watched target's name.")]) -> None:
+    """Stop a target's watch after its probe in flight (campaigns it launched go on)."""
+    from ratchet import watches
+
+    async def go(client: Any) -> int:
+        ended = await watches.stop(client, name)
+        console.print(f"watch of {name} stopped after {ended.probes} probe(s)")
+        return EXIT_OK
+
+    raise typer.Exit(_client_command(go)())
 
 
 @app.command()

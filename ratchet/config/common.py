@@ -31,6 +31,8 @@ class FindingType(StrEnum):
     ERROR_HOTSPOT = "error-hotspot"  # an endpoint whose errors rise under load
     WEB_VITALS = "web-vitals"  # a page whose vitals (LCP, FCP, CLS, INP, TTFB) in a real browser are poor
     HTTP_CACHING = "http-caching"  # a static asset browsers and proxies may not keep: fetched again on every visit
+    CAPACITY = "capacity"  # the stress run's knee below the throughput the playbook asks for
+    RESOURCE_USE = "resource-use"  # the target's processes over a CPU or memory target under the baseline load
     # A temporal-workflow target's, read from its executions' histories (the names workflow tooling uses):
     SLOW_STEP = "slow_step"  # one step takes most of the executions' critical path
     RESOURCE_EXHAUSTION = "resource_exhaustion"  # queue waits that grow with the steps in progress (slots, pollers)

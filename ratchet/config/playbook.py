@@ -51,11 +51,36 @@ class Slo(StrictModel):
     max_error_rate: float = Field(0.01, ge=0, le=1, description="Largest share of failed requests allowed.")
 
 
+class ResourceSlo(StrictModel):
+    """Targets for the target's processes under the baseline load (the source material's: CPU under 70%, 85% at
+    peak; memory under 80%, 90% at peak). CPU in percent of the host's cores, memory of its RAM; unset: not
+    checked."""
+
+    cpu_percent: float | None = Field(None, gt=0, le=100, description="Mean CPU of the target's processes.")
+    cpu_peak_percent: float | None = Field(None, gt=0, le=100, description="Highest one-second CPU.")
+    memory_percent: float | None = Field(None, gt=0, le=100, description="Mean resident memory.")
+    memory_peak_percent: float | None = Field(None, gt=0, le=100, description="Highest resident memory.")
+
+
 class SloTargets(StrictModel):
-    """Defaults for every endpoint, overridden per endpoint name."""
+    """Defaults for every endpoint, overridden per endpoint name; targets for the target's resources."""
 
     default: Slo = Field(default_factory=Slo)
     endpoints: dict[str, Slo] = Field(default_factory=dict)
+    resources: ResourceSlo = Field(default_factory=ResourceSlo)
+    throughput_rps: float | None = Field(
+        None,
+        gt=0,
+        description="The rate (requests per second) the service must sustain: the knee of the stress run "
+        "(load.stress) must reach it. Unset: not checked.",
+    )
+    architecture_share: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="A knee below this share of throughput_rps that no lever addresses is an architecture-level "
+        "problem: the campaign escalates it to the planning gate's escalate_to instead of trying levers.",
+    )
 
     def for_endpoint(self, name: str) -> Slo:
         """The targets that apply to an endpoint: its own where given, the defaults otherwise."""
@@ -459,6 +484,33 @@ class Rollout(StrictModel):
         return self
 
 
+class Watch(StrictModel):
+    """The standing watch (`ratchet watch start`): a light probe load at an interval, each endpoint's p95 kept as
+    a series, and a degradation past ``degradation`` that lasts (a change point with ``min_points`` after it,
+    within ``window``) alerted once and, when ``on_drift`` says so, answered with a campaign."""
+
+    interval: Duration = Field(timedelta(minutes=5), description="Time between two probe loads.")
+    window: Duration = Field(timedelta(hours=1), description="A degradation is judged over this last stretch.")
+    degradation: float = Field(0.2, gt=0, le=10, description="Slower by at least this share of the level before.")
+    min_points: int = Field(
+        5, ge=3, le=100, description="Probe loads needed on each side of a change before it counts."
+    )
+    rate: float = Field(2.0, gt=0, le=10_000, description="Requests per second of each probe load.")
+    duration: Duration = Field(timedelta(seconds=10), description="How long each probe load runs.")
+    on_drift: Literal["alert", "campaign"] = Field(
+        "alert", description="alert: the webhook only; campaign: also launch a campaign on the target."
+    )
+
+    @model_validator(mode="after")
+    def _window_holds_the_points(self) -> Self:
+        if self.window < self.interval * self.min_points:
+            raise ValueError(
+                f"window {self.window} holds fewer than min_points ({self.min_points}) probes at interval "
+                f"{self.interval}: widen the window or probe more often"
+            )
+        return self
+
+
 class Deployment(StrictModel):
     """Deployment & monitoring: how long to bake and what to watch."""
 
@@ -499,6 +551,44 @@ class AlertKind(StrEnum):
     GUARD_BREACHED = "guard-breached"  # the deployment guard tripped while the changes baked
     VALIDATION_FAILED = "validation-failed"  # the changes did not prove themselves and are rolled back
     GATE_WAITING = "gate-waiting"  # a gate waits for a person to approve or reject
+    ESCALATION = "escalation"  # an architecture-level problem handed to the escalation approvers, no lever tried
+    DEGRADATION = "degradation"  # the standing watch saw an endpoint's p95 move to a slower level and stay there
+
+
+class Costs(StrictModel):
+    """Prices that turn what the target used under load into money: cost per 1,000 requests before and after the
+    changes, and the campaign's return on what the changes cost to make. Unset prices count as 0; none set: no
+    cost is computed."""
+
+    currency: str = Field("USD", min_length=1, max_length=8, description="Shown beside every amount.")
+    cpu_hour: float = Field(0.0, ge=0, description="Price of one CPU core for one hour (the target's processes).")
+    memory_gb_hour: float = Field(0.0, ge=0, description="Price of 1 GB of resident memory for one hour.")
+    million_requests: float = Field(0.0, ge=0, description="Price per million requests served (a gateway, a CDN).")
+    outbound_calls: dict[str, float] = Field(
+        default_factory=dict,
+        description="Host -> price per outbound call the target makes to it (read from its client spans' "
+        "server.address): a paid API, a metered database.",
+    )
+    engineering_per_change: float = Field(
+        0.0, ge=0, description="What making and keeping one change costs (ROI: against the saving per month)."
+    )
+    traffic_rps: float | None = Field(
+        None,
+        gt=0,
+        description="Requests per second of real traffic, for the saving per month; unset: the baseline's rate.",
+    )
+
+    @property
+    def priced(self) -> bool:
+        return bool(self.cpu_hour or self.memory_gb_hour or self.million_requests or any(self.outbound_calls.values()))
+
+    @field_validator("outbound_calls")
+    @classmethod
+    def _non_negative_calls(cls, prices: dict[str, float]) -> dict[str, float]:
+        negative = sorted(host for host, price in prices.items() if price < 0)
+        if negative:
+            raise ValueError(f"prices cannot be negative: {negative}")
+        return prices
 
 
 class Alerts(StrictModel):
@@ -652,8 +742,10 @@ class Playbook(StrictModel):
     detection: Detection = Field(default_factory=Detection)
     validation: Validation = Field(default_factory=Validation)
     deployment: Deployment = Field(default_factory=Deployment)
+    watch: Watch = Field(default_factory=Watch)
     tuning: Tuning = Field(default_factory=Tuning)
     alerts: Alerts = Field(default_factory=Alerts)
+    costs: Costs = Field(default_factory=Costs)
     workflows: WorkflowAnalysis = Field(
         default_factory=WorkflowAnalysis, description="How workflow analyses compare and recommend variants."
     )

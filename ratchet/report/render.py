@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
+from ratchet.analysis.cost import campaign_return
 from ratchet.analysis.knee import knee_summary
 from ratchet.contracts import CampaignStatus, ChangeRecord, ChangeState, Finding, Verdict, ratio_digits
 from ratchet.report.durations import format_seconds
@@ -175,6 +176,44 @@ def _context(
         "change_groups": _change_groups(status.changes),
         "chart": p95_chart(status),
         "workflows": workflows or [],
+        "cost": cost_view(status),
+    }
+
+
+def cost_view(status: CampaignStatus) -> dict[str, Any] | None:
+    """The cost per 1,000 requests before and after, each change's share where leave-one-out measured it, and
+    the campaign's return at the traffic; None when the playbook priced nothing."""
+    cost, rules = status.cost, status.cost_rules
+    if cost is None or rules is None:
+        return None
+    kept = [c for c in status.changes if c.state in (ChangeState.KEPT, ChangeState.APPLIED)]
+    baseline = status.baseline
+    baseline_rps = baseline.requests / baseline.duration_s if baseline and baseline.duration_s else 0.0
+    returned = campaign_return(cost, rules, len(kept), baseline_rps)
+    parts = sorted({*cost.before.parts, *cost.after.parts})
+    effects = [(c.lever, c.cost_effect_per_1000) for c in kept if c.cost_effect_per_1000 is not None]
+    if len(kept) == 1 and not effects:
+        effects = [(kept[0].lever, cost.saved_per_1000)]  # alone in the after arm: the whole difference is its
+    notes = [cost.note] if cost.note else []
+    # Leave-one-out undoes a change after the validation's arms ran with it.
+    undone = [c.lever for c in status.changes if c.state == ChangeState.ROLLED_BACK and "leave-one-out" in c.reason]
+    if undone and kept:
+        notes.append(f"the after arm ran with changes undone since ({', '.join(undone)})")
+    return {
+        "currency": cost.currency,
+        "before": cost.before.per_1000,
+        "after": cost.after.per_1000,
+        "saved": cost.saved_per_1000,
+        "parts": [(name, cost.before.parts.get(name), cost.after.parts.get(name)) for name in parts],
+        "effects": effects,
+        "traffic_rps": returned.traffic_rps,
+        "traffic_measured": rules.traffic_rps is None,
+        "saved_per_month": returned.saved_per_month,
+        "engineering": returned.engineering,
+        "kept": len(kept),
+        "payback_months": returned.payback_months,
+        "return_12_months": returned.return_12_months,
+        "notes": notes,
     }
 
 

@@ -145,6 +145,9 @@ def summarize_resources(rows: dict[str, list[Any]]) -> ResourceSummary:
         rss_mb_max=round(max(rss_per_second.values(), default=0) / 2**20, 1),
         threads_max=max(rows["threads"], default=0),
         cores=os.cpu_count() or 1,
+        cpu_percent_mean=round(sum(cpu_values) / len(cpu_values), 2) if cpu_values else 0.0,
+        rss_mb_mean=round(sum(rss_per_second.values()) / len(rss_per_second) / 2**20, 1) if rss_per_second else 0.0,
+        memory_total_mb=round(psutil.virtual_memory().total / 2**20, 1),
     )
 
 

@@ -20,6 +20,7 @@ from workflows.calibration import CalibrationWorkflow
 from workflows.campaign import CampaignWorkflow
 from workflows.rollout import RolloutWorkflow
 from workflows.target_lock import TargetLockWorkflow
+from workflows.watch import WatchWorkflow
 
 
 def build_workers(
@@ -32,7 +33,7 @@ def build_workers(
             Worker(
                 client,
                 task_queue=campaign_queue(settings),
-                workflows=[CampaignWorkflow, CalibrationWorkflow, RolloutWorkflow, TargetLockWorkflow],
+                workflows=[CampaignWorkflow, CalibrationWorkflow, RolloutWorkflow, TargetLockWorkflow, WatchWorkflow],
                 workflow_runner=WORKFLOW_RUNNER,
             )
         )

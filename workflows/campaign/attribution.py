@@ -122,6 +122,8 @@ async def leave_one_out(campaign: Campaign, verdicts: list[EndpointVerdict]) -> 
         comparison = await without_one(campaign, change, mine)
         own = [v for v in comparison.verdicts if v.endpoint in mine]
         change.attribution = own
+        if comparison.cost is not None:  # without it is the before arm: what it saves is before - after
+            change.cost_effect_per_1000 = round(comparison.cost.saved_per_1000, 6)
         if any(v.verdict == Verdict.IMPROVED for v in own):
             campaign.event(f"attribution: {change.lever} proved its own gain on {', '.join(sorted(mine))}")
             continue

@@ -5,7 +5,9 @@ from __future__ import annotations
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from ratchet.analysis.decisions import DecisionTier, decision_tier
     from ratchet.config.common import Phase, Role
+    from ratchet.config.playbook import AlertKind
     from ratchet.contracts import (
         AssessResult,
         CampaignState,
@@ -38,6 +40,12 @@ async def planning_phase(campaign: Campaign, assessment: AssessResult) -> list[R
     campaign.event(f"planning: predicted gains {plan.gain_model}")
     for note in plan.notes:
         campaign.event(f"planning: {note}")
+    if workflow.patched("decision-tiers"):  # campaigns planned before the tiers replay without them
+        tier, why = decision_tier(assessment.findings, plan.recommendations)
+        campaign.status.decision_tier, campaign.status.decision_note = tier.value, why
+        campaign.event(f"decision: {tier.value}: {why}")
+        if tier == DecisionTier.ARCHITECTURE:
+            escalate_architecture(campaign, why)
     if not any(r.lever is not None for r in plan.recommendations):
         campaign.end(Phase.PLANNING, "manual advice only", "no lever can address the findings")
         raise Stop(CampaignState.COMPLETED, "manual advice only", "the findings need a person; see the plan")
@@ -54,6 +62,27 @@ async def planning_phase(campaign: Campaign, assessment: AssessResult) -> list[R
         raise Stop(CampaignState.COMPLETED, "nothing approved: nothing applied")
     campaign.end(Phase.PLANNING, "approved", f"approved: {', '.join(chosen)}")
     return plan.recommendations
+
+
+def escalate_architecture(campaign: Campaign, why: str) -> None:
+    """Hand an architecture-level problem to the planning gate's escalation approvers (the approvers when it
+    names none) with its evidence, and end here: no lever is tried."""
+    playbook = campaign.input.playbook
+    gate = playbook.gates.get(Phase.PLANNING)
+    people = ", ".join((gate.escalate_to if gate is not None and gate.escalate_to else None) or playbook.approvers)
+    campaign.alert(
+        AlertKind.ESCALATION,
+        f"{campaign.input.campaign_id}: an architecture-level problem for {people}",
+        why[:2500],
+        phase=Phase.PLANNING.value,
+        escalated_to=people,
+    )
+    campaign.end(Phase.PLANNING, "escalated: architecture", f"to {people}")
+    raise Stop(
+        CampaignState.COMPLETED,
+        "escalated: architecture-level problem",
+        f"to {people}: {why}; nothing applied (the plan for the other findings is in the report)",
+    )
 
 
 def hold_back_conflicts(campaign: Campaign, recommendations: list[Recommendation]) -> None:

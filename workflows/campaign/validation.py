@@ -66,6 +66,7 @@ async def validation_phase(campaign: Campaign, baseline: LoadTestResult) -> Load
     campaign.status.workflow_costs = campaign.input.playbook.workflows
     campaign.status.verdicts = comparison.verdicts
     campaign.status.slo_after = comparison.slo
+    campaign.status.cost, campaign.status.cost_rules = comparison.cost, campaign.input.playbook.costs
     if workflow.patched("payload-attribution"):
         await payload_attribution(campaign, applied)
     payload_gain = any(b.verdict == Verdict.IMPROVED for c in applied for b in c.bytes_attribution)
