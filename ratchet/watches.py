@@ -57,7 +57,8 @@ async def status(client: Client, target_name: str) -> WatchStatus:
     try:
         described = await handle.describe()
         if described.status != WorkflowExecutionStatus.RUNNING:
-            raise NotFoundError(f"{target_name} has no running watch (its last one is {described.status.name.lower()})")
+            ended = described.status.name.lower() if described.status is not None else "unknown"
+            raise NotFoundError(f"{target_name} has no running watch (its last one is {ended})")
         return await handle.query("status", result_type=WatchStatus)
     except RPCError as failure:
         if failure.status == RPCStatusCode.NOT_FOUND:

@@ -117,19 +117,17 @@ def _resource_use(f: Finding, ev: dict[str, Any]) -> str:
 
 
 def _capacity(f: Finding, ev: dict[str, Any]) -> str:
-    knee, asked = ev.get("knee_rate", "?"), ev.get("asked_rate", "?")
-    why = f", where {ev['break_reason']}" if ev.get("break_reason") else ""
+    broke = ev.get("broke_at_rate")
+    where = f" (it broke at {broke} req/s{', where ' + ev['break_reason'] if ev.get('break_reason') else ''})"
+    said = f"{f.endpoint} sustains {ev.get('knee_rate', '?')} req/s of the {ev.get('asked_rate', '?')} asked"
+    said += where if broke is not None else ""
     if f.severity == "high":
         return (
-            f"The service sustains {knee} req/s of the {asked} asked (it broke at {ev.get('broke_at_rate')} "
-            f"req/s{why}): a gap this wide is an architecture question, not a lever's. Scale out (more instances "
+            f"{said}: a gap this wide is an architecture question, not a lever's. Scale out (more instances "
             "behind a balancer, more workers), take work off the request path (queues, precomputed answers), "
             "or split what saturates first; the other findings say which endpoint's work to cut first."
         )
-    return (
-        f"The service sustains {knee} req/s of the {asked} asked (it broke at {ev.get('broke_at_rate')} "
-        f"req/s{why}): the other findings' fixes, or more workers, may close it; run the stress load again after."
-    )
+    return f"{said}: the other findings' fixes, or more workers, may close it; run the stress load again after."
 
 
 def _missing_index(f: Finding, ev: dict[str, Any]) -> str:
