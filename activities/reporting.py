@@ -3,49 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import re
-import tempfile
-from pathlib import Path
 from urllib.parse import quote
 
 from temporalio import activity
 
 from ratchet import secrets
-from ratchet.contracts import CampaignStatus, ReportRequest, ReportResult
+from ratchet.contracts import CampaignStatus, ReportRequest, ReportResult, WeeklyRequest, WeeklyResult
 from ratchet.report import render_html, render_markdown
+from ratchet.report.files import report_stem, write_atomically
+from ratchet.report.weekly import weekly_report, write_weekly
 from ratchet.report.workflow_section import WorkflowSection, workflow_sections
 from ratchet.settings import Settings
-
-# Campaign ids may come from a person (--id); anything outside this set could leave the reports folder.
-_UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]")
-
-
-def report_stem(campaign_id: str) -> str:
-    """The file name (without extension) of a campaign's report: its id, made safe as a single file name."""
-    return _UNSAFE_FILENAME.sub("_", campaign_id).lstrip(".") or "campaign"
-
-
-def write_atomically(path: Path, text: str) -> Path:
-    """Write text to a temporary file beside ``path`` and rename it over ``path``.
-
-    A reader (or a retried attempt) sees the old report or the new one, never half a file; the temporary
-    file lives in the same folder because a rename is only atomic within one file system.
-    """
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(temporary, 0o644)  # mkstemp makes it private; a report is meant to be read and shared
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-    return path.resolve()
+from ratchet.store.engine import session_for
 
 
 class ReportActivities:
@@ -84,6 +53,17 @@ class ReportActivities:
         except Exception:
             activity.logger.exception("the workflow sections of %s could not be read", status.campaign_id)
             return []
+
+    @activity.defn(name="write_weekly_report")
+    async def write_weekly_report(self, request: WeeklyRequest) -> WeeklyResult:
+        """The target's weekly report from the store, written beside the campaigns' reports."""
+        return await asyncio.to_thread(self._write_weekly, request.target)
+
+    def _write_weekly(self, target: str) -> WeeklyResult:
+        with session_for(self.settings.resolved_store_url) as session:
+            report = weekly_report(session=session, target=target)
+        html, markdown = write_weekly(report, self.settings.reports_dir)
+        return WeeklyResult(html_path=str(html), markdown_path=str(markdown), summary=report.summary())
 
     @activity.defn(name="write_report")
     async def write_report(self, request: ReportRequest) -> ReportResult:

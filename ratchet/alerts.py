@@ -25,7 +25,11 @@ KIND_LABELS: dict[AlertKind, str] = {
     AlertKind.GUARD_BREACHED: "deployment guard breached",
     AlertKind.VALIDATION_FAILED: "validation failed",
     AlertKind.GATE_WAITING: "waiting for approval",
+    AlertKind.ESCALATION: "escalated: architecture-level problem",
+    AlertKind.DEGRADATION: "lasting degradation",
+    AlertKind.WEEKLY_REPORT: "weekly report",
 }
+assert set(KIND_LABELS) == set(AlertKind), "every kind of alert needs its label"
 
 
 def alert_request(

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from ratchet.config.common import FindingType, Phase, Role
-from ratchet.config.playbook import AlertKind, Costs, Playbook, Validation, WorkflowAnalysis
+from ratchet.config.playbook import AlertKind, Alerts, Costs, Playbook, Validation, WorkflowAnalysis
 from ratchet.config.target import Lever, LeverParameter, Target
 from ratchet.database.models import InspectionSummary
 
@@ -995,3 +995,23 @@ class WatchStatus(Payload):
     alerted: list[str] = Field(default_factory=list)
     campaigns: list[str] = Field(default_factory=list)
     events: list[str] = Field(default_factory=list, description="The latest events, all runs included.")
+
+
+class WeeklyRequest(Payload):
+    """Write a target's weekly report from the store."""
+
+    target: str
+
+
+class WeeklyResult(Payload):
+    html_path: str
+    markdown_path: str
+    summary: str
+
+
+class WeeklyInput(Payload):
+    """A scheduled weekly report: the target, and where the playbook posts alerts."""
+
+    target: str
+    alerts: Alerts
+    task_queue_prefix: str = "ratchet"

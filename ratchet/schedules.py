@@ -21,8 +21,12 @@ from temporalio.client import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from ratchet.campaigns import RefusedError, campaign_input, checked_files, ensure_search_attributes, start_details
+from ratchet.config.loading import load_playbook
+from ratchet.contracts import WeeklyInput
 from ratchet.errors import NotFoundError, RatchetError
 from ratchet.settings import Settings
+from ratchet.store.engine import session_for
+from ratchet.store.history import known_targets
 from ratchet.temporal.client import campaign_queue
 
 _PREFIX = "ratchet-schedule-"
@@ -76,6 +80,32 @@ async def create(
         static_details=details["static_details"],
     )
     note = f"{playbook.name} on {target.name} ({playbook_file}, {target_file})"
+    return await _create(client, name, action, cron, note)
+
+
+async def create_weekly(
+    client: Client, settings: Settings, *, target_name: str, playbook_file: Path, cron: str
+) -> tuple[str, str]:
+    """A schedule that writes ``target_name``'s weekly report from the store and posts its summary to the
+    playbook's webhook; returns (schedule name, id). The target must have campaigns in the store."""
+    playbook = load_playbook(playbook_file)
+    with session_for(settings.resolved_store_url) as session:
+        targets = known_targets(session=session)
+    if target_name not in targets:
+        raise NotFoundError(f"no campaign for target {target_name!r} in the store; known targets: {', '.join(targets)}")
+    name = f"weekly-{target_name}"
+    action = ScheduleActionStartWorkflow(
+        "WeeklyReportWorkflow",
+        WeeklyInput(target=target_name, alerts=playbook.alerts, task_queue_prefix=settings.task_queue_prefix),
+        id=f"weekly-{target_name}",
+        task_queue=campaign_queue(settings),
+        static_summary=f"Weekly report of {target_name}",
+    )
+    posted = "posted to the webhook" if playbook.alerts.webhook_url else "not posted: the playbook sets no webhook"
+    return name, await _create(client, name, action, cron, f"weekly report of {target_name} ({posted})")
+
+
+async def _create(client: Client, name: str, action: ScheduleActionStartWorkflow, cron: str, note: str) -> str:
     schedule = Schedule(
         action=action,
         spec=ScheduleSpec(cron_expressions=[cron]),

@@ -54,6 +54,8 @@ with workflow.unsafe.imports_passed_through():
         ValidationLoadRequest,
         WatchJudgement,
         WatchJudgeRequest,
+        WeeklyRequest,
+        WeeklyResult,
         WireBytesRequest,
         WireBytesResult,
     )
@@ -111,6 +113,7 @@ CALIBRATE_NOISE = ActivitySpec(
 )
 JUDGE_WATCH = ActivitySpec("judge_watch", WatchJudgeRequest, WatchJudgement, (Role.PERF_OPTIMIZER,))
 RECORD_CAMPAIGN = ActivitySpec("record_campaign", CampaignStatus, type(None), (Role.PERF_OPTIMIZER,))
+WRITE_WEEKLY_REPORT = ActivitySpec("write_weekly_report", WeeklyRequest, WeeklyResult, (Role.PERF_OPTIMIZER,))
 WRITE_REPORT = ActivitySpec("write_report", ReportRequest, ReportResult, (Role.PERF_OPTIMIZER,))
 SEND_ALERT = ActivitySpec("send_alert", AlertRequest, AlertResult, (Role.PERF_OPTIMIZER,), None, retry=ALERT_RETRY)
 RECORD_BEHAVIOUR = ActivitySpec("record_behaviour", BehaviourRequest, BehaviourSummary, (Role.TEST_ENGINEER,))
@@ -141,6 +144,7 @@ CATALOGUE: dict[str, ActivitySpec] = {
         JUDGE_WATCH,
         RECORD_CAMPAIGN,
         WRITE_REPORT,
+        WRITE_WEEKLY_REPORT,
         SEND_ALERT,
         RECORD_BEHAVIOUR,
         CHECK_BEHAVIOUR,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
@@ -33,7 +34,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from ratchet.temporal.client import CAMPAIGN_QUEUE_SUFFIX
 
-from workflows.catalogue import JUDGE_WATCH, RUN_LOAD_TEST, SEND_ALERT, call
+from workflows.catalogue import JUDGE_WATCH, RUN_LOAD_TEST, SEND_ALERT, ActivitySpec, call
 
 # About a dozen events per probe (load test, judgement, timer): a run stays far under Temporal's 50,000.
 PROBES_PER_RUN = 100
@@ -104,12 +105,11 @@ class WatchWorkflow:
         shape = ShapeRun(label, rules.rate, rules.duration.total_seconds(), 0.0)
         request = load_request(watch.watch_id, label, watch.target, watch.playbook.load, shape)
         try:
-            result: LoadTestResult = await call(
+            result: LoadTestResult = await activity(
+                watch,
                 RUN_LOAD_TEST,
                 request,
-                prefix=watch.task_queue_prefix,
-                role=Role.PERF_OPTIMIZER,
-                summary=f"Watch probe {self.state.probes + 1}: {shape.describe()}",
+                f"Watch probe {self.state.probes + 1}: {shape.describe()}",
                 timeout=rules.duration + rules.interval,
             )
         except ActivityError as failure:
@@ -120,12 +120,11 @@ class WatchWorkflow:
 
     async def judge(self, watch: WatchInput, points: list[WatchPoint]) -> None:
         rules = watch.playbook.watch
-        judgement: WatchJudgement = await call(
+        judgement: WatchJudgement = await activity(
+            watch,
             JUDGE_WATCH,
             WatchJudgeRequest(points=points, playbook=watch.playbook, now=workflow.now()),
-            prefix=watch.task_queue_prefix,
-            role=Role.PERF_OPTIMIZER,
-            summary=f"Judge {len(points)} probes for a lasting degradation",
+            f"Judge {len(points)} probes for a lasting degradation",
         )
         self.state.drifts = judgement.drifts
         self.state.alerted = still_remembered(self.state.alerted, workflow.now(), rules)
@@ -179,12 +178,11 @@ class WatchWorkflow:
         if request is None:
             return
         try:
-            result: AlertResult = await call(
+            result: AlertResult = await activity(
+                watch,
                 SEND_ALERT,
                 request,
-                prefix=watch.task_queue_prefix,
-                role=Role.PERF_OPTIMIZER,
-                summary=f"Alert: {request.title}"[:200],
+                f"Alert: {request.title}"[:200],
                 timeout=timedelta(seconds=request.timeout_s + 5),
             )
             self.event(f"alert sent ({result.detail or result.status})")
@@ -193,3 +191,12 @@ class WatchWorkflow:
 
     def event(self, message: str) -> None:
         self.state.events = [*self.state.events, f"{workflow.now():%Y-%m-%d %H:%M:%S}Z {message}"][-EVENTS_KEPT:]
+
+
+async def activity(
+    watch: WatchInput, spec: ActivitySpec, argument: Any, summary: str, timeout: timedelta | None = None
+) -> Any:
+    """Every activity of the watch is the perf-optimizer's, on the watch's queues."""
+    return await call(
+        spec, argument, prefix=watch.task_queue_prefix, role=Role.PERF_OPTIMIZER, summary=summary, timeout=timeout
+    )

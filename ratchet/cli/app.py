@@ -782,6 +782,55 @@ def history(
     console.print(history_view(found))
 
 
+@app.command()
+def weekly(
+    target: Annotated[str, typer.Argument(help="Target name, as the store knows it (`ratchet history`).")],
+    out: Annotated[Path | None, typer.Option(help="Folder for the files (default: the reports folder).")] = None,
+    cron: Annotated[
+        str | None,
+        typer.Option(help="Instead: write and post it on a timetable, e.g. '0 9 * * 1' (a Temporal Schedule)."),
+    ] = None,
+    playbook: Annotated[
+        Path | None, typer.Option("--playbook", "-p", help="With --cron: the playbook whose alerts: webhook posts it.")
+    ] = None,
+) -> None:
+    """The weekly report of a target across its campaigns: baseline p95 trends over 7/30/90 days, a 30-day
+    forecast, the changes kept and the findings left open; HTML and Markdown. Reads the store only; with
+    --cron, a schedule writes it and posts its summary to the playbook's webhook (`ratchet schedule list`)."""
+    from datetime import UTC, datetime
+
+    from ratchet.report.weekly import weekly_report, write_weekly
+    from ratchet.store.engine import session_for
+
+    settings = get_settings()
+    if cron is not None:
+        if playbook is None:
+            err.print("[red]--cron needs --playbook: the playbook whose alerts: webhook_url posts the report[/]")
+            raise typer.Exit(EXIT_BAD_INPUT)
+        _load_or_exit(load_playbook, playbook)
+
+        async def go(client: Any) -> int:
+            from ratchet import schedules
+
+            name, made = await schedules.create_weekly(
+                client, settings, target_name=target, playbook_file=playbook, cron=cron
+            )
+            console.print(f"schedule {name} created ({made}): {cron}")
+            return EXIT_OK
+
+        raise typer.Exit(_client_command(go)())
+    now = datetime.now(UTC)
+    try:
+        with session_for(settings.resolved_store_url) as session:
+            report = weekly_report(session=session, target=target, now=now)
+    except NotFoundError as exc:
+        err.print(f"[red]{exc}[/]", highlight=False)
+        raise typer.Exit(EXIT_NOT_FOUND) from None
+    html, markdown = write_weekly(report, out or settings.reports_dir)
+    console.print(report.summary(), highlight=False)
+    console.print(f"written: {html}, {markdown}", highlight=False)
+
+
 # ---------------------------------------------------------------- files
 
 

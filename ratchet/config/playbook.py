@@ -10,7 +10,7 @@ from typing import Literal, Self
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, NonNegativeFloat, ValidationInfo, field_validator, model_validator
 
 from ratchet.approvals import public_key_problem
 from ratchet.config.common import Phase, StrictModel
@@ -553,6 +553,7 @@ class AlertKind(StrEnum):
     GATE_WAITING = "gate-waiting"  # a gate waits for a person to approve or reject
     ESCALATION = "escalation"  # an architecture-level problem handed to the escalation approvers, no lever tried
     DEGRADATION = "degradation"  # the standing watch saw an endpoint's p95 move to a slower level and stay there
+    WEEKLY_REPORT = "weekly-report"  # a scheduled weekly report was written (its summary, and where it is)
 
 
 class Costs(StrictModel):
@@ -564,7 +565,7 @@ class Costs(StrictModel):
     cpu_hour: float = Field(0.0, ge=0, description="Price of one CPU core for one hour (the target's processes).")
     memory_gb_hour: float = Field(0.0, ge=0, description="Price of 1 GB of resident memory for one hour.")
     million_requests: float = Field(0.0, ge=0, description="Price per million requests served (a gateway, a CDN).")
-    outbound_calls: dict[str, float] = Field(
+    outbound_calls: dict[str, NonNegativeFloat] = Field(
         default_factory=dict,
         description="Host -> price per outbound call the target makes to it (read from its client spans' "
         "server.address): a paid API, a metered database.",
@@ -581,14 +582,6 @@ class Costs(StrictModel):
     @property
     def priced(self) -> bool:
         return bool(self.cpu_hour or self.memory_gb_hour or self.million_requests or any(self.outbound_calls.values()))
-
-    @field_validator("outbound_calls")
-    @classmethod
-    def _non_negative_calls(cls, prices: dict[str, float]) -> dict[str, float]:
-        negative = sorted(host for host, price in prices.items() if price < 0)
-        if negative:
-            raise ValueError(f"prices cannot be negative: {negative}")
-        return prices
 
 
 class Alerts(StrictModel):

@@ -21,6 +21,7 @@ from workflows.campaign import CampaignWorkflow
 from workflows.rollout import RolloutWorkflow
 from workflows.target_lock import TargetLockWorkflow
 from workflows.watch import WatchWorkflow
+from workflows.weekly import WeeklyReportWorkflow
 
 
 def build_workers(
@@ -33,7 +34,14 @@ def build_workers(
             Worker(
                 client,
                 task_queue=campaign_queue(settings),
-                workflows=[CampaignWorkflow, CalibrationWorkflow, RolloutWorkflow, TargetLockWorkflow, WatchWorkflow],
+                workflows=[
+                    CampaignWorkflow,
+                    CalibrationWorkflow,
+                    RolloutWorkflow,
+                    TargetLockWorkflow,
+                    WatchWorkflow,
+                    WeeklyReportWorkflow,
+                ],
                 workflow_runner=WORKFLOW_RUNNER,
             )
         )
