@@ -763,6 +763,7 @@ class CampaignStatus(Payload):
     gain_model: str = Field("", description="Where planning's predicted gains came from (rules or a learned model).")
     cost: CostComparison | None = Field(None, description="Cost per 1,000 requests before and after the changes.")
     cost_rules: Costs | None = Field(None, description="The playbook's prices the cost and the return were read with.")
+    watch_id: str = Field("", description="The standing watch a partial result was put under.")
     decision_tier: str = Field(
         "", description="What the findings called for: quick-fix, ranked-plan, architecture (escalated) or manual."
     )

@@ -14,12 +14,7 @@ from ratchet.contracts import WatchInput, WatchStatus
 from ratchet.errors import NotFoundError
 from ratchet.settings import Settings
 from ratchet.temporal.client import campaign_queue
-
-_PREFIX = "ratchet-watch-"
-
-
-def watch_id(target_name: str) -> str:
-    return _PREFIX + target_name
+from workflows.watch import watch_id
 
 
 async def start(client: Client, settings: Settings, *, playbook_file: Path, target_file: Path) -> str:

@@ -14,14 +14,14 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
-from ratchet import watches
+from ratchet import campaigns, watches
 from ratchet.binaries import installed_binary
 from ratchet.config.loading import load_playbook, load_target
-from ratchet.contracts import WatchInput, WatchStatus
+from ratchet.contracts import ApprovalInput, CampaignState, WatchInput, WatchStatus
 from ratchet.errors import NotFoundError
 from ratchet.settings import Settings
 from ratchet.temporal.client import campaign_queue, connect
-from tests.campaign_helpers import wait_for
+from tests.campaign_helpers import assert_replays, finish, wait_for, waiting_at
 from tests.conftest import TEST_PLAYBOOK, free_port
 from tests.fake_campaign import FAKE_TARGET, FakeService, fake_workers
 from workflows import WORKFLOW_RUNNER
@@ -158,3 +158,34 @@ async def wait_for_probe(client: Client, name: str, probes: int) -> WatchStatus:
         if seen.probes > probes:
             return seen
     raise AssertionError(f"the watch of {name} ended")
+
+
+async def test_a_partial_result_is_accepted_and_put_under_the_watch(fake_tier_temporal: str, tmp_path: Path) -> None:
+    """Only the search cache approved: search and home meet their 50 ms, history (120 ms) does not; two targets
+    of three is above the acceptance bar, so the result is accepted and the target is put under the watch,
+    which outlives the campaign."""
+    settings = Settings(
+        home=tmp_path / "ratchet",
+        temporal_address=fake_tier_temporal,
+        task_queue_prefix=f"w{uuid.uuid4().hex[:8]}",
+        otlp_port=free_port(),
+    )
+    client = await connect(settings)
+    name = f"partial-{uuid.uuid4().hex[:6]}"
+    async with fake_workers(client, settings, FakeService(), tmp_path):
+        campaign_id = await campaigns.launch(
+            client, settings, playbook_file=TEST_PLAYBOOK, target_file=target_file(tmp_path, name)
+        )
+        planned = await wait_for(client, campaign_id, waiting_at("planning"), what="the planning gate")
+        [cache] = [r.id for r in planned.recommendations if r.lever is not None and r.lever.name == "search-cache"]
+        await campaigns.approve(client, campaign_id, ApprovalInput(phase="planning", approver="alice", only=[cache]))
+        await wait_for(client, campaign_id, waiting_at("deployment"), what="the deployment gate")
+        await campaigns.approve(client, campaign_id, ApprovalInput(phase="deployment", approver="bob"))
+        final = await finish(client, campaign_id)
+        assert final.state == CampaignState.COMPLETED, (final.outcome, final.outcome_detail)
+        assert final.outcome.startswith("partial: accepted and monitored"), final.outcome
+        assert final.watch_id == watches.watch_id(name)
+        seen = await watches.status(client, name)  # running, after the campaign ended
+        assert seen.target == name
+        await watches.stop(client, name)
+        await assert_replays(client, campaign_id)

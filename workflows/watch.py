@@ -36,6 +36,14 @@ with workflow.unsafe.imports_passed_through():
 
 from workflows.catalogue import JUDGE_WATCH, RUN_LOAD_TEST, SEND_ALERT, ActivitySpec, call
 
+WATCH_PREFIX = "ratchet-watch-"
+
+
+def watch_id(target_name: str) -> str:
+    """A target's watch: one at a time (its workflow id)."""
+    return WATCH_PREFIX + target_name
+
+
 # About a dozen events per probe (load test, judgement, timer): a run stays far under Temporal's 50,000.
 PROBES_PER_RUN = 100
 EVENTS_KEPT = 50

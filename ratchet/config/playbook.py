@@ -500,6 +500,11 @@ class Watch(StrictModel):
     on_drift: Literal["alert", "campaign"] = Field(
         "alert", description="alert: the webhook only; campaign: also launch a campaign on the target."
     )
+    after_partial: bool = Field(
+        True,
+        description="A campaign that keeps a partial result (above the acceptance bar, not every target met) "
+        "starts this watch on the target when it ends, unless one runs already.",
+    )
 
     @model_validator(mode="after")
     def _window_holds_the_points(self) -> Self:

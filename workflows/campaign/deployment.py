@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from temporalio import workflow
+from temporalio.exceptions import WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
     from ratchet.config.common import Phase, Role
@@ -17,13 +18,16 @@ with workflow.unsafe.imports_passed_through():
         RolloutInput,
         RolloutResult,
         ValidationOutcome,
+        WatchInput,
     )
+    from ratchet.temporal.client import CAMPAIGN_QUEUE_SUFFIX
     from workflows.rollout import rollout_id
 
 from workflows.campaign.context import Campaign, Stop
 from workflows.campaign.gates import ask_gate
 from workflows.campaign.saga import unwind
 from workflows.catalogue import CHECK_GUARD
+from workflows.watch import watch_id
 
 
 async def deployment_phase(campaign: Campaign, validated: LoadTestResult) -> None:
@@ -68,7 +72,34 @@ async def deployment_phase(campaign: Campaign, validated: LoadTestResult) -> Non
     bake = campaign.input.playbook.deployment.bake.total_seconds()
     campaign.end(Phase.DEPLOYMENT, "baked", f"guard held for {bake:g}s; kept: {', '.join(kept)}")
     label = "targets met" if campaign.validation_outcome == ValidationOutcome.MET else "partial: accepted and monitored"
+    label = await watch_if_partial(campaign) or label
     raise Stop(CampaignState.COMPLETED, f"{label}; {len(kept)} change(s) kept", "guard held during the bake")
+
+
+async def watch_if_partial(campaign: Campaign) -> str:
+    """A partial result, accepted, is put under the standing watch (the playbook's ``watch:``), started as a child
+    that outlives the campaign; the label that says so, or "" where nothing changes (a result that met every
+    target; campaigns started before the watch existed)."""
+    if campaign.validation_outcome != ValidationOutcome.PARTIAL or not workflow.patched("watch-after-partial"):
+        return ""
+    if not campaign.input.playbook.watch.after_partial:
+        return "partial: accepted"
+    target, prefix = campaign.input.target, campaign.input.task_queue_prefix
+    watching = watch_id(target.name)
+    try:
+        await workflow.start_child_workflow(
+            "WatchWorkflow",
+            WatchInput(watch_id=watching, playbook=campaign.input.playbook, target=target, task_queue_prefix=prefix),
+            id=watching,
+            task_queue=f"{prefix}-{CAMPAIGN_QUEUE_SUFFIX}",
+            parent_close_policy=workflow.ParentClosePolicy.ABANDON,
+            static_summary=f"Watch of {target.name}, started by {campaign.input.campaign_id} (partial result)",
+        )
+        campaign.event(f"partial result put under the watch {watching} (`ratchet watch status {target.name}`)")
+    except WorkflowAlreadyStartedError:
+        campaign.event(f"partial result: {watching} already watches the target")
+    campaign.status.watch_id = watching
+    return "partial: accepted and monitored"
 
 
 async def bake_window(campaign: Campaign, validated: LoadTestResult, label: str) -> GuardResult:
@@ -154,8 +185,9 @@ async def roll_out(campaign: Campaign, validated: LoadTestResult) -> None:
         change.state = ChangeState.KEPT
     names = ", ".join(c.lever for c in kept)
     campaign.end(Phase.DEPLOYMENT, "rolled out", f"in production at {steps}, the guard held; kept: {names}")
+    watched = await watch_if_partial(campaign)
     raise Stop(
         CampaignState.COMPLETED,
-        f"rolled out to production; {len(kept)} change(s) kept",
+        f"rolled out to production; {len(kept)} change(s) kept" + (f"; {watched}" if watched else ""),
         "the guard held at every step",
     )
