@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +61,7 @@ from ratchet.contracts import (
 )
 from ratchet.settings import Settings
 from ratchet.temporal.client import campaign_queue
+from tests.conftest import free_port
 from workflows import WORKFLOW_RUNNER
 from workflows.campaign import CampaignWorkflow
 from workflows.rollout import RolloutWorkflow
@@ -343,6 +345,16 @@ class FakeActivities:
         return [
             getattr(self, name) for name in dir(self) if hasattr(getattr(self, name), "__temporal_activity_definition")
         ]
+
+
+def fake_tier_settings(temporal_address: str, folder: Path) -> Settings:
+    """A fast-tier test's settings: its own data folder and task queues on the fast tier's Temporal server."""
+    return Settings(
+        home=folder / "ratchet",
+        temporal_address=temporal_address,
+        task_queue_prefix=f"f{uuid.uuid4().hex[:8]}",
+        otlp_port=free_port(),
+    )
 
 
 @contextlib.asynccontextmanager

@@ -54,7 +54,7 @@ from ratchet.temporal.client import campaign_queue, connect
 from ratchet.temporal.server import temporal_binary
 from tests.campaign_helpers import assert_replays, finish, ratchet_cli, ratchet_env, wait_for, waiting_at
 from tests.conftest import ROOT, TEST_PLAYBOOK, free_port
-from tests.fake_campaign import FAKE_TARGET, FakeService, fake_workers
+from tests.fake_campaign import FAKE_TARGET, FakeService, fake_tier_settings, fake_workers
 from workflows.rollout import RolloutWorkflow, rollout_id
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -89,12 +89,7 @@ class Fake:
 
 @pytest_asyncio.fixture
 async def fake(fake_tier_temporal: str, tmp_path: Path) -> AsyncIterator[Fake]:
-    settings = Settings(
-        home=tmp_path / "ratchet",
-        temporal_address=fake_tier_temporal,
-        task_queue_prefix=f"f{uuid.uuid4().hex[:8]}",
-        otlp_port=free_port(),
-    )
+    settings = fake_tier_settings(fake_tier_temporal, tmp_path)
     client = await connect(settings)
     service = FakeService()
     async with fake_workers(client, settings, service, tmp_path):

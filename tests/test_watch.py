@@ -22,8 +22,8 @@ from ratchet.errors import NotFoundError
 from ratchet.settings import Settings
 from ratchet.temporal.client import campaign_queue, connect
 from tests.campaign_helpers import assert_replays, finish, wait_for, waiting_at
-from tests.conftest import TEST_PLAYBOOK, free_port
-from tests.fake_campaign import FAKE_TARGET, FakeService, fake_workers
+from tests.conftest import TEST_PLAYBOOK
+from tests.fake_campaign import FAKE_TARGET, FakeService, fake_tier_settings, fake_workers
 from workflows import WORKFLOW_RUNNER
 from workflows.watch import PROBES_PER_RUN, WatchWorkflow
 
@@ -116,12 +116,7 @@ async def test_a_drift_is_answered_with_a_campaign_when_the_playbook_says_so(
     """On the dev server, a probe a second: from probe 9 on every endpoint is twice as slow. The watch launches
     one campaign on the target, which runs (and waits at its planning gate) while the watch goes on; a second
     watch of the target is refused, and stopping returns what it saw."""
-    settings = Settings(
-        home=tmp_path / "ratchet",
-        temporal_address=fake_tier_temporal,
-        task_queue_prefix=f"w{uuid.uuid4().hex[:8]}",
-        otlp_port=free_port(),
-    )
+    settings = fake_tier_settings(fake_tier_temporal, tmp_path)
     client: Client = await connect(settings)
     service = FakeService(noise=0.05, slowdown=2.0, slow_from_probe=9)
     name = f"watched-{uuid.uuid4().hex[:6]}"
@@ -164,12 +159,7 @@ async def test_a_partial_result_is_accepted_and_put_under_the_watch(fake_tier_te
     """Only the search cache approved: search and home meet their 50 ms, history (120 ms) does not; two targets
     of three is above the acceptance bar, so the result is accepted and the target is put under the watch,
     which outlives the campaign."""
-    settings = Settings(
-        home=tmp_path / "ratchet",
-        temporal_address=fake_tier_temporal,
-        task_queue_prefix=f"w{uuid.uuid4().hex[:8]}",
-        otlp_port=free_port(),
-    )
+    settings = fake_tier_settings(fake_tier_temporal, tmp_path)
     client = await connect(settings)
     name = f"partial-{uuid.uuid4().hex[:6]}"
     async with fake_workers(client, settings, FakeService(), tmp_path):
