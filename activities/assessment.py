@@ -14,6 +14,7 @@ from temporalio import activity
 
 from ratchet.analysis.anomaly import BaselineSample, baseline_anomalies
 from ratchet.analysis.blind_spots import blind_spots
+from ratchet.analysis.database_slo import database_check, database_findings, unchecked_database_note
 from ratchet.analysis.detection import (
     SlowEndpoint,
     StatementEvidence,
@@ -66,6 +67,7 @@ from ratchet.store.engine import session_for
 from ratchet.store.history import baseline_history, measured_at
 from ratchet.store.sample_stream import sql_literal
 from ratchet.store.samples import endpoint_durations
+from ratchet.store.statement_times import statement_times
 from ratchet.store.tables import FindingRecord
 from ratchet.workflow_load.run import run_executions
 
@@ -333,6 +335,14 @@ class AssessmentActivities:
         throughput = throughput_check(stress, playbook)
         findings += capacity_findings(throughput, stress, playbook)
         service_checks += [throughput] if throughput else []
+        statements = (
+            statement_times(self.settings.spans_file(request.baseline.run_id))
+            if playbook.slo.db_p95_ms is not None
+            else None
+        )
+        statement_check = database_check(statements, playbook)
+        findings += database_findings(statement_check, statements)
+        service_checks += [statement_check] if statement_check else []
         findings, ignored = split_ignored(findings + unexplained, target.ignore)
         findings = numbered(judged_by_slo(findings, request.baseline.endpoints, playbook))
         overloaded = overload_note(request.baseline.endpoints, playbook, server_p95)
@@ -340,6 +350,7 @@ class AssessmentActivities:
         unchecked = [
             unchecked_resources_note(request.baseline.resources, playbook),
             unchecked_throughput_note(stress, playbook),
+            unchecked_database_note(statements, playbook),
         ]
         notes += [note for note in unchecked if note]
         self._store(request.campaign_id, findings)

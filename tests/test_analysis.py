@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from pydantic import ValidationError
@@ -766,3 +768,41 @@ def test_the_throughput_target_is_read_at_the_stress_knee_and_a_wide_gap_is_arch
     )
     assert throughput_check(low, playbook) is None
     assert "up to its highest step, 60 req/s" in (unchecked_throughput_note(low, playbook) or "")
+
+
+def test_the_database_target_reads_every_statement_span_and_names_the_slowest(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ratchet.analysis.database_slo import database_check, database_findings, unchecked_database_note
+    from ratchet.store.statement_times import statement_times
+
+    # 95 quick lookups (2 ms), 5 slow scans (80 ms), an HTTP span and a warm-up scan that do not count.
+    rows = [("SELECT * FROM t WHERE id = ?", "sqlite", 2.0, False)] * 95
+    rows += [("SELECT * FROM t WHERE email = ?", "sqlite", 80.0, False)] * 5
+    rows += [("", "", 500.0, False), ("SELECT slow", "sqlite", 900.0, True)]
+    spans = tmp_path / "spans.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "statement": [r[0] for r in rows],
+                "name": ["GET /x" if not r[1] else "SELECT" for r in rows],
+                "db_system": [r[1] for r in rows],
+                "duration_ms": [r[2] for r in rows],
+                "warmup": [r[3] for r in rows],
+            }
+        ),
+        spans,
+    )
+    times = statement_times(spans)
+    assert times is not None and times.spans == 100
+    assert times.p95_ms == pytest.approx(2.0 + 0.05 * 78, abs=0.5)  # between the two kinds, interpolated
+    assert times.slowest[0] == ("SELECT * FROM t WHERE email = ?", 5, 80.0)
+    playbook = Playbook.model_validate({"name": "p", "approvers": ["a"], "slo": {"db_p95_ms": 2.5}})
+    check = database_check(times, playbook)
+    assert check is not None and not check.met
+    [finding] = database_findings(check, times)
+    assert finding.severity == "high" and "email = ?" in finding.summary  # 5.9 ms: past twice the 2.5 ms target
+    assert database_check(times, PLAYBOOK) is None
+    assert "no statement span" in (unchecked_database_note(None, playbook) or "")
+    assert statement_times(tmp_path / "none.parquet") is None

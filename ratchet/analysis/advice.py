@@ -130,6 +130,16 @@ def _capacity(f: Finding, ev: dict[str, Any]) -> str:
     return f"{said}: the other findings' fixes, or more workers, may close it; run the stress load again after."
 
 
+def _db_latency(f: Finding, ev: dict[str, Any]) -> str:
+    slowest = ev.get("statements") or []
+    named = "; ".join(f"`{s.get('statement', '?')}` (p95 {_ms(s.get('p95_ms'))})" for s in slowest[:3])
+    return (
+        f"{f.endpoint}: statements at p95 {_ms(ev.get('p95_ms'))} against {_ms(ev.get('limit_ms'))}. Start with the "
+        f"slowest{': ' + named if named else ''}: read their plans (the database inspection), index what they "
+        "filter and join on, read fewer rows, and keep long reports off the request path."
+    )
+
+
 def _missing_index(f: Finding, ev: dict[str, Any]) -> str:
     return (
         f"Create an index on {ev.get('table', '?')}({', '.join(ev.get('columns', []))}); the plan shows: "
@@ -230,6 +240,7 @@ _ADVICE: dict[FindingType, Callable[[Finding, dict[str, Any]], str]] = {
     FindingType.ERROR_HOTSPOT: _error_hotspot,
     FindingType.RESOURCE_USE: _resource_use,
     FindingType.CAPACITY: _capacity,
+    FindingType.DB_LATENCY: _db_latency,
 }
 
 

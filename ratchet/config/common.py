@@ -31,6 +31,7 @@ class FindingType(StrEnum):
     ERROR_HOTSPOT = "error-hotspot"  # an endpoint whose errors rise under load
     WEB_VITALS = "web-vitals"  # a page whose vitals (LCP, FCP, CLS, INP, TTFB) in a real browser are poor
     HTTP_CACHING = "http-caching"  # a static asset browsers and proxies may not keep: fetched again on every visit
+    DB_LATENCY = "db-latency"  # the database's statements over the playbook's p95 target (statement spans)
     CAPACITY = "capacity"  # the stress run's knee below the throughput the playbook asks for
     RESOURCE_USE = "resource-use"  # the target's processes over a CPU or memory target under the baseline load
     # A temporal-workflow target's, read from its executions' histories (the names workflow tooling uses):

@@ -68,6 +68,12 @@ class SloTargets(StrictModel):
     default: Slo = Field(default_factory=Slo)
     endpoints: dict[str, Slo] = Field(default_factory=dict)
     resources: ResourceSlo = Field(default_factory=ResourceSlo)
+    db_p95_ms: float | None = Field(
+        None,
+        gt=0,
+        description="The 95th percentile of the database statements' time, read from the target's statement "
+        "spans under the baseline load. Unset: not checked.",
+    )
     throughput_rps: float | None = Field(
         None,
         gt=0,
