@@ -731,6 +731,16 @@ class CampaignInput(Payload):
     )
 
 
+class ShapeRerun(Payload):
+    """A load shape of the assessment run again after the changes: its verdict and why, in a sentence."""
+
+    label: str = Field(description="peak, stress or soak.")
+    verdict: Literal["improved", "unchanged", "regressed"]
+    sentence: str
+    before_run_id: str
+    after_run_id: str
+
+
 class CampaignStatus(Payload):
     """Everything a person or a program wants to know about a campaign (the status query)."""
 
@@ -764,6 +774,9 @@ class CampaignStatus(Payload):
     cost: CostComparison | None = Field(None, description="Cost per 1,000 requests before and after the changes.")
     cost_rules: Costs | None = Field(None, description="The playbook's prices the cost and the return were read with.")
     watch_id: str = Field("", description="The standing watch a partial result was put under.")
+    shape_reruns: list[ShapeRerun] = Field(
+        default_factory=list, description="The peak, stress and soak loads again after the changes (rerun_shapes)."
+    )
     decision_tier: str = Field(
         "", description="What the findings called for: quick-fix, ranked-plan, architecture (escalated) or manual."
     )

@@ -114,6 +114,7 @@ class FakeService:
     runs: dict[str, dict[str, float]] = field(default_factory=dict)  # run id -> endpoint -> p95 measured
     calls: list[str] = field(default_factory=list)  # "apply search-cache" ... "applied search-cache", ...
     sustains: float = float("inf")  # above this rate (req/s) requests wait: a capacity ramp's steps break
+    sustains_with: dict[str, float] = field(default_factory=dict)  # lever -> what the target sustains with it
     slowdown: float = 1.0  # every endpoint's p95 times this (a watch test's injected slowdown)...
     slow_from_probe: int | None = None  # ...only from the watch's probe of this number on ("watch-N" runs)
     noise: float = 0.0  # each run's p95 times 1 +- up to this, drawn from `jitter`
@@ -199,9 +200,11 @@ class FakeActivities:
         stress = None
         if request.stress is not None:  # a stepped run: requests wait (the mean x5) above what the target sustains
             plan = request.stress
+            with_levers = [self.service.sustains_with.get(lever, 0.0) for lever in self.service.in_place]
+            sustains = max([self.service.sustains, *with_levers])
             steps = [
                 StepSample(i, int(rate * plan.step_s), plan.step_s, 30.0, 0, 0, 10.0)
-                if rate <= self.service.sustains
+                if rate <= sustains
                 else StepSample(i, int(rate * plan.step_s), plan.step_s, 250.0, 0, 0, 50.0)
                 for i, rate in enumerate(plan.rates)
             ]

@@ -190,6 +190,28 @@ gates:
     await assert_replays(fake.client, campaign_id)
 
 
+async def test_the_stress_load_runs_again_after_the_changes_and_its_knee_is_judged(fake: Fake) -> None:
+    """The target sustains 12 req/s, 80 with the search cache: the stress run's knee (10 before) is 70 after,
+    two steps of 30 higher: improved. Without the option nothing runs again."""
+    fake.service.sustains, fake.service.sustains_with = 12, {"search-cache": 80}
+    playbook = fake.folder / "shapes.yaml"
+    playbook.write_text(
+        TEST_PLAYBOOK.read_text()
+        .replace("load:\n", "load:\n  stress: {start_rate: 10, max_rate: 100, steps: 4, step: 2s}\n", 1)
+        .replace("validation:\n", "validation:\n  rerun_shapes: true\n", 1)
+    )
+    campaign_id = await fake.launch(playbook, auto_approve_as="alice")
+    final = await finish(fake.client, campaign_id)
+    assert final.state == CampaignState.COMPLETED, (final.outcome, final.outcome_detail)
+    [stress] = final.shape_reruns
+    assert (stress.label, stress.verdict) == ("stress", "improved"), stress
+    assert "knee 10 -> 70 req/s, 2 steps higher" in stress.sentence
+    assert [label for label, _ in fake.service.rates].count("stress-after") == 1
+    assert any(e.message.startswith("stress after the changes: improved") for e in final.events)
+    assert "stress improved" in render_markdown(final)
+    await assert_replays(fake.client, campaign_id)
+
+
 async def test_escalation_then_timeout_at_deployment_aborts_and_rolls_back(fake: Fake) -> None:
     playbook = playbook_with(
         fake.folder,

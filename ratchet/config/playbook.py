@@ -362,6 +362,11 @@ class Validation(StrictModel):
         "baseline with one validation run.",
     )
     runs_per_arm: int = Field(3, ge=1, le=20, description="Interleaved runs per arm to start with.")
+    rerun_shapes: bool = Field(
+        False,
+        description="After a kept result, run the assessment's peak, stress and soak loads (load.peak, "
+        "load.stress, load.soak) again with the changes in place: verdicts on the knee, the peak and the soak.",
+    )
     max_runs_per_arm: int = Field(
         6, ge=1, le=40, description="While a verdict is inconclusive, runs are added up to this many per arm."
     )

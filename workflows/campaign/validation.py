@@ -32,6 +32,7 @@ from workflows.campaign.arms import measure_arms
 from workflows.campaign.attribution import leave_one_out, payload_attribution, payload_of
 from workflows.campaign.context import Campaign, Stop
 from workflows.campaign.gates import ask_gate, gate_or_abort
+from workflows.campaign.reshapes import rerun_shapes
 from workflows.campaign.saga import undo, unwind
 from workflows.catalogue import COMPARE_RUNS, SIZE_VALIDATION_LOAD
 
@@ -119,7 +120,11 @@ async def validation_phase(campaign: Campaign, baseline: LoadTestResult) -> Load
         )
         campaign.skip(Phase.DEPLOYMENT, "nothing left to deploy")
         raise Stop(CampaignState.ROLLED_BACK, "no change proved itself: rolled back")
+    # Campaigns validated before the shapes could be run again replay without asking for them.
+    if campaign.input.playbook.validation.rerun_shapes and workflow.patched("rerun-shapes"):
+        await rerun_shapes(campaign)
     note = f"{outcome.value}: " + "; ".join(f"{v.endpoint} {v.verdict.value}" for v in comparison.verdicts)
+    note += "".join(f"; {r.label} {r.verdict}" for r in campaign.status.shape_reruns)
     if outcome == ValidationOutcome.PARTIAL:
         bar = campaign.input.playbook.validation.acceptance_bar
         note += f" (at or above the acceptance bar {bar:.0%}: accepted)"
