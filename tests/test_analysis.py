@@ -806,3 +806,23 @@ def test_the_database_target_reads_every_statement_span_and_names_the_slowest(tm
     assert database_check(times, PLAYBOOK) is None
     assert "no statement span" in (unchecked_database_note(None, playbook) or "")
     assert statement_times(tmp_path / "none.parquet") is None
+
+
+def test_a_knee_moved_by_one_step_is_within_the_runs_resolution_and_two_steps_is_a_verdict() -> None:
+    from ratchet.analysis.reshapes import knee_verdict
+    from ratchet.contracts import StressStep
+
+    def run(knee: float | None) -> StressReport:
+        steps = [
+            StressStep(rate=r, achieved_rate=r, requests=10, p95=10, error_rate=0, dropped=0, met=True)
+            for r in (10.0, 20.0, 30.0, 40.0, 50.0)
+        ]
+        return StressReport(steps=steps, knee_rate=knee)
+
+    assert knee_verdict(run(30), run(40)) == (
+        "unchanged",
+        "knee 30 -> 40 req/s: within one step of 10 req/s, one stress run a side",
+    )
+    assert knee_verdict(run(30), run(50))[0] == "improved"
+    assert knee_verdict(run(50), run(30)) == ("regressed", "knee 50 -> 30 req/s, 2 steps lower")
+    assert knee_verdict(run(None), run(20))[0] == "improved"  # no step met before: from nothing
