@@ -29,7 +29,15 @@ async def get_at_once(base_url: str, requests: list[tuple[str, dict[str, str]]],
     authority = parts.netloc.rsplit("@", 1)[-1]
     context = ssl.create_default_context() if secure else None
     async with asyncio.timeout(timeout_s):
-        streams = await asyncio.gather(*(asyncio.open_connection(host, port, ssl=context) for _ in requests))
+        opened = await asyncio.gather(
+            *(asyncio.open_connection(host, port, ssl=context) for _ in requests), return_exceptions=True
+        )
+        streams = [stream for stream in opened if not isinstance(stream, BaseException)]
+        failed = next((stream for stream in opened if isinstance(stream, BaseException)), None)
+        if failed is not None:  # the connections that did open are closed, not left to the garbage collector
+            for _, writer in streams:
+                writer.close()
+            raise failed
         try:
             connections = [h11.Connection(h11.CLIENT) for _ in requests]
             wires = [
