@@ -16,13 +16,15 @@ demo-workflows: $(VENV)/.installed  ## Run a whole campaign on the example Tempo
 # The fast tier first (a logic error stops the run in two minutes), then the tests with real parts. Exit 5 is
 # pytest's "no test selected": ARGS may pick tests of one tier only.
 # Two tests at a time (pytest-xdist, one worker per core): the real tier's tests spend most of their time
-# waiting on timed load tests, the fast tier's are short. PYTEST_WORKERS=0 runs them one by one.
+# waiting on timed load tests, the fast tier's are short. Tests marked `alone` read the host's absolute
+# timings (a workflow's execution times) and run after, one at a time. PYTEST_WORKERS=0: all one by one.
 PYTEST_WORKERS ?= 2
-PARALLEL := $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist load)
+PARALLEL := $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist worksteal)
 
 test: $(VENV)/.installed postgresql chromium tmux  ## Run the test suite: the fast tier, then real Temporal, k6, SQLite, PostgreSQL, Chromium, demo shop
 	$(BIN)/python -m pytest -m "not real" $(PARALLEL) $(ARGS); status=$$?; [ $$status -eq 0 ] || [ $$status -eq 5 ] || exit $$status
-	$(BIN)/python -m pytest -m real $(PARALLEL) $(ARGS); status=$$?; [ $$status -eq 0 ] || [ $$status -eq 5 ] || exit $$status
+	$(BIN)/python -m pytest -m "real and not alone" $(PARALLEL) $(ARGS); status=$$?; [ $$status -eq 0 ] || [ $$status -eq 5 ] || exit $$status
+	$(BIN)/python -m pytest -m "real and alone" $(ARGS); status=$$?; [ $$status -eq 0 ] || [ $$status -eq 5 ] || exit $$status
 
 test-fast: $(VENV)/.installed chromium tmux  ## The fast tier, about two minutes: pure logic, the workflows on fake activities (Temporal dev and time-skipping servers), replays; no worker, shop or PostgreSQL
 	$(BIN)/python -m pytest -m "not real" $(PARALLEL) $(ARGS)

@@ -63,24 +63,10 @@ REAL_PARTS = {
 }
 
 
-# The modules whose tests run whole campaigns (one to four minutes each): started first, so that the two
-# workers of the real tier (pytest-xdist) end together instead of one finishing a campaign alone at the end.
-CAMPAIGN_MODULES = (
-    "test_campaign.py",
-    "test_verdicts_campaign.py",
-    "test_workflow_campaign.py",
-    "test_library_campaign.py",
-    "test_durability.py",
-    "test_pipeline_analytics.py",
-    "test_detectors_library.py",
-)
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if REAL_PARTS & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.real)
-    items.sort(key=lambda item: item.path.name not in CAMPAIGN_MODULES)  # stable: file order otherwise
 
 
 def free_port() -> int:

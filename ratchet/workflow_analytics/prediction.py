@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from sklearn.dummy import DummyRegressor
 from sklearn.ensemble import IsolationForest, RandomForestRegressor
 from sklearn.linear_model import HuberRegressor
 from sklearn.model_selection import KFold, cross_val_predict
@@ -100,6 +101,7 @@ def analyze_time(executions: list[Execution]) -> TimeAnalysis:
     model = RandomForestRegressor(n_estimators=_TREES, random_state=0)
     predicted = cross_val_predict(model, x_model, y_model, cv=KFold(n_splits=5, shuffle=True, random_state=0))
     error = np.abs(predicted - y_model)
+    constant = _constant_mae(x_model, y_model)
     model.fit(x_model, y_model)
     chosen = [executions[i] for i in newest]
     prediction = {
@@ -112,6 +114,8 @@ def analyze_time(executions: list[Execution]) -> TimeAnalysis:
         "cross_validated_mae_ms": round(float(error.mean()), 3),
         "mean_execution_ms": round(float(y_model.mean()), 3),
         "relative_error": round(float(error.mean() / y_model.mean()), 4) if y_model.mean() else None,
+        "constant_mae_ms": round(constant, 3),
+        "skill": _skill(float(error.mean()), constant),
         "steps": step_predictions(chosen, [parsed[i] for i in newest], fields),
     }
     return TimeAnalysis(prediction, _anomalies(executions, x, y))
@@ -138,6 +142,7 @@ def step_predictions(
         model = RandomForestRegressor(n_estimators=_STEP_TREES, random_state=0)
         predicted = cross_val_predict(model, x, y, cv=KFold(n_splits=5, shuffle=True, random_state=0))
         error = float(np.abs(predicted - y).mean())
+        constant = _constant_mae(x, y)
         found.append(
             {
                 "step": name,
@@ -146,9 +151,24 @@ def step_predictions(
                 "cross_validated_mae_ms": round(error, 3),
                 "mean_ms": round(float(y.mean()), 3),
                 "relative_error": round(error / float(y.mean()), 4),
+                "constant_mae_ms": round(constant, 3),
+                "skill": _skill(error, constant),
             }
         )
     return found
+
+
+def _constant_mae(x: np.ndarray, y: np.ndarray) -> float:
+    """The cross-validated error of predicting every time as its training folds' mean: what a model must beat
+    (the same folds as the model's)."""
+    guessed = cross_val_predict(DummyRegressor(), x, y, cv=KFold(n_splits=5, shuffle=True, random_state=0))
+    return float(np.abs(guessed - y).mean())
+
+
+def _skill(error: float, constant: float) -> float | None:
+    """1 - the model's error / the constant's: 0 is no better than the mean, 1 is exact. The share of the
+    variation the inputs explain, which a busy host's noise lowers for both alike (a relative error does not)."""
+    return round(1 - error / constant, 4) if constant > 0 else None
 
 
 def _unexplained_ms(x: np.ndarray, y: np.ndarray) -> np.ndarray:
