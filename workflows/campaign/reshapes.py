@@ -59,17 +59,8 @@ async def judged(campaign: Campaign, before: LoadTestResult, after: LoadTestResu
     if before.stress is not None and after.stress is not None:
         verdict, sentence = knee_verdict(before.stress, after.stress)
     else:
-        comparison: CompareResult = await campaign.activity(
-            COMPARE_RUNS,
-            CompareRequest(
-                campaign_id=campaign.input.campaign_id,
-                baseline=before,
-                candidate=after,
-                playbook=campaign.input.playbook,
-                target=campaign.input.target,
-            ),
-            Role.PERF_OPTIMIZER,
-            f"Compare the {before.label} load before and after the changes",
+        comparison = await compare_runs(
+            campaign, before, after, f"Compare the {before.label} load before and after the changes"
         )
         verdicts = comparison.verdicts
         regressed = [v for v in verdicts if v.verdict == Verdict.REGRESSED]
@@ -81,3 +72,18 @@ async def judged(campaign: Campaign, before: LoadTestResult, after: LoadTestResu
     return ShapeRerun(
         label=before.label, verdict=verdict, sentence=sentence, before_run_id=before.run_id, after_run_id=after.run_id
     )
+
+
+async def compare_runs(
+    campaign: Campaign, before: LoadTestResult, after: LoadTestResult, summary: str
+) -> CompareResult:
+    """Two runs compared per endpoint on their raw samples (Mann-Whitney, the playbook's margins)."""
+    request = CompareRequest(
+        campaign_id=campaign.input.campaign_id,
+        baseline=before,
+        candidate=after,
+        playbook=campaign.input.playbook,
+        target=campaign.input.target,
+    )
+    result: CompareResult = await campaign.activity(COMPARE_RUNS, request, Role.PERF_OPTIMIZER, summary)
+    return result

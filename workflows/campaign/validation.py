@@ -18,7 +18,6 @@ with workflow.unsafe.imports_passed_through():
         CampaignState,
         ChangeRecord,
         ChangeState,
-        CompareRequest,
         CompareResult,
         EndpointVerdict,
         LoadTestResult,
@@ -32,9 +31,9 @@ from workflows.campaign.arms import measure_arms
 from workflows.campaign.attribution import leave_one_out, payload_attribution, payload_of
 from workflows.campaign.context import Campaign, Stop
 from workflows.campaign.gates import ask_gate, gate_or_abort
-from workflows.campaign.reshapes import rerun_shapes
+from workflows.campaign.reshapes import compare_runs, rerun_shapes
 from workflows.campaign.saga import undo, unwind
-from workflows.catalogue import COMPARE_RUNS, SIZE_VALIDATION_LOAD
+from workflows.catalogue import SIZE_VALIDATION_LOAD
 
 
 async def validation_phase(campaign: Campaign, baseline: LoadTestResult) -> LoadTestResult:
@@ -50,17 +49,8 @@ async def validation_phase(campaign: Campaign, baseline: LoadTestResult) -> Load
         candidate = await campaign.load_test(
             "validation", Role.TEST_ENGINEER, "Validation load test (same load as baseline)"
         )
-        comparison = await campaign.activity(
-            COMPARE_RUNS,
-            CompareRequest(
-                campaign_id=campaign.input.campaign_id,
-                baseline=baseline,
-                candidate=candidate,
-                playbook=campaign.input.playbook,
-                target=campaign.input.target,
-            ),
-            Role.PERF_OPTIMIZER,
-            "Compare before/after per endpoint (Mann-Whitney on raw samples)",
+        comparison = await compare_runs(
+            campaign, baseline, candidate, "Compare before/after per endpoint (Mann-Whitney on raw samples)"
         )
     campaign.status.validation = candidate
     campaign.status.validation_rules = campaign.input.playbook.validation
