@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import httpx
 import psycopg
+import pytest
 from temporalio.client import Client
 
 from ratchet import campaigns
@@ -13,6 +14,11 @@ from ratchet.contracts import CampaignState, ChangeState
 from ratchet.settings import Settings
 from tests.campaign_helpers import assert_replays, finish
 from tests.conftest import LIBRARY_TARGET, ROOT, Library
+
+# The library (two gunicorn workers and PostgreSQL) sustains what the host's cores leave it: beside a campaign
+# test its capacity ramp settled on a rate that gave the validation 16 requests a run, too few to prove
+# x0.22 and x0.59 gains (CI, 2026-12-07): the test expects every right fix kept, so it runs alone.
+pytestmark = pytest.mark.alone
 
 PLAYBOOK = ROOT / "tests" / "playbooks" / "library.yaml"
 RIGHT_FIXES = {
