@@ -84,7 +84,7 @@ class WatchWorkflow:
             point = await self.probe(watch)
             self.state.probes += 1
             if point is not None:
-                points = [*points, point][-kept_points(points, rules) :]
+                points = [*points, point][-kept_points(rules) :]
                 self.state.latest = point
                 await self.judge(watch, points)
             with contextlib.suppress(TimeoutError):  # the interval passed: the next probe

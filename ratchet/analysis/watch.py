@@ -12,7 +12,7 @@ from ratchet.config.playbook import Watch
 from ratchet.contracts import WatchDrift, WatchPoint
 
 
-def kept_points(points: list[WatchPoint], rules: Watch) -> int:
+def kept_points(rules: Watch) -> int:
     """How many probes the watch keeps: its window and twice as much before it for the level to compare with
     (bounded, so the workflow's state stays small whatever the watch's age)."""
     per_window = max(int(rules.window / rules.interval), rules.min_points)
