@@ -15,12 +15,10 @@ from sqlmodel import Session
 
 from ratchet.analysis.changepoints import describe_change
 from ratchet.contracts import CampaignStatus, ChangeState
-from ratchet.errors import NotFoundError
 from ratchet.report.files import report_stem, write_atomically
 from ratchet.report.render import _environment
-from ratchet.store.history import BaselinePoint, baseline_points, known_targets
 from ratchet.store.outcomes import finished_statuses
-from ratchet.target_history import target_history
+from ratchet.target_history import CampaignEntry, target_history
 
 WINDOWS_DAYS = (7, 30, 90)
 FORECAST_DAYS = 30
@@ -89,18 +87,10 @@ class WeeklyReport(BaseModel):
 
 
 def weekly_report(*, session: Session, target: str, now: datetime | None = None) -> WeeklyReport:
-    """The report of ``target`` as the store holds it (NotFoundError naming the known targets when it has none)."""
+    """The report of ``target`` as the store holds it (NotFoundError naming the known targets when it has none):
+    the trends read the baselines `ratchet history` reads, with its change points."""
     now = now or datetime.now(UTC)
-    targets = known_targets(session=session)
-    if target not in targets:
-        raise NotFoundError(f"no campaign for target {target!r} in the store; known targets: {', '.join(targets)}")
-    changes = {
-        h.endpoint: [describe_change(c) for c in h.change_points]
-        for h in target_history(session=session, target=target).endpoints
-    }
-    points: dict[str, list[BaselinePoint]] = {}
-    for point in baseline_points(session=session, target=target):
-        points.setdefault(point.endpoint, []).append(point)
+    history = target_history(session=session, target=target)  # NotFoundError for a target without campaigns
     statuses = finished_statuses(session=session, target=target)
     horizon = now - timedelta(days=max(WINDOWS_DAYS))
     recent = [s for s in statuses if (_when(s) or now) >= horizon]
@@ -111,7 +101,10 @@ def weekly_report(*, session: Session, target: str, now: datetime | None = None)
         target=target,
         generated_at=now,
         campaigns=len(recent),
-        endpoints=[_trend(name, series, now, changes.get(name, [])) for name, series in sorted(points.items())],
+        endpoints=[
+            _trend(h.endpoint, h.campaigns, now, [describe_change(c) for c in h.change_points])
+            for h in history.endpoints
+        ],
         kept=_kept(statuses, now - timedelta(days=30)),
         open_findings=_open(statuses[-1]) if statuses else [],
         notes=notes,
@@ -128,7 +121,7 @@ def _aware(at: datetime) -> datetime:
     return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
-def _trend(endpoint: str, series: list[BaselinePoint], now: datetime, changes: list[str]) -> EndpointTrend:
+def _trend(endpoint: str, series: list[CampaignEntry], now: datetime, changes: list[str]) -> EndpointTrend:
     windows = []
     for days in WINDOWS_DAYS:
         span = timedelta(days=days)
@@ -150,7 +143,7 @@ def _trend(endpoint: str, series: list[BaselinePoint], now: datetime, changes: l
     return _with_forecast(trend, series, now)
 
 
-def _with_forecast(trend: EndpointTrend, series: list[BaselinePoint], now: datetime) -> EndpointTrend:
+def _with_forecast(trend: EndpointTrend, series: list[CampaignEntry], now: datetime) -> EndpointTrend:
     """A robust line through the last 90 days' baselines (Theil-Sen, its slope's 95% interval), read 30 days
     ahead. Too few baselines: no forecast, and the note says how many it needs."""
     horizon = now - timedelta(days=max(WINDOWS_DAYS))

@@ -12,6 +12,7 @@ with workflow.unsafe.imports_passed_through():
         ArmRun,
         ArmsRequest,
         ChangeRecord,
+        CompareRequest,
         CompareResult,
         EndpointVerdict,
         LoadTestResult,
@@ -19,7 +20,7 @@ with workflow.unsafe.imports_passed_through():
 
 from workflows.campaign.context import Campaign
 from workflows.campaign.saga import put_changes
-from workflows.catalogue import COMPARE_ARMS
+from workflows.catalogue import COMPARE_ARMS, COMPARE_RUNS
 
 
 async def measure_arms(
@@ -83,3 +84,18 @@ async def compare_arms(
         playbook=campaign.input.playbook,
     )
     return await campaign.activity(COMPARE_ARMS, request, Role.PERF_OPTIMIZER, summary)
+
+
+async def compare_runs(
+    campaign: Campaign, before: LoadTestResult, after: LoadTestResult, summary: str
+) -> CompareResult:
+    """Two runs compared per endpoint on their raw samples (Mann-Whitney, the playbook's margins)."""
+    request = CompareRequest(
+        campaign_id=campaign.input.campaign_id,
+        baseline=before,
+        candidate=after,
+        playbook=campaign.input.playbook,
+        target=campaign.input.target,
+    )
+    result: CompareResult = await campaign.activity(COMPARE_RUNS, request, Role.PERF_OPTIMIZER, summary)
+    return result

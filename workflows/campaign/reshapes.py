@@ -12,16 +12,14 @@ with workflow.unsafe.imports_passed_through():
     from ratchet.config.playbook import AlertKind
     from ratchet.contracts import (
         ChangeState,
-        CompareRequest,
-        CompareResult,
         LoadTestResult,
         ShapeRerun,
         Verdict,
     )
 
+from workflows.campaign.arms import compare_runs
 from workflows.campaign.context import Campaign
 from workflows.campaign.saga import put_changes
-from workflows.catalogue import COMPARE_RUNS
 
 
 async def rerun_shapes(campaign: Campaign) -> None:
@@ -72,18 +70,3 @@ async def judged(campaign: Campaign, before: LoadTestResult, after: LoadTestResu
     return ShapeRerun(
         label=before.label, verdict=verdict, sentence=sentence, before_run_id=before.run_id, after_run_id=after.run_id
     )
-
-
-async def compare_runs(
-    campaign: Campaign, before: LoadTestResult, after: LoadTestResult, summary: str
-) -> CompareResult:
-    """Two runs compared per endpoint on their raw samples (Mann-Whitney, the playbook's margins)."""
-    request = CompareRequest(
-        campaign_id=campaign.input.campaign_id,
-        baseline=before,
-        candidate=after,
-        playbook=campaign.input.playbook,
-        target=campaign.input.target,
-    )
-    result: CompareResult = await campaign.activity(COMPARE_RUNS, request, Role.PERF_OPTIMIZER, summary)
-    return result

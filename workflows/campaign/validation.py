@@ -27,11 +27,11 @@ with workflow.unsafe.imports_passed_through():
         Verdict,
     )
 
-from workflows.campaign.arms import measure_arms
+from workflows.campaign.arms import compare_runs, measure_arms
 from workflows.campaign.attribution import leave_one_out, payload_attribution, payload_of
 from workflows.campaign.context import Campaign, Stop
 from workflows.campaign.gates import ask_gate, gate_or_abort
-from workflows.campaign.reshapes import compare_runs, rerun_shapes
+from workflows.campaign.reshapes import rerun_shapes
 from workflows.campaign.saga import undo, unwind
 from workflows.catalogue import SIZE_VALIDATION_LOAD
 
