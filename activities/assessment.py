@@ -14,6 +14,7 @@ from temporalio import activity
 
 from ratchet.analysis.anomaly import BaselineSample, baseline_anomalies
 from ratchet.analysis.blind_spots import blind_spots
+from ratchet.analysis.cache_slo import cache_checks, cache_findings, unchecked_cache_note
 from ratchet.analysis.database_slo import database_check, database_findings, unchecked_database_note
 from ratchet.analysis.detection import (
     SlowEndpoint,
@@ -343,6 +344,9 @@ class AssessmentActivities:
         statement_check = database_check(statements, playbook)
         findings += database_findings(statement_check, statements)
         service_checks += [statement_check] if statement_check else []
+        hit_rates = cache_checks(request.baseline.caches, playbook)
+        findings += cache_findings(hit_rates, request.baseline.caches)
+        service_checks += hit_rates
         findings, ignored = split_ignored(findings + unexplained, target.ignore)
         findings = numbered(judged_by_slo(findings, request.baseline.endpoints, playbook))
         overloaded = overload_note(request.baseline.endpoints, playbook, server_p95)
@@ -351,6 +355,7 @@ class AssessmentActivities:
             unchecked_resources_note(request.baseline.resources, playbook),
             unchecked_throughput_note(stress, playbook),
             unchecked_database_note(statements, playbook),
+            unchecked_cache_note(request.baseline.caches, target, playbook),
         ]
         notes += [note for note in unchecked if note]
         self._store(request.campaign_id, findings)

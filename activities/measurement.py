@@ -32,6 +32,7 @@ from ratchet.errors import MeasurementError
 from ratchet.k6.progress import Progress
 from ratchet.k6.runner import K6Run, Segment, run_k6
 from ratchet.k6.script import AbortConditions, render_arrival_rate_script
+from ratchet.resources.caches import CacheRecorder, recorded_lookups
 from ratchet.resources.sampler import ResourceSampler, read_resources, summarize_resources
 from ratchet.resources.target import target_processes
 from ratchet.settings import Settings
@@ -109,8 +110,9 @@ class MeasurementActivities:
             return await self._run_workflows(request, run_id)
         sampler = ResourceSampler(lambda: target_processes(request.target))
         statements = StatementRecorder(request.target)
+        caches = CacheRecorder(request.target)
         try:
-            run = await self._generate(request, run_id, sampler=sampler, statements=statements)
+            run = await self._generate(request, run_id, sampler=sampler, statements=statements, caches=caches)
         except asyncio.CancelledError:
             # Keep what was measured before the stop; the campaign's report can still show it.
             try:
@@ -118,7 +120,7 @@ class MeasurementActivities:
             except Exception:  # the cancellation matters more than the partial samples: report, go on
                 activity.logger.exception("could not keep the partial samples of %s", run_id)
             raise
-        notes = await self._store_statements(statements, run_id)
+        notes = await self._store_statements(statements, run_id) + await self._store_caches(caches, run_id)
         return await self._conclude(request, run_id, run, self._store_resources(sampler, run_id), notes)
 
     @activity.defn(name="generate_load")
@@ -132,17 +134,20 @@ class MeasurementActivities:
         first = request.index == 0
         sampler = ResourceSampler(lambda: target_processes(load.target)) if first else None
         statements = StatementRecorder(load.target) if first else None
+        caches = CacheRecorder(load.target) if first else None
         run = await self._generate(
             load,
             run_id,
             sampler=sampler,
             statements=statements,
+            caches=caches,
             segment=Segment(request.index, request.count),
             start_at=request.start_at,
         )
         if sampler is not None:
             self._store_resources(sampler, run_id)  # summarize_load_test reads them back from the store
         notes = await self._store_statements(statements, run_id) if statements is not None else []
+        notes += await self._store_caches(caches, run_id) if caches is not None else []
         return GeneratorResult(
             index=request.index, started_at=run.started_at, ended_by_itself=run.ended_by_itself, notes=notes
         )
@@ -171,6 +176,7 @@ class MeasurementActivities:
         *,
         sampler: ResourceSampler | None,
         statements: StatementRecorder | None = None,
+        caches: CacheRecorder | None = None,
         segment: Segment | None = None,
         start_at: datetime | None = None,
     ) -> K6Run:
@@ -204,6 +210,8 @@ class MeasurementActivities:
             sampler.start()
         if statements is not None:
             await asyncio.to_thread(statements.start)
+        if caches is not None:
+            await asyncio.to_thread(caches.start)
         try:
             return await run_k6(
                 render_script(request, run_id),
@@ -342,6 +350,11 @@ class MeasurementActivities:
         note = await asyncio.to_thread(statements.finish, self.settings.statements_file(run_id))
         return [note] if note else []
 
+    async def _store_caches(self, caches: CacheRecorder, run_id: str) -> list[str]:
+        """Store the lookups each of the target's caches served during the load; notes of those not read."""
+        _, notes = await asyncio.to_thread(caches.finish, self.settings.caches_file(run_id))
+        return notes
+
     def _store_resources(self, sampler: ResourceSampler, run_id: str) -> ResourceSummary | None:
         """Store the run's resource samples; their summary, or None when no process of the target was found."""
         summary = sampler.summary()
@@ -431,6 +444,13 @@ class MeasurementActivities:
         notes = notes_so_far + notes
         if resources is None:
             notes.append("no process of the target found on this machine: no resource samples")
+        caches = recorded_lookups(self.settings.caches_file(run_id)) if request.target.caches else []
         return result.model_copy(
-            update={"spans": spans, "resources": resources, "stress": stress, "notes": result.notes + notes}
+            update={
+                "spans": spans,
+                "resources": resources,
+                "caches": caches,
+                "stress": stress,
+                "notes": result.notes + notes,
+            }
         )

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
+import psutil
 from sqlmodel import select
 from temporalio import activity
 
@@ -14,6 +16,7 @@ from ratchet.analysis.decisions import guard_check
 from ratchet.analysis.disproved import disproofs, hold_back_disproved
 from ratchet.analysis.power import FOCUS_SHARE_CAP, focus_rates, requests_per_run
 from ratchet.analysis.server_side import server_side_arms
+from ratchet.analysis.service_verdicts import after_checks, service_verdicts
 from ratchet.analysis.significance import judge_endpoints, tail_excess
 from ratchet.analysis.slo import check_slos
 from ratchet.analysis.tuning import suggest
@@ -43,6 +46,7 @@ from ratchet.store.engine import session_for
 from ratchet.store.outcomes import campaign_baseline, change_outcomes, finished_statuses
 from ratchet.store.samples import endpoint_arms, endpoint_durations, endpoint_stats
 from ratchet.store.server_time import server_durations
+from ratchet.store.service_series import arm_series
 from ratchet.store.tables import FindingRecord, RecommendationRecord
 from ratchet.store.usage import run_usage
 
@@ -134,10 +138,18 @@ class AnalysisActivities:
             client_side=self._capacity_endpoints(request.campaign_id),
         )
         verdicts = judge_endpoints(arms, request.playbook, measured_at)
+        service = service_verdicts(
+            arm_series(self.settings, request.before_run_ids, request.playbook),
+            arm_series(self.settings, request.after_run_ids, request.playbook),
+            request.playbook,
+            cores=os.cpu_count() or 1,
+            memory_total_mb=psutil.virtual_memory().total / 2**20,
+        )
         # Every endpoint the after arm measured is held to its targets, even one the before arm missed.
         return CompareResult(
             verdicts=verdicts,
-            slo=check_slos(endpoint_stats(after_files), request.playbook),
+            slo=check_slos(endpoint_stats(after_files), request.playbook) + after_checks(service),
+            service=service,
             cost=self._priced_arms(request),
         )
 

@@ -170,6 +170,22 @@ class ResourceSummary(Payload):
     memory_total_mb: float | None = Field(None, description="The host's RAM, for memory as a share of it.")
 
 
+class CacheLookups(Payload):
+    """One declared cache's lookups during a load run, from its published hit and miss counters."""
+
+    cache: str
+    hits: float
+    misses: float
+
+    @property
+    def lookups(self) -> float:
+        return self.hits + self.misses
+
+    @property
+    def hit_rate(self) -> float | None:
+        return self.hits / self.lookups if self.lookups > 0 else None
+
+
 class LoadTestResult(Payload):
     run_id: str
     label: str
@@ -179,6 +195,7 @@ class LoadTestResult(Payload):
     endpoints: list[EndpointStats]
     spans: int = 0
     resources: ResourceSummary | None = None
+    caches: list[CacheLookups] = Field(default_factory=list, description="The target's caches: lookups in this run.")
     generators: int = 1
     start_skew_s: float = Field(0.0, description="Spread of the generators' start instants (split runs).")
     stress: StressReport | None = None
@@ -275,6 +292,12 @@ class SloCheck(Payload):
     limit: float
     value: float
     met: bool
+    at_least: bool = Field(False, description="The value must reach the limit (a hit rate), not stay below it.")
+
+    @property
+    def bound(self) -> str:
+        """How the value must stand to the limit, as the report prints it."""
+        return "≥" if self.at_least else "≤" if self.metric == "error_rate" else "<"
 
 
 class BaselineAnomaly(Payload):
@@ -609,9 +632,28 @@ class CostComparison(Payload):
         return self.before.per_1000 - self.after.per_1000
 
 
+class ServiceVerdict(Payload):
+    """Before/after comparison of one service-level target (CPU, memory, database p95, a cache's hit rate) over
+    the validation's interleaved arms."""
+
+    subject: str = Field(description="(target processes), (database) or (cache NAME).")
+    metric: str = Field(description="The playbook's target it is about, e.g. cpu_percent or cache_hit_rate.")
+    before: float
+    after: float
+    low: float = Field(description="Interval of after/before (a hit rate: after - before), low end.")
+    high: float
+    difference: bool = Field(False, description="The interval is of after - before, not of after / before.")
+    verdict: Verdict
+    limit: float
+    met_before: bool
+    met_after: bool
+    explanation: str
+
+
 class CompareResult(Payload):
     verdicts: list[EndpointVerdict]
     slo: list[SloCheck]
+    service: list[ServiceVerdict] = Field(default_factory=list, description="Service-level targets before/after.")
     cost: CostComparison | None = Field(None, description="Set when the playbook prices anything (costs:).")
 
 
@@ -805,6 +847,9 @@ class CampaignStatus(Payload):
     verdicts: list[EndpointVerdict] = Field(default_factory=list)
     slo_before: list[SloCheck] = Field(default_factory=list)
     slo_after: list[SloCheck] = Field(default_factory=list)
+    service_verdicts: list[ServiceVerdict] = Field(
+        default_factory=list, description="Service-level targets (CPU, memory, database, caches) before/after."
+    )
     changes: list[ChangeRecord] = Field(default_factory=list)
     guard: GuardResult | None = None
     events: list[Event] = Field(default_factory=list)

@@ -89,6 +89,10 @@ class Settings(BaseSettings):
         """The Parquet file that holds the 1 Hz resource samples of the target during one load run."""
         return self.resources_dir / f"{run_id}.parquet"
 
+    def caches_file(self, run_id: str) -> Path:
+        """The JSON file of the lookups each of the target's caches served during one load run."""
+        return self._data_file("caches", f"{run_id}.json")
+
     def statements_file(self, run_id: str) -> Path:
         """The JSON file of what the target's database ran during one load run (from pg_stat_statements)."""
         return self._data_file("statements", f"{run_id}.json")

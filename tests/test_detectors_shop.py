@@ -201,7 +201,11 @@ async def test_every_planted_problem_is_found_and_the_clean_endpoints_yield_noth
     # target every process meets (all of the host's RAM) is met and makes none. Unset (detect.yaml): unchecked.
     assert not [c for c in result.slo if c.endpoint == TARGET_RESOURCES]
     slo = measured.playbook.slo.model_copy(
-        update={"resources": ResourceSlo(cpu_peak_percent=0.1, memory_peak_percent=100), "db_p95_ms": 0.001}
+        update={
+            "resources": ResourceSlo(cpu_peak_percent=0.1, memory_peak_percent=100),
+            "db_p95_ms": 0.001,
+            "cache_hit_rate": 0.9,
+        }
     )
     strict = await find_bottlenecks(settings, "detect", measured, measured.playbook.model_copy(update={"slo": slo}))
     checks = {c.metric: c for c in strict.slo if c.endpoint == TARGET_RESOURCES}
@@ -217,3 +221,13 @@ async def test_every_planted_problem_is_found_and_the_clean_endpoints_yield_noth
     assert not database.met and database.value > 0.001
     [slow_statements] = [f for f in strict.findings if f.type.value == "db-latency"]
     assert any("customer_email" in s["statement"] for s in slow_statements.evidence["statements"]), slow_statements
+    # The cache target, read from the shop's /metrics counters around the baseline: both caches are switched off
+    # (their flags' TTL is 0), so every lookup the load made was a miss.
+    counted = {c.cache: c for c in measured.baseline.caches}
+    assert set(counted) == {"order-history", "recommendations"}, measured.baseline.notes
+    assert all(c.hits == 0 and c.misses >= 3 for c in counted.values()), counted  # ~2% and 4% of 560
+    hit_rates = {c.endpoint: c for c in strict.slo if c.metric == "cache_hit_rate"}
+    assert set(hit_rates) == {"(cache order-history)", "(cache recommendations)"}, strict.slo
+    assert not any(c.met for c in hit_rates.values())
+    missed = [f for f in strict.findings if f.type.value == "cache-hit-rate"]
+    assert {f.endpoint for f in missed} == set(hit_rates) and all(f.severity == "high" for f in missed), missed

@@ -18,6 +18,7 @@ from examples.shop.catalog import catalog_router
 from examples.shop.compression import SwitchableGZipMiddleware
 from examples.shop.db import db_seconds, query, write
 from examples.shop.flags import FlagStore, FlagViewMiddleware, admin_router
+from examples.shop.metrics import metrics_router
 from examples.shop.orders_api import orders_router
 from examples.shop.outbound import Outbound
 from examples.shop.recommendations import recommendations_router
@@ -105,6 +106,7 @@ def create_app(database: Path | str) -> FastAPI:
     app.include_router(recommendations_router(query, flags))
     app.include_router(catalog_router(query, flags))
     app.include_router(storefront_router(query, flags))
+    app.include_router(metrics_router())
 
     @app.get("/health")
     def health() -> dict[str, str]:

@@ -51,7 +51,7 @@ def _document(query: Query) -> dict[str, Any]:
 def catalog_router(query: Query, flags: FlagStore) -> APIRouter:
     """The export route: every product with its description and specifications."""
     router = APIRouter(tags=["catalog"])
-    rendered: TtlCache[RenderedCatalog] = TtlCache(max_entries=1)
+    rendered: TtlCache[RenderedCatalog] = TtlCache("catalog_export", max_entries=1)
 
     @router.get("/catalog/export")
     def export(request: Request) -> Response:

@@ -42,7 +42,7 @@ class NewOrder(BaseModel):
 def orders_router(query: Query, write: Query, flags: FlagStore) -> APIRouter:
     """The order-history and order-placing routes, reading and writing through ``query`` and ``write``."""
     router = APIRouter(tags=["orders"])
-    histories: TtlCache[dict[str, Any]] = TtlCache()
+    histories: TtlCache[dict[str, Any]] = TtlCache("order_history")
 
     def products_of(orders: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
         ids = sorted({order["product_id"] for order in orders})

@@ -70,7 +70,7 @@ def recommendations_router(query: Query, flags: FlagStore) -> APIRouter:
     """The recommendations route; its answers are cached per customer while the flag gives a TTL."""
     router = APIRouter(tags=["recommendations"])
     embeddings()  # built once at start-up, not inside the first customer's request
-    answers: TtlCache[dict[str, Any]] = TtlCache()
+    answers: TtlCache[dict[str, Any]] = TtlCache("recommendations")
 
     def compute(customer_id: int) -> dict[str, Any]:
         if not query(CUSTOMER_EXISTS, customer_id):

@@ -7,13 +7,16 @@ import time
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
+from examples.shop.metrics import CACHE_HITS, CACHE_MISSES
+
 V = TypeVar("V")
 
 
 class TtlCache(Generic[V]):
     """Values by key, served while younger than the TTL given at lookup; at most ``max_entries`` kept."""
 
-    def __init__(self, *, max_entries: int = 50_000, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, name: str, *, max_entries: int = 50_000, clock: Callable[[], float] = time.monotonic) -> None:
+        self._hits, self._misses = CACHE_HITS.labels(cache=name), CACHE_MISSES.labels(cache=name)
         self._entries: dict[Hashable, tuple[float, V]] = {}
         self._max_entries = max_entries
         self._clock = clock
@@ -29,11 +32,14 @@ class TtlCache(Generic[V]):
             if self._entries:
                 with self._lock:
                     self._entries.clear()
+            self._misses.inc()
             return compute()
         now = self._clock()
         entry = self._entries.get(key)
         if entry is not None and now - entry[0] < ttl_s:
+            self._hits.inc()
             return entry[1]
+        self._misses.inc()
         value = compute()  # outside the lock: two misses on one key may both compute, never block each other
         with self._lock:
             if len(self._entries) >= self._max_entries:

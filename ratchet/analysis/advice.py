@@ -140,6 +140,16 @@ def _db_latency(f: Finding, ev: dict[str, Any]) -> str:
     )
 
 
+def _cache_hit_rate(f: Finding, ev: dict[str, Any]) -> str:
+    return (
+        f"{f.endpoint} served {float(ev.get('hit_rate', 0)):.0%} of its lookups ({ev.get('hits', 0):.0f} hits, "
+        f"{ev.get('misses', 0):.0f} misses) against a {float(ev.get('limit', 0)):.0%} target. Check in this "
+        "order: is it switched on and its time to live long enough for the answers' freshness; is it large "
+        "enough for the load's keys (evictions); does its key hold something that changes on every request "
+        "(a time, a session, the whole query string); is it warmed after a deploy."
+    )
+
+
 def _missing_index(f: Finding, ev: dict[str, Any]) -> str:
     return (
         f"Create an index on {ev.get('table', '?')}({', '.join(ev.get('columns', []))}); the plan shows: "
@@ -241,6 +251,7 @@ _ADVICE: dict[FindingType, Callable[[Finding, dict[str, Any]], str]] = {
     FindingType.RESOURCE_USE: _resource_use,
     FindingType.CAPACITY: _capacity,
     FindingType.DB_LATENCY: _db_latency,
+    FindingType.CACHE_HIT_RATE: _cache_hit_rate,
 }
 
 

@@ -34,6 +34,7 @@ class FindingType(StrEnum):
     DB_LATENCY = "db-latency"  # the database's statements over the playbook's p95 target (statement spans)
     CAPACITY = "capacity"  # the stress run's knee below the throughput the playbook asks for
     RESOURCE_USE = "resource-use"  # the target's processes over a CPU or memory target under the baseline load
+    CACHE_HIT_RATE = "cache-hit-rate"  # a declared cache serving fewer lookups than the playbook's hit rate target
     # A temporal-workflow target's, read from its executions' histories (the names workflow tooling uses):
     SLOW_STEP = "slow_step"  # one step takes most of the executions' critical path
     RESOURCE_EXHAUSTION = "resource_exhaustion"  # queue waits that grow with the steps in progress (slots, pollers)

@@ -74,6 +74,13 @@ class SloTargets(StrictModel):
         description="The 95th percentile of the database statements' time, read from the target's statement "
         "spans under the baseline load. Unset: not checked.",
     )
+    cache_hit_rate: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="The share of lookups each of the target's caches (its caches:) must serve from the cache, "
+        "under the baseline load (the source material's: above 0.9). Unset: not checked.",
+    )
     throughput_rps: float | None = Field(
         None,
         gt=0,

@@ -14,6 +14,7 @@ from ratchet.config.common import FindingType, Role, StrictModel
 from ratchet.config.durations import Duration
 from ratchet.config.lever_templates import lever_template_problem
 from ratchet.errors import LocatedValueError
+from ratchet.resources.series import parse_selector
 from ratchet.secrets import holds_reference
 from ratchet.templating import expression_problem
 
@@ -401,6 +402,24 @@ class Processes(StrictModel):
         return value
 
 
+class CacheCounters(StrictModel):
+    """A cache whose hits and misses the target publishes as counters in the Prometheus text format (a
+    /metrics page): the lookups of each load run are the counters' growth during it."""
+
+    name: str = Field(pattern=_NAME, description="Short name used in checks, findings and reports.")
+    metrics_url: str = Field(
+        "/metrics", min_length=1, description="The metrics page: a path on base_url, or an absolute URL."
+    )
+    hits: str = Field(description='Series selector of the hit counter, e.g. cache_hits_total{cache="orders"}.')
+    misses: str = Field(description='Series selector of the miss counter, e.g. cache_misses_total{cache="orders"}.')
+
+    @field_validator("hits", "misses")
+    @classmethod
+    def _valid_selector(cls, value: str) -> str:
+        parse_selector(value)  # its ValueError says what is wrong
+        return value
+
+
 class LoadScript(StrictModel):
     """Your own k6 script instead of the generated one; a tag on its requests says which endpoint each is.
 
@@ -514,6 +533,9 @@ class Target(StrictModel):
     load_script: LoadScript | None = Field(
         None, description="Your own k6 script instead of the one Ratchet generates from the endpoints."
     )
+    caches: list[CacheCounters] = Field(
+        default_factory=list, description="Caches whose hit rate is measured in every load run (slo.cache_hit_rate)."
+    )
     # At most 255: a trace id Ratchet starts carries the endpoint's position in one byte.
     endpoints: list[Endpoint] = Field(min_length=1, max_length=255)
     levers: list[Lever] = Field(default_factory=list)
@@ -552,6 +574,7 @@ class Target(StrictModel):
         for label, names in (
             ("endpoints", [e.name for e in self.endpoints]),
             ("levers", [x.name for x in self.levers]),
+            ("caches", [c.name for c in self.caches]),
         ):
             dupes = sorted({n for n in names if names.count(n) > 1})
             if dupes:

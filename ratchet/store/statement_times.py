@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -18,14 +19,26 @@ class StatementTimes:
     slowest: list[tuple[str, int, float]]  # (statement, calls, p95 ms), slowest first
 
 
+_STATEMENT_SPANS = (
+    "WITH s AS (SELECT coalesce(nullif(statement, ''), name) AS statement, duration_ms FROM read_parquet(?) "
+    "WHERE NOT warmup AND db_system IS NOT NULL AND db_system <> '') "
+)
+
+
+def statement_durations(spans_file: Path) -> np.ndarray:
+    """Every statement span's duration (ms) in a run's steady state; empty without spans."""
+    if not spans_file.is_file():
+        return np.empty(0)
+    with duckdb.connect() as con:
+        rows = con.execute(_STATEMENT_SPANS + "SELECT duration_ms FROM s", [str(spans_file)]).fetchnumpy()
+    return np.asarray(rows["duration_ms"], dtype=float)
+
+
 def statement_times(spans_file: Path, top: int = 3) -> StatementTimes | None:
     """None when the run has no spans file or no statement span in its steady state."""
     if not spans_file.is_file():
         return None
-    statements = (
-        "WITH s AS (SELECT coalesce(nullif(statement, ''), name) AS statement, duration_ms FROM read_parquet(?) "
-        "WHERE NOT warmup AND db_system IS NOT NULL AND db_system <> '') "
-    )
+    statements = _STATEMENT_SPANS
     with duckdb.connect() as con:
         p95, count = con.execute(
             statements + "SELECT quantile_cont(duration_ms, 0.95), count(*) FROM s", [str(spans_file)]

@@ -57,6 +57,7 @@ async def validation_phase(campaign: Campaign, baseline: LoadTestResult) -> Load
     campaign.status.workflow_costs = campaign.input.playbook.workflows
     campaign.status.verdicts = comparison.verdicts
     campaign.status.slo_after = comparison.slo
+    campaign.status.service_verdicts = comparison.service
     campaign.status.cost, campaign.status.cost_rules = comparison.cost, campaign.input.playbook.costs
     if workflow.patched("payload-attribution"):
         await payload_attribution(campaign, applied)
@@ -115,6 +116,7 @@ async def validation_phase(campaign: Campaign, baseline: LoadTestResult) -> Load
         await rerun_shapes(campaign)
     note = f"{outcome.value}: " + "; ".join(f"{v.endpoint} {v.verdict.value}" for v in comparison.verdicts)
     note += "".join(f"; {r.label} {r.verdict}" for r in campaign.status.shape_reruns)
+    note += "".join(f"; {v.subject} {v.metric} {v.verdict.value}" for v in comparison.service)
     if outcome == ValidationOutcome.PARTIAL:
         bar = campaign.input.playbook.validation.acceptance_bar
         note += f" (at or above the acceptance bar {bar:.0%}: accepted)"
