@@ -79,10 +79,23 @@ def remember(names: set[str]) -> None:
         _names.update(secret)
 
 
-def _remember_received(names: set[str]) -> None:
-    """Names that arrived as ``${NAME}``: a sender masked them, so they are secrets here too."""
+def remember_as_secret(names: set[str]) -> None:
+    """Names that are secrets whatever they are called: the loader found their values in a credential field
+    (a database URL, a webhook, a header), or holding a URL with a password."""
     with _lock:
         _names.update(names)
+
+
+def _remember_received(names: set[str]) -> None:
+    """Names that arrived as ``${NAME}``: a sender masked them, so they are secrets here too."""
+    remember_as_secret(names)
+
+
+def too_short_to_mask() -> list[str]:
+    """Remembered secrets whose values are too short to mask (MIN_MASKED_LENGTH): they travel as written."""
+    with _lock:
+        names = sorted(_names)
+    return [name for name in names if (value := value_of(name)) and len(value) < MIN_MASKED_LENGTH]
 
 
 def masked_values() -> list[tuple[str, str]]:

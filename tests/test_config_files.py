@@ -13,7 +13,8 @@ import pytest
 
 from ratchet.config.loading import load_playbook, load_target
 from ratchet.config.schema import SCHEMAS, schema_text
-from ratchet.errors import ConfigError
+from ratchet.errors import ConfigError, LeverError
+from ratchet.templating import evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -70,7 +71,12 @@ MALFORMED = [
     ("playbook", "name: x\n", ["approvers", "required"]),
     ("playbook", "name: x\napprovers: []\n", ["x.yaml:2", "approvers", "at least 1"]),
     ("playbook", "name: x\napprovers: [a]\ngates:\n  lunch: {}\n", ["x.yaml:4", "gates.lunch", "planning"]),
-    ("playbook", "name: x\napprovers: [a]\ngates:\n  assessment: {}\n", ["cannot be gated", "deployment"]),
+    ("playbook", "name: x\napprovers: [a]\ngates:\n  assessment: {}\n", ["x.yaml:4", "cannot be gated", "deployment"]),
+    (
+        "playbook",
+        "name: x\napprovers: [a]\napprovals:\n  mode: signed\n",
+        ["x.yaml:4", "approvals.mode", "no public key for a"],
+    ),
     (
         "playbook",
         "name: x\napprovers: [a]\ngates:\n  planning:\n    on_timeout: panic\n",
@@ -116,7 +122,12 @@ MALFORMED = [
         GOOD_TARGET.replace("name: t\n", "name: t\nbase: 1\n"),
         ["x.yaml:2", "base", "unknown field", "base_url"],
     ),
-    ("target", "name: t\nbase_url: ${NOT_SET_ANYWHERE}\nendpoints: []\n", ["NOT_SET_ANYWHERE is not set"]),
+    ("target", "name: t\nbase_url: ${NOT_SET_ANYWHERE}\nendpoints: []\n", ["x.yaml:2", "NOT_SET_ANYWHERE is not set"]),
+    (
+        "target",
+        GOOD_TARGET.replace("name: t\n", "name: t\nkind: temporal-workflow\n"),
+        ["x.yaml:2", "kind", "have no workflow"],
+    ),
     (
         "target",
         GOOD_TARGET + "load_script: {file: missing.js}\n",
@@ -171,6 +182,39 @@ MALFORMED = [
         GOOD_TARGET + HTTP_LEVER.replace("{on: true}", "{n: '{% for i in range(10**9) %}{% endfor %}'}"),
         ["x.yaml:18", "levers.1.apply.0.json.n", "Range too big"],
     ),
+    # A template's work is bounded: a repetition or a power too large is refused before it is computed, a
+    # loop too long stops (each of these held a worker, or took all of the host's memory).
+    (
+        "target",
+        GOOD_TARGET + HTTP_LEVER.replace("{on: true}", "{n: '{{ \"x\" * 10**10 }}'}"),
+        ["x.yaml:18", "levers.1.apply.0.json.n", "a repetition of 10,000,000,000 items"],
+    ),
+    (
+        "target",
+        GOOD_TARGET
+        + HTTP_LEVER.replace(
+            "{on: true}", "{n: '{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}'}"
+        ),
+        ["x.yaml:18", "levers.1.apply.0.json.n", "steps (a loop too long?)"],
+    ),
+    (
+        "target",
+        GOOD_TARGET + HTTP_LEVER.replace("{on: true}", "{n: '{{ 2 ** 99999999 }}'}"),
+        ["x.yaml:18", "levers.1.apply.0.json.n", "a power of about 30,102,999 digits"],
+    ),
+    # A scenario's request templates: their syntax and names (only what earlier steps saved).
+    (
+        "target",
+        GOOD_TARGET
+        + "behaviour:\n  scenarios:\n    - name: s\n      steps:\n        - {path: '/a/{{ saved.id', expect: 'true'}\n",
+        ["x.yaml:19", "behaviour.scenarios.0.steps.0.path", "not a valid template"],
+    ),
+    (
+        "target",
+        GOOD_TARGET + "behaviour:\n  scenarios:\n    - name: s\n      steps:\n        - {path: /a, expect: 'true'}\n"
+        "        - {method: POST, path: /b, json: {id: '{{ savd.id }}'}}\n",
+        ["x.yaml:20", "behaviour.scenarios.0.steps.1.json.id", "unknown name(s) savd", "saved.NAME"],
+    ),
     (
         "target",
         GOOD_TARGET + HTTP_LEVER.replace("WHEN", "true") + "    conflicts_with: [ixx]\n",
@@ -197,6 +241,32 @@ def test_malformed_files_get_clear_errors(tmp_path: Path, kind: str, content: st
         assert fragment in message, f"{fragment!r} missing from:\n{message}"
 
 
+def test_yaml_merge_keys_take_what_the_mapping_does_not_say_itself(tmp_path: Path) -> None:
+    path = tmp_path / "book.yaml"
+    path.write_text(
+        "name: x\napprovers: [a]\ngates:\n  planning: &gate {timeout: 1h, on_timeout: abort}\n"
+        "  deployment:\n    <<: *gate\n    timeout: 2h\n"
+    )
+    gates = load_playbook(path).gates
+    assert [(g.timeout.total_seconds(), g.on_timeout.value) for g in gates.values()] == [
+        (3600, "abort"),
+        (7200, "abort"),
+    ]
+    path.write_text("name: x\napprovers: [a]\nload:\n  <<: [1, 2]\n")
+    with pytest.raises(ConfigError, match=r"book\.yaml:4: load: << merges mappings only"):
+        load_playbook(path)
+
+
+def test_an_expression_too_costly_to_evaluate_is_a_lever_error_when_it_runs() -> None:
+    """An applied_when is evaluated against the answer of its check: its work is bounded there too."""
+    for expression, said in (
+        ("response.json.n * 10**10 == 1", "a repetition of"),
+        ("2 ** 99999999 > response.status", "a power of about"),
+    ):
+        with pytest.raises(LeverError, match=said):
+            evaluate(expression, {"response": {"status": 200, "json": {"n": "x"}}}, where="check")
+
+
 def test_validate_command_exits_2_with_message_and_no_traceback(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\napprovers: [a]\nload:\n  rate: fast\n")
@@ -207,14 +277,32 @@ def test_validate_command_exits_2_with_message_and_no_traceback(tmp_path: Path) 
     assert "bad.yaml:4: load.rate" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
 
+    # An empty SQLite database: validate opens it read-only and finds none of the tables the statements use,
+    # each said at its statement's line with the tables there are.
     database = tmp_path / "shop.db"
-    sqlite3.connect(database).close()  # an (empty) SQLite database: validate opens it read-only
+    sqlite3.connect(database).close()
     env = {**os.environ, "SHOP_DB": str(database)}
     env.pop("SHOP_DATABASE_URL", None)
     validate = [sys.executable, "-m", "ratchet.cli", "target", "validate", str(ROOT / "examples/shop/target.yaml")]
+    empty = subprocess.run(validate, capture_output=True, text=True, env=env)
+    said = " ".join(empty.stderr.split())
+    assert (
+        empty.returncode == 2 and "target.yaml:42: endpoints.0.queries.0.sql: the database has no table orders" in said
+    )
+    assert "levers.0.apply.0: the database has no table orders" in said and "Traceback" not in said
+
+    # With the shop's tables (in WAL mode, as the shop keeps its database), it is valid, and reading it left
+    # no -wal or -shm file beside it.
+    with sqlite3.connect(database) as connection:
+        for table in ("orders", "products", "customers", "product_details"):
+            connection.execute(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY)")
+        connection.execute("PRAGMA journal_mode=wal")
+    connection.close()
+    before = sorted(p.name for p in tmp_path.iterdir())
     good = subprocess.run(validate, capture_output=True, text=True, env=env)
     assert good.returncode == 0, good.stderr
     assert "valid target 'demo-shop'" in good.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
 
     # A misspelt database path: said at validate time, at the URL's line, and no empty file is left behind.
     typo = tmp_path / "shpo.db"
@@ -259,14 +347,15 @@ def test_the_readme_walkthrough_target_is_valid(tmp_path: Path) -> None:
 
 def test_approving_with_an_empty_only_list_is_refused_before_contacting_anything(tmp_path: Path) -> None:
     """`--only "$IDS"` with IDS unset must not approve every recommendation."""
-    result = subprocess.run(
-        [sys.executable, "-m", "ratchet.cli", "approve", "c-1", "--only", " , ", "--as", "alice"],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "RATCHET_TEMPORAL_ADDRESS": "127.0.0.1:1", "RATCHET_HOME": str(tmp_path)},
-    )
-    assert result.returncode == 2, result.stdout + result.stderr
-    assert "--only: no recommendation ids given" in " ".join(result.stderr.split())
+    for only in ("", " , "):
+        result = subprocess.run(
+            [sys.executable, "-m", "ratchet.cli", "approve", "c-1", "--only", only, "--as", "alice"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "RATCHET_TEMPORAL_ADDRESS": "127.0.0.1:1", "RATCHET_HOME": str(tmp_path)},
+        )
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert "--only: no recommendation ids given" in " ".join(result.stderr.split())
 
 
 def test_launch_on_a_target_whose_database_is_not_there_exits_2_before_contacting_anything(tmp_path: Path) -> None:

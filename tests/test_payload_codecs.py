@@ -149,3 +149,94 @@ def test_a_worker_without_the_secret_still_reads_the_payload_that_references_it(
     assert Alerts(webhook_url=hook).webhook_url == hook
     with pytest.raises(ValueError, match="must start with sqlite"):
         Database(url="mysql://nope")
+
+
+async def test_a_credential_is_kept_out_whatever_its_variable_is_called(
+    monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    """A database URL, a webhook, a header: their values are secrets under any name; a URL with a password is
+    one anywhere; the host and port a URL starts with are not (workers elsewhere need them as written)."""
+    from ratchet.config.loading import read_yaml
+
+    values = {
+        "RATCHET_T_PG": "postgresql://u:longpassword99@db.internal/shop",
+        "RATCHET_T_HOOK": "https://hooks.example/T0/B0/secrettokenxyz",
+        "RATCHET_T_BEARER": "Bearer abcdefgh123",
+        "RATCHET_T_MIRROR": "postgresql://ro:readonly-pass@mirror/shop",
+        "RATCHET_T_HOST": "http://127.0.0.1:8800",
+    }
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    path = tmp_path / "target.yaml"
+    path.write_text(
+        "database: {url: '${RATCHET_T_PG}'}\n"
+        "alerts: {webhook_url: '${RATCHET_T_HOOK}'}\n"
+        "levers: [{apply: [{url: '${RATCHET_T_HOST}/flags', headers: {Authorization: '${RATCHET_T_BEARER}'}}]}]\n"
+        "note: '${RATCHET_T_MIRROR}'\n"
+        "other: {webhook_url: '${RATCHET_T_HOST}/hooks/a'}\n"
+    )
+    read_yaml(path)
+    sent = await SecretReferenceCodec().encode([json_payload(values)])
+    text = sent[0].data.decode()
+    for name in ("RATCHET_T_PG", "RATCHET_T_HOOK", "RATCHET_T_BEARER", "RATCHET_T_MIRROR"):
+        assert values[name] not in text and f"${{{name}}}" in text, text
+    assert values["RATCHET_T_HOST"] in text  # an address, expanded as written
+
+
+def test_a_secret_too_short_to_mask_is_said_when_the_file_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "book.yaml"
+    path.write_text("name: x\napprovers: [a]\nalerts: {webhook_url: 'http://127.0.0.1:9/${RATCHET_T_SHORT_TOKEN}'}\n")
+    env = {"RATCHET_T_SHORT_TOKEN": "abc12", "PATH": "/usr/bin:/bin"}
+    said = subprocess.run(
+        [sys.executable, "-m", "ratchet.cli", "playbook", "validate", str(path)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert said.returncode == 0, said.stderr
+    assert "RATCHET_T_SHORT_TOKEN's value is under 6 characters" in " ".join(said.stderr.split()), said.stderr
+    keyed = subprocess.run(
+        [sys.executable, "-m", "ratchet.cli", "playbook", "validate", str(path)],
+        capture_output=True,
+        text=True,
+        env=env | {"RATCHET_PAYLOAD_KEYS": f"k1:{base64.b64encode(bytes(range(32))).decode()}"},
+    )
+    assert keyed.returncode == 0 and "under 6 characters" not in keyed.stderr, keyed.stderr  # encrypted anyway
+
+
+def test_server_start_with_a_payload_key_points_the_ui_at_the_codec_server(tmp_path) -> None:
+    """The Temporal UI's own settings name `ratchet codec-server`'s address: its holders read payloads there."""
+    import os
+    import subprocess
+    import sys
+
+    import httpx
+
+    from tests.conftest import free_port
+
+    ui_port, codec_port = free_port(), free_port()
+    env = os.environ | {
+        "RATCHET_HOME": str(tmp_path),
+        "RATCHET_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
+        "RATCHET_TEMPORAL_UI_PORT": str(ui_port),
+        "RATCHET_CODEC_PORT": str(codec_port),
+        "RATCHET_PAYLOAD_KEYS": f"k1:{base64.b64encode(bytes(range(32))).decode()}",
+    }
+
+    def ratchet(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "ratchet.cli", *args], capture_output=True, text=True, env=env, timeout=120
+        )
+
+    started = ratchet("server", "start")
+    try:
+        assert started.returncode == 0, started.stderr
+        assert f"the UI decodes them at http://127.0.0.1:{codec_port}" in started.stdout, started.stdout
+        settings = httpx.get(f"http://127.0.0.1:{ui_port}/api/v1/settings", timeout=30).json()
+        assert settings["Codec"]["Endpoint"] == f"http://127.0.0.1:{codec_port}", settings
+    finally:
+        stopped = ratchet("server", "stop")
+    assert stopped.returncode == 0, stopped.stderr

@@ -295,3 +295,42 @@ def test_a_batch_larger_than_the_limit_is_decoded_in_halves(monkeypatch: pytest.
     halves = decode_exports([frame_export(b) for b in bodies])
     assert halves.table.sort_by("span_id").to_pylist() == whole.sort_by("span_id").to_pylist()
     assert len(halves.received) == whole.num_rows == 15
+
+
+def test_the_sink_refuses_every_body_that_is_not_an_export_and_takes_every_one_that_is(tmp_path: Path) -> None:
+    """What the receiver answers 400 to: a body opentelemetry-proto cannot parse, however well it frames (the
+    exporter is told at once, instead of a 200 and its spans dropped when the batch is decoded)."""
+    import random
+
+    rng = random.Random(7)
+    original = sdk_export()
+    sink = SpanSink(tmp_path, max_rows=1_000_000)
+    refused = taken = 0
+    for _ in range(300):
+        body = bytearray(original)
+        at = rng.randrange(len(body))
+        body[at] = rng.randrange(256)
+        try:
+            decode_protobuf(bytes(body))
+        except OtlpPayloadError:
+            with pytest.raises(OtlpPayloadError):
+                sink.add_protobuf(bytes(body))
+            refused += 1
+            continue
+        sink.add_protobuf(bytes(body))
+        taken += 1
+    nested = b""
+    for _ in range(5000):  # an export nested far deeper than any exporter writes
+        nested = b"\x0a" + _varint(len(nested)) + nested
+    with pytest.raises(OtlpPayloadError):
+        sink.add_protobuf(nested)
+    assert refused > 20 and taken > 20, (refused, taken)
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)

@@ -21,6 +21,49 @@ def table_aliases(sql: str, *, dialect: str = "sqlite") -> dict[str, str]:
     return {node.alias: node.name for node in tree.find_all(exp.Table) if node.alias}
 
 
+_CATALOGS = ("sqlite_", "pg_")
+
+
+def _parsed(sql: str, dialect: str) -> list[exp.Expression] | None:
+    try:
+        return [t for t in sqlglot.parse(sql, read="postgres" if dialect == "postgresql" else dialect) if t]
+    except sqlglot.errors.ParseError:
+        return None
+
+
+def tables_created(sql: str, *, dialect: str = "sqlite") -> set[str]:
+    """The tables and views the statements create."""
+    created: set[str] = set()
+    for tree in _parsed(sql, dialect) or []:
+        for node in tree.find_all(exp.Create):
+            if str(node.args.get("kind", "")).upper() in ("TABLE", "VIEW"):
+                table = node.this if isinstance(node.this, exp.Table) else node.this.find(exp.Table)
+                if table is not None:
+                    created.add(table.name)
+    return created
+
+
+def tables_read(sql: str, *, dialect: str = "sqlite", created: set[str] | None = None) -> set[str] | None:
+    """The tables a statement uses that must already be there: not its common table expressions, not tables it
+    (or ``created``'s statements) creates, not the database's own catalogs. None when it cannot be parsed."""
+    trees = _parsed(sql, dialect)
+    if trees is None:
+        return None
+    made = tables_created(sql, dialect=dialect) | (created or set())
+    used: set[str] = set()
+    for tree in trees:
+        if isinstance(tree, exp.Drop):
+            continue  # what it drops may be gone already (IF EXISTS); nothing is read
+        ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
+        for table in tree.find_all(exp.Table):
+            name = table.name
+            if not name or name in ctes or name in made or name.lower().startswith(_CATALOGS):
+                continue
+            if table.db.lower() not in ("information_schema", "pg_catalog"):
+                used.add(name)
+    return used
+
+
 def filtered_columns(sql: str, table: str, *, dialect: str = "sqlite") -> list[str]:
     """Columns of ``table`` compared in the WHERE clause, equality first (the order an index wants).
 

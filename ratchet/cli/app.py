@@ -837,10 +837,31 @@ def weekly(
 def _load_or_exit(loader: Callable[[Path], T], path: Path) -> T:
     """Load a playbook or target; on a bad file print what is wrong and exit 2."""
     try:
-        return loader(path)
+        loaded = loader(path)
     except ConfigError as exc:
         err.print(f"[red]{exc}[/]", highlight=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None
+    _warn_of_short_secrets(path)
+    return loaded
+
+
+def _warn_of_short_secrets(path: Path) -> None:
+    """Say which secrets the file used travel as written: too short to mask, and no payload key encrypts them."""
+    from ratchet import secrets
+    from ratchet.temporal.codecs import PayloadKeyError, configured_keys
+
+    try:
+        if configured_keys():
+            return
+    except PayloadKeyError:
+        return  # said when a client or worker starts
+    for name in secrets.too_short_to_mask():
+        err.print(
+            f"[yellow]{path}: warning: {name}'s value is under {secrets.MIN_MASKED_LENGTH} characters, too short "
+            "to keep out of Temporal's history (masking it would garble other text): use a longer secret, or "
+            "encrypt payloads (RATCHET_PAYLOAD_KEYS)[/]",
+            highlight=False,
+        )
 
 
 def _check_databases_or_exit(path: Path, target: Any) -> None:

@@ -25,12 +25,13 @@ Location = tuple[str | int, ...]
 _ENV_REFERENCE = re.compile(r"\$\{(\w+)(?::-((?:[^${}]|\$(?!\{)|\$\{\w+(?::-[^${}]*)?\})*))?\}")
 
 
-def expand_environment(text: str) -> str:
+def expand_environment(text: str, used: dict[str, str] | None = None) -> str:
     """Replace ``${NAME}`` and ``${NAME:-default}`` so one target file serves several machines.
 
     A value from the environment (or ``RATCHET_SECRETS_FILE``) is used as it is, and its name is remembered: the
     payload codec keeps the value out of Temporal (``ratchet.secrets``). A default that is used is expanded in
-    turn (a default is written in the file, so it is no secret).
+    turn (a default is written in the file, so it is no secret). ``used`` collects the names taken from the
+    environment with their values.
     """
 
     def replace(match: re.Match[str]) -> str:
@@ -39,11 +40,59 @@ def expand_environment(text: str) -> str:
         if value is None:
             if default is None:
                 raise KeyError(name)
-            return expand_environment(default)
+            return expand_environment(default, used)
         secrets.remember({name})
+        if used is not None:
+            used[name] = value
         return value
 
     return _ENV_REFERENCE.sub(replace, text)
+
+
+# Fields whose values are credentials whatever the variable that fills them is called: a database URL (its
+# password), a webhook URL (its token path), request headers (Authorization) and a shell action's environment.
+def _holds_credentials(path: Location) -> bool:
+    keys = [part for part in path if isinstance(part, str)]
+    return (
+        keys[-2:] == ["database", "url"]
+        or keys[-1:] == ["webhook_url"]
+        or (len(keys) >= 2 and keys[-2] in ("headers", "env"))
+    )
+
+
+_URL_PASSWORD = re.compile(r"://[^/@:\s]+:[^/@\s]+@")
+
+
+_ORIGIN = re.compile(r"^[a-z][a-z0-9+.-]*://[^/]*", re.IGNORECASE)
+
+
+def _credential_names(text: str, used: dict[str, str], credential: bool) -> set[str]:
+    """The names whose values in ``text`` are credentials: a URL with a password anywhere; in a credential field
+    also the whole value, or any part of it but the address a URL starts with (a host and port are no
+    secret, and workers elsewhere need them as written)."""
+    origin = _ORIGIN.match(text)
+    found = set()
+    for name, value in used.items():
+        if len(value) < secrets.MIN_MASKED_LENGTH or value not in text:
+            continue
+        if _URL_PASSWORD.search(value) or (
+            credential and (value == text or origin is None or value not in origin.group(0))
+        ):
+            found.add(name)
+    return found
+
+
+def _remember_credentials(data: Any, used: dict[str, str], path: Location = ()) -> None:
+    """Names whose values fill a credential field, or hold a URL with a password, are secrets too: a
+    ``${PG_URL}`` in database.url is kept out of Temporal as ``${SHOP_DATABASE_PASSWORD}`` is."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            _remember_credentials(value, used, (*path, key))
+    elif isinstance(data, list):
+        for index, value in enumerate(data):
+            _remember_credentials(value, used, (*path, index))
+    elif isinstance(data, str) and used:
+        secrets.remember_as_secret(_credential_names(data, used, _holds_credentials(path)))
 
 
 class _DuplicateKey(Exception):
@@ -52,18 +101,33 @@ class _DuplicateKey(Exception):
         self.location, self.first, self.again = location, first, again
 
 
+class _NotMergeable(Exception):
+    def __init__(self, location: Location, line: int) -> None:
+        super().__init__(location)
+        self.location, self.line = location, line
+
+
 def _to_python(node: yaml.Node, path: Location, lines: dict[Location, int]) -> Any:
     """Convert a composed YAML node to Python data, recording the line of every path on the way."""
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         result: dict[Any, Any] = {}
+        merged: dict[Any, Any] = {}
         for key_node, value_node in node.value:
             key = key_node.value
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults`: what the mapping does not say itself
+                sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+                for source in sources:
+                    found = _to_python(source, path, lines)
+                    if not isinstance(found, dict):
+                        raise _NotMergeable(path, key_node.start_mark.line + 1)
+                    merged = found | merged  # the first source named wins, as YAML's merge says
+                continue
             if key in result:
                 raise _DuplicateKey((*path, key), lines[(*path, key)], key_node.start_mark.line + 1)
             result[key] = _to_python(value_node, (*path, key), lines)
             lines[(*path, key)] = key_node.start_mark.line + 1
-        return result
+        return merged | result
     if isinstance(node, yaml.SequenceNode):
         return [_to_python(item, (*path, i), lines) for i, item in enumerate(node.value)]
     loader = yaml.SafeLoader("")
@@ -82,11 +146,16 @@ def read_yaml(path: Path) -> tuple[Any, dict[Location, int]]:
         raise ConfigError(display, [ConfigProblem("", "file not found")]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(display, [ConfigProblem("", f"cannot read: {exc}")]) from None
+    used: dict[str, str] = {}
     try:
-        text = expand_environment(text)
+        expanded = expand_environment(text, used)
     except KeyError as exc:
-        message = f"environment variable {exc.args[0]} is not set (write ${{{exc.args[0]}:-default}} for a default)"
-        raise ConfigError(display, [ConfigProblem("", message)]) from None
+        name = exc.args[0]
+        message = f"environment variable {name} is not set (write ${{{name}:-default}} for a default)"
+        at = re.search(r"\$\{" + name + r"\b", text)
+        line = text[: at.start()].count("\n") + 1 if at is not None else None
+        raise ConfigError(display, [ConfigProblem("", message, line)]) from None
+    text = expanded
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
@@ -103,8 +172,13 @@ def read_yaml(path: Path) -> tuple[Any, dict[Location, int]]:
         field = ".".join(str(part) for part in twice.location)
         message = f"given twice (lines {twice.first} and {twice.again}): YAML would keep the last silently; keep one"
         raise ConfigError(display, [ConfigProblem(field, message, twice.again)]) from None
+    except _NotMergeable as wrong:
+        field = ".".join(str(part) for part in wrong.location)
+        message = "<< merges mappings only (an alias of a mapping, or a list of them)"
+        raise ConfigError(display, [ConfigProblem(field, message, wrong.line)]) from None
     if not isinstance(data, dict):
         raise ConfigError(display, [ConfigProblem("", "expected a mapping of fields at the top level", 1)])
+    _remember_credentials(data, used)
     return data, lines
 
 
@@ -233,15 +307,51 @@ def load_target(path: Path | str) -> Target:
 
 def check_databases(path: Path | str, target: Target) -> None:
     """Raise ConfigError, at the line of the URL, when a database of the target (its own, production's) cannot
-    be opened read-only: before a campaign starts, not after its baseline and a person's approval."""
-    from ratchet.database.reachable import database_problem
+    be opened read-only, and at the line of each statement that uses a table the database does not have:
+    before a campaign starts, not after its baseline and a person's approval."""
+    from ratchet.database.reachable import database_tables
 
     production = target.production.database if target.production is not None else None
-    problems = []
+    problems: list[tuple[Location, str]] = []
     for location, database in ((("database", "url"), target.database), (("production", "database", "url"), production)):
-        problem = database_problem(database.url) if database is not None else None
-        if problem is not None:
-            _, lines = read_yaml(Path(path))
-            problems.append(ConfigProblem(".".join(location), problem, _line_for(location, lines)))
+        if database is None:
+            continue
+        found = database_tables(database.url)
+        if isinstance(found, str):
+            problems.append((location, found))
+            continue
+        where = "production's database" if location[0] == "production" else "the database"
+        for statement_at, missing in _missing_tables(target, database.dialect, found):
+            valid = ", ".join(sorted(found)) or "(none: is it the right database?)"
+            problems.append((statement_at, f"{where} has no table {', '.join(missing)}; its tables: {valid}"))
     if problems:
-        raise ConfigError(str(path), problems)
+        _, lines = read_yaml(Path(path))
+        raise ConfigError(
+            str(path),
+            [ConfigProblem(".".join(str(p) for p in at), text, _line_for(at, lines)) for at, text in problems],
+        )
+
+
+def _missing_tables(target: Target, dialect: str, tables: set[str]) -> list[tuple[Location, list[str]]]:
+    """The statements of the target (its endpoints' queries, its SQL levers' apply statements) that use tables
+    ``tables`` does not hold. A templated statement is rendered only when it runs, so it is not read here."""
+    from ratchet.analysis.sql_columns import tables_created, tables_read
+
+    statements: list[tuple[Location, str, set[str]]] = [
+        (("endpoints", e, "queries", q, "sql"), query.sql, set())
+        for e, endpoint in enumerate(target.endpoints)
+        for q, query in enumerate(endpoint.queries)
+    ]
+    for index, lever in enumerate(target.levers):
+        if lever.kind == "sql":
+            created = {t for sql in lever.apply for t in tables_created(sql, dialect=dialect)}
+            statements += [(("levers", index, "apply", k), sql, created) for k, sql in enumerate(lever.apply)]
+    missing = []
+    for location, sql, created in statements:
+        if "{{" in sql or "{%" in sql:
+            continue
+        used = tables_read(sql, dialect=dialect, created=created) or set()
+        absent = sorted(t for t in used if t.lower() not in tables)
+        if absent:
+            missing.append((location, absent))
+    return missing

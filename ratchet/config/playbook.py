@@ -15,6 +15,7 @@ from pydantic import Field, NonNegativeFloat, ValidationInfo, field_validator, m
 from ratchet.approvals import public_key_problem
 from ratchet.config.common import Phase, StrictModel
 from ratchet.config.durations import Duration
+from ratchet.errors import LocatedValueError
 from ratchet.secrets import holds_reference
 
 GATEABLE_PHASES = (Phase.PLANNING, Phase.OPTIMIZATION, Phase.FRONTEND, Phase.VALIDATION, Phase.DEPLOYMENT)
@@ -775,9 +776,10 @@ class Playbook(StrictModel):
         names = set(self.approvers) | {name for gate in self.gates.values() for name in gate.escalate_to}
         missing = sorted(names - set(self.approvals.keys))
         if missing:
-            raise ValueError(
+            raise LocatedValueError(
+                ("approvals", "mode"),
                 f"approvals: signed, but no public key for {', '.join(missing)}: add it under approvals.keys (or "
-                "approvals.keyring); `ratchet keys create NAME` makes a key and prints it"
+                "approvals.keyring); `ratchet keys create NAME` makes a key and prints it",
             )
         return self
 
@@ -786,5 +788,7 @@ class Playbook(StrictModel):
         for phase in self.gates:
             if phase not in GATEABLE_PHASES:
                 valid = ", ".join(p.value for p in GATEABLE_PHASES)
-                raise ValueError(f"gates: {phase.value!r} cannot be gated; valid: {valid}")
+                raise LocatedValueError(
+                    ("gates", phase.value), f"gates: {phase.value!r} cannot be gated; valid: {valid}"
+                )
         return self

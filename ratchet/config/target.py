@@ -16,7 +16,7 @@ from ratchet.config.lever_templates import lever_template_problem
 from ratchet.errors import LocatedValueError
 from ratchet.resources.series import parse_selector
 from ratchet.secrets import holds_reference
-from ratchet.templating import expression_problem
+from ratchet.templating import expression_problem, template_names_problem
 
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
@@ -303,7 +303,23 @@ class ScenarioStep(StrictModel):
             problem = expression_problem(expression, {"response", "saved"}, names)
             if problem is not None:
                 raise LocatedValueError(location, problem)
+        # The request's own templates see only what earlier steps saved.
+        for location, text in [(("path",), self.path), *_strings_in(self.json_body, ("json",))]:
+            problem = template_names_problem(text, {"saved"}, "saved.NAME (what earlier steps saved)")
+            if problem is not None:
+                raise LocatedValueError(location, problem)
         return self
+
+
+def _strings_in(value: Any, location: tuple[str | int, ...]) -> list[tuple[tuple[str | int, ...], str]]:
+    """Every string inside a JSON body, with where it is."""
+    if isinstance(value, str):
+        return [(location, value)]
+    if isinstance(value, dict):
+        return [found for key, child in value.items() for found in _strings_in(child, (*location, key))]
+    if isinstance(value, list):
+        return [found for index, child in enumerate(value) for found in _strings_in(child, (*location, index))]
+    return []
 
 
 class Scenario(StrictModel):
@@ -619,16 +635,19 @@ class Target(StrictModel):
         if self.kind == "http":
             wrong = [e.name for e in self.endpoints if e.workflow is not None]
             if wrong or self.temporal is not None or (self.production and self.production.temporal):
-                raise ValueError(
+                first = next((i for i, e in enumerate(self.endpoints) if e.workflow is not None), None)
+                raise LocatedValueError(
+                    ("endpoints", first, "workflow") if first is not None else ("temporal",),
                     f"endpoints {wrong} start workflows (or temporal: or production.temporal: is set) but kind is http; "
-                    "set kind: temporal-workflow, and give every endpoint a workflow"
+                    "set kind: temporal-workflow, and give every endpoint a workflow",
                 )
             return
         wrong = [e.name for e in self.endpoints if e.workflow is None]
         if wrong:
-            raise ValueError(
+            raise LocatedValueError(
+                ("kind",),
                 f"kind temporal-workflow: endpoints {wrong} have no workflow (type, task_queue, inputs); "
-                "a target measures HTTP endpoints or workflows, not both"
+                "a target measures HTTP endpoints or workflows, not both",
             )
         unsupported = [
             field
@@ -640,7 +659,10 @@ class Target(StrictModel):
             if value is not None
         ]
         if unsupported:
-            raise ValueError(f"kind temporal-workflow does not take {unsupported} (executions are measured by history)")
+            raise LocatedValueError(
+                tuple(unsupported[0].split(".")),
+                f"kind temporal-workflow does not take {unsupported} (executions are measured by history)",
+            )
 
     @property
     def is_workflow(self) -> bool:

@@ -100,8 +100,9 @@ def start_server(
     process = subprocess.Popen(argv, stdout=log_file, stderr=log_file, start_new_session=True)
     _pid_file(home).write_text(str(process.pid))
     deadline = time.monotonic() + wait_s
-    # Listening is not serving: the frontend answers "not healthy yet" for a moment after it opens its port.
-    while not (_port_open(host, int(port)) and _serving(address)):
+    # Listening is not serving: the frontend answers "not healthy yet" for a moment after it opens its port. The
+    # UI, whose address is printed next, is waited for too.
+    while not (_port_open(host, int(port)) and _serving(address) and _port_open(host, ui_port)):
         if process.poll() is not None:
             raise RatchetError(f"the Temporal server exited with {process.returncode}; see {home / 'temporal.log'}")
         if time.monotonic() > deadline:

@@ -113,10 +113,13 @@ class SpanSink:
 
         Raises OtlpPayloadError when the body is not an ExportTraceServiceRequest.
         """
+        # The whole body is parsed first (upb, in C: about 0.6 ms per MB), so that an exporter sending what is not
+        # an export is told at once (400), not answered 200 and its spans dropped when the batch is decoded.
+        parsed = decode_protobuf(body)
         try:
             export = frame_export(body)
-        except UnframedExport:  # a layout the framing does not read: opentelemetry-proto decodes (or refuses) it
-            return self.add(span_columns(decode_protobuf(body)))
+        except UnframedExport:  # a layout the framing does not read: opentelemetry-proto's parse is decoded
+            return self.add(span_columns(parsed))
         if not export.spans:
             return 0
         with self._lock:
