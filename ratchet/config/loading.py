@@ -63,20 +63,22 @@ def _holds_credentials(path: Location) -> bool:
 _URL_PASSWORD = re.compile(r"://[^/@:\s]+:[^/@\s]+@")
 
 
-_ORIGIN = re.compile(r"^[a-z][a-z0-9+.-]*://[^/]*", re.IGNORECASE)
+_URL_HOST = re.compile(r"^(?P<scheme>[a-z][a-z0-9+.-]*://)(?:[^@/]*@)?(?P<host>[^/?#]*)", re.IGNORECASE)
 
 
 def _credential_names(text: str, used: dict[str, str], credential: bool) -> set[str]:
     """The names whose values in ``text`` are credentials: a URL with a password anywhere; in a credential field
-    also the whole value, or any part of it but the address a URL starts with (a host and port are no
-    secret, and workers elsewhere need them as written)."""
-    origin = _ORIGIN.match(text)
+    also the whole value, or any part of it but the host and port of the URL it is (no secret, and workers
+    elsewhere need them as written). A SQLite URL is a file's path: nothing in it is a credential."""
+    if text.lower().startswith("sqlite:"):
+        credential = False
+    url = _URL_HOST.match(text)
     found = set()
     for name, value in used.items():
         if len(value) < secrets.MIN_MASKED_LENGTH or value not in text:
             continue
         if _URL_PASSWORD.search(value) or (
-            credential and (value == text or origin is None or value not in origin.group(0))
+            credential and (value == text or url is None or value not in url.group("scheme") + url.group("host"))
         ):
             found.add(name)
     return found
