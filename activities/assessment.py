@@ -28,6 +28,7 @@ from ratchet.analysis.detection import (
     unexplained_slow_findings,
 )
 from ratchet.analysis.ignored import fingerprint, split_ignored
+from ratchet.analysis.page_load import page_load_checks, page_load_findings, unchecked_page_load_note
 from ratchet.analysis.plans import FullScan, full_scans_postgresql, full_scans_sqlite
 from ratchet.analysis.responses import (
     ProbeReport,
@@ -56,7 +57,7 @@ from ratchet.analysis.traces.coverage import SpanCoverage, span_coverage
 from ratchet.analysis.traces.detectors import StatementCandidate, Traffic
 from ratchet.analysis.workflow_findings import HISTORY_BLIND_SPOT, history_notes, workflow_findings
 from ratchet.config.target import Endpoint, Target
-from ratchet.contracts import AssessRequest, AssessResult, BaselineAnomaly, Finding, LoadTestResult
+from ratchet.contracts import AssessRequest, AssessResult, BaselineAnomaly, Finding, LoadTestResult, SloCheck
 from ratchet.database.catalog import explain, read_tables
 from ratchet.database.inspection import inspect_run_summary
 from ratchet.database.models import InspectionSummary, TableInfo
@@ -308,8 +309,13 @@ class AssessmentActivities:
             if analysis is not None
             else Traffic({s.endpoint: s.requests for s in request.baseline.endpoints})
         )
+        page_loads: list[SloCheck] = []
         if request.probe is not None:
             probe = ProbeReport.model_validate_json(Path(request.probe.file).read_text())
+            page_loads = page_load_checks(probe.page_loads, playbook)
+            findings += page_load_findings(page_loads, probe.page_loads)
+            page_note = unchecked_page_load_note(probe.page_loads, len(probe.pages), playbook)
+            notes += [page_note] if page_note else []
             over = slow_endpoints(request.baseline.endpoints, playbook)
             findings += payload_findings(probe, over, mix, rules) + render_blocking_findings(probe, mix, rules)
             findings += web_vitals_findings(probe, mix, rules) + http_caching_findings(probe, mix, rules)
@@ -346,7 +352,7 @@ class AssessmentActivities:
         service_checks += [statement_check] if statement_check else []
         hit_rates = cache_checks(request.baseline.caches, playbook)
         findings += cache_findings(hit_rates, request.baseline.caches)
-        service_checks += hit_rates
+        service_checks += hit_rates + page_loads
         findings, ignored = split_ignored(findings + unexplained, target.ignore)
         findings = numbered(judged_by_slo(findings, request.baseline.endpoints, playbook))
         overloaded = overload_note(request.baseline.endpoints, playbook, server_p95)

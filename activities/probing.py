@@ -15,9 +15,19 @@ from urllib.parse import quote, urljoin
 import httpx
 from temporalio import activity
 
+from ratchet.analysis.page_load import page_load_checks, page_load_verdicts
 from ratchet.analysis.responses import EndpointProbe, PageAsset, ProbeReport, ResponseSample, freshness_s
+from ratchet.config.playbook import PageLoadSlo
 from ratchet.config.target import _PLACEHOLDER, Endpoint, Target
-from ratchet.contracts import ProbeRequest, ProbeSummary, WireBytesRequest, WireBytesResult
+from ratchet.contracts import (
+    PageLoadRequest,
+    PageLoadResult,
+    PageVitals,
+    ProbeRequest,
+    ProbeSummary,
+    WireBytesRequest,
+    WireBytesResult,
+)
 from ratchet.errors import MeasurementError
 from ratchet.k6.browser import find_chromium, measure_page
 from ratchet.settings import Settings
@@ -39,6 +49,10 @@ _BURST_TIMEOUT_S = 60
 
 # A page's visits must end well within the probe's heartbeat timeout (60 s): measure_page runs in one go.
 _PAGE_TIMEOUT_S = 40
+# A throttled device's visit takes seconds (a megabyte on slow 4G is five): these visits heartbeat as they go.
+_PROFILED_VISIT_S = 30
+_HEARTBEAT_S = 10
+_NO_CHROMIUM = "no Chromium found (Debian package chromium, or RATCHET_CHROMIUM)"
 
 
 def fill(path: str, example: dict[str, str | int | float]) -> str:
@@ -157,9 +171,7 @@ class ProbeActivities:
             return
         chromium = find_chromium(self.settings.chromium)
         if chromium is None:
-            report.notes.append(
-                "web vitals not measured: no Chromium found (Debian package chromium, or RATCHET_CHROMIUM)"
-            )
+            report.notes.append(f"web vitals not measured: {_NO_CHROMIUM}")
             return
         for name, endpoint in pages:
             url = request.target.base + fill(endpoint.http_path, (endpoint.examples or [{}])[0])
@@ -178,6 +190,62 @@ class ProbeActivities:
                 )
             except MeasurementError as exc:
                 report.notes.append(f"{name}: web vitals not measured: {exc}")
+        wanted = request.playbook.slo.page_load
+        if wanted is not None:
+            report.page_loads, notes = await self._page_loads(
+                request.target, wanted, [name for name, _ in pages], request.campaign_id, "before"
+            )
+            report.notes += notes
+
+    async def _page_loads(
+        self, target: Target, wanted: PageLoadSlo, pages: list[str], campaign_id: str, label: str
+    ) -> tuple[list[PageVitals], list[str]]:
+        """Each page on each of the playbook's device profiles, ``wanted.visits`` first visits each."""
+        chromium = find_chromium(self.settings.chromium)
+        if chromium is None:
+            return [], [f"page load targets not checked: {_NO_CHROMIUM}"]
+        measured: list[PageVitals] = []
+        notes: list[str] = []
+        out_dir = self.settings.probe_dir(campaign_id) / f"page-load-{label}"
+        for name in pages:
+            endpoint = target.endpoint(name)
+            url = target.base + fill(endpoint.http_path, (endpoint.examples or [{}])[0])
+            for profile in wanted.profiles:
+                progress = f"measuring the page load of {name} on {profile.value} ({wanted.visits} first visits)"
+                visits = asyncio.create_task(
+                    asyncio.to_thread(
+                        measure_page,
+                        name,
+                        url,
+                        chromium,
+                        out_dir,
+                        visits=wanted.visits,
+                        timeout_s=_PROFILED_VISIT_S * wanted.visits,
+                        profile=profile,
+                    )
+                )
+                while not visits.done():
+                    activity.heartbeat({"progress": progress})
+                    await asyncio.wait({visits}, timeout=_HEARTBEAT_S)
+                try:
+                    measured.append(visits.result())
+                except MeasurementError as exc:
+                    notes.append(f"{name} ({profile.value}): page load not measured: {exc}")
+        return measured, notes
+
+    @activity.defn(name="measure_page_loads")
+    async def measure_page_loads(self, request: PageLoadRequest) -> PageLoadResult:
+        """The named pages on the playbook's page_load profiles, as the probe measured them before the changes."""
+        wanted = request.playbook.slo.page_load
+        if wanted is None or not request.pages:
+            return PageLoadResult()
+        pages, notes = await self._page_loads(request.target, wanted, request.pages, request.campaign_id, request.label)
+        return PageLoadResult(
+            pages=[page.model_copy(update={"resources": {}}) for page in pages],
+            checks=page_load_checks(pages, request.playbook),
+            verdicts=page_load_verdicts(request.before, pages, request.playbook),
+            notes=notes,
+        )
 
     @activity.defn(name="measure_wire_bytes")
     async def measure_wire_bytes(self, request: WireBytesRequest) -> WireBytesResult:
@@ -242,6 +310,7 @@ class ProbeActivities:
             file=str(out),
             endpoints=len(report.endpoints),
             pages=[page.model_copy(update={"resources": {}}) for page in report.pages],
+            page_loads=[page.model_copy(update={"resources": {}}) for page in report.page_loads],
             burst_run_id=report.burst_run_id,
             burst_spans=spans,
             notes=report.notes,

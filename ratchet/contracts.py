@@ -233,6 +233,7 @@ class PageVitals(Payload):
     endpoint: str
     url: str
     visits: int
+    profile: str = Field("", description="The device emulated (mobile, desktop); empty: the browser as it is.")
     fcp_ms: float | None = None
     lcp_ms: float | None = None
     cls: float | None = None
@@ -242,9 +243,29 @@ class PageVitals(Payload):
     bytes: float = Field(0, description="Page weight: bytes of the page and what it loaded, per visit.")
     failed_requests: float = Field(0, description="Requests per visit that answered 4xx/5xx or failed.")
     resources: dict[str, int] = Field(default_factory=dict, description="Bytes per resource URL (first visit).")
+    lcp_samples: list[float] = Field(default_factory=list, description="Each visit's LCP (ms).")
+    fcp_samples: list[float] = Field(default_factory=list, description="Each visit's FCP (ms).")
 
     def vital(self, name: str) -> float | None:
         return getattr(self, f"{name}_ms" if name != "cls" else "cls")
+
+
+class PageLoadRequest(Payload):
+    """Measure the named pages on the playbook's page_load profiles (after the changes)."""
+
+    campaign_id: str
+    target: Target
+    playbook: Playbook
+    pages: list[str]
+    label: str = Field("after", description="Names the measurement's files beside the campaign's runs.")
+    before: list[PageVitals] = Field(default_factory=list, description="What to compare with (the probe's).")
+
+
+class PageLoadResult(Payload):
+    pages: list[PageVitals] = Field(default_factory=list)
+    checks: list[SloCheck] = Field(default_factory=list, description="The targets, read on these visits.")
+    verdicts: list[ServiceVerdict] = Field(default_factory=list, description="Against ``before``.")
+    notes: list[str] = Field(default_factory=list)
 
 
 class BehaviourRequest(Payload):
@@ -274,6 +295,7 @@ class ProbeSummary(Payload):
     burst_run_id: str = ""
     burst_spans: int = 0
     pages: list[PageVitals] = Field(default_factory=list, description="Web vitals of the target's pages.")
+    page_loads: list[PageVitals] = Field(default_factory=list, description="The pages on slo.page_load's devices.")
     notes: list[str] = Field(default_factory=list)
 
 
@@ -847,6 +869,10 @@ class CampaignStatus(Payload):
     verdicts: list[EndpointVerdict] = Field(default_factory=list)
     slo_before: list[SloCheck] = Field(default_factory=list)
     slo_after: list[SloCheck] = Field(default_factory=list)
+    page_loads: list[PageVitals] = Field(
+        default_factory=list, description="The pages on slo.page_load's devices before the changes (the probe)."
+    )
+    page_loads_after: list[PageVitals] = Field(default_factory=list, description="…and after the changes.")
     service_verdicts: list[ServiceVerdict] = Field(
         default_factory=list, description="Service-level targets (CPU, memory, database, caches) before/after."
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import statistics
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -26,9 +27,11 @@ from temporalio.worker import Worker
 from activities.planning import AnalysisActivities
 from activities.records import RecordActivities
 from ratchet.analysis.knee import StepSample, stress_report
+from ratchet.analysis.page_load import page_load_checks, page_load_findings, page_load_verdicts
 from ratchet.analysis.slo import check_slos, judged_by_slo
 from ratchet.analysis.throughput import capacity_findings, last_stress, throughput_check
 from ratchet.config.common import FindingType, Role
+from ratchet.config.playbook import Playbook
 from ratchet.contracts import (
     AlertRequest,
     AlertResult,
@@ -48,6 +51,9 @@ from ratchet.contracts import (
     LeverOutcome,
     LoadTestRequest,
     LoadTestResult,
+    PageLoadRequest,
+    PageLoadResult,
+    PageVitals,
     ProbeRequest,
     ProbeSummary,
     ReportRequest,
@@ -120,6 +126,31 @@ class FakeService:
     noise: float = 0.0  # each run's p95 times 1 +- up to this, drawn from `jitter`
     jitter: random.Random = field(default_factory=lambda: random.Random(7))
     rates: list[tuple[str, float]] = field(default_factory=list)  # (label, rate asked) of every load run
+    page_lcp: dict[str, float] = field(default_factory=dict)  # page endpoint -> its LCP on desktop (mobile: x4)
+    page_gains: dict[str, float] = field(default_factory=dict)  # lever -> the factor it gives every page's LCP
+
+    def page(self, endpoint: str, profile: str, visits: int) -> PageVitals:
+        """A page's first visits on a device: a little spread from visit to visit, as Chromium's are."""
+        lcp = self.page_lcp[endpoint] * (4 if profile == "mobile" else 1)
+        for lever in self.in_place:
+            lcp *= self.page_gains.get(lever, 1.0)
+        samples = [round(lcp * (1 + 0.03 * (i % 3 - 1)), 1) for i in range(visits)]
+        return PageVitals(
+            endpoint=endpoint,
+            url=f"http://fake/{endpoint}",
+            visits=visits,
+            profile=profile,
+            lcp_ms=statistics.median(samples),
+            fcp_ms=statistics.median(samples) / 2,
+            lcp_samples=samples,
+            fcp_samples=[v / 2 for v in samples],
+        )
+
+    def pages(self, playbook: Playbook, names: list[str]) -> list[PageVitals]:
+        wanted = playbook.slo.page_load
+        if wanted is None:
+            return []
+        return [self.page(name, profile.value, wanted.visits) for name in names for profile in wanted.profiles]
 
     def p95(self, endpoint: str) -> float:
         factor = 1.0
@@ -220,7 +251,18 @@ class FakeActivities:
 
     @activity.defn(name="probe_endpoints")
     async def probe_endpoints(self, request: ProbeRequest) -> ProbeSummary:
-        return ProbeSummary(file="", endpoints=len(request.target.endpoints))
+        pages = self.service.pages(request.playbook, sorted(self.service.page_lcp))
+        return ProbeSummary(file="", endpoints=len(request.target.endpoints), page_loads=pages)
+
+    @activity.defn(name="measure_page_loads")
+    async def measure_page_loads(self, request: PageLoadRequest) -> PageLoadResult:
+        """The real checks and verdicts (pure logic) on the fake's visits."""
+        pages = self.service.pages(request.playbook, request.pages)
+        return PageLoadResult(
+            pages=pages,
+            checks=page_load_checks(pages, request.playbook),
+            verdicts=page_load_verdicts(request.before, pages, request.playbook),
+        )
 
     @activity.defn(name="record_behaviour")
     async def record_behaviour(self, request: BehaviourRequest) -> BehaviourSummary:
@@ -257,10 +299,14 @@ class FakeActivities:
         stress = last_stress(request.load_shapes)
         throughput = throughput_check(stress, request.playbook)
         findings += capacity_findings(throughput, stress, request.playbook)
+        # The probe's page loads against the playbook's page_load targets, as the real assessment reads them.
+        pages = request.probe.page_loads if request.probe is not None else []
+        page_checks = page_load_checks(pages, request.playbook)
+        findings += page_load_findings(page_checks, pages)
         findings = [f.model_copy(update={"id": f"F{number}"}) for number, f in enumerate(findings, 1)]
         findings = judged_by_slo(findings, baseline.endpoints, request.playbook)
         checks = check_slos(baseline.endpoints, request.playbook) + ([throughput] if throughput else [])
-        return AssessResult(findings=findings, slo=checks)
+        return AssessResult(findings=findings, slo=checks + page_checks)
 
     @activity.defn(name="apply_lever")
     async def apply_lever(self, call: LeverCall) -> LeverOutcome:

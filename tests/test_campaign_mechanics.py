@@ -46,6 +46,7 @@ from ratchet.contracts import (
     RolloutChange,
     RolloutDecision,
     RolloutInput,
+    Verdict,
 )
 from ratchet.errors import ConfigError, NotFoundError, RatchetError
 from ratchet.report import render_html, render_markdown
@@ -120,6 +121,39 @@ async def test_two_proven_changes_are_kept_and_the_target_keeps_them(fake: Fake)
         "history": "improved",
         "home": "not worse",
     }
+    await assert_replays(fake.client, campaign_id)
+
+
+async def test_page_loads_are_measured_on_each_device_before_and_after_the_changes_and_judged(fake: Fake) -> None:
+    """The home page's LCP is 900 ms on desktop and 3,600 on mobile (a 2,500 ms target); the search cache also
+    halves it: the probe's page loads are checked, and measured again with the changes, visit by visit."""
+    fake.service.page_lcp = {"home": 900.0}
+    fake.service.page_gains = {"search-cache": 0.5}
+    playbook = fake.folder / "pages.yaml"
+    text = TEST_PLAYBOOK.read_text()
+    playbook.write_text(
+        text.replace(
+            "  default: {p95_ms: 50}\n",
+            "  default: {p95_ms: 50}\n  page_load: {lcp_ms: 2500, fcp_ms: 2000, visits: 5}\n",
+        )
+    )
+    campaign_id = await fake.launch(playbook, auto_approve_as="alice")
+    final = await finish(fake.client, campaign_id)
+    assert final.state == CampaignState.COMPLETED, (final.outcome, final.outcome_detail)
+    assert {(p.endpoint, p.profile) for p in final.page_loads} == {("home", "mobile"), ("home", "desktop")}
+    before = {(c.endpoint, c.metric): c.met for c in final.slo_before if c.endpoint.startswith("home (")}
+    assert before == {
+        ("home (mobile)", "lcp_ms"): False,
+        ("home (mobile)", "fcp_ms"): True,
+        ("home (desktop)", "lcp_ms"): True,
+        ("home (desktop)", "fcp_ms"): True,
+    }, final.slo_before
+    after = {(v.subject, v.metric): v for v in final.service_verdicts}
+    mobile = after[("home (mobile)", "lcp_ms")]
+    assert mobile.verdict == Verdict.IMPROVED and mobile.before == 3600 and mobile.after == 1800, mobile
+    assert not mobile.met_before and mobile.met_after and mobile.high < 1
+    assert {c.endpoint for c in final.slo_after if c.metric == "lcp_ms"} == {"home (mobile)", "home (desktop)"}
+    assert len(final.page_loads_after) == 2 and all(p.visits == 5 for p in final.page_loads_after)
     await assert_replays(fake.client, campaign_id)
 
 

@@ -3,6 +3,7 @@ verdicts after the changes on CPU, memory, the database's p95 and hit rates."""
 
 from __future__ import annotations
 
+import statistics
 import textwrap
 from pathlib import Path
 
@@ -10,11 +11,13 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry, Counter, start_http_server
 
+from ratchet.analysis.advice import advice
 from ratchet.analysis.cache_slo import cache_checks, cache_findings, unchecked_cache_note
+from ratchet.analysis.page_load import page_load_checks, page_load_findings, page_load_verdicts
 from ratchet.analysis.service_verdicts import ArmSeries, after_checks, service_verdicts
 from ratchet.config.loading import ConfigError, load_target
 from ratchet.config.playbook import Playbook
-from ratchet.contracts import CacheLookups, Verdict
+from ratchet.contracts import CacheLookups, PageVitals, Verdict
 from ratchet.report import render_html, render_markdown
 from ratchet.resources.caches import CacheRecorder, recorded_lookups
 from ratchet.resources.series import counter_value, parse_selector
@@ -214,3 +217,46 @@ def test_the_report_shows_the_service_verdicts_and_which_way_each_limit_points()
         "| (cache orders) | cache_hit_rate | ≥ 0.9 | 0.2 (missed) | 0.95 (met) | +0.750 to +0.750 | **improved**"
         in markdown
     )
+
+
+def _page(profile: str, lcp: list[float], kb: float = 900) -> PageVitals:
+    return PageVitals(
+        endpoint="storefront",
+        url="http://shop/",
+        visits=len(lcp),
+        profile=profile,
+        lcp_ms=statistics.median(lcp),
+        fcp_ms=statistics.median(lcp) * 0.8,
+        lcp_samples=lcp,
+        fcp_samples=[v * 0.8 for v in lcp],
+        bytes=kb * 1000,
+        requests=3,
+    )
+
+
+def test_a_page_over_its_load_targets_on_a_device_is_a_finding_and_the_changes_get_a_verdict() -> None:
+    rules = playbook(page_load={"lcp_ms": 2500, "fcp_ms": 1800, "profiles": ["mobile", "desktop"], "visits": 3})
+    before = [_page("mobile", [6100, 6300, 6200]), _page("desktop", [900, 950, 920])]
+    checks = page_load_checks(before, rules)
+    missed = {(c.endpoint, c.metric) for c in checks if not c.met}
+    assert missed == {("storefront (mobile)", "lcp_ms"), ("storefront (mobile)", "fcp_ms")}, checks
+    [finding] = page_load_findings(checks, before)
+    assert finding.endpoint == "storefront" and finding.severity == "high"  # over twice the LCP target
+    assert "on mobile: LCP 6200 ms over 2500 ms" in finding.summary and finding.evidence["profile"] == "mobile"
+    assert "render-blocking" in advice(finding)
+
+    after = [_page("mobile", [1500, 1560, 1530], kb=60), _page("desktop", [880, 960, 930], kb=60)]
+    verdicts = {(v.subject, v.metric): v for v in page_load_verdicts(before, after, rules)}
+    mobile = verdicts[("storefront (mobile)", "lcp_ms")]
+    assert mobile.verdict == Verdict.IMPROVED and mobile.met_after and not mobile.met_before, mobile
+    assert verdicts[("storefront (desktop)", "lcp_ms")].verdict in (Verdict.NOT_WORSE, Verdict.INCONCLUSIVE)
+    # A page the probe did not measure before is not judged after.
+    assert page_load_verdicts([], after, rules) == []
+
+    status = completed_campaign()
+    status.page_loads, status.page_loads_after = before, after
+    status.service_verdicts = list(verdicts.values())
+    markdown = render_markdown(status)
+    assert "## Page load by device" in markdown
+    assert "| storefront | mobile | 3 | 6,200 | 1,530 | 4,960 | 1,224 | 878.9 KiB | 58.6 KiB |" in markdown, markdown
+    assert "Page load by device" in render_html(status)

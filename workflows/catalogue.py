@@ -41,6 +41,8 @@ with workflow.unsafe.imports_passed_through():
         LeverOutcome,
         LoadTestRequest,
         LoadTestResult,
+        PageLoadRequest,
+        PageLoadResult,
         PlanRequest,
         PlanResult,
         ProbeRequest,
@@ -101,6 +103,15 @@ PROBE_ENDPOINTS = ActivitySpec(
     "probe_endpoints", ProbeRequest, ProbeSummary, (Role.PERF_OPTIMIZER,), timedelta(minutes=5), timedelta(seconds=60)
 )
 MEASURE_WIRE_BYTES = ActivitySpec("measure_wire_bytes", WireBytesRequest, WireBytesResult, (Role.PERF_OPTIMIZER,))
+# Throttled devices' first visits: seconds each, heartbeating as they go.
+MEASURE_PAGE_LOADS = ActivitySpec(
+    "measure_page_loads",
+    PageLoadRequest,
+    PageLoadResult,
+    (Role.TEST_ENGINEER,),
+    timedelta(minutes=15),
+    timedelta(seconds=60),
+)
 FIND_BOTTLENECKS = ActivitySpec("find_bottlenecks", AssessRequest, AssessResult, (Role.PERF_OPTIMIZER,))
 PLAN_CHANGES = ActivitySpec("plan_changes", PlanRequest, PlanResult, (Role.PERF_OPTIMIZER,))
 COMPARE_RUNS = ActivitySpec("compare_runs", CompareRequest, CompareResult, (Role.PERF_OPTIMIZER, Role.TEST_ENGINEER))
@@ -135,6 +146,7 @@ CATALOGUE: dict[str, ActivitySpec] = {
         GENERATE_LOAD,
         PROBE_ENDPOINTS,
         MEASURE_WIRE_BYTES,
+        MEASURE_PAGE_LOADS,
         FIND_BOTTLENECKS,
         PLAN_CHANGES,
         COMPARE_RUNS,

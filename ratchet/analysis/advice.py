@@ -140,6 +140,15 @@ def _db_latency(f: Finding, ev: dict[str, Any]) -> str:
     )
 
 
+def _page_load(f: Finding, ev: dict[str, Any]) -> str:
+    return (
+        f"{f.summary}. On a slow device the bytes before the first paint decide it: defer or split the scripts, "
+        "inline the critical styles and load the rest without blocking, compress and cache the assets, size "
+        "the largest image for the screen and preload it; the page's render-blocking and payload findings name "
+        "which assets."
+    )
+
+
 def _cache_hit_rate(f: Finding, ev: dict[str, Any]) -> str:
     return (
         f"{f.endpoint} served {float(ev.get('hit_rate', 0)):.0%} of its lookups ({ev.get('hits', 0):.0f} hits, "
@@ -252,6 +261,7 @@ _ADVICE: dict[FindingType, Callable[[Finding, dict[str, Any]], str]] = {
     FindingType.CAPACITY: _capacity,
     FindingType.DB_LATENCY: _db_latency,
     FindingType.CACHE_HIT_RATE: _cache_hit_rate,
+    FindingType.PAGE_LOAD: _page_load,
 }
 
 

@@ -65,6 +65,9 @@ class ProbeReport(BaseModel):
 
     endpoints: list[EndpointProbe] = Field(default_factory=list)
     pages: list[PageVitals] = Field(default_factory=list)
+    page_loads: list[PageVitals] = Field(
+        default_factory=list, description="The pages on each of slo.page_load's device profiles."
+    )
     burst_run_id: str = ""
     notes: list[str] = Field(default_factory=list)
 

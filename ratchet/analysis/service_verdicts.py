@@ -92,7 +92,7 @@ def _measures(playbook: Playbook, cores: int, memory_total_mb: float | None) -> 
     return measures
 
 
-def _interval(after: list[float], before: list[float], level: float) -> tuple[float, float]:
+def welch_interval(after: list[float], before: list[float], level: float) -> tuple[float, float]:
     """Welch's t interval of mean(after) - mean(before); a point where neither arm varies."""
     with warnings.catch_warnings():  # nearly constant arms warn of precision; the point case is handled below
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -124,7 +124,7 @@ def _judge_measure(
         return None  # one run per arm says nothing of the spread from run to run
     before_values = [max(float(measure.statistic(r)), 1e-9) for r in before_runs]
     after_values = [max(float(measure.statistic(r)), 1e-9) for r in after_runs]
-    log_low, log_high = _interval(list(np.log(after_values)), list(np.log(before_values)), level)
+    log_low, log_high = welch_interval(list(np.log(after_values)), list(np.log(before_values)), level)
     low, high = math.exp(log_low), math.exp(log_high)
     ratio = math.exp(float(np.mean(np.log(after_values)) - np.mean(np.log(before_values))))
     verdict = _ratio_verdict(low, high, margin)
@@ -159,7 +159,7 @@ def _judge_cache(name: str, limit: float, before: ArmSeries, after: ArmSeries, l
     if len(before_runs) < 2 or len(after_runs) < 2:
         return None
     before_rate, after_rate = _pooled_rate(before_runs), _pooled_rate(after_runs)
-    low, high = _interval(
+    low, high = welch_interval(
         [float(r.hit_rate or 0.0) for r in after_runs], [float(r.hit_rate or 0.0) for r in before_runs], level
     )
     if low > 0:

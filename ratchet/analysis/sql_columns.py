@@ -24,7 +24,7 @@ def table_aliases(sql: str, *, dialect: str = "sqlite") -> dict[str, str]:
 _CATALOGS = ("sqlite_", "pg_")
 
 
-def _parsed(sql: str, dialect: str) -> list[exp.Expression] | None:
+def _parsed(sql: str, dialect: str) -> list[exp.Expr] | None:
     try:
         return [t for t in sqlglot.parse(sql, read="postgres" if dialect == "postgresql" else dialect) if t]
     except sqlglot.errors.ParseError:

@@ -34,6 +34,7 @@ class FindingType(StrEnum):
     DB_LATENCY = "db-latency"  # the database's statements over the playbook's p95 target (statement spans)
     CAPACITY = "capacity"  # the stress run's knee below the throughput the playbook asks for
     RESOURCE_USE = "resource-use"  # the target's processes over a CPU or memory target under the baseline load
+    PAGE_LOAD = "page-load"  # a page's LCP or FCP on a device profile over the playbook's page_load targets
     CACHE_HIT_RATE = "cache-hit-rate"  # a declared cache serving fewer lookups than the playbook's hit rate target
     # A temporal-workflow target's, read from its executions' histories (the names workflow tooling uses):
     SLOW_STEP = "slow_step"  # one step takes most of the executions' critical path

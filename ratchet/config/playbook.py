@@ -16,6 +16,7 @@ from ratchet.approvals import public_key_problem
 from ratchet.config.common import Phase, StrictModel
 from ratchet.config.durations import Duration
 from ratchet.errors import LocatedValueError
+from ratchet.k6.page_profiles import PageProfile
 from ratchet.secrets import holds_reference
 
 GATEABLE_PHASES = (Phase.PLANNING, Phase.OPTIMIZATION, Phase.FRONTEND, Phase.VALIDATION, Phase.DEPLOYMENT)
@@ -63,6 +64,20 @@ class ResourceSlo(StrictModel):
     memory_peak_percent: float | None = Field(None, gt=0, le=100, description="Highest resident memory.")
 
 
+class PageLoadSlo(StrictModel):
+    """Targets for the target's pages (GET endpoints answering HTML), measured in Chromium on each device profile
+    (first visits, medians): the source material's page load, Google's "good" bounds by default."""
+
+    lcp_ms: float | None = Field(2500, gt=0, description="Largest Contentful Paint must stay below this.")
+    fcp_ms: float | None = Field(1800, gt=0, description="First Contentful Paint must stay below this.")
+    profiles: list[PageProfile] = Field(
+        default_factory=lambda: [PageProfile.MOBILE, PageProfile.DESKTOP],
+        min_length=1,
+        description="Devices: mobile (a mid-range phone on slow 4G, CPU slowed 4x) and desktop (a fast link).",
+    )
+    visits: int = Field(5, ge=3, le=20, description="First visits per page and profile, before and after.")
+
+
 class SloTargets(StrictModel):
     """Defaults for every endpoint, overridden per endpoint name; targets for the target's resources."""
 
@@ -74,6 +89,9 @@ class SloTargets(StrictModel):
         gt=0,
         description="The 95th percentile of the database statements' time, read from the target's statement "
         "spans under the baseline load. Unset: not checked.",
+    )
+    page_load: PageLoadSlo | None = Field(
+        None, description="Targets for the target's pages in Chromium, per device profile. Unset: not checked."
     )
     cache_hit_rate: float | None = Field(
         None,

@@ -304,10 +304,11 @@ class ScenarioStep(StrictModel):
             if problem is not None:
                 raise LocatedValueError(location, problem)
         # The request's own templates see only what earlier steps saved.
-        for location, text in [(("path",), self.path), *_strings_in(self.json_body, ("json",))]:
+        templates: list[tuple[tuple[str | int, ...], str]] = [(("path",), self.path)]
+        for at, text in [*templates, *_strings_in(self.json_body, ("json",))]:
             problem = template_names_problem(text, {"saved"}, "saved.NAME (what earlier steps saved)")
             if problem is not None:
-                raise LocatedValueError(location, problem)
+                raise LocatedValueError(at, problem)
         return self
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ratchet.contracts import PageVitals
 from ratchet.errors import MeasurementError
+from ratchet.k6.page_profiles import EMULATIONS, PageProfile
 from ratchet.k6.runner import k6_binary
 
 _CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -33,11 +34,19 @@ def find_chromium(configured: str | None = None) -> str | None:
 
 
 def measure_page(
-    endpoint: str, url: str, chromium: str, out_dir: Path, *, visits: int = 3, timeout_s: float = 180
+    endpoint: str,
+    url: str,
+    chromium: str,
+    out_dir: Path,
+    *,
+    visits: int = 3,
+    timeout_s: float = 180,
+    profile: PageProfile | None = None,
 ) -> PageVitals:
-    """Visit ``url`` ``visits`` times in Chromium; MeasurementError says why when k6 could not."""
+    """Visit ``url`` ``visits`` times in Chromium, as the ``profile``'s device would (unset: the browser as it
+    is); MeasurementError says why when k6 could not."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    samples = out_dir / f"{endpoint}.browser.json"
+    samples = out_dir / f"{endpoint}{'.' + profile.value if profile else ''}.browser.json"
     script = files("ratchet.k6").joinpath("templates/page_vitals.js")
     env = os.environ | {
         "K6_BROWSER_EXECUTABLE_PATH": chromium,
@@ -45,6 +54,7 @@ def measure_page(
         "RATCHET_PAGES": json.dumps([url]),
         "RATCHET_VISITS": str(visits),
         "RATCHET_MAX_DURATION": f"{int(timeout_s)}s",
+        "RATCHET_EMULATION": EMULATIONS[profile].model_dump_json() if profile else "",
     }
     if os.geteuid() == 0:  # Chromium refuses to run as root inside its sandbox
         env["K6_BROWSER_ARGS"] = "no-sandbox"
@@ -65,10 +75,10 @@ def measure_page(
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
         raise MeasurementError(f"k6 browser on {url} exited {done.returncode}: {' | '.join(tail)}")
-    return _read(endpoint, url, samples, visits)
+    return _read(endpoint, url, samples, visits, profile)
 
 
-def _read(endpoint: str, url: str, samples: Path, visits: int) -> PageVitals:
+def _read(endpoint: str, url: str, samples: Path, visits: int, profile: PageProfile | None = None) -> PageVitals:
     vitals: dict[str, list[float]] = defaultdict(list)
     requests, failed = 0, 0
     received = 0.0
@@ -99,6 +109,9 @@ def _read(endpoint: str, url: str, samples: Path, visits: int) -> PageVitals:
         endpoint=endpoint,
         url=url,
         visits=visits,
+        profile=profile.value if profile else "",
+        lcp_samples=vitals.get("lcp", []),
+        fcp_samples=vitals.get("fcp", []),
         fcp_ms=median("fcp"),
         lcp_ms=median("lcp"),
         cls=median("cls"),

@@ -55,6 +55,7 @@ async def assessment_phase(campaign: Campaign) -> tuple[LoadTestResult, AssessRe
         for note in probe.notes:
             campaign.event(f"probe: {note}")
         campaign.status.pages = probe.pages
+        campaign.status.page_loads = probe.page_loads
     if workflow.patched("behaviour-checks"):  # older campaigns replay without the functional checks
         recorded: BehaviourSummary = await campaign.activity(
             RECORD_BEHAVIOUR,

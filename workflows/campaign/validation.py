@@ -21,6 +21,8 @@ with workflow.unsafe.imports_passed_through():
         CompareResult,
         EndpointVerdict,
         LoadTestResult,
+        PageLoadRequest,
+        PageLoadResult,
         ValidationLoad,
         ValidationLoadRequest,
         ValidationOutcome,
@@ -33,7 +35,7 @@ from workflows.campaign.context import Campaign, Stop
 from workflows.campaign.gates import ask_gate, gate_or_abort
 from workflows.campaign.reshapes import rerun_shapes
 from workflows.campaign.saga import undo, unwind
-from workflows.catalogue import SIZE_VALIDATION_LOAD
+from workflows.catalogue import MEASURE_PAGE_LOADS, SIZE_VALIDATION_LOAD
 
 
 async def validation_phase(campaign: Campaign, baseline: LoadTestResult) -> LoadTestResult:
@@ -58,6 +60,8 @@ async def validation_phase(campaign: Campaign, baseline: LoadTestResult) -> Load
     campaign.status.verdicts = comparison.verdicts
     campaign.status.slo_after = comparison.slo
     campaign.status.service_verdicts = comparison.service
+    if campaign.status.page_loads and workflow.patched("page-load-after"):
+        comparison = await page_loads_after(campaign, comparison)
     campaign.status.cost, campaign.status.cost_rules = comparison.cost, campaign.input.playbook.costs
     if workflow.patched("payload-attribution"):
         await payload_attribution(campaign, applied)
@@ -128,6 +132,30 @@ async def validation_phase(campaign: Campaign, baseline: LoadTestResult) -> Load
     campaign.end(Phase.VALIDATION, outcome.value, note)
     campaign.validation_outcome = outcome
     return candidate
+
+
+async def page_loads_after(campaign: Campaign, comparison: CompareResult) -> CompareResult:
+    """The pages on the playbook's devices again, with every change in place: their verdicts join the service
+    targets', their checks the SLO checks after the changes (and so the acceptance bar)."""
+    before = campaign.status.page_loads
+    measured: PageLoadResult = await campaign.activity(
+        MEASURE_PAGE_LOADS,
+        PageLoadRequest(
+            campaign_id=campaign.input.campaign_id,
+            target=campaign.input.target,
+            playbook=campaign.input.playbook,
+            pages=list(dict.fromkeys(p.endpoint for p in before)),
+            before=before,
+        ),
+        Role.TEST_ENGINEER,
+        "Page load on each device profile with the changes",
+    )
+    for note in measured.notes:
+        campaign.event(f"page load: {note}")
+    campaign.status.page_loads_after = measured.pages
+    campaign.status.service_verdicts = campaign.status.service_verdicts + measured.verdicts
+    campaign.status.slo_after = comparison.slo + measured.checks
+    return comparison.model_copy(update={"slo": campaign.status.slo_after})
 
 
 async def size_validation_load(campaign: Campaign, baseline: LoadTestResult, applied: list[ChangeRecord]) -> None:
