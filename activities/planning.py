@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 
+import numpy as np
 import psutil
 from sqlmodel import select
 from temporalio import activity
@@ -14,11 +15,13 @@ from ratchet.analysis.calibration import endpoint_noise, recommended_margin, rec
 from ratchet.analysis.cost import RunUsage, compare_costs
 from ratchet.analysis.decisions import guard_check
 from ratchet.analysis.disproved import disproofs, hold_back_disproved
+from ratchet.analysis.load_shapes import SOAK
 from ratchet.analysis.power import FOCUS_SHARE_CAP, focus_rates, requests_per_run
 from ratchet.analysis.server_side import server_side_arms
 from ratchet.analysis.service_verdicts import after_checks, service_verdicts
 from ratchet.analysis.significance import judge_endpoints, tail_excess
 from ratchet.analysis.slo import check_slos
+from ratchet.analysis.soak import compare_soaks, soak_drift
 from ratchet.analysis.tuning import suggest
 from ratchet.analysis.watch import degradations
 from ratchet.config.common import FindingType
@@ -33,6 +36,7 @@ from ratchet.contracts import (
     GuardResult,
     PlanRequest,
     PlanResult,
+    SoakDrift,
     SuggestRequest,
     SuggestResult,
     ValidationLoad,
@@ -41,10 +45,11 @@ from ratchet.contracts import (
     WatchJudgeRequest,
 )
 from ratchet.errors import first_line
+from ratchet.resources.sampler import resource_totals
 from ratchet.settings import Settings
 from ratchet.store.engine import session_for
 from ratchet.store.outcomes import campaign_baseline, change_outcomes, finished_statuses
-from ratchet.store.samples import endpoint_arms, endpoint_durations, endpoint_stats
+from ratchet.store.samples import endpoint_arms, endpoint_durations, endpoint_stats, timed_durations
 from ratchet.store.server_time import server_durations
 from ratchet.store.service_series import arm_series
 from ratchet.store.tables import FindingRecord, RecommendationRecord
@@ -125,7 +130,25 @@ class AnalysisActivities:
                     [endpoint_durations(self.settings.samples_file(request.candidate.run_id), before.endpoint)],
                 )
         verdicts = judge_endpoints(pairs, request.playbook)
-        return CompareResult(verdicts=verdicts, slo=check_slos(request.candidate.endpoints, request.playbook))
+        soak = None
+        if request.baseline.label == SOAK:  # the soak run again after the changes: its drift, before and after
+            significance = request.playbook.validation.significance
+            warmup_s = request.playbook.load.warmup.total_seconds()
+            soak = compare_soaks(
+                self._soak_drift(request.baseline.run_id, significance, warmup_s),
+                self._soak_drift(request.candidate.run_id, significance, warmup_s),
+            )
+        return CompareResult(
+            verdicts=verdicts, slo=check_slos(request.candidate.endpoints, request.playbook), soak=soak
+        )
+
+    def _soak_drift(self, run_id: str, significance: float, warmup_s: float) -> SoakDrift:
+        """The run's drift over its steady state: its samples start after the warm-up, its resources not."""
+        times, durations = timed_durations(self.settings.samples_file(run_id))
+        resources = self.settings.resources_file(run_id)
+        seconds, _, memory = resource_totals(resources) if resources.is_file() else (np.empty(0), None, np.empty(0))
+        steady = seconds >= warmup_s
+        return soak_drift(times, durations, seconds[steady], memory[steady] / 2**20, significance)
 
     def _compare_arms(self, request: ArmsRequest) -> CompareResult:
         after_files = [self.settings.samples_file(run_id) for run_id in request.after_run_ids]

@@ -676,6 +676,7 @@ class CompareResult(Payload):
     verdicts: list[EndpointVerdict]
     slo: list[SloCheck]
     service: list[ServiceVerdict] = Field(default_factory=list, description="Service-level targets before/after.")
+    soak: SoakComparison | None = Field(None, description="Two soak runs compared: their drift over time.")
     cost: CostComparison | None = Field(None, description="Set when the playbook prices anything (costs:).")
 
 
@@ -793,6 +794,36 @@ class CampaignInput(Payload):
         False,
         description="Another campaign runs on the target: wait for it to end (else the campaign is refused).",
     )
+
+
+class SoakDrift(Payload):
+    """How one soak run changed from its start to its end: the requests' p95 and the target's memory, each read
+    in equal windows of the run with a trend test over the windows (Kendall's tau)."""
+
+    latency_growth: float | None = Field(None, description="Fitted last window's p95 / first window's (Theil-Sen).")
+    latency_p: float | None = Field(None, description="One-sided p of a rising p95 over the windows.")
+    memory_growth: float | None = Field(None, description="Fitted growth of memory over the run, as a share.")
+    memory_mb_per_min: float | None = None
+    memory_p: float | None = None
+    latency_drifts: bool = False
+    memory_grows: bool = False
+
+    def said(self) -> str:
+        parts = []
+        if self.latency_growth is not None:
+            parts.append(
+                f"p95 x{self.latency_growth:.2f} from start to end{' (drifting)' if self.latency_drifts else ''}"
+            )
+        if self.memory_mb_per_min is not None:
+            parts.append(f"memory {self.memory_mb_per_min:+.1f} MB/min{' (growing)' if self.memory_grows else ''}")
+        return ", ".join(parts) or "too few requests to tell"
+
+
+class SoakComparison(Payload):
+    before: SoakDrift
+    after: SoakDrift
+    verdict: Literal["improved", "unchanged", "regressed"]
+    sentence: str
 
 
 class ShapeRerun(Payload):

@@ -15,6 +15,7 @@ from ratchet.analysis.advice import advice
 from ratchet.analysis.cache_slo import cache_checks, cache_findings, unchecked_cache_note
 from ratchet.analysis.page_load import page_load_checks, page_load_findings, page_load_verdicts
 from ratchet.analysis.service_verdicts import ArmSeries, after_checks, service_verdicts
+from ratchet.analysis.soak import compare_soaks, soak_drift
 from ratchet.config.loading import ConfigError, load_target
 from ratchet.config.playbook import Playbook
 from ratchet.contracts import CacheLookups, PageVitals, Verdict
@@ -260,3 +261,41 @@ def test_a_page_over_its_load_targets_on_a_device_is_a_finding_and_the_changes_g
     assert "## Page load by device" in markdown
     assert "| storefront | mobile | 3 | 6,200 | 1,530 | 4,960 | 1,224 | 878.9 KiB | 58.6 KiB |" in markdown, markdown
     assert "Page load by device" in render_html(status)
+
+
+def _soak(rng: np.random.Generator, p95_growth: float, mb_per_min: float) -> tuple[np.ndarray, ...]:
+    """A 10-minute soak at 20 req/s: latencies whose level grows by ``p95_growth`` from start to end, and 1 Hz
+    memory samples rising by ``mb_per_min``, each with noise."""
+    times = np.sort(rng.uniform(0, 600, 12_000))
+    durations = rng.lognormal(np.log(40), 0.4, times.size) * (1 + (p95_growth - 1) * times / 600)
+    seconds = np.arange(600.0)
+    memory = 300 + mb_per_min * seconds / 60 + rng.normal(0, 2, seconds.size)
+    return times, durations, seconds, memory
+
+
+def test_a_soak_that_slows_or_leaks_drifts_and_the_fix_is_judged_from_its_run_again() -> None:
+    rng = np.random.default_rng(11)
+    leaking = soak_drift(*_soak(rng, 1.5, 6.0), significance=0.01)
+    assert leaking.latency_drifts and leaking.memory_grows, leaking
+    assert leaking.latency_growth == pytest.approx(1.5, rel=0.15) and leaking.memory_mb_per_min == pytest.approx(
+        6, rel=0.1
+    )
+    steady = soak_drift(*_soak(rng, 1.0, 0.0), significance=0.01)
+    assert not steady.latency_drifts and not steady.memory_grows, steady
+    fixed = compare_soaks(leaking, steady)
+    assert fixed.verdict == "improved" and "(drifting)" in fixed.sentence and "(growing)" in fixed.sentence
+    assert compare_soaks(steady, leaking).verdict == "regressed"
+    assert compare_soaks(steady, steady).verdict == "unchanged"
+    # A soak too short to cut into windows says so, and drifts not.
+    short = soak_drift(np.arange(30.0), np.full(30, 40.0), np.empty(0), np.empty(0), significance=0.01)
+    assert short.said() == "too few requests to tell" and not short.latency_drifts
+
+
+def test_steady_soaks_are_not_called_drifting() -> None:
+    """Over seeds, a steady service's soak (noise only) is called drifting about as often as the level allows."""
+    called = sum(
+        (drift := soak_drift(*_soak(np.random.default_rng(seed), 1.0, 0.0), significance=0.01)).latency_drifts
+        or drift.memory_grows
+        for seed in range(100)
+    )
+    assert called <= 3, called

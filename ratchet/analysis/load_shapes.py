@@ -12,6 +12,8 @@ from ratchet.contracts import LoadTestRequest, StressPlan
 _DEFAULT_ABORT_P95_MS = 1000.0
 _ABORT_P95_FACTOR = 4.0
 
+SOAK = "soak"  # the label of the endurance run (and of its run again after the changes: soak-after)
+
 
 @dataclass(frozen=True)
 class ShapeRun:
@@ -91,5 +93,5 @@ def extra_shapes(playbook: Playbook) -> list[ShapeRun]:
         runs.append(ShapeRun("stress", plan.rates[0], plan.step_s * len(plan.rates), 0.0, stress=plan))
     if load.soak is not None:
         rate = load.soak.rate if load.soak.rate is not None else load.rps
-        runs.append(ShapeRun("soak", rate, load.soak.duration.total_seconds(), warmup, bounded_memory=True))
+        runs.append(ShapeRun(SOAK, rate, load.soak.duration.total_seconds(), warmup, bounded_memory=True))
     return runs

@@ -147,6 +147,17 @@ def endpoint_durations(parquet: Path, endpoint: str) -> np.ndarray:
     return np.asarray(result["duration_ms"], dtype=float)
 
 
+def timed_durations(parquet: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Every answered request of a run (all endpoints): seconds since the run's first, and its latency (ms)."""
+    with duckdb.connect() as con:
+        result = con.execute(
+            "SELECT epoch(ts - min(ts) OVER ()) AS at_s, duration_ms FROM read_parquet(?) WHERE status <> 0 "
+            "ORDER BY ts",
+            [str(parquet)],
+        ).fetchnumpy()
+    return np.asarray(result["at_s"], dtype=float), np.asarray(result["duration_ms"], dtype=float)
+
+
 def sampled_durations(parquet: list[Path], *, per_endpoint: int, seed: int = 0) -> dict[str, np.ndarray]:
     """At most ``per_endpoint`` latencies (ms) of each endpoint, drawn at random from the requests of ``parquet``
     pooled (a drawing, not a summary: the exact figures come from ``endpoint_stats``).

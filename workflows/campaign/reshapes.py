@@ -65,6 +65,11 @@ async def judged(campaign: Campaign, before: LoadTestResult, after: LoadTestResu
         improved = [v for v in verdicts if v.verdict == Verdict.IMPROVED]
         verdict = "regressed" if regressed else "improved" if improved else "unchanged"
         sentence = "; ".join(f"{v.endpoint} {v.verdict.value} {v.ratio_text()}" for v in verdicts) or "nothing measured"
+        soak = comparison.soak  # a soak's drift over its length, before and after (None before it was judged)
+        if soak is not None:
+            sentence += f"; {soak.sentence}"
+            verdict = "regressed" if "regressed" in (verdict, soak.verdict) else verdict
+            verdict = "improved" if verdict == "unchanged" and soak.verdict == "improved" else verdict
     if before.resources is not None and after.resources is not None:
         sentence += f"; peak memory {before.resources.rss_mb_max:g} -> {after.resources.rss_mb_max:g} MB"
     return ShapeRerun(
