@@ -237,7 +237,7 @@ EMAIL_INDEX = SqlLever(
 
 
 async def test_a_shop_with_every_fix_applied_has_no_bottleneck_and_the_campaign_ends_at_assessment(
-    client: Client, settings: Settings, worker: None, shop: Shop
+    client: Client, settings: Settings, worker: None, shop: Shop, tmp_path: Path
 ) -> None:
     target = load_target(SHOP_TARGET)
     levers = LeverActivities(settings.resolved_store_url)
@@ -263,6 +263,27 @@ async def test_a_shop_with_every_fix_applied_has_no_bottleneck_and_the_campaign_
     assert all(outcomes[phase] == "skipped" for phase in outcomes if phase != "assessment"), outcomes
     assert final.recommendations == [] and final.changes == [] and ledger(settings, campaign_id) == []
     assert Path(final.report_html).is_file()
+
+    # The same shop asked to serve 20,000 req/s: no two-core host does, its stress run's knee is a few percent
+    # of it, and no lever of its target addresses capacity. The only problem is architecture-level: the
+    # campaign hands it to the planning gate's escalation approver with the stress run's evidence and
+    # changes nothing (the source material's third tier).
+    asked = tmp_path / "capacity.yaml"
+    asked.write_text(
+        CLEAN_PLAYBOOK.read_text()
+        .replace("slo:\n", "slo:\n  throughput_rps: 20000\n", 1)
+        .replace("load:\n", "load:\n  stress: {start_rate: 40, max_rate: 1280, steps: 6, step: 3s}\n", 1)
+        + "gates:\n  planning: {timeout: 10m, escalate_to: [carol]}\n"
+    )
+    escalated_id = await campaigns.launch(client, settings, playbook_file=asked, target_file=SHOP_TARGET)
+    escalated = await finish(client, escalated_id, timeout_s=300)
+    said = f"{escalated.outcome}: {escalated.outcome_detail}"
+    assert escalated.state == CampaignState.COMPLETED, said
+    assert escalated.outcome == "escalated: architecture-level problem" and escalated.decision_tier == "architecture"
+    [capacity] = [f for f in escalated.findings if f.type.value == "capacity"]
+    assert capacity.severity == "high" and capacity.evidence["asked_rate"] == 20000, capacity
+    assert capacity.evidence["knee_rate"] < 0.5 * 20000 and "to carol" in escalated.outcome_detail, said
+    assert escalated.changes == [] and ledger(settings, escalated_id) == []
 
 
 async def test_campaign_on_postgres_finds_the_seq_scan_and_proves_the_index(
