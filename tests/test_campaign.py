@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import re
 import sqlite3
@@ -293,9 +294,12 @@ async def test_campaign_on_postgres_finds_the_seq_scan_and_proves_the_index(
     pg_shop: Shop,
     index_only_target: Path,
     monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The same target file, with SHOP_DATABASE_URL pointing at the shop's PostgreSQL database, a password in it
-    (the test server trusts local connections, so any password works): it never reaches Temporal or the report."""
+    (the test server trusts local connections, so any password works): it never reaches Temporal, the report
+    or the workers' logs."""
+    caplog.set_level(logging.INFO)
     password = "pg-Pa55word-7781"
     assert pg_shop.database.startswith("postgresql://postgres@")
     monkeypatch.setenv(
@@ -328,6 +332,7 @@ async def test_campaign_on_postgres_finds_the_seq_scan_and_proves_the_index(
     assert shown.returncode == 0 and "${SHOP_DATABASE_URL}" in json_payload_text(shown.stdout), shown.stderr[-500:]
     assert password not in shown.stdout + json_payload_text(shown.stdout)
     assert password not in Path(final.report_html).read_text() + Path(final.report_markdown).read_text()
+    assert caplog.records and password not in caplog.text
     await assert_replays(client, campaign_id)
 
 
