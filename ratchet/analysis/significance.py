@@ -299,7 +299,11 @@ def _too_few(
     if detectable is None or detectable <= rules.min_improvement:
         return ""
     before, after = _pooled(before_runs), _pooled(after_runs)
-    sizes = f"{before.size}/{after.size} requests in {len(before_runs)}/{len(after_runs)} runs"
+    # Runs too small to stand alone were pooled into one a side (said so in the numbers): not "1/1 runs".
+    pooled = len(before_runs) == len(after_runs) == 1
+    sizes = f"{before.size}/{after.size} requests" + (
+        "" if pooled else f" in {len(before_runs)}/{len(after_runs)} runs"
+    )
     if len(before_runs) + len(after_runs) > 2:
         within = ratio_interval([before], [after], quantile=QUANTILES[rules.metric], level=rules.confidence)
         if detectable_change(within.log_sd, rules.confidence) <= rules.min_improvement:
