@@ -315,9 +315,15 @@ async def test_rejection_at_planning_applies_nothing(fake: Fake) -> None:
     await assert_replays(fake.client, campaign_id)
 
 
-@pytest.mark.parametrize("lasting", [False, True], ids=["passing", "lasting"])
-async def test_a_bake_breach_is_measured_again_and_only_one_that_lasts_rolls_back(fake: Fake, lasting: bool) -> None:
-    fake.service.guard_breaches = [True, lasting]
+@pytest.mark.parametrize(
+    "breaches", [[True, False], [True, True, True], [True, True, False]], ids=["passing", "lasting", "the-hosts"]
+)
+async def test_a_bake_breach_is_measured_again_and_only_one_the_changes_cause_rolls_back(
+    fake: Fake, breaches: list[bool]
+) -> None:
+    """A breach in the first bake window is measured again; one that lasts is judged against a window with the
+    changes undone: worse than without them, it is theirs (rolled back); not worse, the host's (kept)."""
+    fake.service.guard_breaches = list(breaches)
     campaign_id = await fake.launch()
     await fake.through_validation(campaign_id)
     await campaigns.approve(fake.client, campaign_id, ApprovalInput(phase="deployment", approver="alice"))
@@ -325,22 +331,31 @@ async def test_a_bake_breach_is_measured_again_and_only_one_that_lasts_rolls_bac
 
     events = [e.message for e in final.events]
     assert any("measuring a second window" in e for e in events), events
+    said = ["breached" if breached else "held" for breached in breaches]
     assert [c for c in fake.service.calls if c.startswith("guard")] == [
-        "guard bake breached",
-        f"guard bake-2 {'breached' if lasting else 'held'}",
+        f"guard {label} {word}" for label, word in zip(["bake", "bake-2", "bake-2"], said, strict=False)
     ]
     assert final.guard is not None
-    if lasting:
+    controlled = len(breaches) == 3
+    assert [label for label, _ in fake.service.rates if label.startswith("bake")] == (
+        ["bake", "bake-2", "bake-control"] if controlled else ["bake", "bake-2"]
+    )
+    if breaches == [True, True, True]:
         assert final.state == CampaignState.ROLLED_BACK
         assert final.guard.breached and "first window" in final.guard.reasons[-1], final.guard.reasons
+        assert "worse than the target without the changes" in " ".join(final.guard.reasons)
         assert all(c.state == ChangeState.ROLLED_BACK and "guard breached" in c.reason for c in final.changes)
         assert fake.service.in_place == set()
     else:
         assert final.state == CampaignState.COMPLETED, (final.outcome, final.outcome_detail)
         assert not final.guard.breached
         assert all(c.state == ChangeState.KEPT for c in final.changes)
-        assert any("did not last" in e for e in events), events
         assert fake.service.in_place == {"search-cache", "batch-history"}
+        if controlled:
+            assert any("the host is slower than at the reference, not the changes; kept" in e for e in events)
+            assert "not the changes" in final.guard.reasons[0]
+        else:
+            assert any("did not last" in e for e in events), events
     await assert_replays(fake.client, campaign_id)
 
 

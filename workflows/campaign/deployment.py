@@ -25,7 +25,7 @@ with workflow.unsafe.imports_passed_through():
 
 from workflows.campaign.context import Campaign, Stop
 from workflows.campaign.gates import ask_gate
-from workflows.campaign.saga import unwind
+from workflows.campaign.saga import put_changes, unwind
 from workflows.catalogue import CHECK_GUARD
 from workflows.watch import watch_id
 
@@ -48,9 +48,14 @@ async def deployment_phase(campaign: Campaign, validated: LoadTestResult) -> Non
         # second window against the same reference tells them apart: a lasting one breaches it too.
         first = "; ".join(guard.reasons)
         campaign.event(f"guard: breached in the first bake window ({first}); measuring a second window to confirm")
-        confirmed = await bake_window(campaign, validated, "bake-2")
+        second = await bake_run(campaign, "bake-2")
+        confirmed = await guarded(campaign, validated, second)
+        if confirmed.breached and workflow.patched("guard-control-window"):
+            confirmed = await against_control(campaign, confirmed, second)
         if confirmed.breached:
             guard = GuardResult(breached=True, reasons=[*confirmed.reasons, f"(first window: {first})"])
+        elif confirmed.reasons:  # a lasting breach that the control window showed to be the host's
+            guard = confirmed
         else:
             campaign.event(f"guard: held in the second window; the first window's breach did not last ({first})")
             guard = confirmed
@@ -104,24 +109,55 @@ async def watch_if_partial(campaign: Campaign) -> str:
 
 async def bake_window(campaign: Campaign, validated: LoadTestResult, label: str) -> GuardResult:
     """One bake window: the kept changes watched under the production mix, judged against ``validated``."""
+    return await guarded(campaign, validated, await bake_run(campaign, label))
+
+
+async def bake_run(campaign: Campaign, label: str, what: str = "the kept changes") -> LoadTestResult:
     bake = campaign.input.playbook.deployment.bake.total_seconds()
-    watched = await campaign.load_test(
+    return await campaign.load_test(
         # The same warm-up as the other runs: cold connections would read as a regression.
         label,
         Role.DEVOPS_ENGINEER,
-        f"Bake: watch the kept changes for {bake:g}s",
+        f"Bake: watch {what} for {bake:g}s",
         duration_s=bake,
         roots_only=True,  # the guard reads the load test's own samples
     )
+
+
+async def guarded(
+    campaign: Campaign, reference: LoadTestResult, watched: LoadTestResult, against: str = "the validated values"
+) -> GuardResult:
     guard: GuardResult = await campaign.activity(
         CHECK_GUARD,
         GuardRequest(
-            campaign_id=campaign.input.campaign_id, validated=validated, watch=watched, playbook=campaign.input.playbook
+            campaign_id=campaign.input.campaign_id, validated=reference, watch=watched, playbook=campaign.input.playbook
         ),
         Role.DEVOPS_ENGINEER,
-        "Guard: error rate and p95 against the validated values",
+        f"Guard: error rate and p95 against {against}",
     )
     return guard
+
+
+async def against_control(campaign: Campaign, confirmed: GuardResult, second: LoadTestResult) -> GuardResult:
+    """A breach that lasts two windows is the changes' or the host's (slower than at the reference, minutes
+    ago: a neighbour's load, a noisy disk). A window with the changes undone, right after, tells them apart:
+    the second window is judged against it. Worse than without the changes: theirs, and they roll back (the
+    breach is returned). Not worse: the host's; the changes are put back and kept, and the reasons say so."""
+    kept = [c for c in campaign.status.changes if c.state == ChangeState.APPLIED]
+    breach = "; ".join(confirmed.reasons)
+    campaign.event(f"guard: breached in the second window too ({breach}); measuring a window without the changes")
+    await put_changes(campaign, kept, False)
+    control = await bake_run(campaign, "bake-control", "the target without the changes")
+    await put_changes(campaign, kept, True)
+    verdict = await guarded(campaign, control, second, "the window without the changes")
+    if verdict.breached:
+        return GuardResult(breached=True, reasons=[*verdict.reasons, "(worse than the target without the changes)"])
+    said = (
+        f"the target without the changes breached as much ({breach}): the host is slower than at the "
+        "reference, not the changes; kept"
+    )
+    campaign.event(f"guard: {said}")
+    return GuardResult(breached=False, reasons=[said])
 
 
 async def guard_reference(campaign: Campaign) -> LoadTestResult:
