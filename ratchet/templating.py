@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any, TypeVar
 
-from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, UndefinedError, meta
+from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, UndefinedError, meta, nodes
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
@@ -133,10 +133,7 @@ def template_names_problem(text: str, allowed: set[str], names: str) -> str | No
         parsed = _env.parse(text)
     except TemplateSyntaxError as exc:
         return f"not a valid template: {exc.message}"
-    unknown = sorted(meta.find_undeclared_variables(parsed) - allowed)
-    if unknown:
-        return f"unknown name(s) {', '.join(unknown)}; a template here can use {names}"
-    return None
+    return _unknown_names(parsed, allowed, f"a template here can use {names}")
 
 
 def expression_problem(expression: str, allowed: set[str], names: str) -> str | None:
@@ -147,10 +144,12 @@ def expression_problem(expression: str, allowed: set[str], names: str) -> str | 
         parsed = _env.parse("{{ (" + expression + ") }}")
     except TemplateSyntaxError as exc:
         return f"not a valid expression: {exc.message}"
+    return _unknown_names(parsed, allowed, f"an expression here can use {names}")
+
+
+def _unknown_names(parsed: nodes.Template, allowed: set[str], valid: str) -> str | None:
     unknown = sorted(meta.find_undeclared_variables(parsed) - allowed)
-    if unknown:
-        return f"unknown name(s) {', '.join(unknown)}; an expression here can use {names}"
-    return None
+    return f"unknown name(s) {', '.join(unknown)}; {valid}" if unknown else None
 
 
 _WHOLE_EXPRESSION = re.compile(r"^\{\{(?P<expression>[^{}]*)\}\}$")

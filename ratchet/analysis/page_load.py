@@ -4,15 +4,12 @@ the changes (the same visits again), visit by visit."""
 
 from __future__ import annotations
 
-import math
 import statistics
 
-import numpy as np
-
-from ratchet.analysis.service_verdicts import welch_interval
+from ratchet.analysis.service_verdicts import log_ratio_interval, ratio_verdict
 from ratchet.config.common import FindingType
 from ratchet.config.playbook import Playbook
-from ratchet.contracts import Finding, PageVitals, ServiceVerdict, SloCheck, Verdict
+from ratchet.contracts import Finding, PageVitals, ServiceVerdict, SloCheck
 
 _METRICS = ("lcp", "fcp")
 
@@ -100,13 +97,8 @@ def page_load_verdicts(before: list[PageVitals], after: list[PageVitals], playbo
             was, now = getattr(old, samples), getattr(page, samples)
             if len(was) < 2 or len(now) < 2:
                 continue
-            low, high = (math.exp(v) for v in welch_interval(list(np.log(now)), list(np.log(was)), level))
-            if high < 1:
-                verdict = Verdict.IMPROVED
-            elif low > 1:
-                verdict = Verdict.REGRESSED
-            else:
-                verdict = Verdict.NOT_WORSE if high < 1 + rules.regression_margin else Verdict.INCONCLUSIVE
+            _, low, high = log_ratio_interval(now, was, level)
+            verdict = ratio_verdict(low, high, rules.regression_margin)
             before_value, after_value = statistics.median(was), statistics.median(now)
             verdicts.append(
                 ServiceVerdict(

@@ -58,37 +58,38 @@ def _p95(values: np.ndarray) -> np.ndarray:
     return np.quantile(values, 0.95, axis=-1)
 
 
+def _cpu(arm: ArmSeries) -> list[np.ndarray]:
+    return arm.cpu
+
+
+def _memory(arm: ArmSeries) -> list[np.ndarray]:
+    return arm.memory_mb
+
+
+def _statements(arm: ArmSeries) -> list[np.ndarray]:
+    return arm.statements_ms
+
+
 def _measures(playbook: Playbook, cores: int, memory_total_mb: float | None) -> list[_Measure]:
     slo = playbook.slo
     wanted = slo.resources
-    measures = []
     per_core = 1 / max(cores, 1)
+    share = 100 / memory_total_mb if memory_total_mb else None
     # A peak's verdict compares the 95th percentile of the seconds (a run's single highest second is noise);
-    # its check reads the highest second, as the assessment did.
-    for metric, limit, statistic, check, what in (
-        ("cpu_percent", wanted.cpu_percent, _mean, np.mean, "mean per-second CPU"),
-        ("cpu_peak_percent", wanted.cpu_peak_percent, _p95, np.max, "95th percentile of the per-second CPU"),
-    ):
-        if limit is not None:
-            measures.append(
-                _Measure(TARGET_RESOURCES, metric, limit, lambda a: a.cpu, statistic, check, per_core, what)
-            )
-    if memory_total_mb:
-        share = 100 / memory_total_mb
-        for metric, limit, statistic, check, what in (
-            ("memory_percent", wanted.memory_percent, _mean, np.mean, "mean per-second memory"),
-            ("memory_peak_percent", wanted.memory_peak_percent, _p95, np.max, "95th percentile of the seconds' memory"),
-        ):
-            if limit is not None:
-                measures.append(
-                    _Measure(TARGET_RESOURCES, metric, limit, lambda a: a.memory_mb, statistic, check, share, what)
-                )
+    # its check reads the highest second, as the assessment did. Memory is judged as a share of the host's RAM.
+    resources = (
+        ("cpu_percent", _cpu, _mean, np.mean, per_core, "mean per-second CPU"),
+        ("cpu_peak_percent", _cpu, _p95, np.max, per_core, "95th percentile of the per-second CPU"),
+        ("memory_percent", _memory, _mean, np.mean, share, "mean per-second memory"),
+        ("memory_peak_percent", _memory, _p95, np.max, share, "95th percentile of the seconds' memory"),
+    )
+    measures = [
+        _Measure(TARGET_RESOURCES, metric, limit, runs, statistic, check, scale, what)
+        for metric, runs, statistic, check, scale, what in resources
+        if (limit := getattr(wanted, metric)) is not None and scale is not None
+    ]
     if slo.db_p95_ms is not None:
-        measures.append(
-            _Measure(
-                DATABASE, DB_P95, slo.db_p95_ms, lambda a: a.statements_ms, _p95, _p95, 1.0, "statement spans' p95"
-            )
-        )
+        measures.append(_Measure(DATABASE, DB_P95, slo.db_p95_ms, _statements, _p95, _p95, 1.0, "statement spans' p95"))
     return measures
 
 
@@ -103,7 +104,16 @@ def welch_interval(after: list[float], before: list[float], level: float) -> tup
     return low, high
 
 
-def _ratio_verdict(low: float, high: float, margin: float) -> Verdict:
+def log_ratio_interval(after: list[float], before: list[float], level: float) -> tuple[float, float, float]:
+    """after/before of the geometric means, with Welch's t interval on the logs: (ratio, low, high)."""
+    logs_after, logs_before = np.log(np.maximum(after, 1e-9)), np.log(np.maximum(before, 1e-9))
+    low, high = welch_interval(list(logs_after), list(logs_before), level)
+    return math.exp(float(logs_after.mean() - logs_before.mean())), math.exp(low), math.exp(high)
+
+
+def ratio_verdict(low: float, high: float, margin: float) -> Verdict:
+    """Improved or regressed when the whole interval is past no change; not worse when its top is under the
+    regression margin; inconclusive otherwise (the endpoints' rule)."""
     if high < 1:
         return Verdict.IMPROVED
     if low > 1:
@@ -122,12 +132,10 @@ def _judge_measure(
     after_runs = [r for r in measure.runs(after) if r.size]
     if len(before_runs) < 2 or len(after_runs) < 2:
         return None  # one run per arm says nothing of the spread from run to run
-    before_values = [max(float(measure.statistic(r)), 1e-9) for r in before_runs]
-    after_values = [max(float(measure.statistic(r)), 1e-9) for r in after_runs]
-    log_low, log_high = welch_interval(list(np.log(after_values)), list(np.log(before_values)), level)
-    low, high = math.exp(log_low), math.exp(log_high)
-    ratio = math.exp(float(np.mean(np.log(after_values)) - np.mean(np.log(before_values))))
-    verdict = _ratio_verdict(low, high, margin)
+    ratio, low, high = log_ratio_interval(
+        [float(measure.statistic(r)) for r in after_runs], [float(measure.statistic(r)) for r in before_runs], level
+    )
+    verdict = ratio_verdict(low, high, margin)
     checked_before = float(measure.check(np.concatenate(before_runs))) * measure.scale
     checked_after = float(measure.check(np.concatenate(after_runs))) * measure.scale
     return ServiceVerdict(
