@@ -80,3 +80,17 @@ def test_the_report_shows_cost_per_1000_requests_each_changes_share_and_the_retu
     assert "undone since" not in report
     # Without prices there is no Cost section.
     assert "Per 1,000 requests" not in render(completed_campaign())  # type: ignore[operator]
+
+
+def test_kept_changes_without_a_cost_of_their_own_are_named() -> None:
+    """Only leave-one-out measures a change's own cost: the others are said to share the difference."""
+    status = completed_campaign()
+    comparison = compare_costs([RunUsage(1000, 100.0, 1.0, 1.0, {})], [RunUsage(1000, 100.0, 0.5, 1.0, {})], PRICES)
+    first, second = status.changes[0], status.changes[1]
+    changes = [
+        first.model_copy(update={"state": ChangeState.KEPT, "cost_effect_per_1000": 0.0002}),
+        second.model_copy(update={"state": ChangeState.KEPT, "rolled_back_at": None}),
+    ]
+    status = status.model_copy(update={"cost": comparison, "cost_rules": PRICES, "changes": changes})
+    report = render_markdown(status)
+    assert f"no cost of its own is given for {second.lever}" in " ".join(report.split()), report

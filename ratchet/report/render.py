@@ -199,6 +199,12 @@ def cost_view(status: CampaignStatus) -> dict[str, Any] | None:
     undone = [c.lever for c in status.changes if c.state == ChangeState.ROLLED_BACK and "leave-one-out" in c.reason]
     if undone and kept:
         notes.append(f"the after arm ran with changes undone since ({', '.join(undone)})")
+    unmeasured = [c.lever for c in kept if c.lever not in {lever for lever, _ in effects}]
+    if effects and unmeasured:
+        notes.append(
+            f"no cost of its own is given for {', '.join(unmeasured)}: a change's own effect is measured only where "
+            "leave-one-out ran its arms without it; together they saved the difference above"
+        )
     return {
         "currency": cost.currency,
         "before": cost.before.per_1000,
