@@ -619,8 +619,11 @@ async def test_campaign_against_a_target_that_is_down_fails_clearly(
     trace_receiver: str,  # up: only the target is down here (without it the run refuses first, for that)
 ) -> None:
     monkeypatch.setenv("SHOP_URL", f"http://127.0.0.1:{free_port()}")  # nothing listens there
-    database = tmp_path / "shop.db"  # the database is there (launch checks it): only the service is down
-    sqlite3.connect(database).close()
+    database = tmp_path / "shop.db"  # the database is there with its tables (launch checks): only the service is down
+    with sqlite3.connect(database) as connection:
+        for table in ("orders", "products", "customers", "product_details"):
+            connection.execute(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY)")
+    connection.close()
     monkeypatch.setenv("SHOP_DB", str(database))
     campaign_id = await campaigns.launch(client, settings, playbook_file=TEST_PLAYBOOK, target_file=index_only_target)
     final = await finish(client, campaign_id, timeout_s=180)
