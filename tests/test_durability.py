@@ -32,14 +32,21 @@ def start_worker_process(settings: Settings, log: Path) -> subprocess.Popen[byte
 
 
 def durability_playbook(folder: Path) -> Path:
-    """The test playbook with a bake guard that watches errors only. These tests are about finishing a campaign
-    across a killed worker or a restarted server, not about the guard (whose tests slow an endpoint thirty
-    times): on this shared two-core host every endpoint, the untouched ones too, has read x4 slower through
-    both bake windows right after a kill (CI, 2026-12-06), and the latency guard rolled the proven index back."""
+    """The test playbook with a bake guard that watches errors only, and verdicts on the median. These tests are
+    about finishing a campaign across a killed worker or a restarted server, not about the guard (whose tests
+    slow an endpoint thirty times) or the tail of a 4-second run: on this shared two-core host every endpoint,
+    the untouched ones too, has read x4 slower through both bake windows right after a kill (CI, 2026-12-06),
+    and the latency guard rolled the proven index back; and two slow requests of 23 in the first run after a
+    kill (CI, 2026-12-07) put the index's p95 interval at x0.12-1.18 while its median fell from 46.7 to 10.6 ms
+    in every run, and validation undid it."""
     text = TEST_PLAYBOOK.read_text()
-    assert "guard: {p95_min_excess_ms: 10}" in text
+    assert "guard: {p95_min_excess_ms: 10}" in text and "validation:\n" in text
     path = folder / "durability.yaml"
-    path.write_text(text.replace("guard: {p95_min_excess_ms: 10}", "guard: {p95_min_excess_ms: 100000}"))
+    path.write_text(
+        text.replace("guard: {p95_min_excess_ms: 10}", "guard: {p95_min_excess_ms: 100000}").replace(
+            "validation:\n", "validation:\n  metric: p50\n", 1
+        )
+    )
     return path
 
 
