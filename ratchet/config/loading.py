@@ -50,13 +50,12 @@ def expand_environment(text: str, used: dict[str, str] | None = None) -> str:
 
 
 # Fields whose values are credentials whatever the variable that fills them is called: a database URL (its
-# password), a webhook URL (its token path), request headers (Authorization) and a shell action's environment.
+# password), a webhook URL (its token path) and request headers (Authorization). Not a shell action's
+# environment: it carries paths and addresses as often, and a secret there is named like one (API_TOKEN).
 def _holds_credentials(path: Location) -> bool:
     keys = [part for part in path if isinstance(part, str)]
     return (
-        keys[-2:] == ["database", "url"]
-        or keys[-1:] == ["webhook_url"]
-        or (len(keys) >= 2 and keys[-2] in ("headers", "env"))
+        keys[-2:] == ["database", "url"] or keys[-1:] == ["webhook_url"] or (len(keys) >= 2 and keys[-2] == "headers")
     )
 
 
