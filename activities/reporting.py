@@ -9,8 +9,9 @@ from temporalio import activity
 
 from ratchet import secrets
 from ratchet.contracts import CampaignStatus, ReportRequest, ReportResult, WeeklyRequest, WeeklyResult
+from ratchet.files import write_atomically
 from ratchet.report import render_html, render_markdown
-from ratchet.report.files import report_stem, write_atomically
+from ratchet.report.files import report_stem
 from ratchet.report.weekly import weekly_report, write_weekly
 from ratchet.report.workflow_section import WorkflowSection, workflow_sections
 from ratchet.settings import Settings

@@ -15,6 +15,7 @@ from ratchet.database.statement_stats import recorded_statements, span_statement
 from ratchet.database.statements import dominant_statements, group_statements, normalize_statement
 from ratchet.database.summary import summarize
 from ratchet.database.target import target_engine
+from ratchet.files import write_atomically
 from ratchet.settings import Settings
 
 DOMINANT_STATEMENTS = 5
@@ -62,10 +63,7 @@ def inspect_run(
     inspection = DatabaseInspection(
         run_id=run_id, dialect=dialect, tables=tables, statements=statements, plans=plans, notes=notes
     )
-    out = settings.inspection_file(run_id)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(inspection.model_dump_json(indent=1))
-    tmp.replace(out)
+    write_atomically(settings.inspection_file(run_id), inspection.model_dump_json(indent=1))
     return inspection
 
 

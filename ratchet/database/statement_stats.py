@@ -13,6 +13,7 @@ from sqlalchemy import text
 from ratchet.config.target import Target
 from ratchet.database.statements import PgStatementRow, RawStatement, pg_statement_delta
 from ratchet.database.target import target_engine
+from ratchet.files import write_atomically
 
 # Counters of this database only; Ratchet's own reads of the view are left out.
 _PG_SNAPSHOT = """
@@ -69,9 +70,7 @@ class StatementRecorder:
         except StatementStatsUnavailable as exc:
             return str(exc)
         out_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps([asdict(item) for item in delta]))
-        tmp.replace(out_file)
+        write_atomically(out_file, json.dumps([asdict(item) for item in delta]))
         return ""
 
 

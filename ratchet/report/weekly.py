@@ -15,7 +15,8 @@ from sqlmodel import Session
 
 from ratchet.analysis.changepoints import describe_change
 from ratchet.contracts import CampaignStatus, ChangeState
-from ratchet.report.files import report_stem, write_atomically
+from ratchet.files import write_atomically
+from ratchet.report.files import report_stem
 from ratchet.report.render import _environment
 from ratchet.store.outcomes import finished_statuses
 from ratchet.target_history import CampaignEntry, target_history

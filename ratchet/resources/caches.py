@@ -14,6 +14,7 @@ import httpx
 
 from ratchet.config.target import CacheCounters, Target
 from ratchet.contracts import CacheLookups
+from ratchet.files import write_atomically
 from ratchet.resources.series import counter_value, parse_selector
 
 
@@ -82,9 +83,7 @@ class CacheRecorder:
             if name in after
         ]
         out_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps([item.model_dump() for item in lookups]))
-        tmp.replace(out_file)
+        write_atomically(out_file, json.dumps([item.model_dump() for item in lookups]))
         return lookups, list(dict.fromkeys(self.notes))
 
 
