@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 from ratchet import secrets
 from ratchet.config.playbook import Playbook
 from ratchet.config.target import Target
+from ratchet.database.reachable import database_tables, holds_password
 from ratchet.errors import ConfigError, ConfigProblem, LocatedValueError
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -59,9 +60,6 @@ def _holds_credentials(path: Location) -> bool:
     )
 
 
-_URL_PASSWORD = re.compile(r"://[^/@:\s]+:[^/@\s]+@")
-
-
 _URL_HOST = re.compile(r"^(?P<scheme>[a-z][a-z0-9+.-]*://)(?:[^@/]*@)?(?P<host>[^/?#]*)", re.IGNORECASE)
 
 
@@ -76,7 +74,7 @@ def _credential_names(text: str, used: dict[str, str], credential: bool) -> set[
     for name, value in used.items():
         if len(value) < secrets.MIN_MASKED_LENGTH or value not in text:
             continue
-        if _URL_PASSWORD.search(value) or (
+        if holds_password(value) or (
             credential and (value == text or url is None or value not in url.group("scheme") + url.group("host"))
         ):
             found.add(name)
@@ -310,8 +308,6 @@ def check_databases(path: Path | str, target: Target) -> None:
     """Raise ConfigError, at the line of the URL, when a database of the target (its own, production's) cannot
     be opened read-only, and at the line of each statement that uses a table the database does not have:
     before a campaign starts, not after its baseline and a person's approval."""
-    from ratchet.database.reachable import database_tables
-
     production = target.production.database if target.production is not None else None
     problems: list[tuple[Location, str]] = []
     for location, database in ((("database", "url"), target.database), (("production", "database", "url"), production)):

@@ -15,10 +15,9 @@ def masked(url: str) -> str:
     return _PASSWORD.sub(r"\1***@", url)
 
 
-def database_problem(url: str) -> str | None:
-    """Why the database at ``url`` cannot be opened (read-only), or None."""
-    found = database_tables(url)
-    return found if isinstance(found, str) else None
+def holds_password(text: str) -> bool:
+    """Whether ``text`` holds a URL with a password (``scheme://user:password@``)."""
+    return _PASSWORD.search(text) is not None
 
 
 def database_tables(url: str) -> set[str] | str:
