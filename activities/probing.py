@@ -115,6 +115,11 @@ def head_assets(page: str) -> list[tuple[str, str, bool]]:
     return parser.assets
 
 
+def _light(pages: list[PageVitals]) -> list[PageVitals]:
+    """Pages as a payload carries them: without the bytes of every resource (the report file keeps those)."""
+    return [page.model_copy(update={"resources": {}}) for page in pages]
+
+
 def burst_trace_id(prefix: str, endpoint_index: int) -> str:
     """A trace id the run's span collection assigns to the endpoint (see ratchet.traces.store)."""
     return prefix + f"{endpoint_index:0{ENDPOINT_HEX}x}" + secrets.token_hex((32 - RUN_PREFIX_HEX - ENDPOINT_HEX) // 2)
@@ -241,7 +246,7 @@ class ProbeActivities:
             return PageLoadResult()
         pages, notes = await self._page_loads(request.target, wanted, request.pages, request.campaign_id, request.label)
         return PageLoadResult(
-            pages=[page.model_copy(update={"resources": {}}) for page in pages],
+            pages=_light(pages),
             checks=page_load_checks(pages, request.playbook),
             verdicts=page_load_verdicts(request.before, pages, request.playbook),
             notes=notes,
@@ -309,8 +314,8 @@ class ProbeActivities:
         return ProbeSummary(
             file=str(out),
             endpoints=len(report.endpoints),
-            pages=[page.model_copy(update={"resources": {}}) for page in report.pages],
-            page_loads=[page.model_copy(update={"resources": {}}) for page in report.page_loads],
+            pages=_light(report.pages),
+            page_loads=_light(report.page_loads),
             burst_run_id=report.burst_run_id,
             burst_spans=spans,
             notes=report.notes,

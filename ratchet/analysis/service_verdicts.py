@@ -49,7 +49,7 @@ class _Measure:
     reads: str  # what the verdict compares, for its explanation
 
 
-# Statistics over the last axis: a run's values, or a stack of resamples of them.
+# A run's statistic over its values (seconds, or statement spans).
 def _mean(values: np.ndarray) -> np.ndarray:
     return np.mean(values, axis=-1)
 

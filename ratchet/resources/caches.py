@@ -22,15 +22,22 @@ class CacheReadError(RuntimeError):
     """A cache's counters could not be read (the message says which and why)."""
 
 
-def read_counters(cache: CacheCounters, base_url: str, client: httpx.Client) -> tuple[float, float]:
-    """The cache's hit and miss counters now."""
-    url = cache.metrics_url if "://" in cache.metrics_url else base_url.rstrip("/") + cache.metrics_url
+def metrics_url(cache: CacheCounters, base_url: str) -> str:
+    return cache.metrics_url if "://" in cache.metrics_url else base_url.rstrip("/") + cache.metrics_url
+
+
+def fetch_metrics(url: str, client: httpx.Client) -> str:
+    """A metrics page's text; CacheReadError says why it could not be read."""
     try:
         response = client.get(url)
         response.raise_for_status()
-        exposition = response.text
     except httpx.HTTPError as exc:
-        raise CacheReadError(f"cache {cache.name}: {url} not readable ({exc.__class__.__name__}: {exc})") from None
+        raise CacheReadError(f"{url} not readable ({exc.__class__.__name__}: {exc})") from None
+    return response.text
+
+
+def read_counters(cache: CacheCounters, url: str, exposition: str) -> tuple[float, float]:
+    """The cache's hit and miss counters in ``exposition`` (the page at ``url``)."""
     try:
         counts = [counter_value(exposition, parse_selector(s)) for s in (cache.hits, cache.misses)]
     except ValueError as exc:  # not the Prometheus text format
@@ -54,11 +61,23 @@ class CacheRecorder:
         self.notes: list[str] = []
 
     def _read_all(self) -> dict[str, tuple[float, float]]:
+        """Every cache's counters now, each metrics page fetched once however many caches it holds."""
+        pages: dict[str, str | CacheReadError] = {}
         read: dict[str, tuple[float, float]] = {}
         with httpx.Client(timeout=10) as client:
             for cache in self.caches:
+                url = metrics_url(cache, self.base_url)
+                if url not in pages:
+                    try:
+                        pages[url] = fetch_metrics(url, client)
+                    except CacheReadError as exc:
+                        pages[url] = exc
+                page = pages[url]
+                if isinstance(page, CacheReadError):
+                    self.notes.append(f"cache {cache.name}: {page}")
+                    continue
                 try:
-                    read[cache.name] = read_counters(cache, self.base_url, client)
+                    read[cache.name] = read_counters(cache, url, page)
                 except CacheReadError as exc:
                     self.notes.append(str(exc))
         return read
