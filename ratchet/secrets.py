@@ -81,14 +81,10 @@ def remember(names: set[str]) -> None:
 
 def remember_as_secret(names: set[str]) -> None:
     """Names that are secrets whatever they are called: the loader found their values in a credential field
-    (a database URL, a webhook, a header), or holding a URL with a password."""
+    (a database URL, a webhook, a header) or holding a URL with a password, or they arrived as ``${NAME}`` (a
+    sender masked them)."""
     with _lock:
         _names.update(names)
-
-
-def _remember_received(names: set[str]) -> None:
-    """Names that arrived as ``${NAME}``: a sender masked them, so they are secrets here too."""
-    remember_as_secret(names)
 
 
 def too_short_to_mask() -> list[str]:
@@ -128,7 +124,7 @@ def unmask_json(data: bytes) -> bytes:
     found = {match.group(1).decode() for match in REFERENCE_IN_JSON.finditer(data)}
     if not found:
         return data
-    _remember_received(found)
+    remember_as_secret(found)
     for name in found:
         value = value_of(name)
         if value is not None and len(value) >= MIN_MASKED_LENGTH:
