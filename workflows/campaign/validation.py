@@ -120,7 +120,7 @@ async def validation_phase(campaign: Campaign, baseline: LoadTestResult) -> Load
         await rerun_shapes(campaign)
     note = f"{outcome.value}: " + "; ".join(f"{v.endpoint} {v.verdict.value}" for v in comparison.verdicts)
     note += "".join(f"; {r.label} {r.verdict}" for r in campaign.status.shape_reruns)
-    note += "".join(f"; {v.subject} {v.metric} {v.verdict.value}" for v in comparison.service)
+    note += "".join(f"; {v.subject} {v.metric} {v.verdict.value}" for v in campaign.status.service_verdicts)
     if outcome == ValidationOutcome.PARTIAL:
         bar = campaign.input.playbook.validation.acceptance_bar
         note += f" (at or above the acceptance bar {bar:.0%}: accepted)"
