@@ -242,6 +242,9 @@ class PageVitals(Payload):
     requests: float = Field(0, description="Requests per visit (the page and everything it loaded).")
     bytes: float = Field(0, description="Page weight: bytes of the page and what it loaded, per visit.")
     failed_requests: float = Field(0, description="Requests per visit that answered 4xx/5xx or failed.")
+    failed_urls: dict[str, str] = Field(
+        default_factory=dict, description="Each URL that failed, with its status (0: no answer): what to fix."
+    )
     resources: dict[str, int] = Field(default_factory=dict, description="Bytes per resource URL (first visit).")
     lcp_samples: list[float] = Field(default_factory=list, description="Each visit's LCP (ms).")
     fcp_samples: list[float] = Field(default_factory=list, description="Each visit's FCP (ms).")

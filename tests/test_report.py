@@ -278,6 +278,7 @@ def completed_campaign() -> CampaignStatus:
                 "requests": 4,
                 "bytes": 1241243,
                 "failed_requests": 1,
+                "failed_urls": {"http://127.0.0.1:8800/favicon.ico": "404"},
             },
         ],
         "database": {
@@ -421,6 +422,8 @@ def test_pages_show_their_web_vitals(fixture: str, request: pytest.FixtureReques
     pages = text[text.index("Web vitals from first visits") : text.index("Database", text.index("Web vitals"))]
     for expected in ("storefront", "256", "264", "21.5", "1.2 MiB"):
         assert expected in pages, expected
+    # A failed request is named, so that a reader can tell a missing favicon from a broken script.
+    assert "Failed on storefront: http://127.0.0.1:8800/favicon.ico (404)" in " ".join(pages.split())
 
 
 def test_markdown_puts_plan_in_a_code_block(full_markdown: str) -> None:

@@ -83,6 +83,7 @@ def _read(endpoint: str, url: str, samples: Path, visits: int, profile: PageProf
     requests, failed = 0, 0
     received = 0.0
     resources: dict[str, int] = {}
+    failed_urls: dict[str, str] = {}
     with samples.open() as lines:
         for line in lines:
             point = json.loads(line)
@@ -96,6 +97,8 @@ def _read(endpoint: str, url: str, samples: Path, visits: int, profile: PageProf
                 requests += 1
             elif metric == "browser_http_req_failed":
                 failed += bool(data["value"])
+                if data["value"]:  # named in the report: a browser's own /favicon.ico 404 counts too
+                    failed_urls[str(tags.get("url", "?"))] = str(tags.get("status", "0"))
             elif metric == "browser_data_received":
                 received += float(data["value"])
                 resources.setdefault(str(tags.get("url", "?")), int(data["value"]))
@@ -120,5 +123,6 @@ def _read(endpoint: str, url: str, samples: Path, visits: int, profile: PageProf
         requests=requests / visits,
         bytes=received / visits,
         failed_requests=failed / visits,
+        failed_urls=failed_urls,
         resources=resources,
     )
