@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo demo-workflows test test-fast lint bench bench-validation schema clean postgresql chromium tmux
+.PHONY: demo demo-workflows test test-fast lint bench bench-validation schema decoder clean postgresql chromium tmux
 
 demo: $(VENV)/.installed chromium  ## Run a whole campaign on the demo shop (ARGS="--auto-approve" to skip the prompts)
 	$(BIN)/ratchet demo $(ARGS)
@@ -83,14 +83,22 @@ bench-validation: $(VENV)/.installed  ## Validation's quality bars on the demo s
 schema: $(VENV)/.installed  ## Regenerate the JSON Schemas of playbooks and targets
 	$(BIN)/ratchet playbook schema --out playbooks/schema
 
-# The trace receiver's span decoder is compiled at install, once (about a minute), into numba's cache beside its
-# module: a receiver then starts in about two seconds and idles small (compiling in it holds ~1 GB after).
+# The trace receiver's span decoder is compiled at install, once: ahead of time into an extension module beside
+# its source (about a minute; needs a C compiler and Python's headers), which a receiver loads without numba
+# (it starts in under a second and idles at ~125 MB); and into numba's cache, which a receiver uses where the
+# first could not be built or its sources changed since (then ~245 MB; compiling in it would hold ~1 GB).
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	$(BIN)/python -c "from ratchet.traces.columnar import warm_up; print(f'span decoder compiled in {warm_up():.0f} s')"
+	$(BIN)/python -m ratchet.traces.wire_aot || echo "the span decoder was not compiled ahead of time (see above): receivers will run numba's" >&2
+	$(BIN)/python -c "from ratchet.traces.columnar import warm_up; print(f'numba span decoder compiled in {warm_up(numba=True):.0f} s')"
 	touch $@
+
+# After a change of the span decoder's sources (ratchet/traces/wire*.py, ratchet/compiled_memory.py): its
+# compiled module is rebuilt (a stale one is never loaded; the receiver runs numba's meanwhile).
+decoder: $(VENV)/.installed
+	$(BIN)/python -m ratchet.traces.wire_aot
 
 clean:
 	rm -rf $(VENV) .ratchet .pytest_cache

@@ -1,7 +1,7 @@
 """Ingest 1,000,000 spans as OpenTelemetry SDKs export them: Ratchet's receiver path vs a json.loads line loop.
 
     python -m bench.spans fixture PATH SPANS   write PATH (OTLP protobuf exports) and its OTLP/JSON twin
-    python -m bench.spans warm PATH            compile Ratchet's decoder (numba), or load it from its disk cache
+    python -m bench.spans warm PATH            make Ratchet's decoder ready (compiled at install, else numba's)
     python -m bench.spans ours PATH            each export into the receiver's SpanSink (Parquet parts), a check
     python -m bench.spans naive JSON_PATH      json.loads every export, loop over its spans building dicts
 
@@ -15,11 +15,11 @@ some products an httpx call to a pricing service that is traced too (with the ne
 total duration, which both paths must agree on (Ratchet's read back from the Parquet it wrote; the naive loop
 writes nothing, so it is timed for less work).
 
-Ratchet's decoder is compiled by numba, once per install (and after a change of ratchet/traces/wire.py), into
-a cache on disk: ``warm`` runs before the timed step, in its own process, and its time is reported apart.
-Each step reports ``work_s``, the ingest itself: from the first export to the check, after the process has
-started (imports; for Ratchet, the compiled decoder loaded from the cache, which the receiver does once,
-before it announces itself). The whole process, start-up included, is timed by ``bench.measure`` as well.
+Ratchet's decoder is compiled once per install (and after a change of its sources): ahead of time into an
+extension module, and by numba into a cache on disk (the fallback; RATCHET_SPAN_DECODER=numba picks it).
+``warm`` runs before the timed step, in its own process, and its time is reported apart. Each step reports
+``work_s``, the ingest itself: from the first export to the check, after the process has started (imports;
+the compiled decoder loaded, which the receiver does once, before it announces itself). The whole process, start-up included, is timed by ``bench.measure`` as well.
 """
 
 from __future__ import annotations
@@ -412,10 +412,10 @@ def ours(path: Path) -> dict[str, object]:
 
 
 def warm(path: Path) -> dict[str, object]:
-    """Compile the decoder or load it from numba's cache (the receiver does the same when it starts)."""
-    from ratchet.traces.columnar import warm_up
+    """Make the decoder ready, as the receiver does when it starts (the one compiled at install, else numba's)."""
+    from ratchet.traces.columnar import decoder, warm_up
 
-    return {"warm_s": round(warm_up(), 2)}
+    return {"warm_s": round(warm_up(), 2), "decoder": decoder()}
 
 
 def _naive_value(value: dict[str, Any]) -> Any:

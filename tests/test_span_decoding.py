@@ -1,4 +1,5 @@
-"""The batch decoder of protobuf exports (ratchet.traces.columnar) gives span_columns' rows, whatever the export."""
+"""The batch decoder of protobuf exports (ratchet.traces.columnar) gives span_columns' rows, whatever the export:
+the decoder compiled at install, and numba's, which runs where the first could not be built."""
 
 from __future__ import annotations
 
@@ -16,9 +17,23 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from ratchet.traces import columnar, wire_aot
 from ratchet.traces.columnar import SPAN_SCHEMA, UnframedExport, decode_exports, frame_export, warm_up
 from ratchet.traces.otlp import OtlpPayloadError, decode_protobuf, span_columns
 from ratchet.traces.store import SpanSink, run_trace_prefix
+
+
+@pytest.fixture(autouse=True, params=["compiled at install", "numba at run time"])
+def decoder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test here runs on both decoders."""
+    if request.param == "numba at run time":
+        monkeypatch.setattr(columnar, "_compiled", None)
+    return columnar.decoder()
+
+
+def test_make_builds_the_decoder_for_the_sources_as_they_are() -> None:
+    """`make` compiled the decoder ahead of time, from these very sources (a stale build is never loaded)."""
+    assert wire_aot.load() is not None, f"{wire_aot.module_name()} is not built for these sources: run `make decoder`"
 
 
 class _Keep(SpanExporter):

@@ -18,6 +18,7 @@ checked.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ratchet.traces import wire
+from ratchet.traces import wire_aot
 from ratchet.traces.otlp import (
     PROMOTED_ATTRIBUTES,
     SPAN_COLUMNS,
@@ -34,6 +35,22 @@ from ratchet.traces.otlp import (
     STATUS_CODES,
     append_span,
     empty_columns,
+)
+from ratchet.traces.wire_layout import (
+    END,
+    HAS_PARENT,
+    JSON_TEXT,
+    KIND,
+    KINDS,
+    NAME_TEXT,
+    START,
+    STATUS,
+    STATUSES,
+    TEXTS,
+    Frame,
+    PromotedKeys,
+    Spans,
+    promoted_keys,
 )
 
 SPAN_SCHEMA = pa.schema(
@@ -66,8 +83,40 @@ assert tuple(SPAN_SCHEMA.names) == SPAN_COLUMNS, "the Parquet schema and the dec
 _MAX_DATA = 1 << 27
 
 _INT_COLUMNS = {"http_status", "body_size"}
-_KEYS = wire.promoted_keys(PROMOTED_ATTRIBUTES, _INT_COLUMNS)
-assert (len(SPAN_KINDS), len(STATUS_CODES)) == (wire.KINDS, wire.STATUSES), "the compiled code maps them"
+_KEYS = promoted_keys(PROMOTED_ATTRIBUTES, _INT_COLUMNS)
+assert (len(SPAN_KINDS), len(STATUS_CODES)) == (KINDS, STATUSES), "the compiled code maps them"
+
+
+# The decoder: compiled ahead of time at install (no numba loaded, ~130 MB less in a receiver at rest), else
+# numba's compilation at run time (about a minute the first time, then its cache on disk).
+# RATCHET_SPAN_DECODER=numba picks numba's where both are there (the bench compares them).
+_compiled = None if os.environ.get("RATCHET_SPAN_DECODER") == "numba" else wire_aot.load()
+
+
+def _frame(buf: np.ndarray) -> Frame:
+    if _compiled is not None:
+        return Frame(*_compiled.frame(buf))
+    from ratchet.traces import wire
+
+    return wire.frame(buf)
+
+
+def _decode_spans(
+    bodies: np.ndarray, body_of: np.ndarray, starts: np.ndarray, ends: np.ndarray, keys: PromotedKeys
+) -> Spans:
+    if _compiled is not None:
+        return Spans(*_compiled.decode_spans(bodies, body_of, starts, ends, *keys))
+    from ratchet.traces import wire
+
+    return wire.decode_spans(bodies, body_of, starts, ends, keys)
+
+
+COMPILED_AT_INSTALL = "compiled at install"
+
+
+def decoder() -> str:
+    """Which decoder runs: said by the receiver and the bench."""
+    return COMPILED_AT_INSTALL if _compiled is not None else "numba, compiled at run time"
 
 
 class UnframedExport(Exception):
@@ -111,7 +160,7 @@ class DecodedSpans:
 def frame_export(body: bytes) -> FramedExport:
     """Where each span of an ``ExportTraceServiceRequest`` lies, and its service; raises UnframedExport."""
     body = bytes(body)  # (a no-op for bytes; a writable buffer would make numba compile the scan a second time)
-    framed = wire.frame(np.frombuffer(body, np.uint8))
+    framed = _frame(np.frombuffer(body, np.uint8))
     if not framed.ok:
         raise UnframedExport
     services = [
@@ -123,11 +172,12 @@ def frame_export(body: bytes) -> FramedExport:
     )
 
 
-def warm_up() -> float:
-    """Compile the decoder (or load it from numba's cache on disk) by decoding one small export; returns the
-    seconds it took. The first call after an install or a change of ratchet/traces/wire.py compiles (about
-    50 s on two cores, and up to ~0.9 GiB of memory meanwhile); later ones, in any process, load the cache
-    (about half a second)."""
+def warm_up(*, numba: bool = False) -> float:
+    """Make the decoder ready by decoding one small export; returns the seconds it took. Compiled at install
+    (ratchet.traces.wire_aot), it is ready at once. Else numba compiles it: the first call after an install
+    or a change of ratchet/traces/wire.py takes about 50 s on two cores (and up to ~0.9 GiB of memory
+    meanwhile); later ones, in any process, load numba's cache (about half a second). ``numba``: numba's
+    decoder even where the compiled one is there (`make` caches it too, for a machine that loses the other)."""
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
     from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
     from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
@@ -136,7 +186,12 @@ def warm_up() -> float:
     attributes = [KeyValue(key="http.route", value=AnyValue(string_value="/")), KeyValue(key="n", value=AnyValue())]
     span = Span(trace_id=bytes(16), span_id=bytes(8), name="warm-up", attributes=attributes)
     export = ExportTraceServiceRequest(resource_spans=[ResourceSpans(scope_spans=[ScopeSpans(spans=[span])])])
-    decode_exports([frame_export(export.SerializeToString())])
+    global _compiled
+    kept, _compiled = _compiled, (None if numba else _compiled)
+    try:
+        decode_exports([frame_export(export.SerializeToString())])
+    finally:
+        _compiled = kept
     return time.perf_counter() - started
 
 
@@ -221,7 +276,7 @@ def _decode_batch(exports: Sequence[FramedExport]) -> DecodedSpans:
     resource += np.repeat(np.asarray(service_base, np.int64), counts)
     received = np.repeat(np.array([e.received for e in exports], np.float64), counts)
 
-    spans = wire.decode_spans(bodies, body_of, starts, ends, _KEYS)  # reads the bodies in place (kept alive here)
+    spans = _decode_spans(bodies, body_of, starts, ends, _KEYS)  # reads the bodies in place (kept alive here)
     rows = np.flatnonzero(~spans.odd)
     fast = _table(spans, services, resource)
     if len(rows) < len(starts):
@@ -234,7 +289,7 @@ def _decode_batch(exports: Sequence[FramedExport]) -> DecodedSpans:
     return DecodedSpans(table=table, received=np.concatenate([received[rows], received[slow_rows]]), dropped=dropped)
 
 
-def _table(spans: wire.Spans, services: list[str], resource: np.ndarray) -> pa.Table:
+def _table(spans: Spans, services: list[str], resource: np.ndarray) -> pa.Table:
     """The table of every span decode_spans read (the odd ones as empty rows, for the caller to filter out)."""
     n = len(spans.odd)
 
@@ -249,25 +304,25 @@ def _table(spans: wire.Spans, services: list[str], resource: np.ndarray) -> pa.T
         return pa.Array.from_buffers(pa.string(), n, [_validity(valid), offsets, pa.py_buffer(digits)])
 
     numbers = spans.numbers
-    start, end = numbers[:, wire.START], numbers[:, wire.END]
+    start, end = numbers[:, START], numbers[:, END]
     columns: dict[str, pa.Array] = {
         "trace_id": ids(spans.trace_ids),
         "span_id": ids(spans.span_ids),
-        "parent_span_id": ids(spans.parent_ids, numbers[:, wire.HAS_PARENT] != 0),
-        "name": text(wire.NAME_TEXT),
-        "kind": _strings(SPAN_KINDS).take(_from_numpy(numbers[:, wire.KIND])),
+        "parent_span_id": ids(spans.parent_ids, numbers[:, HAS_PARENT] != 0),
+        "name": text(NAME_TEXT),
+        "kind": _strings(SPAN_KINDS).take(_from_numpy(numbers[:, KIND])),
         "service": _strings(services).take(_from_numpy(resource)),
         "start_ns": _from_numpy(start),
         "end_ns": _from_numpy(end),
         "duration_ms": _from_numpy((end - start) / 1e6),
-        "status": _strings(STATUS_CODES).take(_from_numpy(numbers[:, wire.STATUS])),
+        "status": _strings(STATUS_CODES).take(_from_numpy(numbers[:, STATUS])),
     }
     for c, name in enumerate(PROMOTED_ATTRIBUTES):
         if name in _INT_COLUMNS:
-            columns[name] = _from_numpy(spans.integers[:, c], spans.valid[wire.TEXTS + c])
+            columns[name] = _from_numpy(spans.integers[:, c], spans.valid[TEXTS + c])
         else:  # an int where a string is expected: span_columns writes str(value), and so does decode_spans
-            columns[name] = text(wire.TEXTS + c)
-    columns["attributes"] = text(wire.JSON_TEXT)
+            columns[name] = text(TEXTS + c)
+    columns["attributes"] = text(JSON_TEXT)
     return pa.table(columns, schema=SPAN_SCHEMA)
 
 

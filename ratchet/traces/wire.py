@@ -25,6 +25,28 @@ from ratchet.compiled_memory import get as _get
 from ratchet.compiled_memory import peek as _peek
 from ratchet.compiled_memory import poke as _poke
 from ratchet.compiled_memory import put as _put
+from ratchet.traces.wire_layout import (
+    BOOL,
+    END,
+    FNV_OFFSET,
+    FNV_PRIME,
+    HAS_PARENT,
+    INT,
+    JSON_TEXT,
+    KIND,
+    KINDS,
+    NAME_TEXT,
+    NONE,
+    NUMBERS,
+    START,
+    STATUS,
+    STATUSES,
+    STRING,
+    TEXTS,
+    Frame,
+    PromotedKeys,
+    Spans,
+)
 
 # Protobuf wire types.
 _VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
@@ -38,17 +60,6 @@ _SINGULAR = sum(
 )
 _KV_KEY, _KV_VALUE = 1, 2
 
-# An attribute value's type: AnyValue's oneof numbers for the three this code handles (4 double, 5 array,
-# 6 map and 7 bytes are not), 0 for no value.
-NONE, STRING, BOOL, INT = 0, 1, 2, 3
-KINDS, STATUSES = 6, 3  # SPAN_KINDS and STATUS_CODES: a value past them reads as the first
-
-# Columns of Spans.numbers.
-START, END, KIND, STATUS, HAS_PARENT = range(5)
-_NUMBERS = 5
-# Text columns of Spans; promoted column c is TEXTS + c.
-NAME_TEXT, JSON_TEXT, TEXTS = 0, 1, 2
-
 # What one span's walk records: its fields (where they lie) …
 _TRACE_AT, _SPAN_AT, _PARENT_AT, _HAS_PARENT, _NAME_AT, _NAME_LENGTH, _KIND, _START, _END, _STATUS = range(10)
 _SPAN_COLUMNS = 10
@@ -58,97 +69,6 @@ _KEY_AT, _KEY_LENGTH, _TYPE, _VALUE_AT, _VALUE, _CONSUMED, _HASH, _SLOT = range(
 _ATTRIBUTE_COLUMNS = 8
 
 _SERVICE_NAME = np.frombuffer(b"service.name", np.uint8)
-_FNV_OFFSET, _FNV_PRIME = 0xCBF29CE484222325, 0x100000001B3
-
-
-class Frame(NamedTuple):
-    """Where each span of one export lies (``frame``)."""
-
-    ok: bool
-    """False when the export is not laid out as ``frame`` reads it (the other fields are then empty)."""
-    starts: np.ndarray
-    """Offset of each span's bytes."""
-    ends: np.ndarray
-    resource_of: np.ndarray
-    """For each span, its ResourceSpans' position."""
-    service_at: np.ndarray
-    """Per ResourceSpans, where its service.name string lies …"""
-    service_length: np.ndarray
-    """… and its length in bytes; -1 when it has none (the service is "")."""
-
-
-class Spans(NamedTuple):
-    """What ``decode_spans`` made of every span: a row each, in the order of the spans."""
-
-    odd: np.ndarray
-    """Per span: left to the caller (malformed, or a case this code does not handle); its row is empty."""
-    trace_ids: np.ndarray
-    """32 hex digits per span (uint8) …"""
-    span_ids: np.ndarray
-    """… 16 …"""
-    parent_ids: np.ndarray
-    """… and 16 (meaningless where the span has no parent: numbers[HAS_PARENT] says)."""
-    numbers: np.ndarray
-    """Per span, int64 columns START, END, KIND, STATUS (both mapped into range), HAS_PARENT."""
-    integers: np.ndarray
-    """Per span and promoted column, its value if the column holds integers (else 0)."""
-    text: np.ndarray
-    """The data of every text column (uint8): column t's in ``text[region[t]:region[t + 1]]``; t is
-    NAME_TEXT, JSON_TEXT (the attributes no column took), or TEXTS + c for promoted column c (empty if it
-    holds integers)."""
-    region: np.ndarray
-    offsets: np.ndarray
-    """Per text column, Arrow's offsets (int64, into its region)."""
-    valid: np.ndarray
-    """Per text column or promoted column (TEXTS + c), per span: whether it has a value."""
-
-
-class PromotedKeys(NamedTuple):
-    """The attribute keys that fill columns, in the arrays the compiled code reads."""
-
-    data: np.ndarray
-    """Every key's UTF-8 bytes, one after the other."""
-    offsets: np.ndarray
-    """Key k is ``data[offsets[k]:offsets[k + 1]]``."""
-    by_hash: np.ndarray
-    """The key (k) whose ``_key_hash`` ends in i's bits is ``by_hash[i]``, -1 none (a power of 2 long, so
-    that no two keys share a place)."""
-    column: np.ndarray
-    """Key k fills column ``column[k]`` …"""
-    rank: np.ndarray
-    """… unless a key of lower rank for the same column is there too."""
-    numeric: np.ndarray
-    """Per column: whether it holds integers (else strings)."""
-
-
-def _fnv(key: bytes) -> int:
-    """``_key_hash`` in Python."""
-    h = _FNV_OFFSET ^ len(key)
-    for p in range(0, len(key), 8):
-        h = ((h ^ int.from_bytes(key[p : p + 8], "little")) * _FNV_PRIME) % 2**64
-        h ^= h >> 29
-    return h - 2**64 if h >= 2**63 else h
-
-
-def promoted_keys(columns: dict[str, tuple[str, ...]], numeric: set[str]) -> PromotedKeys:
-    """The compiled form of PROMOTED_ATTRIBUTES (column → its keys, preferred first)."""
-    keys = [(c, r, key.encode()) for c, keys in enumerate(columns.values()) for r, key in enumerate(keys)]
-    size = 16
-    while len({_fnv(k) & (size - 1) for _, _, k in keys}) < len(keys):
-        size *= 2
-        if size > 1 << 16:  # two keys with one hash: a lookup by hash alone cannot tell them apart
-            raise ValueError("promoted attribute keys whose hashes collide")
-    by_hash = np.full(size, -1, np.int64)
-    for k, (_, _, key) in enumerate(keys):
-        by_hash[_fnv(key) & (size - 1)] = k
-    return PromotedKeys(
-        data=np.frombuffer(b"".join(k for _, _, k in keys) or b"\0", np.uint8),
-        offsets=np.cumsum([0] + [len(k) for _, _, k in keys]).astype(np.int64),
-        by_hash=by_hash,
-        column=np.array([c for c, _, _ in keys], np.int64),
-        rank=np.array([r for _, r, _ in keys], np.int64),
-        numeric=np.array([name in numeric for name in columns], np.bool_),
-    )
 
 
 # --- reading the wire format ----------------------------------------------------------------------------
@@ -253,13 +173,13 @@ def _valid_utf8(data: int, at: int, length: int) -> bool:
 def _key_hash(data: int, at: int, length: int) -> int:
     """A hash of the bytes (FNV-like, 8 bytes a step), to find a key among others without comparing every
     pair's bytes."""
-    h = np.uint64(_FNV_OFFSET) ^ np.uint64(length)
+    h = np.uint64(FNV_OFFSET) ^ np.uint64(length)
     p, end = at, at + length
     while p < end:
         word = np.uint64(0)
         for k in range(min(8, end - p)):
             word |= np.uint64(_peek(data, p + k)) << np.uint64(8 * k)
-        h = (h ^ word) * np.uint64(_FNV_PRIME)
+        h = (h ^ word) * np.uint64(FNV_PRIME)
         h ^= h >> np.uint64(29)
         p += 8
     return np.int64(h)
@@ -791,7 +711,7 @@ def _write_row(data: int, i: int, span: int, picks: int, attributes: int, count:
     _write_hex(data, _get(span, _SPAN_AT), 8, out.span_ids, 16 * i)
     _write_hex(data, _get(span, _PARENT_AT), 8, out.parent_ids, 16 * i)
     for column, field in ((START, _START), (END, _END), (KIND, _KIND), (STATUS, _STATUS), (HAS_PARENT, _HAS_PARENT)):
-        _put(out.numbers, i * _NUMBERS + column, _get(span, field))
+        _put(out.numbers, i * NUMBERS + column, _get(span, field))
     after = _copy_text(data, _get(span, _NAME_AT), _get(span, _NAME_LENGTH), out.text, _get(out.cursor, NAME_TEXT))
     if after < 0:
         return False
@@ -849,7 +769,7 @@ def decode_spans(
         np.empty(32 * n, np.uint8),
         np.empty(16 * n, np.uint8),
         np.empty(16 * n, np.uint8),
-        np.zeros((n, _NUMBERS), np.int64),
+        np.zeros((n, NUMBERS), np.int64),
         np.zeros((n, columns), np.int64),
         np.empty(region[-1], np.uint8),
         region,
