@@ -49,7 +49,13 @@ from ratchet.resources.sampler import resource_totals
 from ratchet.settings import Settings
 from ratchet.store.engine import session_for
 from ratchet.store.outcomes import campaign_baseline, change_outcomes, finished_statuses
-from ratchet.store.samples import endpoint_arms, endpoint_durations, endpoint_stats, timed_durations
+from ratchet.store.samples import (
+    durations_by_endpoint,
+    endpoint_arms,
+    endpoint_durations,
+    endpoint_stats,
+    timed_durations,
+)
 from ratchet.store.server_time import server_durations
 from ratchet.store.service_series import arm_series
 from ratchet.store.tables import FindingRecord, RecommendationRecord
@@ -214,9 +220,10 @@ class AnalysisActivities:
         files = [self.settings.samples_file(run_id) for run_id in request.run_ids]
         rules = request.playbook.validation
         names = sorted({s.endpoint for s in endpoint_stats(files)})
+        runs = [durations_by_endpoint(f) for f in files]
         noises = [
             endpoint_noise(
-                name, [endpoint_durations(f, name) for f in files], rules, detect=request.detect, power=request.power
+                name, [run.get(name, np.zeros(0)) for run in runs], rules, detect=request.detect, power=request.power
             )
             for name in names
         ]
