@@ -63,6 +63,21 @@ REAL_PARTS = {
 }
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """With RATCHET_PIN_CPUS=1, each pytest-xdist worker and everything it starts (Temporal, the worker, the
+    shop, k6, PostgreSQL) keeps to a core of its own. Two real tests side by side on two cores then never take
+    each other's CPU: unpinned, a neighbour's load run moved their latency verdicts (three CI runs failed on
+    three different verdicts). A campaign test waits on its load runs most of the time, and on one core it
+    took what it takes alone (the happy path: 176 s pinned beside another, 172 s alone)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if os.environ.get("RATCHET_PIN_CPUS") != "1" or not worker.startswith("gw"):
+        return
+    cores = sorted(os.sched_getaffinity(0))
+    core = {cores[int(worker.removeprefix("gw")) % len(cores)]}
+    for thread in os.listdir("/proc/self/task"):  # every thread (execnet's too): Linux pins threads one by one
+        os.sched_setaffinity(int(thread), core)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if REAL_PARTS & set(getattr(item, "fixturenames", ())):
