@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import httpx
 import psycopg
-import pytest
 from temporalio.client import Client
 
 from ratchet import campaigns

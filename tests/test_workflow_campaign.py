@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
-import pytest
 from temporalio.client import Client
 
 from ratchet import campaigns
