@@ -36,6 +36,17 @@ ROOT = Path(__file__).resolve().parents[1]
 TEST_PLAYBOOK = ROOT / "tests" / "playbooks" / "fast.yaml"
 SHOP_TARGET = ROOT / "examples" / "shop" / "target.yaml"
 LIBRARY_TARGET = ROOT / "examples" / "library" / "target.yaml"
+_UNWATCHED = "watch:\n  after_partial: false\n"
+
+
+def playbook_with_watch_defaults() -> str:
+    """The test playbook without its `watch:` section (which keeps the campaign tests' partial results from
+    being watched): for the tests of the watch, which add their own."""
+    text = TEST_PLAYBOOK.read_text()
+    assert _UNWATCHED in text
+    return text.replace(_UNWATCHED, "")
+
+
 SHOP_ORDERS = 500_000
 SMALL_ORDERS = 20_000
 

@@ -22,7 +22,7 @@ from ratchet.errors import NotFoundError
 from ratchet.settings import Settings
 from ratchet.temporal.client import campaign_queue, connect
 from tests.campaign_helpers import assert_replays, finish, wait_for, waiting_at
-from tests.conftest import TEST_PLAYBOOK
+from tests.conftest import playbook_with_watch_defaults
 from tests.fake_campaign import FAKE_TARGET, FakeService, fake_tier_settings, fake_workers
 from workflows import WORKFLOW_RUNNER
 from workflows.watch import PROBES_PER_RUN, WatchWorkflow
@@ -34,7 +34,9 @@ EVENT_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)Z ")
 
 def watch_playbook(folder: Path, watch: str) -> Path:
     path = folder / "watch.yaml"
-    path.write_text(TEST_PLAYBOOK.read_text() + f"watch: {watch}\nalerts: {{webhook_url: 'http://127.0.0.1:9/hook'}}\n")
+    path.write_text(
+        playbook_with_watch_defaults() + f"watch: {watch}\nalerts: {{webhook_url: 'http://127.0.0.1:9/hook'}}\n"
+    )
     return path
 
 
@@ -166,8 +168,10 @@ async def test_a_partial_result_is_accepted_and_put_under_the_watch(fake_tier_te
     client = await connect(settings)
     name = f"partial-{uuid.uuid4().hex[:6]}"
     async with fake_workers(client, settings, FakeService(), tmp_path):
+        playbook = tmp_path / "defaults.yaml"
+        playbook.write_text(playbook_with_watch_defaults())  # a partial result is watched by default
         campaign_id = await campaigns.launch(
-            client, settings, playbook_file=TEST_PLAYBOOK, target_file=target_file(tmp_path, name)
+            client, settings, playbook_file=playbook, target_file=target_file(tmp_path, name)
         )
         planned = await wait_for(client, campaign_id, waiting_at("planning"), what="the planning gate")
         [cache] = [r.id for r in planned.recommendations if r.lever is not None and r.lever.name == "search-cache"]

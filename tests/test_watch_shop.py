@@ -14,7 +14,7 @@ from temporalio.client import Client
 from ratchet import watches
 from ratchet.contracts import WatchStatus
 from ratchet.settings import Settings
-from tests.conftest import TEST_PLAYBOOK, Shop
+from tests.conftest import Shop, playbook_with_watch_defaults
 from tests.test_watch import wait_for_probe
 from tests.webhook_receiver import Receiver
 
@@ -39,7 +39,7 @@ async def test_the_watch_of_the_shop_alerts_once_on_a_lasting_30_percent_slowdow
 ) -> None:
     playbook = tmp_path / "watch.yaml"
     playbook.write_text(
-        TEST_PLAYBOOK.read_text()
+        playbook_with_watch_defaults()
         + "watch: {interval: 1s, window: 2m, rate: 10, duration: 2s, min_points: 5}\n"
         + f"alerts: {{webhook_url: '{receiver.url(200)}'}}\n"
     )
