@@ -38,13 +38,15 @@ def durability_playbook(folder: Path) -> Path:
     the untouched ones too, has read x4 slower through both bake windows right after a kill (CI, 2026-12-06),
     and the latency guard rolled the proven index back; and two slow requests of 23 in the first run after a
     kill (CI, 2026-12-07) put the index's p95 interval at x0.12-1.18 while its median fell from 46.7 to 10.6 ms
-    in every run, and validation undid it."""
+    in every run, and validation undid it. A change under 5 ms does not count either: run on a core of its own,
+    the restarted server's start took that core from the shop, and a 2.6 ms endpoint read 5.3 ms in the arm
+    after it ("regressed", CI 2026-12-07), where the index's gain is 35 ms."""
     text = TEST_PLAYBOOK.read_text()
     assert "guard: {p95_min_excess_ms: 10}" in text and "validation:\n" in text
     path = folder / "durability.yaml"
     path.write_text(
         text.replace("guard: {p95_min_excess_ms: 10}", "guard: {p95_min_excess_ms: 100000}").replace(
-            "validation:\n", "validation:\n  metric: p50\n", 1
+            "validation:\n", "validation:\n  metric: p50\n  min_effect: 5ms\n", 1
         )
     )
     return path
