@@ -84,13 +84,17 @@ schema: $(VENV)/.installed  ## Regenerate the JSON Schemas of playbooks and targ
 	$(BIN)/ratchet playbook schema --out playbooks/schema
 
 # The trace receiver's span decoder is compiled at install, once: ahead of time into an extension module beside
-# its source (about a minute; needs a C compiler and Python's headers), which a receiver loads without numba
-# (it starts in under a second and idles at ~125 MB); and into numba's cache, which a receiver uses where the
-# first could not be built or its sources changed since (then ~245 MB; compiling in it would hold ~1 GB).
+# its source (about a minute; gcc and Python's headers are installed from Debian when missing), which a
+# receiver loads without numba (it starts in under a second and idles at ~125 MB); and into numba's cache,
+# which a receiver uses where the first could not be built or its sources changed since (then ~245 MB;
+# compiling in it would hold ~1 GB).
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@if ! command -v cc >/dev/null; then $(call apt_install,gcc libc6-dev,a C compiler for the span decoder); fi
+	@include=$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["include"])'); \
+	if [ ! -f "$$include/Python.h" ]; then $(call apt_install,python3-dev,Python's headers for the span decoder); fi
 	$(BIN)/python -m ratchet.traces.wire_aot || echo "the span decoder was not compiled ahead of time (see above): receivers will run numba's" >&2
 	$(BIN)/python -c "from ratchet.traces.columnar import warm_up; print(f'numba span decoder compiled in {warm_up(numba=True):.0f} s')"
 	touch $@

@@ -19,7 +19,8 @@ Ratchet's decoder is compiled once per install (and after a change of its source
 extension module, and by numba into a cache on disk (the fallback; RATCHET_SPAN_DECODER=numba picks it).
 ``warm`` runs before the timed step, in its own process, and its time is reported apart. Each step reports
 ``work_s``, the ingest itself: from the first export to the check, after the process has started (imports;
-the compiled decoder loaded, which the receiver does once, before it announces itself). The whole process, start-up included, is timed by ``bench.measure`` as well.
+the compiled decoder loaded, which the receiver does once, before it announces itself). The whole process,
+start-up included, is timed by ``bench.measure`` as well.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import uvicorn
 
-from ratchet.traces.columnar import COMPILED_AT_INSTALL, decoder
+from ratchet.traces.columnar import compiled_at_install
 from ratchet.traces.receiver import create_receiver_app
 
 READY_LINE = "ratchet traces listening on"
@@ -29,7 +29,7 @@ def serve_receiver(spans_dir: Path, *, host: str = "127.0.0.1", port: int = 4318
     app = create_receiver_app(spans_dir, token=token)
     # Said before the wait, on stderr (stdout's first line is the ready line others wait for): without the
     # decoder `make` compiles at install, numba compiles it first, about a minute without a word otherwise.
-    if decoder() != COMPILED_AT_INSTALL:
+    if not compiled_at_install():
         print(
             f"ratchet traces: preparing the span decoder for {host}:{port} with numba (half a second when `make` "
             "cached it at install; else compiled now, about a minute). `make decoder` compiles it ahead of time: "
