@@ -12,7 +12,7 @@ from typing import Any
 import duckdb
 import httpx
 
-from ratchet.analysis.traces.detectors import max_concurrency as intervals_at_once
+from ratchet.analysis.traces.concurrency import max_concurrency as intervals_at_once
 
 Span = dict[str, Any]
 SHOP_SERVICE = "demo-shop"

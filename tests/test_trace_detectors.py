@@ -10,8 +10,9 @@ import pyarrow as pa
 import pytest
 
 from ratchet.analysis.traces import analyze_burst, analyze_run
+from ratchet.analysis.traces.concurrency import TimeAtLimit, max_concurrency
 from ratchet.analysis.traces.critical_path import annotate, path_template
-from ratchet.analysis.traces.detectors import max_concurrency, repeated_block
+from ratchet.analysis.traces.detectors import repeated_block
 from ratchet.config.playbook import Detection
 from ratchet.database.statements import reads_the_catalog
 from ratchet.traces.columnar import SPAN_SCHEMA
@@ -185,6 +186,41 @@ def test_a_busy_cpu_that_delays_every_request_is_not_a_pool(con: duckdb.DuckDBPy
     con.register("spans", table(rows))
     mix = analyze_run(con, "spans", RULES).mix
     assert analyze_burst(con, "spans", RULES, mix) == []
+
+
+def test_calls_a_starved_service_gets_to_one_after_another_are_not_a_limit(con: duckdb.DuckDBPyConnection) -> None:
+    """A service whose host CPU is taken by others: sixteen calls at once, its event loop gets to one every
+    4 ms and serves each 25 ms. At most 7 are served at once (under half of 16), the later calls wait long,
+    but the service was serving fewer than 7 for most of each wait: it was getting to them, not held."""
+    rows: list[dict[str, Any]] = []
+    for n in range(16):
+        t = TraceBuilder(rows, "availability", 0, 40 + n * 4)
+        t.call("http://inventory:9/stock/1", 1, 28 + n * 4, served=(2 + n * 4, 27 + n * 4))
+    con.register("spans", table(rows))
+    mix = analyze_run(con, "spans", RULES).mix
+    assert analyze_burst(con, "spans", RULES, mix) == []
+    ignoring_time_at_limit = RULES.model_copy(update={"queue_min_time_at_limit": 1e-9})
+    [busy] = analyze_burst(con, "spans", ignoring_time_at_limit, mix)  # what the rule keeps out
+    assert busy.evidence["max_served_at_once"] == 7 and busy.evidence["time_at_limit"] < 0.5
+    # The same calls held at 7 by a pool: the eighth starts when the first ends, and so on.
+    rows = []
+    for n in range(16):
+        start = 2 + (n // 7) * 25
+        t = TraceBuilder(rows, "availability", 0, 40 + start)
+        t.call("http://inventory:9/stock/1", 1, start + 26, served=(start, start + 25))
+    con.register("spans", table(rows))
+    [finding] = analyze_burst(con, "spans", RULES, mix)
+    # Held at seven for all of each wait but its first millisecond (the first seven had not started yet).
+    assert finding.evidence["max_served_at_once"] == 7 and finding.evidence["time_at_limit"] > 0.95
+    assert finding.evidence["waiting_calls"] == 9  # the first seven did not wait
+
+
+def test_time_at_a_limit() -> None:
+    at_two = TimeAtLimit([(0, 10), (5, 20), (15, 30)], 2)  # two in progress from 5 to 10 and from 15 to 20
+    assert at_two.share_of(0, 30) == pytest.approx(10 / 30) and at_two.share_of(5, 10) == 1
+    assert at_two.share_of(10, 15) == 0 and at_two.share_of(8, 17) == pytest.approx(4 / 9)
+    assert at_two.share_of(40, 50) == 0 and at_two.share_of(7, 7) == 0
+    assert TimeAtLimit([(0, 10), (10, 20)], 2).share_of(0, 20) == 0  # one ending as another starts: not both
 
 
 def test_path_templates_and_concurrency() -> None:

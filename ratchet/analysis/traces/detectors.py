@@ -11,12 +11,13 @@ calls (made concurrently, they still cost the service a call each). Thresholds: 
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import duckdb
 
+from ratchet.analysis.traces.concurrency import TimeAtLimit, max_concurrency
 from ratchet.config.common import FindingType
 from ratchet.config.playbook import Detection
 from ratchet.contracts import Finding
@@ -340,6 +341,23 @@ def _long_waits(rows: Rows, rules: Detection) -> Rows | None:
     return waiting if len(waiting) >= rules.min_traces else None
 
 
+def _waits_at_the_limit(
+    waiting: Rows,
+    served: list[tuple[int, int]],
+    limit: int,
+    wait_ns: Callable[[Any], tuple[int, int]],
+    rules: Detection,
+) -> tuple[Rows, float] | None:
+    """The waits spent mostly with ``limit`` served at once, with the median share of them spent so; None
+    when fewer than ``min_traces`` were (the service was not held at a limit: see ``concurrency``)."""
+    at_limit = TimeAtLimit(served, limit)
+    shares = [(row, at_limit.share_of(*wait_ns(row))) for row in waiting]
+    held = [(row, share) for row, share in shares if share >= rules.queue_min_time_at_limit]
+    if len(held) < rules.min_traces:
+        return None
+    return [row for row, _ in held], statistics.median(share for _, share in held)
+
+
 def queueing(con: duckdb.DuckDBPyConnection, mix: Traffic, rules: Detection) -> list[Finding]:
     """Calls that wait before their service starts serving them: a connection pool or worker limit.
 
@@ -360,11 +378,16 @@ def queueing(con: duckdb.DuckDBPyConnection, mix: Traffic, rules: Detection) -> 
         waiting = _long_waits(calls, rules)
         if waiting is None:
             continue
-        wait = statistics.median(r[3] for r in waiting)
-        served_at_once = max_concurrency([(r[9], r[10]) for r in calls])
+        served = [(r[9], r[10]) for r in calls]
+        served_at_once = max_concurrency(served)
         called_at_once = max_concurrency([(r[7], r[8]) for r in calls])
         if served_at_once * 2 > called_at_once:
             continue  # the service served most of what was called at once: a limit is not what made them wait
+        held = _waits_at_the_limit(waiting, served, served_at_once, lambda r: (r[7], r[9]), rules)
+        if held is None:
+            continue  # it was getting to them, not held at its most: a busy host, not a limit
+        waiting, time_at_limit = held
+        wait = statistics.median(r[3] for r in waiting)
         roots = {r[2]: r for r in waiting}
         share = statistics.median(r[3] / r[4] for r in waiting if r[4])
         findings.append(
@@ -376,7 +399,8 @@ def queueing(con: duckdb.DuckDBPyConnection, mix: Traffic, rules: Detection) -> 
                 mix,
                 f"{endpoint}: calls to {dest} waited {wait:.1f} ms (median of {len(waiting)}) before "
                 f"{calls[0][6]} started serving them: {called_at_once} were made at once, it served at most "
-                f"{served_at_once} at a time (a connection pool or worker limit)",
+                f"{served_at_once} at a time, and that many for {time_at_limit:.0%} of each wait (median; a "
+                "connection pool or worker limit)",
                 {
                     "key": dest,
                     "destination": dest,
@@ -386,6 +410,7 @@ def queueing(con: duckdb.DuckDBPyConnection, mix: Traffic, rules: Detection) -> 
                     "calls": len(calls),
                     "max_called_at_once": called_at_once,
                     "max_served_at_once": served_at_once,
+                    "time_at_limit": round(time_at_limit, 4),
                     "share_of_call": round(share, 4),
                     "trace_ids": list(roots)[:_EXAMPLE_TRACES],
                 },
@@ -401,7 +426,8 @@ def pool_waits(con: duckdb.DuckDBPyConnection, mix: Traffic, rules: Detection) -
     first statement. A pool shows in what runs at once: however many requests were in progress, at most the
     pool's size of them were past that wait (a connection is held from the first statement to the end). A
     busy CPU or event loop also delays first statements, but lets every request on once it is served: held
-    windows then overlap as much as the requests do, and nothing is raised.
+    windows then overlap as much as the requests do, or requests wait while fewer than the most are held
+    (``concurrency``), and nothing is raised.
     """
     rows = con.execute(
         """
@@ -426,9 +452,14 @@ def pool_waits(con: duckdb.DuckDBPyConnection, mix: Traffic, rules: Detection) -
         if waiting is None:
             continue
         in_progress = max_concurrency([(r[5], r[6]) for r in requests])
-        holding = max_concurrency([(r[7], r[6]) for r in requests])
+        held_windows = [(r[7], r[6]) for r in requests]
+        holding = max_concurrency(held_windows)
         if holding * 2 > in_progress:
             continue  # most requests in progress were past their wait at once: no limit made them wait
+        held = _waits_at_the_limit(waiting, held_windows, holding, lambda r: (r[7] - round(r[3] * 1e6), r[7]), rules)
+        if held is None:
+            continue  # they got their connections while fewer than the most were held: not a pool
+        waiting, time_at_limit = held
         wait = statistics.median(r[3] for r in waiting)
         share = statistics.median(r[3] / r[4] for r in waiting if r[4])
         destination = f"{system} connections"
@@ -441,7 +472,8 @@ def pool_waits(con: duckdb.DuckDBPyConnection, mix: Traffic, rules: Detection) -
                 mix,
                 f"{endpoint}: requests waited {wait:.1f} ms (median of {len(waiting)}) inside the service before "
                 f"their first statement: {in_progress} were in progress at once, at most {holding} held a "
-                f"{system} connection (a connection pool or worker limit)",
+                f"{system} connection, and that many for {time_at_limit:.0%} of each wait (median; a connection "
+                "pool or worker limit)",
                 {
                     "key": f"pool:{system}",
                     "destination": destination,
@@ -451,6 +483,7 @@ def pool_waits(con: duckdb.DuckDBPyConnection, mix: Traffic, rules: Detection) -
                     "calls": len(requests),
                     "max_called_at_once": in_progress,
                     "max_served_at_once": holding,
+                    "time_at_limit": round(time_at_limit, 4),
                     "share_of_call": round(share, 4),
                     "where": "inside the service",
                     "trace_ids": [r[2] for r in waiting[:_EXAMPLE_TRACES]],
@@ -458,16 +491,6 @@ def pool_waits(con: duckdb.DuckDBPyConnection, mix: Traffic, rules: Detection) -
             )
         )
     return findings
-
-
-def max_concurrency(intervals: list[tuple[int, int]]) -> int:
-    """The most intervals in progress at one instant (one ending as another starts: not both)."""
-    events = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
-    running = peak = 0
-    for _, change in events:
-        running += change
-        peak = max(peak, running)
-    return peak
 
 
 def dominant_statements(con: duckdb.DuckDBPyConnection, mix: Traffic, rules: Detection) -> list[StatementCandidate]:
