@@ -15,7 +15,7 @@ from urllib.parse import quote, urljoin
 import httpx
 from temporalio import activity
 
-from ratchet.analysis.page_load import page_load_checks, page_load_verdicts
+from ratchet.analysis.page_load import page_load_checks, page_load_verdicts, unjudged_page_metrics
 from ratchet.analysis.responses import EndpointProbe, PageAsset, ProbeReport, ResponseSample, freshness_s
 from ratchet.config.playbook import PageLoadSlo
 from ratchet.config.target import _PLACEHOLDER, Endpoint, Target
@@ -249,7 +249,7 @@ class ProbeActivities:
             pages=_light(pages),
             checks=page_load_checks(pages, request.playbook),
             verdicts=page_load_verdicts(request.before, pages, request.playbook),
-            notes=notes,
+            notes=notes + unjudged_page_metrics(request.before, pages, request.playbook),
         )
 
     @activity.defn(name="measure_wire_bytes")

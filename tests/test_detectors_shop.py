@@ -276,6 +276,8 @@ async def test_the_storefront_is_slow_on_a_phone_and_its_asset_pipeline_is_judge
         assert switched.status_code == 200, switched.text
     after = await environment.run(probe.measure_page_loads, request("after", before.pages))
     verdicts = {(v.subject, v.metric): v for v in after.verdicts}
+    samples = {p.profile: (p.lcp_samples, p.fcp_samples) for p in after.pages}
+    assert ("storefront (mobile)", "lcp_ms") in verdicts, (samples, after.notes, after.pages)
     phone = verdicts[("storefront (mobile)", "lcp_ms")]
     assert phone.verdict == Verdict.IMPROVED and phone.high < 0.8, phone
     assert not phone.met_before and phone.met_after, phone

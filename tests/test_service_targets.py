@@ -13,7 +13,12 @@ from prometheus_client import CollectorRegistry, Counter, start_http_server
 
 from ratchet.analysis.advice import advice
 from ratchet.analysis.cache_slo import cache_checks, cache_findings, unchecked_cache_note
-from ratchet.analysis.page_load import page_load_checks, page_load_findings, page_load_verdicts
+from ratchet.analysis.page_load import (
+    page_load_checks,
+    page_load_findings,
+    page_load_verdicts,
+    unjudged_page_metrics,
+)
 from ratchet.analysis.service_verdicts import ArmSeries, after_checks, service_verdicts
 from ratchet.analysis.soak import compare_soaks, soak_drift
 from ratchet.config.loading import ConfigError, load_target
@@ -252,7 +257,17 @@ def test_a_page_over_its_load_targets_on_a_device_is_a_finding_and_the_changes_g
     assert mobile.verdict == Verdict.IMPROVED and mobile.met_after and not mobile.met_before, mobile
     assert verdicts[("storefront (desktop)", "lcp_ms")].verdict in (Verdict.NOT_WORSE, Verdict.INCONCLUSIVE)
     # A page the probe did not measure before is not judged after.
-    assert page_load_verdicts([], after, rules) == []
+    assert page_load_verdicts([], after, rules) == [] and unjudged_page_metrics([], after, rules) == []
+    assert unjudged_page_metrics(before, after, rules) == []
+    # Visits that lost their LCP: one of three after is no verdict, and the note says so.
+    lost = [after[0].model_copy(update={"lcp_samples": [1500.0]}), after[1]]
+    assert ("storefront (mobile)", "lcp_ms") not in {
+        (v.subject, v.metric) for v in page_load_verdicts(before, lost, rules)
+    }
+    assert unjudged_page_metrics(before, lost, rules) == [
+        "storefront (mobile) LCP: not judged, measured by 3 of 3 visits before and 1 of 3 after (a verdict needs 2 "
+        "on each side)"
+    ]
 
     status = completed_campaign()
     status.page_loads, status.page_loads_after = before, after

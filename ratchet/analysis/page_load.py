@@ -96,7 +96,7 @@ def page_load_verdicts(before: list[PageVitals], after: list[PageVitals], playbo
             samples = metric.removesuffix("_ms") + "_samples"
             was, now = getattr(old, samples), getattr(page, samples)
             if len(was) < 2 or len(now) < 2:
-                continue
+                continue  # said by unjudged_page_metrics
             _, low, high = log_ratio_interval(now, was, level)
             verdict = ratio_verdict(low, high, rules.regression_margin)
             before_value, after_value = statistics.median(was), statistics.median(now)
@@ -117,3 +117,22 @@ def page_load_verdicts(before: list[PageVitals], after: list[PageVitals], playbo
                 )
             )
     return verdicts
+
+
+def unjudged_page_metrics(before: list[PageVitals], after: list[PageVitals], playbook: Playbook) -> list[str]:
+    """A note per page, profile and target that got no verdict: fewer than two visits measured it on a side."""
+    earlier = {page_subject(p): p for p in before}
+    notes = []
+    for page in after:
+        old = earlier.get(page_subject(page))
+        if old is None:
+            continue  # not measured before the changes: noted then
+        for metric in _limits(playbook):
+            samples = metric.removesuffix("_ms") + "_samples"
+            was, now = len(getattr(old, samples)), len(getattr(page, samples))
+            if was < 2 or now < 2:
+                notes.append(
+                    f"{page_subject(page)} {metric.removesuffix('_ms').upper()}: not judged, measured by {was} of "
+                    f"{old.visits} visits before and {now} of {page.visits} after (a verdict needs 2 on each side)"
+                )
+    return notes
