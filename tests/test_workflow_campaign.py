@@ -12,7 +12,7 @@ from temporalio.client import Client
 from ratchet import campaigns
 from ratchet.contracts import CampaignState, ChangeState
 from ratchet.settings import Settings
-from tests.campaign_helpers import finish
+from tests.campaign_helpers import assert_replays, finish
 from tests.conftest import ROOT, Pipeline
 
 PLAYBOOK = ROOT / "tests" / "playbooks" / "workflows.yaml"
@@ -35,6 +35,7 @@ async def test_a_campaign_on_the_workflow_pipeline_finds_its_bottlenecks_and_kee
     findings = "\n".join(f"{f.type.value} {f.endpoint} {f.evidence.get('step')}: {f.summary}" for f in final.findings)
     print(changes, findings, sep="\n")  # shown with a failure
     assert final.state == CampaignState.COMPLETED, f"{final.outcome_detail}\n{changes}\n{findings}"
+    await assert_replays(client, campaign_id)
 
     # Every planted bottleneck the histories can show, on the step it is planted in.
     found = {(f.type.value, f.evidence.get("step")) for f in final.findings}
