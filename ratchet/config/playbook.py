@@ -339,12 +339,13 @@ class Detection(StrictModel):
         10.0, ge=0, description="Queueing: a call waits this long (ms) before its service starts serving it..."
     )
     queue_min_wait_share: float = Field(0.3, ge=0, le=1, description="...and that wait is this share of the call.")
-    queue_min_time_at_limit: float = Field(
+    queue_min_held_share: float = Field(
         0.5,
         gt=0,
         le=1,
-        description="...and the service served its most-at-once for this share of the wait (a limit holds it "
-        "there; a busy host that is still getting to the calls does not).",
+        description="...and this share of those waits were held: from the moment a wait passed queue_min_wait_ms "
+        "until its turn, the service served no more than then (a limit holds it; a busy host still getting to the "
+        "calls serves more and more).",
     )
     cacheable_min_self_ms: float = Field(
         20.0, ge=0, description="Cacheable: the service's own work per request at least this (ms)..."

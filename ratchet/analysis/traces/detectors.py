@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 import duckdb
 
-from ratchet.analysis.traces.concurrency import TimeAtLimit, max_concurrency
+from ratchet.analysis.traces.concurrency import InProgress, max_concurrency
 from ratchet.config.common import FindingType
 from ratchet.config.playbook import Detection
 from ratchet.contracts import Finding
@@ -341,21 +341,21 @@ def _long_waits(rows: Rows, rules: Detection) -> Rows | None:
     return waiting if len(waiting) >= rules.min_traces else None
 
 
-def _waits_at_the_limit(
-    waiting: Rows,
-    served: list[tuple[int, int]],
-    limit: int,
-    wait_ns: Callable[[Any], tuple[int, int]],
-    rules: Detection,
-) -> tuple[Rows, float] | None:
-    """The waits spent mostly with ``limit`` served at once, with the median share of them spent so; None
-    when fewer than ``min_traces`` were (the service was not held at a limit: see ``concurrency``)."""
-    at_limit = TimeAtLimit(served, limit)
-    shares = [(row, at_limit.share_of(*wait_ns(row))) for row in waiting]
-    held = [(row, share) for row, share in shares if share >= rules.queue_min_time_at_limit]
-    if len(held) < rules.min_traces:
-        return None
-    return [row for row, _ in held], statistics.median(share for _, share in held)
+def _held_waits(
+    waiting: Rows, served: list[tuple[int, int]], wait_ns: Callable[[Any], tuple[int, int]], rules: Detection
+) -> Rows | None:
+    """The waits (``wait_ns``: from the call to its turn) during which the service was held: serving some at
+    the moment the wait passed ``queue_min_wait_ms``, and no more than that just before the call's turn (see
+    ``concurrency``). None unless ``min_traces`` of them, and ``queue_min_held_share`` of the waits, were."""
+    in_progress = InProgress(served)
+    held = []
+    for row in waiting:
+        called, served_from = wait_ns(row)
+        then = in_progress.at(called + round(rules.queue_min_wait_ms * 1e6))
+        if then >= 1 and then >= in_progress.at(served_from - 1):
+            held.append(row)
+    enough = len(held) >= rules.min_traces and len(held) >= rules.queue_min_held_share * len(waiting)
+    return held if enough else None
 
 
 def queueing(con: duckdb.DuckDBPyConnection, mix: Traffic, rules: Detection) -> list[Finding]:
@@ -383,10 +383,10 @@ def queueing(con: duckdb.DuckDBPyConnection, mix: Traffic, rules: Detection) -> 
         called_at_once = max_concurrency([(r[7], r[8]) for r in calls])
         if served_at_once * 2 > called_at_once:
             continue  # the service served most of what was called at once: a limit is not what made them wait
-        held = _waits_at_the_limit(waiting, served, served_at_once, lambda r: (r[7], r[9]), rules)
+        held = _held_waits(waiting, served, lambda r: (r[7], r[9]), rules)
         if held is None:
-            continue  # it was getting to them, not held at its most: a busy host, not a limit
-        waiting, time_at_limit = held
+            continue  # it served more and more while they waited: getting to them (a busy host), not held
+        all_waits, waiting = len(waiting), held
         wait = statistics.median(r[3] for r in waiting)
         roots = {r[2]: r for r in waiting}
         share = statistics.median(r[3] / r[4] for r in waiting if r[4])
@@ -399,8 +399,8 @@ def queueing(con: duckdb.DuckDBPyConnection, mix: Traffic, rules: Detection) -> 
                 mix,
                 f"{endpoint}: calls to {dest} waited {wait:.1f} ms (median of {len(waiting)}) before "
                 f"{calls[0][6]} started serving them: {called_at_once} were made at once, it served at most "
-                f"{served_at_once} at a time, and that many for {time_at_limit:.0%} of each wait (median; a "
-                "connection pool or worker limit)",
+                f"{served_at_once} at a time and no more while they waited ({len(waiting)} of {all_waits} "
+                "waits): a connection pool or worker limit",
                 {
                     "key": dest,
                     "destination": dest,
@@ -410,7 +410,8 @@ def queueing(con: duckdb.DuckDBPyConnection, mix: Traffic, rules: Detection) -> 
                     "calls": len(calls),
                     "max_called_at_once": called_at_once,
                     "max_served_at_once": served_at_once,
-                    "time_at_limit": round(time_at_limit, 4),
+                    "held_waits": len(waiting),
+                    "long_waits": all_waits,
                     "share_of_call": round(share, 4),
                     "trace_ids": list(roots)[:_EXAMPLE_TRACES],
                 },
@@ -426,7 +427,7 @@ def pool_waits(con: duckdb.DuckDBPyConnection, mix: Traffic, rules: Detection) -
     first statement. A pool shows in what runs at once: however many requests were in progress, at most the
     pool's size of them were past that wait (a connection is held from the first statement to the end). A
     busy CPU or event loop also delays first statements, but lets every request on once it is served: held
-    windows then overlap as much as the requests do, or requests wait while fewer than the most are held
+    windows then overlap as much as the requests do, or more and more hold one while requests wait
     (``concurrency``), and nothing is raised.
     """
     rows = con.execute(
@@ -456,10 +457,10 @@ def pool_waits(con: duckdb.DuckDBPyConnection, mix: Traffic, rules: Detection) -
         holding = max_concurrency(held_windows)
         if holding * 2 > in_progress:
             continue  # most requests in progress were past their wait at once: no limit made them wait
-        held = _waits_at_the_limit(waiting, held_windows, holding, lambda r: (r[7] - round(r[3] * 1e6), r[7]), rules)
+        held = _held_waits(waiting, held_windows, lambda r: (r[7] - round(r[3] * 1e6), r[7]), rules)
         if held is None:
-            continue  # they got their connections while fewer than the most were held: not a pool
-        waiting, time_at_limit = held
+            continue  # more and more held a connection while they waited: not a pool holding them back
+        all_waits, waiting = len(waiting), held
         wait = statistics.median(r[3] for r in waiting)
         share = statistics.median(r[3] / r[4] for r in waiting if r[4])
         destination = f"{system} connections"
@@ -472,8 +473,8 @@ def pool_waits(con: duckdb.DuckDBPyConnection, mix: Traffic, rules: Detection) -
                 mix,
                 f"{endpoint}: requests waited {wait:.1f} ms (median of {len(waiting)}) inside the service before "
                 f"their first statement: {in_progress} were in progress at once, at most {holding} held a "
-                f"{system} connection, and that many for {time_at_limit:.0%} of each wait (median; a connection "
-                "pool or worker limit)",
+                f"{system} connection, and no more while they waited ({len(waiting)} of {all_waits} waits): a "
+                "connection pool or worker limit",
                 {
                     "key": f"pool:{system}",
                     "destination": destination,
@@ -483,7 +484,8 @@ def pool_waits(con: duckdb.DuckDBPyConnection, mix: Traffic, rules: Detection) -
                     "calls": len(requests),
                     "max_called_at_once": in_progress,
                     "max_served_at_once": holding,
-                    "time_at_limit": round(time_at_limit, 4),
+                    "held_waits": len(waiting),
+                    "long_waits": all_waits,
                     "share_of_call": round(share, 4),
                     "where": "inside the service",
                     "trace_ids": [r[2] for r in waiting[:_EXAMPLE_TRACES]],
