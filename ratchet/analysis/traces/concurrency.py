@@ -15,15 +15,10 @@ import bisect
 Interval = tuple[int, int]
 
 
-def _steps(intervals: list[Interval]) -> list[tuple[int, int]]:
-    """(instant, change) sorted so that one interval ending as another starts counts as one, not both."""
-    return sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
-
-
 def max_concurrency(intervals: list[Interval]) -> int:
     """The most intervals in progress at one instant (one ending as another starts: not both)."""
     running = peak = 0
-    for _, change in _steps(intervals):
+    for _, change in sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals]):
         running += change
         peak = max(peak, running)
     return peak
