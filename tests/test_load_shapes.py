@@ -201,8 +201,10 @@ async def test_a_load_test_split_over_two_generators_agrees_with_a_single_one(
     by_endpoint: dict[str, list[float]] = {}
     for endpoint, _, median in medians:
         by_endpoint.setdefault(endpoint, []).append(median)
+    # Within a factor of two, or within 5 ms: two k6 processes on one busy core add a millisecond or two of
+    # their own waits to a 1.5 ms endpoint (CI: 1.5 against 3.1 ms); lost or mis-scaled timings are far apart.
     for endpoint, (first, second) in by_endpoint.items():
-        assert 0.5 <= first / second <= 2.0, (endpoint, first, second)
+        assert 0.5 <= first / second <= 2.0 or abs(first - second) < 5, (endpoint, first, second)
     # Resources were sampled once for the split run, by the first generator.
     assert two.resources is not None and two.resources.samples > 0
 

@@ -381,8 +381,10 @@ def queueing(con: duckdb.DuckDBPyConnection, mix: Traffic, rules: Detection) -> 
         served = [(r[9], r[10]) for r in calls]
         served_at_once = max_concurrency(served)
         called_at_once = max_concurrency([(r[7], r[8]) for r in calls])
-        if served_at_once * 2 > called_at_once:
-            continue  # the service served most of what was called at once: a limit is not what made them wait
+        if served_at_once * 2 >= called_at_once:
+            # It served half or more of what was called at once: a host whose CPU others take gets that far
+            # too (CI: 8 of 16 calls to an asyncio service on a shared core), so no limit is claimed.
+            continue
         held = _held_waits(waiting, served, lambda r: (r[7], r[9]), rules)
         if held is None:
             continue  # it served more and more while they waited: getting to them (a busy host), not held
@@ -455,8 +457,10 @@ def pool_waits(con: duckdb.DuckDBPyConnection, mix: Traffic, rules: Detection) -
         in_progress = max_concurrency([(r[5], r[6]) for r in requests])
         held_windows = [(r[7], r[6]) for r in requests]
         holding = max_concurrency(held_windows)
-        if holding * 2 > in_progress:
-            continue  # most requests in progress were past their wait at once: no limit made them wait
+        if holding * 2 >= in_progress:
+            # Half or more of those in progress were past their wait at once: a busy CPU gets that far too
+            # (CI: 8 of 16 of the library's fast requests, two processes of threads on one shared core).
+            continue
         held = _held_waits(waiting, held_windows, lambda r: (r[7] - round(r[3] * 1e6), r[7]), rules)
         if held is None:
             continue  # more and more held a connection while they waited: not a pool holding them back
