@@ -5,6 +5,8 @@ the changes (the same visits again), visit by visit."""
 from __future__ import annotations
 
 import statistics
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 from ratchet.analysis.service_verdicts import log_ratio_interval, ratio_verdict
 from ratchet.config.common import FindingType
@@ -81,58 +83,69 @@ def page_load_findings(checks: list[SloCheck], pages: list[PageVitals]) -> list[
     return findings
 
 
-def page_load_verdicts(before: list[PageVitals], after: list[PageVitals], playbook: Playbook) -> list[ServiceVerdict]:
-    """Each page, profile and target measured before and after the changes: Welch's t interval of the ratio
-    over the visits (each a first view in a fresh browser, on the same emulated device and link)."""
-    rules = playbook.validation
-    level = 1 - rules.significance
+@dataclass(frozen=True)
+class _Paired:
+    """One page, profile and metric measured both before and after the changes."""
+
+    before: PageVitals
+    after: PageVitals
+    metric: str
+    limit: float
+    was: list[float]
+    now: list[float]
+
+
+def _paired(before: list[PageVitals], after: list[PageVitals], playbook: Playbook) -> Iterator[_Paired]:
+    """Each page, profile and metric with a target, measured on both sides (a page not measured before the
+    changes was noted then)."""
     earlier = {page_subject(p): p for p in before}
-    verdicts = []
     for page in after:
         old = earlier.get(page_subject(page))
         if old is None:
             continue
         for metric, limit in _limits(playbook).items():
             samples = metric.removesuffix("_ms") + "_samples"
-            was, now = getattr(old, samples), getattr(page, samples)
-            if len(was) < 2 or len(now) < 2:
-                continue  # said by unjudged_page_metrics
-            _, low, high = log_ratio_interval(now, was, level)
-            verdict = ratio_verdict(low, high, rules.regression_margin)
-            before_value, after_value = statistics.median(was), statistics.median(now)
-            verdicts.append(
-                ServiceVerdict(
-                    subject=page_subject(page),
-                    metric=metric,
-                    before=round(before_value, 1),
-                    after=round(after_value, 1),
-                    low=round(low, 4),
-                    high=round(high, 4),
-                    verdict=verdict,
-                    limit=limit,
-                    met_before=before_value < limit,
-                    met_after=after_value < limit,
-                    explanation=f"median of {len(was)} first visits before and {len(now)} after on {page.profile}: "
-                    f"x{after_value / before_value if before_value else 1:.2f} [{low:.2f}-{high:.2f}] at {level:.0%}",
-                )
+            yield _Paired(old, page, metric, limit, getattr(old, samples), getattr(page, samples))
+
+
+def page_load_verdicts(before: list[PageVitals], after: list[PageVitals], playbook: Playbook) -> list[ServiceVerdict]:
+    """Each page, profile and target measured before and after the changes: Welch's t interval of the ratio
+    over the visits (each a first view in a fresh browser, on the same emulated device and link)."""
+    rules = playbook.validation
+    level = 1 - rules.significance
+    verdicts = []
+    for pair in _paired(before, after, playbook):
+        was, now = pair.was, pair.now
+        if len(was) < 2 or len(now) < 2:
+            continue  # said by unjudged_page_metrics
+        _, low, high = log_ratio_interval(now, was, level)
+        verdict = ratio_verdict(low, high, rules.regression_margin)
+        before_value, after_value = statistics.median(was), statistics.median(now)
+        verdicts.append(
+            ServiceVerdict(
+                subject=page_subject(pair.after),
+                metric=pair.metric,
+                before=round(before_value, 1),
+                after=round(after_value, 1),
+                low=round(low, 4),
+                high=round(high, 4),
+                verdict=verdict,
+                limit=pair.limit,
+                met_before=before_value < pair.limit,
+                met_after=after_value < pair.limit,
+                explanation=f"median of {len(was)} first visits before and {len(now)} after on {pair.after.profile}: "
+                f"x{after_value / before_value if before_value else 1:.2f} [{low:.2f}-{high:.2f}] at {level:.0%}",
             )
+        )
     return verdicts
 
 
 def unjudged_page_metrics(before: list[PageVitals], after: list[PageVitals], playbook: Playbook) -> list[str]:
     """A note per page, profile and target that got no verdict: fewer than two visits measured it on a side."""
-    earlier = {page_subject(p): p for p in before}
-    notes = []
-    for page in after:
-        old = earlier.get(page_subject(page))
-        if old is None:
-            continue  # not measured before the changes: noted then
-        for metric in _limits(playbook):
-            samples = metric.removesuffix("_ms") + "_samples"
-            was, now = len(getattr(old, samples)), len(getattr(page, samples))
-            if was < 2 or now < 2:
-                notes.append(
-                    f"{page_subject(page)} {metric.removesuffix('_ms').upper()}: not judged, measured by {was} of "
-                    f"{old.visits} visits before and {now} of {page.visits} after (a verdict needs 2 on each side)"
-                )
-    return notes
+    return [
+        f"{page_subject(pair.after)} {pair.metric.removesuffix('_ms').upper()}: not judged, measured by "
+        f"{len(pair.was)} of {pair.before.visits} visits before and {len(pair.now)} of {pair.after.visits} after "
+        "(a verdict needs 2 on each side)"
+        for pair in _paired(before, after, playbook)
+        if len(pair.was) < 2 or len(pair.now) < 2
+    ]
