@@ -76,6 +76,15 @@ async def wait_for(
         await asyncio.sleep(0.2)
 
 
+async def wait_until(condition: Callable[[], bool], *, timeout_s: float, what: str) -> None:
+    """Poll ``condition`` until it holds (a deadline, not a fixed sleep)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.2)
+
+
 def why_it_ended(status: CampaignStatus) -> str:
     """What a test's failure message needs to tell a flaky run from a broken one: the outcome's detail, the
     verdicts with their explanations, the changes and the last events."""

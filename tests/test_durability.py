@@ -1,4 +1,7 @@
-"""Durability: a worker killed with SIGKILL mid-campaign, and the Temporal server restarted mid-campaign."""
+"""Durability: a worker killed with SIGKILL mid-campaign, then the Temporal server restarted under its successor.
+
+One campaign takes both (each costs a whole campaign of load runs): the kill while the validation's load runs, the
+restart once the new worker is connected, so that it must reconnect."""
 
 from __future__ import annotations
 
@@ -9,15 +12,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from temporalio.client import Client
+from temporalio.client import WorkflowExecutionStatus
 
 from ratchet import campaigns
 from ratchet.contracts import CampaignState, ChangeState
 from ratchet.settings import Settings
 from ratchet.temporal.client import connect
 from ratchet.temporal.server import start_server, stop_server
-from tests.campaign_helpers import assert_replays, effects, finish, ratchet_cli, ratchet_env, wait_for
-from tests.conftest import ROOT, TEST_PLAYBOOK, Shop, restartable_port, running_workers
+from tests.campaign_helpers import assert_replays, effects, finish, ratchet_cli, ratchet_env, wait_for, wait_until
+from tests.conftest import ROOT, TEST_PLAYBOOK, Shop, restartable_port
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -56,73 +59,69 @@ def validation_running(status) -> bool:  # type: ignore[no-untyped-def]
     return status.phase is not None and status.phase.value == "validation"
 
 
-async def test_worker_killed_mid_campaign_is_finished_by_a_new_worker(
-    client: Client, settings: Settings, shop: Shop, tmp_path: Path, index_only_target: Path
-) -> None:
-    log = tmp_path / "worker.log"
-    first = start_worker_process(settings, log)
-    campaign_id = await campaigns.launch(
-        client,
-        settings,
-        playbook_file=durability_playbook(tmp_path),
-        target_file=index_only_target,
-        auto_approve_as="alice",
-    )
-    # Kill the worker while the validation load test runs (the index is applied by then).
-    await wait_for(client, campaign_id, validation_running, what="validation to start")
-    await wait_for(
-        client, campaign_id, lambda s: s.validation is None and len(s.changes) == 1, what="the change to be applied"
-    )
-    first.send_signal(signal.SIGKILL)
-    first.wait(timeout=10)
-    second = start_worker_process(settings, log)
-    try:
-        final = await finish(client, campaign_id, timeout_s=300)
-    finally:
-        second.terminate()
-        second.wait(timeout=30)
-    events = "\n".join(f"  {e.at:%H:%M:%S} {e.message}" for e in final.events)
-    assert final.state == CampaignState.COMPLETED, f"{final.outcome}: {final.outcome_detail}\n{events}"
-    # No worker runs now: `ratchet status --json` answers from the store.
-    shown = await ratchet_cli(settings, "status", campaign_id, "--json")
-    assert shown.returncode == 0, shown.stderr
-    assert json.loads(shown.stdout)["state"] == "completed"
-
-    [change] = final.changes
-    assert change.state == ChangeState.KEPT
-    assert len(effects(settings, campaign_id, "apply")) == 1  # applied exactly once
-    assert len(effects(settings, campaign_id, "rollback")) == 0  # undone at most once (here: never)
-    assert any("ratchet_ix_orders_customer_email" in name for name, _ in shop.indexes())
-    await assert_replays(client, campaign_id)
+def worker_connected(log: Path, since: int) -> bool:
+    """Whether the worker started after byte ``since`` of ``log`` has connected (its first line)."""
+    return "worker on " in log.read_bytes()[since:].decode(errors="replace")
 
 
-async def test_server_restart_mid_campaign_resumes(
+async def test_a_campaign_outlives_a_killed_worker_and_a_restarted_server(
     tmp_path: Path, settings: Settings, shop: Shop, index_only_target: Path
 ) -> None:
+    """The worker is killed (SIGKILL) while the validation's load runs, with the index applied; a new worker
+    takes over, and lives through a restart of the Temporal server (its own, file-backed). The campaign
+    finishes as if nothing happened: the index applied once, never undone, and kept."""
     home = tmp_path / "own-temporal"
     address = f"127.0.0.1:{restartable_port()}"
     ui_port = restartable_port()
     start_server(home, address=address, ui_port=ui_port)
     # Its own server; the shop's spans go to the test's trace receiver (the shop fixture's).
     settings = Settings(
-        home=tmp_path / "ratchet", temporal_address=address, task_queue_prefix="restart", otlp_port=settings.otlp_port
+        home=tmp_path / "ratchet", temporal_address=address, task_queue_prefix="durable", otlp_port=settings.otlp_port
     )
+    log = tmp_path / "worker.log"
     try:
         client = await connect(settings)
-        async with running_workers(client, settings):
-            campaign_id = await campaigns.launch(
-                client,
-                settings,
-                playbook_file=durability_playbook(tmp_path),
-                target_file=index_only_target,
-                auto_approve_as="alice",
-            )
-            await wait_for(client, campaign_id, validation_running, what="validation to start")
+        first = start_worker_process(settings, log)
+        campaign_id = await campaigns.launch(
+            client,
+            settings,
+            playbook_file=durability_playbook(tmp_path),
+            target_file=index_only_target,
+            auto_approve_as="alice",
+        )
+        # Kill the worker while the validation load test runs (the index is applied by then).
+        await wait_for(client, campaign_id, validation_running, what="validation to start")
+        await wait_for(
+            client, campaign_id, lambda s: s.validation is None and len(s.changes) == 1, what="the change applied"
+        )
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+        killed_at = log.stat().st_size
+        second = start_worker_process(settings, log)
+        try:
+            # The restart comes once the new worker is connected: it must reconnect, not merely start later.
+            await wait_until(lambda: worker_connected(log, killed_at), timeout_s=60, what="the new worker")
+            running = await campaigns.handle(client, campaign_id).describe()
+            assert running.status == WorkflowExecutionStatus.RUNNING, running.status  # restarted mid-campaign
             assert stop_server(home)
             start_server(home, address=address, ui_port=ui_port)  # same file: the history is still there
             final = await finish(client, campaign_id, timeout_s=300)
-        assert final.state == CampaignState.COMPLETED, f"{final.outcome}: {final.outcome_detail}"
+        finally:
+            second.terminate()
+            second.wait(timeout=30)
+        events = "\n".join(f"  {e.at:%H:%M:%S} {e.message}" for e in final.events)
+        assert final.state == CampaignState.COMPLETED, f"{final.outcome}: {final.outcome_detail}\n{events}"
         assert final.verdicts and final.report_html
+        # No worker runs now: `ratchet status --json` answers from the store.
+        shown = await ratchet_cli(settings, "status", campaign_id, "--json")
+        assert shown.returncode == 0, shown.stderr
+        assert json.loads(shown.stdout)["state"] == "completed"
+
+        [change] = final.changes
+        assert change.state == ChangeState.KEPT
+        assert len(effects(settings, campaign_id, "apply")) == 1  # applied exactly once
+        assert len(effects(settings, campaign_id, "rollback")) == 0  # undone at most once (here: never)
+        assert any("ratchet_ix_orders_customer_email" in name for name, _ in shop.indexes())
         await assert_replays(client, campaign_id)
     finally:
         stop_server(home)
