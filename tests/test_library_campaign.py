@@ -1,15 +1,23 @@
 """A whole campaign on the second example service (examples/library): Flask and the SQLAlchemy ORM on
 PostgreSQL behind gunicorn, fixed through its own levers (an index, feature flags in its admin API, and the
-operators' script that resizes a pool and reloads gunicorn). Every right fix is kept and proven."""
+operators' script that resizes a pool and reloads gunicorn). Its assessment finds every planted problem with the
+right type on the right endpoint, the clean endpoints yield nothing, each finding's recommended lever is the
+library's own fix for it; and every right fix is kept and proven. One campaign asserts both: an assessment alone
+costs the same baseline and probe."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import httpx
 import psycopg
 from temporalio.client import Client
 
 from ratchet import campaigns
-from ratchet.contracts import CampaignState, ChangeState
+from ratchet.analysis.planning import plan
+from ratchet.analysis.responses import ProbeReport
+from ratchet.config.loading import load_target
+from ratchet.contracts import CampaignState, ChangeState, Finding
 from ratchet.settings import Settings
 from tests.campaign_helpers import assert_replays, finish
 from tests.conftest import LIBRARY_TARGET, ROOT, Library
@@ -27,6 +35,45 @@ RIGHT_FIXES = {
     "cache-genre-report": "genre-report",
     "reporting-pool-size": "shelf-usage",
 }
+PLANTED = {
+    ("n-plus-one", "author-books"): "eager-load-reviews",
+    ("missing-index", "member-loans"): "loans-member-status-index",
+    ("n-plus-one-api", "cart-quote"): "batch-rate-lookup",
+    ("cacheable", "genre-report"): "cache-genre-report",
+    ("saturation", "shelf-usage"): "reporting-pool-size",
+}
+CLEAN = {"health", "book", "member"}
+
+
+def assert_every_planted_problem_is_found_with_its_own_fix(findings: list[Finding], probe_file: Path) -> None:
+    """The assessment's findings: the planted ones, nothing on a clean endpoint, and the planner's choice for
+    each is the library's own fix."""
+    described = "\n".join(f"{f.id} {f.severity} {f.type.value} {f.endpoint}: {f.summary}" for f in findings)
+    probe = ProbeReport.model_validate_json(probe_file.read_text())
+    described += "\nprobe:\n" + "\n".join(
+        f"{e.endpoint} identical={e.identical_repeats} {[s.elapsed_ms for s in e.samples]}" for e in probe.endpoints
+    )
+    found = {(f.type.value, f.endpoint) for f in findings}
+    assert found >= set(PLANTED), f"missed {sorted(set(PLANTED) - found)}; found:\n{described}"
+    assert not [f for f in findings if f.endpoint in CLEAN], described
+    assert {f.endpoint for f in findings} <= {endpoint for _, endpoint in PLANTED}, described
+
+    [n1] = [f for f in findings if f.type.value == "n-plus-one"]
+    assert "reviews" in n1.evidence["statement"] and n1.evidence["calls_per_request"] >= 10, n1.evidence
+    [index] = [f for f in findings if f.type.value == "missing-index"]
+    assert index.evidence["table"] == "loans", index.evidence
+    [pool] = [f for f in findings if f.type.value == "saturation"]
+    assert pool.evidence["max_served_at_once"] * 2 < pool.evidence["max_called_at_once"], pool.evidence
+
+    recommendations = plan(findings, load_target(LIBRARY_TARGET), limit=100)
+    by_id = {f.id: f for f in findings}
+    chosen = {
+        (by_id[f].type.value, by_id[f].endpoint): r.lever.name
+        for r in recommendations
+        if r.recommended and r.lever
+        for f in r.finding_ids
+    }
+    assert {key: chosen.get(key) for key in PLANTED} == PLANTED, described
 
 
 async def test_a_campaign_on_the_library_keeps_every_right_fix_and_proves_it(
@@ -40,6 +87,7 @@ async def test_a_campaign_on_the_library_keeps_every_right_fix_and_proves_it(
     findings = "\n".join(f"{f.type.value} {f.endpoint}: {f.summary}" for f in final.findings)
 
     print(changes, findings, sep="\n")  # shown with a failure
+    assert_every_planted_problem_is_found_with_its_own_fix(final.findings, Path(settings.probe_file(campaign_id)))
     assert final.state == CampaignState.COMPLETED, f"{final.outcome_detail}\n{changes}\n{findings}"
     kept = {c.lever for c in final.changes if c.state == ChangeState.KEPT}
     assert kept == set(RIGHT_FIXES), f"{changes}\n{findings}"
