@@ -8,7 +8,7 @@ import statistics
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from ratchet.analysis.service_verdicts import log_ratio_interval, ratio_verdict
+from ratchet.analysis.service_verdicts import log_ratio_interval, ratio_service_verdict
 from ratchet.config.common import FindingType
 from ratchet.config.playbook import Playbook
 from ratchet.contracts import Finding, PageVitals, ServiceVerdict, SloCheck
@@ -119,20 +119,17 @@ def page_load_verdicts(before: list[PageVitals], after: list[PageVitals], playbo
         if len(was) < 2 or len(now) < 2:
             continue  # said by unjudged_page_metrics
         _, low, high = log_ratio_interval(now, was, level)
-        verdict = ratio_verdict(low, high, rules.regression_margin)
         before_value, after_value = statistics.median(was), statistics.median(now)
         verdicts.append(
-            ServiceVerdict(
-                subject=page_subject(pair.after),
-                metric=pair.metric,
-                before=round(before_value, 1),
-                after=round(after_value, 1),
-                low=round(low, 4),
-                high=round(high, 4),
-                verdict=verdict,
+            ratio_service_verdict(
+                page_subject(pair.after),
+                pair.metric,
+                before_value,
+                after_value,
+                (low, high),
+                margin=rules.regression_margin,
                 limit=pair.limit,
-                met_before=before_value < pair.limit,
-                met_after=after_value < pair.limit,
+                digits=1,
                 explanation=f"median of {len(was)} first visits before and {len(now)} after on {pair.after.profile}: "
                 f"x{after_value / before_value if before_value else 1:.2f} [{low:.2f}-{high:.2f}] at {level:.0%}",
             )

@@ -121,6 +121,36 @@ def ratio_verdict(low: float, high: float, margin: float) -> Verdict:
     return Verdict.NOT_WORSE if high < 1 + margin else Verdict.INCONCLUSIVE
 
 
+def ratio_service_verdict(
+    subject: str,
+    metric: str,
+    before: float,
+    after: float,
+    interval: tuple[float, float],
+    *,
+    margin: float,
+    limit: float,
+    digits: int,
+    explanation: str,
+) -> ServiceVerdict:
+    """The verdict on a lower-is-better figure from the interval of its after/before ratio, with the figure
+    before and after (rounded to ``digits``) against its target."""
+    low, high = interval
+    return ServiceVerdict(
+        subject=subject,
+        metric=metric,
+        before=round(before, digits),
+        after=round(after, digits),
+        low=round(low, 4),
+        high=round(high, 4),
+        verdict=ratio_verdict(low, high, margin),
+        limit=limit,
+        met_before=before < limit,
+        met_after=after < limit,
+        explanation=explanation,
+    )
+
+
 def _judge_measure(
     measure: _Measure,
     before: ArmSeries,
@@ -135,20 +165,15 @@ def _judge_measure(
     ratio, low, high = log_ratio_interval(
         [float(measure.statistic(r)) for r in after_runs], [float(measure.statistic(r)) for r in before_runs], level
     )
-    verdict = ratio_verdict(low, high, margin)
-    checked_before = float(measure.check(np.concatenate(before_runs))) * measure.scale
-    checked_after = float(measure.check(np.concatenate(after_runs))) * measure.scale
-    return ServiceVerdict(
-        subject=measure.subject,
-        metric=measure.metric,
-        before=round(checked_before, 3),
-        after=round(checked_after, 3),
-        low=round(low, 4),
-        high=round(high, 4),
-        verdict=verdict,
+    return ratio_service_verdict(
+        measure.subject,
+        measure.metric,
+        float(measure.check(np.concatenate(before_runs))) * measure.scale,
+        float(measure.check(np.concatenate(after_runs))) * measure.scale,
+        (low, high),
+        margin=margin,
         limit=measure.limit,
-        met_before=checked_before < measure.limit,
-        met_after=checked_after < measure.limit,
+        digits=3,
         explanation=f"{measure.reads}, {len(before_runs)} runs before and {len(after_runs)} after: after/before "
         f"x{ratio:.2f} [{low:.2f}-{high:.2f}] at {level:.0%}",
     )
