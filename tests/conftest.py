@@ -29,6 +29,7 @@ from ratchet.temporal.client import connect
 from ratchet.temporal.server import start_server, stop_server
 from ratchet.temporal.worker import build_workers, run_workers
 from ratchet.traces.serve import READY_LINE
+from tests import slowest_first
 from tests.postgres_server import PostgresServer, running_server
 from tests.webhook_receiver import receiver  # noqa: F401  (a fixture for every test module)
 
@@ -80,6 +81,9 @@ def pytest_configure(config: pytest.Config) -> None:
     each other's CPU: unpinned, a neighbour's load run moved their latency verdicts (three CI runs failed on
     three different verdicts). A campaign test waits on its load runs most of the time, and on one core it
     took what it takes alone (the happy path: 176 s pinned beside another, 172 s alone)."""
+    config.pluginmanager.register(slowest_first.SlowestFirst())  # the longest tests first (see the module)
+    if os.environ.get("RATCHET_STORE_DURATIONS") == "1" and not hasattr(config, "workerinput"):
+        config.pluginmanager.register(slowest_first.DurationRecorder())
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
     if os.environ.get("RATCHET_PIN_CPUS") != "1" or not worker.startswith("gw"):
         return
