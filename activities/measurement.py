@@ -74,8 +74,15 @@ def endpoint_names(target: Target) -> dict[str, str] | None:
     return {e.name: e.name for e in target.endpoints} | dict(script.tag_values)
 
 
-def render_script(request: LoadTestRequest, run_id: str) -> str:
-    """The k6 script of a request: its rate held, or its stress steps with their breaking conditions."""
+def traced_run(run_id: str, attempt: int) -> str:
+    """What a run's trace ids are derived from: a retried attempt's own name, so that it does not read as its
+    own the spans of the requests its stalled predecessor sent (a split run's generators share the run's)."""
+    return run_id if attempt == 1 else f"{run_id}-attempt-{attempt}"
+
+
+def render_script(request: LoadTestRequest, traced: str) -> str:
+    """The k6 script of a request: its rate held, or its stress steps with their breaking conditions; its trace
+    ids start with the prefix of ``traced`` (see ``traced_run``)."""
     if request.target.load_script is not None:
         return request.target.load_script.source
     traces = request.target.traces
@@ -87,11 +94,18 @@ def render_script(request: LoadTestRequest, run_id: str) -> str:
         duration_s=stress.step_s if stress else request.duration_s + request.warmup_s,
         max_vus=request.max_vus,
         request_timeout_s=request.request_timeout_s,
-        trace_prefix=run_trace_prefix(run_id) if traces is not None and traces.propagate else "",
+        trace_prefix=run_trace_prefix(traced) if traces is not None and traces.propagate else "",
         step_rates=stress.rates if stress else None,
         abort_when=AbortConditions(stress.abort_error_rate, stress.abort_p95_ms) if stress else None,
         focus=request.focus,
     )
+
+
+def superseded() -> bool:
+    """Whether this attempt was cancelled because the server gave up on it (its heartbeat lapsed, or it is
+    gone), rather than by the campaign: then a retry may already be measuring the same run."""
+    details = activity.cancellation_details()
+    return details is not None and (details.timed_out or details.not_found)
 
 
 class MeasurementActivities:
@@ -114,6 +128,8 @@ class MeasurementActivities:
         try:
             run = await self._generate(request, run_id, sampler=sampler, statements=statements, caches=caches)
         except asyncio.CancelledError:
+            if superseded():
+                raise  # its retry measures the run: this attempt's samples are no part of it
             # Keep what was measured before the stop; the campaign's report can still show it.
             try:
                 await asyncio.to_thread(self._store, request, run_id, True)
@@ -121,7 +137,10 @@ class MeasurementActivities:
                 activity.logger.exception("could not keep the partial samples of %s", run_id)
             raise
         notes = await self._store_statements(statements, run_id) + await self._store_caches(caches, run_id)
-        return await self._conclude(request, run_id, run, self._store_resources(sampler, run_id), notes)
+        resources = self._store_resources(sampler, run_id)
+        return await self._conclude(
+            request, run_id, run, resources, notes, traced=traced_run(run_id, activity.info().attempt)
+        )
 
     @activity.defn(name="generate_load")
     async def generate_load(self, request: GeneratorRequest) -> GeneratorResult:
@@ -204,7 +223,8 @@ class MeasurementActivities:
         activity.heartbeat({"run_id": run_id, "label": request.label, "progress": "starting k6", "generator": index})
         script = request.target.load_script
         tag = script.endpoint_tag if script is not None else "endpoint"
-        stream = SampleStream(run_dir, generator=index, live=live, endpoint_tag=tag)
+        attempt = activity.info().attempt
+        stream = SampleStream(run_dir, generator=index, attempt=attempt, live=live, endpoint_tag=tag)
         stream.start()
         if sampler is not None:
             sampler.start()
@@ -214,8 +234,8 @@ class MeasurementActivities:
             await asyncio.to_thread(caches.start)
         try:
             return await run_k6(
-                render_script(request, run_id),
-                workdir=run_dir / f"generator-{index}",
+                render_script(request, traced_run(run_id, 1 if segment else attempt)),
+                workdir=run_dir / f"generator-{index}-a{attempt}",
                 output=stream.source,
                 on_progress=beat,
                 segment=segment,
@@ -377,7 +397,9 @@ class MeasurementActivities:
         if failure:
             raise ApplicationError(failure, type="TraceReceiverDown", non_retryable=True)
 
-    async def _collect_spans(self, request: LoadTestRequest, run_id: str, answered: int) -> tuple[int, list[str]]:
+    async def _collect_spans(
+        self, request: LoadTestRequest, run_id: str, answered: int, traced: str
+    ) -> tuple[int, list[str]]:
         traces = request.target.traces
         if traces is None or not traces.propagate:
             return 0, []
@@ -388,7 +410,7 @@ class MeasurementActivities:
             receiver_url=self.settings.otlp_url,
             token=self.settings.otlp_token,
             spans_dir=self.settings.spans_dir,
-            run_id=run_id,
+            run_id=traced,
             endpoints=[e.name for e in request.target.endpoints],
             out_file=self.settings.spans_file(run_id),
             settle_s=traces.settle.total_seconds(),
@@ -407,8 +429,11 @@ class MeasurementActivities:
         run: K6Run,
         resources: ResourceSummary | None,
         notes_so_far: list[str],
+        *,
+        traced: str | None = None,
     ) -> LoadTestResult:
-        """Percentiles, the stress knee, spans and notes of a finished run; refuse a run nothing answered."""
+        """Percentiles, the stress knee, spans and notes of a finished run; refuse a run nothing answered. Its
+        spans are those whose trace ids derive from ``traced`` (the run's id by default; see ``traced_run``)."""
         result, answered = await asyncio.to_thread(self._store, request, run_id, False)
         stress = None
         if request.stress is not None:
@@ -440,7 +465,7 @@ class MeasurementActivities:
                 type="MeasurementError",
                 non_retryable=True,
             )
-        spans, notes = await self._collect_spans(request, run_id, answered)
+        spans, notes = await self._collect_spans(request, run_id, answered, traced or run_id)
         notes = notes_so_far + notes
         if resources is None:
             notes.append("no process of the target found on this machine: no resource samples")

@@ -127,16 +127,20 @@ class SampleStream:
         parts_dir: Path,
         *,
         generator: int = 0,
+        attempt: int = 1,
         chunk_bytes: int = CHUNK_BYTES,
         live: LiveCounts | None = None,
         endpoint_tag: str = "endpoint",
     ) -> None:
         self.parts_dir = parts_dir
         self.generator = generator
+        self.attempt = attempt
         self.endpoint_tag = endpoint_tag
         self.live = live
         self.chunk_bytes = chunk_bytes
-        self.source = parts_dir / f"k6-output-{generator}.fifo"
+        # Named by generator and attempt: an attempt whose heartbeat lapsed may still be writing when its retry
+        # starts in the same folder (see run_parts).
+        self.source = parts_dir / f"k6-output-{generator}-a{attempt}.fifo"
         self._chunks: queue.Queue[Path | None] = queue.Queue(maxsize=2)  # backpressure, not memory growth
         self._threads: list[threading.Thread] = []
         self._keepalive_fd: int | None = None
@@ -147,7 +151,7 @@ class SampleStream:
         """Create the FIFO and start reading it (before k6 opens it, so k6 never blocks on open)."""
         self.parts_dir.mkdir(parents=True, exist_ok=True)
         self.source.unlink(missing_ok=True)
-        for stale in self.parts_dir.glob(f"chunk-{self.generator}-*"):  # left by an attempt that crashed
+        for stale in self.parts_dir.glob(f"{self._prefix}*"):  # left by a process of this attempt that crashed
             stale.unlink()
         warm_up()  # the line scan compiled or loaded now, not while k6 waits on a full FIFO
         os.mkfifo(self.source, 0o600)
@@ -184,6 +188,10 @@ class SampleStream:
         if self._errors:
             raise self._errors[0]
         return self._count
+
+    @property
+    def _prefix(self) -> str:
+        return f"chunk-{self.generator}-a{self.attempt}-"
 
     def _guard(self, work: Callable[..., None], *args: object) -> None:
         try:
@@ -224,7 +232,7 @@ class SampleStream:
             self._chunks.put(None)
 
     def _hand_over(self, kept: bytearray) -> None:
-        chunk = self.parts_dir / f"chunk-{self.generator}-{self._count:05d}.ndjson"
+        chunk = self.parts_dir / f"{self._prefix}{self._count:05d}.ndjson"
         chunk.write_bytes(kept)
         kept.clear()
         self._count += 1

@@ -7,6 +7,7 @@ status, its scenario, the generator that sent it and its timestamp.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import NamedTuple
@@ -50,7 +51,8 @@ def finalize_run_samples(
     both files are in place.
     """
     parquet.parent.mkdir(parents=True, exist_ok=True)
-    parts = sorted(parts_dir.glob("*.parquet")) if parts_dir.is_dir() else []
+    every_part = sorted(parts_dir.glob("*.parquet")) if parts_dir.is_dir() else []
+    parts = run_parts(every_part)
     tmp, dropped_tmp = parquet.with_suffix(".tmp.parquet"), dropped_file(parquet).with_suffix(".tmp.parquet")
     with duckdb.connect() as con:
         if parts:
@@ -89,9 +91,29 @@ def finalize_run_samples(
         ).fetchone()
     tmp.replace(parquet)
     dropped_tmp.replace(dropped_file(parquet))
-    for part in parts:
+    for part in every_part:
         part.unlink(missing_ok=True)
     return RunSampleCounts(int(count[0]) if count else 0, int(answered[0]) if answered else 0)
+
+
+_PART = re.compile(r"chunk-(?P<generator>\d+)-a(?P<attempt>\d+)-\d+\.parquet")
+
+
+def run_parts(parts: list[Path]) -> list[Path]:
+    """The parts of each generator's latest attempt. A run retried after its heartbeat lapsed (a stalled host,
+    a lost worker) may leave the parts of its earlier attempt, which can even go on writing while the retry
+    runs: their samples belong to no complete run (CI, 2026-12-08: a superseded attempt merged, then deleted,
+    its retry's parts, and the retry counted 0 requests)."""
+    latest: dict[int, int] = {}
+    numbered = []
+    for part in parts:
+        named = _PART.fullmatch(part.name)
+        if named is None:
+            continue
+        generator, attempt = int(named["generator"]), int(named["attempt"])
+        latest[generator] = max(attempt, latest.get(generator, 0))
+        numbered.append((part, generator, attempt))
+    return [part for part, generator, attempt in numbered if attempt == latest[generator]]
 
 
 def dropped_file(parquet: Path) -> Path:
