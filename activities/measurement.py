@@ -76,7 +76,7 @@ def endpoint_names(target: Target) -> dict[str, str] | None:
 
 def traced_run(run_id: str, attempt: int) -> str:
     """What a run's trace ids are derived from: a retried attempt's own name, so that it does not read as its
-    own the spans of the requests its stalled predecessor sent (a split run's generators share the run's)."""
+    own the spans of the requests its stalled predecessor sent."""
     return run_id if attempt == 1 else f"{run_id}-attempt-{attempt}"
 
 
@@ -125,8 +125,9 @@ class MeasurementActivities:
         sampler = ResourceSampler(lambda: target_processes(request.target))
         statements = StatementRecorder(request.target)
         caches = CacheRecorder(request.target)
+        traced = traced_run(run_id, activity.info().attempt)
         try:
-            run = await self._generate(request, run_id, sampler=sampler, statements=statements, caches=caches)
+            run = await self._generate(request, run_id, traced, sampler=sampler, statements=statements, caches=caches)
         except asyncio.CancelledError:
             if superseded():
                 raise  # its retry measures the run: this attempt's samples are no part of it
@@ -138,9 +139,7 @@ class MeasurementActivities:
             raise
         notes = await self._store_statements(statements, run_id) + await self._store_caches(caches, run_id)
         resources = self._store_resources(sampler, run_id)
-        return await self._conclude(
-            request, run_id, run, resources, notes, traced=traced_run(run_id, activity.info().attempt)
-        )
+        return await self._conclude(request, run_id, run, resources, notes, traced=traced)
 
     @activity.defn(name="generate_load")
     async def generate_load(self, request: GeneratorRequest) -> GeneratorResult:
@@ -157,6 +156,7 @@ class MeasurementActivities:
         run = await self._generate(
             load,
             run_id,
+            run_id,  # the generators share the run's trace ids: summarize_load_test collects them by it
             sampler=sampler,
             statements=statements,
             caches=caches,
@@ -192,6 +192,7 @@ class MeasurementActivities:
         self,
         request: LoadTestRequest,
         run_id: str,
+        traced: str,
         *,
         sampler: ResourceSampler | None,
         statements: StatementRecorder | None = None,
@@ -199,7 +200,8 @@ class MeasurementActivities:
         segment: Segment | None = None,
         start_at: datetime | None = None,
     ) -> K6Run:
-        """Run k6 (all of the test, or one segment) with its samples streamed into the run's folder."""
+        """Run k6 (all of the test, or one segment) with its samples streamed into the run's folder and its
+        trace ids derived from ``traced`` (see ``traced_run``)."""
         index = segment.index if segment else 0
         run_dir = self.settings.samples_dir / run_id
         live = LiveCounts() if request.bounded_memory else None
@@ -234,7 +236,7 @@ class MeasurementActivities:
             await asyncio.to_thread(caches.start)
         try:
             return await run_k6(
-                render_script(request, traced_run(run_id, 1 if segment else attempt)),
+                render_script(request, traced),
                 workdir=run_dir / f"generator-{index}-a{attempt}",
                 output=stream.source,
                 on_progress=beat,
